@@ -1,0 +1,19 @@
+# Sourced by demo.sh and test.sh: create ./.venv on first use and install sol (core + in-tree
+# plugins) with pinned framework versions. Never lets pip pick a torch by itself.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="${PYTHON:-python3}"
+STAMP="$VENV/.sol-installed"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+want="$(cat "$ROOT/scripts/env.sh" "$ROOT"/sol_core/pyproject.toml "$ROOT"/plugins/*/pyproject.toml | sha256sum | cut -c1-16)"
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
+  echo "sol: setting up $VENV (first run takes a few minutes)" >&2
+  "$VENV/bin/pip" install -q --upgrade pip setuptools wheel
+  "$VENV/bin/pip" install -q "torch==2.13.0" "numpy>=1.23" pytest pytest-timeout ruff
+  "$VENV/bin/pip" install -q -e "$ROOT/sol_core" -e "$ROOT/plugins/device_x86" -e "$ROOT/plugins/frontend_pytorch"
+  echo "$want" > "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"

@@ -1,0 +1,126 @@
+"""The user-facing entry points: ``optimize`` and ``explain``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sol import cache
+from sol.errors import DeviceUnavailableError, SolError
+from sol.ir import Graph
+from sol.planner.plan import Plan
+from sol.program import Program
+from sol.roles import Device, Frontend
+
+if TYPE_CHECKING:
+    from sol.explain import Explanation
+
+log = logging.getLogger("sol")
+_warned_emulated: set[str] = set()
+
+
+def _configure_logging() -> None:
+    level = os.environ.get("SOL_LOG")
+    if level:
+        logging.basicConfig()
+        log.setLevel(level.upper())
+
+
+def frontend_for(model: Any) -> Frontend:
+    from sol.plugins import roles
+
+    frontends = roles().frontends
+    for f in frontends:
+        if f.accepts(model):
+            return f
+    have = ", ".join(frontends.names()) or "none installed (pip install sol-frontend-pytorch)"
+    raise SolError(f"no sol frontend accepts a {type(model).__module__}.{type(model).__qualname__}; "
+                   f"installed frontends: {have}")
+
+
+def resolve_device(name: str | None) -> Device:
+    from sol import device_select
+    from sol.plugins import roles
+
+    device = roles().devices.get(name or device_select.get())
+    avail = device.availability()
+    if not avail.available:
+        raise DeviceUnavailableError(f"device {device.name!r} is not available here: {avail.detail}")
+    if avail.emulated and device.name not in _warned_emulated:
+        _warned_emulated.add(device.name)
+        warnings.warn(f"sol device {device.name!r} runs emulated: {avail.detail}", stacklevel=3)
+    return device
+
+
+def plan(graph: Graph, device: str | None = None, training: bool = False, options: dict | None = None) -> Plan:
+    """Run core's passes on ``graph`` and plan it for ``device``."""
+    from sol.planner.partition import plan_graph
+    from sol.plugins import manager, roles
+
+    options = dict(options or {})
+    dev = resolve_device(device)
+    manager().hook.sol_graph_imported(graph=graph, options=options)
+    roles().passes.run(graph, training=training)
+    result = plan_graph(graph, dev, roles().backends.for_device(dev.name), options)
+    manager().hook.sol_plan_ready(plan=result)
+    return result
+
+
+def compile_graph(graph: Graph, device: str | None = None, training: bool = False,
+                  options: dict | None = None) -> Program:
+    """Graph -> loaded Program: passes, planner, codegen, compile (cached), load."""
+    from sol.plugins import manager, records, roles
+
+    _configure_logging()
+    the_plan = plan(graph, device, training, options)
+    dev = roles().devices.get(the_plan.device)
+    t0 = time.perf_counter()
+    source = dev.render(the_plan)
+    debug_dir = os.environ.get("SOL_DEBUG_DIR")
+    if debug_dir:
+        out = Path(debug_dir) / graph.name
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in source.files.items():
+            (out / name).write_text(text)
+    versions = ";".join(f"{r.name}={r.version}" for r in sorted(records(), key=lambda r: r.name))
+    key = cache.key_of(source.text, dev.compiler.identity(), versions)
+
+    def build(tmp: Path) -> Path:
+        if sys.stderr.isatty():
+            print(f"sol: compiling {len(the_plan.groups)} kernels for {dev.name}...", file=sys.stderr, flush=True)
+        return dev.compiler.compile(source, tmp)
+
+    artifact, cached = cache.get_or_build(key, build)
+    log.info("sol: %s %s in %.2fs", "loaded cached" if cached else "compiled", graph.name, time.perf_counter() - t0)
+    program = dev.load(artifact, the_plan, source)
+    program.info.update(plan=the_plan, cached=cached, cache_key=key, artifact=str(artifact))
+    manager().hook.sol_program_loaded(program=program)
+    return program
+
+
+def optimize(model: Any, *example_inputs: Any, device: str | None = None, training: bool | None = None,
+             **options: Any) -> Any:
+    """Return an object of ``model``'s framework type that computes the same, faster.
+
+    ``example_inputs``: example tensors or shapes (e.g. ``x.size()``), one per model input.
+    ``device``: a device name (``"x86"``, ...); default ``sol.device.get()``.
+    """
+    frontend = frontend_for(model)
+    options = dict(options, training=training)
+    graph = frontend.import_graph(model, example_inputs, options)
+    program = compile_graph(graph, device, training=bool(training), options=options)
+    return frontend.wrap(program, model, graph)
+
+
+def explain(model: Any, *example_inputs: Any, device: str | None = None, **options: Any) -> Explanation:
+    """The plan sol would run for ``model``: groups, layer classes, fused ops, libraries."""
+    from sol.explain import Explanation
+
+    frontend = frontend_for(model)
+    graph = frontend.import_graph(model, example_inputs, dict(options))
+    return Explanation(plan(graph, device, False, options))

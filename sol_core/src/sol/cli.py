@@ -1,0 +1,106 @@
+"""The ``sol`` command: plugins, inspect, cache."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from sol.plugins import PLUGIN_API, records, roles
+
+    r = roles()
+    print(f"sol-core plugin API {'.'.join(map(str, PLUGIN_API))}")
+    rows = [("plugin", "distribution", "version", "provides", "status")]
+    for rec in records():
+        status = []
+        for role in rec.roles:
+            kind, name = role.split(":", 1)
+            if kind == "device":
+                a = r.devices.get(name).availability()
+                status.append(f"{name}: {'available' if a.available else 'unavailable'}"
+                              + (f" ({a.detail})" if a.detail else ""))
+            elif kind == "backend":
+                a = r.backends.get(name).availability()
+                status.append(f"{name}: {'available' if a.available else 'unavailable'}"
+                              + (f" ({a.detail})" if a.detail else ""))
+        provides = ", ".join(rec.roles) or ("ops, passes" if rec.name == "core" else "-")
+        rows.append((rec.name, rec.distribution, rec.version, provides, "; ".join(status) or "ok"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4])
+    if not r.frontends.names():
+        print("no frontend installed (e.g. pip install sol-frontend-pytorch)")
+    if not r.devices.names():
+        print("no device installed (e.g. pip install sol-device-x86)")
+    return 0
+
+
+def _load_model(spec: str) -> Any:
+    """'package.module:factory' -> factory() (or the attribute itself if not callable)."""
+    if ":" not in spec:
+        raise SystemExit(f"sol: model must be given as module:attribute, got {spec!r}")
+    mod, attr = spec.split(":", 1)
+    sys.path.insert(0, "")
+    obj = importlib.import_module(mod)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    model = obj() if inspect.isclass(obj) or inspect.isfunction(obj) else obj
+    if hasattr(model, "eval"):
+        model.eval()
+    return model
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from sol.api import explain
+
+    model = _load_model(args.model)
+    shapes = [tuple(int(d) for d in s.split(",")) for s in args.input]
+    report = explain(model, *shapes, device=args.device)
+    print(report)
+    if args.dot:
+        report.write_dot(args.dot)
+        print(f"wrote {args.dot}")
+    return 0
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from sol import cache
+
+    if args.action == "clear":
+        print(f"removed {cache.clear()} entries from {cache.cache_dir()}")
+    else:
+        i = cache.info()
+        print(f"{i['path']}: {i['entries']} entries, {int(i['bytes']) / 2**20:.1f} MiB")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sol", description="sol: transparent neural-network acceleration")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("plugins", help="list installed plugins and whether their devices are available")
+    p = sub.add_parser("inspect", help="print the plan for a model: groups, classes, libraries")
+    p.add_argument("model", help="module:factory returning the model, e.g. mymodels:resnet18")
+    p.add_argument("--input", action="append", required=True, help="input shape, e.g. 8,3,224,224 (repeat per input)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--dot", default=None, help="write the fused graph as Graphviz DOT here")
+    c = sub.add_parser("cache", help="show or clear the compile cache")
+    c.add_argument("action", choices=["info", "clear"], nargs="?", default="info")
+    args = parser.parse_args(argv)
+    try:
+        return {"plugins": _plugins, "inspect": _inspect, "cache": _cache}[args.command](args)
+    except Exception as exc:  # the CLI reports; a traceback helps nobody here
+        from sol.errors import SolError
+
+        if isinstance(exc, SolError):
+            print(f"sol: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

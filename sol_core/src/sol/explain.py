@@ -1,0 +1,55 @@
+"""Human-readable plans: a text table of groups and a DOT picture of the fused graph."""
+
+from __future__ import annotations
+
+from sol.planner.plan import GroupKind, Plan, Storage
+
+
+class Explanation:
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+
+    def __str__(self) -> str:
+        p = self.plan
+        m = p.memory
+        lines = [f"sol plan for {p.graph.name} on {p.device}: {len(p.graph.nodes)} ops in {len(p.groups)} groups; "
+                 f"workspace {m.arena_bytes / 2**20:.2f} MiB (one buffer per tensor: {m.naive_bytes / 2**20:.2f} MiB)"]
+        for g in p.groups:
+            how = {GroupKind.LIBRARY: f"library {g.backend}", GroupKind.FUSED: "generated loop nest",
+                   GroupKind.ALIAS: "alias (no code)"}[g.kind]
+            if g.kind is GroupKind.FUSED and g.kernel is not None:
+                k = g.kernel
+                how += f", depth-first over {'x'.join(map(str, k.outer_shape)) or '1'}"
+                if k.locals:
+                    how += f", {len(k.locals)} scratch tensor(s) {k.local_bytes()} B/iteration"
+            lines.append(f"{g.label:>4}  {g.layer_class.value:<28} {how}")
+            for i, n in enumerate(g.nodes):
+                role = "epilogue " if g.kind is GroupKind.LIBRARY and i > 0 else ""
+                src = f"  <- {n.source}" if n.source else ""
+                lines.append(f"        #{i + 1} {role}{n.op} -> {n.outputs[0].type}{src}")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def dot(self) -> str:
+        """The fused graph in Graphviz DOT: one box per group, edges for tensors between them."""
+        p = self.plan
+        out = ["digraph sol {", "  rankdir=TB; node [shape=box, fontname=monospace];"]
+        producer = {v: g for g in p.groups for n in g.nodes for v in n.outputs}
+        for v in p.graph.inputs:
+            out.append(f'  "{v.name}" [shape=ellipse, label="{v.name}\\n{v.type}"];')
+        for g in p.groups:
+            ops = "\\n".join(n.op for n in g.nodes)
+            extra = f"\\n[{g.backend}]" if g.backend else ""
+            out.append(f'  {g.label} [label="{g.label} {g.kind.value}{extra}\\n{ops}"];')
+            for v in g.inputs:
+                if v in producer:
+                    out.append(f'  {producer[v].label} -> {g.label} [label="{v.type}"];')
+                elif p.memory.slots.get(v) is not None and p.memory.slots[v].storage is Storage.INPUT:
+                    out.append(f'  "{v.name}" -> {g.label};')
+        out.append("}")
+        return "\n".join(out)
+
+    def write_dot(self, path: str) -> None:
+        with open(path, "w") as f:
+            f.write(self.dot())

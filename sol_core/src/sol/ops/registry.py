@@ -1,0 +1,135 @@
+"""The op registry: what every operation in sol's IR means.
+
+Each :class:`OpDef` carries the op's shape/dtype rule, its layer class (the seed's five classes,
+which drive the planner), its NumPy reference implementation (the ground truth for tests and
+``sol.debug.compare``) and, for I/O-bound ops, how many trailing dimensions it works across (the
+rest are independent loops the planner may share with neighbouring ops: depth-first fusion).
+Plugins add ops through the ``sol_register_ops`` hook with the same :class:`OpDef`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sol.errors import SolError, UnsupportedOpError
+
+if TYPE_CHECKING:
+    from sol.ir import Node, TensorType
+
+
+class LayerClass(enum.Enum):
+    """The seed's layer classes: how an op runs best."""
+
+    ELEMENTWISE = "element-wise"
+    IO_BOUND = "I/O-memory bound"
+    COMPUTE_BOUND = "compute bound"
+    PARAM_BOUND = "parameter-memory bound"
+    ORDER_CONSTRAINED = "execution-order constrained"
+    SHAPE = "shape (no computation)"
+
+
+InferFn = Callable[[list["TensorType"], dict[str, Any]], list["TensorType"]]
+ReferenceFn = Callable[[list[np.ndarray], dict[str, Any]], list[np.ndarray]]
+CoreDimsFn = Callable[["Node"], int]
+
+
+@dataclass
+class OpDef:
+    """Everything core knows about one op.
+
+    ``attrs`` lists the accepted attributes with their defaults (``REQUIRED`` for none);
+    ``normalize`` canonicalizes attribute values given the input types (negative axes, tuples).
+    ``core_dims`` (I/O-bound ops) returns how many trailing dims of the output one instance
+    spans: a pooling op spans H and W (2), softmax over axis a of a rank-r tensor spans r - a.
+    """
+
+    name: str
+    layer_class: LayerClass
+    infer: InferFn
+    reference: ReferenceFn
+    arity: tuple[int, int] = (1, 1)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    normalize: Callable[[dict[str, Any], list[TensorType]], dict[str, Any]] | None = None
+    core_dims: CoreDimsFn | None = None
+    doc: str = ""
+
+    def normalize_attrs(self, attrs: dict[str, Any], in_types: list[TensorType]) -> dict[str, Any]:
+        unknown = set(attrs) - set(self.attrs)
+        if unknown:
+            raise SolError(f"op {self.name!r} got unknown attributes {sorted(unknown)}; "
+                           f"it takes {sorted(self.attrs)}")
+        lo, hi = self.arity
+        if not lo <= len(in_types) <= hi:
+            raise SolError(f"op {self.name!r} takes {lo}..{hi} inputs, got {len(in_types)}")
+        out = {}
+        for key, default in self.attrs.items():
+            if key in attrs:
+                out[key] = attrs[key]
+            elif default is REQUIRED:
+                raise SolError(f"op {self.name!r} needs attribute {key!r}")
+            else:
+                out[key] = default
+        return self.normalize(out, in_types) if self.normalize else out
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
+class OpRegistry:
+    """Name -> OpDef. Duplicate names are an error: two plugins must not silently disagree."""
+
+    def __init__(self) -> None:
+        self._ops: dict[str, OpDef] = {}
+
+    def register(self, opdef: OpDef) -> OpDef:
+        if opdef.name in self._ops:
+            raise SolError(f"op {opdef.name!r} is registered twice")
+        self._ops[opdef.name] = opdef
+        return opdef
+
+    def get(self, name: str, node: Node | None = None) -> OpDef:
+        _ensure_loaded()
+        try:
+            return self._ops[name]
+        except KeyError:
+            where = f" at {node.source}" if node is not None and node.source else ""
+            raise UnsupportedOpError(f"sol has no op {name!r}{where}", op=name) from None
+
+    def __contains__(self, name: str) -> bool:
+        _ensure_loaded()
+        return name in self._ops
+
+    def names(self) -> list[str]:
+        _ensure_loaded()
+        return sorted(self._ops)
+
+    def layer_class(self, node: Node) -> LayerClass:
+        return self.get(node.op, node).layer_class
+
+    def run_reference(self, node: Node, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        return self.get(node.op, node).reference(inputs, node.attrs)
+
+
+registry = OpRegistry()
+_loaded = False
+
+
+def _ensure_loaded() -> None:
+    """Fill the registry on first use: core's builtin ops, then every plugin's (hook)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    from sol.plugins import manager
+
+    manager().hook.sol_register_ops(registry=registry)

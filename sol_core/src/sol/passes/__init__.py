@@ -1,0 +1,20 @@
+"""Core's graph passes, registered through the builtin plugin like any plugin's passes."""
+
+from __future__ import annotations
+
+from sol.passes import batchnorm, canonicalize, simplify
+from sol.passes.manager import PassRegistry
+
+
+def builtin_passes(registry: PassRegistry) -> None:
+    registry.register("split_bias", canonicalize.split_bias, stage="canonicalize")
+    registry.register("remove_identity", canonicalize.remove_identity, stage="canonicalize")
+    registry.register("dead_code", simplify.dead_code, stage="simplify")
+    registry.register("constant_fold", simplify.constant_fold, stage="simplify")
+    registry.register("merge_reshapes", simplify.merge_reshapes, stage="simplify")
+    registry.register("cse", simplify.common_subexpressions, stage="simplify")
+    registry.register("remove_dropout", canonicalize.remove_dropout, stage="inference", inference_only=True)
+    registry.register("fold_batchnorm", batchnorm.fold_into_producer, stage="inference", inference_only=True)
+    registry.register("batchnorm_to_affine", batchnorm.to_affine, stage="inference", inference_only=True)
+    registry.register("fold_params", simplify.fold_params, stage="inference", inference_only=True)
+    registry.register("dead_code_late", simplify.dead_code, stage="late")

@@ -1,0 +1,67 @@
+"""Canonical forms the planner relies on: biases are separate ``add`` nodes (so a library may
+absorb them or a fused loop may take them), identities and inference-time dropout are gone."""
+
+from __future__ import annotations
+
+from sol.ir import Graph, Value, ValueKind
+
+
+def split_bias(graph: Graph) -> bool:
+    """conv2d(x, w, b) -> add(conv2d(x, w), b[C,1,1]); dense(x, w, b) -> add(dense(x, w), b)."""
+    changed = False
+    for node in list(graph.nodes):
+        if node.op not in ("conv2d", "dense") or len(node.inputs) != 3:
+            continue
+        bias = node.inputs[2]
+        node.inputs = node.inputs[:2]
+        out = node.output
+        if node.op == "conv2d":
+            bias = _as_channel_vector(graph, bias, rank_after=2)
+        add = graph.add_node("add", [out, bias], source=node.source, after=node)
+        _redirect(graph, out, add.output, skip=add)
+        changed = True
+    return changed
+
+
+def _as_channel_vector(graph: Graph, bias: Value, rank_after: int) -> Value:
+    """A (C,) bias as (C, 1, 1): a NumPy view for params/consts (no copy), else a reshape."""
+    shape = bias.shape + (1,) * rank_after
+    if bias.kind in (ValueKind.PARAM, ValueKind.CONST) and bias.data is not None:
+        view = bias.data.reshape(shape)
+        if bias.kind is ValueKind.PARAM:
+            return graph.add_param(bias.name, view)
+        return graph.add_const(view, hint="bias")
+    return graph.add_node("reshape", [bias], {"shape": shape}).output
+
+
+def _redirect(graph: Graph, old: Value, new: Value, skip: object) -> None:
+    for n in graph.nodes:
+        if n is not skip:
+            n.inputs = [new if v is old else v for v in n.inputs]
+    graph.outputs = [new if v is old else v for v in graph.outputs]
+
+
+def _bypass(graph: Graph, ops: tuple[str, ...]) -> bool:
+    changed = False
+    for node in list(graph.nodes):
+        if node.op not in ops:
+            continue
+        src, out = node.inputs[0], node.output
+        if out in graph.outputs and (src.kind is not ValueKind.NODE or src in graph.outputs):
+            if node.op != "identity":  # the output needs its own buffer: keep a plain copy
+                node.op, node.attrs = "identity", {}
+                changed = True
+            continue
+        graph.replace_uses(out, src)
+        graph.nodes.remove(node)
+        changed = True
+    return changed
+
+
+def remove_identity(graph: Graph) -> bool:
+    return _bypass(graph, ("identity",))
+
+
+def remove_dropout(graph: Graph) -> bool:
+    """Dropout is the identity at inference."""
+    return _bypass(graph, ("dropout",))

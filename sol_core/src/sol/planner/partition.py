@@ -1,0 +1,222 @@
+"""Partition a graph into groups: library calls with absorbed epilogues, depth-first fused loop
+nests of element-wise and I/O-bound ops, and free aliases.
+
+The planner owns the graph algorithm; devices and backends only answer questions about single
+ops (``Backend.claims``, ``Backend.absorbs``, ``DeviceCapabilities.fusible_ops``), as in
+Inductor's scheduler. Nodes are visited in topological order and each joins the best legal group:
+
+* a compute- or parameter-bound op a backend claims anchors a LIBRARY group;
+* an element-wise op reading a library group's result becomes that library's epilogue if the
+  backend can absorb it, unless the element-wise chain leads into a fusible I/O-bound op: then
+  the chain goes depth-first with that op (the seed's conv -> [bias, ReLU, AvgPool] kernel);
+* element-wise and I/O-bound ops otherwise join a FUSED group of a producer when they share its
+  outer loops (same leading dims), the scratch budget allows and no cycle between groups forms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sol.errors import UnsupportedOpError
+from sol.ir import Graph, Node, Value, ValueKind
+from sol.ops.registry import LayerClass, registry
+from sol.planner.kernel import build_kernel, max_depth
+from sol.planner.memory import ensure_distinct_outputs, plan_memory
+from sol.planner.plan import Group, GroupKind, Plan
+from sol.roles import Backend, Device
+
+_LIBRARY_CLASSES = (LayerClass.COMPUTE_BOUND, LayerClass.PARAM_BOUND)
+
+
+@dataclass
+class _State:
+    graph: Graph
+    device: Device
+    backends: list[Backend]
+    users: dict[Value, list[Node]]
+    groups: list[Group] = field(default_factory=list)
+    group_of: dict[Node, Group] = field(default_factory=dict)
+    depth: dict[int, int] = field(default_factory=dict)  # FUSED group id -> current depth
+    ancestors: dict[int, set[int]] = field(default_factory=dict)  # group id -> ids it depends on
+
+    def new_group(self, kind: GroupKind, node: Node, cls: LayerClass, backend: str | None = None) -> Group:
+        g = Group(len(self.groups), kind, [], cls, backend=backend)
+        self.groups.append(g)
+        self.ancestors[g.id] = set()
+        if kind is GroupKind.FUSED:
+            self.depth[g.id] = max_depth(node)
+        self.add(g, node)
+        return g
+
+    def add(self, g: Group, node: Node) -> None:
+        g.nodes.append(node)
+        self.group_of[node] = g
+        for v in node.inputs:
+            h = self.group_of.get(v.producer) if v.producer is not None else None
+            if h is not None and h is not g:
+                self.ancestors[g.id] |= {h.id} | self.ancestors[h.id]
+
+    def producer_group(self, v: Value) -> Group | None:
+        return self.group_of.get(v.producer) if v.producer is not None else None
+
+    def would_cycle(self, g: Group, node: Node) -> bool:
+        """Adding ``node`` to ``g`` makes g depend on the groups producing node's other inputs;
+        that is a cycle if any of them depends on g."""
+        for v in node.inputs:
+            h = self.producer_group(v)
+            if h is not None and h is not g and g.id in self.ancestors[h.id]:
+                return True
+        return False
+
+
+def plan_graph(graph: Graph, device: Device, backends: list[Backend], options: dict | None = None) -> Plan:
+    """Group, order and memory-plan ``graph`` for ``device``."""
+    ensure_distinct_outputs(graph)
+    st = _State(graph, device, backends, graph.users())
+    fusible = device.capabilities.fusible_ops
+    for node in graph.nodes:
+        cls = registry.layer_class(node)
+        if node.op == "reshape":
+            st.new_group(GroupKind.ALIAS, node, LayerClass.SHAPE)
+        elif cls in _LIBRARY_CLASSES and (b := _claimant(st, node)) is not None:
+            st.new_group(GroupKind.LIBRARY, node, cls, backend=b.name)
+        elif node.op not in fusible:
+            raise _unsupported(node, device, backends)
+        elif cls is LayerClass.ELEMENTWISE and _absorb(st, node):
+            pass
+        elif not _merge_into_producer(st, node):
+            st.new_group(GroupKind.FUSED, node, cls)
+    groups = _topological(st)
+    for g in groups:
+        _finish(st, g)
+    memory = plan_memory(graph, groups)
+    return Plan(graph, device.name, groups, memory, dict(options or {}))
+
+
+def _claimant(st: _State, node: Node) -> Backend | None:
+    for b in st.backends:
+        if b.claims(node, st.graph):
+            return b
+    return None
+
+
+def _unsupported(node: Node, device: Device, backends: list[Backend]) -> UnsupportedOpError:
+    where = f" at {node.source}" if node.source else ""
+    libs = ", ".join(b.name for b in backends) or "none"
+    return UnsupportedOpError(
+        f"op {node.op!r}{where} cannot run on device {device.name!r}: its templates do not "
+        f"generate it and no library backend ({libs}) claims it with these attributes {node.attrs}",
+        op=node.op, source=node.source)
+
+
+def _leads_into_io(st: _State, node: Node) -> bool:
+    """Does the single-reader element-wise chain starting at ``node`` feed a fusible I/O op?"""
+    fusible = st.device.capabilities.fusible_ops
+    cur = node
+    while True:
+        readers = st.users.get(cur.output, [])
+        if len(readers) != 1 or cur.output in st.graph.outputs:
+            return False
+        nxt = readers[0]
+        cls = registry.layer_class(nxt)
+        if cls is LayerClass.IO_BOUND:
+            return nxt.op in fusible and registry.get(nxt.op).core_dims is not None
+        if cls is not LayerClass.ELEMENTWISE:
+            return False
+        cur = nxt
+
+
+def _absorb(st: _State, node: Node) -> bool:
+    """Make ``node`` the next epilogue op of the library group whose result it reads."""
+    for v in node.inputs:
+        g = st.producer_group(v)
+        if g is None or g.kind is not GroupKind.LIBRARY or g.nodes[-1].outputs[0] is not v:
+            continue
+        if len(st.users.get(v, [])) != 1 or v in st.graph.outputs:
+            continue
+        if node.output.shape != v.shape or st.would_cycle(g, node) or _leads_into_io(st, node):
+            continue
+        backend = next(b for b in st.backends if b.name == g.backend)
+        if backend.absorbs(g.anchor, g.epilogue, node, st.graph):
+            st.add(g, node)
+            return True
+    return False
+
+
+def _merge_into_producer(st: _State, node: Node) -> bool:
+    caps = st.device.capabilities
+    want = max_depth(node)
+    for v in node.inputs:
+        g = st.producer_group(v)
+        if g is None or g.kind is not GroupKind.FUSED or st.would_cycle(g, node):
+            continue
+        depth = min(st.depth[g.id], want)
+        outer = g.nodes[0].outputs[0].shape[:depth]
+        if depth < 1 or node.output.shape[:depth] != outer:
+            continue
+        inside = [u for u in node.inputs if st.producer_group(u) is g]
+        if any(u.type.rank != node.output.type.rank or u.shape[:depth] != outer for u in inside):
+            continue  # in-group operands must line up with the shared outer loops
+        outer_size = 1
+        for d in outer:
+            outer_size *= d
+        has_io = any(registry.layer_class(n) is LayerClass.IO_BOUND for n in g.nodes + [node])
+        if has_io and depth < st.depth[g.id] and outer_size < caps.min_parallel:
+            continue  # would starve the cores
+        scratch = sum(u.type.nbytes // outer_size for u in inside)
+        if scratch > caps.local_bytes:
+            continue
+        st.depth[g.id] = depth
+        st.add(g, node)
+        return True
+    return False
+
+
+def _topological(st: _State) -> list[Group]:
+    order: list[Group] = []
+    done: set[int] = set()
+    deps = {g.id: {st.producer_group(v).id for n in g.nodes for v in n.inputs  # type: ignore[union-attr]
+                   if st.producer_group(v) not in (None, g)} for g in st.groups}
+
+    def visit(g: Group) -> None:
+        if g.id in done:
+            return
+        done.add(g.id)
+        for d in sorted(deps[g.id]):
+            visit(st.groups[d])
+        order.append(g)
+
+    for g in st.groups:
+        visit(g)
+    for i, g in enumerate(order):
+        g.id = i
+    return order
+
+
+def _finish(st: _State, g: Group) -> None:
+    inside = {v for n in g.nodes for v in n.outputs}
+    seen: set[Value] = set()
+    for n in g.nodes:
+        for v in n.inputs:
+            if v not in inside and v not in seen:
+                seen.add(v)
+                g.inputs.append(v)
+    for n in g.nodes:
+        for v in n.outputs:
+            outside = any(st.group_of.get(u) is not g for u in st.users.get(v, []))
+            if outside or v in st.graph.outputs:
+                g.outputs.append(v)
+    if g.kind is GroupKind.FUSED:
+        g.kernel = build_kernel(g, st.depth[g.id], st.users, st.device.capabilities.local_bytes, set(g.outputs))
+        g.layer_class = _dominant_class(g)
+    if not g.outputs and g.kind is not GroupKind.ALIAS:
+        g.outputs.append(g.nodes[-1].outputs[0])
+
+
+def _dominant_class(g: Group) -> LayerClass:
+    classes = [registry.layer_class(n) for n in g.nodes]
+    return LayerClass.IO_BOUND if LayerClass.IO_BOUND in classes else classes[0]
+
+
+def is_static(v: Value) -> bool:
+    return v.kind in (ValueKind.PARAM, ValueKind.CONST)

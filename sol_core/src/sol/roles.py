@@ -1,0 +1,209 @@
+"""The roles a plugin registers: frontends, devices and library backends, with typed registries.
+
+A role is a small object whose methods core calls; it carries data the planner reads
+(:class:`DeviceCapabilities`) rather than walking the graph itself. Registries reject duplicate
+and unknown names with errors that list what is there.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from sol.errors import PluginError
+
+if TYPE_CHECKING:
+    from sol.ir import Graph, Node
+    from sol.planner.plan import Plan
+    from sol.program import Program
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a device or library can run here; ``detail`` says how or why not."""
+
+    available: bool
+    detail: str = ""
+    emulated: bool = False
+
+
+@dataclass(frozen=True)
+class DeviceCapabilities:
+    """What the planner needs to know about a device, as data.
+
+    ``fusible_ops``: ops the device's templates can render inside a depth-first fused group.
+    ``local_bytes``: budget for one fused group's per-iteration scratch (planes kept in cache).
+    ``min_parallel``: outer iterations wanted to keep all cores/SMs busy.
+    """
+
+    vector_width: int
+    fusible_ops: frozenset[str]
+    local_bytes: int = 256 * 1024
+    min_parallel: int = 1
+    preferred_layout: str = "nchw"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Source:
+    """Generated code for one network on one device."""
+
+    files: dict[str, str]  # file name -> text
+    entry: str  # the translation unit to compile
+    meta: dict[str, Any] = field(default_factory=dict)  # e.g. param order, ABI info
+
+    @property
+    def text(self) -> str:
+        return "".join(f"// {k}\n{v}" for k, v in sorted(self.files.items()))
+
+
+class Compiler(abc.ABC):
+    """Turns a :class:`Source` into a loadable artifact in a directory."""
+
+    @abc.abstractmethod
+    def identity(self) -> str:
+        """Compiler path, version and flags: part of the compile-cache key."""
+
+    @abc.abstractmethod
+    def compile(self, source: Source, outdir: Path) -> Path:
+        """Compile into ``outdir`` (a private temporary dir) and return the artifact's path."""
+
+
+class Frontend(abc.ABC):
+    """Imports a framework's model into sol's IR and wraps a compiled program back."""
+
+    name: str  # e.g. "pytorch"; also makes `import sol.<name>` work
+    module: str  # the import package implementing it, e.g. "sol_pytorch"
+
+    @abc.abstractmethod
+    def accepts(self, model: Any) -> bool:
+        """True if ``model`` is this framework's model object. Must not import the framework
+        unless it is already imported (a model of it cannot exist otherwise)."""
+
+    @abc.abstractmethod
+    def import_graph(self, model: Any, example_inputs: tuple[Any, ...], options: dict[str, Any]) -> Graph:
+        """Framework model + example inputs (tensors or shapes) -> :class:`Graph`."""
+
+    @abc.abstractmethod
+    def wrap(self, program: Program, model: Any, graph: Graph) -> Any:
+        """Return a framework-native object that runs ``program`` like ``model`` ran."""
+
+
+class Device(abc.ABC):
+    """A place programs run: assembled from renderer, compiler and runtime (tinygrad-style)."""
+
+    name: str  # "x86", "cuda", "ve", ...
+
+    @abc.abstractmethod
+    def availability(self) -> Availability: ...
+
+    @property
+    @abc.abstractmethod
+    def capabilities(self) -> DeviceCapabilities: ...
+
+    @property
+    @abc.abstractmethod
+    def compiler(self) -> Compiler: ...
+
+    @abc.abstractmethod
+    def render(self, plan: Plan) -> Source:
+        """Generate the network's source from the plan (templates shipped with the plugin)."""
+
+    @abc.abstractmethod
+    def load(self, artifact: Path, plan: Plan, source: Source) -> Program:
+        """Load a compiled artifact, place parameters on the device once, return a Program."""
+
+
+class Backend(abc.ABC):
+    """A vendor library binding for one device: which ops it runs and which epilogues it fuses."""
+
+    name: str  # e.g. "onednn"
+    device: str  # the device name it serves
+    priority: int = 0  # higher wins when two backends claim one op
+
+    def availability(self) -> Availability:
+        return Availability(True)
+
+    @abc.abstractmethod
+    def claims(self, node: Node, graph: Graph) -> bool:
+        """True if this library runs ``node`` (the anchor of a library group)."""
+
+    def absorbs(self, anchor: Node, chain: list[Node], node: Node, graph: Graph) -> bool:
+        """True if ``node`` (element-wise, reading the group's result) can be a fused epilogue
+        after ``anchor`` and the epilogue ops already absorbed in ``chain``."""
+        return False
+
+
+R = TypeVar("R")
+
+
+class _Registry(Generic[R]):
+    kind = "role"
+
+    def __init__(self) -> None:
+        self._items: dict[str, R] = {}
+        self._owner: dict[str, str] = {}
+        self.current_plugin = "?"
+
+    def register(self, item: R) -> R:
+        name = getattr(item, "name", None)
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"{self.kind} registered by plugin {self.current_plugin!r} has no name")
+        if name in self._items:
+            raise PluginError(
+                f"{self.kind} {name!r} is registered twice: by {self._owner[name]!r} and by "
+                f"{self.current_plugin!r}; uninstall one or block it with SOL_DISABLE_PLUGINS"
+            )
+        self._items[name] = item
+        self._owner[name] = self.current_plugin
+        return item
+
+    def get(self, name: str) -> R:
+        try:
+            return self._items[name]
+        except KeyError:
+            have = ", ".join(sorted(self._items)) or "none installed"
+            raise PluginError(f"unknown {self.kind} {name!r} (installed: {have})") from None
+
+    def owner(self, name: str) -> str:
+        return self._owner[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[R]:
+        return iter(self._items.values())
+
+    def names(self) -> list[str]:
+        return list(self._items)
+
+
+class FrontendRegistry(_Registry[Frontend]):
+    kind = "frontend"
+
+
+class DeviceRegistry(_Registry[Device]):
+    kind = "device"
+
+
+class BackendRegistry(_Registry[Backend]):
+    kind = "backend"
+
+    def __init__(self, devices: DeviceRegistry) -> None:
+        super().__init__()
+        self._devices = devices
+
+    def register(self, item: Backend) -> Backend:
+        if item.device not in self._devices:
+            raise PluginError(
+                f"backend {item.name!r} (plugin {self.current_plugin!r}) is for device "
+                f"{item.device!r}, which is not installed"
+            )
+        return super().register(item)
+
+    def for_device(self, device: str) -> list[Backend]:
+        found = [b for b in self if b.device == device and b.availability().available]
+        return sorted(found, key=lambda b: -b.priority)

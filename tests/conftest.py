@@ -1,0 +1,23 @@
+"""Suite-wide settings: a private compile cache per test session (so a run never reads a stale
+user cache), and plugin state reset around tests that register their own plugins."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+_CACHE = tempfile.mkdtemp(prefix="sol-test-cache-")
+os.environ.setdefault("SOL_CACHE_DIR", _CACHE)
+
+
+@pytest.fixture
+def fresh_plugins(monkeypatch: pytest.MonkeyPatch):
+    """Plugin manager with no entry points loaded: the test registers what it needs."""
+    import sol.plugins
+
+    monkeypatch.setenv("SOL_PLUGIN_AUTOLOAD", "0")
+    sol.plugins.reset()
+    yield sol.plugins
+    sol.plugins.reset()

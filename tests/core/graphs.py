@@ -1,0 +1,60 @@
+"""Small IR graphs built directly in sol's IR (no framework), shared by the core tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sol.ir import Graph, TensorType
+
+rng = np.random.default_rng(0)
+
+
+def randn(*shape: int) -> np.ndarray:
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def seed_net(n: int = 2) -> Graph:
+    """Conv2d(512, 1000, 1) + bias -> ReLU -> AvgPool2d(13) on (n, 512, 13, 13)."""
+    g = Graph("seed")
+    x = g.add_input("x", TensorType((n, 512, 13, 13)))
+    w = g.add_param("conv.weight", randn(1000, 512, 1, 1) * 0.05)
+    b = g.add_param("conv.bias", randn(1000))
+    y = g.add_node("conv2d", [x, w, b], source="conv").output
+    y = g.add_node("relu", [y], source="relu").output
+    y = g.add_node("avg_pool2d", [y], {"kernel": (13, 13)}, source="pool").output
+    g.outputs = [y]
+    return g
+
+
+def conv_bn_relu_pool(c_in: int = 3, c: int = 8, hw: int = 10) -> Graph:
+    g = Graph("cbr")
+    x = g.add_input("x", TensorType((2, c_in, hw, hw)))
+    w = g.add_param("conv.weight", randn(c, c_in, 3, 3) * 0.3)
+    mean, var = g.add_param("bn.mean", randn(c)), g.add_param("bn.var", np.abs(randn(c)) + 0.5)
+    gamma, beta = g.add_param("bn.weight", randn(c)), g.add_param("bn.bias", randn(c))
+    y = g.add_node("conv2d", [x, w], {"padding": 1}).output
+    y = g.add_node("batch_norm", [y, mean, var, gamma, beta], {"eps": 1e-5}).output
+    y = g.add_node("relu", [y]).output
+    y = g.add_node("max_pool2d", [y], {"kernel": 2}).output
+    y = g.add_node("dropout", [y], {"p": 0.5}).output
+    y = g.add_node("reshape", [y], {"shape": (2, -1)}).output
+    g.outputs = [y]
+    return g
+
+
+def branchy() -> Graph:
+    """Residual branches, a value read by several groups, a reused dead intermediate: the
+    memory plan must keep live tensors apart while reusing dead ones."""
+    g = Graph("branchy")
+    x = g.add_input("x", TensorType((2, 4, 8, 8)))
+    a = g.add_node("relu", [x]).output
+    b = g.add_node("max_pool2d", [a], {"kernel": 2}).output
+    c = g.add_node("sigmoid", [b]).output
+    d = g.add_node("avg_pool2d", [a], {"kernel": 2}).output
+    e = g.add_node("add", [c, d]).output
+    f = g.add_node("softmax", [e], {"axis": 1}).output
+    h = g.add_node("concat", [f, e, b], {"axis": 1}).output
+    i = g.add_node("tanh", [h]).output
+    j = g.add_node("mean", [i], {"axes": (2, 3)}).output
+    g.outputs = [j, e]
+    return g

@@ -1,0 +1,115 @@
+"""Core passes keep the graph's meaning (checked with the NumPy references) and do their job."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sol.debug import run_reference
+from sol.ir import Graph, TensorType
+from sol.plugins import roles
+
+from graphs import conv_bn_relu_pool, randn
+
+
+def _run_passes(g: Graph, training: bool = False) -> list[str]:
+    return roles().passes.run(g, training=training)
+
+
+def _ops(g: Graph) -> list[str]:
+    return [n.op for n in g.nodes]
+
+
+def test_inference_passes_fold_batchnorm_and_drop_dropout() -> None:
+    g = conv_bn_relu_pool()
+    x = randn(*g.inputs[0].shape)
+    want = run_reference(g, [x])[0]
+    applied = _run_passes(g)
+    assert {"fold_batchnorm", "remove_dropout", "split_bias"} <= set(applied) or "fold_batchnorm" in applied
+    assert _ops(g) == ["conv2d", "add", "relu", "max_pool2d", "reshape"]
+    np.testing.assert_allclose(run_reference(g, [x])[0], want, rtol=1e-4, atol=1e-5)
+
+
+def test_training_keeps_batchnorm_and_dropout() -> None:
+    g = conv_bn_relu_pool()
+    _run_passes(g, training=True)
+    assert "batch_norm" in _ops(g) and "dropout" in _ops(g)
+
+
+def test_batchnorm_without_foldable_producer_becomes_affine() -> None:
+    g = Graph()
+    x = g.add_input("x", TensorType((2, 3, 4, 4)))
+    ps = [g.add_param(n, randn(3) if n != "v" else np.abs(randn(3)) + 1) for n in "mvwb"]
+    y = g.add_node("batch_norm", [g.add_node("relu", [x]).output, *ps]).output
+    g.outputs = [y]
+    xv = randn(2, 3, 4, 4)
+    want = run_reference(g, [xv])[0]
+    _run_passes(g)
+    assert _ops(g) == ["relu", "mul", "add"]
+    np.testing.assert_allclose(run_reference(g, [xv])[0], want, rtol=1e-5, atol=1e-6)
+
+
+def test_dense_bias_split_and_batchnorm1d_folded() -> None:
+    g = Graph()
+    x = g.add_input("x", TensorType((5, 6)))
+    w, b = g.add_param("fc.w", randn(4, 6)), g.add_param("fc.b", randn(4))
+    ps = [g.add_param(n, randn(4) if n != "v" else np.abs(randn(4)) + 1) for n in "mvwb"]
+    y = g.add_node("dense", [x, w, b]).output
+    g.outputs = [g.add_node("batch_norm", [y, *ps]).output]
+    xv = randn(5, 6)
+    want = run_reference(g, [xv])[0]
+    _run_passes(g)
+    assert _ops(g) == ["dense", "add"]
+    np.testing.assert_allclose(run_reference(g, [xv])[0], want, rtol=1e-4, atol=1e-5)
+
+
+def test_constant_folding_dead_code_and_cse() -> None:
+    g = Graph()
+    x = g.add_input("x", TensorType((3, 4)))
+    c = g.add_const(np.full((4,), 2.0, np.float32))
+    c2 = g.add_node("mul", [c, c]).output  # constant: folded
+    a1 = g.add_node("add", [x, c2]).output
+    a2 = g.add_node("add", [x, c2]).output  # same as a1: CSE
+    g.add_node("exp", [x])  # dead
+    g.outputs = [g.add_node("mul", [a1, a2]).output]
+    xv = randn(3, 4)
+    want = run_reference(g, [xv])[0]
+    _run_passes(g)
+    assert _ops(g) == ["add", "mul"]
+    np.testing.assert_allclose(run_reference(g, [xv])[0], want, rtol=1e-6)
+
+
+def test_reshape_chains_merge() -> None:
+    g = Graph()
+    x = g.add_input("x", TensorType((2, 3, 4)))
+    r = g.add_node("reshape", [g.add_node("relu", [x]).output], {"shape": (6, 4)}).output
+    r = g.add_node("reshape", [r], {"shape": (2, 12)}).output
+    g.outputs = [r]
+    _run_passes(g)
+    assert _ops(g) == ["relu", "reshape"]
+
+
+def test_a_broken_pass_is_caught_by_the_validator(fresh_plugins) -> None:
+    import pluggy
+
+    from sol.passes.validate import InvalidGraphError
+
+    hookimpl = pluggy.HookimplMarker("sol")
+
+    class Breaker:
+        SOL_PLUGIN_API = ">=1.0"
+
+        @hookimpl
+        def sol_register_passes(self, registry):  # type: ignore[no-untyped-def]
+            def drop_first(graph: Graph) -> bool:
+                del graph.nodes[0]
+                return True
+
+            registry.register("drop_first", drop_first, stage="late")
+
+    fresh_plugins.register(Breaker(), "breaker")
+    g = Graph()
+    x = g.add_input("x", TensorType((2,)))
+    g.outputs = [g.add_node("exp", [g.add_node("relu", [x]).output]).output]
+    with pytest.raises(InvalidGraphError, match="after drop_first"):
+        fresh_plugins.roles().passes.run(g)

@@ -1,0 +1,149 @@
+"""The planner: layer classes, depth-first fusion, library epilogues, memory reuse, explain."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sol.debug import run_reference
+from sol.explain import Explanation
+from sol.ir import Graph, TensorType
+from sol.ops.registry import LayerClass
+from sol.planner.partition import plan_graph
+from sol.planner.plan import GroupKind, Plan, Storage
+from sol.plugins import roles
+from sol.roles import Backend
+
+from graphs import branchy, conv_bn_relu_pool, randn, seed_net
+from interpreter_device import InterpreterDevice, run_plan
+
+EPILOGUE = {"add", "relu", "sigmoid", "tanh", "clamp", "mul"}
+
+
+class ToyLibrary(Backend):
+    """Claims conv2d/dense/matmul; absorbs element-wise ops of the same shape or per-channel."""
+
+    name, device = "toylib", "interp"
+
+    def claims(self, node, graph):  # type: ignore[no-untyped-def]
+        return node.op in ("conv2d", "dense", "matmul")
+
+    def absorbs(self, anchor, chain, node, graph):  # type: ignore[no-untyped-def]
+        return node.op in EPILOGUE
+
+
+def _plan(g: Graph, local_bytes: int = 1 << 20, library: bool = True) -> Plan:
+    roles().passes.run(g)
+    return plan_graph(g, InterpreterDevice(local_bytes), [ToyLibrary()] if library else [])
+
+
+def _check_numerics(g: Graph, plan: Plan) -> None:
+    xs = [randn(*v.shape) for v in g.inputs]
+    want = run_reference(g, xs)
+    got = run_plan(plan, xs)
+    for w, o in zip(want, got):
+        np.testing.assert_allclose(o, w, rtol=1e-5, atol=1e-6)
+
+
+def test_seed_network_bias_relu_pool_in_one_depth_first_group() -> None:
+    g = seed_net()
+    plan = _plan(g)
+    kinds = [(grp.kind, [n.op for n in grp.nodes]) for grp in plan.groups]
+    assert kinds == [(GroupKind.LIBRARY, ["conv2d"]), (GroupKind.FUSED, ["add", "relu", "avg_pool2d"])]
+    fused = plan.groups[1]
+    assert fused.layer_class is LayerClass.IO_BOUND
+    assert fused.kernel is not None and fused.kernel.depth == 2 and fused.kernel.outer_shape == (2, 1000)
+    assert [s.kind for s in fused.kernel.stages] == ["pointwise", "op"]
+    # ReLU's result lives in per-(batch, channel) scratch: 13*13 floats, never in global memory.
+    relu_out = fused.nodes[1].output
+    assert fused.kernel.locals == {relu_out: 169}
+    _check_numerics(g, plan)
+
+
+def test_epilogue_absorbed_when_no_io_op_follows() -> None:
+    g = Graph()
+    x = g.add_input("x", TensorType((2, 8)))
+    y = g.add_node("dense", [x, g.add_param("w", randn(4, 8)), g.add_param("b", randn(4))]).output
+    g.outputs = [g.add_node("relu", [y]).output]
+    plan = _plan(g)
+    assert [(grp.kind, [n.op for n in grp.nodes]) for grp in plan.groups] == [
+        (GroupKind.LIBRARY, ["dense", "add", "relu"])]
+    _check_numerics(g, plan)
+
+
+def test_conv_bn_relu_pool_reshape() -> None:
+    g = conv_bn_relu_pool()
+    plan = _plan(g)
+    assert [grp.kind for grp in plan.groups] == [GroupKind.LIBRARY, GroupKind.FUSED, GroupKind.ALIAS]
+    _check_numerics(g, plan)
+
+
+@pytest.mark.parametrize("local_bytes", [1 << 20, 64], ids=["scratch", "tiny-scratch-spills"])
+def test_branches_concat_softmax_reductions(local_bytes: int) -> None:
+    g = branchy()
+    plan = _plan(g, local_bytes, library=False)
+    _check_numerics(g, plan)
+    if local_bytes == 64:
+        assert all(grp.kernel.local_bytes() <= 64 for grp in plan.groups if grp.kernel)
+
+
+def test_memory_plan_reuses_dead_buffers_and_never_overlaps_live_ones() -> None:
+    g = Graph("chain")
+    x = g.add_input("x", TensorType((4, 16, 32, 32)))
+    y = x
+    for i in range(6):  # pool/unary alternation: each op its own group, a long chain
+        y = g.add_node("softmax", [y], {"axis": 1}).output
+        y = g.add_node("max_pool2d", [y], {"kernel": 1}).output if i % 2 else g.add_node("transpose", [y], {"perm": (0, 1, 3, 2)}).output
+    g.outputs = [y]
+    plan = _plan(g, library=False)
+    assert plan.memory.arena_bytes < plan.memory.naive_bytes
+    _check_numerics(g, plan)
+    # No two arena values that are live at the same time share bytes.
+    order = {grp.id: i for i, grp in enumerate(plan.groups)}
+    live = {}
+    for grp in plan.groups:
+        for v in grp.outputs:
+            slot = plan.memory.slots[v]
+            if slot.storage is Storage.ARENA:
+                readers = [order[h.id] for h in plan.groups if v in h.inputs]
+                live[v] = (order[grp.id], max(readers, default=order[grp.id]), slot.index, v.type.nbytes)
+    items = list(live.values())
+    for i, (f1, l1, o1, s1) in enumerate(items):
+        for f2, l2, o2, s2 in items[i + 1:]:
+            if not (l1 < f2 or l2 < f1):
+                assert o1 + s1 <= o2 or o2 + s2 <= o1
+
+
+def test_groups_never_form_a_cycle() -> None:
+    # relu -> pool, and relu -> sigmoid -> (needs pool result): merging sigmoid's add into the
+    # first group would need the pool group's output inside it.
+    g = Graph()
+    x = g.add_input("x", TensorType((2, 3, 4, 4)))
+    a = g.add_node("relu", [x]).output
+    p = g.add_node("adaptive_avg_pool2d", [a], {"output_size": (1, 1)}).output
+    s = g.add_node("sigmoid", [p]).output
+    g.outputs = [g.add_node("mul", [a, s]).output]
+    plan = _plan(g, library=False)
+    _check_numerics(g, plan)
+
+
+def test_op_no_device_can_run_names_op_and_source() -> None:
+    from sol.errors import UnsupportedOpError
+
+    class NoPool(InterpreterDevice):
+        pass
+
+    dev = NoPool()
+    object.__setattr__(dev, "_caps", type(dev.capabilities)(1, frozenset({"relu"})))
+    g = Graph()
+    x = g.add_input("x", TensorType((1, 1, 4, 4)))
+    g.outputs = [g.add_node("max_pool2d", [x], {"kernel": 2}, source="model.pool (net.py:12)").output]
+    with pytest.raises(UnsupportedOpError, match=r"max_pool2d.*model.pool \(net.py:12\).*'interp'"):
+        plan_graph(g, dev, [])
+
+
+def test_explain_lists_groups_classes_and_libraries() -> None:
+    text = str(Explanation(_plan(seed_net())))
+    assert "library toylib" in text and "compute bound" in text
+    assert "generated loop nest, depth-first over 2x1000" in text and "avg_pool2d" in text
+    assert "digraph" in Explanation(_plan(seed_net())).dot()
