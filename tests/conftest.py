@@ -21,3 +21,8 @@ def fresh_plugins(monkeypatch: pytest.MonkeyPatch):
     sol.plugins.reset()
     yield sol.plugins
     sol.plugins.reset()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--sol-device", action="append", default=[],
+                     help="device(s) to run the conformance suite on (default: every available one)")

@@ -173,7 +173,7 @@ class Graph:
     ) -> Node:
         """Append a node (or insert it right after ``after``); output types come from the op
         registry's shape rule unless given."""
-        from sol.ops import registry
+        from sol.ops.registry import registry
 
         node = Node(op, inputs, attrs, source)
         opdef = registry.get(op, node)

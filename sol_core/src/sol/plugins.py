@@ -156,7 +156,7 @@ def reset() -> None:
     _records.clear()
     from sol.ops import registry as ops_registry_module
 
-    ops_registry_module.registry = ops_registry_module.OpRegistry()
+    ops_registry_module.registry.clear()
     ops_registry_module._loaded = False
 
 
@@ -164,7 +164,7 @@ def _call_each(hook_name: str, registry: Any, role: str) -> None:
     """Call one registration hook plugin by plugin, so errors and `sol plugins` can name it."""
     pm = manager()
     caller = getattr(pm.hook, hook_name)
-    for impl in reversed(caller.get_hookimpls()):  # registration order
+    for impl in caller.get_hookimpls():  # registration order
         registry.current_plugin = impl.plugin_name
         before = set(registry.names()) if hasattr(registry, "names") else set()
         caller_for_one: Callable[..., Any] = pm.subset_hook_caller(

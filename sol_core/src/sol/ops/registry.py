@@ -97,6 +97,9 @@ class OpRegistry:
         self._ops[opdef.name] = opdef
         return opdef
 
+    def clear(self) -> None:
+        self._ops.clear()
+
     def get(self, name: str, node: Node | None = None) -> OpDef:
         _ensure_loaded()
         try:

@@ -1,0 +1,92 @@
+"""Convolution (compute bound), dense (parameter-memory bound) and matmul."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sol.errors import SolError
+from sol.ir import TensorType
+from sol.ops._util import broadcast_shape, f64, pair, padding2d, same_dtype
+from sol.ops.registry import LayerClass, OpDef
+
+
+def _conv_normalize(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
+    return {"stride": pair(attrs["stride"]), "padding": padding2d(attrs["padding"]),
+            "dilation": pair(attrs["dilation"]), "groups": int(attrs["groups"])}
+
+
+def _conv_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x, w = types[0], types[1]
+    if x.rank != 4 or w.rank != 4:
+        raise SolError(f"conv2d expects input (N, C, H, W) and weight (O, C/groups, kh, kw), got {x} and {w}")
+    g = a["groups"]
+    if x.shape[1] != w.shape[1] * g or w.shape[0] % g:
+        raise SolError(f"conv2d with groups={g}: input channels {x.shape[1]} and weight {w.shape} disagree")
+    if len(types) == 3 and types[2].shape != (w.shape[0],):
+        raise SolError(f"conv2d bias must have shape ({w.shape[0]},), got {types[2]}")
+    out = []
+    for i in range(2):
+        size = x.shape[2 + i] + sum(a["padding"][i])
+        eff = a["dilation"][i] * (w.shape[2 + i] - 1) + 1
+        if size < eff:
+            raise SolError(f"conv2d kernel {w.shape[2:]} (dilation {a['dilation']}) larger than padded input {x.shape[2:]}")
+        out.append((size - eff) // a["stride"][i] + 1)
+    return [TensorType((x.shape[0], w.shape[0], out[0], out[1]), same_dtype(types))]
+
+
+def _conv_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    x, w = f64(xs[0]), f64(xs[1])
+    (pt, pb), (pl, pr) = a["padding"]
+    sh, sw = a["stride"]
+    dh, dw = a["dilation"]
+    g = a["groups"]
+    n, c, _, _ = x.shape
+    o, cg, kh, kw = w.shape
+    oh, ow = _conv_infer([TensorType(x.shape), TensorType(w.shape)], a)[0].shape[2:]
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    s = xp.strides
+    cols = np.lib.stride_tricks.as_strided(
+        xp, (n, c, oh, ow, kh, kw), (s[0], s[1], s[2] * sh, s[3] * sw, s[2] * dh, s[3] * dw), writeable=False)
+    cols = cols.reshape(n, g, cg, oh, ow, kh, kw)
+    wg = w.reshape(g, o // g, cg, kh, kw)
+    y = np.einsum("ngchwij,gocij->ngohw", cols, wg, optimize=True).reshape(n, o, oh, ow)
+    if len(xs) == 3:
+        y = y + f64(xs[2]).reshape(1, -1, 1, 1)
+    return [y.astype(xs[0].dtype)]
+
+
+def _dense_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x, w = types[0], types[1]
+    if w.rank != 2 or x.rank < 1 or x.shape[-1] != w.shape[1]:
+        raise SolError(f"dense expects input (..., {w.shape[1] if w.rank == 2 else 'in'}) and weight (out, in), "
+                       f"got {x} and {w}")
+    if len(types) == 3 and types[2].shape != (w.shape[0],):
+        raise SolError(f"dense bias must have shape ({w.shape[0]},), got {types[2]}")
+    return [TensorType(x.shape[:-1] + (w.shape[0],), same_dtype(types))]
+
+
+def _dense_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    y = f64(xs[0]) @ f64(xs[1]).T
+    if len(xs) == 3:
+        y = y + f64(xs[2])
+    return [y.astype(xs[0].dtype)]
+
+
+def _matmul_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x, y = types
+    if x.rank < 2 or y.rank < 2 or x.shape[-1] != y.shape[-2]:
+        raise SolError(f"matmul expects (..., m, k) @ (..., k, n), got {x} and {y}")
+    batch = broadcast_shape(x.shape[:-2], y.shape[:-2])
+    return [TensorType(batch + (x.shape[-2], y.shape[-1]), same_dtype(types))]
+
+
+def ops() -> list[OpDef]:
+    return [
+        OpDef("conv2d", LayerClass.COMPUTE_BOUND, _conv_infer, _conv_ref, (2, 3),
+              {"stride": 1, "padding": 0, "dilation": 1, "groups": 1}, normalize=_conv_normalize),
+        OpDef("dense", LayerClass.PARAM_BOUND, _dense_infer, _dense_ref, (2, 3)),
+        OpDef("matmul", LayerClass.COMPUTE_BOUND, _matmul_infer,
+              lambda xs, a: [np.matmul(f64(xs[0]), f64(xs[1])).astype(xs[0].dtype)], (2, 2)),
+    ]

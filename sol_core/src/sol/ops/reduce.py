@@ -1,0 +1,78 @@
+"""Reductions and normalizations over trailing axes (I/O-memory bound)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sol.errors import SolError
+from sol.ir import Node, TensorType
+from sol.ops._util import axis, f64
+from sol.ops.registry import REQUIRED, LayerClass, OpDef
+
+
+def _axis_normalize(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
+    return {"axis": axis(int(attrs["axis"]), types[0].rank)}
+
+
+def _softmax_core(node: Node) -> int:
+    return node.inputs[0].type.rank - node.attrs["axis"]
+
+
+def _softmax_ref(log: bool):  # type: ignore[no-untyped-def]
+    def ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+        x = f64(xs[0])
+        z = x - x.max(axis=a["axis"], keepdims=True)
+        lse = np.log(np.exp(z).sum(axis=a["axis"], keepdims=True))
+        y = z - lse if log else np.exp(z - lse)
+        return [y.astype(xs[0].dtype)]
+
+    return ref
+
+
+def _axes_normalize(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
+    rank = types[0].rank
+    raw = attrs["axes"]
+    raw = (raw,) if isinstance(raw, (int, np.integer)) else tuple(raw)
+    axes = tuple(sorted({axis(int(a), rank) for a in raw}))
+    if not axes:
+        raise SolError("a reduction needs at least one axis")
+    return {"axes": axes, "keepdims": bool(attrs["keepdims"])}
+
+
+def _reduce_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x = types[0]
+    if a["keepdims"]:
+        shape = tuple(1 if i in a["axes"] else d for i, d in enumerate(x.shape))
+    else:
+        shape = tuple(d for i, d in enumerate(x.shape) if i not in a["axes"])
+    return [TensorType(shape, x.dtype)]
+
+
+def _reduce_core(node: Node) -> int:
+    """Output dims from the first reduced axis on: what one instance spans."""
+    a = node.attrs
+    rank_out = node.outputs[0].type.rank if node.outputs else 0
+    first = min(a["axes"])
+    return max(rank_out - first, 0)
+
+
+def _reduce_ref(fn):  # type: ignore[no-untyped-def]
+    def ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+        return [np.asarray(fn(f64(xs[0]), axis=a["axes"], keepdims=a["keepdims"])).astype(xs[0].dtype)]
+
+    return ref
+
+
+def ops() -> list[OpDef]:
+    return [
+        OpDef("softmax", LayerClass.IO_BOUND, lambda t, a: [t[0]], _softmax_ref(False), (1, 1),
+              {"axis": REQUIRED}, normalize=_axis_normalize, core_dims=_softmax_core),
+        OpDef("log_softmax", LayerClass.IO_BOUND, lambda t, a: [t[0]], _softmax_ref(True), (1, 1),
+              {"axis": REQUIRED}, normalize=_axis_normalize, core_dims=_softmax_core),
+        OpDef("mean", LayerClass.IO_BOUND, _reduce_infer, _reduce_ref(np.mean), (1, 1),
+              {"axes": REQUIRED, "keepdims": False}, normalize=_axes_normalize, core_dims=_reduce_core),
+        OpDef("sum", LayerClass.IO_BOUND, _reduce_infer, _reduce_ref(np.sum), (1, 1),
+              {"axes": REQUIRED, "keepdims": False}, normalize=_axes_normalize, core_dims=_reduce_core),
+    ]
