@@ -147,3 +147,26 @@ def test_explain_lists_groups_classes_and_libraries() -> None:
     assert "library toylib" in text and "compute bound" in text
     assert "generated loop nest, depth-first over 2x1000" in text and "avg_pool2d" in text
     assert "digraph" in Explanation(_plan(seed_net())).dot()
+
+
+def test_fused_depth_never_exceeds_what_an_op_allows() -> None:
+    """Groups are renumbered into execution order after partitioning; every fused kernel's depth
+    must still be the one its own ops allow (a concat along axis 1 shares only the batch loop)."""
+    from sol.planner.kernel import max_depth
+
+    g = Graph("concat_after_pointwise")
+    a = g.add_input("a", TensorType((2, 3, 4, 4)))
+    b = g.add_input("b", TensorType((2, 5, 4, 4)))
+    c = g.add_input("c", TensorType((2, 6)))
+    ea = g.add_node("mul", [a, g.add_const(np.float32(2.0))]).output
+    eb = g.add_node("relu", [b]).output
+    ec = g.add_node("tanh", [c]).output  # an unrelated group created before the concat's
+    g.outputs = [g.add_node("concat", [ea, eb], {"axis": 1}).output, ec]
+    plan = _plan(g, library=False)
+    for grp in plan.groups:
+        if grp.kernel is None:
+            continue
+        for n in grp.nodes:
+            assert grp.kernel.depth <= max_depth(n), (grp.label, n.op, grp.kernel.depth)
+            assert n.outputs[0].shape[:grp.kernel.depth] == grp.kernel.outer_shape
+    _check_numerics(g, plan)

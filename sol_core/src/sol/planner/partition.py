@@ -188,6 +188,8 @@ def _topological(st: _State) -> list[Group]:
 
     for g in st.groups:
         visit(g)
+    # Renumber in execution order; per-group state keyed by id must follow.
+    st.depth = {i: st.depth[g.id] for i, g in enumerate(order) if g.id in st.depth}
     for i, g in enumerate(order):
         g.id = i
     return order
