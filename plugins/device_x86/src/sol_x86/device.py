@@ -1,0 +1,68 @@
+"""The x86 device: renderer (jinja2 templates), g++ compiler and ctypes runtime, assembled."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from sol.codegen import environment
+from sol.planner.plan import Plan
+from sol.program import Program
+from sol.roles import Availability, Compiler, Device, DeviceCapabilities, Source
+from sol_x86 import compiler as cc
+from sol_x86 import render, runtime
+
+# I/O-bound ops with a loop template in ops.j2 (element-wise ones come from elementwise.j2).
+IO_OPS = frozenset({"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "softmax", "log_softmax", "mean", "sum",
+                    "concat", "transpose"})
+
+
+def physical_cores() -> int:
+    """Cores, not hyper-threads: two threads per core only fight over the same FPUs."""
+    try:
+        seen = set()
+        for block in Path("/proc/cpuinfo").read_text().split("\n\n"):
+            fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
+            fields = {k.strip(): v.strip() for k, v in fields.items()}
+            if "core id" in fields:
+                seen.add((fields.get("physical id", "0"), fields["core id"]))
+        if seen:
+            return len(seen)
+    except OSError:
+        pass
+    return os.cpu_count() or 1
+
+
+class X86Device(Device):
+    name = "x86"
+
+    def __init__(self) -> None:
+        self._compiler = cc.GxxCompiler()
+
+    def availability(self) -> Availability:
+        compiler = cc.cxx()
+        if compiler is None:
+            return Availability(False, "no C++ compiler (install g++ or set SOL_CXX)")
+        flags = cc.cpu_flags()
+        isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
+        return Availability(True, f"{os.path.basename(compiler)}, {isa}, {physical_cores()} cores")
+
+    @functools.cached_property
+    def capabilities(self) -> DeviceCapabilities:
+        flags = cc.cpu_flags()
+        width = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+        macros = environment(render.PACKAGE).get_template("elementwise.j2").module
+        elementwise = {name for name in dir(macros) if not name.startswith("_")}
+        return DeviceCapabilities(vector_width=width, fusible_ops=frozenset(elementwise | IO_OPS),
+                                  local_bytes=192 * 1024, min_parallel=physical_cores())
+
+    @property
+    def compiler(self) -> Compiler:
+        return self._compiler
+
+    def render(self, plan: Plan) -> Source:
+        return render.NetworkRenderer(plan).render()
+
+    def load(self, artifact: Path, plan: Plan, source: Source) -> Program:
+        return runtime.load(artifact, plan, self.name)

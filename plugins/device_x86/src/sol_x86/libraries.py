@@ -1,0 +1,204 @@
+"""oneDNN as sol's library backend on x86: which ops it runs and which epilogues it absorbs.
+
+The same :func:`post_op` decides both questions the planner asks (``absorbs``) and what the
+renderer emits, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from sol.ir import Graph, Node, Value, ValueKind
+from sol.roles import Availability, Backend
+
+# sol op -> (oneDNN eltwise algorithm, alpha, beta); attribute-dependent ones are in _eltwise().
+_ELTWISE = {
+    "relu": ("eltwise_relu", 0.0, 0.0),
+    "sigmoid": ("eltwise_logistic", 0.0, 0.0),
+    "tanh": ("eltwise_tanh", 0.0, 0.0),
+    "exp": ("eltwise_exp", 0.0, 0.0),
+    "log": ("eltwise_log", 0.0, 0.0),
+    "sqrt": ("eltwise_sqrt", 0.0, 0.0),
+    "abs": ("eltwise_abs", 0.0, 0.0),
+    "neg": ("eltwise_linear", -1.0, 0.0),
+    "silu": ("eltwise_swish", 1.0, 0.0),
+    "hardswish": ("eltwise_hardswish", 1.0 / 6.0, 0.5),
+    "hardsigmoid": ("eltwise_hardsigmoid", 1.0 / 6.0, 0.5),
+}
+_BINARY = {"add": "binary_add", "sub": "binary_sub", "mul": "binary_mul", "div": "binary_div",
+           "maximum": "binary_max", "minimum": "binary_min"}
+_COMMUTATIVE = {"add", "mul", "maximum", "minimum"}
+_FLT_MAX = 3.4028234663852886e38
+
+
+@dataclass(frozen=True)
+class PostOp:
+    """One epilogue step of a library call.
+
+    ``kind``: "bias" (the library's own bias argument), "eltwise", "binary" (an operand
+    broadcast per channel or per tensor) or "sum" (add a full-size tensor: residual connections).
+    """
+
+    kind: str
+    alg: str = ""
+    alpha: float = 0.0
+    beta: float = 0.0
+    operand: Value | None = None
+    dims: tuple[int, ...] = ()
+
+
+def _eltwise(node: Node) -> PostOp | None:
+    if node.op in _ELTWISE:
+        alg, alpha, beta = _ELTWISE[node.op]
+        return PostOp("eltwise", alg, alpha, beta)
+    a = node.attrs
+    if node.op == "leaky_relu":
+        return PostOp("eltwise", "eltwise_relu", a["alpha"], 0.0)
+    if node.op == "clamp":
+        lo = -_FLT_MAX if a["min"] is None else a["min"]
+        hi = _FLT_MAX if a["max"] is None else a["max"]
+        return PostOp("eltwise", "eltwise_clip", lo, hi)
+    if node.op == "gelu":
+        return PostOp("eltwise", "eltwise_gelu_erf" if a["approximate"] == "none" else "eltwise_gelu_tanh")
+    return None
+
+
+def library_dims(anchor: Node) -> tuple[int, ...]:
+    """The anchor's output as the library sees it (dense folds leading dims into rows)."""
+    shape = anchor.output.shape
+    if anchor.op == "dense":
+        rows = 1
+        for d in shape[:-1]:
+            rows *= d
+        return (rows, shape[-1])
+    return shape
+
+
+def _static(v: Value) -> bool:
+    return v.kind in (ValueKind.PARAM, ValueKind.CONST)
+
+
+def post_op(anchor: Node, chain: list[Node], node: Node) -> PostOp | None:
+    """How ``node`` (reading the result of ``anchor`` and ``chain``) runs as a oneDNN post-op,
+    or None if it cannot."""
+    if node.output.dtype != "float32" or node.output.shape != anchor.output.shape:
+        return None
+    current = (chain[-1] if chain else anchor).output
+    step = _eltwise(node)
+    if step is not None:
+        return step
+    if node.op not in _BINARY or len(node.inputs) != 2:
+        return None
+    if node.inputs[0] is current:
+        other = node.inputs[1]
+    elif node.op in _COMMUTATIVE and node.inputs[1] is current:
+        other = node.inputs[0]
+    else:
+        return None  # e.g. c - x: the chain value must be the left operand
+    if other is current or other.dtype != "float32":
+        return None
+    out = anchor.output.shape
+    rank = len(out)
+    padded = (1,) * (rank - other.type.rank) + other.shape
+    if len(padded) != rank:
+        return None
+    channel = 1 if anchor.op == "conv2d" else rank - 1
+    dims = library_dims(anchor)
+    per_channel = (anchor.op != "matmul" and padded[channel] == out[channel]
+                   and all(d == 1 for i, d in enumerate(padded) if i != channel))
+    if per_channel and node.op == "add" and not chain and _static(other):
+        return PostOp("bias", operand=other)
+    if padded == out:
+        if node.op == "add" and not any(s.kind == "sum" for s in _steps(anchor, chain)):
+            return PostOp("sum", operand=other)
+        return None  # a full-size binary post-op falls back to oneDNN's reference code
+    if all(d == 1 for d in padded):
+        return PostOp("binary", _BINARY[node.op], operand=other, dims=(1,) * len(dims))
+    if not per_channel:
+        return None
+    bdims = [1] * len(dims)
+    bdims[1 if anchor.op == "conv2d" else len(dims) - 1] = out[channel]
+    return PostOp("binary", _BINARY[node.op], operand=other, dims=tuple(bdims))
+
+
+def _steps(anchor: Node, chain: list[Node]) -> list[PostOp]:
+    out = []
+    for i, n in enumerate(chain):
+        step = post_op(anchor, chain[:i], n)
+        assert step is not None, f"{n.op} was absorbed but is not a post-op"
+        out.append(step)
+    return out
+
+
+def epilogue(anchor: Node, chain: list[Node]) -> list[PostOp]:
+    """The post-ops of a library group, in order (used by the renderer)."""
+    return _steps(anchor, chain)
+
+
+@dataclass(frozen=True)
+class OneDNNInstall:
+    include: Path
+    lib: Path
+    version: str
+
+
+def _dist_file(dist: str, suffix: str) -> Path | None:
+    try:
+        files = metadata.files(dist) or []
+    except metadata.PackageNotFoundError:
+        return None
+    for f in files:
+        if str(f).endswith(suffix) and Path(str(f)).name == Path(suffix).name:
+            return Path(str(f.locate())).resolve()
+    return None
+
+
+@functools.cache
+def find_onednn() -> OneDNNInstall | None:
+    """oneDNN's headers and library: ``$SOL_ONEDNN_ROOT``, else the PyPI wheels
+    (onednn-devel-cpu-gomp + onednn-cpu-gomp, or onednn-devel + onednn), else ``sys.prefix``."""
+    roots = [Path(os.environ["SOL_ONEDNN_ROOT"])] if os.environ.get("SOL_ONEDNN_ROOT") else []
+    for devel, runtime in (("onednn-devel-cpu-gomp", "onednn-cpu-gomp"), ("onednn-devel", "onednn")):
+        header = _dist_file(devel, "oneapi/dnnl/dnnl.hpp")
+        lib = _dist_file(runtime, "libdnnl.so")
+        if header and lib:
+            return OneDNNInstall(header.parents[2], lib.parent, metadata.version(runtime))
+    roots.append(Path(sys.prefix))
+    for root in roots:
+        if (root / "include/oneapi/dnnl/dnnl.hpp").exists() and (root / "lib/libdnnl.so").exists():
+            return OneDNNInstall(root / "include", root / "lib", "unknown")
+    return None
+
+
+class OneDNNBackend(Backend):
+    """Convolution, dense and matmul through oneDNN, with element-wise epilogues as post-ops."""
+
+    name = "onednn"
+    device = "x86"
+    priority = 10
+
+    def availability(self) -> Availability:
+        found = find_onednn()
+        if found is None:
+            return Availability(False, "oneDNN not found (pip install onednn-cpu-gomp onednn-devel-cpu-gomp, "
+                                       "or set SOL_ONEDNN_ROOT)")
+        return Availability(True, f"oneDNN {found.version}")
+
+    def claims(self, node: Node, graph: Graph) -> bool:
+        if any(v.dtype != "float32" for v in node.inputs) or node.output.dtype != "float32":
+            return False
+        if node.op == "conv2d":
+            return node.inputs[0].type.rank == 4 and _static(node.inputs[1])
+        if node.op == "dense":
+            return _static(node.inputs[1]) and node.output.type.rank <= 6
+        if node.op == "matmul":
+            return max(v.type.rank for v in node.inputs) <= 6
+        return False
+
+    def absorbs(self, anchor: Node, chain: list[Node], node: Node, graph: Graph) -> bool:
+        return post_op(anchor, chain, node) is not None

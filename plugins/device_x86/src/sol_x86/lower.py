@@ -1,0 +1,256 @@
+"""Lower a planned FUSED group to what the loop templates need: loops, offsets, expressions.
+
+Index arithmetic is done here, once, in Python; the templates only lay out loops. Every value a
+stage touches is addressed through per-dimension strides over the stage's full iteration shape
+(0 for broadcast dimensions, and for the outer dimensions of per-iteration scratch), so one rule
+covers plain, broadcast and scratch operands alike. Adjacent dimensions that every operand walks
+contiguously are merged so that the innermost loop is long and vectorizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+
+from sol.errors import SolError
+from sol.ir import Node, Value
+from sol.planner.plan import FusedKernel, Group, Stage
+
+CTYPES = {"float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t", "int8": "int8_t",
+          "uint8": "uint8_t", "bool": "bool"}
+# Below this many elements a parallel region costs more than it saves.
+PARALLEL_MIN_WORK = 16384
+
+
+def ctype(v: Value) -> str:
+    try:
+        return CTYPES[v.dtype]
+    except KeyError:
+        raise SolError(f"the x86 device does not support dtype {v.dtype} (value {v.name})") from None
+
+
+def contiguous_strides(shape: tuple[int, ...], rank: int) -> list[int]:
+    """Strides of a row-major ``shape`` right-aligned to ``rank`` dims; broadcast dims get 0."""
+    padded = (1,) * (rank - len(shape)) + tuple(shape)
+    strides = [0] * rank
+    acc = 1
+    for k in range(rank - 1, -1, -1):
+        strides[k] = 0 if padded[k] == 1 else acc
+        acc *= padded[k]
+    return strides
+
+
+def numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+@dataclass
+class Loop:
+    var: str
+    extent: int
+
+
+@dataclass
+class PointwiseStage:
+    kind: str
+    loops: list[Loop]
+    statements: list[str]
+    parallel: str = ""  # the OpenMP pragma on the outermost loop, if this stage is parallel
+
+
+@dataclass
+class OpStage:
+    kind: str
+    op: str
+    comment: str
+    s: dict[str, Any]
+
+
+@dataclass
+class LoweredGroup:
+    label: str
+    outer: list[int]
+    outer_size: int
+    locals: list[tuple[str, str, int]]  # (ctype, symbol, elements)
+    stages: list[Any] = field(default_factory=list)
+    parallel_outer: bool = True
+
+
+class GroupLowering:
+    """Lowers one fused group. ``sym(v)`` names a global buffer; locals are named here."""
+
+    def __init__(self, group: Group, sym: Any, elementwise: Any, comment: Any) -> None:
+        assert group.kernel is not None
+        self.group = group
+        self.kernel: FusedKernel = group.kernel
+        self.sym = sym
+        self.ew = elementwise
+        self.comment = comment
+        self.local_sym = {v: f"L{sym(v)[1:]}" for v in self.kernel.locals}
+        self.step = 0
+
+    # --- addressing ----------------------------------------------------------------------
+    def _strides(self, v: Value, rank: int, depth: int) -> list[int]:
+        st = contiguous_strides(v.shape, rank)
+        if v in self.local_sym:
+            st = [0] * depth + st[depth:]
+        return st
+
+    def _base(self, v: Value) -> str:
+        return self.local_sym.get(v) or self.sym(v)
+
+    def _outer_offset(self, v: Value, strides: list[int], depth: int) -> str:
+        terms = [f"o{k} * {strides[k]}" for k in range(depth) if strides[k] and self.kernel.outer_shape[k] > 1]
+        return " + ".join(terms)
+
+    def _sub_tensor(self, v: Value, depth: int) -> str:
+        """Pointer to ``v``'s sub-tensor at this outer iteration (op stages)."""
+        if v in self.local_sym:
+            return self.local_sym[v]
+        inner = numel(v.shape[depth:])
+        return f"({self.sym(v)} + o * {inner})" if self.kernel.outer_size > 1 else self.sym(v)
+
+    # --- stages ----------------------------------------------------------------------------
+    def lower(self) -> LoweredGroup:
+        k = self.kernel
+        pure = len(k.stages) == 1 and k.stages[0].kind == "pointwise" and not k.locals
+        depth = 0 if pure else k.depth
+        out = LoweredGroup(self.group.label, list(k.outer_shape[:depth]), numel(k.outer_shape[:depth]),
+                           [(ctype(v), self.local_sym[v], n) for v, n in k.locals.items()])
+        out.parallel_outer = not pure and out.outer_size > 1
+        for stage in k.stages:
+            if stage.kind == "pointwise":
+                out.stages.append(self._pointwise(stage, depth, parallel=pure))
+            else:
+                out.stages.append(self._op(stage.nodes[0], depth))
+        return out
+
+    def _pointwise(self, stage: Stage, depth: int, parallel: bool) -> PointwiseStage:
+        full = stage.nodes[0].outputs[0].shape
+        rank = len(full)
+        accesses = {v: self._strides(v, rank, depth) for v in stage.loads + stage.stores}
+        # Merge loop dims from the innermost outwards when every access walks them contiguously.
+        dims: list[list[Any]] = [[full[d], d] for d in range(depth, rank) if full[d] != 1] or [[1, None]]
+        merged: list[tuple[int, dict[Value, int]]] = []
+        for extent, d in reversed(dims):
+            strides = {v: (0 if d is None else st[d]) for v, st in accesses.items()}
+            if merged and all(strides[v] == merged[-1][1][v] * merged[-1][0] for v in accesses):
+                inner_extent, inner_strides = merged[-1]
+                merged[-1] = (extent * inner_extent, inner_strides)
+            else:
+                merged.append((extent, strides))
+        merged.reverse()
+        loops = [Loop(f"i{j}", e) for j, (e, _) in enumerate(merged)]
+
+        def at(v: Value) -> str:
+            st = accesses[v]
+            terms = [t for t in (self._outer_offset(v, st, depth),) if t]
+            terms += [f"i{j} * {s[v]}" if s[v] != 1 else f"i{j}" for j, (_, s) in enumerate(merged) if s[v]]
+            return f"{self._base(v)}[{' + '.join(terms) or '0'}]"
+
+        regs: dict[Value, str] = {}
+        body = []
+        for node in stage.nodes:
+            args = [regs.get(v) or at(v) for v in node.inputs]
+            out = node.outputs[0]
+            reg = f"r{self.sym(out)[1:]}"
+            body.append(f"const {ctype(out)} {reg} = {self.ew(node, args, ctype(out))};  {self._comment(node)}")
+            regs[out] = reg
+        for v in stage.stores:
+            body.append(f"{at(v)} = {regs[v]};")
+        pragma = ""
+        if parallel:
+            work = numel(full[depth:])
+            collapse = f" collapse({len(loops) - 1})" if len(loops) > 2 else ""
+            pragma = (f"#pragma omp parallel for{collapse} schedule(static) if({work} >= {PARALLEL_MIN_WORK})"
+                      if len(loops) > 1 else
+                      f"#pragma omp parallel for simd schedule(static) if({work} >= {PARALLEL_MIN_WORK})")
+        return PointwiseStage("pointwise", loops, body, pragma)
+
+    def _comment(self, node: Node) -> str:
+        self.step += 1
+        return self.comment(self.step, node)
+
+    def _op(self, node: Node, depth: int) -> OpStage:
+        x, y = node.inputs[0], node.outputs[0]
+        s: dict[str, Any] = {"op": node.op, "T": ctype(y), "x": self._sub_tensor(x, depth),
+                             "y": self._sub_tensor(y, depth)}
+        a = node.attrs
+        inner_in, inner_out = x.shape[depth:], y.shape[depth:]
+        if node.op in ("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"):
+            s.update(planes=numel(inner_in[:-2]), H=x.shape[-2], W=x.shape[-1], OH=y.shape[-2], OW=y.shape[-1])
+            if node.op != "adaptive_avg_pool2d":
+                (pt, pb), (pl, pr) = a["padding"]
+                dh, dw = a.get("dilation", (1, 1))
+                s.update(kh=a["kernel"][0], kw=a["kernel"][1], sh=a["stride"][0], sw=a["stride"][1], dh=dh, dw=dw,
+                         pt=pt, pb=pb, pl=pl, pr=pr, count_include_pad=a.get("count_include_pad", True),
+                         divisor=a.get("divisor"))
+            macro = "adaptive_avg_pool2d" if node.op == "adaptive_avg_pool2d" else "pool"
+        elif node.op in ("softmax", "log_softmax"):
+            ax = a["axis"] - depth
+            s.update(pre=numel(inner_in[:ax]), L=inner_in[ax], post=numel(inner_in[ax + 1:]))
+            macro = node.op
+        elif node.op in ("mean", "sum"):
+            s.update(self._reduce(node, depth))
+            macro = "reduce"
+        elif node.op == "concat":
+            ax = a["axis"] - depth
+            parts, offset = [], 0
+            for v in node.inputs:
+                parts.append({"x": self._sub_tensor(v, depth), "len": v.shape[a["axis"]], "offset": offset})
+                offset += v.shape[a["axis"]]
+            s.update(pre=numel(inner_out[:ax]), post=numel(inner_out[ax + 1:]), total=offset, parts=parts)
+            macro = "concat"
+        elif node.op == "transpose":
+            perm = [p - depth for p in a["perm"][depth:]]
+            in_st = contiguous_strides(inner_in, len(inner_in))
+            out_st = contiguous_strides(inner_out, len(inner_out))
+            s["dims"] = [{"extent": e} for e in inner_out]
+            s["out_offset"] = _linear([out_st[j] for j in range(len(inner_out))])
+            s["in_offset"] = _linear([in_st[perm[j]] if inner_in[perm[j]] > 1 else 0 for j in range(len(inner_out))])
+            macro = "transpose"
+        else:
+            raise SolError(f"x86: no loop template for I/O-bound op {node.op!r}")
+        return OpStage("op", macro, self._comment(node), s)
+
+    def _reduce(self, node: Node, depth: int) -> dict[str, Any]:
+        x, y = node.inputs[0], node.outputs[0]
+        axes = [ax - depth for ax in node.attrs["axes"]]
+        inner = x.shape[depth:]
+        red = numel(tuple(inner[ax] for ax in axes))
+        scale = 1.0 / red if node.op == "mean" and red else 1.0
+        contiguous = axes == list(range(axes[0], axes[-1] + 1))
+        if contiguous:
+            return {"contiguous": True, "pre": numel(inner[:axes[0]]), "red": red,
+                    "post": numel(inner[axes[-1] + 1:]), "scale": repr(scale)}
+        in_st = contiguous_strides(inner, len(inner))
+        kept = [d for d in range(len(inner)) if d not in axes]
+        out_st_kept = contiguous_strides(tuple(inner[d] for d in kept), len(kept))
+        out_st = [0] * len(inner)
+        for j, d in enumerate(kept):
+            out_st[d] = out_st_kept[j]
+        return {"contiguous": False, "dims": [{"extent": e} for e in inner], "in_offset": _linear(in_st),
+                "out_offset": _linear(out_st) , "out_numel": numel(y.shape[depth:]), "scale": repr(scale)}
+
+
+def _linear(strides: list[int]) -> str:
+    terms = [f"i{j} * {s}" if s != 1 else f"i{j}" for j, s in enumerate(strides) if s]
+    return " + ".join(terms) or "0"
+
+
+def elementwise_renderer(env: jinja2.Environment) -> Any:
+    """``fn(node, operand_exprs, ctype) -> C++ expression`` from the elementwise.j2 macros."""
+    module = env.get_template("elementwise.j2").module
+
+    def render(node: Node, args: list[str], ct: str) -> str:
+        macro = getattr(module, node.op, None)
+        if macro is None:
+            raise SolError(f"x86: no element-wise template for op {node.op!r}")
+        return str(macro(*args, ct, **node.attrs)).strip()
+
+    return render

@@ -1,0 +1,28 @@
+"""Hook implementations of the x86 device plugin. Importing this module compiles nothing and
+imports no library: the device and oneDNN are looked up when sol first needs them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from sol.roles import BackendRegistry, DeviceRegistry
+
+SOL_PLUGIN_API = ">=1.0,<2"
+hookimpl = pluggy.HookimplMarker("sol")
+
+
+@hookimpl
+def sol_register_devices(registry: DeviceRegistry) -> None:
+    from sol_x86.device import X86Device
+
+    registry.register(X86Device())
+
+
+@hookimpl
+def sol_register_backends(registry: BackendRegistry) -> None:
+    from sol_x86.libraries import OneDNNBackend
+
+    registry.register(OneDNNBackend())

@@ -1,0 +1,69 @@
+"""Load a compiled network (``network.so``) and run it through its C ABI with ctypes.
+
+One ``sol_forward`` call per forward: the Python side only collects pointers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+
+from sol.errors import SolError
+from sol.planner.plan import Plan
+from sol.program import Program
+
+ABI_VERSION = 1
+_ERR_LEN = 2048
+
+
+class NetworkLibrary:
+    """The loaded shared object and one network instance created from the plan's parameters."""
+
+    def __init__(self, artifact: Path, plan: Plan) -> None:
+        lib = ctypes.CDLL(str(artifact))
+        lib.sol_abi_version.restype = ctypes.c_int
+        if lib.sol_abi_version() != ABI_VERSION:
+            raise SolError(f"{artifact}: network ABI {lib.sol_abi_version()}, this sol-device-x86 speaks {ABI_VERSION}")
+        lib.sol_create.restype = ctypes.c_void_p
+        lib.sol_create.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_long]
+        lib.sol_forward.restype = ctypes.c_int
+        lib.sol_forward.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_long]
+        lib.sol_destroy.argtypes = [ctypes.c_void_p]
+        self.lib = lib
+        graph = plan.graph
+        # Parameters stay the framework's own arrays wherever they are contiguous (no copy);
+        # the library ops copy their weights into their preferred layout once, in sol_create.
+        self.params = [np.ascontiguousarray(v.data) for v in graph.params]
+        ptrs = (ctypes.c_void_p * max(len(self.params), 1))(*[a.ctypes.data for a in self.params])
+        err = ctypes.create_string_buffer(_ERR_LEN)
+        handle = lib.sol_create(ptrs, err, _ERR_LEN)
+        if not handle:
+            raise SolError(f"sol x86: creating network {graph.name} failed: {err.value.decode(errors='replace')}")
+        self.handle = ctypes.c_void_p(handle)
+        self._destroy = lib.sol_destroy
+        self.out_types = [(v.shape, np.dtype(v.dtype)) for v in graph.outputs]
+        self._err = err
+        self.name = graph.name
+
+    def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        outputs = [np.empty(shape, dtype) for shape, dtype in self.out_types]
+        ins = (ctypes.c_void_p * max(len(inputs), 1))(*[a.ctypes.data for a in inputs])
+        outs = (ctypes.c_void_p * max(len(outputs), 1))(*[a.ctypes.data for a in outputs])
+        if self.lib.sol_forward(self.handle, ins, outs, self._err, _ERR_LEN) != 0:
+            raise SolError(f"sol x86: {self.name} failed: {self._err.value.decode(errors='replace')}")
+        return outputs
+
+    def __del__(self) -> None:
+        handle = getattr(self, "handle", None)
+        if handle:
+            self._destroy(handle)
+            self.handle = None
+
+
+def load(artifact: Path, plan: Plan, device: str) -> Program:
+    net = NetworkLibrary(artifact, plan)
+    g = plan.graph
+    return Program(g.name, device, [v.name for v in g.inputs], [v.type for v in g.inputs],
+                   [v.type for v in g.outputs], net, keepalive=net)
