@@ -1,19 +1,26 @@
 # Sourced by demo.sh and test.sh: create ./.venv on first use and install sol (core + in-tree
-# plugins) with pinned framework versions. Never lets pip pick a torch by itself.
+# plugins) with pinned framework and library versions. Never lets pip pick a torch by itself:
+# an unpinned torch resolves to a multi-GB CUDA build.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="$ROOT/.venv"
+VENV="${SOL_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 STAMP="$VENV/.sol-installed"
+if ! command -v g++ >/dev/null 2>&1; then
+  echo "sol: installing g++ (apt-get)" >&2
+  apt-get update -qq && apt-get install -y -qq g++ >/dev/null
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 want="$(cat "$ROOT/scripts/env.sh" "$ROOT"/sol_core/pyproject.toml "$ROOT"/plugins/*/pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   echo "sol: setting up $VENV (first run takes a few minutes)" >&2
-  "$VENV/bin/pip" install -q --upgrade pip setuptools wheel
-  "$VENV/bin/pip" install -q "torch==2.13.0" "numpy>=1.23" pytest pytest-timeout ruff
-  "$VENV/bin/pip" install -q -e "$ROOT/sol_core" -e "$ROOT/plugins/device_x86" -e "$ROOT/plugins/frontend_pytorch"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip setuptools wheel
+  "$VENV/bin/pip" install -q --disable-pip-version-check "torch==2.13.0" "numpy>=1.23" \
+    "onednn-cpu-gomp==2023.2.0" "onednn-devel-cpu-gomp==2023.2.0" pytest pytest-timeout ruff
+  "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT/sol_core" -e "$ROOT/plugins/device_x86" \
+    -e "$ROOT/plugins/frontend_pytorch"
   echo "$want" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -30,6 +30,7 @@ def test_core_alone_then_each_plugin(venv: Path) -> None:
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-build-isolation"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOL_")}
     env["SOL_CACHE_DIR"] = str(venv / "cache")
+    _run(pip[:-2] + ["--upgrade", "setuptools>=77"], env=env)  # the venv's bundled one predates PEP 639
     _run(pip + [str(ROOT / "sol_core")], env=env)
     sol = str(venv / "bin" / "sol")
     out = _run([sol, "plugins"], env=env)

@@ -28,7 +28,9 @@ def _plugins(args: argparse.Namespace) -> int:
                 a = r.backends.get(name).availability()
                 status.append(f"{name}: {'available' if a.available else 'unavailable'}"
                               + (f" ({a.detail})" if a.detail else ""))
-        provides = ", ".join(rec.roles) or ("ops, passes" if rec.name == "core" else "-")
+        passes = [r for r in rec.roles if r.startswith("passes:")]
+        shown = [r for r in rec.roles if not r.startswith("passes:")] + ([f"{len(passes)} passes"] if passes else [])
+        provides = ", ".join(shown) or "-"
         rows.append((rec.name, rec.distribution, rec.version, provides, "; ".join(status) or "ok"))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:

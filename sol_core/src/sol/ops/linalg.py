@@ -8,7 +8,7 @@ import numpy as np
 
 from sol.errors import SolError
 from sol.ir import TensorType
-from sol.ops._util import broadcast_shape, f64, pair, padding2d, same_dtype
+from sol.ops._util import broadcast_shape, f64, padding2d, pair, same_dtype
 from sol.ops.registry import LayerClass, OpDef
 
 
@@ -31,7 +31,8 @@ def _conv_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
         size = x.shape[2 + i] + sum(a["padding"][i])
         eff = a["dilation"][i] * (w.shape[2 + i] - 1) + 1
         if size < eff:
-            raise SolError(f"conv2d kernel {w.shape[2:]} (dilation {a['dilation']}) larger than padded input {x.shape[2:]}")
+            raise SolError(f"conv2d kernel {w.shape[2:]} (dilation {a['dilation']}) "
+                           f"larger than padded input {x.shape[2:]}")
         out.append((size - eff) // a["stride"][i] + 1)
     return [TensorType((x.shape[0], w.shape[0], out[0], out[1]), same_dtype(types))]
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from sol.errors import SolError
 from sol.ir import Node, TensorType
-from sol.ops._util import expect_rank, f64, pair, padding2d
+from sol.ops._util import expect_rank, f64, padding2d, pair
 from sol.ops.registry import REQUIRED, LayerClass, OpDef
 
 

@@ -1,0 +1,141 @@
+"""The x86 device through core's public path (graph -> plan -> C++ -> g++ -> ctypes)."""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sol.api import compile_graph
+from sol.debug import run_reference
+from sol.errors import CompileError
+from sol.ir import Graph, TensorType
+
+from graphs import randn, seed_net
+
+
+def _check(g: Graph, rtol: float = 1e-4) -> object:
+    xs = [randn(*v.shape) for v in g.inputs]
+    want = run_reference(g, xs)
+    program = compile_graph(g, "x86")
+    for w, o in zip(want, program(*xs)):
+        np.testing.assert_allclose(o, w, rtol=rtol, atol=rtol * float(np.abs(w).max()))
+    return program
+
+
+def _source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, g: Graph) -> str:
+    monkeypatch.setenv("SOL_DEBUG_DIR", str(tmp_path))
+    _check(g)
+    return (tmp_path / g.name / "network.cpp").read_text()
+
+
+def test_seed_network_bias_relu_pool_share_one_loop_nest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = _source(tmp_path, monkeypatch, seed_net())
+    # The convolution is a oneDNN call; bias, ReLU and the 13x13 pooling are one generated
+    # function whose parallel loop runs over (batch, channel), as in the seed's FusedNetwork.
+    assert "library onednn (compute bound): #1 conv2d" in text
+    fused = text[text.index("static void run_G1"):]
+    fused = fused[:fused.index("\n}\n")]
+    assert "for (long o = 0; o < 2000; ++o)" in fused
+    for marker in ("// #1 add", "// #2 relu", "// #3 avg_pool2d"):
+        assert marker in fused
+    assert "alignas(64) float L" in fused  # ReLU's 13x13 plane stays in per-iteration scratch
+
+
+def _conv_block(residual: bool) -> Graph:
+    g = Graph("conv_block")
+    x = g.add_input("x", TensorType((2, 8, 10, 10)))
+    r = g.add_input("r", TensorType((2, 16, 10, 10)))
+    y = g.add_node("conv2d", [x, g.add_param("w", randn(16, 8, 3, 3) * 0.2), g.add_param("b", randn(16))],
+                   {"padding": 1}).output
+    if residual:
+        y = g.add_node("add", [y, r]).output
+    y = g.add_node("relu", [y]).output
+    y = g.add_node("mul", [y, g.add_param("s", randn(16, 1, 1))]).output
+    g.outputs = [g.add_node("clamp", [y], {"min": -1.0, "max": 1.5}).output]
+    return g
+
+
+@pytest.mark.parametrize("residual", [False, True], ids=["bias-relu-scale-clamp", "with-residual"])
+def test_conv_epilogues_become_post_ops(residual: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = _source(tmp_path, monkeypatch, _conv_block(residual))
+    assert text.count("sol::Conv op") == 1 and "static void run_G" not in text  # one call, no loops
+    assert "eltwise_relu" in text and "binary_mul" in text and "eltwise_clip" in text
+    assert ("sol::sum()" in text) == residual
+
+
+@pytest.mark.parametrize("shape", [(4, 32), (2, 3, 32)])
+def test_dense_with_gelu_and_matmul_broadcast(shape: tuple[int, ...]) -> None:
+    g = Graph("dense_mm")
+    x = g.add_input("x", TensorType(shape))
+    y = g.add_node("dense", [x, g.add_param("w", randn(24, 32)), g.add_param("b", randn(24))]).output
+    y = g.add_node("gelu", [y], {"approximate": "tanh"}).output
+    z = g.add_node("matmul", [y, g.add_param("m", randn(24, 5))]).output
+    g.outputs = [g.add_node("softmax", [z], {"axis": -1}).output]
+    _check(g)
+
+
+def test_compiler_failure_reports_the_compiler_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOL_CXXFLAGS", "-include /nonexistent/sol_missing.h")
+    from sol_x86 import compiler
+
+    monkeypatch.setattr(compiler.GxxCompiler, "__init__", lambda self: setattr(
+        self, "flags", list(compiler.DEFAULT_FLAGS) + ["-include", "/nonexistent/sol_missing.h"]))
+    from sol.plugins import roles
+
+    dev = roles().devices.get("x86")
+    monkeypatch.setattr(dev, "_compiler", compiler.GxxCompiler())
+    with pytest.raises(CompileError, match=r"sol_missing.h.*\n(.|\n)*command: .*g\+\+"):
+        compile_graph(seed_net(1), "x86")
+
+
+def test_damaged_artifact_is_rebuilt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SOL_CACHE_DIR", str(tmp_path))
+    g1 = seed_net(1)
+    first = compile_graph(g1, "x86")
+    assert first.info["cached"] is False
+    assert compile_graph(seed_net(1), "x86").info["cached"] is True
+    # Damage it the way a crash or a full disk would: a new, truncated file at that path (never
+    # overwrite the loaded library in place: it is mapped into this process).
+    artifact = Path(first.info["artifact"])
+    artifact.unlink()
+    artifact.write_bytes(b"\x7fELF truncated")
+    g2 = seed_net(1)
+    again = compile_graph(g2, "x86")
+    assert again.info["cached"] is False
+    x = randn(1, 512, 13, 13)
+    np.testing.assert_allclose(again(x)[0], run_reference(g2, [x])[0], rtol=1e-4, atol=1e-4)
+
+
+def test_c_abi_and_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    program = _check(seed_net(1))
+    lib = ctypes.CDLL(program.info["artifact"])
+    lib.sol_workspace_bytes.restype = ctypes.c_long
+    assert lib.sol_abi_version() == 1
+    assert lib.sol_workspace_bytes() == program.info["plan"].memory.arena_bytes
+    assert lib.sol_num_params() == len(program.info["plan"].graph.params)
+
+
+def test_concurrent_calls_on_one_network_are_safe() -> None:
+    g = seed_net(1)
+    program = compile_graph(g, "x86")
+    xs = [randn(1, 512, 13, 13) for _ in range(4)]
+    want = [run_reference(g, [x])[0] for x in xs]
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            for _ in range(5):
+                np.testing.assert_allclose(program(xs[i])[0], want[i], rtol=1e-4, atol=1e-4)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
