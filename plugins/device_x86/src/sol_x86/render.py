@@ -11,13 +11,15 @@ import numpy as np
 from sol.codegen import environment, render
 from sol.errors import SolError
 from sol.ir import Node, Value
+from sol.lowering import CTYPES, GroupLowering, ctype, elementwise_renderer, numel
 from sol.planner.plan import Group, GroupKind, Plan, Storage
 from sol.roles import Source
 from sol_x86.libraries import PostOp, epilogue, library_dims
-from sol_x86.lower import GroupLowering, ctype, elementwise_renderer, numel
 
 PACKAGE = "sol_x86"
 ONEDNN_HEADER = "sol_x86_onednn.hpp"
+# Below this many elements an OpenMP parallel region costs more than it saves.
+PARALLEL_MIN_WORK = 16384
 
 
 def _literal(x: Any, dtype: str) -> str:
@@ -34,8 +36,6 @@ def _literal(x: Any, dtype: str) -> str:
 
 
 def ctype_of(dtype: str) -> str:
-    from sol_x86.lower import CTYPES
-
     return CTYPES[dtype]
 
 
@@ -177,7 +177,8 @@ class NetworkRenderer:
         uses_onednn = any(g["kind"] == "library" for g in groups)
         text = render(PACKAGE, "network.cpp.j2", name=p.graph.name, groups=groups, consts=consts,
                       num_params=len(p.graph.params), arena_bytes=p.memory.arena_bytes,
-                      uses_onednn=uses_onednn)
+                      uses_onednn=uses_onednn, profile=bool(p.options.get("profile")),
+                      parallel_min_work=PARALLEL_MIN_WORK)
         files = {"network.cpp": text}
         if uses_onednn:
             files[ONEDNN_HEADER] = resources.files(PACKAGE).joinpath("templates", ONEDNN_HEADER).read_text()

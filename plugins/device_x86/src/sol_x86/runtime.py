@@ -55,6 +55,15 @@ class NetworkLibrary:
             raise SolError(f"sol x86: {self.name} failed: {self._err.value.decode(errors='replace')}")
         return outputs
 
+    def profile(self, groups: int) -> list[float] | None:
+        """Seconds spent in each group so far, or None if the network was built without
+        profiling (``optimize(..., profile=True)``)."""
+        seconds = (ctypes.c_double * groups)()
+        self.lib.sol_profile.restype = ctypes.c_int
+        if not self.lib.sol_profile(self.handle, seconds, groups):
+            return None
+        return list(seconds)
+
     def __del__(self) -> None:
         handle = getattr(self, "handle", None)
         if handle:

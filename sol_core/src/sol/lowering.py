@@ -1,6 +1,7 @@
-"""Lower a planned FUSED group to what the loop templates need: loops, offsets, expressions.
+"""Lower a planned FUSED group to what a device's loop templates need: loops, offsets, expressions.
 
-Index arithmetic is done here, once, in Python; the templates only lay out loops. Every value a
+Shared by every device that generates C-family code (C++/OpenMP, CUDA, VE C): index arithmetic
+is done here, once, in Python; a device's templates only lay out loops and choose pragmas. Every value a
 stage touches is addressed through per-dimension strides over the stage's full iteration shape
 (0 for broadcast dimensions, and for the outer dimensions of per-iteration scratch), so one rule
 covers plain, broadcast and scratch operands alike. Adjacent dimensions that every operand walks
@@ -18,17 +19,16 @@ from sol.errors import SolError
 from sol.ir import Node, Value
 from sol.planner.plan import FusedKernel, Group, Stage
 
+# C element types of sol's dtypes.
 CTYPES = {"float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t", "int8": "int8_t",
           "uint8": "uint8_t", "bool": "bool"}
-# Below this many elements a parallel region costs more than it saves.
-PARALLEL_MIN_WORK = 16384
 
 
 def ctype(v: Value) -> str:
     try:
         return CTYPES[v.dtype]
     except KeyError:
-        raise SolError(f"the x86 device does not support dtype {v.dtype} (value {v.name})") from None
+        raise SolError(f"generated code does not support dtype {v.dtype} (value {v.name})") from None
 
 
 def contiguous_strides(shape: tuple[int, ...], rank: int) -> list[int]:
@@ -57,10 +57,14 @@ class Loop:
 
 @dataclass
 class PointwiseStage:
+    """Nested ``loops`` around ``statements``. ``parallel``: the group has no outer loop, so
+    the device should parallelize these loops itself (``work`` elements in all)."""
+
     kind: str
     loops: list[Loop]
     statements: list[str]
-    parallel: str = ""  # the OpenMP pragma on the outermost loop, if this stage is parallel
+    parallel: bool = False
+    work: int = 0
 
 
 @dataclass
@@ -163,14 +167,7 @@ class GroupLowering:
             regs[out] = reg
         for v in stage.stores:
             body.append(f"{at(v)} = {regs[v]};")
-        pragma = ""
-        if parallel:
-            work = numel(full[depth:])
-            collapse = f" collapse({len(loops) - 1})" if len(loops) > 2 else ""
-            pragma = (f"#pragma omp parallel for{collapse} schedule(static) if({work} >= {PARALLEL_MIN_WORK})"
-                      if len(loops) > 1 else
-                      f"#pragma omp parallel for simd schedule(static) if({work} >= {PARALLEL_MIN_WORK})")
-        return PointwiseStage("pointwise", loops, body, pragma)
+        return PointwiseStage("pointwise", loops, body, parallel, numel(full[depth:]))
 
     def _comment(self, node: Node) -> str:
         self.step += 1
@@ -215,7 +212,7 @@ class GroupLowering:
             s["in_offset"] = _linear([in_st[perm[j]] if inner_in[perm[j]] > 1 else 0 for j in range(len(inner_out))])
             macro = "transpose"
         else:
-            raise SolError(f"x86: no loop template for I/O-bound op {node.op!r}")
+            raise SolError(f"no loop lowering for I/O-bound op {node.op!r}")
         return OpStage("op", macro, self._comment(node), s)
 
     def _reduce(self, node: Node, depth: int) -> dict[str, Any]:
@@ -243,14 +240,16 @@ def _linear(strides: list[int]) -> str:
     return " + ".join(terms) or "0"
 
 
-def elementwise_renderer(env: jinja2.Environment) -> Any:
-    """``fn(node, operand_exprs, ctype) -> C++ expression`` from the elementwise.j2 macros."""
-    module = env.get_template("elementwise.j2").module
+def elementwise_renderer(env: jinja2.Environment, template: str = "elementwise.j2") -> Any:
+    """``fn(node, operand_exprs, ctype) -> C expression`` from a device's element-wise macros:
+    one jinja2 macro per op, named like the op, taking the operands, the C type and the op's
+    attributes."""
+    module = env.get_template(template).module
 
     def render(node: Node, args: list[str], ct: str) -> str:
         macro = getattr(module, node.op, None)
         if macro is None:
-            raise SolError(f"x86: no element-wise template for op {node.op!r}")
+            raise SolError(f"no element-wise template for op {node.op!r} in {template}")
         return str(macro(*args, ct, **node.attrs)).strip()
 
     return render
