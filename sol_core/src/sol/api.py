@@ -6,12 +6,11 @@ import logging
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sol import cache
-from sol.errors import DeviceUnavailableError, SolError
+from sol.errors import SolError
 from sol.ir import Graph
 from sol.planner.plan import Plan
 from sol.program import Program
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
     from sol.explain import Explanation
 
 log = logging.getLogger("sol")
-_warned_emulated: set[str] = set()
 
 
 def _configure_logging() -> None:
@@ -47,14 +45,7 @@ def resolve_device(name: str | None) -> Device:
     from sol import device_select
     from sol.plugins import roles
 
-    device = roles().devices.get(name or device_select.get())
-    avail = device.availability()
-    if not avail.available:
-        raise DeviceUnavailableError(f"device {device.name!r} is not available here: {avail.detail}")
-    if avail.emulated and device.name not in _warned_emulated:
-        _warned_emulated.add(device.name)
-        warnings.warn(f"sol device {device.name!r} runs emulated: {avail.detail}", stacklevel=3)
-    return device
+    return device_select.checked(roles().devices.get(name or device_select.get()), stacklevel=4)
 
 
 def plan(graph: Graph, device: str | None = None, training: bool = False, options: dict | None = None) -> Plan:
@@ -121,7 +112,9 @@ def optimize(model: Any, *example_inputs: Any, device: str | None = None, traini
 def explain(model: Any, *example_inputs: Any, device: str | None = None, **options: Any) -> Explanation:
     """The plan sol would run for ``model``: groups, layer classes, fused ops, libraries."""
     from sol.explain import Explanation
+    from sol.plugins import roles
 
     frontend = frontend_for(model)
     graph = frontend.import_graph(model, example_inputs, dict(options))
-    return Explanation(plan(graph, device, False, options))
+    the_plan = plan(graph, device, False, options)
+    return Explanation(the_plan, roles().devices.get(the_plan.device))

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import warnings
+from typing import TYPE_CHECKING
+
 from sol.config import config
 from sol.errors import DeviceUnavailableError
 
+if TYPE_CHECKING:
+    from sol.roles import Device
+
 _index = 0
+_warned_emulated: set[str] = set()
+
+
+def checked(device: Device, stacklevel: int = 3) -> Device:
+    """Raise if ``device`` cannot run here; warn once per process if it runs emulated."""
+    avail = device.availability()
+    if not avail.available:
+        raise DeviceUnavailableError(f"device {device.name!r} is not available here: {avail.detail}")
+    if avail.emulated and device.name not in _warned_emulated:
+        _warned_emulated.add(device.name)
+        warnings.warn(f"sol device {device.name!r} runs emulated: {avail.detail}", stacklevel=stacklevel + 1)
+    return device
 
 
 def set(name: str, index: int = 0) -> None:  # noqa: A001 - mirrors the seed's API
     global _index
     from sol.plugins import roles
 
-    device = roles().devices.get(name)
-    avail = device.availability()
-    if not avail.available:
-        raise DeviceUnavailableError(f"device {name!r} is not available here: {avail.detail}")
+    checked(roles().devices.get(name))
     config["device"] = name
     _index = index
 

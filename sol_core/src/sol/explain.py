@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sol.planner.plan import GroupKind, Plan, Storage
+
+if TYPE_CHECKING:
+    from sol.roles import Device, Estimate
 
 
 class Explanation:
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, device: Device | None = None) -> None:
         self.plan = plan
+        self.estimates: dict[int, Estimate] = {}
+        if device is not None:
+            for g in plan.groups:
+                est = device.estimate(g, plan)
+                if est is not None:
+                    self.estimates[g.id] = est
 
     def __str__(self) -> str:
         p = self.plan
@@ -22,11 +33,19 @@ class Explanation:
                 how += f", depth-first over {'x'.join(map(str, k.outer_shape)) or '1'}"
                 if k.locals:
                     how += f", {len(k.locals)} scratch tensor(s) {k.local_bytes()} B/iteration"
+            est = self.estimates.get(g.id)
+            if est is not None:
+                how += (f"; estimate {est.seconds * 1e6:.1f} us ({est.bound} bound: {est.flops / 1e6:.1f} MFLOP, "
+                        f"{est.bytes / 1e6:.2f} MB)")
             lines.append(f"{g.label:>4}  {g.layer_class.value:<28} {how}")
             for i, n in enumerate(g.nodes):
                 role = "epilogue " if g.kind is GroupKind.LIBRARY and i > 0 else ""
                 src = f"  <- {n.source}" if n.source else ""
                 lines.append(f"        #{i + 1} {role}{n.op} -> {n.outputs[0].type}{src}")
+        if self.estimates:
+            total = sum(e.seconds for e in self.estimates.values())
+            basis = next(iter(self.estimates.values())).basis
+            lines.append(f"estimated total {total * 1e3:.3f} ms: an estimate ({basis}), not a measurement")
         return "\n".join(lines)
 
     __repr__ = __str__

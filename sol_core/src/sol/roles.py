@@ -17,7 +17,7 @@ from sol.errors import PluginError
 
 if TYPE_CHECKING:
     from sol.ir import Graph, Node
-    from sol.planner.plan import Plan
+    from sol.planner.plan import Group, Plan
     from sol.program import Program
 
 
@@ -115,6 +115,23 @@ class Device(abc.ABC):
     @abc.abstractmethod
     def load(self, artifact: Path, plan: Plan, source: Source) -> Program:
         """Load a compiled artifact, place parameters on the device once, return a Program."""
+
+    def estimate(self, group: Group, plan: Plan) -> Estimate | None:
+        """A modelled run time for ``group`` (e.g. a roofline), for devices whose real timing is
+        not at hand; None if the device offers no model. ``sol inspect`` prints it, labelled."""
+        return None
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A modelled time for one group: ``seconds`` and how it was obtained (``basis``, e.g.
+    "roofline on VE Type 20B"), with the work it is based on."""
+
+    seconds: float
+    basis: str
+    flops: float = 0.0
+    bytes: float = 0.0
+    bound: str = ""  # "compute" or "memory"
 
 
 class Backend(abc.ABC):
