@@ -6,9 +6,16 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${SOL_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 STAMP="$VENV/.sol-installed"
-if ! command -v g++ >/dev/null 2>&1; then
-  echo "sol: installing g++ (apt-get)" >&2
-  apt-get update -qq && apt-get install -y -qq g++ >/dev/null
+# g++ builds x86 networks; Debian's clang-19 cross-compiles SX-Aurora (VE) kernels and
+# llvm-objdump-19 inspects them.
+need=()
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+command -v clang-19 >/dev/null 2>&1 || need+=(clang-19)
+command -v llvm-objdump-19 >/dev/null 2>&1 || need+=(llvm-19)
+command -v file >/dev/null 2>&1 || need+=(file)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "sol: installing ${need[*]} (apt-get)" >&2
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
