@@ -139,3 +139,16 @@ def test_concurrent_calls_on_one_network_are_safe() -> None:
     for t in threads:
         t.join()
     assert not errors, errors[0]
+
+
+def test_conv_to_conv_keeps_the_library_layout_in_between(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    g = Graph("conv_chain")
+    x = g.add_input("x", TensorType((2, 16, 12, 12)))
+    y = g.add_node("conv2d", [x, g.add_param("w1", randn(16, 16, 3, 3) * 0.2)], {"padding": 1}).output
+    y = g.add_node("relu", [y]).output
+    y = g.add_node("conv2d", [y, g.add_param("w2", randn(32, 16, 3, 3) * 0.2)], {"padding": 1, "stride": 2}).output
+    g.outputs = [g.add_node("sigmoid", [y]).output]
+    text = _source(tmp_path, monkeypatch, g)
+    assert "net->op0.link_to(net->op1" in text
+    lines = compile_graph(g, "x86").info["libraries"].splitlines()
+    assert lines[0].startswith("G0: ") and "output kept" in lines[0] and "input kept" in lines[1], lines

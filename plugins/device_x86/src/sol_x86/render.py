@@ -158,6 +158,25 @@ class NetworkRenderer:
             return f"sol::binary(dnnl::algorithm::{s.alg}, {_dims(s.dims)})"
         return "sol::sum()"
 
+    def layout_links(self) -> list[str]:
+        """Library groups whose result feeds only the next convolution's input: oneDNN may keep
+        that tensor in its own layout in between (decided at load time, see LibraryOp::link_to)."""
+        users = self.plan.graph.users()
+        group_of = {n: g for g in self.plan.groups for n in g.nodes}
+        links = []
+        for g in self.plan.groups:
+            if g.kind is not GroupKind.LIBRARY:
+                continue
+            v = g.nodes[-1].output
+            readers = users.get(v, [])
+            if v in self.plan.graph.outputs or len(readers) != 1:
+                continue
+            h = group_of[readers[0]]
+            if h.kind is GroupKind.LIBRARY and h.anchor is readers[0] and h.anchor.op == "conv2d" \
+                    and h.anchor.inputs[0] is v and g.anchor.op == "conv2d":
+                links.append(f"net->op{g.id}.link_to(net->op{h.id}, {v.type.nbytes});")
+        return links
+
     # --- network ----------------------------------------------------------------------------
     def render(self) -> Source:
         p = self.plan
@@ -178,7 +197,7 @@ class NetworkRenderer:
         text = render(PACKAGE, "network.cpp.j2", name=p.graph.name, groups=groups, consts=consts,
                       num_params=len(p.graph.params), arena_bytes=p.memory.arena_bytes,
                       uses_onednn=uses_onednn, profile=bool(p.options.get("profile")),
-                      parallel_min_work=PARALLEL_MIN_WORK)
+                      parallel_min_work=PARALLEL_MIN_WORK, links=self.layout_links())
         files = {"network.cpp": text}
         if uses_onednn:
             files[ONEDNN_HEADER] = resources.files(PACKAGE).joinpath("templates", ONEDNN_HEADER).read_text()

@@ -55,6 +55,12 @@ class NetworkLibrary:
             raise SolError(f"sol x86: {self.name} failed: {self._err.value.decode(errors='replace')}")
         return outputs
 
+    def describe(self) -> str:
+        """Per library group: the implementation the library chose and its layout conversions."""
+        self.lib.sol_describe.restype = ctypes.c_char_p
+        self.lib.sol_describe.argtypes = [ctypes.c_void_p]
+        return (self.lib.sol_describe(self.handle) or b"").decode()
+
     def profile(self, groups: int) -> list[float] | None:
         """Seconds spent in each group so far, or None if the network was built without
         profiling (``optimize(..., profile=True)``)."""
@@ -75,4 +81,4 @@ def load(artifact: Path, plan: Plan, device: str) -> Program:
     net = NetworkLibrary(artifact, plan)
     g = plan.graph
     return Program(g.name, device, [v.name for v in g.inputs], [v.type for v in g.inputs],
-                   [v.type for v in g.outputs], net, keepalive=net)
+                   [v.type for v in g.outputs], net, info={"libraries": net.describe()}, keepalive=net)

@@ -98,12 +98,31 @@ class LibraryOp {
   public:
     virtual ~LibraryOp() = default;
 
+    // Layout propagation: when this op's result feeds only ``next`` and both chose the same
+    // internal layout, the tensor stays in that layout in between (no reorder out and back in).
+    // Checked here, at load time, because only oneDNN knows the layouts it picked.
+    void link_to(LibraryOp& next, size_t buffer_bytes) {
+        if (reorder_dst_ && next.reorder_src_ && dst_md_ == next.src_md_ && dst_md_.get_size() <= buffer_bytes) {
+            keep_dst_native_ = true;
+            next.src_is_native_ = true;
+        }
+    }
+
+    // What runs, for reports: the implementation oneDNN chose and where layouts are converted.
+    std::string describe() const {
+        auto side = [](bool reorder, bool native) { return native ? "kept" : reorder ? "reordered" : "plain"; };
+        return impl_ + " (input " + side(reorder_src_, src_is_native_) + ", output " +
+               side(reorder_dst_, keep_dst_native_) + ")";
+    }
+
   protected:
+    std::string impl_;
     dnnl::primitive prim_;
     memory::desc src_plain_, dst_plain_, src_md_, dst_md_;
     memory weights_, bias_;
     std::vector<PostOp> post_;
     bool reorder_src_ = false, reorder_dst_ = false;
+    bool keep_dst_native_ = false, src_is_native_ = false;
     dnnl::reorder src_in_, dst_out_, sum_in_;
 
     void prepare_reorders(Scratch& scratch) {
@@ -135,11 +154,14 @@ class LibraryOp {
         memory src_user(src_plain_, ctx.eng, const_cast<void*>(src));
         memory dst_user(dst_plain_, ctx.eng, dst);
         memory src_mem = src_user, dst_mem = dst_user;
-        if (reorder_src_) {
+        if (src_is_native_) {
+            src_mem = memory(src_md_, ctx.eng, const_cast<void*>(src));
+        } else if (reorder_src_) {
             src_mem = memory(src_md_, ctx.eng, scratch.src_ptr());
             src_in_.execute(ctx.strm, src_user, src_mem);
         }
-        if (reorder_dst_) dst_mem = memory(dst_md_, ctx.eng, scratch.dst_ptr());
+        if (keep_dst_native_) dst_mem = memory(dst_md_, ctx.eng, dst);
+        else if (reorder_dst_) dst_mem = memory(dst_md_, ctx.eng, scratch.dst_ptr());
         if (residual != nullptr) {
             memory r(dst_plain_, ctx.eng, const_cast<void*>(residual));
             if (reorder_dst_) sum_in_.execute(ctx.strm, r, dst_mem);
@@ -154,7 +176,7 @@ class LibraryOp {
                 memory(plain(post_[i].dims), ctx.eng, const_cast<void*>(binary.at(b++)));
         }
         prim_.execute(ctx.strm, args);
-        if (reorder_dst_) dst_out_.execute(ctx.strm, dst_mem, dst_user);
+        if (reorder_dst_ && !keep_dst_native_) dst_out_.execute(ctx.strm, dst_mem, dst_user);
         ctx.strm.wait();
     }
 };
@@ -197,10 +219,6 @@ class Conv : public LibraryOp {
         execute(args, src, dst, binary, residual, scratch);
     }
 
-    const std::string& impl() const { return impl_; }
-
-  private:
-    std::string impl_;
 };
 
 // y = x @ W^T (+ bias): a dense / linear layer with static weights of shape (out, in). The batch
@@ -217,6 +235,7 @@ class Dense : public LibraryOp {
         memory::desc any_w({in, out}, dt::f32, tag::any);
         memory::desc b_md = bias ? plain({1, out}) : memory::desc();
         auto pd = dnnl::matmul::primitive_desc(eng, src_plain_, any_w, b_md, dst_plain_, make_attr(post_));
+        impl_ = pd.impl_info_str();
         src_md_ = pd.src_desc();
         dst_md_ = pd.dst_desc();
         weights_ = place_weights(w_user, pd.weights_desc(), w);
@@ -244,6 +263,7 @@ class MatMul : public LibraryOp {
         dst_plain_ = plain(dst);
         b_md_ = plain(b);
         auto pd = dnnl::matmul::primitive_desc(eng, src_plain_, b_md_, dst_plain_, make_attr(post_));
+        impl_ = pd.impl_info_str();
         src_md_ = pd.src_desc();
         dst_md_ = pd.dst_desc();
         prim_ = dnnl::matmul(pd);
