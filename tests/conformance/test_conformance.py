@@ -7,11 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cases import CASES, POSITIVE_UNARY
 from sol.api import compile_graph
 from sol.debug import run_reference
 from sol.ir import Graph, TensorType, ValueKind
 from sol.ops.registry import registry
+
+from cases import CASES, POSITIVE_UNARY
 
 rng = np.random.default_rng(1)
 STATIC_INPUTS = {"conv2d": (1, 2), "dense": (1, 2), "batch_norm": (1, 2, 3, 4)}

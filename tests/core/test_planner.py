@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sol.debug import run_reference
-from sol.explain import Explanation
+from sol.explanation import Explanation
 from sol.ir import Graph, TensorType
 from sol.ops.registry import LayerClass
 from sol.planner.partition import plan_graph

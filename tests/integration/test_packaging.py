@@ -45,7 +45,8 @@ def test_core_alone_then_each_plugin(venv: Path) -> None:
 
     # The frontend needs torch; give the venv the test environment's torch rather than letting
     # pip resolve one (it would download a CUDA build).
-    site = _run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip()
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = _run([str(venv / "bin" / "python"), "-c", purelib]).strip()
     torch_dir = Path(__import__("torch").__file__).parents[1]
     Path(site, "host-torch.pth").write_text(str(torch_dir) + "\n")
     _run(pip + ["--no-deps", str(ROOT / "plugins" / "frontend_pytorch")], env=env)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import sol
+
 from zoo import SeedNet, mlp, small_resnet
 
 torch.manual_seed(0)
@@ -131,8 +132,9 @@ def test_second_process_hits_the_cache_in_well_under_a_second(tmp_path) -> None:
 
 def test_third_party_device_plugin_runs_a_pytorch_model(fresh_plugins) -> None:
     """A device written in the test (interpreter_device) registered through the public hooks."""
-    import interpreter_device
     import sol_pytorch.plugin
+
+    import interpreter_device
 
     fresh_plugins.register(sol_pytorch.plugin, "pytorch")
     fresh_plugins.register(interpreter_device, "interp")

@@ -17,7 +17,7 @@ from sol.program import Program
 from sol.roles import Device, Frontend
 
 if TYPE_CHECKING:
-    from sol.explain import Explanation
+    from sol.explanation import Explanation
 
 log = logging.getLogger("sol")
 
@@ -111,7 +111,7 @@ def optimize(model: Any, *example_inputs: Any, device: str | None = None, traini
 
 def explain(model: Any, *example_inputs: Any, device: str | None = None, **options: Any) -> Explanation:
     """The plan sol would run for ``model``: groups, layer classes, fused ops, libraries."""
-    from sol.explain import Explanation
+    from sol.explanation import Explanation
     from sol.plugins import roles
 
     frontend = frontend_for(model)

@@ -35,6 +35,12 @@ def set(name: str, index: int = 0) -> None:  # noqa: A001 - mirrors the seed's A
     _index = index
 
 
+def index() -> int:
+    """The device index given to :func:`set` (0 by default): which card of a multi-device host a
+    device plugin should use."""
+    return _index
+
+
 def get() -> str:
     """The device ``optimize`` uses when none is named."""
     from sol.plugins import roles

@@ -140,6 +140,9 @@ class Graph:
     consts: list[Value] = field(default_factory=list)
     nodes: list[Node] = field(default_factory=list)
     outputs: list[Value] = field(default_factory=list)
+    # What a frontend needs to rebuild its framework's view (e.g. the output structure); core
+    # never reads it. Keys are prefixed with the frontend's name.
+    meta: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _names: Iterator[int] = field(default_factory=itertools.count, repr=False)
 
     # --- building -----------------------------------------------------------------------------

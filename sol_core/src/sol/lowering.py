@@ -56,15 +56,46 @@ class Loop:
 
 
 @dataclass
+class Access:
+    """One operand of a pointwise stage as its innermost loop sees it: element
+    ``base[offset + i * stride]`` at step ``i`` of the innermost loop, where ``offset`` (a C
+    expression) covers the outer iteration and every enclosing loop. ``stride`` 0: the same element
+    for the whole innermost loop (a broadcast). ``reg`` names the loaded or computed register."""
+
+    value: Value
+    base: str
+    offset: str
+    stride: int
+    reg: str
+
+
+@dataclass
+class PointwiseOp:
+    """One element-wise node of a stage: ``out = node(args)``, args being register names."""
+
+    node: Node
+    out: str
+    args: list[str]
+    comment: str
+
+
+@dataclass
 class PointwiseStage:
     """Nested ``loops`` around ``statements``. ``parallel``: the group has no outer loop, so
-    the device should parallelize these loops itself (``work`` elements in all)."""
+    the device should parallelize these loops itself (``work`` elements in all).
+
+    ``loads``, ``ops`` and ``stores`` describe the same computation structurally, for devices that
+    vectorize the innermost loop with explicit vector instructions (strip-mined loads with a
+    stride, one vector operation per op, strided stores) instead of leaving it to a compiler."""
 
     kind: str
     loops: list[Loop]
     statements: list[str]
     parallel: bool = False
     work: int = 0
+    loads: list[Access] = field(default_factory=list)
+    ops: list[PointwiseOp] = field(default_factory=list)
+    stores: list[Access] = field(default_factory=list)
 
 
 @dataclass
@@ -151,23 +182,35 @@ class GroupLowering:
         merged.reverse()
         loops = [Loop(f"i{j}", e) for j, (e, _) in enumerate(merged)]
 
-        def at(v: Value) -> str:
+        def terms(v: Value, loops: range) -> list[str]:
             st = accesses[v]
-            terms = [t for t in (self._outer_offset(v, st, depth),) if t]
-            terms += [f"i{j} * {s[v]}" if s[v] != 1 else f"i{j}" for j, (_, s) in enumerate(merged) if s[v]]
-            return f"{self._base(v)}[{' + '.join(terms) or '0'}]"
+            out = [t for t in (self._outer_offset(v, st, depth),) if t]
+            return out + [f"i{j} * {merged[j][1][v]}" if merged[j][1][v] != 1 else f"i{j}"
+                          for j in loops if merged[j][1][v]]
+
+        def at(v: Value) -> str:
+            return f"{self._base(v)}[{' + '.join(terms(v, range(len(merged)))) or '0'}]"
+
+        def access(v: Value, reg: str) -> Access:
+            offset = " + ".join(terms(v, range(len(merged) - 1))) or "0"
+            return Access(v, self._base(v), offset, merged[-1][1][v], reg)
 
         regs: dict[Value, str] = {}
         body = []
+        loads = {v: access(v, f"l{self.sym(v)[1:]}") for v in stage.loads}
+        ops = []
         for node in stage.nodes:
             args = [regs.get(v) or at(v) for v in node.inputs]
             out = node.outputs[0]
             reg = f"r{self.sym(out)[1:]}"
-            body.append(f"const {ctype(out)} {reg} = {self.ew(node, args, ctype(out))};  {self._comment(node)}")
+            comment = self._comment(node)
+            body.append(f"const {ctype(out)} {reg} = {self.ew(node, args, ctype(out))};  {comment}")
+            ops.append(PointwiseOp(node, reg, [regs.get(v) or loads[v].reg for v in node.inputs], comment))
             regs[out] = reg
         for v in stage.stores:
             body.append(f"{at(v)} = {regs[v]};")
-        return PointwiseStage("pointwise", loops, body, parallel, numel(full[depth:]))
+        return PointwiseStage("pointwise", loops, body, parallel, numel(full[depth:]), list(loads.values()), ops,
+                              [access(v, regs[v]) for v in stage.stores])
 
     def _comment(self, node: Node) -> str:
         self.step += 1

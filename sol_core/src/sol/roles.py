@@ -121,6 +121,12 @@ class Device(abc.ABC):
         not at hand; None if the device offers no model. ``sol inspect`` prints it, labelled."""
         return None
 
+    def estimate_transfer(self, plan: Plan) -> Estimate | None:
+        """A modelled time for one call's copies between host and device memory (inputs in,
+        outputs back), for devices with memory of their own; None where the device works on the
+        caller's memory or offers no model. ``sol inspect`` prints it apart from the groups."""
+        return None
+
 
 @dataclass(frozen=True)
 class Estimate:

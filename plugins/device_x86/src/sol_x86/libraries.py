@@ -193,9 +193,9 @@ class OneDNNBackend(Backend):
         if any(v.dtype != "float32" for v in node.inputs) or node.output.dtype != "float32":
             return False
         if node.op == "conv2d":
-            return node.inputs[0].type.rank == 4 and _static(node.inputs[1])
+            return node.inputs[0].type.rank == 4
         if node.op == "dense":
-            return _static(node.inputs[1]) and node.output.type.rank <= 6
+            return node.output.type.rank <= 6
         if node.op == "matmul":
             return max(v.type.rank for v in node.inputs) <= 6
         return False

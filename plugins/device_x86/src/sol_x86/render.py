@@ -119,25 +119,27 @@ class NetworkRenderer:
         bin_cpp = "{" + ", ".join(binary) + "}"
         bias_ptr = self.pointer(bias, in_create=True) if bias is not None else "nullptr"
         x = anchor.inputs[0]
+        w = anchor.inputs[1]
+        static_w = self.plan.memory.resolve(w)[1].storage in (Storage.PARAM, Storage.CONST)
+        w_init = self.pointer(w, True) if static_w else "nullptr"
+        w_run = "" if static_w or anchor.op == "matmul" else f", {self.sym(w)}"
         if anchor.op == "conv2d":
-            w = anchor.inputs[1]
             a = anchor.attrs
             (pt, pb), (pl, pr) = a["padding"]
             init = (f"net->op{g.id}.init({_dims(x.shape)}, {_dims(w.shape)}, {_dims(anchor.output.shape)}, "
                     f"{_dims(a['stride'])}, {_dims([d - 1 for d in a['dilation']])}, {_dims((pt, pl))}, "
-                    f"{_dims((pb, pr))}, {a['groups']}, {self.pointer(w, True)}, {bias_ptr}, {post_cpp}, "
+                    f"{_dims((pb, pr))}, {a['groups']}, {w_init}, {bias_ptr}, {post_cpp}, "
                     f"net->scratch);")
-            run = f"net.op{g.id}.run({self.sym(x)}, {self.sym(result)}, {bin_cpp}, {residual}, net.scratch);"
+            run = f"net.op{g.id}.run({self.sym(x)}, {self.sym(result)}, {bin_cpp}, {residual}, net.scratch{w_run});"
             cls = "Conv"
         elif anchor.op == "dense":
-            w = anchor.inputs[1]
             rows, out = library_dims(anchor)
-            init = (f"net->op{g.id}.init({rows}, {w.shape[1]}, {out}, {self.pointer(w, True)}, {bias_ptr}, "
+            init = (f"net->op{g.id}.init({rows}, {w.shape[1]}, {out}, {w_init}, {bias_ptr}, "
                     f"{post_cpp}, net->scratch);")
-            run = f"net.op{g.id}.run({self.sym(x)}, {self.sym(result)}, {bin_cpp}, {residual}, net.scratch);"
+            run = f"net.op{g.id}.run({self.sym(x)}, {self.sym(result)}, {bin_cpp}, {residual}, net.scratch{w_run});"
             cls = "Dense"
         elif anchor.op == "matmul":
-            b = anchor.inputs[1]
+            b = w
             rank = anchor.output.type.rank
             pad = lambda s: (1,) * (rank - len(s)) + tuple(s)  # noqa: E731
             init = (f"net->op{g.id}.init({_dims(pad(x.shape))}, {_dims(pad(b.shape))}, "

@@ -120,6 +120,11 @@ class LibraryOp {
     dnnl::primitive prim_;
     memory::desc src_plain_, dst_plain_, src_md_, dst_md_;
     memory weights_, bias_;
+    memory::desc weights_md_;
+
+    memory weights(const void* runtime) const {
+        return runtime ? memory(weights_md_, Context::get().eng, const_cast<void*>(runtime)) : weights_;
+    }
     std::vector<PostOp> post_;
     bool reorder_src_ = false, reorder_dst_ = false;
     bool keep_dst_native_ = false, src_is_native_ = false;
@@ -198,7 +203,9 @@ class Conv : public LibraryOp {
             w_user = memory::desc(wdims, dt::f32, tag::goihw);
         }
         memory::desc any_src(src, dt::f32, tag::any), any_dst(dst, dt::f32, tag::any);
-        memory::desc any_w(wdims, dt::f32, tag::any);
+        // Weights given at load time are reordered once into oneDNN's choice; weights that arrive
+        // with every call (w == nullptr here) are read in their plain layout.
+        memory::desc any_w = w ? memory::desc(wdims, dt::f32, tag::any) : w_user;
         memory::desc b_md = bias ? memory::desc({dst[1]}, dt::f32, tag::a) : memory::desc();
         auto pd = dnnl::convolution_forward::primitive_desc(
             eng, dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, any_src, any_w, b_md,
@@ -206,15 +213,16 @@ class Conv : public LibraryOp {
         impl_ = pd.impl_info_str();
         src_md_ = pd.src_desc();
         dst_md_ = pd.dst_desc();
-        weights_ = place_weights(w_user, pd.weights_desc(), w);
+        weights_md_ = pd.weights_desc();
+        if (w) weights_ = place_weights(w_user, weights_md_, w);
         if (bias) bias_ = place_weights(b_md, pd.bias_desc(), bias);
         prim_ = dnnl::convolution_forward(pd);
         prepare_reorders(scratch);
     }
 
     void run(const void* src, void* dst, const std::vector<const void*>& binary, const void* residual,
-             Scratch& scratch) {
-        std::unordered_map<int, memory> args{{DNNL_ARG_WEIGHTS, weights_}};
+             Scratch& scratch, const void* runtime_weights = nullptr) {
+        std::unordered_map<int, memory> args{{DNNL_ARG_WEIGHTS, weights(runtime_weights)}};
         if (bias_) args[DNNL_ARG_BIAS] = bias_;
         execute(args, src, dst, binary, residual, scratch);
     }
@@ -232,21 +240,22 @@ class Dense : public LibraryOp {
         src_plain_ = plain({rows, in});
         dst_plain_ = plain({rows, out});
         memory::desc w_user({in, out}, dt::f32, tag::ba);  // (out, in) row-major, seen as (in, out)
-        memory::desc any_w({in, out}, dt::f32, tag::any);
+        memory::desc any_w = w ? memory::desc({in, out}, dt::f32, tag::any) : w_user;
         memory::desc b_md = bias ? plain({1, out}) : memory::desc();
         auto pd = dnnl::matmul::primitive_desc(eng, src_plain_, any_w, b_md, dst_plain_, make_attr(post_));
         impl_ = pd.impl_info_str();
         src_md_ = pd.src_desc();
         dst_md_ = pd.dst_desc();
-        weights_ = place_weights(w_user, pd.weights_desc(), w);
+        weights_md_ = pd.weights_desc();
+        if (w) weights_ = place_weights(w_user, weights_md_, w);
         if (bias) bias_ = place_weights(b_md, pd.bias_desc(), bias);
         prim_ = dnnl::matmul(pd);
         prepare_reorders(scratch);
     }
 
     void run(const void* src, void* dst, const std::vector<const void*>& binary, const void* residual,
-             Scratch& scratch) {
-        std::unordered_map<int, memory> args{{DNNL_ARG_WEIGHTS, weights_}};
+             Scratch& scratch, const void* runtime_weights = nullptr) {
+        std::unordered_map<int, memory> args{{DNNL_ARG_WEIGHTS, weights(runtime_weights)}};
         if (bias_) args[DNNL_ARG_BIAS] = bias_;
         execute(args, src, dst, binary, residual, scratch);
     }

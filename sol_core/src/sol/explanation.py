@@ -14,11 +14,13 @@ class Explanation:
     def __init__(self, plan: Plan, device: Device | None = None) -> None:
         self.plan = plan
         self.estimates: dict[int, Estimate] = {}
+        self.transfer: Estimate | None = None
         if device is not None:
             for g in plan.groups:
                 est = device.estimate(g, plan)
                 if est is not None:
                     self.estimates[g.id] = est
+            self.transfer = device.estimate_transfer(plan)
 
     def __str__(self) -> str:
         p = self.plan
@@ -46,6 +48,10 @@ class Explanation:
             total = sum(e.seconds for e in self.estimates.values())
             basis = next(iter(self.estimates.values())).basis
             lines.append(f"estimated total {total * 1e3:.3f} ms: an estimate ({basis}), not a measurement")
+        if self.transfer is not None:
+            t = self.transfer
+            lines.append(f"estimated host<->device transfer {t.seconds * 1e3:.3f} ms per call ({t.bytes / 1e6:.2f} MB "
+                         f"of inputs and outputs, {t.basis}): an estimate, not included in the total above")
         return "\n".join(lines)
 
     __repr__ = __str__

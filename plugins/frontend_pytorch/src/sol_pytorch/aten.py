@@ -1,0 +1,612 @@
+"""ATen operators -> sol IR: one small converter per ATen overload.
+
+The importer hands each converter the node's arguments bound to the overload's schema (so
+defaults and keyword arguments look the same), with graph tensors already replaced by sol
+:class:`~sol.ir.Value`s and Python scalars left as they are. A converter returns the sol value
+(or a tuple of them for multi-output overloads). The node's fake tensor (``meta["val"]``) is the
+ground truth for shapes and dtypes: converters read the expected result type from it instead of
+re-deriving PyTorch's rules (type promotion, ``view(-1)``, ``squeeze``), and the importer checks
+every result against it, so a wrong mapping fails at import and never gives a wrong number.
+
+Converters are keyed by the overload's name (``aten.add.Tensor``) so that this table, error
+messages and :func:`supported_ops` all speak the name users see in ``torch.export`` graphs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from sol.ir import Graph, TensorType, Value
+
+Args = dict[str, Any]
+Result = Any  # a Value, or a tuple of Values / None for multi-output overloads
+Converter = Callable[["Emitter", Args], Result]
+
+CONVERTERS: dict[str, Converter] = {}
+
+
+class Unsupported(Exception):
+    """A converter cannot express this use of its op (e.g. a transposed convolution). The
+    importer adds the op's name and where it came from in the model."""
+
+
+def converts(*names: str) -> Callable[[Converter], Converter]:
+    def register(fn: Converter) -> Converter:
+        for name in names:
+            if name in CONVERTERS:
+                raise ValueError(f"two converters for {name}")
+            CONVERTERS[name] = fn
+        return fn
+
+    return register
+
+
+def supported_ops() -> list[str]:
+    """The ATen overloads sol's PyTorch frontend compiles (others are decomposed when PyTorch
+    knows how, or reported as unsupported)."""
+    return sorted(CONVERTERS)
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def tensor_type(val: Any) -> TensorType:
+    """The sol type of a (fake) tensor; raises Unsupported for dtypes sol does not have."""
+    try:
+        return TensorType(tuple(int(d) for d in val.shape), dtype_name(val.dtype))
+    except ValueError as exc:
+        raise Unsupported(str(exc)) from None
+
+
+class Emitter:
+    """What converters use to build the graph: node creation with the current source location,
+    constants, casts, and the result type PyTorch computed for the node being converted."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.source: str | None = None
+        self.val: Any = None  # meta["val"] of the node being converted
+
+    # --- expected result ----------------------------------------------------------------------
+    @property
+    def out(self) -> TensorType:
+        """Type of the node's (first) tensor result."""
+        val = self.val[0] if isinstance(self.val, (tuple, list)) else self.val
+        return tensor_type(val)
+
+    # --- building -----------------------------------------------------------------------------
+    def emit(self, op: str, inputs: Sequence[Value], **attrs: Any) -> Value:
+        return self.graph.add_node(op, list(inputs), attrs, source=self.source).output
+
+    def const(self, value: Any, dtype: str) -> Value:
+        return self.graph.add_const(np.asarray(value, dtype=dtype), hint="k")
+
+    def cast(self, v: Value, dtype: str) -> Value:
+        return v if v.dtype == dtype else self.emit("cast", [v], dtype=dtype)
+
+    def operand(self, x: Any, dtype: str) -> Value:
+        """A tensor operand cast to ``dtype`` (PyTorch's promoted type), or a Python scalar as
+        a constant of that dtype."""
+        if isinstance(x, Value):
+            return self.cast(x, dtype)
+        if isinstance(x, (bool, int, float)):
+            return self.const(x, dtype)
+        raise Unsupported(f"cannot use {type(x).__name__} {x!r} as a tensor operand")
+
+    def reshape(self, v: Value, shape: Sequence[int]) -> Value:
+        shape = tuple(int(d) for d in shape)
+        return v if v.shape == shape else self.emit("reshape", [v], shape=shape)
+
+    def transpose(self, v: Value, perm: Sequence[int]) -> Value:
+        perm = tuple(p % v.type.rank for p in perm) if v.type.rank else ()
+        return v if perm == tuple(range(len(perm))) else self.emit("transpose", [v], perm=perm)
+
+
+# --- argument helpers -------------------------------------------------------------------------
+
+
+def pair(v: Any, name: str = "value") -> tuple[int, int]:
+    """PyTorch's int-or-list window arguments (``3``, ``[3]``, ``[3, 2]``) as a pair."""
+    if isinstance(v, int):
+        return (v, v)
+    items = [int(x) for x in v]
+    if len(items) == 1:
+        return (items[0], items[0])
+    if len(items) == 2:
+        return (items[0], items[1])
+    raise Unsupported(f"{name} {list(v)} is not 2-D")
+
+
+def symmetric(p: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    return ((p[0], p[0]), (p[1], p[1]))
+
+
+def _tensor(a: Args, key: str) -> Value:
+    v = a[key]
+    if not isinstance(v, Value):
+        raise Unsupported(f"argument {key!r} must be a tensor of the model, got {type(v).__name__}")
+    return v
+
+
+# --- element-wise -----------------------------------------------------------------------------
+
+_UNARY = ("relu", "sigmoid", "tanh", "exp", "log", "sqrt", "rsqrt", "neg", "abs", "erf", "silu",
+          "hardswish", "hardsigmoid")
+
+
+def _unary(op: str) -> Converter:
+    def convert(em: Emitter, a: Args) -> Value:
+        return em.emit(op, [em.operand(a["self"], em.out.dtype)])
+
+    return convert
+
+
+for _name in _UNARY:
+    converts(f"aten.{_name}.default")(_unary(_name))
+
+
+@converts("aten.gelu.default")
+def _gelu(em: Emitter, a: Args) -> Value:
+    return em.emit("gelu", [_tensor(a, "self")], approximate=a["approximate"])
+
+
+@converts("aten.leaky_relu.default")
+def _leaky_relu(em: Emitter, a: Args) -> Value:
+    return em.emit("leaky_relu", [_tensor(a, "self")], alpha=float(a["negative_slope"]))
+
+
+@converts("aten.hardtanh.default")
+def _hardtanh(em: Emitter, a: Args) -> Value:
+    return em.emit("clamp", [_tensor(a, "self")], min=float(a["min_val"]), max=float(a["max_val"]))
+
+
+@converts("aten.relu6.default")
+def _relu6(em: Emitter, a: Args) -> Value:
+    return em.emit("clamp", [_tensor(a, "self")], min=0.0, max=6.0)
+
+
+@converts("aten.clamp.default", "aten.clamp_min.default", "aten.clamp_max.default")
+def _clamp(em: Emitter, a: Args) -> Value:
+    lo, hi = a.get("min"), a.get("max")
+    x = em.operand(a["self"], em.out.dtype)
+    if lo is None and hi is None:
+        return x
+    return em.emit("clamp", [x], min=lo, max=hi)
+
+
+@converts("aten.clamp.Tensor", "aten.clamp_min.Tensor", "aten.clamp_max.Tensor")
+def _clamp_tensor(em: Emitter, a: Args) -> Value:
+    dt = em.out.dtype
+    x = em.operand(a["self"], dt)
+    if a.get("min") is not None:
+        x = em.emit("maximum", [x, em.operand(a["min"], dt)])
+    if a.get("max") is not None:
+        x = em.emit("minimum", [x, em.operand(a["max"], dt)])
+    return x
+
+
+def _scaled(em: Emitter, x: Any, alpha: Any, dtype: str) -> Value:
+    """``alpha * x`` for add/sub's ``alpha`` argument (folded when ``x`` is a scalar)."""
+    if alpha == 1:
+        return em.operand(x, dtype)
+    if isinstance(x, Value):
+        return em.emit("mul", [em.cast(x, dtype), em.const(alpha, dtype)])
+    return em.const(x * alpha, dtype)
+
+
+@converts("aten.add.Tensor", "aten.add.Scalar")
+def _add(em: Emitter, a: Args) -> Value:
+    dt = em.out.dtype
+    return em.emit("add", [em.operand(a["self"], dt), _scaled(em, a["other"], a.get("alpha", 1), dt)])
+
+
+@converts("aten.sub.Tensor", "aten.sub.Scalar")
+def _sub(em: Emitter, a: Args) -> Value:
+    dt = em.out.dtype
+    return em.emit("sub", [em.operand(a["self"], dt), _scaled(em, a["other"], a.get("alpha", 1), dt)])
+
+
+@converts("aten.rsub.Tensor", "aten.rsub.Scalar")
+def _rsub(em: Emitter, a: Args) -> Value:
+    dt = em.out.dtype
+    return em.emit("sub", [em.operand(a["other"], dt), _scaled(em, a["self"], a.get("alpha", 1), dt)])
+
+
+def _binary(op: str) -> Converter:
+    def convert(em: Emitter, a: Args) -> Value:
+        dt = em.out.dtype
+        return em.emit(op, [em.operand(a["self"], dt), em.operand(a["other"], dt)])
+
+    return convert
+
+
+converts("aten.mul.Tensor", "aten.mul.Scalar")(_binary("mul"))
+converts("aten.maximum.default", "aten.max.other")(_binary("maximum"))
+converts("aten.minimum.default", "aten.min.other")(_binary("minimum"))
+
+
+@converts("aten.div.Tensor", "aten.div.Scalar", "aten.div.Tensor_mode", "aten.div.Scalar_mode")
+def _div(em: Emitter, a: Args) -> Value:
+    mode = a.get("rounding_mode")
+    if mode is not None:
+        raise Unsupported(f"division with rounding_mode={mode!r}")
+    dt = em.out.dtype
+    return em.emit("div", [em.operand(a["self"], dt), em.operand(a["other"], dt)])
+
+
+@converts("aten.reciprocal.default")
+def _reciprocal(em: Emitter, a: Args) -> Value:
+    dt = em.out.dtype
+    return em.emit("div", [em.const(1, dt), em.operand(a["self"], dt)])
+
+
+@converts("aten.square.default")
+def _square(em: Emitter, a: Args) -> Value:
+    x = em.operand(a["self"], em.out.dtype)
+    return em.emit("mul", [x, x])
+
+
+@converts("aten.pow.Tensor_Scalar")
+def _pow_scalar(em: Emitter, a: Args) -> Value:
+    x = em.operand(a["self"], em.out.dtype)
+    e = a["exponent"]
+    if e == 1:
+        return x
+    if e == 2:
+        return em.emit("mul", [x, x])
+    return em.emit("pow", [x, em.const(e, x.dtype)])
+
+
+@converts("aten.pow.Tensor_Tensor", "aten.pow.Scalar")
+def _pow(em: Emitter, a: Args) -> Value:
+    dt = em.out.dtype
+    return em.emit("pow", [em.operand(a["self"], dt), em.operand(a["exponent"], dt)])
+
+
+# --- no-ops, casts and constants --------------------------------------------------------------
+
+
+@converts("aten.clone.default", "aten.contiguous.default", "aten.detach.default", "aten.alias.default",
+          "aten.lift_fresh_copy.default", "aten._to_copy.default", "aten.to.dtype", "aten.to.dtype_layout",
+          "aten.to.device", "aten.to.other", "aten.type_as.default", "aten.view_as.default")
+def _copy(em: Emitter, a: Args) -> Value:
+    """Copies, aliases and dtype conversions: the IR is SSA, so only a dtype change is work."""
+    device = getattr(em.val, "device", None)
+    if device is not None and device.type != "cpu":
+        raise Unsupported(f"moving a tensor to {device} inside forward")
+    x = em.operand(a["self"], em.out.dtype)
+    return em.reshape(x, em.out.shape)
+
+
+@converts("aten.dropout.default", "aten.feature_dropout.default", "aten.alpha_dropout.default",
+          "aten.feature_alpha_dropout.default")
+def _dropout(em: Emitter, a: Args) -> Value:
+    if a["train"]:
+        raise Unsupported("dropout with training=True (random at inference)")
+    return _tensor(a, "input")
+
+
+def _filled(fill: Callable[[Args], Any]) -> Converter:
+    """``zeros_like`` and friends: only the shape of their input matters, so a constant."""
+
+    def convert(em: Emitter, a: Args) -> Value:
+        t = em.out
+        return em.graph.add_const(np.full(t.shape, fill(a), dtype=t.dtype), hint="k")
+
+    return convert
+
+
+converts("aten.zeros_like.default")(_filled(lambda a: 0))
+converts("aten.ones_like.default")(_filled(lambda a: 1))
+converts("aten.full_like.default")(_filled(lambda a: a["fill_value"]))
+
+
+# --- shapes and data movement -----------------------------------------------------------------
+
+
+@converts("aten.view.default", "aten._unsafe_view.default", "aten.reshape.default", "aten.flatten.using_ints",
+          "aten.unflatten.int", "aten.squeeze.default", "aten.squeeze.dim", "aten.squeeze.dims",
+          "aten.unsqueeze.default", "aten.reshape_as.default")
+def _reshape(em: Emitter, a: Args) -> Value:
+    """All of these keep the element order: a reshape to the shape PyTorch computed."""
+    return em.reshape(_tensor(a, "self"), em.out.shape)
+
+
+@converts("aten.expand.default", "aten.expand_as.default")
+def _expand(em: Emitter, a: Args) -> Value:
+    x = _tensor(a, "self")
+    t = em.out
+    if x.type.numel == t.numel:
+        return em.reshape(x, t.shape)
+    # Broadcasting is NumPy's rule, as for expand; multiplying by ones is exact (also for
+    # -0.0, inf and nan), and the planner fuses it into the consumer's loop.
+    return em.emit("mul", [x, em.graph.add_const(np.ones(t.shape, dtype=t.dtype), hint="ones")])
+
+
+@converts("aten.permute.default")
+def _permute(em: Emitter, a: Args) -> Value:
+    return em.transpose(_tensor(a, "self"), a["dims"])
+
+
+def _swap(rank: int, d0: int, d1: int) -> list[int]:
+    perm = list(range(rank))
+    if rank:
+        d0, d1 = d0 % rank, d1 % rank
+        perm[d0], perm[d1] = perm[d1], perm[d0]
+    return perm
+
+
+@converts("aten.transpose.int", "aten.swapaxes.default", "aten.swapdims.default")
+def _transpose(em: Emitter, a: Args) -> Value:
+    x = _tensor(a, "self")
+    d0, d1 = (a["dim0"], a["dim1"]) if "dim0" in a else (a["axis0"], a["axis1"])
+    return em.transpose(x, _swap(x.type.rank, int(d0), int(d1)))
+
+
+@converts("aten.t.default")
+def _t(em: Emitter, a: Args) -> Value:
+    x = _tensor(a, "self")
+    return x if x.type.rank < 2 else em.transpose(x, (1, 0))
+
+
+@converts("aten.numpy_T.default")
+def _numpy_t(em: Emitter, a: Args) -> Value:
+    x = _tensor(a, "self")
+    return em.transpose(x, tuple(reversed(range(x.type.rank))))
+
+
+@converts("aten.mT.default")
+def _mt(em: Emitter, a: Args) -> Value:
+    x = _tensor(a, "self")
+    return em.transpose(x, _swap(x.type.rank, -2, -1))
+
+
+@converts("aten.cat.default", "aten.concat.default", "aten.concatenate.default")
+def _cat(em: Emitter, a: Args) -> Value:
+    t = em.out
+    parts = [em.operand(v, t.dtype) for v in a["tensors"]]
+    # PyTorch still accepts legacy empty 1-D tensors beside tensors of any rank; they add nothing.
+    parts = [v for v in parts if not (v.shape == (0,) and t.rank != 1)]
+    if len(parts) == 1:
+        return em.reshape(parts[0], t.shape)
+    return em.emit("concat", parts, axis=a["dim"])
+
+
+@converts("aten.stack.default")
+def _stack(em: Emitter, a: Args) -> Value:
+    t = em.out
+    dim = a["dim"] % t.rank
+    parts = []
+    for v in a["tensors"]:
+        v = em.operand(v, t.dtype)
+        parts.append(em.reshape(v, v.shape[:dim] + (1,) + v.shape[dim:]))
+    return parts[0] if len(parts) == 1 else em.emit("concat", parts, axis=dim)
+
+
+# --- reductions and normalizations ------------------------------------------------------------
+
+
+def _reduce(op: str) -> Converter:
+    def convert(em: Emitter, a: Args) -> Value:
+        x = em.operand(a["self"], em.out.dtype)
+        dims = a.get("dim")
+        if x.type.rank == 0:
+            return x
+        if dims is None or (isinstance(dims, (list, tuple)) and len(dims) == 0):
+            dims = tuple(range(x.type.rank))
+        elif isinstance(dims, int):
+            dims = (dims,)
+        return em.emit(op, [x], axes=tuple(dims), keepdims=bool(a.get("keepdim", False)))
+
+    return convert
+
+
+converts("aten.mean.dim", "aten.mean.default")(_reduce("mean"))
+converts("aten.sum.dim_IntList", "aten.sum.default")(_reduce("sum"))
+
+
+def _softmax(op: str) -> Converter:
+    def convert(em: Emitter, a: Args) -> Value:
+        x = em.operand(a["self"], em.out.dtype)  # dtype= / half_to_float: computed in out's type
+        if x.type.rank == 0:
+            return em.reshape(em.emit(op, [em.reshape(x, (1,))], axis=0), ())
+        return em.emit(op, [x], axis=a["dim"])
+
+    return convert
+
+
+converts("aten.softmax.int", "aten._softmax.default")(_softmax("softmax"))
+converts("aten.log_softmax.int", "aten._log_softmax.default")(_softmax("log_softmax"))
+
+
+def _batch_norm(em: Emitter, x: Value, weight: Any, bias: Any, mean: Any, var: Any, eps: float) -> Value:
+    if mean is None or var is None:
+        raise Unsupported("batch_norm with batch statistics (track_running_stats=False)")
+    if x.type.rank < 2:
+        raise Unsupported(f"batch_norm of a rank-{x.type.rank} tensor")
+    c, dt = x.shape[1], x.dtype
+    weight = weight if weight is not None else em.const(np.ones(c), dt)
+    bias = bias if bias is not None else em.const(np.zeros(c), dt)
+    return em.emit("batch_norm", [x, mean, var, weight, bias], eps=float(eps), axis=1)
+
+
+@converts("aten.batch_norm.default")
+def _batch_norm_default(em: Emitter, a: Args) -> Value:
+    if a["training"]:
+        raise Unsupported("batch_norm with batch statistics (training=True)")
+    return _batch_norm(em, _tensor(a, "input"), a["weight"], a["bias"], a["running_mean"], a["running_var"],
+                       a["eps"])
+
+
+@converts("aten._native_batch_norm_legit_no_training.default")
+def _native_batch_norm(em: Emitter, a: Args) -> tuple[Value, None, None]:
+    y = _batch_norm(em, _tensor(a, "input"), a["weight"], a["bias"], a["running_mean"], a["running_var"],
+                    a["eps"])
+    return y, None, None  # saved mean / rstd: training only
+
+
+def _layer_norm(em: Emitter, x: Value, shape: Sequence[int], weight: Any, bias: Any, eps: float) -> Value:
+    """Over the trailing ``len(shape)`` axes: (x - mean) * rsqrt(var + eps) * weight + bias,
+    built from existing element-wise ops and reductions (mean of squared deviations)."""
+    axes = tuple(range(x.type.rank - len(shape), x.type.rank))
+    mean = em.emit("mean", [x], axes=axes, keepdims=True)
+    d = em.emit("sub", [x, mean])
+    var = em.emit("mean", [em.emit("mul", [d, d])], axes=axes, keepdims=True)
+    y = em.emit("mul", [d, em.emit("rsqrt", [em.emit("add", [var, em.const(eps, x.dtype)])])])
+    if weight is not None:
+        y = em.emit("mul", [y, weight])
+    if bias is not None:
+        y = em.emit("add", [y, bias])
+    return y
+
+
+@converts("aten.layer_norm.default")
+def _layer_norm_default(em: Emitter, a: Args) -> Value:
+    return _layer_norm(em, _tensor(a, "input"), a["normalized_shape"], a["weight"], a["bias"], a["eps"])
+
+
+@converts("aten.native_layer_norm.default")
+def _native_layer_norm(em: Emitter, a: Args) -> tuple[Value, None, None]:
+    y = _layer_norm(em, _tensor(a, "input"), a["normalized_shape"], a["weight"], a["bias"], a["eps"])
+    return y, None, None  # saved mean / rstd: training only
+
+
+# --- windows: pooling -------------------------------------------------------------------------
+
+
+def _as_batched(em: Emitter, x: Value) -> Value:
+    """Unbatched (C, H, W) input as (1, C, H, W): sol's window ops take NCHW."""
+    if x.type.rank == 3:
+        return em.reshape(x, (1,) + x.shape)
+    if x.type.rank != 4:
+        raise Unsupported(f"2-D pooling of a rank-{x.type.rank} tensor")
+    return x
+
+
+def _pool_attrs(a: Args) -> dict[str, Any]:
+    kernel = pair(a["kernel_size"], "kernel_size")
+    stride = pair(a["stride"], "stride") if a.get("stride") else kernel
+    return {"kernel": kernel, "stride": stride, "padding": symmetric(pair(a["padding"], "padding")),
+            "ceil_mode": bool(a["ceil_mode"])}
+
+
+@converts("aten.max_pool2d.default")
+def _max_pool(em: Emitter, a: Args) -> Value:
+    x = _as_batched(em, _tensor(a, "self"))
+    y = em.emit("max_pool2d", [x], dilation=pair(a["dilation"], "dilation"), **_pool_attrs(a))
+    return em.reshape(y, em.out.shape)
+
+
+@converts("aten.max_pool2d_with_indices.default")
+def _max_pool_with_indices(em: Emitter, a: Args) -> tuple[Value, None]:
+    return _max_pool(em, a), None  # indices: only for max_unpool / training
+
+
+@converts("aten.avg_pool2d.default")
+def _avg_pool(em: Emitter, a: Args) -> Value:
+    x = _as_batched(em, _tensor(a, "self"))
+    divisor = a.get("divisor_override")
+    y = em.emit("avg_pool2d", [x], count_include_pad=bool(a["count_include_pad"]),
+                divisor=None if divisor is None else int(divisor), **_pool_attrs(a))
+    return em.reshape(y, em.out.shape)
+
+
+@converts("aten.adaptive_avg_pool2d.default", "aten._adaptive_avg_pool2d.default")
+def _adaptive_avg_pool(em: Emitter, a: Args) -> Value:
+    x = _as_batched(em, _tensor(a, "self"))
+    y = em.emit("adaptive_avg_pool2d", [x], output_size=tuple(em.out.shape[-2:]))
+    return em.reshape(y, em.out.shape)
+
+
+# --- convolution and matrix products ----------------------------------------------------------
+
+
+def _same_padding(kernel: Sequence[int], dilation: Sequence[int]) -> list[tuple[int, int]]:
+    """PyTorch's padding='same': the total d*(k-1) split with the odd element at the end."""
+    out = []
+    for k, d in zip(kernel, dilation):
+        total = d * (k - 1)
+        out.append((total // 2, total - total // 2))
+    return out
+
+
+def _conv(em: Emitter, x: Value, w: Value, b: Any, stride: Any, padding: Any, dilation: Any,
+          groups: int) -> Value:
+    """1-D and 2-D convolution (batched or not) as sol's conv2d: 1-D runs as H=1."""
+    spatial = w.type.rank - 2
+    if spatial not in (1, 2):
+        raise Unsupported(f"{spatial}-D convolution")
+    if x.type.rank == w.type.rank - 1:
+        x = em.reshape(x, (1,) + x.shape)
+
+    def per_dim(v: Any) -> list[int]:
+        items = [v] * spatial if isinstance(v, int) else [int(i) for i in v]
+        return items * spatial if len(items) == 1 else items
+
+    stride, dilation = per_dim(stride), per_dim(dilation)
+    if padding == "valid":
+        pads = [(0, 0)] * spatial
+    elif padding == "same":
+        pads = _same_padding(w.shape[2:], dilation)
+    else:
+        pads = [(p, p) for p in per_dim(padding)]
+    if spatial == 1:
+        x = em.reshape(x, x.shape[:2] + (1,) + x.shape[2:])
+        w = em.reshape(w, w.shape[:2] + (1,) + w.shape[2:])
+        stride, dilation, pads = [1] + stride, [1] + dilation, [(0, 0)] + pads
+    inputs = [x, w] + ([b] if b is not None else [])
+    y = em.emit("conv2d", inputs, stride=tuple(stride), padding=tuple(pads), dilation=tuple(dilation),
+                groups=int(groups))
+    return em.reshape(y, em.out.shape)
+
+
+@converts("aten.conv2d.default", "aten.conv1d.default", "aten.conv2d.padding", "aten.conv1d.padding")
+def _conv_nd(em: Emitter, a: Args) -> Value:
+    return _conv(em, _tensor(a, "input"), _tensor(a, "weight"), a["bias"], a["stride"], a["padding"],
+                 a["dilation"], a["groups"])
+
+
+@converts("aten.convolution.default")
+def _convolution(em: Emitter, a: Args) -> Value:
+    if a["transposed"]:
+        raise Unsupported("transposed convolution (ConvTranspose)")
+    return _conv(em, _tensor(a, "input"), _tensor(a, "weight"), a["bias"], a["stride"], a["padding"],
+                 a["dilation"], a["groups"])
+
+
+@converts("aten.linear.default")
+def _linear(em: Emitter, a: Args) -> Value:
+    w = _tensor(a, "weight")
+    if w.type.rank != 2:
+        raise Unsupported(f"linear with a rank-{w.type.rank} weight")
+    b = a["bias"]
+    return em.emit("dense", [_tensor(a, "input"), w] + ([b] if b is not None else []))
+
+
+@converts("aten.mm.default", "aten.bmm.default", "aten.matmul.default")
+def _matmul(em: Emitter, a: Args) -> Value:
+    """torch.matmul's 1-D cases as NumPy's: a vector becomes a row/column matrix whose extra
+    dimension the final reshape (to PyTorch's result shape) removes again."""
+    x, y = _tensor(a, "self"), _tensor(a, "other" if "other" in a else "mat2")
+    if x.type.rank == 1:
+        x = em.reshape(x, (1,) + x.shape)
+    if y.type.rank == 1:
+        y = em.reshape(y, y.shape + (1,))
+    return em.reshape(em.emit("matmul", [x, y]), em.out.shape)
+
+
+@converts("aten.addmm.default")
+def _addmm(em: Emitter, a: Args) -> Value:
+    """beta * self + alpha * (mat1 @ mat2)."""
+    dt = em.out.dtype
+    y = em.emit("matmul", [_tensor(a, "mat1"), _tensor(a, "mat2")])
+    if a["alpha"] != 1:
+        y = em.emit("mul", [y, em.const(a["alpha"], dt)])
+    if a["beta"] == 0:  # PyTorch ignores self then, even nan/inf in it
+        return y
+    return em.emit("add", [y, _scaled(em, a["self"], a["beta"], dt)])

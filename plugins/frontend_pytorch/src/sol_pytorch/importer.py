@@ -1,0 +1,464 @@
+"""``torch.nn.Module`` -> sol IR, through ``torch.export``.
+
+Why ``torch.export`` (non-strict) and not ``torch.fx.symbolic_trace``: symbolic tracing runs
+``forward`` on proxy objects that have no shapes, so ordinary model code that branches or loops on
+shapes (``if x.shape[1] != c:``, ``x.view(x.size(0), -1)`` passed through helpers,
+``for d in range(x.dim())``) fails or is recorded wrongly, and its graph holds module calls and
+Python-level torch functions whose signatures vary. ``torch.export`` runs ``forward`` on fake
+tensors that carry real shapes, so such code simply runs; the graph holds normalized ATen overloads
+with fixed schemas, every node's result as a fake tensor (``meta["val"]``: the exact shape and
+dtype PyTorch computes, which the importer checks each conversion against) and the user's stack
+trace (for error messages that point at the user's line).
+
+Which ATen: the graph ``torch.export`` returns is converted as is, not lowered to core ATen with
+``run_decompositions()``: lowering costs ~0.3 s per model and splits ops sol has as one op
+(``linear`` -> ``permute`` + ``addmm``, ``silu`` -> ``x * sigmoid(x)``, ``hardswish``, ``matmul``
+-> ``expand`` + ``bmm``), which would then have to be pattern-matched back. Two targeted
+decompositions are run only when needed: in-place ops (``relu_``, ``+=``) are functionalized,
+because sol's IR is SSA and a mutation seen through a view must not be lost; and ops sol has no
+converter for are decomposed where PyTorch knows how (``einsum`` -> ``bmm``, ``mT``), before
+anything is reported as unsupported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import operator
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import fx
+from torch.export import ExportedProgram
+from torch.export.graph_signature import InputKind, OutputKind
+
+from sol.errors import SolError, UnsupportedOpError
+from sol.ir import Graph, Value, ValueKind
+from sol_pytorch import locations
+from sol_pytorch.aten import CONVERTERS, Emitter, Unsupported, tensor_type
+
+TRAINING_MODE_MESSAGE = ("sol compiles eval-mode behaviour; training support comes later; "
+                         "call model.eval() to silence")
+LATER = ("Running such operations in PyTorch while sol compiles the rest of the model comes in a later "
+         "version of sol; for now, express them with supported operations (sol_pytorch.supported_ops() "
+         "lists the ATen operators sol compiles).")
+LAYOUT_KEY = "pytorch.outputs"
+NO_EQUIVALENT = "sol has no equivalent operation"
+
+# Nodes that check metadata at run time in PyTorch and compute nothing.
+_IGNORED = frozenset({
+    "aten._assert_tensor_metadata.default", "aten._assert_scalar.default", "aten._assert_async.msg",
+    "aten._assert_async.default", "aten.sym_constrain_range_for_size.default",
+    "aten.sym_constrain_range.default",
+})
+
+
+class SolTrainingModeWarning(UserWarning):
+    """The model was in training mode; sol compiled its eval-mode behaviour."""
+
+
+@dataclass(frozen=True)
+class Constant:
+    """A non-tensor leaf of the model's output (``None``, an int) returned as is."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """How the program's flat outputs rebuild the model's output structure: ``slots[i]`` is an
+    index into the program's outputs or a :class:`Constant`; ``spec`` is torch's pytree spec."""
+
+    spec: Any
+    slots: tuple[int | Constant, ...]
+
+
+def output_layout(graph: Graph) -> OutputLayout | None:
+    """The layout :func:`import_module` recorded on ``graph`` (None for graphs from elsewhere)."""
+    return graph.meta.get(LAYOUT_KEY)
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+
+def import_module(model: torch.nn.Module, example_inputs: Sequence[Any], options: dict[str, Any]) -> Graph:
+    """Trace ``model`` with ``example_inputs`` (tensors or shapes, one per forward argument) and
+    return its inference graph; parameters stay NumPy views of the model's tensors."""
+    if options.get("training"):
+        raise SolError("sol does not support training yet (training=True): it compiles inference only; "
+                       "training support comes in a later version")
+    examples = example_tensors(model, example_inputs)
+    with eval_mode(model):
+        exported = export(model, examples)
+    return _Importer(prepare(exported), model).run()
+
+
+# --- example inputs ---------------------------------------------------------------------------
+
+
+def _is_shape(x: Any) -> bool:
+    return isinstance(x, (torch.Size, tuple, list)) and all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in x)
+
+
+def _is_example(x: Any) -> bool:
+    return isinstance(x, torch.Tensor) or _is_shape(x)
+
+
+def _describe(x: Any) -> str:
+    text = repr(x)
+    return f"{type(x).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def example_tensors(model: torch.nn.Module, example_inputs: Sequence[Any]) -> tuple[torch.Tensor, ...]:
+    """One example tensor per forward argument. Shapes become float32 zeros (zeros, not random:
+    tracing must not consume the user's random number stream). A single tuple of tensors/shapes
+    is unpacked, as in ``optimize(model, (x.size(), y.size()))``."""
+    items = tuple(example_inputs)
+    if len(items) == 1 and isinstance(items[0], (tuple, list)) and not _is_shape(items[0]) and items[0] \
+            and all(_is_example(e) for e in items[0]):
+        items = tuple(items[0])
+    tensors = []
+    for i, x in enumerate(items):
+        if isinstance(x, torch.Tensor):
+            if x.device.type != "cpu":
+                raise TypeError(f"example input {i} is on {x.device}; this sol version takes CPU tensors")
+            tensors.append(x.detach())
+        elif _is_shape(x):
+            tensors.append(torch.zeros(tuple(int(d) for d in x), dtype=torch.float32))
+        else:
+            raise TypeError(f"example input {i} must be a torch.Tensor or a shape (torch.Size or tuple of "
+                            f"non-negative ints), got {_describe(x)}")
+    _check_arity(model, len(tensors))
+    return tuple(tensors)
+
+
+def _check_arity(model: torch.nn.Module, given: int) -> None:
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):  # no introspectable signature: let torch.export judge
+        return
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    variadic = any(p.kind is p.VAR_POSITIONAL for p in params)
+    if given < len(required) or (given > len(positional) and not variadic):
+        names = ", ".join(p.name for p in positional)
+        count = (f"{len(required)}" if len(required) == len(positional) or variadic
+                 else f"{len(required)} to {len(positional)}")
+        raise TypeError(f"{type(model).__name__}.forward takes {count} input(s) ({names}), "
+                        f"got {given} example input(s)")
+
+
+# --- tracing ----------------------------------------------------------------------------------
+
+
+def _stacklevel() -> int:
+    """Stack level of the first caller outside sol, so warnings point at the user's line."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in ("sol", "sol_pytorch",
+                                                                                      "contextlib"):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Trace eval-mode behaviour, then restore every submodule's own mode (a model may mix)."""
+    modes = [(m, m.training) for m in model.modules()]
+    if any(training for _, training in modes):
+        warnings.warn(TRAINING_MODE_MESSAGE, SolTrainingModeWarning, stacklevel=_stacklevel())
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+@contextlib.contextmanager
+def _quiet_torch() -> Iterator[None]:
+    """PyTorch's own deprecation notices about its internals are not the user's business."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch|copyreg)(\.|$)")
+        warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+        yield
+
+
+def export(model: torch.nn.Module, examples: tuple[torch.Tensor, ...]) -> ExportedProgram:
+    with torch.no_grad(), _quiet_torch():
+        try:
+            return torch.export.export(model, examples, strict=False)
+        except Exception as exc:
+            if hasattr(exc, "add_note"):
+                shapes = ", ".join(f"{dtype_str(t)}{list(t.shape)}" for t in examples)
+                exc.add_note(f"(while sol traced {type(model).__name__} with torch.export for inputs {shapes})")
+            raise
+
+
+def dtype_str(t: torch.Tensor) -> str:
+    return str(t.dtype).replace("torch.", "")
+
+
+def _op_name(target: Any) -> str:
+    if isinstance(target, torch._ops.OpOverload):
+        return str(target)
+    return getattr(target, "__name__", str(target))
+
+
+def _calls(ep: ExportedProgram) -> Iterator[fx.Node]:
+    return (n for n in ep.graph.nodes if n.op == "call_function")
+
+
+def prepare(ep: ExportedProgram) -> ExportedProgram:
+    """Functionalize in-place ops if there are any; decompose ops sol has no converter for."""
+    if any(isinstance(n.target, torch._ops.OpOverload) and n.target._schema.is_mutable for n in _calls(ep)):
+        ep = _decompose(ep, {})
+    for _ in range(4):  # a decomposition may produce ops that decompose further
+        unknown = {n.target for n in _calls(ep) if isinstance(n.target, torch._ops.OpOverload)
+                   and str(n.target) not in CONVERTERS and str(n.target) not in _IGNORED}
+        if not unknown:
+            break
+        table = torch.export.default_decompositions()
+        wanted = {op: table[op] for op in unknown if op in table}
+        if not wanted:
+            break
+        ep = _decompose(ep, wanted)
+    return ep
+
+
+def _decompose(ep: ExportedProgram, table: dict[Any, Any]) -> ExportedProgram:
+    with torch.no_grad(), _quiet_torch():
+        return ep.run_decompositions(table)
+
+
+# --- conversion -------------------------------------------------------------------------------
+
+
+def _numpy_view(t: torch.Tensor, name: str) -> np.ndarray:
+    """The tensor's memory as a NumPy array, never a copy: sol reads weights in place."""
+    t = t.detach()
+    if t.device.type != "cpu":
+        raise SolError(f"parameter {name!r} is on {t.device}; this sol version compiles CPU models")
+    try:
+        arr = t.numpy()
+        tensor_type(arr)
+    except (TypeError, RuntimeError, Unsupported):
+        raise SolError(f"parameter {name!r} has dtype {dtype_str(t)}, which sol does not support") from None
+    return arr
+
+
+class _Importer:
+    """Walks one exported graph node by node, building the sol graph."""
+
+    def __init__(self, ep: ExportedProgram, model: torch.nn.Module) -> None:
+        self.ep = ep
+        self.model = model
+        self.graph = Graph(name=type(model).__name__)
+        self.em = Emitter(self.graph)
+        self.env: dict[fx.Node, Any] = {}
+        self.problems: list[tuple[str, fx.Node, str]] = []  # (op, node, why)
+        self.failed: set[fx.Node] = set()
+        self.input_specs = {s.arg.name: s for s in ep.graph_signature.input_specs}
+        self.tensors = self._state()
+
+    def run(self) -> Graph:
+        out_node = None
+        for node in self.ep.graph.nodes:
+            if node.op == "placeholder":
+                self._placeholder(node)
+            elif node.op == "call_function":
+                self._call(node)
+            elif node.op == "output":
+                out_node = node
+            else:
+                self._problem(node, node.op, "graph construct sol does not compile")
+        if self.problems:
+            raise self._unsupported()
+        assert out_node is not None
+        self._outputs(out_node)
+        self.graph.prune_unused()
+        return self.graph
+
+    # --- inputs, parameters, constants --------------------------------------------------------
+    def _state(self) -> dict[str, torch.Tensor]:
+        found: dict[str, torch.Tensor] = {**self.ep.state_dict, **self.ep.constants}
+        found.update(self.model.named_parameters(remove_duplicate=False))
+        found.update(self.model.named_buffers(remove_duplicate=False))
+        return found
+
+    def _placeholder(self, node: fx.Node) -> None:
+        spec = self.input_specs[node.name]
+        if spec.kind is InputKind.USER_INPUT:
+            self.env[node] = self.graph.add_input(node.name, tensor_type(node.meta["val"]))
+        elif spec.kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
+            name = str(spec.target)
+            self.env[node] = self.graph.add_param(name, _numpy_view(self.tensors[name], name))
+        else:
+            self._problem(node, f"{spec.kind.name.lower()} input {spec.target}", "not a tensor")
+
+    # --- operations ---------------------------------------------------------------------------
+    def _call(self, node: fx.Node) -> None:
+        name = _op_name(node.target)
+        if name in _IGNORED:
+            return
+        if any(i in self.failed for i in node.all_input_nodes):
+            # Downstream of a reported problem: report it too only if it is unsupported itself.
+            if name not in CONVERTERS and node.target is not operator.getitem:
+                self._problem(node, name, NO_EQUIVALENT)
+            self.failed.add(node)
+            return
+        val = node.meta.get("val")
+        if isinstance(val, (bool, int, float)):  # shape arithmetic, static after export
+            self.env[node] = val
+            return
+        if node.target is operator.getitem:
+            self._getitem(node)
+            return
+        self.em.source = locations.describe(node)
+        self.em.val = val
+        try:
+            args = self._bind(node)
+            converter = CONVERTERS.get(name)
+            result = converter(self.em, args) if converter else self._fold(node, args)
+            self.env[node] = self._checked(node, name, result)
+        except Unsupported as exc:
+            self._problem(node, name, str(exc))
+        except SolError as exc:
+            raise SolError(f"sol could not import {name} {locations.describe_long(node)}: {exc}") from exc
+
+    def _value(self, arg: Any) -> Any:
+        if isinstance(arg, fx.Node):
+            return self.env[arg]
+        if isinstance(arg, (list, tuple)):
+            return type(arg)(self._value(a) for a in arg)
+        return arg
+
+    def _bind(self, node: fx.Node) -> dict[str, Any]:
+        """The node's arguments by schema name, defaults filled in, graph tensors as Values."""
+        target = node.target
+        if not isinstance(target, torch._ops.OpOverload):
+            raise Unsupported("not an ATen operator")
+        out: dict[str, Any] = {}
+        for i, arg in enumerate(target._schema.arguments):
+            if i < len(node.args) and not arg.kwarg_only:
+                out[arg.name] = self._value(node.args[i])
+            elif arg.name in node.kwargs:
+                out[arg.name] = self._value(node.kwargs[arg.name])
+            elif arg.has_default_value():
+                out[arg.name] = arg.default_value
+            else:
+                out[arg.name] = None
+        return out
+
+    def _fold(self, node: fx.Node, args: dict[str, Any]) -> Value:
+        """An op sol has no converter for, on constants only (``torch.arange(4)``,
+        ``torch.zeros(3)``): run it once in PyTorch; its result is a constant of the graph."""
+        target = node.target
+        values = [v for v in _leaves(list(args.values())) if isinstance(v, Value)]
+        nondeterministic = torch.Tag.nondeterministic_seeded in getattr(target, "tags", ())
+        if nondeterministic or any(v.kind is not ValueKind.CONST for v in values):
+            raise Unsupported(NO_EQUIVALENT)
+
+        def real(a: Any) -> Any:
+            if isinstance(a, fx.Node):
+                v = self.env[a]
+                return torch.tensor(np.array(v.data)) if isinstance(v, Value) else v
+            if isinstance(a, (list, tuple)):
+                return type(a)(real(x) for x in a)
+            return a
+
+        with torch.no_grad():
+            result = target(*real(node.args), **{k: real(v) for k, v in node.kwargs.items()})  # type: ignore[operator]
+        if not isinstance(result, torch.Tensor):
+            raise Unsupported(NO_EQUIVALENT)
+        data = result.detach().numpy()
+        tensor_type(data)
+        return self.graph.add_const(data, hint="k")
+
+    def _checked(self, node: fx.Node, name: str, result: Any) -> Any:
+        """Compare the conversion with PyTorch's own result type: cast if only the dtype
+        differs (promotion rules), fail loudly if the shape does (a converter bug)."""
+        val = node.meta.get("val")
+        if isinstance(result, tuple):
+            vals = val if isinstance(val, (tuple, list)) else (val,)
+            return tuple(r if r is None else self._checked_one(name, r, v) for r, v in zip(result, vals))
+        return self._checked_one(name, result, val)
+
+    def _checked_one(self, name: str, v: Value, val: Any) -> Value:
+        want = tensor_type(val)
+        if v.shape != want.shape:
+            raise SolError(f"sol's conversion of {name} gives {v.type}, PyTorch computes {want} "
+                           f"(a bug in sol_pytorch; please report it)")
+        return self.em.cast(v, want.dtype)
+
+    def _getitem(self, node: fx.Node) -> None:
+        source, index = node.args
+        item = self.env[source][index]  # type: ignore[index]
+        if item is None and node.users:
+            self._problem(node, f"{_op_name(source.target)}[{index}]",  # type: ignore[union-attr]
+                          "training-only output (saved statistics or pooling indices)")
+        self.env[node] = item
+
+    # --- outputs ------------------------------------------------------------------------------
+    def _outputs(self, node: fx.Node) -> None:
+        specs = self.ep.graph_signature.output_specs
+        mutated = [str(s.target) for s in specs if s.kind is not OutputKind.USER_OUTPUT]
+        if mutated:
+            raise UnsupportedOpError(
+                f"{self.graph.name}.forward updates {', '.join(mutated)} in place; sol compiles forward as a "
+                f"function of its inputs, so in-place updates of buffers or inputs are not supported. {LATER}",
+                op="in-place update")
+        results: Sequence[Any] = node.args[0]  # type: ignore[assignment]
+        leaves = [leaf for s, leaf in zip(specs, results) if s.kind is OutputKind.USER_OUTPUT]
+        slots: list[int | Constant] = []
+        index: dict[Value, int] = {}
+        for leaf in leaves:
+            v = self.env[leaf] if isinstance(leaf, fx.Node) else leaf
+            if not isinstance(v, Value):  # None, a Python number, a size: returned as is
+                slots.append(Constant(v))
+                continue
+            if v not in index:  # a tensor returned twice is one program output, as in PyTorch
+                index[v] = len(self.graph.outputs)
+                self.graph.outputs.append(self._own_buffer(v, leaf))
+            slots.append(index[v])
+        self.graph.meta[LAYOUT_KEY] = OutputLayout(self.ep.call_spec.out_spec, tuple(slots))
+
+    def _own_buffer(self, v: Value, leaf: fx.Node) -> Value:
+        """An input, weight or constant returned as is gets a copy: outputs are fresh tensors."""
+        if v.kind is ValueKind.NODE:
+            return v
+        self.em.source = locations.describe(leaf)
+        return self.em.emit("identity", [v])
+
+    # --- problems -----------------------------------------------------------------------------
+    def _problem(self, node: fx.Node, op: str, why: str) -> None:
+        self.problems.append((op, node, why))
+        self.failed.add(node)
+
+    def _unsupported(self) -> UnsupportedOpError:
+        lines, seen = [], set()
+        for op, node, why in self.problems:
+            where = locations.describe_long(node)
+            if (op, why, where) in seen:
+                continue
+            seen.add((op, why, where))
+            reason = "" if why == NO_EQUIVALENT else f" [{why}]"
+            lines.append(f"  {op}{reason} {where}")
+        first_op, first_node, _ = self.problems[0]
+        message = (f"{self.graph.name} uses {len(lines)} operation(s) sol cannot compile yet "
+                   f"(sol has no equivalent operation unless said otherwise):\n" + "\n".join(lines) + f"\n{LATER}")
+        return UnsupportedOpError(message, op=first_op, source=locations.describe(first_node))
+
+
+def _leaves(items: list[Any]) -> Iterator[Any]:
+    for x in items:
+        if isinstance(x, (list, tuple)):
+            yield from _leaves(list(x))
+        else:
+            yield x

@@ -1,0 +1,62 @@
+"""PyTorch frontend tests: run on every available sol device (``--sol-device NAME`` to pick).
+
+With no device installed (or ``--sol-device interp``), the NumPy interpreter device from
+tests/core is registered explicitly, as a third-party plugin would be, so the frontend is tested
+end to end before any real device exists.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+HERE = os.path.dirname(__file__)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "benchmarks"))  # zoo: models in plain torch.nn
+sys.path.insert(0, os.path.join(HERE, "..", "core"))  # interpreter_device
+
+INTERP = "interp"
+
+
+def _device_params(config: pytest.Config) -> list:  # type: ignore[type-arg]
+    from sol.plugins import roles
+
+    names = config.getoption("--sol-device") or []
+    if not names:
+        names = [d.name for d in roles().devices if d.availability().available] or [INTERP]
+    params = []
+    for name in names:
+        why = ""
+        if name != INTERP:
+            avail = roles().devices.get(name).availability()
+            why = "" if avail.available else f"{name} unavailable: {avail.detail}"
+        params.append(pytest.param(name, id=name, marks=pytest.mark.skip(reason=why) if why else ()))
+    return params
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "device" in metafunc.fixturenames:
+        metafunc.parametrize("device", _device_params(metafunc.config), indirect=True)
+
+
+@pytest.fixture
+def device(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The device name to compile for; the interpreter device is registered on demand."""
+    import sol.plugins
+
+    name = request.param
+    if name != INTERP or INTERP in sol.plugins.roles().devices:
+        yield name
+        return
+    import sol_pytorch.plugin
+
+    import interpreter_device
+
+    monkeypatch.setenv("SOL_PLUGIN_AUTOLOAD", "0")
+    sol.plugins.reset()
+    sol.plugins.register(sol_pytorch.plugin, "pytorch")
+    sol.plugins.register(interpreter_device, INTERP)
+    yield name
+    sol.plugins.reset()

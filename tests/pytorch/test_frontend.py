@@ -1,0 +1,343 @@
+"""The PyTorch frontend's user surface: example inputs, output structures, call-time checks,
+error messages, training mode, parameters kept by reference, the returned nn.Module."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sol
+from sol.errors import SolError, UnsupportedOpError
+from sol_pytorch.importer import SolTrainingModeWarning, import_module
+from sol_pytorch.wrapper import SolModule, TrainingNotSupportedError
+
+from zoo import mlp, small_resnet
+
+torch.manual_seed(0)
+
+
+class Two(nn.Module):
+    """Two inputs, a parameterized layer, two outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.fc(a)) * torch.sigmoid(b)
+        return h, torch.softmax(h, dim=1)
+
+
+class Fn(nn.Module):
+    """A function as a model."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *xs: torch.Tensor) -> Any:
+        return self.fn(*xs)
+
+
+def _same(got: torch.Tensor, want: torch.Tensor, rtol: float = 1e-4) -> None:
+    torch.testing.assert_close(got, want, rtol=rtol, atol=rtol * max(1.0, float(want.abs().max())))
+
+
+# --- example inputs ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", [torch.Size([3, 8]), (3, 8), [3, 8]], ids=["Size", "tuple", "list"])
+def test_shape_as_example_input(device: str, spec: object) -> None:
+    model = nn.Sequential(nn.Linear(8, 5), nn.GELU()).eval()
+    fast = sol.optimize(model, spec, device=device)
+    x = torch.rand(3, 8)
+    with torch.no_grad():
+        _same(fast(x), model(x))
+    assert fast.program.input_types[0].shape == (3, 8)
+
+
+def test_tensors_shapes_and_a_tuple_of_them_as_example_inputs(device: str) -> None:
+    model = Two().eval()
+    a, b = torch.rand(3, 8), torch.rand(3, 4)
+    for examples in [(a, b), (a, b.size()), ((a.size(), b.size()),)]:
+        fast = sol.optimize(model, *examples, device=device)
+        with torch.no_grad():
+            for g, w in zip(fast(a, b), model(a, b)):
+                _same(g, w)
+
+
+def test_example_inputs_are_validated_naming_what_was_given() -> None:
+    model = Two().eval()
+    with pytest.raises(TypeError, match=r"example input 1 must be a torch.Tensor or a shape.*got str 'abc'"):
+        import_module(model, (torch.rand(3, 8), "abc"), {})
+    with pytest.raises(TypeError, match=r"example input 0 .* got tuple \(3, -1\)"):
+        import_module(model, ((3, -1), (3, 4)), {})
+    with pytest.raises(TypeError, match=r"Two.forward takes 2 input\(s\) \(a, b\), got 1 example input"):
+        import_module(model, (torch.rand(3, 8),), {})
+
+
+# --- outputs ----------------------------------------------------------------------------------
+
+
+class Structured(nn.Module):
+    def forward(self, x: torch.Tensor) -> dict[str, object]:
+        h = x * 2
+        return {"h": h, "pair": (torch.relu(h), [h.sum(1)]), "none": None, "scale": 2, "again": h, "x": x}
+
+
+def test_tuple_list_dict_and_constant_outputs_keep_their_structure(device: str) -> None:
+    model = Structured().eval()
+    x = torch.rand(2, 3)
+    fast = sol.optimize(model, x, device=device)
+    with torch.no_grad():
+        got, want = fast(x), model(x)
+    assert isinstance(got, dict) and list(got) == list(want)
+    assert isinstance(got["pair"], tuple) and isinstance(got["pair"][1], list)
+    assert got["none"] is None and got["scale"] == 2
+    assert got["again"] is got["h"], "a tensor returned twice is one tensor, as in PyTorch"
+    assert got["x"] is not x and torch.equal(got["x"], x), "an input returned as is comes back as a copy"
+    for g, w in [(got["h"], want["h"]), (got["pair"][0], want["pair"][0]), (got["pair"][1][0], want["pair"][1][0])]:
+        _same(g, w)
+
+
+def test_sizes_and_numbers_in_the_output_are_returned_as_is(device: str) -> None:
+    model = Fn(lambda x: (x.shape[0], torch.relu(x), 1.5)).eval()
+    fast = sol.optimize(model, (3, 2), device=device)
+    got = fast(torch.ones(3, 2))
+    assert got[0] == 3 and got[2] == 1.5 and torch.equal(got[1], torch.ones(3, 2))
+
+
+def test_multiple_inputs_by_position_or_name(device: str) -> None:
+    model = Two().eval()
+    a, b = torch.rand(3, 8), torch.rand(3, 4)
+    fast = sol.optimize(model, a, b, device=device)
+    with torch.no_grad():
+        want = model(a, b)
+        for got in (fast(a, b), fast(a, b=b), fast(b=b, a=a)):
+            assert isinstance(got, tuple) and len(got) == 2
+            _same(got[0], want[0])
+    with pytest.raises(TypeError, match=r"expects 2 input\(s\) \(float32\[3, 8\], float32\[3, 4\]\), got 1"):
+        fast(a)
+    with pytest.raises(TypeError, match="missing input"):
+        fast(a=a)
+    with pytest.raises(TypeError, match="unexpected input 'c'"):
+        fast(a, c=b)
+
+
+# --- call-time checks -------------------------------------------------------------------------
+
+
+def test_wrong_shape_rank_dtype_and_type_raise_naming_expected_and_given(device: str) -> None:
+    fast = sol.optimize(mlp().eval(), torch.rand(4, 64), device=device)
+    with pytest.raises(ValueError, match=r"expected shape \(4, 64\), got \(5, 64\)"):
+        fast(torch.rand(5, 64))
+    with pytest.raises(ValueError, match=r"expected rank 2 with shape \(4, 64\), got rank 3"):
+        fast(torch.rand(4, 64, 1))
+    with pytest.raises(TypeError, match="expected dtype float32, got float64"):
+        fast(torch.rand(4, 64, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"input 0 \(input\): expected a torch.Tensor, got ndarray"):
+        fast(np.zeros((4, 64), np.float32))
+    with pytest.raises(TypeError, match=r"expects 1 input\(s\)"):
+        fast(torch.rand(4, 64), torch.rand(4, 64))
+
+
+def test_non_contiguous_input_gives_the_right_result(device: str) -> None:
+    model = nn.Sequential(nn.Linear(6, 3), nn.Tanh()).eval()
+    fast = sol.optimize(model, (4, 6), device=device)
+    x = torch.rand(6, 4).t()
+    assert not x.is_contiguous()
+    with torch.no_grad():
+        _same(fast(x), model(x))
+
+
+def test_inference_only_inputs_requiring_grad_raise_a_clear_error(device: str) -> None:
+    model = nn.Linear(4, 2).eval()
+    fast = sol.optimize(model, (3, 4), device=device)
+    x = torch.rand(3, 4)
+    out = fast(x)  # grad mode on, parameters require grad: still an inference result
+    assert not out.requires_grad
+    _same(out, model(x).detach())
+    with pytest.raises(TrainingNotSupportedError, match=r"input 0 \(input\) requires grad.*later version"):
+        fast(x.requires_grad_())
+    with torch.no_grad():
+        _same(fast(x), model(x))
+    assert isinstance(TrainingNotSupportedError("x"), RuntimeError)
+
+
+# --- errors at import -------------------------------------------------------------------------
+
+
+class Odd(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cumsum(x, dim=1)  # unsupported: the line the error must name
+
+
+class HasOdd(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.odd = Odd()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.odd(self.fc(x))
+
+
+def _line_of(marker: str) -> int:
+    with open(__file__) as f:
+        return next(i for i, line in enumerate(f, 1) if marker in line and "_line_of" not in line)
+
+
+def test_unsupported_op_names_the_op_module_and_source_line(device: str) -> None:
+    line = _line_of("# unsupported: the line the error must name")
+    with pytest.raises(UnsupportedOpError) as info:
+        sol.optimize(HasOdd().eval(), torch.rand(2, 3), device=device)
+    message = str(info.value)
+    assert re.search(rf"aten\.cumsum\.default .*model\.odd \(Odd\).*test_frontend\.py:{line}", message), message
+    assert "torch.cumsum(x, dim=1)" in message
+    assert "later version" in message and "PyTorch" in message
+    assert info.value.op == "aten.cumsum.default"
+    assert info.value.source == f"model.odd (test_frontend.py:{line})"
+
+
+def test_unsupported_use_of_a_supported_op_says_why() -> None:
+    model = nn.Sequential(nn.ConvTranspose2d(3, 2, 2)).eval()
+    with pytest.raises(UnsupportedOpError, match=r"aten\.convolution.*\[transposed convolution.*model\.0 "
+                                                 r"\(ConvTranspose2d\)"):
+        import_module(model, (torch.Size([1, 3, 4, 4]),), {})
+
+
+def test_every_unsupported_op_is_listed_also_downstream_of_another() -> None:
+    model = Fn(lambda x: torch.sin(torch.cumsum(x, 0)) + torch.cumsum(x, 1)).eval()
+    with pytest.raises(UnsupportedOpError, match=r"uses 2 operation\(s\)") as info:
+        import_module(model, ((2, 3),), {})
+    assert "aten.cumsum.default" in str(info.value) and "aten.sin.default" in str(info.value)
+
+
+def test_in_place_buffer_update_in_forward_is_refused() -> None:
+    class Counter(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("calls", torch.zeros(1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            return x * 2
+
+    with pytest.raises(UnsupportedOpError, match=r"updates calls in place"):
+        import_module(Counter().eval(), ((2,),), {})
+
+
+# --- training mode ----------------------------------------------------------------------------
+
+
+def test_training_mode_model_warns_compiles_eval_behaviour_and_keeps_its_modes(device: str) -> None:
+    model = nn.Sequential(nn.Linear(5, 5), nn.BatchNorm1d(5), nn.Dropout(0.5), nn.ReLU())
+    model.train()
+    model[3].eval()  # a mixed-mode model: each submodule's mode must come back as it was
+    x = torch.rand(4, 5)
+    with pytest.warns(SolTrainingModeWarning, match=r"sol compiles eval-mode behaviour; training support comes "
+                                                    r"later; call model.eval\(\) to silence") as record:
+        fast = sol.optimize(model, x, device=device)
+    assert record.pop(SolTrainingModeWarning).filename == __file__, "the warning points at the user's call"
+    assert [m.training for m in model.modules()] == [True, True, True, True, False]
+    model.eval()
+    with torch.no_grad():
+        _same(fast(x), model(x))
+
+
+def test_training_option_is_refused_until_supported(device: str) -> None:
+    with pytest.raises(SolError, match=r"does not support training yet"):
+        sol.optimize(nn.Linear(2, 2), (1, 2), device=device, training=True)
+
+
+# --- the graph and the returned module --------------------------------------------------------
+
+
+def test_parameters_and_buffers_are_numpy_views_named_as_in_the_state_dict() -> None:
+    model = small_resnet().eval()
+    graph = import_module(model, (torch.Size([1, 3, 16, 16]),), {})
+    state = model.state_dict()
+    assert graph.params
+    for p in graph.params:
+        assert p.name in state, p.name
+        assert np.shares_memory(p.data, state[p.name].numpy()), f"{p.name} was copied"
+    assert {p.name for p in graph.params} >= {"conv1.weight", "bn1.running_mean", "fc.weight", "fc.bias"}
+
+
+def test_graph_is_named_after_the_model_and_its_inputs_after_forward_arguments() -> None:
+    graph = import_module(Two().eval(), (torch.Size([2, 8]), torch.Size([2, 4])), {})
+    assert graph.name == "Two"
+    assert [v.name for v in graph.inputs] == ["a", "b"]
+    here = os.path.basename(__file__)
+    for node in graph.nodes:
+        assert node.source and node.source.startswith("model") and f"({here}:" in node.source, node
+    dense = next(n for n in graph.nodes if n.op == "dense")
+    assert dense.source.startswith("model.fc (")
+
+
+def test_public_import_path_and_the_returned_module(device: str) -> None:
+    from sol.pytorch import optimize
+
+    model = mlp().eval()
+    x = torch.rand(4, 64)
+    fast = optimize(model, x.size(), device=device)
+    assert isinstance(fast, nn.Module) and isinstance(fast, SolModule)
+    assert fast.model is model
+    assert "cached" in fast.program.info
+    assert list(fast.state_dict()) == list(model.state_dict())
+    assert all(a is b for a, b in zip(fast.parameters(), model.parameters()))
+    assert getattr(fast, "1") is model[1]  # submodules under their own names
+    model.note = "kept"
+    assert fast.note == "kept"  # other attributes of the model read through
+    text = repr(fast)
+    assert "Sequential" in text and device in text and "float32[4, 64]" in text
+    with torch.no_grad():
+        _same(fast(x), model(x))
+
+
+def test_plugin_module_imports_no_torch() -> None:
+    code = "import sys, sol_pytorch.plugin, sol_pytorch; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --- whole networks ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["small_resnet", "mlp", "functional"])
+def test_whole_network_against_eager(device: str, name: str) -> None:
+    """fp32, rtol 1e-3 for whole networks."""
+
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.head = nn.Linear(8, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = F.hardswish(self.conv(x))
+            h = F.max_pool2d(h, 2, ceil_mode=True) + F.avg_pool2d(h, 2, ceil_mode=True)
+            h = h.mean((2, 3)) if h.shape[-1] > 1 else h.flatten(1)  # shape-dependent Python control flow
+            return F.log_softmax(self.head(h), dim=-1)
+
+    model, shape = {"small_resnet": (small_resnet, (2, 3, 32, 32)), "mlp": (mlp, (8, 64)),
+                    "functional": (Functional, (2, 3, 9, 9))}[name]
+    net = model().eval()
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(*shape)
+    fast = sol.optimize(net, x, device=device)
+    with torch.no_grad():
+        _same(fast(x), net(x), rtol=1e-3)

@@ -1,0 +1,299 @@
+"""Every ATen operation the PyTorch frontend maps, against PyTorch eager.
+
+Each case is a tiny model. ``test_reference`` imports it and evaluates the sol graph with the
+ops' NumPy references (no device involved): this checks the frontend's mapping, case by case.
+``test_device`` compiles all cases of one op family as one model on each device (one compile per
+family, as tests/conformance does per op) and compares every case's output with PyTorch.
+fp32 tolerance for single ops: rtol 1e-4, atol 1e-5 scaled by the output's magnitude.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils import _pytree as pytree
+
+import sol
+from sol.debug import run_reference
+from sol_pytorch.importer import Constant, import_module, output_layout
+
+torch.manual_seed(0)
+
+
+class Fn(nn.Module):
+    """A function as a model: ``forward(*xs) = fn(*xs)``."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *xs: torch.Tensor) -> Any:
+        return self.fn(*xs)
+
+
+@dataclass
+class Case:
+    family: str
+    id: str
+    model: nn.Module
+    inputs: tuple[torch.Tensor, ...]
+
+
+CASES: list[Case] = []
+
+
+def case(family: str, name: str, model: nn.Module | Callable[..., Any], *inputs: torch.Tensor) -> None:
+    module = model if isinstance(model, nn.Module) else Fn(model)
+    CASES.append(Case(family, f"{family}-{name}", module.eval(), inputs))
+
+
+def r(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape)
+
+
+def pos(*shape: int) -> torch.Tensor:
+    return torch.rand(*shape) + 0.1
+
+
+# --- convolution ------------------------------------------------------------------------------
+for _name, _kw in {
+    "k3-s1-p0": dict(kernel_size=3),
+    "k3-s2-p1-nobias": dict(kernel_size=3, stride=2, padding=1, bias=False),
+    "pad(1,2)": dict(kernel_size=3, padding=(1, 2)),
+    "dilation2": dict(kernel_size=3, dilation=2, padding=2),
+    "groups2": dict(kernel_size=3, groups=2, padding=1),
+    "depthwise": dict(kernel_size=3, groups=4, padding=1),
+    "1x1": dict(kernel_size=1),
+    "k(3,1)-s(2,1)": dict(kernel_size=(3, 1), stride=(2, 1)),
+    "same-even-kernel": dict(kernel_size=4, padding="same"),
+    "valid": dict(kernel_size=2, padding="valid"),
+    "s2-dil2-groups2-nobias": dict(kernel_size=3, stride=2, dilation=2, groups=2, padding=1, bias=False),
+}.items():
+    case("conv2d", _name, nn.Conv2d(4, 8, **_kw), r(2, 4, 9, 10))
+case("conv2d", "unbatched", nn.Conv2d(4, 6, 3, padding=1), r(4, 7, 7))
+case("weight_input", "conv2d", lambda x, w: F.conv2d(x, w, padding=1), r(1, 4, 6, 6), r(3, 4, 3, 3))
+case("conv1d", "k3-p1", nn.Conv1d(4, 6, 3, padding=1), r(2, 4, 11))
+case("conv1d", "s2-groups2-nobias", nn.Conv1d(4, 6, 3, stride=2, groups=2, bias=False), r(2, 4, 11))
+case("conv1d", "unbatched-dilation2", nn.Conv1d(4, 6, 3, dilation=2), r(4, 11))
+
+# --- dense and matrix products ----------------------------------------------------------------
+case("linear", "2d", nn.Linear(16, 8), r(5, 16))
+case("linear", "3d", nn.Linear(16, 8), r(2, 3, 16))
+case("linear", "nobias", nn.Linear(16, 8, bias=False), r(5, 16))
+case("linear", "vector", nn.Linear(16, 8), r(16))
+case("weight_input", "linear", lambda x, w, b: F.linear(x, w, b), r(5, 16), r(8, 16), r(8))
+case("matmul", "mm", torch.mm, r(3, 4), r(4, 5))
+case("matmul", "bmm", torch.bmm, r(2, 3, 4), r(2, 4, 5))
+case("matmul", "3d@2d", torch.matmul, r(2, 3, 4), r(4, 5))
+case("matmul", "broadcast-batch", torch.matmul, r(1, 3, 4), r(2, 4, 5))
+case("matmul", "vec@mat", torch.matmul, r(4), r(4, 5))
+case("matmul", "mat@vec", torch.matmul, r(2, 3, 4), r(4))
+case("matmul", "vec@vec", torch.matmul, r(4), r(4))
+case("matmul", "x@w.t()", lambda x, w: x @ w.t(), r(3, 4), r(5, 4))
+case("matmul", "addmm", torch.addmm, r(5), r(3, 4), r(4, 5))
+case("matmul", "addmm-beta-alpha", lambda b, x, y: torch.addmm(b, x, y, beta=0.5, alpha=2.0), r(3, 5), r(3, 4),
+     r(4, 5))
+case("matmul", "addmm-beta0", lambda b, x, y: torch.addmm(b, x, y, beta=0.0), r(3, 5), r(3, 4), r(4, 5))
+case("matmul", "einsum-decomposed", lambda x, y: torch.einsum("bij,bjk->bik", x, y), r(2, 3, 4), r(2, 4, 5))
+
+
+# --- normalization ----------------------------------------------------------------------------
+def _bn(m: nn.Module) -> nn.Module:
+    """Non-trivial running statistics and affine parameters."""
+    with torch.no_grad():
+        m.running_mean.uniform_(-0.5, 0.5)
+        m.running_var.uniform_(0.5, 2.0)
+        if m.weight is not None:
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.uniform_(-0.2, 0.2)
+    return m
+
+
+case("batch_norm", "2d", _bn(nn.BatchNorm2d(4)), r(2, 4, 5, 5))
+case("batch_norm", "2d-affine-false-eps", _bn(nn.BatchNorm2d(4, eps=1e-3, affine=False)), r(2, 4, 5, 5))
+case("batch_norm", "1d-NC", _bn(nn.BatchNorm1d(6)), r(3, 6))
+case("batch_norm", "1d-NCL", _bn(nn.BatchNorm1d(6)), r(3, 6, 7))
+case("batch_norm", "conv-bn-relu", nn.Sequential(nn.Conv2d(3, 4, 3), _bn(nn.BatchNorm2d(4)), nn.ReLU()),
+     r(2, 3, 8, 8))
+case("layer_norm", "last-dim", nn.LayerNorm(8), r(2, 3, 8))
+case("layer_norm", "two-dims-no-affine", nn.LayerNorm((3, 8), elementwise_affine=False), r(2, 3, 8))
+
+# --- element-wise -----------------------------------------------------------------------------
+for _name, _fn in {
+    "relu": torch.relu, "relu6": nn.ReLU6(), "hardtanh": lambda x: F.hardtanh(x, -0.5, 0.5),
+    "leaky_relu": F.leaky_relu, "leaky_relu-0.2": lambda x: F.leaky_relu(x, 0.2), "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh, "gelu": F.gelu, "gelu-tanh": lambda x: F.gelu(x, approximate="tanh"), "silu": F.silu,
+    "hardswish": F.hardswish, "hardsigmoid": F.hardsigmoid, "relu-inplace": lambda x: nn.ReLU(inplace=True)(x * 1),
+    "exp": torch.exp, "neg": torch.neg, "abs": torch.abs, "erf": torch.erf, "square": torch.square,
+    "pow2": lambda x: x**2, "pow3": lambda x: x**3, "rpow": lambda x: 2**x,
+    "clamp": lambda x: torch.clamp(x, -0.5, 0.5), "clamp-min": lambda x: torch.clamp(x, min=0.0),
+    "clamp-max": lambda x: x.clamp(max=0.3),
+}.items():
+    case("activation", _name, _fn, r(2, 3, 4, 5))
+for _name, _fn in {
+    "log": torch.log, "sqrt": torch.sqrt, "rsqrt": torch.rsqrt, "pow0.5": lambda x: x**0.5,
+    "pow1.7": lambda x: torch.pow(x, 1.7), "reciprocal": torch.reciprocal, "rdiv": lambda x: 2 / x,
+}.items():
+    case("activation", _name, _fn, pos(2, 3, 4, 5))
+
+case("binary", "add", torch.add, r(2, 3, 4), r(2, 3, 4))
+case("binary", "add-channel-bias", torch.add, r(2, 3, 4, 5), r(3, 1, 1))
+case("binary", "add-row", torch.add, r(2, 3, 4, 5), r(5))
+case("binary", "add-int-scalar", lambda x: x + 2, r(3, 4))
+case("binary", "add-float-scalar", lambda x: 0.5 + x, r(3, 4))
+case("binary", "add-alpha", lambda x, y: torch.add(x, y, alpha=2), r(3, 4), r(3, 4))
+case("binary", "add-scalar-alpha", lambda x: torch.add(x, 3, alpha=0.5), r(3, 4))
+case("binary", "sub", torch.sub, r(3, 4), r(4))
+case("binary", "sub-alpha", lambda x, y: torch.sub(x, y, alpha=0.5), r(3, 4), r(3, 4))
+case("binary", "rsub-scalar", lambda x: 3 - x, r(3, 4))
+case("binary", "mul", torch.mul, r(2, 3, 4), r(2, 3, 4))
+case("binary", "mul-broadcast-ranks", torch.mul, r(3, 1), r(2, 1, 4))
+case("binary", "mul-scalar", lambda x: x * 1.5, r(3, 4))
+case("binary", "div", torch.div, r(3, 4), pos(3, 4))
+case("binary", "div-scalar", lambda x: x / 4, r(3, 4))
+case("binary", "maximum", torch.maximum, r(3, 4), r(3, 4))
+case("binary", "minimum", torch.minimum, r(3, 4), r(4))
+case("binary", "max-of-two", torch.max, r(3, 4), r(3, 4))
+case("binary", "pow-tensor", torch.pow, pos(3, 4), r(3, 4))
+case("binary", "clamp-tensor-bounds", lambda x, lo: torch.clamp(x, lo, lo + 0.5), r(3, 4), r(4))
+case("binary", "zero-dim-constant", lambda x: x * torch.tensor(3.0), r(3, 4))
+case("binary", "inplace-add", lambda x, y: (x * 1).add_(y), r(3, 4), r(3, 4))
+case("binary", "int-plus-float", torch.add, torch.randint(0, 5, (3, 4)), r(3, 4))
+case("binary", "int-true-division", lambda i: i / 2, torch.randint(0, 9, (3, 4)))
+
+# --- pooling ----------------------------------------------------------------------------------
+for _name, _m in {
+    "max-k2": nn.MaxPool2d(2), "max-k3-s2-p1": nn.MaxPool2d(3, 2, 1), "max-ceil": nn.MaxPool2d(3, 2, ceil_mode=True),
+    "max-dilation2": nn.MaxPool2d(3, 1, 1, dilation=2), "max-k(2,3)-s(1,2)": nn.MaxPool2d((2, 3), (1, 2)),
+    "max-ceil-pad": nn.MaxPool2d(3, 2, 1, ceil_mode=True),
+    "avg-k2": nn.AvgPool2d(2), "avg-k3-s2-p1": nn.AvgPool2d(3, 2, 1),
+    "avg-no-count-pad": nn.AvgPool2d(3, 2, 1, count_include_pad=False),
+    "avg-ceil": nn.AvgPool2d(3, 2, ceil_mode=True),
+    "avg-ceil-pad-no-count": nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+    "avg-divisor": nn.AvgPool2d(3, 2, 1, divisor_override=3), "avg-k(3,2)": nn.AvgPool2d((3, 2)),
+    "adaptive-1x1": nn.AdaptiveAvgPool2d(1), "adaptive-2x3": nn.AdaptiveAvgPool2d((2, 3)),
+    "adaptive-uneven": nn.AdaptiveAvgPool2d(3), "adaptive-None": nn.AdaptiveAvgPool2d((None, 2)),
+}.items():
+    case("pool", _name, _m, r(2, 3, 7, 8))
+case("pool", "max-unbatched", nn.MaxPool2d(2), r(3, 6, 6))
+case("pool", "max-return-indices-unused", lambda x: F.max_pool2d(x, 2, return_indices=True)[0], r(1, 2, 6, 6))
+
+# --- softmax and reductions -------------------------------------------------------------------
+for _dim in (0, 1, -1):
+    case("softmax", f"softmax-dim{_dim}", lambda x, d=_dim: torch.softmax(x, d), r(2, 3, 5))
+    case("softmax", f"log_softmax-dim{_dim}", lambda x, d=_dim: F.log_softmax(x, dim=d), r(2, 3, 5))
+case("softmax", "module", nn.Softmax(dim=1), r(4, 10))
+case("softmax", "float64-result", lambda x: torch.softmax(x, -1, dtype=torch.float64), r(2, 5))
+case("reduce", "mean-dim1", lambda x: x.mean(1), r(2, 3, 4, 5))
+case("reduce", "mean-hw-keepdim", lambda x: x.mean((2, 3), keepdim=True), r(2, 3, 4, 5))
+case("reduce", "mean-all", lambda x: x.mean(), r(2, 3, 4))
+case("reduce", "mean-negative-dim", lambda x: torch.mean(x, dim=-1), r(2, 3, 4))
+case("reduce", "sum-dim0", lambda x: x.sum(0), r(2, 3, 4))
+case("reduce", "sum-keepdim", lambda x: torch.sum(x, (1, 2), keepdim=True), r(2, 3, 4))
+case("reduce", "sum-all", lambda x: x.sum(), r(2, 3, 4))
+case("reduce", "sum-int-to-int64", lambda i: i.sum(1), torch.randint(-5, 5, (3, 4), dtype=torch.int32))
+
+# --- shapes and data movement -----------------------------------------------------------------
+for _name, _fn in {
+    "flatten1": lambda x: torch.flatten(x, 1), "flatten(0,2)": lambda x: x.flatten(0, 2), "Flatten": nn.Flatten(),
+    "reshape-1": lambda x: x.reshape(-1), "view": lambda x: x.view(2, -1),
+    "permute": lambda x: x.permute(0, 2, 3, 1), "transpose": lambda x: x.transpose(1, 2),
+    "mT": lambda x: x.mT, "swapaxes": lambda x: torch.swapaxes(x, 0, 3),
+    "squeeze-dim": lambda x: x.view(2, 1, 60).squeeze(1),
+    "squeeze-all": lambda x: x.view(2, 1, 3, 1, 20).squeeze(), "unsqueeze0": lambda x: x.unsqueeze(0),
+    "unsqueeze-last": lambda x: x.unsqueeze(-1), "contiguous": lambda x: x.permute(0, 3, 1, 2).contiguous(),
+    "expand": lambda x: x.sum(1, keepdim=True).expand(2, 3, 4, 5),
+    "expand-new-dims": lambda x: x.expand(3, 2, 3, 4, 5),
+}.items():
+    case("layout", _name, _fn, r(2, 3, 4, 5))
+case("layout", "t", lambda x: x.t(), r(3, 4))
+case("layout", "T", lambda x: x.T, r(3, 4))
+case("layout", "cat-dim0", lambda a, b, c: torch.cat([a, b, c]), r(2, 3), r(1, 3), r(3, 3))
+case("layout", "cat-dim1", lambda a, b: torch.cat((a, b), dim=1), r(2, 3, 4), r(2, 5, 4))
+case("layout", "cat-dim-last", lambda a, b, c: torch.cat([a, b, c], -1), r(2, 3), r(2, 1), r(2, 4))
+case("layout", "stack", lambda a, b: torch.stack([a, b], 1), r(2, 3), r(2, 3))
+case("layout", "expand-as", lambda x, y: x.expand_as(y), r(3, 1), r(2, 3, 4))
+
+# --- no-ops, casts, constants -----------------------------------------------------------------
+for _name, _fn in {
+    "Dropout": nn.Dropout(0.5), "dropout-functional": lambda x: F.dropout(x * 2, 0.3, training=False),
+    "Identity": nn.Identity(), "clone": lambda x: (x * 2).clone(), "detach": lambda x: (x + 1).detach(),
+    "to-float32": lambda x: (x - 1).to(torch.float32), "to-float64": lambda x: x.double(),
+    "zeros_like": lambda x: torch.zeros_like(x) + x, "full_like": lambda x: torch.full_like(x, 2.0) * x,
+    "arange-constant": lambda x: x + torch.arange(5.0), "ones-constant": lambda x: x * torch.ones(5),
+}.items():
+    case("identity", _name, _fn, r(2, 3, 4, 5))
+
+BY_ID = {c.id: c for c in CASES}
+FAMILIES = sorted({c.family for c in CASES})
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+
+def _close(got: Any, want: torch.Tensor, what: str) -> None:
+    got = got.numpy() if isinstance(got, torch.Tensor) else np.asarray(got)
+    w = want.detach().numpy()
+    assert got.shape == w.shape, f"{what}: shape {got.shape}, PyTorch gives {w.shape}"
+    assert got.dtype == w.dtype, f"{what}: dtype {got.dtype}, PyTorch gives {w.dtype}"
+    scale = float(np.abs(w).max()) if w.size else 1.0
+    np.testing.assert_allclose(got, w, rtol=1e-4, atol=1e-5 * max(1.0, scale), err_msg=what)
+
+
+SAME_PADDING_NOTE = "ignore:Using padding='same' with even kernel lengths:UserWarning"  # PyTorch's own note
+
+
+@pytest.mark.filterwarnings(SAME_PADDING_NOTE)
+@pytest.mark.parametrize("case_id", list(BY_ID))
+def test_reference(case_id: str) -> None:
+    """The imported graph, run with sol's NumPy references, computes what PyTorch computes."""
+    c = BY_ID[case_id]
+    with torch.no_grad():
+        want = pytree.tree_leaves(c.model(*c.inputs))
+    graph = import_module(c.model, c.inputs, {})
+    got = run_reference(graph, [x.numpy() for x in c.inputs])
+    layout = output_layout(graph)
+    assert layout is not None and len(layout.slots) == len(want)
+    for slot, w in zip(layout.slots, want):
+        assert not isinstance(slot, Constant)
+        _close(got[slot], w, case_id)
+
+
+class Bundle(nn.Module):
+    """Several cases as one model: inputs concatenated, one output per case."""
+
+    def __init__(self, cases: list[Case]) -> None:
+        super().__init__()
+        self.cases = nn.ModuleList(c.model for c in cases)
+        self.arity = [len(c.inputs) for c in cases]
+
+    def forward(self, *xs: torch.Tensor) -> tuple[Any, ...]:
+        outs, start = [], 0
+        for model, n in zip(self.cases, self.arity):
+            outs.append(model(*xs[start:start + n]))
+            start += n
+        return tuple(outs)
+
+
+@pytest.mark.filterwarnings(SAME_PADDING_NOTE)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_device(device: str, family: str) -> None:
+    """All cases of one family compiled together on ``device``, against PyTorch eager."""
+    cases = [c for c in CASES if c.family == family]
+    bundle = Bundle(cases).eval()
+    inputs = [x for c in cases for x in c.inputs]
+    fast = sol.optimize(bundle, *inputs, device=device)
+    with torch.no_grad():
+        want = bundle(*inputs)
+        got = fast(*inputs)
+    assert isinstance(got, tuple) and len(got) == len(cases)
+    for c, g, w in zip(cases, got, want):
+        for gl, wl in zip(pytree.tree_leaves(g), pytree.tree_leaves(w)):
+            _close(gl, wl, f"{c.id} on {device}")
