@@ -116,7 +116,8 @@ def test_c_abi_and_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     lib.sol_workspace_bytes.restype = ctypes.c_long
     assert lib.sol_abi_version() == 1
     assert lib.sol_workspace_bytes() == program.info["plan"].memory.arena_bytes
-    assert lib.sol_num_params() == len(program.info["plan"].graph.params)
+    plan = program.info["plan"]
+    assert lib.sol_num_params() == len(plan.graph.params) + len(plan.graph.consts)
 
 
 def test_concurrent_calls_on_one_network_are_safe() -> None:
@@ -152,3 +153,13 @@ def test_conv_to_conv_keeps_the_library_layout_in_between(tmp_path: Path, monkey
     assert "net->op0.link_to(net->op1" in text
     lines = compile_graph(g, "x86").info["libraries"].splitlines()
     assert lines[0].startswith("G0: ") and "output kept" in lines[0] and "input kept" in lines[1], lines
+
+
+def test_large_constants_are_passed_at_load_time_not_inlined(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    g = Graph("big_const")
+    x = g.add_input("x", TensorType((4, 1000)))
+    table = randn(1000)
+    y = g.add_node("add", [x, g.add_const(table)]).output
+    g.outputs = [g.add_node("mul", [y, g.add_const(np.float32(0.5))]).output]
+    text = _source(tmp_path, monkeypatch, g)
+    assert "0.5f" in text and len(text) < 20000  # the scalar is a literal, the table is not

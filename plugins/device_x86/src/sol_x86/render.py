@@ -20,6 +20,9 @@ PACKAGE = "sol_x86"
 ONEDNN_HEADER = "sol_x86_onednn.hpp"
 # Below this many elements an OpenMP parallel region costs more than it saves.
 PARALLEL_MIN_WORK = 16384
+# Constants up to this many elements are literals in the source (the compiler can fold them);
+# larger ones are handed over at load time with the parameters, keeping the source small.
+INLINE_CONST_MAX = 64
 
 
 def _literal(x: Any, dtype: str) -> str:
@@ -65,6 +68,9 @@ class NetworkRenderer:
         if slot.storage is Storage.PARAM:
             return f"static_cast<const {ct}*>({'params' if in_create else 'net.params'}[{slot.index}])"
         if slot.storage is Storage.CONST:
+            if self.plan.graph.consts[slot.index].type.numel > INLINE_CONST_MAX:
+                index = len(self.plan.graph.params) + slot.index  # passed at load time like a parameter
+                return f"static_cast<const {ct}*>({'params' if in_create else 'net.params'}[{index}])"
             return f"K{slot.index}"
         if in_create:
             raise SolError(f"x86: {v} is needed at load time but is not a parameter")
@@ -192,16 +198,18 @@ class NetworkRenderer:
                 groups.append({"kind": "alias", "label": g.label})
         consts = []
         for i, c in enumerate(p.graph.consts):
+            if c.type.numel > INLINE_CONST_MAX:
+                continue
             flat = np.asarray(c.data).reshape(-1)
             consts.append({"sym": f"K{i}", "ctype": ctype(c),
                            "literals": [_literal(x, c.dtype) for x in flat.tolist()] or ["0"]})
         uses_onednn = any(g["kind"] == "library" for g in groups)
         text = render(PACKAGE, "network.cpp.j2", name=p.graph.name, groups=groups, consts=consts,
-                      num_params=len(p.graph.params), arena_bytes=p.memory.arena_bytes,
+                      num_params=len(p.graph.params) + len(p.graph.consts), arena_bytes=p.memory.arena_bytes,
                       uses_onednn=uses_onednn, profile=bool(p.options.get("profile")),
                       parallel_min_work=PARALLEL_MIN_WORK, links=self.layout_links())
         files = {"network.cpp": text}
         if uses_onednn:
             files[ONEDNN_HEADER] = resources.files(PACKAGE).joinpath("templates", ONEDNN_HEADER).read_text()
         return Source(files, entry="network.cpp",
-                      meta={"uses_onednn": uses_onednn, "num_params": len(p.graph.params)})
+                      meta={"uses_onednn": uses_onednn})
