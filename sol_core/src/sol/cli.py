@@ -77,7 +77,7 @@ def _cache(args: argparse.Namespace) -> int:
         print(f"removed {cache.clear()} entries from {cache.cache_dir()}")
     else:
         i = cache.info()
-        print(f"{i['path']}: {i['entries']} entries, {int(i['bytes']) / 2**20:.1f} MiB")
+        print(f"{i['path']}: {i['entries']} entries, {float(str(i['bytes'])) / 2**20:.1f} MiB")
     return 0
 
 

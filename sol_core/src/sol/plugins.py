@@ -144,7 +144,7 @@ def register(plugin: ModuleType | object, name: str | None = None) -> None:
     manager()
     if _roles is not None:
         raise PluginError("plugins must be registered before sol first uses its roles; call sol.plugins.reset() first")
-    _register(plugin, name or getattr(plugin, "__name__", type(plugin).__name__))
+    _register(plugin, str(name or getattr(plugin, "__name__", type(plugin).__name__)))
     assert _pm is not None
     _pm.check_pending()
 

@@ -42,7 +42,7 @@ class NetworkLibrary:
         handle = lib.sol_create(ptrs, err, _ERR_LEN)
         if not handle:
             raise SolError(f"sol x86: creating network {graph.name} failed: {err.value.decode(errors='replace')}")
-        self.handle = ctypes.c_void_p(handle)
+        self.handle: ctypes.c_void_p | None = ctypes.c_void_p(handle)
         self._destroy = lib.sol_destroy
         self.out_types = [(v.shape, np.dtype(v.dtype)) for v in graph.outputs]
         self._err = err

@@ -22,10 +22,11 @@ def validate(graph: Graph, after: str) -> None:
             fail(f"input {v!r} has kind {v.kind}")
         defined.add(v)
     for v in graph.params + graph.consts:
-        if v.data is None:
+        data = v.data
+        if data is None:
             fail(f"{v.kind.value} {v!r} has no data")
-        if tuple(v.data.shape) != v.shape or str(v.data.dtype) != v.dtype:
-            fail(f"{v!r} data is {v.data.dtype}{list(v.data.shape)}")
+        elif tuple(data.shape) != v.shape or str(data.dtype) != v.dtype:
+            fail(f"{v!r} data is {data.dtype}{list(data.shape)}")
         defined.add(v)
     for n in graph.nodes:
         for v in n.inputs:
