@@ -186,8 +186,27 @@ class LibraryOp {
     }
 };
 
+// A library op with weights (and optionally a bias) of its own: convolution and dense.
+class WeightedOp : public LibraryOp {
+  public:
+    void run(const void* src, void* dst, const std::vector<const void*>& binary, const void* residual,
+             Scratch& scratch, const void* runtime_weights = nullptr) {
+        std::unordered_map<int, memory> args{{DNNL_ARG_WEIGHTS, weights(runtime_weights)}};
+        if (bias_) args[DNNL_ARG_BIAS] = bias_;
+        execute(args, src, dst, binary, residual, scratch);
+    }
+
+  protected:
+    // Weights and bias given at load time are copied into the layouts the primitive wants.
+    void place(const memory::desc& w_user, const void* w, const memory::desc& b_user, const memory::desc& b_want,
+               const void* bias) {
+        if (w) weights_ = place_weights(w_user, weights_md_, w);
+        if (bias) bias_ = place_weights(b_user, b_want, bias);
+    }
+};
+
 // 2-D convolution, NCHW at the interface; groups and asymmetric padding supported.
-class Conv : public LibraryOp {
+class Conv : public WeightedOp {
   public:
     void init(memory::dims src, memory::dims weights, memory::dims dst, memory::dims strides,
               memory::dims dilation_minus_one, memory::dims pad_l, memory::dims pad_r, long groups,
@@ -214,24 +233,16 @@ class Conv : public LibraryOp {
         src_md_ = pd.src_desc();
         dst_md_ = pd.dst_desc();
         weights_md_ = pd.weights_desc();
-        if (w) weights_ = place_weights(w_user, weights_md_, w);
-        if (bias) bias_ = place_weights(b_md, pd.bias_desc(), bias);
+        place(w_user, w, b_md, pd.bias_desc(), bias);
         prim_ = dnnl::convolution_forward(pd);
         prepare_reorders(scratch);
-    }
-
-    void run(const void* src, void* dst, const std::vector<const void*>& binary, const void* residual,
-             Scratch& scratch, const void* runtime_weights = nullptr) {
-        std::unordered_map<int, memory> args{{DNNL_ARG_WEIGHTS, weights(runtime_weights)}};
-        if (bias_) args[DNNL_ARG_BIAS] = bias_;
-        execute(args, src, dst, binary, residual, scratch);
     }
 
 };
 
 // y = x @ W^T (+ bias): a dense / linear layer with static weights of shape (out, in). The batch
 // dimensions of x are folded into the rows.
-class Dense : public LibraryOp {
+class Dense : public WeightedOp {
   public:
     void init(long rows, long in, long out, const void* w, const void* bias, std::vector<PostOp> post,
               Scratch& scratch) {
@@ -247,18 +258,11 @@ class Dense : public LibraryOp {
         src_md_ = pd.src_desc();
         dst_md_ = pd.dst_desc();
         weights_md_ = pd.weights_desc();
-        if (w) weights_ = place_weights(w_user, weights_md_, w);
-        if (bias) bias_ = place_weights(b_md, pd.bias_desc(), bias);
+        place(w_user, w, b_md, pd.bias_desc(), bias);
         prim_ = dnnl::matmul(pd);
         prepare_reorders(scratch);
     }
 
-    void run(const void* src, void* dst, const std::vector<const void*>& binary, const void* residual,
-             Scratch& scratch, const void* runtime_weights = nullptr) {
-        std::unordered_map<int, memory> args{{DNNL_ARG_WEIGHTS, weights(runtime_weights)}};
-        if (bias_) args[DNNL_ARG_BIAS] = bias_;
-        execute(args, src, dst, binary, residual, scratch);
-    }
 };
 
 // Batched matrix product of two run-time tensors, NumPy broadcasting over the batch dims (the
