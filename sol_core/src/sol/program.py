@@ -47,7 +47,8 @@ class Program:
         for i, (a, t) in enumerate(zip(arrays, self.input_types)):
             label = f"input {i} ({self.input_names[i]})"
             shape = tuple(getattr(a, "shape", ()))
-            dtype = str(getattr(a, "dtype", type(a).__name__)).replace("torch.", "")
+            # "float32" from NumPy, "torch.float32" and the like from frameworks' own dtypes.
+            dtype = str(getattr(a, "dtype", type(a).__name__)).rsplit(".", 1)[-1]
             if dtype != t.dtype:
                 raise TypeError(f"{label}: expected dtype {t.dtype}, got {dtype}")
             if len(shape) != t.rank:
