@@ -1,0 +1,87 @@
+"""The VE device: renderer (jinja2 C templates), compiler (ncc / clang-VE / host emulation),
+offload runtime (AVEO or emulated) and a roofline model, assembled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sol.errors import SolError
+from sol.planner.plan import Group, Plan
+from sol.program import Program
+from sol.roles import Availability, Compiler, Device, DeviceCapabilities, Estimate, Source
+from sol_sxaurora import compiler as cc
+from sol_sxaurora import offload, perfmodel, runtime
+from sol_sxaurora.render import NetworkRenderer, elementwise_ops
+
+# I/O-bound ops with a loop template in ops_ncc.j2 / ops_vel.j2 (element-wise ones: elementwise.j2).
+IO_OPS = frozenset({"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "softmax", "log_softmax", "mean", "sum",
+                    "concat", "transpose"})
+VECTOR_LANES = 256
+CORES = 8
+L2_BYTES = 256 * 1024  # per core: the budget for one fused group's per-iteration scratch
+
+EMULATED = "emulated on host (no Vector Engine found)"
+
+
+class VeDevice(Device):
+    """NEC SX-Aurora TSUBASA Vector Engine. Without a VE it still compiles real VE code (for
+    inspection) and runs the same source emulated on the host, saying so."""
+
+    name = "ve"
+
+    def availability(self) -> Availability:
+        try:
+            node = offload.node_number()
+        except SolError as exc:
+            return Availability(False, str(exc))
+        if offload.ve_present(node):
+            ve_compiler = cc.ncc() or cc.ve_clang()
+            if not offload.veo_installed():
+                missing = "py-veo (AVEO) is not installed"
+            elif ve_compiler is None:
+                missing = "no VE compiler (NEC ncc or clang with the VE target) was found"
+            else:
+                return Availability(True, f"VE {node} (real hardware, {Path(ve_compiler).name}, AVEO)")
+            if cc.host_cc() is None:
+                return Availability(False, f"Vector Engine {node} found, but {missing}; no host C compiler for "
+                                           "its emulation either (install gcc or set SOL_CC)")
+            return Availability(True, f"emulated on host (Vector Engine {node} found, but {missing})", emulated=True)
+        if cc.host_cc() is None:
+            return Availability(False, "no Vector Engine found, and no host C compiler for its emulation "
+                                       "(install gcc or set SOL_CC)")
+        return Availability(True, EMULATED, emulated=True)
+
+    @property
+    def emulated(self) -> bool:
+        return self.availability().emulated
+
+    @property
+    def capabilities(self) -> DeviceCapabilities:
+        return DeviceCapabilities(vector_width=VECTOR_LANES, fusible_ops=elementwise_ops() | IO_OPS,
+                                  local_bytes=L2_BYTES, min_parallel=CORES,
+                                  extra={"cores": CORES, "variant": cc.default_variant()})
+
+    @property
+    def compiler(self) -> Compiler:
+        return cc.VeCompiler(emulated=self.emulated)
+
+    def render(self, plan: Plan) -> Source:
+        variant = plan.options.get("ve_variant") or cc.default_variant()
+        return NetworkRenderer(plan, variant).render()
+
+    def load(self, artifact: Path, plan: Plan, source: Source) -> Program:
+        if self.emulated:
+            proc: offload.OffloadProcess = offload.EmulatedProcess()
+        else:
+            proc = offload.veo_process(offload.node_number())
+        info = {"variant": source.meta.get("variant"), "emulated": self.emulated, "runs_on": proc.description}
+        ve_object = artifact.parent / "network.ve.o"
+        if ve_object.exists():
+            info["ve_object"] = str(ve_object)
+        return runtime.load(proc, artifact, plan, self.name, info)
+
+    def estimate(self, group: Group, plan: Plan) -> Estimate | None:
+        return perfmodel.estimate(group, plan)
+
+    def estimate_transfer(self, plan: Plan) -> Estimate | None:
+        return perfmodel.transfer(plan)

@@ -1,0 +1,72 @@
+"""The networks the VE tests run: every IR network of the core and x86 suites, and the PyTorch
+models of benchmarks/zoo.py (when the PyTorch frontend is installed)."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
+from sol.ir import Graph, TensorType
+
+from graphs import branchy, conv_bn_relu_pool, randn, seed_net
+
+HAVE_TORCH = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("sol_pytorch") is not None
+
+
+def conv_block(residual: bool) -> Graph:
+    """Convolution with bias, optional residual add, ReLU, per-channel scale and clamp: every
+    element-wise op becomes the generated kernel's epilogue."""
+    g = Graph("conv_block_res" if residual else "conv_block")
+    x = g.add_input("x", TensorType((2, 8, 10, 10)))
+    r = g.add_input("r", TensorType((2, 16, 10, 10)))
+    y = g.add_node("conv2d", [x, g.add_param("w", randn(16, 8, 3, 3) * 0.2), g.add_param("b", randn(16))],
+                   {"padding": 1}).output
+    if residual:
+        y = g.add_node("add", [y, r]).output
+    y = g.add_node("relu", [y]).output
+    y = g.add_node("mul", [y, g.add_param("s", randn(16, 1, 1))]).output
+    g.outputs = [g.add_node("clamp", [y], {"min": -1.0, "max": 1.5}).output]
+    return g
+
+
+def dense_mm(shape: tuple[int, ...]) -> Graph:
+    """Dense + GELU (an epilogue with no VE instruction), matmul, softmax."""
+    g = Graph(f"dense_mm_{len(shape)}d")
+    x = g.add_input("x", TensorType(shape))
+    y = g.add_node("dense", [x, g.add_param("w", randn(24, 32)), g.add_param("b", randn(24))]).output
+    y = g.add_node("gelu", [y], {"approximate": "tanh"}).output
+    z = g.add_node("matmul", [y, g.add_param("m", randn(24, 5))]).output
+    g.outputs = [g.add_node("softmax", [z], {"axis": -1}).output]
+    return g
+
+
+IR_NETWORKS: dict[str, Callable[[], Graph]] = {
+    "seed": lambda: seed_net(1),
+    "conv_bn_relu_pool": conv_bn_relu_pool,
+    "branchy": branchy,
+    "conv_block": lambda: conv_block(False),
+    "conv_block_residual": lambda: conv_block(True),
+    "dense_mm_2d": lambda: dense_mm((4, 32)),
+    "dense_mm_3d": lambda: dense_mm((2, 3, 32)),
+}
+
+
+def torch_models() -> dict[str, tuple[Callable[[], Any], tuple[int, ...]]]:
+    """name -> (model factory, input shape)."""
+    from torch import nn
+
+    from zoo import SeedNet, mlp, small_resnet
+
+    def resnet() -> nn.Module:
+        model = small_resnet().eval()
+        for m in model.modules():  # non-trivial BatchNorm statistics
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.data.uniform_(0.5, 1.5)
+                m.bias.data.uniform_(-0.2, 0.2)
+        return model
+
+    return {"SeedNet": (lambda: SeedNet().eval(), (1, 512, 13, 13)), "mlp": (lambda: mlp().eval(), (16, 64)),
+            "small_resnet_b1": (resnet, (1, 3, 32, 32)), "small_resnet_b3": (resnet, (3, 3, 32, 32))}
