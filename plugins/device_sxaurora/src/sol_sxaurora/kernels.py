@@ -29,13 +29,15 @@ BLOCK = 4  # output pixels (conv) or rows (GEMM) per weight vector load in the v
 
 @dataclass
 class Prepared:
-    """A weight re-laid out once on the device, in the workspace after the arena."""
+    """A weight re-laid out for the kernels, in the workspace after the arena: once on the device
+    for a parameter, or before every call (``per_call``) for a weight that is a run-time tensor."""
 
     index: int  # net->prep[index]
-    source: str  # C expression of the parameter inside sol_create
+    source: str  # C expression of the weight (inside sol_create, or inside sol_forward if per_call)
     kind: str  # "conv": (O, C/g, kh, kw) -> [g][c][kh][kw][o]; "dense": (N, K) -> [K][N]
     dims: dict[str, int]
     nbytes: int
+    per_call: bool = False
 
 
 def _offset(strides: list[int], index: list[str]) -> str:

@@ -100,9 +100,9 @@ class NetworkRenderer:
         return f"{const}{ctype(owner)}* restrict {self.sym(v)} = {self.pointer(v)};"
 
     def prepare(self, v: Value, kind: str, dims: dict[str, int]) -> kernels.Prepared:
-        if not is_static(v):
-            raise SolError(f"ve: {v} must be a parameter to be prepared at load time")
-        p = kernels.Prepared(len(self.prepared), self.pointer(v, in_create=True), kind, dims, v.type.nbytes)
+        static = is_static(v)
+        p = kernels.Prepared(len(self.prepared), self.pointer(v, in_create=static), kind, dims, v.type.nbytes,
+                             per_call=not static)
         self.prepared.append(p)
         return p
 
@@ -182,12 +182,14 @@ class NetworkRenderer:
             prep = self.prepare(w, "dense", {"N": w.shape[0], "K": w.shape[1]})
             s = kernels.gemm_context(g, self.sym, prep, epi, self.variant)
         elif anchor.op == "matmul":
+            prep = None
             s = kernels.gemm_context(g, self.sym, None, epi, self.variant)
         else:
             raise SolError(f"ve: no generated kernel for {anchor.op!r}")
         code = str(getattr(self.ops[self.variant], s["op"])(s))
+        per_call = [prep] if prep is not None and prep.per_call else []
         return {"kind": "library", "label": g.label, "id": g.id, "title": self.title(g), "decls": self._decls(g),
-                "comment": self.comment(1, anchor), "code": code}
+                "comment": self.comment(1, anchor), "code": code, "per_call": per_call}
 
     # --- network ----------------------------------------------------------------------------
     def render(self) -> Source:
