@@ -4,9 +4,12 @@ user cache), and plugin state reset around tests that register their own plugins
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 
 import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))  # devices: which devices a test runs on
 
 _CACHE = tempfile.mkdtemp(prefix="sol-test-cache-")
 os.environ.setdefault("SOL_CACHE_DIR", _CACHE)

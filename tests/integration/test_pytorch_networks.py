@@ -1,4 +1,5 @@
-"""Whole networks through the public API, against PyTorch eager (fp32, rtol 1e-3)."""
+"""Whole networks through the public API, against PyTorch eager (fp32, rtol 1e-3), on every
+installed device (``device`` is parametrized by conftest.py)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ from zoo import SeedNet, mlp, small_resnet
 torch.manual_seed(0)
 
 
-def _close(model: nn.Module, x: torch.Tensor, **kw) -> nn.Module:  # type: ignore[no-untyped-def]
-    fast = sol.optimize(model, x, device="x86", **kw)
+pytestmark = pytest.mark.filterwarnings("ignore:sol device .* runs emulated")
+
+
+def _close(model: nn.Module, x: torch.Tensor, device: str, **kw) -> nn.Module:  # type: ignore[no-untyped-def]
+    fast = sol.optimize(model, x, device=device, **kw)
     with torch.no_grad():
         want = model(x)
         got = fast(x)
@@ -49,12 +53,16 @@ def test_seed_network_generated_code_fuses_bias_relu_pool(tmp_path, monkeypatch)
     assert "depth-first over 1x1000" in report
 
 
-def test_mlp() -> None:
-    _close(mlp().eval(), torch.rand(16, 64))
+def test_seed_network(device: str) -> None:
+    _close(SeedNet().eval(), torch.rand(2, 512, 13, 13), device)
+
+
+def test_mlp(device: str) -> None:
+    _close(mlp().eval(), torch.rand(16, 64), device)
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-def test_small_resnet_with_batchnorm(batch: int) -> None:
+def test_small_resnet_with_batchnorm(batch: int, device: str) -> None:
     model = small_resnet().eval()
     for m in model.modules():  # non-trivial BatchNorm statistics
         if isinstance(m, nn.BatchNorm2d):
@@ -62,10 +70,10 @@ def test_small_resnet_with_batchnorm(batch: int) -> None:
             m.running_var.uniform_(0.5, 2.0)
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.uniform_(-0.2, 0.2)
-    _close(model, torch.rand(batch, 3, 32, 32))
+    _close(model, torch.rand(batch, 3, 32, 32), device)
 
 
-def test_multiple_inputs_and_tuple_outputs() -> None:
+def test_multiple_inputs_and_tuple_outputs(device: str) -> None:
     class Two(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -77,7 +85,7 @@ def test_multiple_inputs_and_tuple_outputs() -> None:
 
     model = Two().eval()
     a, b = torch.rand(3, 8), torch.rand(3, 4)
-    fast = sol.optimize(model, a, b, device="x86")
+    fast = sol.optimize(model, a, b, device=device)
     with torch.no_grad():
         want, got = model(a, b), fast(a, b)
     assert isinstance(got, tuple) and len(got) == 2

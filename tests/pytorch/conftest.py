@@ -20,25 +20,11 @@ sys.path.insert(0, os.path.join(HERE, "..", "core"))  # interpreter_device
 INTERP = "interp"
 
 
-def _device_params(config: pytest.Config) -> list:  # type: ignore[type-arg]
-    from sol.plugins import roles
-
-    names = config.getoption("--sol-device") or []
-    if not names:
-        names = [d.name for d in roles().devices if d.availability().available] or [INTERP]
-    params = []
-    for name in names:
-        why = ""
-        if name != INTERP:
-            avail = roles().devices.get(name).availability()
-            why = "" if avail.available else f"{name} unavailable: {avail.detail}"
-        params.append(pytest.param(name, id=name, marks=pytest.mark.skip(reason=why) if why else ()))
-    return params
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "device" in metafunc.fixturenames:
-        metafunc.parametrize("device", _device_params(metafunc.config), indirect=True)
+        from devices import device_params
+
+        metafunc.parametrize("device", device_params(metafunc.config, fallback=INTERP), indirect=True)
 
 
 @pytest.fixture
