@@ -58,3 +58,30 @@ def branchy() -> Graph:
     j = g.add_node("mean", [i], {"axes": (2, 3)}).output
     g.outputs = [j, e]
     return g
+
+
+def conv_block(residual: bool) -> Graph:
+    """Convolution with bias, optional residual add, ReLU, per-channel scale and clamp: every
+    element-wise op becomes the generated kernel's epilogue."""
+    g = Graph("conv_block_res" if residual else "conv_block")
+    x = g.add_input("x", TensorType((2, 8, 10, 10)))
+    r = g.add_input("r", TensorType((2, 16, 10, 10)))
+    y = g.add_node("conv2d", [x, g.add_param("w", randn(16, 8, 3, 3) * 0.2), g.add_param("b", randn(16))],
+                   {"padding": 1}).output
+    if residual:
+        y = g.add_node("add", [y, r]).output
+    y = g.add_node("relu", [y]).output
+    y = g.add_node("mul", [y, g.add_param("s", randn(16, 1, 1))]).output
+    g.outputs = [g.add_node("clamp", [y], {"min": -1.0, "max": 1.5}).output]
+    return g
+
+
+def dense_mm(shape: tuple[int, ...]) -> Graph:
+    """Dense + GELU (an epilogue with no VE instruction), matmul, softmax."""
+    g = Graph(f"dense_mm_{len(shape)}d")
+    x = g.add_input("x", TensorType(shape))
+    y = g.add_node("dense", [x, g.add_param("w", randn(24, 32)), g.add_param("b", randn(24))]).output
+    y = g.add_node("gelu", [y], {"approximate": "tanh"}).output
+    z = g.add_node("matmul", [y, g.add_param("m", randn(24, 5))]).output
+    g.outputs = [g.add_node("softmax", [z], {"axis": -1}).output]
+    return g

@@ -14,7 +14,7 @@ from sol.debug import run_reference
 from sol.errors import CompileError
 from sol.ir import Graph, TensorType
 
-from graphs import randn, seed_net
+from graphs import conv_block, dense_mm, randn, seed_net
 
 
 def _check(g: Graph, rtol: float = 1e-4) -> object:
@@ -45,23 +45,9 @@ def test_seed_network_bias_relu_pool_share_one_loop_nest(tmp_path: Path, monkeyp
     assert "alignas(64) float L" in fused  # ReLU's 13x13 plane stays in per-iteration scratch
 
 
-def _conv_block(residual: bool) -> Graph:
-    g = Graph("conv_block")
-    x = g.add_input("x", TensorType((2, 8, 10, 10)))
-    r = g.add_input("r", TensorType((2, 16, 10, 10)))
-    y = g.add_node("conv2d", [x, g.add_param("w", randn(16, 8, 3, 3) * 0.2), g.add_param("b", randn(16))],
-                   {"padding": 1}).output
-    if residual:
-        y = g.add_node("add", [y, r]).output
-    y = g.add_node("relu", [y]).output
-    y = g.add_node("mul", [y, g.add_param("s", randn(16, 1, 1))]).output
-    g.outputs = [g.add_node("clamp", [y], {"min": -1.0, "max": 1.5}).output]
-    return g
-
-
 @pytest.mark.parametrize("residual", [False, True], ids=["bias-relu-scale-clamp", "with-residual"])
 def test_conv_epilogues_become_post_ops(residual: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    text = _source(tmp_path, monkeypatch, _conv_block(residual))
+    text = _source(tmp_path, monkeypatch, conv_block(residual))
     assert text.count("sol::Conv op") == 1 and "static void run_G" not in text  # one call, no loops
     assert "eltwise_relu" in text and "binary_mul" in text and "eltwise_clip" in text
     assert ("sol::sum()" in text) == residual
@@ -69,12 +55,7 @@ def test_conv_epilogues_become_post_ops(residual: bool, tmp_path: Path, monkeypa
 
 @pytest.mark.parametrize("shape", [(4, 32), (2, 3, 32)])
 def test_dense_with_gelu_and_matmul_broadcast(shape: tuple[int, ...]) -> None:
-    g = Graph("dense_mm")
-    x = g.add_input("x", TensorType(shape))
-    y = g.add_node("dense", [x, g.add_param("w", randn(24, 32)), g.add_param("b", randn(24))]).output
-    y = g.add_node("gelu", [y], {"approximate": "tanh"}).output
-    z = g.add_node("matmul", [y, g.add_param("m", randn(24, 5))]).output
-    g.outputs = [g.add_node("softmax", [z], {"axis": -1}).output]
+    g = dense_mm(shape)
     _check(g)
 
 
