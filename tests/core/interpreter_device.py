@@ -27,7 +27,7 @@ FUSIBLE = frozenset({
     "relu", "sigmoid", "tanh", "exp", "log", "sqrt", "rsqrt", "neg", "abs", "silu", "hardswish",
     "hardsigmoid", "erf", "gelu", "leaky_relu", "clamp", "add", "sub", "mul", "div", "maximum",
     "minimum", "pow", "batch_norm", "dropout", "identity", "cast", "max_pool2d", "avg_pool2d",
-    "adaptive_avg_pool2d", "softmax", "log_softmax", "mean", "sum", "concat", "transpose",
+    "adaptive_avg_pool2d", "softmax", "log_softmax", "mean", "sum", "concat", "transpose", "pad", "slice",
     "conv2d", "dense", "matmul",
 })
 

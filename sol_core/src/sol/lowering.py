@@ -254,6 +254,32 @@ class GroupLowering:
             s["out_offset"] = _linear([out_st[j] for j in range(len(inner_out))])
             s["in_offset"] = _linear([in_st[perm[j]] if inner_in[perm[j]] > 1 else 0 for j in range(len(inner_out))])
             macro = "transpose"
+        elif node.op == "slice":
+            # A strided view copied out: the transpose loops with a start offset and step strides.
+            in_st = contiguous_strides(x.shape, x.type.rank)
+            start, step = [0] * x.type.rank, [1] * x.type.rank
+            for ax, b, st in zip(a["axes"], a["starts"], a["steps"]):
+                start[ax], step[ax] = b, st
+            base = sum(start[d] * in_st[d] for d in range(depth, x.type.rank))
+            s["x"] = f"({s['x']} + {base})" if base else s["x"]
+            out_st = contiguous_strides(inner_out, len(inner_out))
+            s["dims"] = [{"extent": e} for e in inner_out]
+            s["out_offset"] = _linear(out_st)
+            s["in_offset"] = _linear([in_st[depth + j] * step[depth + j] if inner_out[j] > 1 else 0
+                                      for j in range(len(inner_out))])
+            macro = "transpose"
+        elif node.op == "pad":
+            # Every output element: the input element it came from, or the pad value outside it.
+            in_st = contiguous_strides(inner_in, len(inner_in))
+            out_st = contiguous_strides(inner_out, len(inner_out))
+            s["dims"] = [{"extent": e} for e in inner_out]
+            s["out_offset"] = _linear(out_st)
+            s["in_offset"] = " + ".join(f"(i{j} - {lo}) * {in_st[j]}" if lo else f"i{j} * {in_st[j]}"
+                                        for j, (lo, _) in enumerate(a["pads"][depth:]) if in_st[j]) or "0"
+            s["inside"] = " && ".join(f"i{j} >= {lo} && i{j} < {lo + inner_in[j]}"
+                                      for j, (lo, hi) in enumerate(a["pads"][depth:]) if lo or hi) or "true"
+            s["value"] = repr(float(a["value"]))
+            macro = "pad"
         else:
             raise SolError(f"no loop lowering for I/O-bound op {node.op!r}")
         return OpStage("op", macro, self._comment(node), s)

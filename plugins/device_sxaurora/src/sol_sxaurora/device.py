@@ -15,7 +15,7 @@ from sol_sxaurora.render import NetworkRenderer, elementwise_ops
 
 # I/O-bound ops with a loop template in ops_ncc.j2 / ops_vel.j2 (element-wise ones: elementwise.j2).
 IO_OPS = frozenset({"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "softmax", "log_softmax", "mean", "sum",
-                    "concat", "transpose"})
+                    "concat", "transpose", "pad", "slice"})
 VECTOR_LANES = 256
 CORES = 8
 L2_BYTES = 256 * 1024  # per core: the budget for one fused group's per-iteration scratch

@@ -13,9 +13,10 @@ from sol.roles import Availability, Compiler, Device, DeviceCapabilities, Source
 from sol_x86 import compiler as cc
 from sol_x86 import render, runtime
 
-# I/O-bound ops with a loop template in ops.j2 (element-wise ones come from elementwise.j2).
+# I/O-bound ops with a loop template in ops.j2 (element-wise ones come from elementwise.j2); slice
+# uses the transpose loops.
 IO_OPS = frozenset({"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "softmax", "log_softmax", "mean", "sum",
-                    "concat", "transpose"})
+                    "concat", "transpose", "pad", "slice"})
 
 
 def physical_cores() -> int:
