@@ -94,7 +94,9 @@ def test_multiple_inputs_and_tuple_outputs(device: str) -> None:
 
 
 def test_wrong_shape_rank_dtype_raise_naming_expected_and_given() -> None:
-    fast = sol.optimize(mlp().eval(), torch.rand(4, 64), device="x86")
+    # A new batch re-specializes by default (tests/pytorch/test_dynamic.py); dynamic=False keeps
+    # the compiled shape strict, and a wrong rank or dtype is an error either way.
+    fast = sol.optimize(mlp().eval(), torch.rand(4, 64), device="x86", dynamic=False)
     with pytest.raises(ValueError, match=r"expected shape \(4, 64\), got \(5, 64\)"):
         fast(torch.rand(5, 64))
     with pytest.raises(ValueError, match="expected rank 2"):
@@ -111,7 +113,7 @@ def test_unsupported_op_names_op_and_source_line() -> None:
     from sol.errors import UnsupportedOpError
 
     with pytest.raises(UnsupportedOpError, match=r"cumsum.*test_pytorch_networks.py"):
-        sol.optimize(Odd().eval(), torch.rand(2, 3), device="x86")
+        sol.optimize(Odd().eval(), torch.rand(2, 3), device="x86", fallback=False)
 
 
 def test_second_process_hits_the_cache_in_well_under_a_second(tmp_path) -> None:

@@ -16,8 +16,24 @@ _LAZY = {"SolModule": "sol_pytorch.wrapper", "import_module": "sol_pytorch.impor
 
 
 def optimize(model: Any, *example_inputs: Any, **options: Any) -> Any:
-    """Optimize an ``nn.Module``; see :func:`sol.optimize`. Example inputs may be tensors or
-    shapes (``x.size()``), one per forward argument."""
+    """Optimize an ``nn.Module``; see :func:`sol.optimize`. Returns a :class:`SolModule`.
+
+    ``example_inputs``: one per forward argument: a tensor, a shape (``x.size()``), or a
+    None/bool/int/float argument (a constant of the compiled graph; each value gets its own
+    compiled variant).
+
+    Options of this frontend:
+
+    - ``fallback`` (default True): operations sol cannot compile run in PyTorch between the parts
+      sol compiles, with one warning listing them; ``fallback=False`` raises
+      :class:`sol.errors.UnsupportedOpError` naming each op and its source line instead.
+    - ``dynamic`` (default True): a call with other shapes than the example's (batch 3 after
+      batch 8, another image size) compiles a variant for them once and keeps it, logging a
+      message on ``logging.getLogger("sol")``; ``dynamic=False`` makes another shape a
+      ``ValueError``. Another rank or dtype is always an error naming expected and given.
+
+    ``torch.compile(model, backend="sol")`` uses the same machinery (:mod:`sol_pytorch.dynamo`).
+    """
     from sol.api import optimize as _optimize
 
     return _optimize(model, *example_inputs, **options)

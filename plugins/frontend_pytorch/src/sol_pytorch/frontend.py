@@ -19,9 +19,11 @@ class PyTorchFrontend(Frontend):
         return torch is not None and isinstance(model, torch.nn.Module)
 
     def import_graph(self, model: Any, example_inputs: tuple[Any, ...], options: dict[str, Any]) -> Graph:
-        from sol_pytorch.importer import import_module
+        """The whole model's graph; where PyTorch must run some operations (``fallback``), the
+        first compiled part, with the rest recorded for :meth:`wrap` to compile."""
+        from sol_pytorch.variants import import_model
 
-        return import_module(model, example_inputs, options)
+        return import_model(model, example_inputs, options)
 
     def wrap(self, program: Program, model: Any, graph: Graph) -> Any:
         from sol_pytorch.wrapper import SolModule

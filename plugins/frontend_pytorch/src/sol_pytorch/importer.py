@@ -18,6 +18,12 @@ decompositions are run only when needed: in-place ops (``relu_``, ``+=``) are fu
 because sol's IR is SSA and a mutation seen through a view must not be lost; and ops sol has no
 converter for are decomposed where PyTorch knows how (``einsum`` -> ``bmm``, ``mT``), before
 anything is reported as unsupported.
+
+Ops that stay unsupported after that are either an error naming them (``fallback=False``) or run
+by PyTorch between the parts sol compiles (the default; :mod:`sol_pytorch.fallback` cuts the
+graph). Both rest on one conversion pass, :func:`classify`, that converts every node it can and
+lets a node whose input PyTorch computes read that input as a graph input: so it finds exactly
+the nodes sol cannot convert, not everything downstream of them.
 """
 
 from __future__ import annotations
@@ -44,9 +50,9 @@ from sol_pytorch.aten import CONVERTERS, Emitter, Unsupported, tensor_type
 
 TRAINING_MODE_MESSAGE = ("sol compiles eval-mode behaviour; training support comes later; "
                          "call model.eval() to silence")
-LATER = ("Running such operations in PyTorch while sol compiles the rest of the model comes in a later "
-         "version of sol; for now, express them with supported operations (sol_pytorch.supported_ops() "
-         "lists the ATen operators sol compiles).")
+LATER = ("With fallback=True (the default) PyTorch runs such operations and sol compiles the rest of the "
+         "model; or express them with supported operations (sol_pytorch.supported_ops() lists the ATen "
+         "operators sol compiles).")
 LAYOUT_KEY = "pytorch.outputs"
 NO_EQUIVALENT = "sol has no equivalent operation"
 
@@ -87,18 +93,33 @@ def output_layout(graph: Graph) -> OutputLayout | None:
 
 
 def import_module(model: torch.nn.Module, example_inputs: Sequence[Any], options: dict[str, Any]) -> Graph:
-    """Trace ``model`` with ``example_inputs`` (tensors or shapes, one per forward argument) and
-    return its inference graph; parameters stay NumPy views of the model's tensors."""
+    """Trace ``model`` with ``example_inputs`` (one per forward argument: tensors, shapes, or
+    None/bool/int/float values) and return its whole inference graph; parameters stay NumPy views
+    of the model's tensors. Raises :class:`UnsupportedOpError` listing every operation sol cannot
+    compile (``sol.optimize`` runs those in PyTorch instead unless ``fallback=False``)."""
+    ep = trace(model, example_inputs, options)
+    found = classify(ep, model)
+    if found.problems:
+        raise found.unsupported()
+    return found.finish()
+
+
+def trace(model: torch.nn.Module, example_inputs: Sequence[Any], options: dict[str, Any]) -> ExportedProgram:
+    """``torch.export`` of the model's eval-mode behaviour, ready for conversion."""
     if options.get("training"):
         raise SolError("sol does not support training yet (training=True): it compiles inference only; "
                        "training support comes in a later version")
-    examples = example_tensors(model, example_inputs)
+    examples = example_values(model, example_inputs)
     with eval_mode(model):
         exported = export(model, examples)
-    return _Importer(prepare(exported), model).run()
+    return prepare(exported)
 
 
 # --- example inputs ---------------------------------------------------------------------------
+
+SCALARS = (bool, int, float, type(None))
+"""Non-tensor forward arguments sol takes: they are constants of the traced graph, so a compiled
+variant holds for one value of each (``SolModule`` keys its variants on them)."""
 
 
 def _is_shape(x: Any) -> bool:
@@ -115,27 +136,30 @@ def _describe(x: Any) -> str:
     return f"{type(x).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
-def example_tensors(model: torch.nn.Module, example_inputs: Sequence[Any]) -> tuple[torch.Tensor, ...]:
-    """One example tensor per forward argument. Shapes become float32 zeros (zeros, not random:
-    tracing must not consume the user's random number stream). A single tuple of tensors/shapes
-    is unpacked, as in ``optimize(model, (x.size(), y.size()))``."""
+def example_values(model: torch.nn.Module, example_inputs: Sequence[Any]) -> tuple[Any, ...]:
+    """One example value per forward argument. Shapes become float32 zeros (zeros, not random:
+    tracing must not consume the user's random number stream); None, bools, ints and floats are
+    passed as they are. A single tuple of tensors/shapes is unpacked, as in
+    ``optimize(model, (x.size(), y.size()))``."""
     items = tuple(example_inputs)
     if len(items) == 1 and isinstance(items[0], (tuple, list)) and not _is_shape(items[0]) and items[0] \
             and all(_is_example(e) for e in items[0]):
         items = tuple(items[0])
-    tensors = []
+    values: list[Any] = []
     for i, x in enumerate(items):
         if isinstance(x, torch.Tensor):
             if x.device.type != "cpu":
                 raise TypeError(f"example input {i} is on {x.device}; this sol version takes CPU tensors")
-            tensors.append(x.detach())
+            values.append(x.detach())
         elif _is_shape(x):
-            tensors.append(torch.zeros(tuple(int(d) for d in x), dtype=torch.float32))
+            values.append(torch.zeros(tuple(int(d) for d in x), dtype=torch.float32))
+        elif isinstance(x, SCALARS):
+            values.append(x)
         else:
             raise TypeError(f"example input {i} must be a torch.Tensor or a shape (torch.Size or tuple of "
-                            f"non-negative ints), got {_describe(x)}")
-    _check_arity(model, len(tensors))
-    return tuple(tensors)
+                            f"non-negative ints), or a None/bool/int/float argument, got {_describe(x)}")
+    _check_arity(model, len(values))
+    return tuple(values)
 
 
 def _check_arity(model: torch.nn.Module, given: int) -> None:
@@ -157,11 +181,12 @@ def _check_arity(model: torch.nn.Module, given: int) -> None:
 # --- tracing ----------------------------------------------------------------------------------
 
 
-def _stacklevel() -> int:
-    """Stack level of the first caller outside sol, so warnings point at the user's line."""
+def user_stacklevel() -> int:
+    """Stack level of the first caller outside sol and torch, so warnings point at the user's line
+    (also from inside ``nn.Module.__call__`` or a ``torch.compile``d frame)."""
     level, frame = 1, sys._getframe(1)
     while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in ("sol", "sol_pytorch",
-                                                                                      "contextlib"):
+                                                                                      "contextlib", "torch"):
         frame = frame.f_back  # type: ignore[assignment]
         level += 1
     return level
@@ -172,7 +197,7 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
     """Trace eval-mode behaviour, then restore every submodule's own mode (a model may mix)."""
     modes = [(m, m.training) for m in model.modules()]
     if any(training for _, training in modes):
-        warnings.warn(TRAINING_MODE_MESSAGE, SolTrainingModeWarning, stacklevel=_stacklevel())
+        warnings.warn(TRAINING_MODE_MESSAGE, SolTrainingModeWarning, stacklevel=user_stacklevel())
     model.eval()
     try:
         yield
@@ -190,19 +215,24 @@ def _quiet_torch() -> Iterator[None]:
         yield
 
 
-def export(model: torch.nn.Module, examples: tuple[torch.Tensor, ...]) -> ExportedProgram:
+def export(model: torch.nn.Module, examples: tuple[Any, ...]) -> ExportedProgram:
     with torch.no_grad(), _quiet_torch():
         try:
             return torch.export.export(model, examples, strict=False)
         except Exception as exc:
             if hasattr(exc, "add_note"):
-                shapes = ", ".join(f"{dtype_str(t)}{list(t.shape)}" for t in examples)
+                shapes = ", ".join(describe_value(t) for t in examples)
                 exc.add_note(f"(while sol traced {type(model).__name__} with torch.export for inputs {shapes})")
             raise
 
 
 def dtype_str(t: torch.Tensor) -> str:
     return str(t.dtype).replace("torch.", "")
+
+
+def describe_value(x: Any) -> str:
+    """``float32[2, 8]`` for a tensor, ``repr`` for anything else: for messages."""
+    return f"{dtype_str(x)}{list(x.shape)}" if isinstance(x, torch.Tensor) else repr(x)
 
 
 def _op_name(target: Any) -> str:
@@ -253,49 +283,108 @@ def _numpy_view(t: torch.Tensor, name: str) -> np.ndarray:
     return arr
 
 
-class _Importer:
-    """Walks one exported graph node by node, building the sol graph."""
+def state_tensors(ep: ExportedProgram, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's own parameters and buffers (the live tensors, not export's copies) and the
+    tensor constants export lifted, by the names the graph signature uses."""
+    found: dict[str, torch.Tensor] = {**ep.state_dict, **ep.constants}
+    found.update(model.named_parameters(remove_duplicate=False))
+    found.update(model.named_buffers(remove_duplicate=False))
+    return found
 
-    def __init__(self, ep: ExportedProgram, model: torch.nn.Module) -> None:
+
+def classify(ep: ExportedProgram, model: torch.nn.Module, forced: dict[fx.Node, str] | None = None) -> _Importer:
+    """Convert every node of ``ep`` that sol can; ``.problems`` lists the others (``forced``
+    nodes among them, with the reason given), ``.failed`` holds every node PyTorch must run."""
+    importer = _Importer(ep, model, forced or {})
+    importer.convert_all()
+    return importer
+
+
+def is_static(node: fx.Node) -> bool:
+    """Shape arithmetic (``x.size(0) * 2``): a Python number known once the graph is traced."""
+    return isinstance(node.meta.get("val"), (bool, int, float))
+
+
+def is_ignored(node: fx.Node) -> bool:
+    return node.op == "call_function" and _op_name(node.target) in _IGNORED
+
+
+class _Env(dict):  # type: ignore[type-arg]
+    """fx node -> converted value; a node not converted here is asked of ``outside``."""
+
+    def __init__(self, outside: Any) -> None:
+        super().__init__()
+        self.outside = outside
+
+    def __missing__(self, node: fx.Node) -> Any:
+        value = self.outside(node)
+        self[node] = value
+        return value
+
+
+class _Importer:
+    """Walks one exported graph node by node, building the sol graph.
+
+    A node sol cannot convert is recorded as a problem and left to PyTorch; a node that reads
+    its result reads it as a graph input of the same type (:meth:`_boundary`), so the walk goes
+    on and tells exactly which nodes sol can convert.
+    """
+
+    def __init__(self, ep: ExportedProgram, model: torch.nn.Module, forced: dict[fx.Node, str],
+                 name: str | None = None) -> None:
         self.ep = ep
         self.model = model
-        self.graph = Graph(name=type(model).__name__)
+        self.forced = forced
+        self.graph = Graph(name=name or type(model).__name__)
         self.em = Emitter(self.graph)
-        self.env: dict[fx.Node, Any] = {}
+        self.env: dict[fx.Node, Any] = _Env(self._outside)
         self.problems: list[tuple[str, fx.Node, str]] = []  # (op, node, why)
         self.failed: set[fx.Node] = set()
         self.input_specs = {s.arg.name: s for s in ep.graph_signature.input_specs}
-        self.tensors = self._state()
+        self.tensors = state_tensors(ep, model)
 
-    def run(self) -> Graph:
-        out_node = None
+    # --- whole graph --------------------------------------------------------------------------
+    def convert_all(self) -> None:
         for node in self.ep.graph.nodes:
             if node.op == "placeholder":
                 self._placeholder(node)
             elif node.op == "call_function":
                 self._call(node)
-            elif node.op == "output":
-                out_node = node
-            else:
+            elif node.op == "get_attr":  # a subgraph of a higher-order op: whoever reads it is reported
+                self.failed.add(node)
+            elif node.op != "output":
                 self._problem(node, node.op, "graph construct sol does not compile")
-        if self.problems:
-            raise self._unsupported()
-        assert out_node is not None
-        self._outputs(out_node)
+
+    def finish(self) -> Graph:
+        """The whole graph with its outputs, once :meth:`convert_all` found no problems."""
+        assert not self.problems
+        self._outputs()
         self.graph.prune_unused()
         return self.graph
 
-    # --- inputs, parameters, constants --------------------------------------------------------
-    def _state(self) -> dict[str, torch.Tensor]:
-        found: dict[str, torch.Tensor] = {**self.ep.state_dict, **self.ep.constants}
-        found.update(self.model.named_parameters(remove_duplicate=False))
-        found.update(self.model.named_buffers(remove_duplicate=False))
-        return found
+    def _outside(self, node: fx.Node) -> Any:
+        if node in self.failed:
+            return self._boundary(node)
+        raise KeyError(node)
 
+    def _boundary(self, node: fx.Node) -> Value:
+        """A value PyTorch computes, read by a node sol converts: a graph input of its type."""
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor):
+            raise Unsupported(f"reads a {type(val).__name__} from PyTorch")
+        try:
+            return self.graph.add_input(node.name, tensor_type(val))
+        except Unsupported:
+            raise Unsupported(f"reads a {dtype_str(val)} tensor from PyTorch") from None
+
+    # --- inputs, parameters, constants --------------------------------------------------------
     def _placeholder(self, node: fx.Node) -> None:
         spec = self.input_specs[node.name]
-        if spec.kind is InputKind.USER_INPUT:
-            self.env[node] = self.graph.add_input(node.name, tensor_type(node.meta["val"]))
+        val = node.meta.get("val")
+        if spec.kind is InputKind.USER_INPUT and isinstance(val, torch.Tensor):
+            self.env[node] = self.graph.add_input(node.name, tensor_type(val))
+        elif spec.kind is InputKind.USER_INPUT and isinstance(val, SCALARS):
+            self.env[node] = val  # a non-tensor argument: a constant of this trace
         elif spec.kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
             name = str(spec.target)
             self.env[node] = self.graph.add_param(name, _numpy_view(self.tensors[name], name))
@@ -307,11 +396,11 @@ class _Importer:
         name = _op_name(node.target)
         if name in _IGNORED:
             return
-        if any(i in self.failed for i in node.all_input_nodes):
-            # Downstream of a reported problem: report it too only if it is unsupported itself.
-            if name not in CONVERTERS and node.target is not operator.getitem:
-                self._problem(node, name, NO_EQUIVALENT)
-            self.failed.add(node)
+        if node in self.forced:
+            self._problem(node, name, self.forced[node])
+            return
+        if node.target is operator.getitem and node.args[0] in self.failed:
+            self.failed.add(node)  # PyTorch takes apart what PyTorch computed
             return
         val = node.meta.get("val")
         if isinstance(val, (bool, int, float)):  # shape arithmetic, static after export
@@ -403,19 +492,12 @@ class _Importer:
         if item is None and node.users:
             self._problem(node, f"{_op_name(source.target)}[{index}]",  # type: ignore[union-attr]
                           "training-only output (saved statistics or pooling indices)")
+            return
         self.env[node] = item
 
     # --- outputs ------------------------------------------------------------------------------
-    def _outputs(self, node: fx.Node) -> None:
-        specs = self.ep.graph_signature.output_specs
-        mutated = [str(s.target) for s in specs if s.kind is not OutputKind.USER_OUTPUT]
-        if mutated:
-            raise UnsupportedOpError(
-                f"{self.graph.name}.forward updates {', '.join(mutated)} in place; sol compiles forward as a "
-                f"function of its inputs, so in-place updates of buffers or inputs are not supported. {LATER}",
-                op="in-place update")
-        results: Sequence[Any] = node.args[0]  # type: ignore[assignment]
-        leaves = [leaf for s, leaf in zip(specs, results) if s.kind is OutputKind.USER_OUTPUT]
+    def _outputs(self) -> None:
+        leaves = user_outputs(self.ep, self.graph.name)
         slots: list[int | Constant] = []
         index: dict[Value, int] = {}
         for leaf in leaves:
@@ -425,11 +507,11 @@ class _Importer:
                 continue
             if v not in index:  # a tensor returned twice is one program output, as in PyTorch
                 index[v] = len(self.graph.outputs)
-                self.graph.outputs.append(self._own_buffer(v, leaf))
+                self.graph.outputs.append(self.own_buffer(v, leaf))
             slots.append(index[v])
         self.graph.meta[LAYOUT_KEY] = OutputLayout(self.ep.call_spec.out_spec, tuple(slots))
 
-    def _own_buffer(self, v: Value, leaf: fx.Node) -> Value:
+    def own_buffer(self, v: Value, leaf: fx.Node) -> Value:
         """An input, weight or constant returned as is gets a copy: outputs are fresh tensors."""
         if v.kind is ValueKind.NODE:
             return v
@@ -441,7 +523,8 @@ class _Importer:
         self.problems.append((op, node, why))
         self.failed.add(node)
 
-    def _unsupported(self) -> UnsupportedOpError:
+    def problem_lines(self) -> list[str]:
+        """One line per distinct unsupported op and place: ``op [why] in module at file:line``."""
         lines, seen = [], set()
         for op, node, why in self.problems:
             where = locations.describe_long(node)
@@ -450,10 +533,86 @@ class _Importer:
             seen.add((op, why, where))
             reason = "" if why == NO_EQUIVALENT else f" [{why}]"
             lines.append(f"  {op}{reason} {where}")
+        return lines
+
+    def unsupported(self) -> UnsupportedOpError:
+        lines = self.problem_lines()
         first_op, first_node, _ = self.problems[0]
         message = (f"{self.graph.name} uses {len(lines)} operation(s) sol cannot compile yet "
                    f"(sol has no equivalent operation unless said otherwise):\n" + "\n".join(lines) + f"\n{LATER}")
         return UnsupportedOpError(message, op=first_op, source=locations.describe(first_node))
+
+
+class RegionImporter(_Importer):
+    """Converts one region of a classified graph (nodes sol compiles between nodes PyTorch runs)
+    into a graph of its own. What the region reads from outside becomes, in order of first use:
+    a parameter (the model's weight, by reference), a constant (folded during classification),
+    a Python value (shape arithmetic, non-tensor arguments) or a graph input, whose source node
+    ``sources`` records so the caller can feed it at run time."""
+
+    def __init__(self, ep: ExportedProgram, model: torch.nn.Module, name: str, known: dict[fx.Node, Any]) -> None:
+        super().__init__(ep, model, {}, name)
+        self.known = known
+        self.sources: list[fx.Node] = []
+
+    def convert(self, nodes: Sequence[fx.Node], needed: Sequence[fx.Node]) -> list[Value]:
+        """Convert ``nodes`` (topological order); return the values of ``needed`` (region nodes
+        read outside the region), each a node result: a pass-through gets an ``identity``."""
+        for node in nodes:
+            self._call(node)
+            if self.problems:
+                op, bad, why = self.problems[0]
+                raise RegionError(bad, why)
+        outputs = [self.own_buffer(self.env[n], n) for n in needed]
+        self.graph.outputs = list(dict.fromkeys(outputs))
+        self.graph.prune_unused()
+        return outputs
+
+    def _outside(self, node: fx.Node) -> Any:
+        if node.op == "placeholder":
+            spec = self.input_specs[node.name]
+            if spec.kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
+                name = str(spec.target)
+                return self.graph.add_param(name, _numpy_view(self.tensors[name], name))
+        known = self.known.get(node)
+        if isinstance(known, Value) and known.kind is ValueKind.CONST:
+            return self.graph.add_const(known.data, hint="k")
+        if isinstance(known, Value) and known.kind is ValueKind.PARAM:
+            return self.graph.add_param(known.name, known.data)  # type: ignore[arg-type]
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor):
+            return known if node in self.known else val
+        v = self.graph.add_input(node.name, tensor_type(val))
+        self.sources.append(node)
+        return v
+
+
+class RegionError(Exception):
+    """A node converted during classification but not inside its region (PyTorch runs it)."""
+
+    def __init__(self, node: fx.Node, why: str) -> None:
+        super().__init__(why)
+        self.node = node
+        self.why = why
+
+
+def output_node(ep: ExportedProgram) -> fx.Node:
+    return next(n for n in reversed(ep.graph.nodes) if n.op == "output")
+
+
+def user_outputs(ep: ExportedProgram, name: str) -> list[Any]:
+    """The model's output leaves (fx nodes or Python values), in ``call_spec.out_spec`` order;
+    refuses forward functions that update buffers or inputs in place."""
+    specs = ep.graph_signature.output_specs
+    mutated = [str(s.target) for s in specs if s.kind is not OutputKind.USER_OUTPUT]
+    if mutated:
+        raise UnsupportedOpError(
+            f"{name}.forward updates {', '.join(mutated)} in place; sol compiles forward as a function of its "
+            f"inputs, so in-place updates of buffers or inputs are not supported (neither compiled nor run by "
+            f"PyTorch between compiled parts): return the new value instead.",
+            op="in-place update")
+    results: Sequence[Any] = output_node(ep).args[0]  # type: ignore[assignment]
+    return [leaf for s, leaf in zip(specs, results) if s.kind is OutputKind.USER_OUTPUT]
 
 
 def _leaves(items: list[Any]) -> Iterator[Any]:

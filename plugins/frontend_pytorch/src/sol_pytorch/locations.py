@@ -17,6 +17,7 @@ from torch import fx
 
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>[^\n]+)\n(?P<code>[^\n]*)')
+_DYNAMO_ROOT = re.compile(r"^L\['self'\]\.?")
 ROOT = "model"
 """How the user's top-level module is called in messages (``model.layer1.0.conv1``)."""
 
@@ -53,7 +54,7 @@ def module_path(node: fx.Node) -> tuple[str, str]:
         return ROOT, ""
     path, kind = list(stack.values())[-1]
     kind_name = kind if isinstance(kind, str) else getattr(kind, "__qualname__", str(kind))
-    path = str(path)
+    path = _DYNAMO_ROOT.sub("", str(path))  # torch.compile's graphs name the model L['self']
     return (f"{ROOT}.{path}" if path else ROOT), kind_name.rsplit(".", 1)[-1]
 
 
