@@ -22,6 +22,7 @@ from torch.utils import _pytree as pytree
 
 import sol
 from sol.debug import run_reference
+from sol.errors import UnsupportedOpError
 from sol_pytorch.importer import Constant, import_module, output_layout
 
 torch.manual_seed(0)
@@ -221,6 +222,63 @@ case("layout", "cat-dim-last", lambda a, b, c: torch.cat([a, b, c], -1), r(2, 3)
 case("layout", "stack", lambda a, b: torch.stack([a, b], 1), r(2, 3), r(2, 3))
 case("layout", "expand-as", lambda x, y: x.expand_as(y), r(3, 1), r(2, 3, 4))
 
+# --- slicing, splitting and padding ----------------------------------------------------------
+for _name, _fn in {
+    "dim1": lambda x: x[:, 1:3], "last-dim-step2": lambda x: x[..., ::2], "negative-bounds": lambda x: x[:, -3:-1],
+    "out-of-range": lambda x: x[:, 2:100], "before-start": lambda x: x[-100:1], "step3-offset": lambda x: x[:, :, 1::3],
+    "several-dims": lambda x: x[1:, ::2, 1:-1, 3:], "full-range": lambda x: x[:, :] * 2,
+    "empty-and-more": lambda x: x[:, 2:].sum(1) + x[:, 3:1].sum(1), "None-index": lambda x: x[None, :, 1:, None],
+    "select-class-token": lambda x: x[:, 0], "select-negative": lambda x: x[..., -1],
+    "select-then-slice": lambda x: x[1, :, 2:4], "narrow": lambda x: x.narrow(2, 1, 2),
+    "narrow-negative-start": lambda x: torch.narrow(x, -1, -3, 2),
+}.items():
+    case("slice", _name, _fn, r(2, 3, 4, 5))
+case("slice", "vit-class-token", lambda x: nn.functional.layer_norm(x, (8,))[:, 0], r(2, 5, 8))
+for _name, _fn in {
+    "split2": lambda x: x.split(2, dim=1), "split-uneven": lambda x: torch.split(x, 4, -1),
+    "split-sizes": lambda x: x.split([1, 3, 2], dim=1), "chunk3-last": lambda x: x.chunk(3, dim=-1),
+    "chunk4-uneven": lambda x: torch.chunk(x, 4, 1), "unbind0": lambda x: x.unbind(0),
+    "unbind-last": lambda x: torch.unbind(x, -1), "tensor_split-sections": lambda x: x.tensor_split(4, dim=1),
+    "tensor_split-indices": lambda x: torch.tensor_split(x, [1, 4], dim=-1),
+    "tensor_split-unordered": lambda x: torch.tensor_split(x, [4, 2], dim=1),
+    "split-piece-used": lambda x: x.split(3, dim=1)[1] * 2,
+}.items():
+    case("split", _name, _fn, r(2, 6, 7))
+for _name, _fn in {
+    "constant-last": lambda x: F.pad(x, (1, 2)), "constant-value": lambda x: F.pad(x, (2, 0, 1, 3), value=-1.5),
+    "constant-all-dims": lambda x: F.pad(x, (1, 1, 0, 2, 3, 0, 1, 0)),
+    "negative-crop": lambda x: F.pad(x, (1, -1, -2, 0)), "crop-only": lambda x: F.pad(x, (-1, -2)),
+    "constant_pad_nd": lambda x: torch.constant_pad_nd(x, (0, 1, 2, 2), 3.0), "ZeroPad2d": nn.ZeroPad2d((1, 0, 2, 1)),
+    "ConstantPad1d": nn.ConstantPad1d(2, 0.5), "reflect-1d": lambda x: F.pad(x[0], (2, 3), mode="reflect"),
+    "reflect-2d": nn.ReflectionPad2d((1, 2, 3, 0)), "replicate-2d": nn.ReplicationPad2d((2, 0, 1, 3)),
+    "replicate-1d": lambda x: F.pad(x[0], (0, 2), mode="replicate"),
+    "circular-2d": lambda x: F.pad(x, (1, 3, 2, 0), mode="circular"),
+}.items():
+    case("pad", _name, _fn, r(2, 3, 4, 5))
+
+
+class _Attention(nn.Module):
+    """A ViT-style attention block: fused qkv projection taken apart with chunk or unbind."""
+
+    def __init__(self, dim: int, heads: int, split: str) -> None:
+        super().__init__()
+        self.heads, self.split = heads, split
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        if self.split == "chunk":
+            q, k, v = (t.reshape(b, n, self.heads, -1).transpose(1, 2) for t in self.qkv(x).chunk(3, dim=-1))
+        else:
+            q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        att = torch.softmax(q @ k.transpose(-2, -1) * (c // self.heads) ** -0.5, dim=-1)
+        return self.proj((att @ v).transpose(1, 2).reshape(b, n, c))[:, 0]
+
+
+case("attention", "qkv-chunk", _Attention(16, 2, "chunk"), r(2, 5, 16))
+case("attention", "qkv-unbind", _Attention(16, 4, "unbind"), r(2, 5, 16))
+
 # --- no-ops, casts, constants -----------------------------------------------------------------
 for _name, _fn in {
     "Dropout": nn.Dropout(0.5), "dropout-functional": lambda x: F.dropout(x * 2, 0.3, training=False),
@@ -297,3 +355,11 @@ def test_device(device: str, family: str) -> None:
     for c, g, w in zip(cases, got, want):
         for gl, wl in zip(pytree.tree_leaves(g), pytree.tree_leaves(w)):
             _close(gl, wl, f"{c.id} on {device}")
+
+
+@pytest.mark.parametrize("fn", [lambda x: F.pad(x, (40, 40), mode="reflect"),
+                                lambda x: F.pad(x, (-1, 2), mode="replicate")], ids=["reflect-wide", "replicate-crop"])
+def test_pad_left_to_pytorch(fn: Callable[..., Any]) -> None:
+    """Edge padding sol does not express as slices stays unsupported (the fallback runs it)."""
+    with pytest.raises(UnsupportedOpError, match=r"aten\.pad\.default"):
+        import_module(Fn(fn).eval(), (r(2, 3, 50),), {})
