@@ -278,6 +278,18 @@ class _Attention(nn.Module):
 
 case("attention", "qkv-chunk", _Attention(16, 2, "chunk"), r(2, 5, 16))
 case("attention", "qkv-unbind", _Attention(16, 4, "unbind"), r(2, 5, 16))
+_SDPA = F.scaled_dot_product_attention
+_BOOL_MASK = torch.rand(5, 7) > 0.3
+_BOOL_MASK[:, 0] = True  # no fully masked row: PyTorch's NaN rows are not what this tests
+case("attention", "sdpa", lambda q, k, v: _SDPA(q, k, v), r(2, 3, 5, 8), r(2, 3, 7, 8), r(2, 3, 7, 4))
+case("attention", "sdpa-causal-scale", lambda q, k, v: _SDPA(q, k, v, is_causal=True, scale=0.3),
+     r(2, 4, 6, 8), r(2, 4, 6, 8), r(2, 4, 6, 8))
+case("attention", "sdpa-float-mask", lambda q, k, v, m: _SDPA(q, k, v, attn_mask=m),
+     r(1, 2, 5, 8), r(1, 2, 7, 8), r(1, 2, 7, 8), r(5, 7))
+case("attention", "sdpa-const-bool-mask", lambda q, k, v: _SDPA(q, k, v, attn_mask=_BOOL_MASK),
+     r(1, 2, 5, 8), r(1, 2, 7, 8), r(1, 2, 7, 8))
+case("attention", "multihead", nn.MultiheadAttention(16, 4, batch_first=True).eval().requires_grad_(False),
+     r(2, 5, 16), r(2, 5, 16), r(2, 5, 16))
 
 # --- no-ops, casts, constants -----------------------------------------------------------------
 for _name, _fn in {
@@ -347,7 +359,7 @@ def test_device(device: str, family: str) -> None:
     cases = [c for c in CASES if c.family == family]
     bundle = Bundle(cases).eval()
     inputs = [x for c in cases for x in c.inputs]
-    fast = sol.optimize(bundle, *inputs, device=device)
+    fast = sol.optimize(bundle, *inputs, device=device, fallback=False)  # an op test must compile it
     with torch.no_grad():
         want = bundle(*inputs)
         got = fast(*inputs)

@@ -29,17 +29,10 @@ import torch
 from torch import nn
 
 import sol
-from sol.errors import UnsupportedOpError
 
 import zoo
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:sol device .* runs emulated")]
-
-MISSING_SDPA = pytest.mark.xfail(
-    strict=True, raises=UnsupportedOpError,
-    reason="sol has no scaled_dot_product_attention yet (nn.MultiheadAttention exports "
-           "aten.scaled_dot_product_attention; its decomposition needs aten.eq.Scalar, aten.all.dim, "
-           "aten.where.self) (issue #5 item 2)")
 
 # name: (factory, image size, marks)
 MODELS: dict[str, tuple[Callable[[], nn.Module], int, tuple]] = {
@@ -54,7 +47,7 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], int, tuple]] = {
     "efficientnet_b0": (lambda: zoo.efficientnet_b0(10), 64, ()),
     "convnext_tiny_stage": (lambda: zoo.convnext_tiny_stage(10), 64, ()),
     "vit_b_16_depth2": (lambda: zoo.vit_b_16(10, image_size=64, num_layers=2, mha=False), 64, ()),
-    "vit_b_16_depth2_mha": (lambda: zoo.vit_b_16(10, image_size=64, num_layers=2, mha=True), 64, (MISSING_SDPA,)),
+    "vit_b_16_depth2_mha": (lambda: zoo.vit_b_16(10, image_size=64, num_layers=2, mha=True), 64, ()),
 }
 
 

@@ -822,3 +822,38 @@ def _pad(em: Emitter, a: Args) -> Value:
         if lo or hi:
             x = _edge(em, x, d, lo, hi, mode)
     return x
+
+
+# --- attention --------------------------------------------------------------------------------
+
+
+@converts("aten.scaled_dot_product_attention.default")
+def _attention(em: Emitter, a: Args) -> Value:
+    """softmax(q @ k^T * scale + mask) @ v: PyTorch's reference math, from ops the planner fuses
+    (the scale and mask become epilogues of the first product, softmax a fused row loop)."""
+    if a.get("dropout_p"):
+        raise Unsupported("attention dropout (dropout_p > 0: training)")
+    if a.get("enable_gqa"):
+        raise Unsupported("grouped-query attention (enable_gqa=True)")
+    q, k, v = _tensor(a, "query"), _tensor(a, "key"), _tensor(a, "value")
+    dt = em.out.dtype
+    length, source, width = q.shape[-2], k.shape[-2], q.shape[-1]
+    scale = a.get("scale")
+    scale = 1.0 / float(np.sqrt(width)) if scale is None else float(scale)
+    scores = em.emit("matmul", [q, em.transpose(k, _swap(k.type.rank, -2, -1))])
+    scores = em.emit("mul", [scores, em.const(scale, dt)])
+    if a.get("is_causal"):
+        causal = np.triu(np.full((length, source), -np.inf), 1)
+        scores = em.emit("add", [scores, em.const(causal, dt)])
+    mask = a.get("attn_mask")
+    if mask is not None:
+        if not isinstance(mask, Value):
+            raise Unsupported(f"attention mask of type {type(mask).__name__}")
+        if mask.dtype == "bool":
+            if mask.data is None:  # a boolean mask computed at run time needs a select op
+                raise Unsupported("a boolean attention mask computed at run time")
+            additive = np.where(np.asarray(mask.data), 0.0, -np.inf)
+            mask = em.const(additive, dt)
+        scores = em.emit("add", [scores, em.cast(mask, dt)])
+    weights = em.emit("softmax", [scores], axis=-1)
+    return em.emit("matmul", [weights, v])
