@@ -113,3 +113,31 @@ def test_a_broken_pass_is_caught_by_the_validator(fresh_plugins) -> None:
     g.outputs = [g.add_node("exp", [g.add_node("relu", [x]).output]).output]
     with pytest.raises(InvalidGraphError, match="after drop_first"):
         fresh_plugins.roles().passes.run(g)
+
+
+def test_transpose_pairs_cancel_and_chains_merge() -> None:
+    """NHWC -> NCHW -> NHWC around element-wise work disappears; two transposes become one."""
+    g = Graph()
+    x = g.add_input("x", TensorType((2, 5, 4, 3)))
+    a = g.add_node("transpose", [x], {"perm": (0, 3, 1, 2)}).output  # NHWC -> NCHW
+    b = g.add_node("transpose", [a], {"perm": (0, 2, 3, 1)}).output  # and back
+    r = g.add_node("relu", [b]).output
+    c = g.add_node("transpose", [r], {"perm": (0, 3, 1, 2)}).output
+    d = g.add_node("transpose", [c], {"perm": (1, 0, 2, 3)}).output  # a chain: one transpose
+    g.outputs = [d]
+    xv = randn(2, 5, 4, 3)
+    want = run_reference(g, [xv])[0]
+    applied = _run_passes(g)
+    assert "merge_transposes" in applied
+    assert _ops(g) == ["relu", "transpose"]
+    assert g.nodes[1].attrs["perm"] == (3, 0, 1, 2)
+    np.testing.assert_allclose(run_reference(g, [xv])[0], want)
+
+
+def test_an_identity_transpose_between_input_and_output_is_kept() -> None:
+    g = Graph()
+    x = g.add_input("x", TensorType((2, 3)))
+    a = g.add_node("transpose", [x], {"perm": (1, 0)}).output
+    g.outputs = [g.add_node("transpose", [a], {"perm": (1, 0)}).output]
+    _run_passes(g)
+    assert _ops(g) == ["transpose"] and g.outputs[0].producer is g.nodes[0]

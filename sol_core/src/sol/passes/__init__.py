@@ -12,6 +12,7 @@ def builtin_passes(registry: PassRegistry) -> None:
     registry.register("dead_code", simplify.dead_code, stage="simplify")
     registry.register("constant_fold", simplify.constant_fold, stage="simplify")
     registry.register("merge_reshapes", simplify.merge_reshapes, stage="simplify")
+    registry.register("merge_transposes", simplify.merge_transposes, stage="simplify")
     registry.register("cse", simplify.common_subexpressions, stage="simplify")
     registry.register("remove_dropout", canonicalize.remove_dropout, stage="inference", inference_only=True)
     registry.register("fold_batchnorm", batchnorm.fold_into_producer, stage="inference", inference_only=True)

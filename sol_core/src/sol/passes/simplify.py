@@ -1,4 +1,4 @@
-"""Simplifications: dead code, constant folding, reshape chains, common subexpressions."""
+"""Simplifications: dead code, constant folding, reshape and transpose chains, common subexpressions."""
 
 from __future__ import annotations
 
@@ -62,6 +62,29 @@ def merge_reshapes(graph: Graph) -> bool:
             changed = True
         elif src.producer is not None and src.producer.op == "reshape":
             node.inputs = [src.producer.inputs[0]]
+            changed = True
+    return changed
+
+
+def merge_transposes(graph: Graph) -> bool:
+    """A transpose of a transpose is one transpose, and none where the two cancel. Frontends of
+    channels-last frameworks move images to the IR's NCHW and back around layout-sensitive ops;
+    between two such ops the pair cancels."""
+    changed = False
+    for node in list(graph.nodes):
+        if node.op != "transpose":
+            continue
+        src = node.inputs[0]
+        if src.producer is not None and src.producer.op == "transpose":
+            inner = src.producer.attrs["perm"]
+            node.inputs = [src.producer.inputs[0]]
+            node.attrs = dict(node.attrs, perm=tuple(inner[p] for p in node.attrs["perm"]))
+            changed = True
+        source = node.inputs[0]
+        if node.attrs["perm"] == tuple(range(len(node.attrs["perm"]))) and not (
+                node.output in graph.outputs and source.kind is not ValueKind.NODE):
+            graph.replace_uses(node.output, source)
+            graph.nodes.remove(node)
             changed = True
     return changed
 
