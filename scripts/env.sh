@@ -25,9 +25,10 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   echo "sol: setting up $VENV (first run takes a few minutes)" >&2
   "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip setuptools wheel
   "$VENV/bin/pip" install -q --disable-pip-version-check "torch==2.13.0" "numpy>=1.23" \
-    "onednn-cpu-gomp==2023.2.0" "onednn-devel-cpu-gomp==2023.2.0" pytest pytest-timeout ruff mypy
+    "onednn-cpu-gomp==2023.2.0" "onednn-devel-cpu-gomp==2023.2.0" "tensorflow-cpu==2.21.0" \
+    pytest pytest-timeout ruff mypy
   "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT/sol_core" -e "$ROOT/plugins/device_x86" \
-    -e "$ROOT/plugins/frontend_pytorch" -e "$ROOT/plugins/device_sxaurora"
+    -e "$ROOT/plugins/frontend_pytorch" -e "$ROOT/plugins/device_sxaurora" -e "$ROOT/plugins/frontend_tensorflow"
   echo "$want" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

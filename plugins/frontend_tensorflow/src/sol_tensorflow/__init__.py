@@ -1,0 +1,38 @@
+"""sol for TensorFlow: ``from sol.tensorflow import optimize``.
+
+Importing this package (or its ``plugin`` module, which sol loads at startup) does not import
+TensorFlow: the names below that need it are loaded on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["optimize", "SolKerasModel", "supported_ops"]
+
+_LAZY = {"SolKerasModel": "sol_tensorflow.wrapper", "supported_ops": "sol_tensorflow.ops"}
+
+
+def optimize(model: Any, *example_inputs: Any, **options: Any) -> Any:
+    """Optimize a Keras model (Sequential, functional or subclassed) or a ``tf.function``; see
+    :func:`sol.optimize`. Returns a :class:`SolKerasModel` (a ``keras.layers.Layer``).
+
+    ``example_inputs``: one per model input: a ``tf.Tensor``, a NumPy array or a shape (float32).
+    A ``tf.function`` with a fully defined ``input_signature`` needs none.
+
+    Options of this frontend:
+
+    - ``fallback`` (default True): if the model uses TensorFlow operations sol cannot compile, the
+      whole model runs in TensorFlow, with one warning listing them; ``fallback=False`` raises
+      :class:`sol.errors.UnsupportedOpError` naming each op and its Keras layer instead.
+    """
+    from sol.api import optimize as _optimize
+
+    return _optimize(model, *example_inputs, **options)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sol_tensorflow' has no attribute {name!r}")

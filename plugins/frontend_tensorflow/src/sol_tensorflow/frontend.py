@@ -1,0 +1,37 @@
+"""The TensorFlow frontend role: which models it takes, how they are imported and wrapped."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from sol.ir import Graph
+from sol.program import Program
+from sol.roles import Frontend
+
+
+class TensorFlowFrontend(Frontend):
+    name = "tensorflow"
+    module = "sol_tensorflow"
+
+    def accepts(self, model: Any) -> bool:
+        # No TensorFlow/Keras imported: no model of theirs can exist, and importing them here
+        # would cost seconds for every other framework's model.
+        keras = sys.modules.get("keras")
+        if keras is not None and isinstance(model, keras.layers.Layer):
+            return True
+        tf = sys.modules.get("tensorflow")
+        if tf is None:
+            return False
+        return isinstance(model, (tf.types.experimental.PolymorphicFunction,
+                                  tf.types.experimental.ConcreteFunction))
+
+    def import_graph(self, model: Any, example_inputs: tuple[Any, ...], options: dict[str, Any]) -> Graph:
+        from sol_tensorflow.importer import import_model
+
+        return import_model(model, example_inputs, options)
+
+    def wrap(self, program: Program, model: Any, graph: Graph) -> Any:
+        from sol_tensorflow.wrapper import SolKerasModel
+
+        return SolKerasModel(program, model, graph)

@@ -1,0 +1,21 @@
+"""Hook implementations of the TensorFlow frontend. Importing this module does not import
+TensorFlow."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from sol.roles import FrontendRegistry
+
+SOL_PLUGIN_API = ">=1.0,<2"
+hookimpl = pluggy.HookimplMarker("sol")
+
+
+@hookimpl
+def sol_register_frontends(registry: FrontendRegistry) -> None:
+    from sol_tensorflow.frontend import TensorFlowFrontend
+
+    registry.register(TensorFlowFrontend())
