@@ -739,3 +739,16 @@ def vit_b_16(num_classes: int = 1000, image_size: int = 224, num_layers: int = 1
              mha: bool = True) -> VisionTransformer:
     """ViT-B/16; ``num_layers`` < 12 gives the reduced-depth variant (every block as in B/16)."""
     return VisionTransformer(image_size, 16, num_layers, 12, 768, 3072, num_classes, mha)
+
+
+def randomize_batchnorm(model: nn.Module) -> nn.Module:
+    """Give every BatchNorm2d non-trivial running statistics and affine parameters, so that a
+    test comparing against eager also checks how BatchNorm is folded (fresh ones are identity)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return model

@@ -14,7 +14,7 @@ from torch import nn
 
 import sol
 
-from zoo import SeedNet, mlp, small_resnet
+from zoo import SeedNet, mlp, randomize_batchnorm, small_resnet
 
 torch.manual_seed(0)
 
@@ -63,13 +63,7 @@ def test_mlp(device: str) -> None:
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_small_resnet_with_batchnorm(batch: int, device: str) -> None:
-    model = small_resnet().eval()
-    for m in model.modules():  # non-trivial BatchNorm statistics
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
+    model = randomize_batchnorm(small_resnet().eval())
     _close(model, torch.rand(batch, 3, 32, 32), device)
 
 

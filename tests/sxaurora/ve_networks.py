@@ -29,17 +29,10 @@ def torch_models() -> dict[str, tuple[Callable[[], Any], tuple[int, ...]]]:
     """name -> (model factory, input shape)."""
     from torch import nn
 
-    from zoo import SeedNet, mlp, small_resnet
+    from zoo import SeedNet, mlp, randomize_batchnorm, small_resnet
 
     def resnet() -> nn.Module:
-        model = small_resnet().eval()
-        for m in model.modules():  # non-trivial BatchNorm statistics
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.data.uniform_(0.5, 1.5)
-                m.bias.data.uniform_(-0.2, 0.2)
-        return model
+        return randomize_batchnorm(small_resnet().eval())
 
     return {"SeedNet": (lambda: SeedNet().eval(), (1, 512, 13, 13)), "mlp": (lambda: mlp().eval(), (16, 64)),
             "small_resnet_b1": (resnet, (1, 3, 32, 32)), "small_resnet_b3": (resnet, (3, 3, 32, 32))}
