@@ -1,0 +1,292 @@
+"""Core autodiff: every registered op's gradient rule against central finite differences of its
+NumPy reference (float64, on the conformance cases), and the save/recompute bookkeeping of
+``differentiate``. Devices are not involved here (see tests/core/test_training.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from sol.autodiff import differentiate, params_to_inputs
+from sol.debug import run_reference
+from sol.errors import SolError
+from sol.ir import Graph, TensorType, ValueKind
+from sol.ops.registry import registry
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "conformance"))
+from cases import CASES, POSITIVE_UNARY, Input  # noqa: E402
+
+MAX_CHECKED = 48  # elements per input checked by finite differences
+# Inputs that must stay positive (logs, square roots, variances, bases of a real power).
+POSITIVE = {**{op: {0} for op in POSITIVE_UNARY}, "batch_norm": {2}, "pow": {0}}
+
+
+def _is_float(dtype: str) -> bool:
+    return dtype.startswith("float")
+
+
+def _case_data(op: str, shapes: list, rng: np.random.Generator) -> list[np.ndarray]:
+    out = []
+    for i, spec in enumerate(shapes):
+        if isinstance(spec, Input) and not _is_float(spec.dtype):
+            if spec.dtype == "bool":
+                out.append(rng.random(spec.shape) < 0.5)
+            else:
+                out.append(rng.integers(spec.low, spec.high, spec.shape).astype(spec.dtype))
+            continue
+        shape = spec.shape if isinstance(spec, Input) else spec
+        # Standard normal float64 (also where the conformance case asks for integer-valued
+        # floats: exact ties are kinks, where finite differences are meaningless).
+        a = rng.standard_normal(shape)
+        if i in POSITIVE.get(op, ()):
+            a = np.abs(a) + 0.5
+        out.append(a)
+    return out
+
+
+def _single_op_graph(op: str, data: list[np.ndarray], attrs: dict) -> Graph:
+    g = Graph(f"grad_{op}")
+    ins = [g.add_input(f"x{i}", TensorType(a.shape, str(a.dtype))) for i, a in enumerate(data)]
+    g.outputs.extend(g.add_node(op, ins, attrs).outputs)
+    return g
+
+
+def _backward_inputs(diff, feeds: list[np.ndarray], grads: list[np.ndarray]) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
+    outs = run_reference(diff.forward, feeds)
+    saved = [feeds[s.index] if s.kind == "input" else outs[s.index] for s in diff.saved]
+    return saved + grads
+
+
+def check_rule(op: str, data: list[np.ndarray], attrs: dict, seed: int = 0, eps: float = 1e-6,
+               rtol: float = 1e-5, atol: float = 1e-7) -> None:
+    """Gradients of L = sum_k <out_k, R_k> from the backward graph against central differences."""
+    rng = np.random.default_rng(seed)
+    g = _single_op_graph(op, data, attrs)
+    wrt = [v for v in g.inputs if _is_float(v.dtype)]
+    assert wrt, f"{op}: no floating-point input in this case"
+    diff = differentiate(g, wrt)
+    if not diff.grad_outputs:
+        # No differentiable output: the rule must give no gradient (the backward returns zeros).
+        got = run_reference(diff.backward, _backward_inputs(diff, data, []))
+        for v in got:
+            assert not np.any(v)
+        return
+    weights = [rng.standard_normal(g.outputs[i].shape) for i in diff.grad_outputs]
+
+    def loss(feeds: list[np.ndarray]) -> float:
+        outs = run_reference(g, feeds)
+        return float(sum(np.sum(outs[i] * w) for i, w in zip(diff.grad_outputs, weights)))
+
+    got = run_reference(diff.backward, _backward_inputs(diff, data, weights))
+    positions = [i for i, v in enumerate(g.inputs) if _is_float(v.dtype)]
+    for k, i in enumerate(positions):
+        assert got[k].shape == data[i].shape and got[k].dtype == data[i].dtype
+        # Every element of small inputs; a random sample of large ones (weights of recurrent
+        # layers): each element costs two evaluations of the reference.
+        indices = list(np.ndindex(data[i].shape))
+        if len(indices) > MAX_CHECKED:
+            indices = [indices[j] for j in rng.choice(len(indices), MAX_CHECKED, replace=False)]
+        numeric = np.array([_central(loss, data, i, idx, eps) for idx in indices])
+        analytic = np.array([got[k][idx] for idx in indices])
+        np.testing.assert_allclose(analytic, numeric, rtol=rtol, atol=atol * max(1.0, float(np.abs(numeric).max())),
+                                   err_msg=f"{op} {attrs}: gradient of input {i} at {indices}")
+
+
+def _central(loss, data: list[np.ndarray], i: int, idx: tuple[int, ...], eps: float) -> float:  # type: ignore[no-untyped-def]
+    plus = [a.copy() for a in data]
+    minus = [a.copy() for a in data]
+    plus[i][idx] += eps
+    minus[i][idx] -= eps
+    return (loss(plus) - loss(minus)) / (2 * eps)
+
+
+def _cases() -> list:
+    params = []
+    for op in registry.names():
+        for ci, (shapes, _) in enumerate(CASES.get(op, [])):
+            # Cases with no floating-point input have nothing to differentiate.
+            if any(not isinstance(s, Input) or _is_float(s.dtype) for s in shapes):
+                params.append(pytest.param(op, ci, id=f"{op}-{ci}"))
+    return params
+
+
+@pytest.mark.parametrize("op,ci", _cases())
+def test_rule_matches_finite_differences(op: str, ci: int) -> None:
+    shapes, attrs = CASES[op][ci]
+    rng = np.random.default_rng(ci)
+    data = _case_data(op, shapes, rng)
+    if attrs.get("dtype") == "float32":  # a float32 result: finite differences need a larger step
+        check_rule(op, data, attrs, seed=ci, eps=1e-2, rtol=1e-4, atol=1e-5)
+    else:
+        check_rule(op, data, attrs, seed=ci)
+
+
+def test_every_registered_op_has_a_gradient_rule() -> None:
+    missing = [n for n in registry.names() if registry.get(n).gradient is None]
+    assert not missing, f"ops without a gradient rule: {missing}"
+
+
+def test_every_registered_op_has_gradient_cases() -> None:
+    assert set(registry.names()) <= set(CASES)
+
+
+# --- extra cases the conformance set does not stress ----------------------------------------
+
+
+@pytest.mark.parametrize("attrs", [
+    {"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True},
+    {"kernel": (2, 3), "stride": (1, 2), "padding": (1, 1), "count_include_pad": False, "ceil_mode": True},
+    {"kernel": 3, "stride": 2, "padding": 1, "divisor": 5},
+])
+def test_avg_pool_gradient_with_ceil_and_divisor(attrs: dict) -> None:
+    rng = np.random.default_rng(3)
+    check_rule("avg_pool2d", [rng.standard_normal((1, 2, 7, 8))], attrs)
+
+
+def test_max_pool_gradient_goes_to_the_first_maximum_on_ties() -> None:
+    x = np.zeros((1, 1, 2, 2))
+    g = _single_op_graph("max_pool2d", [x], {"kernel": 2})
+    diff = differentiate(g, [g.inputs[0]])
+    (gx,) = run_reference(diff.backward, _backward_inputs(diff, [x], [np.ones((1, 1, 1, 1))]))
+    np.testing.assert_array_equal(gx, [[[[1.0, 0.0], [0.0, 0.0]]]])
+
+
+def test_conv_gradient_stride_and_asymmetric_padding() -> None:
+    rng = np.random.default_rng(4)
+    data = [rng.standard_normal((2, 4, 7, 6)), rng.standard_normal((6, 2, 3, 2)), rng.standard_normal(6)]
+    check_rule("conv2d", data, {"stride": (2, 1), "padding": ((1, 0), (0, 2)), "dilation": (1, 2), "groups": 2})
+
+
+def test_conv_backward_ops_are_differentiable() -> None:
+    rng = np.random.default_rng(5)
+    attrs = {"stride": 2, "padding": 1, "groups": 1}
+    check_rule("conv2d_backward_data", [rng.standard_normal((1, 3, 3, 3)), rng.standard_normal((3, 2, 3, 3))],
+               {**attrs, "shape": (1, 2, 6, 6)})
+    check_rule("conv2d_backward_weight", [rng.standard_normal((1, 2, 6, 6)), rng.standard_normal((1, 3, 3, 3))],
+               {**attrs, "shape": (3, 2, 3, 3)})
+
+
+@pytest.mark.parametrize("attrs", [{"min": -0.3, "max": 0.4}, {"min": None, "max": 0.1}])
+def test_clamp_and_pow_at_special_points(attrs: dict) -> None:
+    rng = np.random.default_rng(6)
+    check_rule("clamp", [rng.standard_normal((3, 4))], attrs)
+    # pow with a = 0 and b = 0 takes PyTorch's zeros, not NaN
+    g = _single_op_graph("pow", [np.zeros(2), np.array([0.0, 2.0])], {})
+    diff = differentiate(g, g.inputs)
+    ga, gb = run_reference(diff.backward, _backward_inputs(diff, [np.zeros(2), np.array([0.0, 2.0])],
+                                                           [np.ones(2)]))
+    np.testing.assert_array_equal(ga, [0.0, 0.0])
+    np.testing.assert_array_equal(gb, [0.0, 0.0])
+
+
+# --- differentiate: what is saved, multi-use values, parameters --------------------------------
+
+
+def _mlp() -> Graph:
+    rng = np.random.default_rng(7)
+    g = Graph("mlp")
+    x = g.add_input("x", TensorType((4, 6), "float64"))
+    w1 = g.add_param("w1", rng.standard_normal((5, 6)))
+    b1 = g.add_param("b1", rng.standard_normal(5))
+    w2 = g.add_param("w2", rng.standard_normal((3, 5)))
+    h = g.add_node("relu", [g.add_node("dense", [x, w1, b1]).output]).output
+    y = g.add_node("dense", [h, w2]).output
+    # h is used twice: by the second layer and by a residual-like sum
+    s = g.add_node("sum", [h], {"axes": (1,), "keepdims": True}).output
+    g.outputs = [g.add_node("add", [y, s]).output]
+    return g
+
+
+def test_parameters_in_wrt_become_inputs_and_the_graph_is_untouched() -> None:
+    g = _mlp()
+    before = str(g)
+    diff = differentiate(g, ["w1", "b1", "w2", "x"])
+    assert str(g) == before
+    names = [v.name for v in diff.forward.inputs]
+    assert names == ["x", "w1", "b1", "w2"]
+    assert diff.wrt_inputs == [1, 2, 3, 0]
+    assert not diff.forward.params
+    assert [v.name for v in diff.backward.outputs] and len(diff.backward.outputs) == 4
+
+
+def test_multi_use_gradients_accumulate_and_match_finite_differences() -> None:
+    g = _mlp()
+    feeds = [np.random.default_rng(8).standard_normal((4, 6))]
+    params = {p.name: p.data for p in g.params}
+    diff = differentiate(g, ["x", "w1", "b1", "w2"])
+    full = [feeds[0], params["w1"], params["b1"], params["w2"]]
+    r = np.random.default_rng(9).standard_normal((4, 3))
+    got = run_reference(diff.backward, _backward_inputs(diff, full, [r]))
+
+    def loss(arrays: list[np.ndarray]) -> float:
+        return float(np.sum(run_reference(diff.forward, arrays)[0] * r))
+
+    for k, i in enumerate(diff.wrt_inputs):
+        numeric = np.zeros_like(full[i])
+        for idx in np.ndindex(full[i].shape):
+            p, m = [a.copy() for a in full], [a.copy() for a in full]
+            p[i][idx] += 1e-6
+            m[i][idx] -= 1e-6
+            numeric[idx] = (loss(p) - loss(m)) / 2e-6
+        np.testing.assert_allclose(got[k], numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_only_what_rules_need_is_saved_and_elementwise_values_are_recomputed() -> None:
+    g = _mlp()
+    diff = differentiate(g, ["w1", "b1", "w2"])  # x needs no gradient
+    saved_kinds = [(s.kind, diff.forward.outputs[s.index].producer.op if s.kind == "output" else None)
+                   for s in diff.saved]
+    # x (an input: passed through, not copied) and the first dense layer's pre-activation; the
+    # ReLU output the second layer's weight gradient needs is recomputed from it.
+    assert ("input", None) in saved_kinds
+    assert saved_kinds.count(("output", "add")) + saved_kinds.count(("output", "dense")) == 1
+    assert not any(op == "relu" for _, op in saved_kinds)
+    assert [n.op for n in diff.forward.nodes if n.outputs[0].name in diff.recomputed] == ["relu"]
+    assert diff.backward.nodes[0].op == "relu"  # recomputed first, then fused with its readers
+
+
+def test_frozen_weights_save_nothing_for_their_gradient() -> None:
+    rng = np.random.default_rng(10)
+    g = Graph("frozen")
+    x = g.add_input("x", TensorType((2, 3), "float64"))
+    w = g.add_param("w", rng.standard_normal((4, 3)))
+    g.outputs = [g.add_node("dense", [x, w]).output]
+    diff = differentiate(g, ["x"])
+    assert diff.saved == []  # dx = g W reads only the (frozen) weight, placed as a parameter
+    assert [p.name for p in diff.backward.params] == ["w"]
+
+
+def test_output_without_dependence_gets_zero_gradient_and_errors_are_clear() -> None:
+    g = Graph("two")
+    x = g.add_input("x", TensorType((3,), "float64"))
+    g.add_input("z", TensorType((3,), "float64"))
+    g.outputs = [g.add_node("exp", [x]).output]
+    diff = differentiate(g, ["x", "z"])
+    _, gz = run_reference(diff.backward, _backward_inputs(diff, [np.zeros(3), np.ones(3)], [np.ones(3)]))
+    np.testing.assert_array_equal(gz, np.zeros(3))
+    with pytest.raises(SolError, match="not an input or parameter"):
+        differentiate(g, ["nope"])
+    i = Graph("ints")
+    k = i.add_input("k", TensorType((3,), "int64"))
+    i.outputs = [i.add_node("neg", [k]).output]
+    with pytest.raises(SolError, match="not floating point"):
+        differentiate(i, ["k"])
+
+
+def test_params_to_inputs() -> None:
+    g = _mlp()
+    new = params_to_inputs(g, ["w2", g.params[0]])
+    assert [v.name for v in new] == ["w2", "w1"]
+    assert all(v.kind is ValueKind.INPUT for v in new)
+    assert [v.name for v in g.inputs] == ["x", "w2", "w1"]
+    with pytest.raises(SolError, match="not a parameter"):
+        params_to_inputs(g, ["x"])
+
+
+def test_lowering_knows_every_backward_op() -> None:
+    from sol import lowering, lowering_grad
+
+    assert set(lowering._GRAD_OPS) == set(lowering_grad.OPS)
