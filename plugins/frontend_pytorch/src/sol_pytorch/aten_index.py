@@ -1,0 +1,166 @@
+"""ATen converters for token models: embedding lookups, comparisons and masks, selecting
+reductions. Registered into :data:`sol_pytorch.aten.CONVERTERS` on import (aten.py imports this
+module last), in the same style: one small converter per overload, result types from the node's
+fake tensor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from sol.ir import Value
+from sol_pytorch.aten import Args, Emitter, Unsupported, _tensor, converts, dtype_name
+
+# --- gather ------------------------------------------------------------------------------------
+
+
+@converts("aten.embedding.default")
+def _embedding(em: Emitter, a: Args) -> Value:
+    # padding_idx / scale_grad_by_freq / sparse only change the gradient: the lookup is a gather.
+    # PyTorch rejects negative ids (no counting from the end): wrap=False makes them an error too.
+    return em.emit("gather", [_tensor(a, "weight"), _tensor(a, "indices")], axis=0, wrap=False)
+
+
+@converts("aten.index_select.default")
+def _index_select(em: Emitter, a: Args) -> Value:
+    x, index = _tensor(a, "self"), _tensor(a, "index")
+    if x.type.rank == 0:
+        x = em.reshape(x, (1,))
+    return em.reshape(em.emit("gather", [x, index], axis=a["dim"], wrap=False), em.out.shape)
+
+
+# --- comparisons, logical ops, where ------------------------------------------------------------
+
+
+def _promoted(*operands: Any) -> str:
+    """PyTorch's result type of ``operands`` (tensors of the model, Python scalars), by asking
+    PyTorch itself: a dimensioned tensor, a 0-d tensor and a scalar promote differently."""
+    probes = [torch.empty((1,) * v.type.rank, dtype=getattr(torch, v.dtype)) if isinstance(v, Value) else v
+              for v in operands]
+    if len(probes) == 1:
+        return dtype_name(probes[0].dtype) if isinstance(probes[0], torch.Tensor) else dtype_name(
+            torch.tensor(probes[0]).dtype)
+    dtype = torch.result_type(probes[0], probes[1])
+    for p in probes[2:]:
+        dtype = torch.promote_types(dtype, torch.result_type(torch.empty((), dtype=dtype), p))
+    return dtype_name(dtype)
+
+
+def _comparison(op: str) -> Any:
+    def convert(em: Emitter, a: Args) -> Value:
+        dt = _promoted(a["self"], a["other"])
+        return em.emit(op, [em.operand(a["self"], dt), em.operand(a["other"], dt)])
+
+    return convert
+
+
+for _op in ("eq", "ne", "lt", "le", "gt", "ge"):
+    converts(f"aten.{_op}.Tensor", f"aten.{_op}.Scalar")(_comparison(_op))
+
+
+def _as_bool(em: Emitter, x: Any) -> Value:
+    return em.operand(x, "bool")
+
+
+@converts("aten.logical_not.default")
+def _logical_not(em: Emitter, a: Args) -> Value:
+    return em.cast(em.emit("logical_not", [_tensor(a, "self")]), em.out.dtype)
+
+
+def _logical(op: str) -> Any:
+    def convert(em: Emitter, a: Args) -> Value:
+        return em.cast(em.emit(op, [_tensor(a, "self"), _tensor(a, "other")]), em.out.dtype)
+
+    return convert
+
+
+converts("aten.logical_and.default")(_logical("logical_and"))
+converts("aten.logical_or.default")(_logical("logical_or"))
+
+
+def _bitwise(op: str) -> Any:
+    """``~mask``, ``mask & other``: on bool tensors the bitwise ops are the logical ones."""
+
+    def convert(em: Emitter, a: Args) -> Value:
+        operands = [a["self"]] + ([a["other"]] if "other" in a else [])
+        if em.out.dtype != "bool":
+            raise Unsupported(f"bitwise operation on {em.out.dtype} (only bool tensors are supported)")
+        return em.emit(op, [_as_bool(em, x) for x in operands])
+
+    return convert
+
+
+converts("aten.bitwise_not.default")(_bitwise("logical_not"))
+converts("aten.bitwise_and.Tensor", "aten.bitwise_and.Scalar")(_bitwise("logical_and"))
+converts("aten.bitwise_or.Tensor", "aten.bitwise_or.Scalar")(_bitwise("logical_or"))
+
+
+@converts("aten.where.self", "aten.where.ScalarSelf", "aten.where.ScalarOther", "aten.where.Scalar")
+def _where(em: Emitter, a: Args) -> Value:
+    dt = em.out.dtype
+    cond = _as_bool(em, a["condition"])
+    return em.emit("where", [cond, em.operand(a["self"], dt), em.operand(a["other"], dt)])
+
+
+@converts("aten.masked_fill.Scalar", "aten.masked_fill.Tensor")
+def _masked_fill(em: Emitter, a: Args) -> Value:
+    dt = em.out.dtype
+    value = a["value"]
+    if isinstance(value, Value) and value.type.rank != 0:
+        raise Unsupported(f"masked_fill value must be a scalar or a 0-d tensor, got {value.type}")
+    return em.emit("where", [_as_bool(em, a["mask"]), em.operand(value, dt), em.operand(a["self"], dt)])
+
+
+# --- selecting reductions ------------------------------------------------------------------------
+
+
+def _dims(x: Value, dim: Any) -> tuple[int, ...]:
+    if dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0):
+        return tuple(range(x.type.rank))
+    return (int(dim),) if isinstance(dim, int) else tuple(int(d) for d in dim)
+
+
+def _select(op: str, x: Value, dims: tuple[int, ...], keepdim: bool, em: Emitter) -> Value:
+    if x.type.rank == 0:
+        return x
+    return em.emit(op, [x], axes=dims, keepdims=keepdim)
+
+
+def _arg(op: str, em: Emitter, x: Value, dim: Any, keepdim: bool, shape: tuple[int, ...]) -> Value:
+    if dim is None or x.type.rank == 0:  # over all elements, as one flat axis
+        flat = em.reshape(x, (max(x.type.numel, 1),) if x.type.rank else (1,))
+        return em.reshape(em.emit(op, [flat], axis=0), shape)
+    return em.emit(op, [x], axis=int(dim), keepdims=keepdim)
+
+
+def _max_min(kind: str) -> Any:
+    def full(em: Emitter, a: Args) -> Value:
+        x = _tensor(a, "self")
+        return _select(kind, x, _dims(x, None), False, em)
+
+    def dim(em: Emitter, a: Args) -> tuple[Value, Value]:
+        x = _tensor(a, "self")
+        keep = bool(a.get("keepdim", False))
+        values = _select(kind, x, _dims(x, a["dim"]), keep, em)
+        indices_shape = tuple(int(d) for d in em.val[1].shape)
+        return values, _arg(f"arg{kind}", em, x, a["dim"], keep, indices_shape)
+
+    def amax(em: Emitter, a: Args) -> Value:
+        x = _tensor(a, "self")
+        return _select(kind, x, _dims(x, a.get("dim")), bool(a.get("keepdim", False)), em)
+
+    def arg(em: Emitter, a: Args) -> Value:
+        return _arg(f"arg{kind}", em, _tensor(a, "self"), a.get("dim"), bool(a.get("keepdim", False)),
+                    em.out.shape)
+
+    converts(f"aten.{kind}.default")(full)
+    converts(f"aten.{kind}.dim")(dim)
+    converts(f"aten.a{kind}.default")(amax)
+    converts(f"aten.arg{kind}.default")(arg)
+    return full
+
+
+_max_min("max")
+_max_min("min")

@@ -1,0 +1,74 @@
+"""Loop lowering of the index and selection ops (gather, max/min, argmax/argmin) for
+:class:`sol.lowering.GroupLowering`: sizes and C offset expressions for the devices' op macros.
+
+Kept apart from :mod:`sol.lowering` because gather addresses its operands differently from every
+other I/O-bound op: at a depth past ``axis`` one outer iteration is one (prefix, index position)
+pair, so ``x`` and the indices are offset by different parts of the outer index ``o``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from sol.ir import Node, Value
+from sol.lowering import ctype, numel
+
+if TYPE_CHECKING:
+    from sol.lowering import GroupLowering
+
+
+def c_string(text: str) -> str:
+    """A C string literal (JSON's escapes are C's for what can appear in a source location)."""
+    return json.dumps(text, ensure_ascii=True)
+
+
+def lower(low: GroupLowering, node: Node, depth: int) -> tuple[str, dict[str, Any]]:
+    """(op macro name, stage fields) for one index/selection node at the group's ``depth``."""
+    if node.op == "gather":
+        return "gather", _gather(low, node, depth)
+    if node.op in ("max", "min"):
+        s = low._reduce(node, depth)
+        if not s["contiguous"]:
+            # The first element along every reduced axis seeds the result (no identity value
+            # exists for integer max/min, and -inf would hide nothing but cost a pass).
+            s["first"] = " && ".join(f"i{ax - depth} == 0" for ax in node.attrs["axes"]) or "true"
+        return "reduce_select", s
+    if node.op in ("argmax", "argmin"):
+        x = node.inputs[0]
+        ax = node.attrs["axis"] - depth
+        inner = x.shape[depth:]
+        return "argreduce", {"TX": ctype(x), "pre": numel(inner[:ax]), "L": inner[ax],
+                             "post": numel(inner[ax + 1:])}
+    raise AssertionError(node.op)
+
+
+def _pointer(low: GroupLowering, v: Value, offset: str) -> str:
+    """``v``'s sub-tensor for this outer iteration: its scratch buffer if it is one (scratch holds
+    exactly this iteration's part), else the global buffer at ``offset`` elements."""
+    if v in low.local_sym:
+        return low.local_sym[v]
+    return f"({low.sym(v)} + {offset})" if offset != "0" else low.sym(v)
+
+
+def _gather(low: GroupLowering, node: Node, depth: int) -> dict[str, Any]:
+    x, idx = node.inputs
+    ax = node.attrs["axis"]
+    xs, ids = x.shape, idx.shape
+    outer = low.kernel.outer_size > 1
+    if depth <= ax:
+        # The outer loops run over x's leading dims only: every instance reads all indices.
+        x_off = f"o * {numel(xs[depth:])}" if outer else "0"
+        i_off = "0"
+        pre, count = numel(xs[depth:ax]), numel(ids)
+    else:
+        # o = prefix * J + position among the first j index dims.
+        j = depth - ax
+        positions = numel(ids[:j])
+        x_off = f"(o / {positions}) * {numel(xs[ax:])}" if outer else "0"
+        i_off = f"(o % {positions}) * {numel(ids[j:])}" if outer else "0"
+        pre, count = 1, numel(ids[j:])
+    where = f"gather{' <- ' + node.source if node.source else ''}"
+    return {"x": _pointer(low, x, x_off), "idx": _pointer(low, idx, i_off), "TI": ctype(idx), "pre": pre,
+            "count": count, "L": xs[ax], "post": numel(xs[ax + 1:]), "axis": ax, "where": c_string(where),
+            "wrap": node.attrs["wrap"]}

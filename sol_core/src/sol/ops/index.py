@@ -1,0 +1,170 @@
+"""Index and selection ops: gather (embedding lookups), comparisons, logical ops, ``where``, and
+the selecting reductions max/min/argmax/argmin.
+
+These are what token models need beyond float arithmetic: integer token ids select rows of an
+embedding table, boolean masks select between values. Comparisons, logical ops and ``where`` are
+element-wise (they fuse into their neighbours' loops like any arithmetic op); ``gather`` copies
+whole rows, so its instances are the rows and its outer loops (batch, sequence position) are
+shared with the element-wise ops that read it (word + position + token-type embedding sums).
+
+gather's layer class is the design's PARAMETER-MEMORY BOUND (an embedding lookup streams rows
+of a large weight table). No library backend claims it, so the planner generates it as a
+fused loop nest; its ``core_dims`` (one row per instance) lets the embedding sum and the
+LayerNorm after it run in the same nest, one (sequence, position) at a time, instead of
+writing the gathered rows out and reading them back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from sol.errors import SolError
+from sol.ir import Node, TensorType, ValueKind
+from sol.ops._util import axis, broadcast_shape, same_dtype
+from sol.ops.reduce import _axes_normalize, _reduce_core, _reduce_infer
+from sol.ops.registry import REQUIRED, LayerClass, OpDef
+
+INDEX_DTYPES = ("int64", "int32", "int8", "uint8")
+
+
+# --- gather ------------------------------------------------------------------------------------
+
+
+def _gather_normalize(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
+    return {"axis": axis(int(attrs["axis"]), types[0].rank), "wrap": bool(attrs["wrap"])}
+
+
+def _gather_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x, idx = types
+    if idx.dtype not in INDEX_DTYPES:
+        raise SolError(f"gather indices must be integers ({', '.join(INDEX_DTYPES)}), got {idx}")
+    if x.rank == 0:
+        raise SolError("gather from a scalar: x needs at least one axis")
+    ax = a["axis"]
+    return [TensorType(x.shape[:ax] + idx.shape + x.shape[ax + 1:], x.dtype)]
+
+
+def _gather_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    x, idx = xs
+    size = x.shape[a["axis"]]
+    bad = (idx < (-size if a["wrap"] else 0)) | (idx >= size)
+    if np.any(bad):
+        raise IndexError(f"gather: index {int(idx[bad].flat[0])} is out of range for axis {a['axis']} "
+                         f"of size {size}")
+    return [np.take(x, idx.astype(np.int64), axis=a["axis"])]
+
+
+def _gather_core(node: Node) -> int:
+    """One instance copies one slice ``x[..., i, ...]`` (the dims after ``axis``); the dims
+    before it and the index dims are independent loops. A computed ``x`` could sit in a fused
+    group's per-iteration scratch, which holds only the current outer slice, while a gather reads
+    any row: then the index dims stay inside the instance (the loops before ``axis`` remain)."""
+    x = node.inputs[0]
+    ax = node.attrs["axis"]
+    if x.kind is ValueKind.NODE:
+        return node.outputs[0].type.rank - ax if node.outputs else x.type.rank - ax
+    return x.type.rank - ax - 1
+
+
+# --- comparisons, logical ops, where --------------------------------------------------------
+
+
+def _compare_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    same_dtype(types)
+    return [TensorType(broadcast_shape(*(t.shape for t in types)), "bool")]
+
+
+def _compare(name: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> OpDef:
+    # Compared in the operands' own dtype (no float64 round trip: int64 ids compare exactly).
+    return OpDef(name, LayerClass.ELEMENTWISE, _compare_infer,
+                 lambda xs, a: [np.asarray(fn(xs[0], xs[1]), dtype=bool)], (2, 2),
+                 doc=f"a {name} b -> bool, broadcasting; operands of one dtype")
+
+
+def _logical_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    return [TensorType(broadcast_shape(*(t.shape for t in types)), "bool")]
+
+
+def _logical(name: str, fn: Callable[..., np.ndarray], arity: int) -> OpDef:
+    return OpDef(name, LayerClass.ELEMENTWISE, _logical_infer,
+                 lambda xs, a: [np.asarray(fn(*(x.astype(bool) for x in xs)), dtype=bool)], (arity, arity),
+                 doc="operands of any dtype read as truth values (nonzero is true) -> bool")
+
+
+def _where_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    cond, x, y = types
+    if cond.dtype != "bool":
+        raise SolError(f"where: the condition must be bool, got {cond}")
+    return [TensorType(broadcast_shape(cond.shape, x.shape, y.shape), same_dtype([x, y]))]
+
+
+# --- selecting reductions ------------------------------------------------------------------------
+
+
+def _select_reduce(fn: Callable[..., np.ndarray]) -> Callable[[list[np.ndarray], dict[str, Any]], list[np.ndarray]]:
+    def ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+        return [np.asarray(fn(xs[0], axis=a["axes"], keepdims=a["keepdims"])).astype(xs[0].dtype)]
+
+    return ref
+
+
+def _select_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x = types[0]
+    if any(x.shape[ax] == 0 for ax in a["axes"]):
+        raise SolError(f"max/min over an empty axis of {x}: there is no first element")
+    return _reduce_infer(types, a)
+
+
+def _arg_normalize(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
+    return {"axis": axis(int(attrs["axis"]), types[0].rank), "keepdims": bool(attrs["keepdims"])}
+
+
+def _arg_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x = types[0]
+    if x.rank == 0 or x.shape[a["axis"]] == 0:
+        raise SolError(f"argmax/argmin over an empty axis of {x}")
+    ax = a["axis"]
+    shape = x.shape[:ax] + ((1,) if a["keepdims"] else ()) + x.shape[ax + 1:]
+    return [TensorType(shape, "int64")]
+
+
+def _arg_ref(fn: Callable[..., np.ndarray]) -> Callable[[list[np.ndarray], dict[str, Any]], list[np.ndarray]]:
+    def ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+        # NumPy, like PyTorch, returns the first index among ties and the first NaN if any.
+        return [np.asarray(fn(xs[0], axis=a["axis"], keepdims=a["keepdims"])).astype(np.int64)]
+
+    return ref
+
+
+def _arg_core(node: Node) -> int:
+    """Output dims from the reduced axis on (with keepdims, that axis itself counts)."""
+    rank_out = node.outputs[0].type.rank if node.outputs else node.inputs[0].type.rank
+    return max(rank_out - node.attrs["axis"], 0)
+
+
+def ops() -> list[OpDef]:
+    return [
+        OpDef("gather", LayerClass.PARAM_BOUND, _gather_infer, _gather_ref, (2, 2), {"axis": 0, "wrap": True},
+              normalize=_gather_normalize, core_dims=_gather_core,
+              doc="numpy.take(x, indices, axis): embedding lookup; indices in [-n, n) (wrap=True: negative "
+                  "ones count from the end) or [0, n) (wrap=False: PyTorch's and TensorFlow's rule); others "
+                  "are an error"),
+        _compare("eq", np.equal), _compare("ne", np.not_equal), _compare("lt", np.less),
+        _compare("le", np.less_equal), _compare("gt", np.greater), _compare("ge", np.greater_equal),
+        _logical("logical_not", np.logical_not, 1), _logical("logical_and", np.logical_and, 2),
+        _logical("logical_or", np.logical_or, 2),
+        OpDef("where", LayerClass.ELEMENTWISE, _where_infer,
+              lambda xs, a: [np.where(xs[0], xs[1], xs[2]).astype(xs[1].dtype)], (3, 3),
+              doc="cond ? a : b, broadcasting all three; masked_fill lowers to it"),
+        OpDef("max", LayerClass.IO_BOUND, _select_infer, _select_reduce(np.max), (1, 1),
+              {"axes": REQUIRED, "keepdims": False}, normalize=_axes_normalize, core_dims=_reduce_core),
+        OpDef("min", LayerClass.IO_BOUND, _select_infer, _select_reduce(np.min), (1, 1),
+              {"axes": REQUIRED, "keepdims": False}, normalize=_axes_normalize, core_dims=_reduce_core),
+        OpDef("argmax", LayerClass.IO_BOUND, _arg_infer, _arg_ref(np.argmax), (1, 1),
+              {"axis": REQUIRED, "keepdims": False}, normalize=_arg_normalize, core_dims=_arg_core),
+        OpDef("argmin", LayerClass.IO_BOUND, _arg_infer, _arg_ref(np.argmin), (1, 1),
+              {"axis": REQUIRED, "keepdims": False}, normalize=_arg_normalize, core_dims=_arg_core),
+    ]

@@ -1,0 +1,216 @@
+"""Index and selection ATen operations (sol_pytorch/aten_index.py) against PyTorch eager: embedding
+and index_select (gather), comparisons, logical ops, where / masked_fill, max/min/argmax/argmin,
+dtype conversions, integer and bool graph inputs.
+
+As in test_ops.py: ``test_reference`` runs each imported case with the ops' NumPy references,
+``test_device`` compiles each family as one model on every device and compares with PyTorch
+(fp32: rtol 1e-4, atol 1e-5 scaled by the output; integer and bool results exactly).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils import _pytree as pytree
+
+import sol
+from sol.debug import run_reference
+from sol_pytorch.importer import import_module, output_layout
+
+torch.manual_seed(0)
+
+
+class Fn(nn.Module):
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *xs: torch.Tensor) -> Any:
+        return self.fn(*xs)
+
+
+@dataclass
+class Case:
+    family: str
+    id: str
+    model: nn.Module
+    inputs: tuple[torch.Tensor, ...]
+
+
+CASES: list[Case] = []
+
+
+def case(family: str, name: str, model: nn.Module | Callable[..., Any], *inputs: torch.Tensor) -> None:
+    module = model if isinstance(model, nn.Module) else Fn(model)
+    CASES.append(Case(family, f"{family}-{name}", module.eval(), inputs))
+
+
+def r(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape)
+
+
+def ints(high: int, *shape: int, low: int = 0, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+    return torch.randint(low, high, shape, dtype=dtype)
+
+
+def ties(*shape: int) -> torch.Tensor:
+    """Floats with many equal values: max/argmax must pick the first, as PyTorch does."""
+    return torch.randint(0, 3, shape).float()
+
+
+def coin(*shape: int) -> torch.Tensor:
+    return torch.rand(*shape) < 0.5
+
+
+# --- gather: embedding, index_select ---------------------------------------------------------------
+case("gather", "embedding", nn.Embedding(20, 6), ints(20, 2, 5))
+case("gather", "embedding-padding-idx", nn.Embedding(20, 6, padding_idx=0), ints(20, 3, 4))
+case("gather", "embedding-int32-ids", nn.Embedding(11, 5), ints(11, 7, dtype=torch.int32))
+case("gather", "embedding-then-add", lambda t, i, p: F.embedding(i, t) + p, r(9, 8), ints(9, 2, 3), r(3, 8))
+case("gather", "embedding-computed-table", lambda t, i: F.embedding(i, torch.tanh(t)), r(9, 8), ints(9, 4))
+case("gather", "index_select-dim1", lambda x, i: x.index_select(1, i), r(2, 7, 3), ints(7, 5))
+case("gather", "index_select-dim0-negative-free", lambda x, i: torch.index_select(x, 0, i) * 2, r(6, 4), ints(6, 6))
+case("gather", "position-ids-arange", lambda e, i: F.embedding(i, e) + F.embedding(torch.arange(i.shape[1]), e),
+     r(12, 4), ints(12, 2, 6))
+
+# --- comparisons ------------------------------------------------------------------------------------
+for _op in ("eq", "ne", "lt", "le", "gt", "ge"):
+    _fn = getattr(torch, _op)
+    case("compare", f"{_op}-tensor", lambda a, b, f=_fn: f(a, b), ties(2, 3, 4), ties(3, 4))
+    case("compare", f"{_op}-scalar", lambda a, f=_fn: f(a, 1.0), ties(3, 5))
+    case("compare", f"{_op}-int-scalar", lambda a, f=_fn: f(a, 3), ints(6, 4, 5))
+case("compare", "int-vs-float-promotes", lambda i, x: i < x, ints(4, 3, 4), r(3, 4) * 3)
+case("compare", "float-vs-int-scalar", lambda x: x >= 0, r(4, 6))
+
+# --- logical ops --------------------------------------------------------------------------------------
+case("logical", "not", lambda x: torch.logical_not(x > 0), r(3, 5))
+case("logical", "not-of-float", lambda x: torch.logical_not(x), ties(3, 5))
+case("logical", "and", lambda a, b: torch.logical_and(a, b), coin(3, 5), coin(3, 5))
+case("logical", "or-broadcast", lambda a, b: torch.logical_or(a, b), coin(3, 1), coin(1, 5))
+case("logical", "bitwise-not-bool", lambda a: ~a, coin(4, 4))
+case("logical", "bitwise-and-or-bool", lambda a, b: (a & b) | ~b, coin(4, 4), coin(4, 4))
+
+# --- where, masked_fill ---------------------------------------------------------------------------------
+case("where", "tensors", lambda c, a, b: torch.where(c, a, b), coin(2, 3, 4), r(2, 3, 4), r(3, 4))
+case("where", "scalar-other", lambda x: torch.where(x > 0, x, 0.0), r(3, 6))
+case("where", "scalar-self", lambda x: torch.where(x > 0, -1.0, x), r(3, 6))
+case("where", "int-values", lambda c, i: torch.where(c, i, -i), coin(3, 4), ints(9, 3, 4))
+case("where", "masked_fill-scalar", lambda x, m: x.masked_fill(m, -1e4), r(2, 4, 6), coin(2, 1, 6))
+case("where", "masked_fill-neg-inf-softmax",
+     lambda x, m: torch.softmax(x.masked_fill(m == 0, float("-inf")), dim=-1), r(2, 3, 5),
+     torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 1, 0, 1]]))
+case("where", "masked_fill-0d-tensor", lambda x, m: x.masked_fill(m, torch.tensor(2.5)), r(3, 4), coin(3, 4))
+case("where", "extended-attention-mask",
+     lambda s, m: s + (1.0 - m[:, None, None, :].to(s.dtype)) * torch.finfo(s.dtype).min, r(2, 2, 4, 4),
+     torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]]))
+
+# --- max / min / argmax / argmin ---------------------------------------------------------------------------
+case("select", "max-dim", lambda x: x.max(dim=1), ties(3, 5, 4))
+case("select", "min-dim-keepdim", lambda x: torch.min(x, dim=-1, keepdim=True), ties(3, 5, 4))
+case("select", "max-all", lambda x: x.max(), r(4, 6))
+case("select", "min-all-int", lambda x: x.min(), ints(50, 4, 6, low=-50))
+case("select", "amax-dims", lambda x: x.amax(dim=(0, 2)), r(3, 4, 5))
+case("select", "amin-keepdim", lambda x: torch.amin(x, dim=1, keepdim=True), r(3, 4, 5))
+case("select", "argmax-all", lambda x: x.argmax(), ties(4, 6))
+case("select", "argmax-dim", lambda x: torch.argmax(x, dim=1), ties(3, 7, 2))
+case("select", "argmin-dim-keepdim", lambda x: x.argmin(dim=-1, keepdim=True), ties(3, 4, 6))
+case("select", "argmin-all-keepdim", lambda x: torch.argmin(x, keepdim=True), r(3, 4))
+case("select", "argmax-int", lambda x: x.argmax(dim=0), ints(4, 5, 3))
+case("select", "max-nan", lambda x: (x.max(dim=1), x.amin(dim=1), x.argmax(dim=1), x.argmin(dim=1)),
+     torch.tensor([[1.0, float("nan"), 3.0], [2.0, 0.5, 2.0]]))
+
+# --- dtype conversions, integer arithmetic, bool sums ------------------------------------------------------
+case("convert", "int-to-float", lambda i: i.to(torch.float32) * 0.5, ints(9, 3, 4))
+case("convert", "float-to-int", lambda x: (x * 4).long(), r(3, 4))
+case("convert", "bool-to-float", lambda m: m.float() + 1, coin(3, 4))
+case("convert", "float-to-bool", lambda x, y: x.bool() | ~y.bool(), ties(3, 4), r(3, 4))
+case("convert", "int-to-int32", lambda i: i.int() + 1, ints(100, 5))
+case("convert", "sum-of-bool", lambda x: (x > 0).sum(dim=1), r(3, 7))
+case("convert", "int-arithmetic", lambda i, j: (i + j * 3 - 1, i * j), ints(9, 3, 4), ints(9, 4))
+case("convert", "arange-plus-ids", lambda i: i + torch.arange(i.shape[-1]), ints(9, 2, 5))
+
+BY_ID = {c.id: c for c in CASES}
+FAMILIES = sorted({c.family for c in CASES})
+
+
+def _close(got: Any, want: torch.Tensor, what: str) -> None:
+    got = got.numpy() if isinstance(got, torch.Tensor) else np.asarray(got)
+    w = want.detach().numpy()
+    assert got.shape == w.shape, f"{what}: shape {got.shape}, PyTorch gives {w.shape}"
+    assert got.dtype == w.dtype, f"{what}: dtype {got.dtype}, PyTorch gives {w.dtype}"
+    if w.dtype.kind in "biu":
+        np.testing.assert_array_equal(got, w, err_msg=what)
+        return
+    finite = np.abs(w[np.isfinite(w)])
+    scale = float(finite.max()) if finite.size else 1.0
+    np.testing.assert_allclose(got, w, rtol=1e-4, atol=1e-5 * max(1.0, scale), err_msg=what)
+
+
+@pytest.mark.parametrize("case_id", list(BY_ID))
+def test_reference(case_id: str) -> None:
+    """The imported graph, run with sol's NumPy references, computes what PyTorch computes."""
+    c = BY_ID[case_id]
+    with torch.no_grad():
+        want = pytree.tree_leaves(c.model(*c.inputs))
+    graph = import_module(c.model, c.inputs, {})
+    got = run_reference(graph, [x.numpy() for x in c.inputs])
+    layout = output_layout(graph)
+    assert layout is not None and len(layout.slots) == len(want)
+    for slot, w in zip(layout.slots, want):
+        _close(got[slot], w, case_id)
+
+
+class Bundle(nn.Module):
+    """Several cases as one model: inputs concatenated, one output per case."""
+
+    def __init__(self, cases: list[Case]) -> None:
+        super().__init__()
+        self.cases = nn.ModuleList(c.model for c in cases)
+        self.arity = [len(c.inputs) for c in cases]
+
+    def forward(self, *xs: torch.Tensor) -> tuple[Any, ...]:
+        outs, start = [], 0
+        for model, n in zip(self.cases, self.arity):
+            outs.append(model(*xs[start:start + n]))
+            start += n
+        return tuple(outs)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_device(device: str, family: str) -> None:
+    """All cases of one family compiled together on ``device``, against PyTorch eager."""
+    cases = [c for c in CASES if c.family == family]
+    bundle = Bundle(cases).eval()
+    inputs = [x for c in cases for x in c.inputs]
+    fast = sol.optimize(bundle, *inputs, device=device, fallback=False)
+    with torch.no_grad():
+        want = bundle(*inputs)
+        got = fast(*inputs)
+    assert isinstance(got, tuple) and len(got) == len(cases)
+    for c, g, w in zip(cases, got, want):
+        for gl, wl in zip(pytree.tree_leaves(g), pytree.tree_leaves(w)):
+            _close(gl, wl, f"{c.id} on {device}")
+
+
+@pytest.mark.parametrize("bad_id", [10, -1])
+def test_embedding_index_out_of_range(device: str, bad_id: int) -> None:
+    """A token id outside the table (negative ids included: PyTorch does not count them from the
+    end) is an IndexError naming the op, as in PyTorch; never a read outside the table."""
+    model = nn.Embedding(10, 4).eval()
+    ids = ints(10, 2, 3)
+    fast = sol.optimize(model, ids, device=device, fallback=False)
+    torch.testing.assert_close(fast(ids), model(ids).detach())
+    bad = ids.clone()
+    bad[1, 2] = bad_id
+    with pytest.raises(IndexError):
+        model(bad)
+    with pytest.raises(IndexError, match=f"index {bad_id} is out of range for axis 0 of size 10"):
+        fast(bad)
+    torch.testing.assert_close(fast(ids), model(ids).detach())  # the network still works afterwards
