@@ -20,15 +20,17 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
-want="$(cat "$ROOT/scripts/env.sh" "$ROOT"/sol_core/pyproject.toml "$ROOT"/plugins/*/pyproject.toml | sha256sum | cut -c1-16)"
+want="$(cat "$ROOT/scripts/env.sh" "$ROOT"/sol_core/pyproject.toml "$ROOT"/plugins/*/pyproject.toml "$ROOT"/benchmarks/pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   echo "sol: setting up $VENV (first run takes a few minutes)" >&2
   "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip setuptools wheel
   "$VENV/bin/pip" install -q --disable-pip-version-check "torch==2.13.0" "numpy>=1.23" \
     "onednn-cpu-gomp==2023.2.0" "onednn-devel-cpu-gomp==2023.2.0" "tensorflow-cpu==2.21.0" \
-    pytest pytest-timeout ruff mypy
+    pytest pytest-timeout ruff mypy \
+    "onnxruntime==1.32.0" "onnx==1.23.2" "onnxscript==0.7.2" "matplotlib==3.11.2"
   "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT/sol_core" -e "$ROOT/plugins/device_x86" \
-    -e "$ROOT/plugins/frontend_pytorch" -e "$ROOT/plugins/device_sxaurora" -e "$ROOT/plugins/frontend_tensorflow"
+    -e "$ROOT/plugins/frontend_pytorch" -e "$ROOT/plugins/device_sxaurora" -e "$ROOT/plugins/frontend_tensorflow" \
+    -e "$ROOT/benchmarks"
   echo "$want" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -1,0 +1,105 @@
+"""The engines ``sol bench`` compares, each turning (model, example input) into a callable.
+
+Run inside a worker process (:mod:`sol_benchmarks.worker`), never in the CLI's: each engine gets
+a fresh process so that neither its memory nor its thread pools mask another's. ``prepare`` does
+whatever the engine needs before its first result (tracing, compiling, exporting, loading); in
+the ``cold`` phase its caches are empty, in the ``run`` phase they hold what ``cold`` left.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Runner = Callable[[], Any]
+ALIASES = {"eager": "eager", "pytorch": "eager", "torch.compile": "torch.compile", "compile": "torch.compile",
+           "inductor": "torch.compile", "onnxruntime": "onnxruntime", "ort": "onnxruntime", "onnx": "onnxruntime",
+           "sol": "sol"}
+TITLES = {"eager": "PyTorch eager", "torch.compile": "torch.compile", "onnxruntime": "ONNX Runtime", "sol": "sol"}
+COMPILED = ("torch.compile", "sol")
+"""Engines with a compile cache: cold compile and warm first result are measured for these."""
+NEEDS_COLD = ("torch.compile", "onnxruntime", "sol")
+"""Engines whose ``cold`` phase must run before ``run`` (onnxruntime: the export)."""
+
+
+def canonical(name: str) -> str:
+    try:
+        return ALIASES[name.strip().lower()]
+    except KeyError:
+        raise ValueError(f"unknown engine {name!r}; choose from eager, torch.compile, onnxruntime, sol "
+                         f"(aliases: {', '.join(sorted(set(ALIASES) - set(TITLES)))})") from None
+
+
+def prepare(engine: str, model: Any, x: Any, workdir: Path, phase: str, threads: int,
+            notes: list[str]) -> Runner:
+    """The engine's forward on ``x`` as a no-argument callable returning its output."""
+    return {"eager": _eager, "torch.compile": _compiled, "onnxruntime": _onnxruntime, "sol": _sol}[engine](
+        model, x, workdir, phase, threads, notes)
+
+
+def _eager(model: Any, x: Any, workdir: Path, phase: str, threads: int, notes: list[str]) -> Runner:
+    return lambda: model(x)
+
+
+def _compiled(model: Any, x: Any, workdir: Path, phase: str, threads: int, notes: list[str]) -> Runner:
+    import torch
+
+    # Inductor's default mode; its caches live in TORCHINDUCTOR_CACHE_DIR, set by the harness.
+    fn = torch.compile(model)
+    return lambda: fn(x)
+
+
+def _onnx_path(workdir: Path) -> Path:
+    return workdir / "model.onnx"
+
+
+def _onnxruntime(model: Any, x: Any, workdir: Path, phase: str, threads: int, notes: list[str]) -> Runner:
+    import onnxruntime as ort
+    import torch
+
+    path = _onnx_path(workdir)
+    if phase == "cold" or not path.exists():
+        if phase != "cold":
+            raise RuntimeError(f"no exported model at {path}: the export (cold phase) failed or did not run")
+        errors: list[str] = []
+        # torch's default exporter (torch.export based); the TorchScript one where it is still there.
+        for dynamo in (True, False):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    torch.onnx.export(model, (x,), str(path), dynamo=dynamo, input_names=["x"])
+                if dynamo is False:
+                    notes.append(f"exported with the TorchScript exporter (the default one failed: {errors[0]})")
+                break
+            except Exception as exc:  # report both exporters' reasons
+                errors.append(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+        else:
+            raise RuntimeError("torch.onnx.export failed: " + " | ".join(errors))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    return lambda: session.run(None, feed)[0]
+
+
+def _sol(model: Any, x: Any, workdir: Path, phase: str, threads: int, notes: list[str]) -> Runner:
+    import sol
+    from sol.errors import SolError
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fast = sol.optimize(model, x, device="x86")
+    for w in caught:
+        if "fallback" in type(w.message).__name__.lower():
+            notes.append("partly run in PyTorch: " + str(w.message).splitlines()[0])
+    program = getattr(fast, "program", None)
+    if program is None:
+        raise SolError("sol.optimize returned no compiled program")
+    if phase == "run" and not program.info.get("cached"):
+        notes.append("the warm process did not find the network in the compile cache (compiled again)")
+    return lambda: fast(x)

@@ -1,0 +1,102 @@
+"""One engine, one model, one batch size, one phase, in a process of its own.
+
+``python -m sol_benchmarks.worker --engine sol --model resnet18 --batch 8 --phase run ...``
+builds the model, prepares the engine, times the first result, and in the ``run`` phase the
+repeated calls after warm-up; it writes a JSON result (and the output, for the correctness
+check) and exits. The harness sets the thread environment and the cache folders before it
+starts, so nothing here can leak from one engine into another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+
+def _peak_rss_mib() -> float:
+    # ru_maxrss is in KiB on Linux (bytes on macOS).
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def _as_numpy(y: Any) -> Any:
+    import numpy as np
+
+    if isinstance(y, (tuple, list)):
+        y = y[0]
+    if hasattr(y, "detach"):
+        y = y.detach().cpu().numpy()
+    return np.asarray(y)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from sol_benchmarks import engines, models
+
+    torch.set_num_threads(args.threads)
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    model, x = models.build(args.model, args.batch, args.size)
+    notes: list[str] = []
+    result: dict[str, Any] = {"engine": args.engine, "model": args.model, "batch": args.batch, "phase": args.phase,
+                              "threads": torch.get_num_threads(), "notes": notes}
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        fn = engines.prepare(args.engine, model, x, workdir, args.phase, args.threads, notes)
+        y = fn()
+        result["first_result_s"] = time.perf_counter() - t0
+        if args.phase == "run":
+            for _ in range(args.warmup):
+                fn()
+            times = []
+            for _ in range(args.repeats):
+                t = time.perf_counter()
+                y = fn()
+                times.append(time.perf_counter() - t)
+            result["times_s"] = times
+            result["median_s"] = statistics.median(times)
+            if args.output:
+                np.save(args.output, _as_numpy(y))
+    result["peak_rss_mib"] = _peak_rss_mib()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sol_benchmarks.worker")
+    p.add_argument("--engine", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--batch", type=int, required=True)
+    p.add_argument("--size", type=int, required=True)
+    p.add_argument("--phase", choices=["cold", "run"], required=True)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--result", required=True, help="write the JSON result here")
+    p.add_argument("--output", default=None, help="run phase: save the output here (.npy)")
+    args = p.parse_args(argv)
+    try:
+        result = run(args)
+        result["ok"] = True
+        code = 0
+    except Exception as exc:  # the harness reports it as this engine's cell
+        traceback.print_exc()
+        text = str(exc).strip()
+        result = {"ok": False, "error": f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:500]}
+        code = 1
+    Path(args.result).write_text(json.dumps(result))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""`sol bench` (the sol-benchmarks plugin): a quick run end to end, failures as cells, the table
+format and where the zoo comes from. Timings are never asserted: only that each requested engine
+gave a number or a stated failure, and that the outputs match eager."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+if importlib.util.find_spec("sol_benchmarks") is None:
+    pytest.fail("sol-benchmarks is not installed (pip install -e benchmarks; scripts/env.sh does it)",
+                pytrace=False)
+
+from sol_benchmarks.harness import BenchResult, Cell, Row  # noqa: E402
+from sol_benchmarks.report import markdown  # noqa: E402
+
+
+def _bench(tmp_path: Path, *args: str, ceilings: bool = True) -> subprocess.CompletedProcess[str]:
+    """``sol bench --quick`` in a private cache; ``ceilings=False`` puts made-up ceilings there
+    first, so the run skips measuring them."""
+    env = {**os.environ, "SOL_CACHE_DIR": str(tmp_path / "cache")}
+    if not ceilings:
+        code = ("from sol import roofline; from sol_benchmarks.harness import physical_cores; "
+                "roofline.save('x86', roofline.Ceilings(1e11, 1e10, physical_cores(), 'made up'))")
+        subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    return subprocess.run([sys.executable, "-m", "sol.cli", "bench", "--quick", "--out", str(tmp_path / "out"), *args],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+def _row(md: str, model: str, batch: int) -> list[str]:
+    line = next(ln for ln in md.splitlines() if ln.startswith(f"| {model} | {batch} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+@pytest.mark.slow
+def test_quick_bench_gives_every_engine_a_number(tmp_path: Path) -> None:
+    out = _bench(tmp_path, "--models", "mlp", "--batch", "1", "--engines", "eager,onnxruntime,sol")
+    assert out.returncode == 0, out.stdout + out.stderr
+    folder = tmp_path / "out"
+    md = (folder / "results.md").read_text()
+    header = next(ln for ln in md.splitlines() if ln.startswith("| model |"))
+    assert "PyTorch eager ms | ONNX Runtime ms | sol ms | sol vs PyTorch eager | sol vs ONNX Runtime" in header
+    cells = _row(md, "mlp", 1)
+    for timing in cells[2:5]:  # eager, ONNX Runtime, sol: each a time in ms
+        assert float(timing) > 0, cells
+    assert cells[5].endswith("x") and cells[6].endswith("x")
+    assert "Command: `sol bench --models mlp --batch 1 --engines eager,onnxruntime,sol" in md
+    assert (folder / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result = json.loads((folder / "results.json").read_text())
+    assert result["ceilings"]["flops_per_s"] > 0 and result["ceilings"]["bytes_per_s"] > 0
+    got = result["rows"][0]["cells"]
+    assert set(got) == {"eager", "onnxruntime", "sol"}
+    for engine, cell in got.items():
+        assert cell["ok"], (engine, cell["error"])
+        assert len(cell["times_s"]) == 3 and cell["peak_rss_mib"] > 0
+    for engine in ("onnxruntime", "sol"):
+        assert got[engine]["max_rel_diff"] < 1e-4
+        assert got[engine]["cold_s"] > 0
+    assert got["sol"]["first_result_s"] > 0
+    assert not any("compile cache" in n for n in got["sol"]["notes"]), got["sol"]["notes"]
+
+
+@pytest.mark.slow
+def test_quick_bench_torch_compile_cold_and_warm(tmp_path: Path) -> None:
+    """torch.compile on its own (its cold compile is the slowest part of a quick run): a cold
+    time with empty caches, a warm first result from the caches it left, outputs as eager's."""
+    out = _bench(tmp_path, "--models", "mlp", "--batch", "2", "--engines", "eager,torch.compile", ceilings=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    md = (tmp_path / "out" / "results.md").read_text()
+    cells = _row(md, "mlp", 2)
+    assert float(cells[2]) > 0 and float(cells[3]) > 0 and cells[4].endswith("x")
+    cell = json.loads((tmp_path / "out" / "results.json").read_text())["rows"][0]["cells"]["torch.compile"]
+    assert cell["ok"], cell["error"]
+    assert cell["cold_s"] > 0 and cell["first_result_s"] > 0 and cell["max_rel_diff"] < 1e-4
+
+
+def test_failed_engine_is_a_cell_not_a_crash(tmp_path: Path) -> None:
+    out = _bench(tmp_path, "--models", "mlp", "--batch", "1", "--engines", "compile,sol", "--timeout", "1",
+                 ceilings=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    md = (tmp_path / "out" / "results.md").read_text()
+    cells = _row(md, "mlp", 1)
+    assert cells[2].startswith("failed: compile: timed out after 1 s") and cells[3].startswith("failed:")
+    assert "1. mlp batch 1, torch.compile: failed: compile: timed out after 1 s" in md
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert not any(c["ok"] for c in result["rows"][0]["cells"].values())
+
+
+def test_unknown_model_or_engine_is_refused(tmp_path: Path) -> None:
+    out = _bench(tmp_path, "--models", "no_such_net", ceilings=False)
+    assert out.returncode == 2 and "unknown benchmark model 'no_such_net'" in out.stderr
+    out = _bench(tmp_path, "--models", "mlp", "--engines", "tvm", ceilings=False)
+    assert out.returncode == 2 and "unknown engine 'tvm'" in out.stderr
+
+
+def _cell(engine: str, median: float | None, error: str = "") -> Cell:
+    return Cell(engine, ok=median is not None, error=error, median_s=median, cold_s=2.0 if engine == "sol" else None,
+                first_result_s=0.5, peak_rss_mib=100.0)
+
+
+def test_markdown_table_speedups_geomean_and_failures() -> None:
+    engines = ["eager", "onnxruntime", "sol"]
+    rows = [Row("a", 1, 8, (1, 3, 8, 8), {"eager": _cell("eager", 0.010), "onnxruntime": _cell("onnxruntime", 0.004),
+                                          "sol": _cell("sol", 0.005)}),
+            Row("a", 8, 8, (8, 3, 8, 8), {"eager": _cell("eager", 0.080), "onnxruntime": _cell(
+                "onnxruntime", None, "export: RuntimeError: op | not supported"), "sol": _cell("sol", 0.010)})]
+    result = BenchResult(rows, {"engines": engines, "repeats": 5, "warmup": 1, "command": "sol bench --models a"},
+                         {"cpu": "test cpu", "threads": 2, "physical_cores": 2, "torch": "t", "onnxruntime": "o",
+                          "sol-core": "s"}, None, "today")
+    md = markdown(result)
+    assert _row(md, "a", 1)[2:7] == ["10.0", "4.00", "5.00", "2.00x", "0.80x"]
+    second = _row(md, "a", 8)
+    assert second[3].startswith("failed: export: RuntimeError: op / not supported [1]")  # '|' kept out of the table
+    assert second[5:7] == ["8.00x", "-"]
+    mean = next(ln for ln in md.splitlines() if ln.startswith("| geometric mean"))
+    assert "**4.00x**" in mean and "**0.80x**" in mean  # sqrt(2 * 8); the failed row left out
+    assert "1. a batch 8, ONNX Runtime: failed: export: RuntimeError: op | not supported" in md
+    assert "| sol max" not in md and "cold compile s (sol)" in md
+
+
+def test_zoo_location_can_be_overridden(tmp_path: Path) -> None:
+    zoo = tmp_path / "zoo.py"
+    zoo.write_text("import torch\n\ndef tiny(num_classes=1000):\n    return torch.nn.Linear(3, 2)\n")
+    code = ("from sol_benchmarks import models; z = models.load_zoo(); print(z.__file__); "
+            "print(models.resolve('tiny').note)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "SOL_BENCH_ZOO": str(zoo)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [str(zoo), "zoo factory, image input assumed"]
+    default = subprocess.run([sys.executable, "-c", "from sol_benchmarks import models; "
+                              "print(models.zoo_path())"], capture_output=True, text=True,
+                             env={k: v for k, v in os.environ.items() if k != "SOL_BENCH_ZOO"})
+    assert default.stdout.strip() == str(ROOT / "benchmarks" / "zoo.py")

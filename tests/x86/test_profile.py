@@ -1,0 +1,75 @@
+"""Per-group profiling on x86: the device measures times (Program.group_seconds), core adds the
+work and the roofline (sol.profiling), and `sol inspect --profile` prints it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sol import roofline
+from sol.api import compile_graph
+from sol.planner.plan import GroupKind
+from sol.profiling import profile_program
+from sol.workload import node_flops
+
+from graphs import branchy
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_group_seconds_only_with_profile() -> None:
+    assert compile_graph(branchy(), "x86").group_seconds() is None
+    program = compile_graph(branchy(), "x86", options={"profile": True})
+    before = program.group_seconds()
+    assert before is not None and len(before) == len(program.info["plan"].groups)
+    report = profile_program(program, runs=3)
+    after = program.group_seconds()
+    assert after is not None and all(a >= b for a, b in zip(after, before))
+    assert all(r.seconds > 0 for r in report.groups)
+    assert report.group_seconds <= report.wall_seconds * 1.05
+
+
+def test_profile_rows_carry_core_work_and_roofline_fractions() -> None:
+    program = compile_graph(branchy(), "x86", options={"profile": True})
+    plan = program.info["plan"]
+    c = roofline.Ceilings(50e9, 5e9, 2, "test ceilings")
+    report = profile_program(program, runs=2, ceilings=c)
+    assert [r.group.id for r in report.groups] == [g.id for g in plan.groups if g.kind is not GroupKind.ALIAS]
+    assert sum(r.work.flops for r in report.groups) == sum(node_flops(n) for g in plan.groups for n in g.nodes
+                                                           if g.kind is not GroupKind.ALIAS)
+    for r in report.groups:
+        assert report.fraction(r) == pytest.approx(c.fraction(r.work.flops, r.work.bytes, r.seconds))
+    text = str(report)
+    assert "ceilings: 50.0 GFLOP/s (SGEMM), 5.0 GB/s (memory)" in text
+    assert "by layer class:" in text and "of roof (time-weighted)" in text
+
+
+def test_inspect_profile_cli(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "benchmarks"), "SOL_CACHE_DIR": str(tmp_path)}
+    # Ceilings cached beforehand, so the command reads them instead of measuring (and the
+    # fractions can be checked against them).
+    code = ("from sol import roofline; roofline.save('x86', roofline.Ceilings(100e9, 10e9, 2, 'given'))")
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    out = subprocess.run([sys.executable, "-m", "sol.cli", "inspect", "zoo:SeedNet", "--input", "2,512,13,13",
+                          "--device", "x86", "--profile", "--runs", "3"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "sol profile of SeedNet on x86" in text and "mean of 3 runs" in text
+    assert "ceilings: 100.0 GFLOP/s (SGEMM), 10.0 GB/s (memory), ridge 10.0 FLOP/B" in text
+    # The 1x1 convolution: 2 * (2*1000*13*13 outputs) * 512 = 346.11 MFLOP, read from core's count.
+    conv = next(line for line in text.splitlines() if re.match(r"G\d+\s+onednn\s+conv2d", line))
+    cols = conv.split()
+    assert float(cols[5]) == pytest.approx(346.112, abs=0.01)
+    ms, mflop, gflops = float(cols[3]), float(cols[5]), float(cols[7])
+    assert gflops == pytest.approx(mflop / ms, rel=0.05, abs=0.01)  # MFLOP per ms = GFLOP/s
+    # Intensity 346 MFLOP / 4.09 MB is right of the ridge: the roof is 100 GFLOP/s, so the
+    # percentage of the roof equals the GFLOP/s figure.
+    assert cols[9] == "compute" and cols[10].endswith("%")
+    assert float(cols[10].rstrip("%")) == pytest.approx(gflops, abs=1.0)
+    pool = next(line for line in text.splitlines() if "avg_pool2d" in line and line.startswith("G"))
+    assert "memory" in pool.split()
