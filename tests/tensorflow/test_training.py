@@ -1,0 +1,156 @@
+"""Training through sol: gradients for tf.GradientTape equal TensorFlow's, Keras' training-mode
+BatchNormalization and Dropout, variables read at every call, and Keras ``fit``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import sol
+from sol_tensorflow.importer import SolFallbackWarning
+
+L = keras.layers
+RTOL = 1e-4
+
+
+# Models and layers are named: the same architecture then generates the same source in every
+# test, and the compile cache serves it after the first compile.
+
+
+def cnn(dropout: float = 0.0) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    layers = [keras.Input((8, 8, 3)), L.Conv2D(6, 3, padding="same", use_bias=False, name="conv1"),
+              L.BatchNormalization(name="bn"), L.ReLU(name="relu1"), L.MaxPooling2D(name="pool"),
+              L.Conv2D(4, 3, strides=2, padding="valid", name="conv2"), L.ReLU(name="relu2")]
+    if dropout:
+        layers.append(L.Dropout(dropout, seed=7, name="dropout"))
+    return keras.Sequential(layers + [L.Flatten(name="flatten"), L.Dense(5, name="fc")],
+                            name="cnn_dropout" if dropout else "cnn")
+
+
+def mlp() -> keras.Model:
+    keras.utils.set_random_seed(1)
+    return keras.Sequential([keras.Input((12,)), L.Dense(16, activation="relu", name="fc1"),
+                             L.Dense(16, activation="tanh", name="fc2"), L.Dense(3, name="fc3")], name="mlp")
+
+
+MODELS: dict[str, tuple[Callable[[], keras.Model], tuple[int, ...]]] = {
+    "cnn": (cnn, (4, 8, 8, 3)), "mlp": (mlp, (6, 12))}
+
+
+def _gradients(call: Callable[..., tf.Tensor], x: tf.Tensor, variables: list) -> tuple[float, list[np.ndarray]]:
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = call(x)
+        loss = tf.reduce_sum(y * tf.cast(tf.range(1, y.shape[-1] + 1), y.dtype))  # not symmetric in outputs
+    return float(loss), [g.numpy() for g in tape.gradient(loss, [x, *variables])]
+
+
+def _assert_gradients(got: list[np.ndarray], ref: list[np.ndarray]) -> None:
+    for g, r in zip(got, ref):
+        np.testing.assert_allclose(g, r, rtol=RTOL, atol=RTOL * 1e-2 * max(float(np.abs(r).max()), 1.0))
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_gradients_equal_tensorflow(name: str, training: bool, device: str) -> None:
+    make, shape = MODELS[name]
+    model = make()
+    x = tf.constant(np.random.default_rng(2).standard_normal(shape).astype("float32"))
+    opt = sol.optimize(model, x, device=device)
+    assert opt.trainable_variables == model.trainable_variables  # the model's own variables
+    state = [v.numpy() for v in model.non_trainable_variables]
+    loss_ref, ref = _gradients(lambda t: model(t, training=training), x, model.trainable_variables)
+    stats_ref = [v.numpy() for v in model.non_trainable_variables]
+    for v, s in zip(model.non_trainable_variables, state):
+        v.assign(s)
+    loss, got = _gradients(lambda t: opt(t, training=training), x, opt.trainable_variables)
+    assert loss == pytest.approx(loss_ref, rel=RTOL)
+    _assert_gradients(got, ref)
+    # BatchNormalization's moving statistics moved as Keras moves them (biased batch variance)
+    for v, r in zip(model.non_trainable_variables, stats_ref):
+        np.testing.assert_allclose(v.numpy(), r, rtol=RTOL, atol=1e-6)
+    if training and name == "cnn":
+        assert any(np.abs(r - s).max() > 1e-3 for r, s in zip(stats_ref, state))
+
+
+def test_variables_are_read_at_every_call() -> None:
+    model = mlp()
+    x = tf.constant(np.random.default_rng(3).standard_normal((6, 12)).astype("float32"))
+    opt = sol.optimize(model, x, device="x86", training=True)
+    opt(x)
+    programs = opt._sol_variants[False].programs
+    kernel = model.layers[0].kernel
+    kernel.assign(kernel * 0.5 + 0.1)  # as an optimizer step would
+    _assert_gradients(_gradients(opt, x, opt.trainable_variables)[1],
+                      _gradients(lambda t: model(t, training=False), x, model.trainable_variables)[1])
+    np.testing.assert_allclose(opt(x).numpy(), model(x).numpy(), rtol=RTOL, atol=1e-6)
+    assert opt._sol_variants[False].programs == programs  # no recompile
+
+
+def test_gradients_inside_tf_function() -> None:
+    model = cnn()
+    x = tf.constant(np.random.default_rng(4).standard_normal((4, 8, 8, 3)).astype("float32"))
+    opt = sol.optimize(model, x, device="x86")
+    state = [v.numpy() for v in model.non_trainable_variables]
+
+    @tf.function
+    def step(call: Callable[..., tf.Tensor], t: tf.Tensor) -> list[tf.Tensor]:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(call(t, training=True) ** 2)
+        return [loss, *tape.gradient(loss, model.trainable_variables)]
+
+    ref = [t.numpy() for t in step(model, x)]
+    opt(x, training=True)  # compiled eagerly here (Keras fit compiles while tracing: test_fit_...)
+    for v, s in zip(model.non_trainable_variables, state):
+        v.assign(s)
+    _assert_gradients([t.numpy() for t in step(opt, x)], ref)
+
+
+def test_dropout_draws_tensorflows_masks() -> None:
+    """The mask comes from Keras' seeded RNG, run by TensorFlow: the same seed, the same mask."""
+    x = tf.constant(np.random.default_rng(5).standard_normal((4, 8, 8, 3)).astype("float32"))
+    ref_model, model = cnn(dropout=0.25), cnn(dropout=0.25)
+    opt = sol.optimize(model, x, device="x86")
+    outs = []
+    for _ in range(2):  # the seed generator advances in both: a new mask per call
+        outs.append(opt(x, training=True).numpy())
+        np.testing.assert_allclose(outs[-1], ref_model(x, training=True).numpy(), rtol=RTOL, atol=1e-5)
+    assert not np.allclose(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fit_gives_the_same_losses(optimizer: str) -> None:
+    x = np.random.default_rng(6).standard_normal((16, 8, 8, 3)).astype("float32")
+    y = np.random.default_rng(7).integers(0, 5, 16)
+    ref, model = cnn(dropout=0.25), cnn(dropout=0.25)
+    outer = keras.Sequential([keras.Input((8, 8, 3)), sol.optimize(model, x[:4], device="x86")])
+    losses = []
+    for m in (ref, outer):
+        opt = keras.optimizers.SGD(0.05) if optimizer == "sgd" else keras.optimizers.Adam(0.01)
+        m.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        history = m.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+        losses.append(history.history["loss"])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+    for a, b in zip(ref.trainable_variables, model.trainable_variables):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(outer.predict(x, batch_size=4, verbose=0), ref.predict(x, batch_size=4, verbose=0),
+                               rtol=1e-3, atol=1e-5)
+
+
+def test_a_model_sol_cannot_compile_whole_trains_in_tensorflow() -> None:
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((6,))
+    out = L.Dense(2, name="fc2")(L.Lambda(lambda t: tf.math.cumsum(t, axis=1), name="cumsum")(
+        L.Dense(4, name="fc1")(inp)))
+    model = keras.Model(inp, out, name="with_cumsum")
+    x = tf.constant(np.random.default_rng(8).standard_normal((3, 6)).astype("float32"))
+    with pytest.warns(SolFallbackWarning, match="Cumsum"):
+        opt = sol.optimize(model, x, device="x86")
+    with pytest.warns(SolFallbackWarning, match=r"(?s)for training; TensorFlow trains the whole model.*Cumsum"):
+        got = _gradients(lambda t: opt(t, training=True), x, opt.trainable_variables)[1]
+    _assert_gradients(got, _gradients(lambda t: model(t, training=True), x, model.trainable_variables)[1])
