@@ -1,0 +1,376 @@
+"""Training through sol: gradients into the model's own parameters, PyTorch's training-mode
+semantics, one compiled forward and one compiled backward per variant.
+
+How a call runs. A *training variant* is the model imported in its current modes (each
+submodule's ``training`` flag as it is: a model may freeze some BatchNorms in eval mode) and
+differentiated by core autodiff (:func:`sol.autodiff.differentiate`) with respect to the
+parameters that require grad and the inputs that do. Its forward runs inside a
+``torch.autograd.Function`` whose inputs are the call's tensors *and the model's parameters and
+buffers themselves*, fetched from the model at every call:
+
+* an optimizer built on either module updates tensors the next call reads: no copy, no
+  recompile (parameters and buffers are inputs of the training programs, not constants placed
+  once);
+* autograd sees the real ``nn.Parameter`` objects as inputs, so ``loss.backward()`` fills their
+  ``.grad`` through their own gradient accumulators, where hooks (``DistributedDataParallel``'s
+  all-reduce, ``register_hook``, gradient clipping) work as with eager PyTorch;
+* a tensor the backward reads from the caller (an input, a weight) is kept with
+  ``save_for_backward``, so modifying it in place before ``backward`` is PyTorch's usual error,
+  not a silently wrong gradient.
+
+Training-mode semantics (see :mod:`sol_pytorch.aten_training`): BatchNorm normalizes with batch
+statistics and the new running statistics (and ``num_batches_tracked``) are outputs of the
+forward program, written into the model's buffers after each call; dropout masks are drawn by
+PyTorch's own RNG call at the point eager makes it, so a seed gives eager's masks.
+
+Tracing (``torch.export``) neither moves the RNG nor touches the real buffers; a variant is
+keyed on the argument signature, the modes of all submodules and which parameters and inputs
+require grad, so switching any of them compiles (once) rather than computing the wrong thing.
+A model sol cannot compile completely trains in eager PyTorch (one warning; ``fallback=False``
+raises instead): gradients through a partly compiled model are not supported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import fx
+from torch.autograd.function import once_differentiable
+from torch.export import ExportedProgram
+from torch.export.graph_signature import InputKind, OutputKind
+from torch.utils import _pytree as pytree
+
+from sol.autodiff import Differentiated, TrainingProgram, differentiate
+from sol.errors import UnsupportedOpError
+from sol.ir import Graph, Value
+from sol.program import Program
+from sol_pytorch import fallback
+from sol_pytorch.aten import tensor_type
+from sol_pytorch.aten_training import CUMULATIVE_MOMENTUM, RANDOM_KEY, RandomInput
+from sol_pytorch.importer import (
+    LAYOUT_KEY,
+    SCALARS,
+    Constant,
+    OutputLayout,
+    _Importer,
+    example_values,
+    export,
+    output_node,
+    prepare,
+    user_stacklevel,
+)
+from sol_pytorch.variants import KEY, OPTIONS, host_array, signature, torch_tensor
+
+TRAIN_KEY = "pytorch.training"
+"""``Graph.meta`` key of a training import: its :class:`TrainingImport`."""
+
+TrainingKey = tuple[Any, ...]
+Feed = tuple[str, "int | StateRef | RandomInput"]
+
+
+def variant_key(model: torch.nn.Module, signature: Any, values: Sequence[Any]) -> TrainingKey:
+    """What a training variant is specialized on besides the arguments' signature: every
+    submodule's mode, which parameters require grad, which tensor arguments require grad."""
+    return (signature, tuple(m.training for m in model.modules()),
+            tuple(p.requires_grad for p in model.parameters()),
+            tuple(isinstance(v, torch.Tensor) and v.requires_grad for v in values))
+
+
+@dataclass(frozen=True)
+class StateRef:
+    """A parameter or buffer of the model by place (module and attribute), read at every call:
+    what a call uses is whatever tensor the model holds there now."""
+
+    name: str
+    module: torch.nn.Module
+    attr: str
+
+    def get(self) -> torch.Tensor:
+        return getattr(self.module, self.attr)
+
+    @classmethod
+    def of(cls, model: torch.nn.Module, name: str) -> StateRef:
+        prefix, _, attr = name.rpartition(".")
+        return cls(name, model.get_submodule(prefix) if prefix else model, attr)
+
+
+@dataclass
+class TrainingImport:
+    """What a training variant needs besides its programs, recorded at import.
+
+    ``feeds``: per forward-graph input, where its tensor comes from at a call: ``("arg", i)``
+    the i-th forward argument, ``("state", StateRef)`` a parameter or buffer of the model,
+    ``("random", RandomInput)`` a mask drawn by PyTorch's RNG. ``outputs``: the model's output
+    count; graph outputs after them are new buffer values, ``updates[k]`` names the buffer of
+    output ``outputs + k``. ``diff``: the differentiation, None when nothing takes a gradient."""
+
+    key: TrainingKey
+    feeds: list[Feed]
+    layout: OutputLayout
+    outputs: int
+    updates: list[StateRef]
+    diff: Differentiated | None = None
+    fallen: list[str] = field(default_factory=list)  # set when PyTorch runs the whole model
+
+
+# --- import -----------------------------------------------------------------------------------
+
+
+def _is_scalar(v: Any) -> bool:
+    return isinstance(v, SCALARS)
+
+
+@contextlib.contextmanager
+def _tracing(model: torch.nn.Module) -> Iterator[None]:
+    """Trace without side effects on the user's RNG, and with ``momentum=None`` BatchNorms
+    made traceable (their factor is computed in Python from a buffer; see
+    :data:`~sol_pytorch.aten_training.CUMULATIVE_MOMENTUM`)."""
+    cumulative = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                  and m.training and m.track_running_stats and m.momentum is None]
+    for m in cumulative:
+        m.momentum = CUMULATIVE_MOMENTUM
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        for m in cumulative:
+            m.momentum = None
+
+
+def trace_training(model: torch.nn.Module, values: tuple[Any, ...]) -> ExportedProgram:
+    """``torch.export`` of the model in its current modes, functionalized: buffer updates
+    (BatchNorm's running statistics) become outputs of the graph."""
+    with _tracing(model):
+        ep = export(model, values)
+    return prepare(ep)
+
+
+class TrainingImporter(_Importer):
+    """The importer with parameters and buffers as graph inputs (they change between calls),
+    random masks as inputs, and buffer updates as extra outputs."""
+
+    def __init__(self, ep: ExportedProgram, model: torch.nn.Module) -> None:
+        super().__init__(ep, model, {})
+        self.graph.meta[RANDOM_KEY] = []
+        self.feeds: dict[Value, Feed] = {}
+        self.state_inputs: dict[str, Value] = {}
+        self.user_args = 0
+        self.updates: list[StateRef] = []
+
+    def _placeholder(self, node: fx.Node) -> None:
+        spec = self.input_specs[node.name]
+        if spec.kind in (InputKind.PARAMETER, InputKind.BUFFER):
+            name = str(spec.target)
+            v = self.graph.add_input(name, tensor_type(node.meta["val"]))
+            self.feeds[v] = ("state", StateRef.of(self.model, name))
+            self.state_inputs[name] = v
+            self.env[node] = v
+            return
+        inputs = len(self.graph.inputs)
+        super()._placeholder(node)
+        if spec.kind is InputKind.USER_INPUT and len(self.graph.inputs) > inputs:
+            self.feeds[self.graph.inputs[-1]] = ("arg", self.user_args)  # the k-th tensor argument
+            self.user_args += 1
+
+    def _outputs(self) -> None:
+        specs = self.ep.graph_signature.output_specs
+        results: Sequence[Any] = output_node(self.ep).args[0]  # type: ignore[assignment]
+        other = [f"{s.kind.name.lower()} {s.target}" for s in specs
+                 if s.kind not in (OutputKind.USER_OUTPUT, OutputKind.BUFFER_MUTATION)]
+        if other:
+            raise UnsupportedOpError(f"{self.graph.name}.forward has outputs sol cannot train with: "
+                                     f"{', '.join(other)}", op="in-place update")
+        slots: list[int | Constant] = []
+        index: dict[Value, int] = {}
+        for s, leaf in zip(specs, results):
+            if s.kind is not OutputKind.USER_OUTPUT:
+                continue
+            v = self.env[leaf] if isinstance(leaf, fx.Node) else leaf
+            if not isinstance(v, Value):
+                slots.append(Constant(v))
+                continue
+            if v not in index:
+                index[v] = len(self.graph.outputs)
+                self.graph.outputs.append(self.own_buffer(v, leaf))
+            slots.append(index[v])
+        self.graph.meta[LAYOUT_KEY] = OutputLayout(self.ep.call_spec.out_spec, tuple(slots))
+        for s, leaf in zip(specs, results):
+            if s.kind is OutputKind.BUFFER_MUTATION:
+                v = self.env[leaf]
+                name = str(s.target)
+                if v is self.state_inputs.get(name):
+                    continue  # "updated" to itself (BatchNorm in eval mode)
+                self.graph.outputs.append(self.own_buffer(v, leaf))
+                self.updates.append(StateRef.of(self.model, name))
+
+    def finish(self) -> Graph:
+        graph = super().finish()
+        used = {v for n in graph.nodes for v in n.inputs} | set(graph.outputs)
+        # Weights of submodules forward does not call take no gradient (PyTorch leaves their
+        # .grad None): they are not inputs at all.
+        graph.inputs = [v for v in graph.inputs if v in used or self.feeds.get(v, ("",))[0] == "arg"]
+        return graph
+
+
+def import_training(model: torch.nn.Module, example_inputs: Sequence[Any], options: dict[str, Any],
+                    warned: set[str] | None = None) -> Graph:
+    """The forward graph to compile for a training variant (``diff.forward`` when something
+    takes a gradient), with its :class:`TrainingImport` in ``graph.meta[TRAIN_KEY]``.
+    ``example_inputs`` as for ``optimize``; tensors among them that require grad get a gradient."""
+    if not model.training and options.get("training"):
+        model.train()  # optimize(..., training=True): the model trains, as after model.train()
+    values = example_values(model, example_inputs)
+    given = tuple(example_inputs)
+    if len(given) != len(values):  # one tuple of inputs, unpacked
+        given = tuple(given[0])
+    key = variant_key(model, signature(values), given)
+    ep = trace_training(model, values)
+    importer = TrainingImporter(ep, model)
+    importer.convert_all()
+    if importer.problems:
+        if not options.get("fallback", True):
+            raise importer.unsupported()
+        return _eager_graph(importer, key, options, warned)
+    graph = importer.finish()
+    randoms: list[RandomInput] = graph.meta.pop(RANDOM_KEY)
+    by_name = {r.name: r for r in randoms}
+    feeds: list[Feed] = [importer.feeds[v] if v in importer.feeds else ("random", by_name[v.name])
+                         for v in graph.inputs]
+    layout: OutputLayout = graph.meta[LAYOUT_KEY]
+    outputs = len(graph.outputs) - len(importer.updates)
+    arg_grads = [isinstance(v, torch.Tensor) and v.requires_grad for v in given if not _is_scalar(v)]
+    wrt = [v for v, (_, src) in zip(graph.inputs, feeds) if v.dtype.startswith("float") and (
+        (isinstance(src, StateRef) and src.get().requires_grad) or (isinstance(src, int) and arg_grads[src]))]
+    differentiable = [i for i in range(outputs) if graph.outputs[i].dtype.startswith("float")]
+    info = TrainingImport(key, feeds, layout, outputs, importer.updates)
+    graph.meta.update({KEY: signature(values), OPTIONS: dict(options)})
+    if wrt and differentiable:
+        info.diff = differentiate(graph, wrt, differentiable)
+        graph = info.diff.forward
+    graph.meta[TRAIN_KEY] = info
+    return graph
+
+
+def _eager_graph(importer: TrainingImporter, key: TrainingKey, options: dict[str, Any],
+                 warned: set[str] | None) -> Graph:
+    """PyTorch runs the whole model: the graph compiled is empty."""
+    lines = importer.problem_lines()
+    new = [line for line in lines if line not in (warned if warned is not None else ())]
+    if new:
+        if warned is not None:
+            warned.update(new)
+        warnings.warn(f"sol cannot compile {len(lines)} operation(s) of {importer.graph.name} for training; "
+                      f"PyTorch trains the whole model (gradients through a partly compiled model are not "
+                      f"supported):\n" + "\n".join(lines), fallback.SolFallbackWarning, stacklevel=user_stacklevel())
+    graph = Graph(name=f"{importer.graph.name}_eager")
+    graph.meta.update({KEY: key[0], OPTIONS: dict(options)})
+    graph.meta[TRAIN_KEY] = TrainingImport(key, [], OutputLayout(None, ()), 0, [], fallen=lines)
+    return graph
+
+
+# --- variants ---------------------------------------------------------------------------------
+
+
+class TrainingVariant:
+    """One compiled training variant: called with the forward arguments (validated)."""
+
+    def __init__(self, model: torch.nn.Module, info: TrainingImport, forward: Program,
+                 backward: Program | None) -> None:
+        self.model = model
+        self.info = info
+        self.key = info.key
+        self.program = forward
+        self.training_program = (TrainingProgram(info.diff, forward, backward)
+                                 if info.diff is not None and backward is not None else None)
+        self._wrt = set(info.diff.wrt_inputs) if info.diff is not None else set()
+
+    @property
+    def programs(self) -> list[Program]:
+        tp = self.training_program
+        return [self.program] if tp is None else [tp.forward_program, tp.backward_program]
+
+    @property
+    def fallen(self) -> list[str]:
+        return list(self.info.fallen)
+
+    def __call__(self, values: Sequence[Any]) -> Any:
+        info = self.info
+        if info.fallen:
+            return self.model(*values)
+        args = [v for v in values if isinstance(v, torch.Tensor)]
+        tensors = []
+        for _, src in info.feeds:  # masks are drawn in graph order: eager's order
+            tensors.append(args[src] if isinstance(src, int) else src.get() if isinstance(src, StateRef)
+                           else src.draw())
+        tp = self.training_program
+        if tp is not None and torch.is_grad_enabled() and any(tensors[i].requires_grad for i in self._wrt):
+            results = _SolFunction.apply(self, *tensors)
+        else:
+            arrays = self.program(*(host_array(t) for t in tensors))
+            results = tuple(torch_tensor(a) for a in arrays[:info.outputs + len(info.updates)])
+        with torch.no_grad():
+            for ref, new in zip(info.updates, results[info.outputs:]):
+                ref.get().copy_(new)
+        leaves = [s.value if isinstance(s, Constant) else results[s] for s in info.layout.slots]
+        return pytree.tree_unflatten(leaves, info.layout.spec)
+
+
+class _SolFunction(torch.autograd.Function):
+    """The compiled forward and backward as one autograd node; its inputs are the forward
+    program's tensors (arguments, the model's parameters and buffers, masks)."""
+
+    @staticmethod
+    def forward(ctx: Any, variant: TrainingVariant, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+        tp = variant.training_program
+        assert tp is not None
+        outs, saved = tp.forward(*(host_array(t) for t in tensors))
+        # Tensors of the caller are kept by reference, checked against in-place changes.
+        ctx.save_for_backward(*(tensors[s.index] for s in tp.diff.saved if s.kind == "input"))
+        ctx.arrays = [None if s.kind == "input" else a for s, a in zip(tp.diff.saved, saved)]
+        ctx.variant = variant
+        ctx.set_materialize_grads(False)
+        results = tuple(torch_tensor(a) for a in outs)
+        differentiable = set(tp.grad_output_indices)
+        ctx.mark_non_differentiable(*(r for i, r in enumerate(results) if i not in differentiable))
+        return results
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+        tp: TrainingProgram = ctx.variant.training_program
+        kept = iter(ctx.saved_tensors)
+        saved = [host_array(next(kept)) if a is None else a for a in ctx.arrays]
+        given = [grads[i] for i in tp.grad_output_indices]
+        results = tp.backward(saved, [None if g is None else host_array(g) for g in given])
+        out: list[torch.Tensor | None] = [None] * (len(ctx.needs_input_grad) - 1)
+        for i, g in zip(tp.wrt_inputs, results):
+            if ctx.needs_input_grad[i + 1]:
+                out[i] = torch_tensor(g)
+        return (None, *out)
+
+
+def make_variant(program: Program, graph: Graph, model: torch.nn.Module) -> TrainingVariant:
+    """The training variant for ``program`` (compiled from ``graph`` as :func:`import_training`
+    made it); the backward is compiled here, for the same device."""
+    from sol.api import compile_graph
+
+    info: TrainingImport = graph.meta[TRAIN_KEY]
+    backward = None
+    if info.diff is not None:
+        options = {k: v for k, v in (graph.meta.get(OPTIONS) or {}).items() if k != "training"}
+        backward = compile_graph(info.diff.backward, program.device, training=True, options=options)
+    return TrainingVariant(model, info, program, backward)
+
+
+def compile_variant(model: torch.nn.Module, values: Sequence[Any], device: str | None, options: dict[str, Any],
+                    warned: set[str] | None = None) -> TrainingVariant:
+    """Import ``model`` for training with these arguments and compile both programs."""
+    from sol.api import compile_graph
+
+    graph = import_training(model, values, options, warned)
+    return make_variant(compile_graph(graph, device, training=True, options=options), graph, model)
