@@ -3,6 +3,8 @@ faithful to the published architectures. Shared by the demo, the benchmarks and 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -741,6 +743,85 @@ def vit_b_16(num_classes: int = 1000, image_size: int = 224, num_layers: int = 1
     return VisionTransformer(image_size, 16, num_layers, 12, 768, 3072, num_classes, mha)
 
 
+# --- U-Net ----------------------------------------------------------------------------------------
+
+
+class DoubleConv(nn.Sequential):
+    """U-Net's unit: (3x3 convolution, BatchNorm, ReLU) twice; "same" padding keeps the size, so
+    the skip connections need no cropping (the common form of Ronneberger et al.'s valid one)."""
+
+    def __init__(self, cin: int, cout: int, mid: int | None = None) -> None:
+        mid = mid or cout
+        super().__init__(nn.Conv2d(cin, mid, 3, padding=1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
+                         nn.Conv2d(mid, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class UNetDown(nn.Sequential):
+    """Contracting step: 2x2 max pooling, then the double convolution (channels doubled)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(nn.MaxPool2d(2), DoubleConv(cin, cout))
+
+
+class UNetUp(nn.Module):
+    """Expanding step: upsample the deeper map 2x (a 2x2 stride-2 transposed convolution that
+    halves the channels, or bilinear upsampling keeping them), pad it to the skip connection's
+    size if the input was not divisible by 16, concatenate [skip, upsampled], double convolution."""
+
+    def __init__(self, cin: int, cout: int, bilinear: bool) -> None:
+        super().__init__()
+        self.up: nn.Module
+        if bilinear:
+            self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
+            self.conv = DoubleConv(cin, cout, cin // 2)
+        else:
+            self.up = nn.ConvTranspose2d(cin, cin // 2, 2, stride=2)
+            self.conv = DoubleConv(cin, cout)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = self.up(x)
+        dy, dx = skip.shape[2] - x.shape[2], skip.shape[3] - x.shape[3]
+        x = nn.functional.pad(x, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
+        return self.conv(torch.cat([skip, x], dim=1))
+
+
+class UNet(nn.Module):
+    """U-Net (Ronneberger et al. 2015) with BatchNorm and same padding, as in the widely used
+    PyTorch implementation: four 2x2 max-pool downsamplings (64-128-256-512-1024 channels for
+    base width 64), four upsamplings with skip concatenations, a 1x1 output convolution giving
+    per-pixel class scores. ``bilinear=True``: bilinear upsampling followed by the convolutions
+    (the bottleneck then has half the channels, as in that implementation)."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 2, base: int = 64, bilinear: bool = False) -> None:
+        super().__init__()
+        f = 2 if bilinear else 1
+        self.inc = DoubleConv(in_channels, base)
+        self.down1 = UNetDown(base, base * 2)
+        self.down2 = UNetDown(base * 2, base * 4)
+        self.down3 = UNetDown(base * 4, base * 8)
+        self.down4 = UNetDown(base * 8, base * 16 // f)
+        self.up1 = UNetUp(base * 16, base * 8 // f, bilinear)
+        self.up2 = UNetUp(base * 8, base * 4 // f, bilinear)
+        self.up3 = UNetUp(base * 4, base * 2 // f, bilinear)
+        self.up4 = UNetUp(base * 2, base, bilinear)
+        self.outc = nn.Conv2d(base, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = self.inc(x)
+        x2 = self.down1(x1)
+        x3 = self.down2(x2)
+        x4 = self.down3(x3)
+        x = self.down4(x4)
+        x = self.up1(x, x4)
+        x = self.up2(x, x3)
+        x = self.up3(x, x2)
+        return self.outc(self.up4(x, x1))
+
+
+def unet(in_channels: int = 3, num_classes: int = 2, base: int = 64, bilinear: bool = False) -> UNet:
+    return UNet(in_channels, num_classes, base, bilinear)
+
+
 def randomize_batchnorm(model: nn.Module) -> nn.Module:
     """Give every BatchNorm2d non-trivial running statistics and affine parameters, so that a
     test comparing against eager also checks how BatchNorm is folded (fresh ones are identity)."""
@@ -752,3 +833,150 @@ def randomize_batchnorm(model: nn.Module) -> nn.Module:
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
     return model
+
+
+# --- BERT ------------------------------------------------------------------------------------------
+
+
+class BertEmbeddings(nn.Module):
+    """Word + position + token-type embeddings, LayerNorm (eps 1e-12), dropout (Hugging Face's
+    BertEmbeddings). Positions come from a buffer ``arange(max_position)`` sliced to the length."""
+
+    def __init__(self, vocab_size: int, hidden: int, max_position: int, type_vocab_size: int) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(vocab_size, hidden, padding_idx=0)
+        self.position_embeddings = nn.Embedding(max_position, hidden)
+        self.token_type_embeddings = nn.Embedding(type_vocab_size, hidden)
+        self.LayerNorm = nn.LayerNorm(hidden, eps=1e-12)
+        self.dropout = nn.Dropout(0.1)
+        self.register_buffer("position_ids", torch.arange(max_position).expand((1, -1)), persistent=False)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        positions = self.position_ids[:, : input_ids.shape[1]]
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+        x = x + self.position_embeddings(positions)
+        return self.dropout(self.LayerNorm(x))
+
+
+class BertSelfAttention(nn.Module):
+    """Separate query/key/value projections, scaled dot products plus the additive mask, softmax,
+    dropout, weighted sum of values; heads split and merged with view/permute."""
+
+    def __init__(self, hidden: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.head_dim = hidden // heads
+        self.query = nn.Linear(hidden, hidden)
+        self.key = nn.Linear(hidden, hidden)
+        self.value = nn.Linear(hidden, hidden)
+        self.dropout = nn.Dropout(0.1)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        return x.view(b, n, self.heads, self.head_dim).permute(0, 2, 1, 3)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        q, k, v = self._split(self.query(x)), self._split(self.key(x)), self._split(self.value(x))
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim) + mask
+        probs = self.dropout(torch.softmax(scores, dim=-1))
+        context = torch.matmul(probs, v).permute(0, 2, 1, 3).contiguous()
+        return context.view(context.shape[0], context.shape[1], -1)
+
+
+class BertLayer(nn.Module):
+    """Post-norm encoder layer: attention, dense + dropout + residual + LayerNorm; GELU
+    intermediate; dense + dropout + residual + LayerNorm."""
+
+    def __init__(self, hidden: int, heads: int, intermediate: int) -> None:
+        super().__init__()
+        self.attention = BertSelfAttention(hidden, heads)
+        self.attention_dense = nn.Linear(hidden, hidden)
+        self.attention_dropout = nn.Dropout(0.1)
+        self.attention_norm = nn.LayerNorm(hidden, eps=1e-12)
+        self.intermediate = nn.Linear(hidden, intermediate)
+        self.act = nn.GELU()
+        self.output = nn.Linear(intermediate, hidden)
+        self.output_dropout = nn.Dropout(0.1)
+        self.output_norm = nn.LayerNorm(hidden, eps=1e-12)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        a = self.attention_norm(x + self.attention_dropout(self.attention_dense(self.attention(x, mask))))
+        return self.output_norm(a + self.output_dropout(self.output(self.act(self.intermediate(a)))))
+
+
+class BertEncoder(nn.Module):
+    """Devlin et al. 2019 (Hugging Face's BertModel without the cross-attention options):
+    embeddings, ``num_layers`` encoder layers, pooler (dense + tanh on the first token). Returns
+    (sequence output, pooled output). Padding positions (``attention_mask == 0``) are masked with
+    the extended mask ``(1 - mask) * finfo.min`` (``mask_mode="additive"``, as Hugging Face does)
+    or with ``masked_fill`` on the scores (``mask_mode="masked_fill"``); the results agree."""
+
+    def __init__(self, vocab_size: int = 30522, hidden: int = 768, num_layers: int = 12, num_heads: int = 12,
+                 intermediate: int = 3072, max_position: int = 512, type_vocab_size: int = 2,
+                 mask_mode: str = "additive") -> None:
+        super().__init__()
+        if mask_mode not in ("additive", "masked_fill"):
+            raise ValueError(f"mask_mode must be 'additive' or 'masked_fill', got {mask_mode!r}")
+        self.mask_mode = mask_mode
+        self.embeddings = BertEmbeddings(vocab_size, hidden, max_position, type_vocab_size)
+        self.layers = nn.ModuleList([BertLayer(hidden, num_heads, intermediate) for _ in range(num_layers)])
+        self.pooler = nn.Linear(hidden, hidden)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
+                attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.embeddings(input_ids, token_type_ids)
+        lowest = torch.finfo(x.dtype).min
+        if self.mask_mode == "additive":
+            mask = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * lowest
+        else:
+            mask = torch.zeros(attention_mask.shape, dtype=x.dtype).masked_fill(attention_mask == 0, lowest)
+            mask = mask[:, None, None, :]
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x, torch.tanh(self.pooler(x[:, 0]))
+
+
+def bert_encoder(vocab_size: int = 30522, hidden: int = 768, num_layers: int = 12, num_heads: int = 12,
+                 intermediate: int | None = None, max_position: int = 512, mask_mode: str = "additive") -> BertEncoder:
+    """BERT-base by default (109,482,240 parameters); smaller sizes give the reduced variants
+    (``intermediate`` defaults to 4 * hidden, as in every published BERT)."""
+    return BertEncoder(vocab_size, hidden, num_layers, num_heads, intermediate or 4 * hidden, max_position, 2,
+                       mask_mode)
+
+
+class RNNLanguageModel(nn.Module):
+    """PyTorch's examples/word_language_model ``RNNModel``: token embedding, dropout, a multi-layer
+    LSTM or GRU (dropout between layers), dropout, a linear decoder to the vocabulary and
+    log-softmax over it. Time-major token ids (seq, batch) -> log-probabilities (seq * batch,
+    vocab) and the final hidden state ((h_n, c_n) for an LSTM, h_n for a GRU)."""
+
+    def __init__(self, rnn_type: str = "LSTM", ntoken: int = 1000, ninp: int = 256, nhid: int = 256,
+                 nlayers: int = 2, dropout: float = 0.2) -> None:
+        super().__init__()
+        if rnn_type not in ("LSTM", "GRU"):
+            raise ValueError(f"rnn_type must be 'LSTM' or 'GRU', got {rnn_type!r}")
+        self.ntoken = ntoken
+        self.drop = nn.Dropout(dropout)
+        self.encoder = nn.Embedding(ntoken, ninp)
+        self.rnn = getattr(nn, rnn_type)(ninp, nhid, nlayers, dropout=dropout)
+        self.decoder = nn.Linear(nhid, ntoken)
+        # The example's initialisation: small uniform embeddings and decoder, zero decoder bias.
+        nn.init.uniform_(self.encoder.weight, -0.1, 0.1)
+        nn.init.zeros_(self.decoder.bias)
+        nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, object]:
+        emb = self.drop(self.encoder(tokens))
+        output, hidden = self.rnn(emb)
+        decoded = self.decoder(self.drop(output)).view(-1, self.ntoken)
+        return torch.log_softmax(decoded, dim=1), hidden
+
+
+def lstm_language_model(ntoken: int = 1000, size: int = 256, nlayers: int = 2) -> RNNLanguageModel:
+    """2-layer LSTM language model, embedding and hidden size 256, vocabulary 1000."""
+    return RNNLanguageModel("LSTM", ntoken, size, size, nlayers)
+
+
+def gru_language_model(ntoken: int = 1000, size: int = 256, nlayers: int = 2) -> RNNLanguageModel:
+    """2-layer GRU language model, embedding and hidden size 256, vocabulary 1000."""
+    return RNNLanguageModel("GRU", ntoken, size, size, nlayers)

@@ -3,9 +3,25 @@ each op's cases on a device and checks them against the NumPy reference."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-Case = tuple[list[tuple[int, ...]], dict[str, Any]]
+
+@dataclass(frozen=True)
+class Input:
+    """A case input that is not a standard-normal float32 tensor. Integers are drawn uniformly
+    from [low, high) (valid indices, or ranges that make ties); bool inputs are fair coin flips;
+    a float input with ``low``/``high`` gets integer values in that range (exact ties, for
+    max/argmax). ``static``: a parameter (like an embedding table), not a per-call input."""
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    low: int | None = None
+    high: int | None = None
+    static: bool = False
+
+
+Case = tuple[list[Any], dict[str, Any]]  # inputs: shapes (standard-normal float32) or Inputs
 
 UNARY = ["relu", "sigmoid", "tanh", "exp", "neg", "abs", "silu", "hardswish", "hardsigmoid", "erf"]
 POSITIVE_UNARY = ["log", "sqrt", "rsqrt"]  # inputs are made positive
@@ -23,7 +39,11 @@ CASES: dict[str, list[Case]] = {
                    ([(4, 6), (6,), (6,), (6,), (6,)], {})],
     "dropout": [([(2, 3, 4)], {"p": 0.5})],
     "identity": [([(2, 3, 4)], {})],
-    "cast": [([(2, 3, 4)], {"dtype": "float32"})],
+    "cast": [([(2, 3, 4)], {"dtype": "float32"}), ([Input((2, 3, 4), "float32", -3, 3)], {"dtype": "int64"}),
+             ([Input((3, 5), "int64", -2, 3)], {"dtype": "float32"}), ([Input((3, 5), "bool")], {"dtype": "float32"}),
+             ([Input((3, 5), "int64", -1, 2)], {"dtype": "bool"}),
+             ([Input((4, 6), "int64", -99, 99)], {"dtype": "int32"}),
+             ([Input((3, 5), "float32", -1, 2)], {"dtype": "bool"})],
     "max_pool2d": [([(2, 3, 9, 9)], {"kernel": 3, "stride": 2, "padding": 1}),
                    ([(1, 2, 8, 7)], {"kernel": 2}),
                    ([(1, 2, 10, 10)], {"kernel": 3, "stride": 2, "ceil_mode": True}),
@@ -56,4 +76,78 @@ CASES: dict[str, list[Case]] = {
                ([(1, 3, 8, 8), (5, 3, 2, 3)], {"padding": ((1, 0), (2, 1))})],
     "dense": [([(4, 16), (8, 16), (8,)], {}), ([(2, 3, 16), (5, 16)], {})],
     "matmul": [([(4, 16), (16, 8)], {}), ([(2, 3, 4, 5), (2, 3, 5, 6)], {}), ([(2, 3, 4, 5), (5, 6)], {})],
+    # Backward-graph ops (ops/grad_ops.py): gradient masks, broadcasting, pooling and convolution gradients.
+    **{op: [([(2, 3, 4), (2, 3, 4)], {}), ([(4, 33), (33,)], {}),
+            ([Input((2, 3, 4), "float32", -2, 3), Input((2, 3, 4), "float32", -2, 3)], {})]
+       for op in ("mask_gt", "mask_ge")},
+    "broadcast_to": [([(3, 1, 5)], {"shape": (2, 3, 4, 5)}), ([(1,)], {"shape": (4, 33)}),
+                     ([(4, 1)], {"shape": (4, 6)})],
+    "max_pool2d_select": [([(2, 3, 9, 9), (2, 3, 9, 9)], {"kernel": 3, "stride": 2, "padding": 1}),
+                          ([(1, 2, 10, 10), (1, 2, 10, 10)], {"kernel": 3, "stride": 2, "ceil_mode": True})],
+    "gather_backward": [([Input((2, 5), "int64", -20, 20), (2, 5, 8)], {"axis": 0, "size": 20}),
+                        ([Input((5,), "int32", 0, 6), (3, 5, 4)], {"axis": 1, "size": 6, "wrap": False}),
+                        ([Input((7,), "int64", 0, 3), (2, 7)], {"axis": 1, "size": 3})],
+    "max_pool2d_backward": [([(2, 3, 9, 9), (2, 3, 5, 5)], {"kernel": 3, "stride": 2, "padding": 1}),
+                            ([(1, 2, 10, 10), (1, 2, 5, 5)], {"kernel": 3, "stride": 2, "ceil_mode": True}),
+                            ([(1, 2, 9, 9), (1, 2, 5, 5)], {"kernel": 3, "stride": 1, "dilation": 2})],
+    "conv2d_backward_data": [([(2, 8, 7, 7), (8, 3, 3, 3)], {"shape": (2, 3, 9, 9)}),
+                             ([(1, 6, 5, 5), (6, 4, 3, 3)], {"shape": (1, 4, 10, 10), "stride": 2, "padding": 1}),
+                             ([(1, 4, 11, 11), (4, 1, 3, 3)], {"shape": (1, 4, 11, 11), "padding": 2, "dilation": 2,
+                                                               "groups": 4}),
+                             ([(2, 6, 7, 7), (6, 3, 1, 1)], {"shape": (2, 6, 7, 7), "groups": 2}),
+                             ([(1, 5, 8, 9), (5, 3, 2, 3)], {"shape": (1, 3, 8, 8), "padding": ((1, 0), (2, 1))})],
+    "conv2d_backward_weight": [([(2, 3, 9, 9), (2, 8, 7, 7)], {"shape": (8, 3, 3, 3)}),
+                               ([(1, 4, 10, 10), (1, 6, 5, 5)], {"shape": (6, 4, 3, 3), "stride": 2, "padding": 1}),
+                               ([(1, 4, 11, 11), (1, 4, 11, 11)], {"shape": (4, 1, 3, 3), "padding": 2, "dilation": 2,
+                                                                   "groups": 4}),
+                               ([(2, 6, 7, 7), (2, 6, 7, 7)], {"shape": (6, 3, 1, 1), "groups": 2}),
+                               ([(1, 3, 8, 8), (1, 5, 8, 9)], {"shape": (5, 3, 2, 3), "padding": ((1, 0), (2, 1))})],
+    # Index and selection ops (ops/index.py): integer indices in range, negative ones included.
+    "gather": [([Input((20, 8), static=True), Input((2, 5), "int64", -20, 20)], {"axis": 0}),
+               ([Input((3, 6, 4), static=True), Input((5,), "int32", 0, 6)], {"axis": 1}),
+               ([(3, 6, 4), Input((2, 2), "int64", -4, 4)], {"axis": 2}),
+               ([(4, 7), Input((3,), "int64", 0, 4)], {"axis": 0}),
+               ([(2, 5), Input((3,), "int64", -5, 5)], {"axis": 1}),  # x in the fused group's scratch
+               ([Input((9,), "int64", -50, 50, static=True), Input((4, 3), "int64", 0, 9)], {"axis": 0})],
+    **{op: [([Input((2, 3, 4), "float32", -2, 3), Input((2, 3, 4), "float32", -2, 3)], {}),
+            ([Input((4, 5), "int64", 0, 4), Input((5,), "int64", 0, 4)], {}),
+            ([Input((3, 1), "bool"), Input((1, 4), "bool")], {})]
+       for op in ("eq", "ne", "lt", "le", "gt", "ge")},
+    "logical_not": [([Input((3, 5), "bool")], {}), ([Input((4, 6), "int64", -1, 2)], {})],
+    **{op: [([Input((3, 5), "bool"), Input((3, 5), "bool")], {}),
+            ([Input((2, 1, 4), "float32", -1, 2), Input((3, 4), "int32", 0, 2)], {})]
+       for op in ("logical_and", "logical_or")},
+    "where": [([Input((2, 3, 4), "bool"), (2, 3, 4), (2, 3, 4)], {}),
+              ([Input((3, 1), "bool"), (3, 5), (5,)], {}),
+              ([Input((4, 6), "bool"), Input((4, 6), "int64", -9, 9), Input((1,), "int64", -9, 9)], {})],
+    **{op: [([(2, 3, 4, 5)], {"axes": (2, 3)}), ([Input((4, 10), "float32", 0, 3)], {"axes": (1,), "keepdims": True}),
+            ([Input((2, 3, 4), "int64", -5, 5)], {"axes": (0, 2)}), ([(3, 6)], {"axes": (0,)})]
+       for op in ("max", "min")},
+    **{op: [([Input((4, 10), "float32", 0, 3)], {"axis": 1}), ([(2, 3, 4, 5)], {"axis": 1, "keepdims": True}),
+            ([Input((3, 7), "int64", 0, 4)], {"axis": 0}), ([(2, 3, 6)], {"axis": -1})]
+       for op in ("argmax", "argmin")},
+    "conv_transpose2d": [([(2, 3, 5, 5), (3, 4, 2, 2), (4,)], {"stride": 2}),
+                         ([(1, 4, 6, 5), (4, 3, 3, 3)], {"stride": 2, "padding": 1, "output_padding": 1}),
+                         ([(1, 4, 5, 5), (4, 2, 3, 3), (4,)], {"stride": 2, "dilation": 2, "groups": 2}),
+                         ([(1, 3, 4, 6), (3, 5, 3, 2)], {"padding": ((1, 0), (0, 1)), "stride": (1, 3),
+                                                         "output_padding": (0, 2)})],
+    "resize2d": [([(2, 3, 5, 6)], {"size": (10, 12)}),
+                 ([(1, 2, 7, 5)], {"size": (4, 9), "mode": "nearest_exact"}),
+                 ([(1, 2, 5, 6)], {"size": (11, 13), "mode": "bilinear", "align_corners": True}),
+                 ([(2, 2, 6, 5)], {"size": (9, 3), "mode": "bilinear", "scales": (1.5, 0.7)}),
+                 ([(1, 3, 4, 4)], {"size": (8, 7), "mode": "nearest", "scales": (2.0, 1.75)})],
+    # Recurrent layers (ops/recurrent.py), weights static as in a model; lstm/gru reach the device
+    # as dense + lstm_recurrence/gru_recurrence. H = 80 / 90: more than 256 gate columns.
+    "lstm": [([(5, 3, 8), (3, 16), (3, 16), Input((64, 8), static=True), Input((64, 16), static=True),
+               Input((64,), static=True), Input((64,), static=True)], {}),
+             ([(4, 1, 6), (1, 80), (1, 80), Input((320, 6), static=True), Input((320, 80), static=True)],
+              {"reverse": True})],
+    "gru": [([(5, 3, 8), (3, 16), Input((48, 8), static=True), Input((48, 16), static=True),
+              Input((48,), static=True), Input((48,), static=True)], {"reverse": True}),
+            ([(4, 2, 6), (2, 90), Input((270, 6), static=True), Input((270, 90), static=True)], {})],
+    "lstm_recurrence": [([(5, 3, 64), (3, 16), (3, 16), Input((64, 16), static=True), Input((64,), static=True)], {}),
+                        ([(3, 2, 40), (2, 10), (2, 10), Input((40, 10), static=True)], {"reverse": True})],
+    "gru_recurrence": [([(5, 3, 48), (3, 16), Input((48, 16), static=True), Input((48,), static=True)],
+                        {"reverse": True}),
+                       ([(3, 1, 30), (1, 10), Input((30, 10), static=True)], {})],
 }

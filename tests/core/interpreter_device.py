@@ -29,6 +29,9 @@ FUSIBLE = frozenset({
     "minimum", "pow", "batch_norm", "dropout", "identity", "cast", "max_pool2d", "avg_pool2d",
     "adaptive_avg_pool2d", "softmax", "log_softmax", "mean", "sum", "concat", "transpose", "pad", "slice",
     "conv2d", "dense", "matmul",
+    "gather", "eq", "ne", "lt", "le", "gt", "ge", "logical_not", "logical_and", "logical_or", "where",
+    "max", "min", "argmax", "argmin",
+    "conv_transpose2d", "resize2d",
 })
 
 
@@ -46,7 +49,8 @@ class InterpreterDevice(Device):
     name = "interp"
 
     def __init__(self, local_bytes: int = 1 << 20) -> None:
-        self._caps = DeviceCapabilities(vector_width=1, fusible_ops=FUSIBLE, local_bytes=local_bytes)
+        self._caps = DeviceCapabilities(vector_width=1, fusible_ops=FUSIBLE, local_bytes=local_bytes,
+                                        recurrent_ops=frozenset({"lstm_recurrence", "gru_recurrence"}))
         self.loads = 0
 
     def availability(self) -> Availability:

@@ -7,6 +7,7 @@ import pytest
 
 from sol.debug import run_reference
 from sol.ir import Graph, TensorType
+from sol.passes import affine
 from sol.plugins import roles
 
 from graphs import conv_bn_relu_pool, randn
@@ -32,8 +33,18 @@ def test_inference_passes_fold_batchnorm_and_drop_dropout() -> None:
 
 def test_training_keeps_batchnorm_and_dropout() -> None:
     g = conv_bn_relu_pool()
-    _run_passes(g, training=True)
-    assert "batch_norm" in _ops(g) and "dropout" in _ops(g)
+    weights = {p.name: p.data for p in g.params}
+    x = randn(*g.inputs[0].shape)
+    want = run_reference(g, [x])[0]
+    applied = _run_passes(g, training=True)
+    assert "dropout" in _ops(g)
+    # Not folded into the convolution: the late pass writes BatchNorm's formula as element-wise
+    # ops that read the statistics and weights at run time (they may be trained inputs).
+    assert "fold_batchnorm" not in applied and "batchnorm_to_elementwise" in applied
+    conv = next(n for n in g.nodes if n.op == "conv2d")
+    assert conv.inputs[1].data is weights[conv.inputs[1].name]
+    assert {"rsqrt", "sub", "mul"} <= set(_ops(g))
+    np.testing.assert_allclose(run_reference(g, [x])[0], want, rtol=1e-4, atol=1e-5)
 
 
 def test_batchnorm_without_foldable_producer_becomes_affine() -> None:
@@ -141,3 +152,70 @@ def test_an_identity_transpose_between_input_and_output_is_kept() -> None:
     g.outputs = [g.add_node("transpose", [a], {"perm": (1, 0)}).output]
     _run_passes(g)
     assert _ops(g) == ["transpose"] and g.outputs[0].producer is g.nodes[0]
+
+
+# --- per-channel affine chains folded into conv / dense (Keras 3's decomposed BatchNormalization) ---
+
+
+def _keras_style_bn(g: Graph, y: Graph | object, channels: int, shape: tuple[int, ...]) -> object:
+    """``y * (gamma * rsqrt(var + eps)) + (beta - mean * gamma * rsqrt(var + eps))``, the ops
+    Keras 3 writes for inference BatchNormalization, on parameters of ``shape``."""
+    mean, gamma, beta = (g.add_param(n, randn(channels).reshape(shape)) for n in ("mean", "gamma", "beta"))
+    var = g.add_param("var", (np.abs(randn(channels)) + 0.5).reshape(shape))
+    eps = g.add_const(np.float32(1e-3))
+    inv = g.add_node("mul", [g.add_node("rsqrt", [g.add_node("add", [var, eps]).output]).output, gamma]).output
+    shift = g.add_node("sub", [beta, g.add_node("mul", [mean, inv]).output]).output
+    return g.add_node("add", [g.add_node("mul", [y, inv]).output, shift]).output  # type: ignore[list-item]
+
+
+def test_keras_style_batchnorm_after_conv_folds_into_its_weights() -> None:
+    g = Graph()
+    x = g.add_input("x", TensorType((2, 3, 6, 6)))
+    w, b = g.add_param("w", randn(4, 3, 3, 3)), g.add_param("b", randn(4))
+    y = g.add_node("conv2d", [x, w, b], {"padding": ((1, 1), (1, 1))}).output
+    g.outputs = [g.add_node("relu", [_keras_style_bn(g, y, 4, (1, 4, 1, 1))]).output]  # type: ignore[list-item]
+    xv = randn(2, 3, 6, 6)
+    want = run_reference(g, [xv])[0]
+    assert "fold_affine" in _run_passes(g)
+    assert _ops(g) == ["conv2d", "add", "relu"]
+    np.testing.assert_allclose(run_reference(g, [xv])[0], want, rtol=1e-4, atol=1e-5)
+
+
+def test_affine_chain_after_dense_with_sub_div_neg_and_scalars() -> None:
+    """Every step kind, per-channel and scalar, operand on either side, folded in float64."""
+    g = Graph()
+    x = g.add_input("x", TensorType((3, 4, 6)))
+    y = g.add_node("dense", [x, g.add_param("w", randn(5, 6))]).output
+    y = g.add_node("mul", [g.add_param("s", randn(5)), y]).output
+    y = g.add_node("sub", [g.add_const(np.float32(0.5)), y]).output  # 0.5 - y
+    y = g.add_node("div", [y, g.add_param("d", np.abs(randn(1, 5)) + 1)]).output
+    y = g.add_node("neg", [y]).output
+    y = g.add_node("sub", [y, g.add_param("t", randn(5))]).output
+    g.outputs = [g.add_node("tanh", [y]).output]
+    xv = randn(3, 4, 6)
+    want = run_reference(g, [xv])[0]
+    _run_passes(g)
+    assert _ops(g) == ["dense", "add", "tanh"]
+    np.testing.assert_allclose(run_reference(g, [xv])[0], want, rtol=1e-4, atol=1e-5)
+
+
+def test_affine_is_not_folded_where_it_would_change_the_result() -> None:
+    """A second reader of the unscaled value, a per-pixel (not per-channel) operand, an operand
+    computed at run time, a zero divisor: each chain stops there."""
+    g = Graph()
+    x = g.add_input("x", TensorType((2, 3, 4, 4)))
+    other = g.add_input("other", TensorType((1, 4, 1, 1)))
+
+    def conv() -> object:
+        return g.add_node("conv2d", [x, g.add_param("w", randn(4, 3, 1, 1))]).output
+
+    shared = conv()
+    outs = [g.add_node("mul", [shared, g.add_param("s", randn(1, 4, 1, 1))]).output, shared]
+    outs.append(g.add_node("mul", [conv(), g.add_param("p", randn(1, 1, 4, 4))]).output)  # type: ignore[list-item]
+    outs.append(g.add_node("mul", [conv(), other]).output)  # type: ignore[list-item]
+    outs.append(g.add_node("div", [conv(), g.add_param("z", np.zeros((4, 1, 1), np.float32))]).output)  # type: ignore[list-item]
+    g.outputs = outs  # type: ignore[assignment]
+    before = _ops(g)
+    assert not affine.fold_into_producer(g)
+    assert _ops(g) == before
+

@@ -127,6 +127,28 @@ def test_groups_never_form_a_cycle() -> None:
     _check_numerics(g, plan)
 
 
+def test_no_cycle_through_a_group_that_gained_a_producer_after_being_read() -> None:
+    # The shape of a BatchNorm backward: the per-channel group P is read (through a reshape)
+    # before it takes a node depending on sum(a); a later node of a's group that reads the
+    # reshape must not join a's group, which would then wait for itself.
+    g = Graph()
+    x = g.add_input("x", TensorType((2, 3, 4, 4)))
+    y = g.add_input("y", TensorType((3,)))
+    a = g.add_node("mul", [x, x]).output
+    s = g.add_node("sum", [a], {"axes": (0, 2, 3), "keepdims": False}).output
+    p = g.add_node("add", [y, g.add_const(np.float32(1.0))]).output
+    r = g.add_node("reshape", [p], {"shape": (3, 1, 1)}).output
+    q = g.add_node("mul", [p, s]).output
+    g.outputs = [g.add_node("mul", [a, r]).output, q]
+    plan = _plan(g, library=False)
+    produced: set = set(g.inputs) | set(g.consts)
+    for grp in plan.groups:
+        assert all(v in produced for v in grp.inputs), f"{grp.label} runs before its inputs exist"
+        produced.update(grp.outputs)
+        produced.update(v for n in grp.nodes for v in n.outputs)
+    _check_numerics(g, plan)
+
+
 def test_op_no_device_can_run_names_op_and_source() -> None:
     from sol.errors import UnsupportedOpError
 

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import sol
-from sol.errors import SolError, UnsupportedOpError
+from sol.errors import UnsupportedOpError
 from sol_pytorch.importer import SolTrainingModeWarning, import_module
-from sol_pytorch.wrapper import SolModule, TrainingNotSupportedError
+from sol_pytorch.wrapper import SolModule
 
 from zoo import mlp, small_resnet
 
@@ -162,18 +162,21 @@ def test_non_contiguous_input_gives_the_right_result(device: str) -> None:
         _same(fast(x), model(x))
 
 
-def test_inference_only_inputs_requiring_grad_raise_a_clear_error(device: str) -> None:
+def test_eval_mode_inputs_requiring_grad_get_gradients(device: str) -> None:
     model = nn.Linear(4, 2).eval()
     fast = sol.optimize(model, (3, 4), device=device)
     x = torch.rand(3, 4)
-    out = fast(x)  # grad mode on, parameters require grad: still an inference result
+    out = fast(x)  # eval mode, no input requires grad: the inference program
     assert not out.requires_grad
     _same(out, model(x).detach())
-    with pytest.raises(TrainingNotSupportedError, match=r"input 0 \(input\) requires grad.*later version"):
-        fast(x.requires_grad_())
+    x_sol, x_eager = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = fast(x_sol)  # an input requires grad: eval-mode behaviour, differentiable
+    _same(out, model(x_eager))
+    out.sum().backward()
+    model(x_eager).sum().backward()
+    _same(x_sol.grad, x_eager.grad)
     with torch.no_grad():
         _same(fast(x), model(x))
-    assert isinstance(TrainingNotSupportedError("x"), RuntimeError)
 
 
 # --- errors at import -------------------------------------------------------------------------
@@ -212,10 +215,10 @@ def test_unsupported_op_names_the_op_module_and_source_line(device: str) -> None
 
 
 def test_unsupported_use_of_a_supported_op_says_why() -> None:
-    model = nn.Sequential(nn.ConvTranspose2d(3, 2, 2)).eval()
-    with pytest.raises(UnsupportedOpError, match=r"aten\.convolution.*\[transposed convolution.*model\.0 "
-                                                 r"\(ConvTranspose2d\)"):
-        import_module(model, (torch.Size([1, 3, 4, 4]),), {})
+    model = nn.Sequential(nn.ConvTranspose3d(3, 2, 2)).eval()  # 2-D ones compile; 3-D: aten.convolution
+    with pytest.raises(UnsupportedOpError, match=r"aten\.convolution.*\[3-D transposed convolution.*model\.0 "
+                                                 r"\(ConvTranspose3d\)"):
+        import_module(model, (torch.Size([1, 3, 4, 4, 4]),), {})
 
 
 def test_every_unsupported_op_is_listed_also_downstream_of_another() -> None:
@@ -242,24 +245,32 @@ def test_in_place_buffer_update_in_forward_is_refused() -> None:
 # --- training mode ----------------------------------------------------------------------------
 
 
-def test_training_mode_model_warns_compiles_eval_behaviour_and_keeps_its_modes(device: str) -> None:
+def test_training_false_on_a_training_mode_model_warns_compiles_eval_behaviour_and_keeps_its_modes(
+        device: str) -> None:
     model = nn.Sequential(nn.Linear(5, 5), nn.BatchNorm1d(5), nn.Dropout(0.5), nn.ReLU())
     model.train()
     model[3].eval()  # a mixed-mode model: each submodule's mode must come back as it was
     x = torch.rand(4, 5)
-    with pytest.warns(SolTrainingModeWarning, match=r"sol compiles eval-mode behaviour; training support comes "
-                                                    r"later; call model.eval\(\) to silence") as record:
-        fast = sol.optimize(model, x, device=device)
+    message = r"training mode, but sol compiles its eval-mode behaviour here \(training=False\); call model.eval"
+    with pytest.warns(SolTrainingModeWarning, match=message) as record:
+        fast = sol.optimize(model, x, device=device, training=False)
     assert record.pop(SolTrainingModeWarning).filename == __file__, "the warning points at the user's call"
     assert [m.training for m in model.modules()] == [True, True, True, True, False]
+    assert not fast.training, "the returned module is in the mode it was compiled for"
     model.eval()
     with torch.no_grad():
         _same(fast(x), model(x))
 
 
-def test_training_option_is_refused_until_supported(device: str) -> None:
-    with pytest.raises(SolError, match=r"does not support training yet"):
-        sol.optimize(nn.Linear(2, 2), (1, 2), device=device, training=True)
+def test_training_option_puts_an_eval_mode_model_in_training_mode(device: str) -> None:
+    model = nn.Sequential(nn.Linear(2, 3), nn.Dropout(0.5)).eval()
+    fast = sol.optimize(model, (4, 2), device=device, training=True)
+    assert fast.training and model.training and model[1].training
+    x = torch.rand(4, 2)
+    torch.manual_seed(3)
+    got = fast(x)
+    torch.manual_seed(3)
+    _same(got, model(x))
 
 
 # --- the graph and the returned module --------------------------------------------------------

@@ -84,6 +84,80 @@ case("conv1d", "k3-p1", nn.Conv1d(4, 6, 3, padding=1), r(2, 4, 11))
 case("conv1d", "s2-groups2-nobias", nn.Conv1d(4, 6, 3, stride=2, groups=2, bias=False), r(2, 4, 11))
 case("conv1d", "unbatched-dilation2", nn.Conv1d(4, 6, 3, dilation=2), r(4, 11))
 
+# --- transposed convolution, upsampling, group / instance norm (decoder models: U-Net) ---------
+for _name, _kw in {
+    "k2-s2": dict(kernel_size=2, stride=2),
+    "k3-s2-p1-op1": dict(kernel_size=3, stride=2, padding=1, output_padding=1),
+    "k3-s2-op1-nopad": dict(kernel_size=3, stride=2, output_padding=1),
+    "groups2-nobias": dict(kernel_size=3, padding=1, groups=2, bias=False),
+    "dilation2": dict(kernel_size=3, dilation=2, padding=1),
+    "k(3,2)-s(2,1)-op(1,0)": dict(kernel_size=(3, 2), stride=(2, 1), output_padding=(1, 0)),
+    "s3-dil2-op2": dict(kernel_size=2, stride=3, dilation=2, output_padding=2),
+}.items():
+    case("conv_transpose2d", _name, nn.ConvTranspose2d(4, 6, **_kw), r(2, 4, 5, 6))
+case("conv_transpose2d", "depthwise-k4-s2-p1", nn.ConvTranspose2d(4, 4, 4, 2, 1, groups=4), r(2, 4, 5, 6))
+case("conv_transpose2d", "unbatched", nn.ConvTranspose2d(4, 3, 3, 2), r(4, 5, 6))
+_DECONV = nn.ConvTranspose2d(4, 5, 3, 2, 1)
+case("conv_transpose2d", "then-relu-add", lambda x: torch.relu(_DECONV(x)) + 1.0, r(1, 4, 5, 6))
+case("conv_transpose2d", "1d-s2-p1-op1", nn.ConvTranspose1d(4, 6, 3, stride=2, padding=1, output_padding=1),
+     r(2, 4, 7))
+case("weight_input", "conv_transpose2d", lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1), r(1, 4, 5, 5),
+     r(4, 3, 3, 3))
+case("weight_input", "convolution-transposed", lambda x, w, b: torch.ops.aten.convolution(
+    x, w, b, [2, 2], [1, 1], [1, 1], True, [1, 1], 2), r(1, 4, 5, 5), r(4, 3, 3, 3), r(6))
+
+for _name, _fn in {
+    "Upsample-nearest-x2": nn.Upsample(scale_factor=2),
+    "nearest-size": lambda x: F.interpolate(x, size=(7, 13)),
+    "nearest-scale-1.5": lambda x: F.interpolate(x, scale_factor=1.5),
+    "nearest-scale-(0.5,2.5)": lambda x: F.interpolate(x, scale_factor=(0.5, 2.5)),
+    "nearest-exact-scale-1.7": lambda x: F.interpolate(x, scale_factor=1.7, mode="nearest-exact"),
+    "nearest-exact-size": lambda x: F.interpolate(x, size=(4, 9), mode="nearest-exact"),
+    "bilinear-x2": nn.Upsample(scale_factor=2, mode="bilinear"),
+    "bilinear-x2-align-corners": nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
+    "bilinear-size": lambda x: F.interpolate(x, size=(9, 4), mode="bilinear"),
+    "bilinear-size-align-corners": lambda x: F.interpolate(x, size=(11, 13), mode="bilinear", align_corners=True),
+    "bilinear-scale-1.7-recompute": lambda x: F.interpolate(x, scale_factor=1.7, mode="bilinear",
+                                                            recompute_scale_factor=True),
+    "bilinear-scale-0.6": lambda x: F.interpolate(x, scale_factor=0.6, mode="bilinear"),
+    "UpsamplingNearest2d": nn.UpsamplingNearest2d(size=(8, 8)),
+    "UpsamplingBilinear2d": nn.UpsamplingBilinear2d(scale_factor=3),
+    "aten-nearest-default-scales": lambda x: torch.ops.aten.upsample_nearest2d.default(x, [10, 9], 2.0, 1.5),
+    "aten-bilinear-default": lambda x: torch.ops.aten.upsample_bilinear2d.default(x, [8, 9], False, None, None),
+    "aten-nearest-exact-default": lambda x: torch.ops.aten._upsample_nearest_exact2d.default(x, [8, 8], None, None),
+    "bilinear-then-relu-mul": lambda x: torch.relu(F.interpolate(x, scale_factor=2, mode="bilinear")) * 2,
+}.items():
+    case("upsample", _name, _fn, r(2, 3, 5, 6))
+case("upsample", "nearest-uint8-image", lambda x: F.interpolate(x, scale_factor=(2, 1.5)),
+     torch.randint(0, 256, (1, 3, 5, 6), dtype=torch.uint8))
+
+
+def _affine(m: nn.Module) -> nn.Module:
+    """Non-trivial affine parameters (the defaults, ones and zeros, would hide a mix-up) and,
+    where tracked, running statistics."""
+    with torch.no_grad():
+        m.weight.uniform_(0.5, 1.5)
+        m.bias.uniform_(-0.5, 0.5)
+        if getattr(m, "running_mean", None) is not None:
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return m
+
+
+for _groups in (1, 2, 3, 6):
+    case("group_norm", f"groups{_groups}", _affine(nn.GroupNorm(_groups, 6)), r(2, 6, 5, 4) * 3 + 1)
+case("group_norm", "no-affine-eps", nn.GroupNorm(2, 6, eps=1e-3, affine=False), r(2, 6, 5, 4))
+case("group_norm", "3d-input", lambda x: F.group_norm(x, 3, eps=1e-4), r(2, 6, 7))
+case("group_norm", "aten-native_group_norm", lambda x, w, b: torch.ops.aten.native_group_norm(
+    x, w, b, 2, 6, 20, 3, 1e-5)[0], r(2, 6, 5, 4), r(6), r(6))
+case("group_norm", "conv-gn-silu", nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), _affine(nn.GroupNorm(4, 8)), nn.SiLU()),
+     r(2, 3, 6, 6))
+case("group_norm", "instance_norm", nn.InstanceNorm2d(6), r(2, 6, 5, 4))
+case("group_norm", "instance_norm-affine", _affine(nn.InstanceNorm2d(6, affine=True)), r(2, 6, 5, 4))
+case("group_norm", "instance_norm-running-stats", _affine(nn.InstanceNorm2d(6, track_running_stats=True, affine=True)),
+     r(2, 6, 5, 4))
+case("group_norm", "instance_norm-1d", nn.InstanceNorm1d(6), r(2, 6, 7))
+
 # --- dense and matrix products ----------------------------------------------------------------
 case("linear", "2d", nn.Linear(16, 8), r(5, 16))
 case("linear", "3d", nn.Linear(16, 8), r(2, 3, 16))

@@ -247,6 +247,50 @@ static int check(const char* name) {
       }
     return report(name);
   }
+  if (!strcmp(name, "_vel_vld_vssl")) { /* lane i <- the 8 bytes at addr + i * stride (bytes) */
+    static uint64_t src[256 * 3 + 8];
+    for (int i = 0; i < (int)(sizeof src / sizeof src[0]); ++i) src[i] = next_u64();
+    const long strides[] = {8, 16, 0, -8};
+    for (int s = 0; s < 4; ++s)
+      for (int k = 0; k < NVLS; ++k) {
+        const int vl = VLS[k];
+        const uint64_t* base = src + 256 * 2 + 4;  /* room below for the negative stride */
+        const __vr r = _vel_vld_vssl(strides[s], base, vl);
+        for (int i = 0; i < vl; ++i)
+          if (r.e[i] != base[i * strides[s] / 8] && failures++ < 10) printf("%s vl=%d lane %d differs\n", name, vl, i);
+        undefined_from(name, vl, &r, vl);
+      }
+    return report(name);
+  }
+  if (!strcmp(name, "_vel_vaddul_vsvl")) { /* 64-bit unsigned sy + vz, wrapping */
+    for (int k = 0; k < NVLS; ++k) {
+      const int vl = VLS[k];
+      const unsigned long sy = next_u64();
+      const __vr vz = random_vr();
+      const __vr r = _vel_vaddul_vsvl(sy, vz, vl);
+      for (int i = 0; i < vl; ++i)
+        if (r.e[i] != (uint64_t)(sy + vz.e[i]) && failures++ < 10) printf("%s vl=%d lane %d differs\n", name, vl, i);
+      undefined_from(name, vl, &r, vl);
+    }
+    return report(name);
+  }
+  if (!strcmp(name, "_vel_vgtu_vvssl")) { /* lane i <- the float at the address in lane i */
+    static float src[1024];
+    for (int i = 0; i < 1024; ++i) src[i] = random_float();
+    for (int k = 0; k < NVLS; ++k) {
+      const int vl = VLS[k];
+      __vr addr;
+      int idx[SOL_VEL_LANES];
+      for (int i = 0; i < SOL_VEL_LANES; ++i) {
+        idx[i] = (int)(next_u64() % 1024);
+        addr.e[i] = (uint64_t)(uintptr_t)(src + idx[i]);
+      }
+      const __vr r = _vel_vgtu_vvssl(addr, 0, 0, vl);
+      for (int i = 0; i < vl; ++i) same(name, vl, i, up(r.e[i]), src[idx[i]]);
+      undefined_from(name, vl, &r, vl);
+    }
+    return report(name);
+  }
   if (!strcmp(name, "fault")) { /* an invalid vl is recorded, not a crash */
     const __vr a = random_vr();
     const __vr r = _vel_vfadds_vvvl(a, a, 257);

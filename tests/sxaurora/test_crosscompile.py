@@ -75,7 +75,7 @@ def test_ir_network_compiles_to_vector_code(name: str) -> None:
 
 
 @pytest.mark.skipif(not HAVE_TORCH, reason="the PyTorch frontend (sol-frontend-pytorch, torch) is not installed")
-@pytest.mark.parametrize("name", ["SeedNet", "mlp", "small_resnet_b1"])
+@pytest.mark.parametrize("name", ["SeedNet", "mlp", "small_resnet_b1", "small_unet", "small_unet_bilinear"])
 def test_pytorch_model_compiles_to_vector_code(name: str) -> None:
     import torch
 

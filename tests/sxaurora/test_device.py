@@ -339,3 +339,26 @@ def test_sol_inspect_prints_labelled_estimates() -> None:
     assert "; estimate " in out.stdout and "roofline on VE Type 20B" in out.stdout
     assert "an estimate" in out.stdout and "not a measurement" in out.stdout
     assert "host<->device transfer" in out.stdout
+
+
+@pytest.mark.parametrize("variant", ["vel", "ncc"])
+def test_group_feeding_the_next_only_through_the_arena_is_not_dropped(
+        variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: GCC 12's interprocedural analysis removed the call of a transpose group whose
+    only effect was its store into the arena, read by the convolution after it (all-NaN output
+    in the emulation). Group functions are now opaque to IPA (noipa)."""
+    from sol.ir import Graph, TensorType
+
+    monkeypatch.setenv("SOL_VE_VARIANT", variant)
+    g = Graph("arena_chain")
+    x = g.add_input("x", TensorType((2, 5, 4, 4)))
+    r = g.add_node("relu", [x]).output
+    c = g.add_node("concat", [x, r], {"axis": 2}).output
+    t = g.add_node("transpose", [c], {"perm": (0, 3, 1, 2)}).output
+    w = g.add_param("w", randn(3, 4, 3, 3))
+    g.outputs = [g.add_node("conv2d", [t, w], {"padding": 1}).output]
+    xs = [randn(2, 5, 4, 4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = compile_graph(g, "ve")(*xs)[0]
+    np.testing.assert_allclose(got, run_reference(g, xs)[0], rtol=1e-4, atol=1e-4)

@@ -42,6 +42,9 @@ SIGNATURES = {
     "_vel_vfsqrts_vvl": "__vr r = _vel_vfsqrts_vvl(a, vl);",
     "_vel_vand_vsvl": "__vr r = _vel_vand_vsvl(0x7fffffff00000000UL, a, vl);",
     "_vel_vfsums_vvl": "__vr r = _vel_vfsums_vvl(a, vl);",
+    "_vel_vld_vssl": "__vr r = _vel_vld_vssl(8L, p, vl);",
+    "_vel_vaddul_vsvl": "__vr r = _vel_vaddul_vsvl(8UL, a, vl);",
+    "_vel_vgtu_vvssl": "__vr r = _vel_vgtu_vvssl(a, 0UL, 0UL, vl);",
 }
 
 

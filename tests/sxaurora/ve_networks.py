@@ -29,10 +29,16 @@ def torch_models() -> dict[str, tuple[Callable[[], Any], tuple[int, ...]]]:
     """name -> (model factory, input shape)."""
     from torch import nn
 
-    from zoo import SeedNet, mlp, randomize_batchnorm, small_resnet
+    from zoo import SeedNet, mlp, randomize_batchnorm, small_resnet, unet
 
     def resnet() -> nn.Module:
         return randomize_batchnorm(small_resnet().eval())
 
+    def small_unet(bilinear: bool) -> Callable[[], nn.Module]:
+        # Transposed convolutions (a generated kernel) or bilinear resizing (vector gathers).
+        return lambda: randomize_batchnorm(unet(3, 2, base=8, bilinear=bilinear).eval())
+
     return {"SeedNet": (lambda: SeedNet().eval(), (1, 512, 13, 13)), "mlp": (lambda: mlp().eval(), (16, 64)),
-            "small_resnet_b1": (resnet, (1, 3, 32, 32)), "small_resnet_b3": (resnet, (3, 3, 32, 32))}
+            "small_resnet_b1": (resnet, (1, 3, 32, 32)), "small_resnet_b3": (resnet, (3, 3, 32, 32)),
+            "small_unet": (small_unet(False), (2, 3, 32, 32)),
+            "small_unet_bilinear": (small_unet(True), (2, 3, 32, 32))}

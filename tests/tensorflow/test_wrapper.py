@@ -117,6 +117,9 @@ def test_bad_inputs_raise_naming_expected_and_given(opt: SolKerasModel, x: np.nd
         tf.function(lambda t: opt(t))(tf.zeros((3, 6, 6, 2)))
 
 
-def test_training_is_refused_with_a_clear_error(model: keras.Model, x: np.ndarray) -> None:
-    with pytest.raises(sol.errors.SolError, match="inference only"):
-        sol.optimize(model, x, device="x86", training=True)
+def test_optimize_for_training_makes_every_call_differentiable(model: keras.Model, x: np.ndarray) -> None:
+    opt = sol.optimize(model, x, device="x86", training=True)  # tests/tensorflow/test_training.py: the rest
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(opt(x) ** 2)
+    grads = tape.gradient(loss, opt.trainable_variables)
+    assert all(g is not None for g in grads)

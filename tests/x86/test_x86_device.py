@@ -131,9 +131,38 @@ def test_conv_to_conv_keeps_the_library_layout_in_between(tmp_path: Path, monkey
     y = g.add_node("conv2d", [y, g.add_param("w2", randn(32, 16, 3, 3) * 0.2)], {"padding": 1, "stride": 2}).output
     g.outputs = [g.add_node("sigmoid", [y]).output]
     text = _source(tmp_path, monkeypatch, g)
-    assert "net->op0.link_to(net->op1" in text
+    assert "net->op0.keep_native({{sol::LibraryOp::Reader::SRC, &net->op1}}" in text
     lines = compile_graph(g, "x86").info["libraries"].splitlines()
     assert lines[0].startswith("G0: ") and "output kept" in lines[0] and "input kept" in lines[1], lines
+
+
+def _residual_block(also_plain_reader: bool) -> Graph:
+    """a = relu(conv(x)); out = relu(conv(conv(a)) + a): ``a`` is one convolution's input and
+    another's residual-sum operand (a ResNet basic block); optionally also a fused group's input."""
+    g = Graph("residual_block_plain" if also_plain_reader else "residual_block")
+    x = g.add_input("x", TensorType((2, 16, 12, 12)))
+    a = g.add_node("conv2d", [x, g.add_param("w1", randn(16, 16, 3, 3) * 0.2)], {"padding": 1}).output
+    a = g.add_node("relu", [a]).output
+    b = g.add_node("conv2d", [a, g.add_param("w2", randn(16, 16, 3, 3) * 0.2)], {"padding": 1}).output
+    b = g.add_node("relu", [b]).output
+    c = g.add_node("conv2d", [b, g.add_param("w3", randn(16, 16, 3, 3) * 0.2)], {"padding": 1}).output
+    c = g.add_node("relu", [g.add_node("add", [c, a]).output]).output
+    g.outputs = [c]
+    if also_plain_reader:  # a generated loop nest reads ``a`` too: it must be in the plain layout
+        g.outputs.append(g.add_node("sigmoid", [a]).output)
+    return g
+
+
+@pytest.mark.parametrize("also_plain_reader", [False, True], ids=["convolutions-only", "and-a-fused-reader"])
+def test_a_tensor_read_as_input_and_residual_stays_in_the_library_layout(also_plain_reader: bool) -> None:
+    # Every reader of ``a`` a convolution wanting its layout: kept, including as the residual the
+    # third convolution's sum post-op adds to; any other reader: converted to plain as before.
+    lines = _check(_residual_block(also_plain_reader)).info["libraries"].splitlines()  # type: ignore[attr-defined]
+    first, second, third = lines[:3]
+    assert ("output kept" in first) != also_plain_reader, lines
+    assert ("input kept" in second) != also_plain_reader, lines
+    assert ("residual kept" in third) != also_plain_reader, lines
+    assert "input kept" in third, lines
 
 
 def test_large_constants_are_passed_at_load_time_not_inlined(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -144,3 +173,29 @@ def test_large_constants_are_passed_at_load_time_not_inlined(tmp_path: Path, mon
     g.outputs = [g.add_node("mul", [y, g.add_const(np.float32(0.5))]).output]
     text = _source(tmp_path, monkeypatch, g)
     assert "0.5f" in text and len(text) < 20000  # the scalar is a literal, the table is not
+
+
+def test_library_ops_run_on_a_thread_other_than_the_creating_one() -> None:
+    """oneDNN's default scratchpad is tied to the thread that created the primitive; a network
+    called from another thread (TensorFlow's numpy_function workers, serving threads) crashed in
+    a convolution with run-time weights. Primitives now use the network's own scratchpad."""
+    g = Graph("threads")
+    x = g.add_input("x", TensorType((4, 16, 12, 12)))
+    w_rt = g.add_input("w", TensorType((16, 16, 3, 3)))  # run-time weights: gemm-based conv
+    w = g.add_param("w2", randn(32, 16, 3, 3) * 0.2)  # fixed weights: blocked layout + reorders
+    y = g.add_node("conv2d", [x, w_rt], {"padding": 1}).output
+    y = g.add_node("relu", [y]).output
+    y = g.add_node("conv2d", [y, w], {"padding": 1, "stride": 2}).output
+    gw = g.add_node("conv2d_backward_weight", [x, y],
+                    {"shape": (32, 16, 3, 3), "padding": 1, "stride": 2}).output
+    g.outputs = [y, gw]
+    program = compile_graph(g, "x86")
+    xs = [randn(4, 16, 12, 12), randn(16, 16, 3, 3) * 0.2]
+    want = run_reference(g, xs)
+    got: list[list[np.ndarray]] = []
+    t = threading.Thread(target=lambda: got.append(program(*xs)))
+    t.start()
+    t.join()
+    assert got, "the call on the worker thread raised"
+    for a, b in zip(got[0], want):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

@@ -98,6 +98,116 @@ def test_zoo_model_matches_pytorch(name: str, batch: int) -> None:
     torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3 * scale)
 
 
+def _bert_inputs(batch: int, seq: int = 32, vocab: int = 1000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """int64 token ids, token types (second half of each sequence is segment B) and an attention
+    mask where every sequence but the first is padded at its end (the first is padded at batch 1)."""
+    gen = torch.Generator().manual_seed(batch)
+    ids = torch.randint(1, vocab, (batch, seq), generator=gen)
+    types = torch.zeros(batch, seq, dtype=torch.int64)
+    types[:, seq // 2:] = 1
+    mask = torch.ones(batch, seq, dtype=torch.int64)
+    for i in range(batch):
+        pad = 3 * i if batch > 1 else 5
+        if pad:
+            mask[i, seq - pad:] = 0
+            ids[i, seq - pad:] = 0  # the padding token
+    return ids, types, mask
+
+
+@functools.cache
+def _bert(mask_mode: str) -> nn.Module:
+    """BERT reduced to hidden 256, 4 heads, 2 layers, vocabulary 1000 (architecture unchanged)."""
+    torch.manual_seed(0)
+    model = zoo.bert_encoder(vocab_size=1000, hidden=256, num_layers=2, num_heads=4, max_position=64,
+                             mask_mode=mask_mode)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.LayerNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+@pytest.mark.parametrize("mask_mode", ["additive", "masked_fill"])
+@pytest.mark.parametrize("batch", [1, 8])
+def test_bert_encoder_matches_pytorch(batch: int, mask_mode: str) -> None:
+    """Token model: int64 ids through embeddings (gather), a padding mask through comparisons
+    and where/masked_fill, both outputs (sequence and pooled) against eager."""
+    model = _bert(mask_mode)
+    ids, types, mask = _bert_inputs(batch)
+    fast = sol.optimize(model, ids, types, mask, device="x86", fallback=False)
+    with torch.no_grad():
+        want = model(ids, types, mask)
+        got = fast(ids, types, mask)
+        unmasked = model(ids, types, torch.ones_like(mask))[0]
+    assert [w.shape for w in want] == [(batch, 32, 256), (batch, 256)]
+    # The mask matters: padding changes what the padded sequences attend to.
+    assert float((want[0] - unmasked).abs().max()) > 1e-2
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-3, atol=1e-3 * float(w.abs().max()))
+
+
+LANGUAGE_MODELS = {"lstm_lm": zoo.lstm_language_model, "gru_lm": zoo.gru_language_model}
+
+
+@functools.cache
+def _language_model(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    return LANGUAGE_MODELS[name]().eval()
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("name", sorted(LANGUAGE_MODELS))
+def test_language_model_matches_pytorch(name: str, batch: int) -> None:
+    """word_language_model's RNNModel (vocabulary 1000, embedding/hidden 256, 2 layers, 35
+    steps): embedding (gather), the recurrent layers as loops over time, decoder, log-softmax;
+    log-probabilities and the final state against eager."""
+    model = _language_model(name)
+    tokens = torch.randint(0, 1000, (35, batch), generator=torch.Generator().manual_seed(batch))
+    fast = sol.optimize(model, tokens, device="x86", fallback=False)
+    with torch.no_grad():
+        want = model(tokens)
+        got = fast(tokens)
+    assert want[0].shape == (35 * batch, 1000)
+    for g, w in zip(torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(want)):
+        torch.testing.assert_close(g, w, rtol=1e-3, atol=1e-3 * float(w.abs().max()))
+    # log-probabilities are about -log(1000) each: compare what tells the tokens apart too.
+    centred = [lp - lp.mean(dim=1, keepdim=True) for lp in (got[0], want[0])]
+    scale = float(centred[1].abs().max())
+    assert float((centred[1] - centred[1][0]).abs().max()) > 0.1 * scale  # depends on the input
+    torch.testing.assert_close(centred[0], centred[1], rtol=1e-3, atol=1e-3 * scale)
+
+
+UNETS = {"unet": False, "unet_bilinear": True}  # name: bilinear upsampling instead of ConvTranspose2d
+
+
+@functools.cache
+def _unet(name: str) -> nn.Module:
+    """Full-width U-Net (base 64: 64-1024 channels), 2 classes, on 64x64 images."""
+    torch.manual_seed(0)
+    return _randomize(zoo.unet(3, 2, base=64, bilinear=UNETS[name]), 64)
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("name", list(UNETS))
+def test_unet_matches_pytorch(name: str, batch: int) -> None:
+    """Decoder path: 2x2 stride-2 transposed convolutions (oneDNN deconvolution) or bilinear
+    upsampling (align_corners=True) fused with its neighbours, skip concatenations, per-pixel
+    class scores against eager."""
+    model = _unet(name)
+    x = torch.rand(batch, 3, 64, 64, generator=torch.Generator().manual_seed(batch))
+    fast = sol.optimize(model, x, device="x86", fallback=False)
+    with torch.no_grad():
+        want = model(x)
+        got = fast(x)
+    assert want.shape == (batch, 2, 64, 64)
+    scale = float(want.abs().max())
+    assert float((want - want.mean()).abs().max()) > 0.01 * scale  # not a constant map
+    if batch > 1:
+        assert float((want - want[0]).abs().max()) > 0.01 * scale
+    torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3 * scale)
+
+
 def test_googlenet_aux_heads_only_in_training() -> None:
     model = zoo.googlenet(10)
     x = torch.rand(2, 3, 64, 64)
@@ -122,3 +232,4 @@ def test_factories_build_the_published_sizes() -> None:
     assert count(zoo.efficientnet_b0()) == 5_288_548
     assert count(zoo.convnext_tiny()) == 28_589_128
     assert count(zoo.vit_b_16()) == 86_567_656
+    assert count(zoo.bert_encoder()) == 109_482_240  # bert-base-uncased with its pooler

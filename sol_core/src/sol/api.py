@@ -101,11 +101,15 @@ def optimize(model: Any, *example_inputs: Any, device: str | None = None, traini
 
     ``example_inputs``: example tensors or shapes (e.g. ``x.size()``), one per model input.
     ``device``: a device name (``"x86"``, ...); default ``sol.device.get()``.
+    ``training``: compile for training (gradients, training-mode behaviour) or for inference;
+    default: the model's own mode, as the frontend reports it.
     """
     frontend = frontend_for(model)
+    if training is None:  # follow the model: one being trained is compiled for training
+        training = frontend.training_mode(model)
     options = dict(options, training=training)
     graph = frontend.import_graph(model, example_inputs, options)
-    program = compile_graph(graph, device, training=bool(training), options=options)
+    program = compile_graph(graph, device, training=training, options=options)
     return frontend.wrap(program, model, graph)
 
 

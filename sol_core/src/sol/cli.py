@@ -1,4 +1,6 @@
-"""The ``sol`` command: plugins, inspect, cache."""
+"""The ``sol`` command: plugins, inspect, cache, and the subcommands installed plugins add
+(``sol_register_commands``). Imports no framework itself: ``sol inspect`` imports the user's
+model module, which brings its own."""
 
 from __future__ import annotations
 
@@ -62,6 +64,11 @@ def _inspect(args: argparse.Namespace) -> int:
 
     model = _load_model(args.model)
     shapes = [tuple(int(d) for d in s.split(",")) for s in args.input]
+    if args.profile:
+        from sol.profiling import profile
+
+        print(profile(model, *shapes, device=args.device, runs=args.runs))
+        return 0
     report = explain(model, *shapes, device=args.device)
     print(report)
     if args.dot:
@@ -81,6 +88,25 @@ def _cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _plugin_commands() -> list[Any]:
+    """Commands registered by plugins; a plugin whose registration fails costs its own commands,
+    not the CLI (``sol plugins`` must still run to show what is installed)."""
+    from sol.plugins import commands
+
+    try:
+        return list(commands())
+    except Exception as exc:  # a broken plugin must not take the whole CLI down
+        print(f"sol: warning: plugin commands unavailable: {exc}", file=sys.stderr)
+        return []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sol", description="sol: transparent neural-network acceleration")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,11 +116,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--input", action="append", required=True, help="input shape, e.g. 8,3,224,224 (repeat per input)")
     p.add_argument("--device", default=None)
     p.add_argument("--dot", default=None, help="write the fused graph as Graphviz DOT here")
+    p.add_argument("--profile", action="store_true",
+                   help="compile with per-group timers, run on random inputs and print each group's time, "
+                        "FLOPs, bytes, GFLOP/s, GB/s and fraction of this machine's roofline")
+    p.add_argument("--runs", type=_positive, default=10, help="--profile: timed runs (default 10)")
     c = sub.add_parser("cache", help="show or clear the compile cache")
     c.add_argument("action", choices=["info", "clear"], nargs="?", default="info")
+    commands = {"plugins": _plugins, "inspect": _inspect, "cache": _cache}
+    for cmd in _plugin_commands():
+        sp = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        cmd.configure(sp)
+        commands[cmd.name] = cmd.run
     args = parser.parse_args(argv)
     try:
-        return {"plugins": _plugins, "inspect": _inspect, "cache": _cache}[args.command](args)
+        return commands[args.command](args)
     except Exception as exc:  # the CLI reports; a traceback helps nobody here
         from sol.errors import SolError
 

@@ -26,3 +26,8 @@ class CompileError(SolError):
 
 class DeviceUnavailableError(SolError):
     """The requested device cannot run here; says why."""
+
+
+class IndexOutOfRangeError(SolError, IndexError):
+    """An index read at run time (a gather's token id) lies outside its axis; an IndexError too,
+    as the frameworks raise for the same input."""

@@ -29,7 +29,12 @@ class Explanation:
                  f"workspace {m.arena_bytes / 2**20:.2f} MiB (one buffer per tensor: {m.naive_bytes / 2**20:.2f} MiB)"]
         for g in p.groups:
             how = {GroupKind.LIBRARY: f"library {g.backend}", GroupKind.FUSED: "generated loop nest",
-                   GroupKind.ALIAS: "alias (no code)"}[g.kind]
+                   GroupKind.ALIAS: "alias (no code)", GroupKind.RECURRENT: "sequential loop"}[g.kind]
+            if g.kind is GroupKind.RECURRENT and g.recurrent is not None:
+                r = g.recurrent
+                how += (f" over {r.steps} steps{' (reverse)' if r.reverse else ''}, per step: "
+                        f"h[{r.batch}x{r.hidden}] @ W_hh^T -> {r.batch}x{r.gates * r.hidden}, "
+                        f"then one fused {r.cell} cell pass over {r.batch}x{r.hidden}")
             if g.kind is GroupKind.FUSED and g.kernel is not None:
                 k = g.kernel
                 how += f", depth-first over {'x'.join(map(str, k.outer_shape)) or '1'}"
@@ -43,7 +48,8 @@ class Explanation:
             for i, n in enumerate(g.nodes):
                 role = "epilogue " if g.kind is GroupKind.LIBRARY and i > 0 else ""
                 src = f"  <- {n.source}" if n.source else ""
-                lines.append(f"        #{i + 1} {role}{n.op} -> {n.outputs[0].type}{src}")
+                outs = ", ".join(str(v.type) for v in n.outputs)
+                lines.append(f"        #{i + 1} {role}{n.op} -> {outs}{src}")
         if self.estimates:
             total = sum(e.seconds for e in self.estimates.values())
             basis = next(iter(self.estimates.values())).basis

@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from sol.commands import CommandRegistry
     from sol.ir import Graph
     from sol.ops.registry import OpRegistry
     from sol.passes.manager import PassRegistry
     from sol.planner.plan import Plan
     from sol.program import Program
     from sol.roles import BackendRegistry, DeviceRegistry, FrontendRegistry
+    from sol.roofline import Ceilings
 
 hookspec = pluggy.HookspecMarker("sol")
 
@@ -64,6 +66,13 @@ def sol_register_backends(registry: BackendRegistry) -> None:
     """
 
 
+@hookspec
+def sol_register_commands(registry: CommandRegistry) -> None:
+    """Add subcommands to the ``sol`` command line: ``registry.register(MyCommand())`` with a
+    :class:`sol.commands.Command`. Called when the CLI starts (and by ``sol plugins``), so the
+    hook and the command's module must import nothing heavy; do that in ``Command.run``."""
+
+
 # --- Phase 2: optimize (once per ``optimize`` call) --------------------------------------------
 
 
@@ -80,3 +89,14 @@ def sol_plan_ready(plan: Plan) -> None:
 @hookspec
 def sol_program_loaded(program: Program) -> None:
     """Called when a compiled program is loaded on its device and ready to run."""
+
+
+# --- Phase 3: reports (on request) -------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def sol_measure_ceilings(device: str) -> Ceilings | None:
+    """Measure this machine's peak rates for ``device`` (e.g. SGEMM throughput and memory
+    bandwidth) for roofline reports such as ``sol inspect --profile``; return None if this
+    plugin cannot measure that device. The first answer wins; core caches it per machine
+    (:mod:`sol.roofline`), so this runs once, not per report."""

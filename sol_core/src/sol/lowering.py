@@ -280,6 +280,21 @@ class GroupLowering:
                                       for j, (lo, hi) in enumerate(a["pads"][depth:]) if lo or hi) or "true"
             s["value"] = repr(float(a["value"]))
             macro = "pad"
+        elif node.op in ("gather", "max", "min", "argmax", "argmin"):
+            from sol import lowering_index
+
+            macro, fields = lowering_index.lower(self, node, depth)
+            s.update(fields)
+        elif node.op in _GRAD_OPS:
+            from sol import lowering_grad
+
+            macro, fields = lowering_grad.lower(self, node, depth)
+            s.update(fields)
+        elif node.op == "resize2d":
+            from sol import lowering_spatial
+
+            macro, fields = lowering_spatial.lower(node, depth)
+            s.update(fields)
         else:
             raise SolError(f"no loop lowering for I/O-bound op {node.op!r}")
         return OpStage("op", macro, self._comment(node), s)
@@ -302,6 +317,11 @@ class GroupLowering:
             out_st[d] = out_st_kept[j]
         return {"contiguous": False, "dims": [{"extent": e} for e in inner], "in_offset": _linear(in_st),
                 "out_offset": _linear(out_st) , "out_numel": numel(y.shape[depth:]), "scale": repr(scale)}
+
+
+# Backward ops lowered by sol.lowering_grad (kept in step with lowering_grad.OPS by a test).
+_GRAD_OPS = ("max_pool2d_backward", "max_pool2d_select", "gather_backward", "conv2d_backward_data",
+             "conv2d_backward_weight")
 
 
 def _linear(strides: list[int]) -> str:

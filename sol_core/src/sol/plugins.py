@@ -45,11 +45,13 @@ class Roles:
     devices: Any = None
     backends: Any = None
     passes: Any = None
+    commands: Any = None
 
 
 _pm: pluggy.PluginManager | None = None
 _records: dict[str, PluginRecord] = {}
 _roles: Roles | None = None
+_commands: Any = None
 
 
 def _api_ok(spec: str) -> bool:
@@ -142,7 +144,7 @@ def register(plugin: ModuleType | object, name: str | None = None) -> None:
     Must happen before the first optimize/explain; :func:`reset` starts over.
     """
     manager()
-    if _roles is not None:
+    if _roles is not None or _commands is not None:
         raise PluginError("plugins must be registered before sol first uses its roles; call sol.plugins.reset() first")
     _register(plugin, str(name or getattr(plugin, "__name__", type(plugin).__name__)))
     assert _pm is not None
@@ -151,8 +153,8 @@ def register(plugin: ModuleType | object, name: str | None = None) -> None:
 
 def reset() -> None:
     """Forget all plugins and registries (tests)."""
-    global _pm, _roles
-    _pm, _roles = None, None
+    global _pm, _roles, _commands
+    _pm, _roles, _commands = None, None, None
     _records.clear()
     from sol.ops import registry as ops_registry_module
 
@@ -194,8 +196,22 @@ def roles() -> Roles:
     _call_each("sol_register_devices", r.devices, "device")
     _call_each("sol_register_backends", r.backends, "backend")
     _call_each("sol_register_passes", r.passes, "passes")
+    r.commands = commands()
     _roles = r
     return r
+
+
+def commands() -> Any:
+    """The CLI subcommands plugins registered (a :class:`sol.commands.CommandRegistry`). Needs
+    only the plugin manager, not the other roles, so the CLI starts without loading ops."""
+    global _commands
+    if _commands is None:
+        from sol.commands import CommandRegistry
+
+        registry = CommandRegistry()
+        _call_each("sol_register_commands", registry, "command")
+        _commands = registry
+    return _commands
 
 
 def records() -> list[PluginRecord]:

@@ -14,6 +14,7 @@ import numpy as np
 from sol.ir import TensorType
 
 Runner = Callable[[list[np.ndarray]], list[np.ndarray]]
+Profiler = Callable[[], Sequence[float] | None]
 
 
 class Program:
@@ -29,6 +30,7 @@ class Program:
         runner: Runner,
         info: dict[str, Any] | None = None,
         keepalive: Any = None,
+        profiler: Profiler | None = None,
     ) -> None:
         self.name = name
         self.device = device
@@ -38,6 +40,25 @@ class Program:
         self._runner = runner
         self.info = dict(info or {})
         self._keepalive = keepalive  # e.g. the loaded library, which must outlive calls
+        self._profiler = profiler
+        # Per input, (shape, NumPy dtype) for the per-call fast check; None where the dtype has no
+        # NumPy equivalent (then every call takes the general check).
+        try:
+            expected: list[tuple[tuple[int, ...], np.dtype]] | None = [
+                (tuple(t.shape), np.dtype(t.dtype)) for t in self.input_types]
+        except TypeError:
+            expected = None
+        self._expected = expected
+
+    def group_seconds(self) -> list[float] | None:
+        """Seconds spent in each planned group since the program was loaded, indexed by group id
+        (``plan.groups[i].id``), summed over all calls; None unless the program was built with
+        ``profile=True`` on a device that times its groups. Callers take differences between
+        two readings, so the device never needs to reset its counters."""
+        if self._profiler is None:
+            return None
+        seconds = self._profiler()
+        return None if seconds is None else [float(s) for s in seconds]
 
     def check_inputs(self, arrays: Sequence[Any]) -> None:
         """Raise TypeError/ValueError naming expected and given if the inputs don't fit."""
@@ -58,6 +79,14 @@ class Program:
                 raise ValueError(f"{label}: expected shape {t.shape}, got {shape}")
 
     def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        # The common case, C-contiguous NumPy arrays of the compiled shapes and dtypes, is
+        # recognised in a few attribute reads: on small networks at batch 1 the general
+        # check's string work costs as much as the network itself.
+        expected = self._expected
+        if expected is not None and len(arrays) == len(expected) and all(
+                type(a) is np.ndarray and a.shape == s and a.dtype == d and a.flags.c_contiguous
+                for a, (s, d) in zip(arrays, expected)):
+            return self._runner(list(arrays))
         self.check_inputs(arrays)
         return self._runner([np.ascontiguousarray(a) for a in arrays])
 

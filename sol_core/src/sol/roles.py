@@ -37,6 +37,9 @@ class DeviceCapabilities:
     ``fusible_ops``: ops the device's templates can render inside a depth-first fused group.
     ``local_bytes``: budget for one fused group's per-iteration scratch (planes kept in cache).
     ``min_parallel``: outer iterations wanted to keep all cores/SMs busy.
+    ``recurrent_ops``: execution-order-constrained ops (``lstm_recurrence``, ``gru_recurrence``)
+    the device renders as a RECURRENT group: a loop over time around a per-step ``h @ W_hh^T``
+    and one fused cell kernel, described by :class:`sol.planner.plan.RecurrentKernel`.
     """
 
     vector_width: int
@@ -44,6 +47,7 @@ class DeviceCapabilities:
     local_bytes: int = 256 * 1024
     min_parallel: int = 1
     preferred_layout: str = "nchw"
+    recurrent_ops: frozenset[str] = frozenset()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -91,6 +95,11 @@ class Frontend(abc.ABC):
     def wrap(self, program: Program, model: Any, graph: Graph) -> Any:
         """Return a framework-native object that runs ``program`` like ``model`` ran."""
 
+    def training_mode(self, model: Any) -> bool:
+        """Whether ``model`` is in training mode, for ``optimize(..., training=None)``: a model the
+        user is training is compiled for training (a framework without modes: False)."""
+        return False
+
 
 class Device(abc.ABC):
     """A place programs run: assembled from renderer, compiler and runtime (tinygrad-style)."""
@@ -110,7 +119,11 @@ class Device(abc.ABC):
 
     @abc.abstractmethod
     def render(self, plan: Plan) -> Source:
-        """Generate the network's source from the plan (templates shipped with the plugin)."""
+        """Generate the network's source from the plan (templates shipped with the plugin).
+
+        Each group says how it runs: LIBRARY (``group.anchor`` + ``group.epilogue``), FUSED
+        (``group.kernel``), ALIAS (no code) or RECURRENT (``group.recurrent``, a loop over time;
+        only for ops the device lists in ``capabilities.recurrent_ops``)."""
 
     @abc.abstractmethod
     def load(self, artifact: Path, plan: Plan, source: Source) -> Program:

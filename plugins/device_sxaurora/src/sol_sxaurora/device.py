@@ -15,7 +15,14 @@ from sol_sxaurora.render import NetworkRenderer, elementwise_ops
 
 # I/O-bound ops with a loop template in ops_ncc.j2 / ops_vel.j2 (element-wise ones: elementwise.j2).
 IO_OPS = frozenset({"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "softmax", "log_softmax", "mean", "sum",
-                    "concat", "transpose", "pad", "slice"})
+                    "concat", "transpose", "pad", "slice", "gather", "max", "min", "argmax", "argmin",
+                    "resize2d"})
+
+# Backward ops (sol.ops.grad_ops): loop templates in ops_ncc.j2 (no VE library has them).
+IO_OPS = IO_OPS | {"max_pool2d_backward", "max_pool2d_select", "gather_backward", "conv2d_backward_data",
+                   "conv2d_backward_weight"}
+# Execution-order-constrained ops rendered as a loop over time (recurrent_ncc.j2 / recurrent_vel.j2).
+RECURRENT_OPS = frozenset({"lstm_recurrence", "gru_recurrence"})
 VECTOR_LANES = 256
 CORES = 8
 L2_BYTES = 256 * 1024  # per core: the budget for one fused group's per-iteration scratch
@@ -58,7 +65,7 @@ class VeDevice(Device):
     @property
     def capabilities(self) -> DeviceCapabilities:
         return DeviceCapabilities(vector_width=VECTOR_LANES, fusible_ops=elementwise_ops() | IO_OPS,
-                                  local_bytes=L2_BYTES, min_parallel=CORES,
+                                  local_bytes=L2_BYTES, min_parallel=CORES, recurrent_ops=RECURRENT_OPS,
                                   extra={"cores": CORES, "variant": cc.default_variant()})
 
     @property

@@ -145,6 +145,35 @@ def conv_context(group: Group, sym: Callable[[Value], str], prep: Prepared, epil
     return s
 
 
+def deconv_context(group: Group, sym: Callable[[Value], str], prep: Prepared, epilogue: Epilogue,
+                   variant: str) -> dict[str, Any]:
+    """Transposed convolution in gather form: output channels on the lanes, as for conv2d; an
+    output pixel sums the taps (i, j) whose source position (oh + pt - i*dh) / sh (and likewise
+    for columns) is a whole input pixel. In the vel variant a block shares each weight load
+    between ``BLOCK`` pixels of one row spaced ``sw`` apart: they have the same taps, at
+    consecutive input columns."""
+    node = group.anchor
+    x, w = node.inputs[0], node.inputs[1]
+    y = node.output
+    a = node.attrs
+    (pt, _), (pl, _) = a["padding"]
+    n, c, h, wd = x.shape
+    _, og, kh, kw = w.shape
+    groups = a["groups"]
+    sw = a["stride"][1]
+    s = {"op": "deconv", "N": n, "C": c, "H": h, "W": wd, "O": og * groups, "OH": y.shape[2], "OW": y.shape[3],
+         "G": groups, "CG": c // groups, "OG": og, "kh": kh, "kw": kw, "sh": a["stride"][0], "sw": sw,
+         "dh": a["dilation"][0], "dw": a["dilation"][1], "pt": pt, "pl": pl, "x": sym(x), "wp": prep_ptr(prep),
+         "bias": sym(node.inputs[2]) if len(node.inputs) == 3 else None, "OB": -(-og // VLEN), "block": BLOCK}
+    if variant == "vel":
+        s["epilogue"] = [epilogue.vel(f"a{p}", ["n", "o0", "oh", f"ow + {p * sw}" if p else "ow"])
+                         for p in range(BLOCK)]
+        s["spill"] = epilogue.calls
+    else:
+        s["epilogue"] = epilogue.ncc("acc", ["n", "o0", "oh", "ow"])
+    return s
+
+
 def gemm_context(group: Group, sym: Callable[[Value], str], prep: Prepared | None, epilogue: Epilogue,
                  variant: str) -> dict[str, Any]:
     """dense: x (..., K) @ W(N, K)^T [+ b]; matmul: A (..., M, K) @ B (..., K, N), batch dims

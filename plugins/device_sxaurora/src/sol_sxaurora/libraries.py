@@ -18,7 +18,7 @@ from sol.ir import Graph, Node, Value, ValueKind
 from sol.ops.registry import LayerClass, registry
 from sol.roles import Backend
 
-ANCHORS = ("conv2d", "dense", "matmul")
+ANCHORS = ("conv2d", "conv_transpose2d", "dense", "matmul")
 
 
 def is_static(v: Value) -> bool:
@@ -43,7 +43,7 @@ class GeneratedKernels(Backend):
     def claims(self, node: Node, graph: Graph) -> bool:
         if node.op not in ANCHORS or not _float32(node):
             return False
-        if node.op == "conv2d":
+        if node.op in ("conv2d", "conv_transpose2d"):
             return node.inputs[0].type.rank == 4
         return True
 

@@ -52,6 +52,16 @@ def node_flops(node: Node) -> float:
         n, o, oh, ow = y.shape
         _, cg, kh, kw = node.inputs[1].shape
         return 2.0 * n * o * oh * ow * cg * kh * kw + (y.type.numel if len(node.inputs) == 3 else 0)
+    if node.op == "conv_transpose2d":  # every input pixel meets every weight of its group
+        n, c, h, w = node.inputs[0].shape
+        _, og, kh, kw = node.inputs[1].shape
+        return 2.0 * n * c * h * w * og * kh * kw + (y.type.numel if len(node.inputs) == 3 else 0)
+    if node.op == "resize2d":
+        return 9.0 * y.type.numel if a["mode"] == "bilinear" else 0.0
+    if node.op in ("lstm_recurrence", "gru_recurrence"):  # per step: h @ W_hh^T, then the gates
+        w_hh = node.inputs[3 if node.op == "lstm_recurrence" else 2]
+        per_unit = 4 * _TRANSCENDENTAL["sigmoid"] if node.op == "lstm_recurrence" else 3 * _TRANSCENDENTAL["sigmoid"]
+        return 2.0 * y.type.numel * w_hh.shape[0] + float(y.type.numel * (per_unit + 6))
     if node.op == "dense":
         k = node.inputs[0].shape[-1]
         return 2.0 * y.type.numel * k + (y.type.numel if len(node.inputs) == 3 else 0)
@@ -63,7 +73,7 @@ def node_flops(node: Node) -> float:
         return float(node.inputs[0].type.numel)
     if node.op in ("softmax", "log_softmax"):
         return float(y.type.numel * (3 + _TRANSCENDENTAL["exp"]))
-    if node.op in ("concat", "transpose", "reshape", "identity", "dropout"):
+    if node.op in ("concat", "transpose", "reshape", "identity", "dropout", "gather"):
         return 0.0
     if node.op == "batch_norm":
         return 2.0 * y.type.numel
@@ -74,11 +84,23 @@ def _bytes(values: list[Value]) -> int:
     return sum(v.type.nbytes for v in dict.fromkeys(values))
 
 
+def _unread_table_bytes(group: Group) -> int:
+    """A gather reads only the rows its indices pick (an embedding lookup touches a few rows of
+    a large table): the bytes of a table that only gathers read, less the rows they copy."""
+    saved = 0
+    for table in dict.fromkeys(n.inputs[0] for n in group.nodes if n.op == "gather"):
+        readers = [n for n in group.nodes if table in n.inputs]
+        if all(n.op == "gather" and n.inputs[0] is table and table not in n.inputs[1:] for n in readers):
+            copied = sum(n.outputs[0].type.nbytes for n in readers)
+            saved += max(table.type.nbytes - copied, 0)
+    return saved
+
+
 def estimate(group: Group, plan: Plan, ve: VectorEngine = TYPE_20B) -> Estimate | None:
     if group.kind is GroupKind.ALIAS:
         return None
     flops = sum(node_flops(n) for n in group.nodes)
-    moved = _bytes(group.inputs + group.outputs)
+    moved = _bytes(group.inputs + group.outputs) - _unread_table_bytes(group)
     single = all(v.dtype != "float64" for v in group.outputs)
     compute = flops / (ve.fp32_flops if single else ve.fp64_flops)
     memory = moved / ve.hbm_bytes_per_s
@@ -87,6 +109,8 @@ def estimate(group: Group, plan: Plan, ve: VectorEngine = TYPE_20B) -> Estimate 
         bound += ", exceeds LLC"
     parallel = group.kind is GroupKind.LIBRARY or (group.kernel is not None and group.kernel.outer_size > 1)
     seconds = max(compute, memory) + (ve.parallel_start_s if parallel else 0.0)
+    if group.recurrent is not None:  # the steps run one after another: two parallel loops per step
+        seconds += 2 * group.recurrent.steps * ve.parallel_start_s
     return Estimate(seconds, ve.basis, flops=flops, bytes=float(moved), bound=bound)
 
 

@@ -25,7 +25,7 @@ from sol.ir import Node, Value
 from sol.lowering import CTYPES, GroupLowering, PointwiseStage, ctype, elementwise_renderer, numel
 from sol.planner.plan import Group, GroupKind, Plan, Storage
 from sol.roles import Source
-from sol_sxaurora import kernels
+from sol_sxaurora import kernels, recurrent
 from sol_sxaurora.libraries import is_static
 from sol_sxaurora.vectorize import VectorCode, VectorOp, load, store
 
@@ -168,7 +168,7 @@ class NetworkRenderer:
 
     def library(self, g: Group) -> dict[str, Any]:
         anchor = g.anchor
-        lane_axis = 1 if anchor.op == "conv2d" else anchor.output.type.rank - 1
+        lane_axis = 1 if anchor.op in ("conv2d", "conv_transpose2d") else anchor.output.type.rank - 1
         epi = kernels.Epilogue(g, self.sym, self.comment, self.scalar,
                                self.vector if self.variant == "vel" else None, lane_axis)
         if anchor.op == "conv2d":
@@ -177,6 +177,12 @@ class NetworkRenderer:
             groups = anchor.attrs["groups"]
             prep = self.prepare(w, "conv", {"G": groups, "OG": o // groups, "CG": cg, "kh": kh, "kw": kw})
             s = kernels.conv_context(g, self.sym, prep, epi, self.variant)
+        elif anchor.op == "conv_transpose2d":
+            w = anchor.inputs[1]
+            c, og, kh, kw = w.shape
+            groups = anchor.attrs["groups"]
+            prep = self.prepare(w, "deconv", {"G": groups, "OG": og, "CG": c // groups, "kh": kh, "kw": kw})
+            s = kernels.deconv_context(g, self.sym, prep, epi, self.variant)
         elif anchor.op == "dense":
             w = anchor.inputs[1]
             prep = self.prepare(w, "dense", {"N": w.shape[0], "K": w.shape[1]})
@@ -191,6 +197,19 @@ class NetworkRenderer:
         return {"kind": "library", "label": g.label, "id": g.id, "title": self.title(g), "decls": self._decls(g),
                 "comment": self.comment(1, anchor), "code": code, "per_call": per_call}
 
+    def recurrent(self, g: Group) -> dict[str, Any]:
+        """A loop over time (sol_sxaurora.recurrent); W_hh is prepared like a dense weight."""
+        ctx = recurrent.context(self, g)
+        module = environment(PACKAGE).get_template(f"recurrent_{self.variant}.j2").module
+        k = g.recurrent
+        assert k is not None
+        prep = ctx["prep"]
+        return {"kind": "recurrent", "label": g.label, "id": g.id, "decls": self._decls(g),
+                "title": (f"sequential loop ({g.layer_class.value}) over {k.steps} steps: #1 {g.nodes[0].op}; "
+                          f"per step h @ W_hh^T and one fused {k.cell} cell pass"),
+                "comment": self.comment(1, g.nodes[0]), "code": str(module.recurrence(ctx)),  # type: ignore[attr-defined]
+                "per_call": [prep] if prep.per_call else []}
+
     # --- network ----------------------------------------------------------------------------
     def render(self) -> Source:
         p = self.plan
@@ -200,6 +219,8 @@ class NetworkRenderer:
                 groups.append(self.fused(g))
             elif g.kind is GroupKind.LIBRARY:
                 groups.append(self.library(g))
+            elif g.kind is GroupKind.RECURRENT:
+                groups.append(self.recurrent(g))
         consts = []
         for i, c in enumerate(p.graph.consts):
             flat = np.asarray(c.data).reshape(-1)

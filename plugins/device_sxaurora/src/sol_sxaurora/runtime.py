@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sol.errors import SolError
+from sol.errors import IndexOutOfRangeError, SolError
 from sol.planner.plan import Plan
 from sol.program import Program
 from sol_sxaurora.offload import DeviceBuffer, OffloadProcess
@@ -84,8 +84,10 @@ class NetworkOnDevice:
         with proc.lock:  # one set of device buffers: calls on one network are serialized
             for buf, a in zip(self.inputs, inputs):
                 proc.write(buf, a)
-            if proc.call(self.lib, "sol_forward", self.handle, self.in_table, self.out_table, self.err, ERR_LEN) != 0:
-                raise SolError(f"sol ve: {self.name} failed on {proc.description}: {self._message()}")
+            rc = proc.call(self.lib, "sol_forward", self.handle, self.in_table, self.out_table, self.err, ERR_LEN)
+            if rc != 0:
+                error = IndexOutOfRangeError if rc == 2 else SolError  # 2: a gather index out of range
+                raise error(f"sol ve: {self.name} failed on {proc.description}: {self._message()}")
             for buf, out in zip(self.outputs, outputs):
                 proc.read(buf, out)
         return outputs

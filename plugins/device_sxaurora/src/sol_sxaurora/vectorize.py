@@ -100,7 +100,9 @@ class VectorCode:
         names = {a: f"s{i}_{op.out}" for i, a in enumerate(dict.fromkeys(op.args))}
         spills = {r: f"k_{r}_{op.out}" for r in live}
         lines = [f"__vr {op.out};  {op.comment} (no VE instruction: scalar per lane)", "{"]
-        for reg, buf in {**names, **spills}.items():
+        # A register can be both an operand and live afterwards: it then needs both buffers (the
+        # operand's is overwritten with the result), so the two maps are not merged.
+        for reg, buf in [*names.items(), *spills.items()]:
             lines.append(f"  float {buf}[256];")
             lines.append(f"  _vel_vstu_vssl({reg}, {FLOAT_BYTES}L, {buf}, vl);")
         expr = self.scalar(op.node, [f"{names[a]}[l]" for a in op.args], "float")

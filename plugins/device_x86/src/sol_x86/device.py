@@ -16,7 +16,16 @@ from sol_x86 import render, runtime
 # I/O-bound ops with a loop template in ops.j2 (element-wise ones come from elementwise.j2); slice
 # uses the transpose loops.
 IO_OPS = frozenset({"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "softmax", "log_softmax", "mean", "sum",
-                    "concat", "transpose", "pad", "slice"})
+                    "concat", "transpose", "pad", "slice", "gather", "max", "min", "argmax", "argmin",
+                    "resize2d"})
+
+# Backward ops (sol.ops.grad_ops) with loop templates in ops.j2; oneDNN takes the convolution
+# gradients when it is installed, the loops run them otherwise.
+IO_OPS = IO_OPS | {"max_pool2d_backward", "max_pool2d_select", "gather_backward", "conv2d_backward_data",
+                   "conv2d_backward_weight"}
+
+# Execution-order-constrained ops rendered as a loop over time (templates/recurrent.j2).
+RECURRENT_OPS = frozenset({"lstm_recurrence", "gru_recurrence"})
 
 
 def physical_cores() -> int:
@@ -56,7 +65,8 @@ class X86Device(Device):
         macros = environment(render.PACKAGE).get_template("elementwise.j2").module
         elementwise = {name for name in dir(macros) if not name.startswith("_")}
         return DeviceCapabilities(vector_width=width, fusible_ops=frozenset(elementwise | IO_OPS),
-                                  local_bytes=192 * 1024, min_parallel=physical_cores())
+                                  local_bytes=192 * 1024, min_parallel=physical_cores(),
+                                  recurrent_ops=RECURRENT_OPS)
 
     @property
     def compiler(self) -> Compiler:

@@ -34,6 +34,9 @@ _BINARY = {"add": "binary_add", "sub": "binary_sub", "mul": "binary_mul", "div":
            "maximum": "binary_max", "minimum": "binary_min"}
 _COMMUTATIVE = {"add", "mul", "maximum", "minimum"}
 _FLT_MAX = 3.4028234663852886e38
+# NCHW ops whose channel axis is 1 (post-op operands broadcast per channel there).
+_SPATIAL = ("conv2d", "conv_transpose2d")
+_CONV_BACKWARD = ("conv2d_backward_data", "conv2d_backward_weight")
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ def post_op(anchor: Node, chain: list[Node], node: Node) -> PostOp | None:
     padded = (1,) * (rank - other.type.rank) + other.shape
     if len(padded) != rank:
         return None
-    channel = 1 if anchor.op == "conv2d" else rank - 1
+    channel = 1 if anchor.op in _SPATIAL else rank - 1
     dims = library_dims(anchor)
     per_channel = (anchor.op != "matmul" and padded[channel] == out[channel]
                    and all(d == 1 for i, d in enumerate(padded) if i != channel))
@@ -122,7 +125,7 @@ def post_op(anchor: Node, chain: list[Node], node: Node) -> PostOp | None:
     if not per_channel:
         return None
     bdims = [1] * len(dims)
-    bdims[1 if anchor.op == "conv2d" else len(dims) - 1] = out[channel]
+    bdims[1 if anchor.op in _SPATIAL else len(dims) - 1] = out[channel]
     return PostOp("binary", _BINARY[node.op], operand=other, dims=tuple(bdims))
 
 
@@ -192,8 +195,10 @@ class OneDNNBackend(Backend):
     def claims(self, node: Node, graph: Graph) -> bool:
         if any(v.dtype != "float32" for v in node.inputs) or node.output.dtype != "float32":
             return False
-        if node.op == "conv2d":
+        if node.op in _SPATIAL:  # conv_transpose2d: oneDNN's deconvolution primitive
             return node.inputs[0].type.rank == 4
+        if node.op in _CONV_BACKWARD:  # training: oneDNN's convolution backward primitives
+            return True
         if node.op == "dense":
             return node.output.type.rank <= 6
         if node.op == "matmul":
@@ -201,4 +206,6 @@ class OneDNNBackend(Backend):
         return False
 
     def absorbs(self, anchor: Node, chain: list[Node], node: Node, graph: Graph) -> bool:
+        if anchor.op in _CONV_BACKWARD:  # oneDNN's backward primitives take no post-ops
+            return False
         return post_op(anchor, chain, node) is not None

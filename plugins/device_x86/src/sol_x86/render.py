@@ -14,7 +14,8 @@ from sol.ir import Node, Value
 from sol.lowering import CTYPES, GroupLowering, ctype, elementwise_renderer, numel
 from sol.planner.plan import Group, GroupKind, Plan, Storage
 from sol.roles import Source
-from sol_x86.libraries import PostOp, epilogue, library_dims
+from sol_x86 import recurrent
+from sol_x86.libraries import PostOp, epilogue, find_onednn, library_dims
 
 PACKAGE = "sol_x86"
 ONEDNN_HEADER = "sol_x86_onednn.hpp"
@@ -23,6 +24,8 @@ PARALLEL_MIN_WORK = 16384
 # Constants up to this many elements are literals in the source (the compiler can fold them);
 # larger ones are handed over at load time with the parameters, keeping the source small.
 INLINE_CONST_MAX = 64
+# Library ops computing NCHW tensors oneDNN may hold in a blocked layout between groups.
+_CONV_OPS = ("conv2d", "conv_transpose2d")
 
 
 def _literal(x: Any, dtype: str) -> str:
@@ -138,6 +141,19 @@ class NetworkRenderer:
                     f"net->scratch);")
             run = f"net.op{g.id}.run({self.sym(x)}, {self.sym(result)}, {bin_cpp}, {residual}, net.scratch{w_run});"
             cls = "Conv"
+        elif anchor.op == "conv_transpose2d":
+            a = anchor.attrs
+            (pt, pb), (pl, pr) = a["padding"]
+            oph, opw = a["output_padding"]
+            # output_padding extends the bottom/right edge: oneDNN's right padding less that much.
+            init = (f"net->op{g.id}.init({_dims(x.shape)}, {_dims(w.shape)}, {_dims(anchor.output.shape)}, "
+                    f"{_dims(a['stride'])}, {_dims([d - 1 for d in a['dilation']])}, {_dims((pt, pl))}, "
+                    f"{_dims((pb - oph, pr - opw))}, {a['groups']}, {w_init}, {bias_ptr}, {post_cpp}, "
+                    f"net->scratch);")
+            run = f"net.op{g.id}.run({self.sym(x)}, {self.sym(result)}, {bin_cpp}, {residual}, net.scratch{w_run});"
+            cls = "Deconv"
+        elif anchor.op in ("conv2d_backward_data", "conv2d_backward_weight"):
+            init, run, cls = self._conv_backward(g)
         elif anchor.op == "dense":
             rows, out = library_dims(anchor)
             init = (f"net->op{g.id}.init({rows}, {w.shape[1]}, {out}, {w_init}, {bias_ptr}, "
@@ -158,6 +174,21 @@ class NetworkRenderer:
         return {"kind": "library", "label": g.label, "id": g.id, "title": self._title(g), "cls": cls,
                 "init": init, "run": run, "decls": decls}
 
+    def _conv_backward(self, g: Group) -> tuple[str, str, str]:
+        """oneDNN's convolution backward-data / backward-weights (no epilogue: absorbs() says no)."""
+        node = g.anchor
+        a = node.attrs
+        (pt, pb), (pl, pr) = a["padding"]
+        first, second = node.inputs
+        data = node.op == "conv2d_backward_data"
+        x_shape, w_shape, y_shape = ((a["shape"], second.shape, first.shape) if data
+                                     else (first.shape, a["shape"], second.shape))
+        init = (f"net->op{g.id}.init({'true' if data else 'false'}, {_dims(x_shape)}, {_dims(w_shape)}, "
+                f"{_dims(y_shape)}, {_dims(a['stride'])}, {_dims([d - 1 for d in a['dilation']])}, "
+                f"{_dims((pt, pl))}, {_dims((pb, pr))}, {a['groups']});")
+        run = f"net.op{g.id}.run({self.sym(first)}, {self.sym(second)}, {self.sym(node.output)});"
+        return init, run, "ConvBackward"
+
     @staticmethod
     def _post(s: PostOp) -> str:
         if s.kind == "eltwise":
@@ -167,23 +198,39 @@ class NetworkRenderer:
         return "sol::sum()"
 
     def layout_links(self) -> list[str]:
-        """Library groups whose result feeds only the next convolution's input: oneDNN may keep
-        that tensor in its own layout in between (decided at load time, see LibraryOp::link_to)."""
+        """Convolution groups whose result is read only by other convolution groups, as their
+        input or as their residual-sum operand: oneDNN may keep that tensor in its own (blocked)
+        layout in between, saving a reorder out and one back in per reader (decided at load time,
+        where the layouts are known: see LibraryOp::keep_native)."""
         users = self.plan.graph.users()
         group_of = {n: g for g in self.plan.groups for n in g.nodes}
         links = []
         for g in self.plan.groups:
-            if g.kind is not GroupKind.LIBRARY:
+            if g.kind is not GroupKind.LIBRARY or g.anchor.op not in _CONV_OPS:
                 continue
             v = g.nodes[-1].output
-            readers = users.get(v, [])
-            if v in self.plan.graph.outputs or len(readers) != 1:
+            readers = list(dict.fromkeys(users.get(v, [])))
+            if v in self.plan.graph.outputs or g.outputs != [v] or not readers:
                 continue
-            h = group_of[readers[0]]
-            if h.kind is GroupKind.LIBRARY and h.anchor is readers[0] and h.anchor.op == "conv2d" \
-                    and h.anchor.inputs[0] is v and g.anchor.op == "conv2d":
-                links.append(f"net->op{g.id}.link_to(net->op{h.id}, {v.type.nbytes});")
+            roles = [self._reader_role(v, n, group_of[n]) for n in readers]
+            if all(r is not None for r in roles):
+                listed = ", ".join(f"{{sol::LibraryOp::Reader::{r[0]}, &net->op{r[1]}}}" for r in roles if r)
+                links.append(f"net->op{g.id}.keep_native({{{listed}}}, {v.type.nbytes});")
         return links
+
+    @staticmethod
+    def _reader_role(v: Value, node: Node, h: Group) -> tuple[str, int] | None:
+        """How library group ``h`` reads ``v`` at ``node``: ("SRC", id) as its convolution's
+        input, ("RESIDUAL", id) as its residual-sum post-op's operand; None for anything else
+        (weights, per-channel operands, fused groups), which needs the plain layout."""
+        if h.kind is not GroupKind.LIBRARY or h.anchor.op not in _CONV_OPS or sum(i is v for i in node.inputs) != 1:
+            return None
+        if node is h.anchor:
+            return ("SRC", h.id) if node.inputs[0] is v else None
+        for n, step in zip(h.epilogue, epilogue(h.anchor, h.epilogue)):
+            if n is node:
+                return ("RESIDUAL", h.id) if step.kind == "sum" and step.operand is v else None
+        return None
 
     # --- network ----------------------------------------------------------------------------
     def render(self) -> Source:
@@ -194,6 +241,8 @@ class NetworkRenderer:
                 groups.append(self.fused(g))
             elif g.kind is GroupKind.LIBRARY:
                 groups.append(self.library(g))
+            elif g.kind is GroupKind.RECURRENT:
+                groups.append(recurrent.context(self, g, find_onednn() is not None, PARALLEL_MIN_WORK))
             else:
                 groups.append({"kind": "alias", "label": g.label})
         consts = []
@@ -203,7 +252,7 @@ class NetworkRenderer:
             flat = np.asarray(c.data).reshape(-1)
             consts.append({"sym": f"K{i}", "ctype": ctype(c),
                            "literals": [_literal(x, c.dtype) for x in flat.tolist()] or ["0"]})
-        uses_onednn = any(g["kind"] == "library" for g in groups)
+        uses_onednn = any(g["kind"] == "library" or g.get("gemm") == "onednn" for g in groups)
         text = render(PACKAGE, "network.cpp.j2", name=p.graph.name, groups=groups, consts=consts,
                       num_params=len(p.graph.params) + len(p.graph.consts), arena_bytes=p.memory.arena_bytes,
                       uses_onednn=uses_onednn, profile=bool(p.options.get("profile")),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sol.errors import SolError
+from sol.errors import IndexOutOfRangeError, SolError
 from sol.planner.plan import Plan
 from sol.program import Program
 
@@ -45,15 +45,23 @@ class NetworkLibrary:
         self.handle: ctypes.c_void_p | None = ctypes.c_void_p(handle)
         self._destroy = lib.sol_destroy
         self.out_types = [(v.shape, np.dtype(v.dtype)) for v in graph.outputs]
+        # The pointer-array types, made once (a ctypes array type costs more to make than to fill).
+        self._in_array = ctypes.c_void_p * max(len(graph.inputs), 1)
+        self._out_array = ctypes.c_void_p * max(len(graph.outputs), 1)
+        self._forward = lib.sol_forward
         self._err = err
         self.name = graph.name
 
     def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         outputs = [np.empty(shape, dtype) for shape, dtype in self.out_types]
-        ins = (ctypes.c_void_p * max(len(inputs), 1))(*[a.ctypes.data for a in inputs])
-        outs = (ctypes.c_void_p * max(len(outputs), 1))(*[a.ctypes.data for a in outputs])
-        if self.lib.sol_forward(self.handle, ins, outs, self._err, _ERR_LEN) != 0:
-            raise SolError(f"sol x86: {self.name} failed: {self._err.value.decode(errors='replace')}")
+        # Fresh pointer arrays per call: the C side reads them while the GIL is released, so a
+        # shared one could be overwritten by a concurrent call on another thread.
+        ins = self._in_array(*[a.__array_interface__["data"][0] for a in inputs])
+        outs = self._out_array(*[a.__array_interface__["data"][0] for a in outputs])
+        rc = self._forward(self.handle, ins, outs, self._err, _ERR_LEN)
+        if rc != 0:
+            error = IndexOutOfRangeError if rc == 2 else SolError
+            raise error(f"sol x86: {self.name} failed: {self._err.value.decode(errors='replace')}")
         return outputs
 
     def describe(self) -> str:
@@ -81,5 +89,7 @@ class NetworkLibrary:
 def load(artifact: Path, plan: Plan, device: str) -> Program:
     net = NetworkLibrary(artifact, plan)
     g = plan.graph
+    groups = len(plan.groups)
     return Program(g.name, device, [v.name for v in g.inputs], [v.type for v in g.inputs],
-                   [v.type for v in g.outputs], net, info={"libraries": net.describe()}, keepalive=net)
+                   [v.type for v in g.outputs], net, info={"libraries": net.describe()}, keepalive=net,
+                   profiler=lambda: net.profile(groups))

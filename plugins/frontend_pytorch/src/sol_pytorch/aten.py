@@ -283,11 +283,10 @@ def _copy(em: Emitter, a: Args) -> Value:
     return em.reshape(x, em.out.shape)
 
 
-@converts("aten.dropout.default", "aten.feature_dropout.default", "aten.alpha_dropout.default",
-          "aten.feature_alpha_dropout.default")
+@converts("aten.alpha_dropout.default", "aten.feature_alpha_dropout.default")  # dropout: aten_training
 def _dropout(em: Emitter, a: Args) -> Value:
     if a["train"]:
-        raise Unsupported("dropout with training=True (random at inference)")
+        raise Unsupported("alpha dropout with training=True")
     return _tensor(a, "input")
 
 
@@ -437,8 +436,12 @@ def _batch_norm(em: Emitter, x: Value, weight: Any, bias: Any, mean: Any, var: A
 
 @converts("aten.batch_norm.default")
 def _batch_norm_default(em: Emitter, a: Args) -> Value:
-    if a["training"]:
-        raise Unsupported("batch_norm with batch statistics (training=True)")
+    if a["training"]:  # batch statistics; running ones would be updated in place (see aten_training)
+        if a["running_mean"] is not None or a["running_var"] is not None:
+            raise Unsupported("batch_norm updating running statistics in place (training=True)")
+        from sol_pytorch.aten_training import batch_norm_batch_stats
+
+        return batch_norm_batch_stats(em, _tensor(a, "input"), a["weight"], a["bias"], a["eps"])[0]
     return _batch_norm(em, _tensor(a, "input"), a["weight"], a["bias"], a["running_mean"], a["running_var"],
                        a["eps"])
 
@@ -574,7 +577,10 @@ def _conv_nd(em: Emitter, a: Args) -> Value:
 @converts("aten.convolution.default")
 def _convolution(em: Emitter, a: Args) -> Value:
     if a["transposed"]:
-        raise Unsupported("transposed convolution (ConvTranspose)")
+        from sol_pytorch.aten_spatial import conv_transpose
+
+        return conv_transpose(em, _tensor(a, "input"), _tensor(a, "weight"), a["bias"], a["stride"], a["padding"],
+                              a["output_padding"], a["dilation"], a["groups"])
     return _conv(em, _tensor(a, "input"), _tensor(a, "weight"), a["bias"], a["stride"], a["padding"],
                  a["dilation"], a["groups"])
 
@@ -857,3 +863,11 @@ def _attention(em: Emitter, a: Args) -> Value:
         scores = em.emit("add", [scores, em.cast(mask, dt)])
     weights = em.emit("softmax", [scores], axis=-1)
     return em.emit("matmul", [weights, v])
+
+
+# Converters in their own modules, registered into CONVERTERS on import:
+# aten_index: token models (embedding, comparisons, masks, max/argmax);
+# aten_recurrent: recurrent layers (nn.LSTM, nn.GRU as aten.lstm.input / aten.gru.input);
+# aten_spatial: decoder-style image models (transposed convolution, upsampling, group norm);
+# aten_training: training-mode BatchNorm (batch statistics, running updates) and dropout masks.
+from sol_pytorch import aten_index, aten_recurrent, aten_spatial, aten_training  # noqa: E402,F401

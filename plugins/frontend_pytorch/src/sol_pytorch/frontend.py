@@ -18,6 +18,9 @@ class PyTorchFrontend(Frontend):
         torch = sys.modules.get("torch")  # no torch imported: no torch model can exist
         return torch is not None and isinstance(model, torch.nn.Module)
 
+    def training_mode(self, model: Any) -> bool:
+        return bool(model.training)
+
     def import_graph(self, model: Any, example_inputs: tuple[Any, ...], options: dict[str, Any]) -> Graph:
         """The whole model's graph; where PyTorch must run some operations (``fallback``), the
         first compiled part, with the rest recorded for :meth:`wrap` to compile."""

@@ -48,8 +48,9 @@ from sol.ir import Graph, Value, ValueKind
 from sol_pytorch import locations
 from sol_pytorch.aten import CONVERTERS, Emitter, Unsupported, tensor_type
 
-TRAINING_MODE_MESSAGE = ("sol compiles eval-mode behaviour; training support comes later; "
-                         "call model.eval() to silence")
+TRAINING_MODE_MESSAGE = ("the model is in training mode, but sol compiles its eval-mode behaviour here "
+                         "(training=False); call model.eval() to silence, or leave training unset to train "
+                         "through sol")
 LATER = ("With fallback=True (the default) PyTorch runs such operations and sol compiles the rest of the "
          "model; or express them with supported operations (sol_pytorch.supported_ops() lists the ATen "
          "operators sol compiles).")
@@ -65,7 +66,7 @@ _IGNORED = frozenset({
 
 
 class SolTrainingModeWarning(UserWarning):
-    """The model was in training mode; sol compiled its eval-mode behaviour."""
+    """The model was in training mode, but sol was asked for its eval-mode behaviour."""
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,8 @@ def import_module(model: torch.nn.Module, example_inputs: Sequence[Any], options
 
 
 def trace(model: torch.nn.Module, example_inputs: Sequence[Any], options: dict[str, Any]) -> ExportedProgram:
-    """``torch.export`` of the model's eval-mode behaviour, ready for conversion."""
-    if options.get("training"):
-        raise SolError("sol does not support training yet (training=True): it compiles inference only; "
-                       "training support comes in a later version")
+    """``torch.export`` of the model's eval-mode behaviour, ready for conversion (training
+    imports: :mod:`sol_pytorch.training`)."""
     examples = example_values(model, example_inputs)
     with eval_mode(model):
         exported = export(model, examples)
@@ -212,6 +211,8 @@ def _quiet_torch() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch|copyreg)(\.|$)")
         warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+        # nn.LSTM/GRU rebuild their _flat_weights list while traced; the weights are parameters.
+        warnings.filterwarnings("ignore", message=r"The tensor attributes .*_flat_weights\[", category=UserWarning)
         yield
 
 

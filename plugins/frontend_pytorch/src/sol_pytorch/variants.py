@@ -58,7 +58,12 @@ def import_model(model: torch.nn.Module, example_inputs: Sequence[Any], options:
     """The graph ``sol.optimize`` compiles: the whole model, or where PyTorch must run some
     operations (``fallback``, on by default) the first compiled part, with the whole cut in
     ``graph.meta`` for :func:`make_variant`. Warns once listing the operations PyTorch runs
-    (lines already in ``warned`` are not warned about again)."""
+    (lines already in ``warned`` are not warned about again). ``options["training"]``: the
+    training import instead (:func:`sol_pytorch.training.import_training`)."""
+    if options.get("training"):
+        from sol_pytorch.training import import_training
+
+        return import_training(model, example_inputs, options, warned)
     values = example_values(model, example_inputs)
     ep = trace(model, values, options)
     found = classify(ep, model)

@@ -14,9 +14,18 @@ different rank or dtype is an error naming expected and given, as is any other s
 ``optimize(..., dynamic=False)``. Non-tensor arguments (None, bools, ints, floats) are constants
 of a trace, so each value gets its variant too.
 
-Weights: the compiled programs read the model's weights as they were when compiled. A change to
+Modes: the module starts in the mode it was compiled for (``optimize`` follows the model's own
+mode unless ``training=`` says otherwise) and ``.train()`` / ``.eval()`` switch it, and the model
+with it, as in PyTorch. In training mode (or in eval mode when an input requires grad) calls run
+a training variant (:mod:`sol_pytorch.training`): sol's compiled forward and backward as one
+autograd node over the model's own parameters, PyTorch's training-mode semantics (BatchNorm batch
+statistics and running-statistics updates, dropout masks from PyTorch's RNG). In eval mode they
+run an inference variant. Each kind is compiled when first needed and kept.
+
+Weights: inference programs read the model's weights as they were when compiled. A change to
 them afterwards (``load_state_dict``, an optimizer step, assigning a new parameter) is seen by the
 next call, which compiles again rather than use stale weights (see :mod:`sol_pytorch.weights`).
+Training programs take the parameters and buffers as inputs at every call: nothing to recompile.
 """
 
 from __future__ import annotations
@@ -29,11 +38,12 @@ from typing import Any
 
 import torch
 
-from sol.errors import SolError
 from sol.ir import Graph
 from sol.program import Program
+from sol_pytorch import training
 from sol_pytorch.importer import SCALARS, describe_value
 from sol_pytorch.variants import (
+    KEY,
     OPTIONS,
     Signature,
     Variant,
@@ -44,14 +54,6 @@ from sol_pytorch.variants import (
 from sol_pytorch.weights import WeightsWatch
 
 log = logging.getLogger("sol")
-
-_INFERENCE_ONLY = "sol compiles inference only; training support (gradients through sol) comes in a later version"
-
-
-class TrainingNotSupportedError(SolError, RuntimeError):
-    """Gradients or training-mode behaviour were asked of a sol module; this version compiles
-    inference only. A RuntimeError too, PyTorch's usual type for autograd misuse."""
-
 
 _MISSING: Any = object()
 
@@ -86,18 +88,30 @@ class SolModule(torch.nn.Module):
         super().__init__()
         self.graph_name = type(model).__name__
         self._device = program.device
-        self._options: dict[str, Any] = dict(graph.meta.get(OPTIONS) or {})
+        # The mode is the module's own (train/eval), not an option of later compiles.
+        self._options: dict[str, Any] = {k: v for k, v in (graph.meta.get(OPTIONS) or {}).items()
+                                         if k != "training"}
         self._signature = ForwardSignature.of(model)
-        first = make_variant(program, graph)
-        self._warned = set(first.fallen)  # import_graph warned about these
-        self._variants: dict[Signature, Variant] = {first.key: first}
-        self._primary: Signature = first.key  # what the example inputs were: checks and messages
+        self._variants: dict[Signature, Variant] = {}
+        self._train_variants: dict[training.TrainingKey, training.TrainingVariant] = {}
+        compiled_for_training = training.TRAIN_KEY in graph.meta
+        if compiled_for_training:
+            trained = training.make_variant(program, graph, model)
+            self._warned = set(trained.fallen)  # import_graph warned about these
+            self._train_variants[trained.key] = trained
+            self._primary: Signature = graph.meta[KEY]
+        else:
+            first = make_variant(program, graph)
+            self._warned = set(first.fallen)
+            self._variants[first.key] = first
+            self._primary = first.key  # what the example inputs were: checks and messages
         self.program = program
         self._mirror(model)
         object.__setattr__(self, "model", model)  # reachable, not a registered child (after
         # mirroring: attribute reads fall through to it, which registration would take as a clash)
         self._weights = WeightsWatch(model)
-        self.training = False  # it computes eval-mode behaviour (without touching the children)
+        # The mode compiled for (set without touching the children: a model may mix modes).
+        self.training = compiled_for_training
 
     def _mirror(self, model: torch.nn.Module) -> None:
         non_persistent: set[str] = getattr(model, "_non_persistent_buffers_set", set())
@@ -119,8 +133,8 @@ class SolModule(torch.nn.Module):
             return getattr(model, name)
 
     def train(self, mode: bool = True) -> SolModule:
-        """Switch modes as PyTorch does, the original model with it; calls in training mode raise
-        (sol compiled eval-mode behaviour) until ``.eval()``."""
+        """Switch modes as PyTorch does, the original model with it: training mode runs the
+        training programs, eval mode the inference programs (each compiled on first use)."""
         super().train(mode)
         model = self.__dict__.get("model")
         if model is not None:
@@ -128,14 +142,16 @@ class SolModule(torch.nn.Module):
         return self
 
     @property
-    def variants(self) -> list[Variant]:
-        """The compiled variants, the one for the example inputs first."""
-        return list(self._variants.values())
+    def variants(self) -> list[Variant | training.TrainingVariant]:
+        """The compiled variants: inference ones, then training ones, each in compile order."""
+        return [*self._variants.values(), *self._train_variants.values()]
 
     # --- calling ------------------------------------------------------------------------------
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         values = self._bind(args, kwargs)
-        self._check_mode(values)
+        if self.training or (torch.is_grad_enabled() and any(
+                isinstance(v, torch.Tensor) and v.requires_grad for v in values)):
+            return self._train_call(values)  # eval mode with an input requiring grad: eval behaviour, differentiable
         if self._weights.changed():
             log.info("sol: the weights of %s changed since it was compiled; compiling again", self.graph_name)
             self._variants.clear()
@@ -143,6 +159,18 @@ class SolModule(torch.nn.Module):
         variant = self._variants.get(key)
         if variant is None:
             variant = self._specialize(values, key)
+        return variant(values)
+
+    def _train_call(self, values: list[Any]) -> Any:
+        key = training.variant_key(self.model, signature(values), values)
+        variant = self._train_variants.get(key)
+        if variant is None:
+            if key[0] != self._primary:
+                self._check_compatible(values)
+            log.info("sol: compiling %s for training (or gradients) with inputs (%s) and its current modes",
+                     self.graph_name, ", ".join(map(describe_value, values)))
+            variant = training.compile_variant(self.model, values, self._device, self._options, self._warned)
+            self._train_variants[key] = variant
         return variant(values)
 
     def _specialize(self, values: list[Any], key: Signature) -> Variant:
@@ -199,20 +227,6 @@ class SolModule(torch.nn.Module):
         expected = self._primary
         return TypeError(f"{self.graph_name} expects {len(expected)} input(s) "
                          f"({', '.join(_describe_key(expected))}), got {given}")
-
-    def _check_mode(self, values: list[Any]) -> None:
-        if self.training:
-            raise TrainingNotSupportedError(
-                f"{self.graph_name} is in training mode (.train() was called), but sol compiled its eval-mode "
-                f"behaviour: {_INFERENCE_ONLY}. Call .eval() on it to run the compiled model, or train the original "
-                f"model (its .model) in PyTorch and optimize it again afterwards")
-        if not torch.is_grad_enabled():
-            return
-        for i, t in enumerate(values):
-            if isinstance(t, torch.Tensor) and t.requires_grad:
-                raise TrainingNotSupportedError(
-                    f"input {i} ({self._signature.name(i)}) requires grad: {_INFERENCE_ONLY}. Call it under "
-                    f"torch.no_grad() or torch.inference_mode(), or pass .detach()")
 
     def _check_compatible(self, values: list[Any]) -> None:
         """Another shape compiles a new variant; another rank or dtype is a mistake (as is

@@ -11,7 +11,8 @@ from typing import Any
 
 __all__ = ["optimize", "SolKerasModel", "supported_ops"]
 
-_LAZY = {"SolKerasModel": "sol_tensorflow.wrapper", "supported_ops": "sol_tensorflow.ops"}
+# supported_ops from the module that imports every converter module (each registers its ops)
+_LAZY = {"SolKerasModel": "sol_tensorflow.wrapper", "supported_ops": "sol_tensorflow.ops_more"}
 
 
 def optimize(model: Any, *example_inputs: Any, **options: Any) -> Any:
@@ -23,8 +24,9 @@ def optimize(model: Any, *example_inputs: Any, **options: Any) -> Any:
 
     Options of this frontend:
 
-    - ``fallback`` (default True): if the model uses TensorFlow operations sol cannot compile, the
-      whole model runs in TensorFlow, with one warning listing them; ``fallback=False`` raises
+    - ``fallback`` (default True): if the model uses TensorFlow operations sol cannot compile,
+      TensorFlow runs those and sol compiles the rest, with one warning listing them (see
+      :mod:`sol_tensorflow.fallback`); ``fallback=False`` raises
       :class:`sol.errors.UnsupportedOpError` naming each op and its Keras layer instead.
     """
     from sol.api import optimize as _optimize

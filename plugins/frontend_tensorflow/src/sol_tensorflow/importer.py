@@ -11,12 +11,13 @@ view is alive, so the view stays a consistent snapshot of the weights at optimiz
 compiled program does not see later assignments (optimize again after training).
 
 Ops sol cannot convert make the import fail with :class:`UnsupportedOpError` naming each op type
-and its Keras layer (``fallback=False``), or (the default) the whole model runs in TensorFlow with
-one warning listing them: never a wrong result.
+and its Keras layer (``fallback=False``), or (the default) TensorFlow runs them and sol compiles
+the rest (:mod:`sol_tensorflow.fallback`), with one warning listing them: never a wrong result.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -25,17 +26,21 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from sol.errors import SolError, UnsupportedOpError
-from sol.ir import Graph, TensorType, Value
+from sol.errors import UnsupportedOpError
+from sol.ir import Graph, TensorType, Value, ValueKind
+from sol.ops.registry import registry
+from sol_tensorflow import ops_more  # noqa: F401  (registers its converters)
 from sol_tensorflow.ops import CONVERTERS, NCHW, Context, Entry, Unsupported, dtype_name
 
 TRACED_KEY = "tensorflow.traced"
 FALLBACK_KEY = "tensorflow.fallback"
+SPLIT_KEY = "tensorflow.split"
+OPTIONS_KEY = "tensorflow.options"
 _SKIP = frozenset({"NoOp", "Assert"})
 
 
 class SolFallbackWarning(UserWarning):
-    """The model runs in TensorFlow because sol cannot compile some of its operations."""
+    """Some operations of the model run in TensorFlow because sol cannot compile them."""
 
 
 @dataclass
@@ -82,7 +87,9 @@ def example_specs(example_inputs: tuple[Any, ...]) -> tuple[list[Any], bool]:
     return [_spec(i, x) for i, x in enumerate(items)], as_list
 
 
-def trace(model: Any, example_inputs: tuple[Any, ...]) -> Traced:
+def trace(model: Any, example_inputs: tuple[Any, ...], training: bool = False) -> Traced:
+    """``model`` traced for these inputs; a Keras model is called with ``training`` (True gives
+    the graph of training-mode layers: batch statistics, dropout; :mod:`sol_tensorflow.training`)."""
     specs, as_list = example_specs(example_inputs)
     name = str(getattr(model, "name", None) or type(model).__name__)
     keras_inputs = 0
@@ -99,7 +106,7 @@ def trace(model: Any, example_inputs: tuple[Any, ...]) -> Traced:
         keras_inputs = len(specs) if as_list or len(specs) > 1 else 0
 
         def call(*xs: Any) -> Any:
-            return model(list(xs) if keras_inputs else xs[0], training=False)
+            return model(list(xs) if keras_inputs else xs[0], training=training)
 
         fn = tf.function(call, autograph=False).get_concrete_function(*specs)
     captured = len(fn.captured_inputs)
@@ -128,74 +135,150 @@ class Converted:
         return [f"  {t} (op {n!r} in layer {_layer(n)!r}){': ' + why if why else ''}" for t, n, why in self.problems]
 
 
+class OpConverter:
+    """Converts TensorFlow ops of ``traced`` into ``graph``, one at a time (:meth:`convert`).
+    Used for the whole model, and by :mod:`sol_tensorflow.fallback` for each region sol compiles."""
+
+    def __init__(self, traced: Traced, graph: Graph) -> None:
+        fn = traced.fn
+        self.traced = traced
+        self.graph = graph
+        self.ctx = Context(graph)
+        self.handles = {id(v.handle): v for v in traced.variables}
+        self.resources: dict[str, Any] = {}
+        self.params: dict[int, Value] = {}
+        self.captured = dict((internal.name, ext) for ext, internal in fn.graph.captures)
+
+    def add_user_inputs(self) -> None:
+        for i, t in enumerate(user_inputs(self.traced)):
+            self.ctx.env[t.name] = Entry(tf=self.graph.add_input(f"input_{i}", TensorType(
+                tuple(int(d) for d in t.shape), dtype_name(t.dtype))))
+
+    def convert(self, op: Any) -> None:
+        """Convert ``op``, recording its outputs in ``ctx.env``; raises :class:`Unsupported`."""
+        ctx, graph = self.ctx, self.graph
+        ctx.source = f"{op.name} ({op.type})"
+        if op.type == "Placeholder":
+            t = op.outputs[0]
+            if t.name in ctx.env:
+                return
+            ext = self.captured.get(t.name)
+            if ext is None:
+                raise Unsupported("a placeholder that is neither an input nor a captured value")
+            if t.dtype == tf.resource:
+                var = self.handles.get(id(ext))
+                if var is None:
+                    raise Unsupported("a captured resource that is not a variable of the model")
+                self.resources[t.name] = var
+            else:
+                ctx.env[t.name] = Entry(static=np.asarray(ext.numpy()))
+            return
+        if op.type in ("ReadVariableOp", "ResourceGather"):
+            var = self.resources.get(op.inputs[0].name)
+            if var is None:
+                raise Unsupported("reads a resource that is not a captured variable")
+            if id(var) not in self.params:
+                data = np.asarray(var.value())  # zero-copy; see the module doc
+                self.params[id(var)] = graph.add_param(f"{var.name}#{len(self.params)}", data)
+            if op.type == "ReadVariableOp":
+                ctx.env[op.outputs[0].name] = Entry(tf=self.params[id(var)])
+                return
+            # embedding_lookup on a variable: its converter gathers from the variable's value.
+            ctx.env[op.inputs[0].name] = Entry(tf=self.params[id(var)])
+        if op.type == "Const":
+            ctx.env[op.outputs[0].name] = Entry(static=tf.make_ndarray(op.get_attr("value")))
+            return
+        if op.inputs and all(ctx.env.get(t.name, Entry()).static is not None for t in op.inputs):
+            values = [tf.get_static_value(t) for t in op.outputs]
+            if all(v is not None for v in values):
+                for t, v in zip(op.outputs, values):
+                    ctx.env[t.name] = Entry(static=np.asarray(v))
+                return
+        converter = CONVERTERS.get(op.type)
+        if converter is None:
+            raise Unsupported("")
+        results = converter(ctx, op)
+        static = bool(op.inputs) and all(ctx.env.get(t.name, Entry()).static is not None for t in op.inputs)
+        for t, r in zip(op.outputs, results):
+            entry = _entry(t, r)
+            if static:  # TensorFlow cannot fold it (a slice of a shape): sol's references can
+                value = _evaluate(entry.tf) if entry.tf is not None else None
+                if value is not None:
+                    entry = Entry(static=value)
+            ctx.env[t.name] = entry
+
+
+def _evaluate(v: Value) -> np.ndarray | None:
+    """``v``'s value when it is computed from constants only (NumPy references), else None."""
+    if v.kind is ValueKind.CONST:
+        return v.data
+    node = v.producer
+    if node is None:
+        return None
+    inputs = [_evaluate(i) for i in node.inputs]
+    if any(i is None for i in inputs):
+        return None
+    out = registry.run_reference(node, inputs)[node.outputs.index(v)]  # type: ignore[arg-type]
+    return np.asarray(out).astype(v.dtype, copy=False).reshape(v.shape)
+
+
+def user_inputs(traced: Traced) -> list[Any]:
+    """The traced function's placeholders for the model's inputs (the captured values follow)."""
+    fn = traced.fn
+    return list(fn.inputs[:len(fn.inputs) - len(fn.captured_inputs)])
+
+
+def graph_ops(traced: Traced) -> list[Any]:
+    """The traced graph's ops that the outputs need (through data or control dependencies; the
+    latter keep ops with effects), in TensorFlow's order, without those :func:`skipped`. Ops
+    nothing reads (a Keras regularization loss) are not converted, so they cannot fail."""
+    fn = traced.fn
+    live: set[str] = set()
+    todo = [t.op for t in fn.outputs]
+    while todo:
+        op = todo.pop()
+        if op.name in live:
+            continue
+        live.add(op.name)
+        todo.extend(t.op for t in op.inputs)
+        todo.extend(op.control_inputs)
+    return [op for op in fn.graph.get_operations() if op.name in live and not skipped(op)]
+
+
+def skipped(op: Any) -> bool:
+    """Ops that compute nothing for inference: no outputs (automatic control dependencies) and
+    assertions. Ops with effects and no outputs are not skipped (see :func:`effect`)."""
+    return op.type in _SKIP or (not op.outputs and not effect(op))
+
+
+def effect(op: Any) -> bool:
+    """A stateful op without outputs (a variable assignment, a print): only TensorFlow can run it."""
+    return not op.outputs and op.type not in _SKIP and bool(op.op_def.is_stateful)
+
+
 def convert(traced: Traced) -> Converted:
     fn = traced.fn
     graph = Graph(name=traced.name)
-    ctx = Context(graph)
-    handles = {id(v.handle): v for v in traced.variables}
-    resources: dict[str, Any] = {}
-    params: dict[int, Value] = {}
-    captured = dict((internal.name, ext) for ext, internal in fn.graph.captures)
-    user_inputs = fn.inputs[:len(fn.inputs) - len(fn.captured_inputs)]
-    for i, t in enumerate(user_inputs):
-        ctx.env[t.name] = Entry(tf=graph.add_input(f"input_{i}", TensorType(tuple(int(d) for d in t.shape),
-                                                                             dtype_name(t.dtype))))
+    conv = OpConverter(traced, graph)
+    conv.add_user_inputs()
     failed: set[str] = set()
     problems: list[tuple[str, str, str]] = []
-    for op in fn.graph.get_operations():
-        if op.type in _SKIP or not op.outputs:
+    for op in graph_ops(traced):
+        if effect(op):
+            problems.append((op.type, op.name, "an effect (no outputs) that only TensorFlow can run"))
             continue
         if any(t.name in failed for t in op.inputs):
             failed.update(t.name for t in op.outputs)
             continue
-        ctx.source = f"{op.name} ({op.type})"
         try:
-            if op.type == "Placeholder":
-                t = op.outputs[0]
-                if t.name in ctx.env:
-                    continue
-                ext = captured.get(t.name)
-                if ext is None:
-                    raise Unsupported("a placeholder that is neither an input nor a captured value")
-                if t.dtype == tf.resource:
-                    var = handles.get(id(ext))
-                    if var is None:
-                        raise Unsupported("a captured resource that is not a variable of the model")
-                    resources[t.name] = var
-                else:
-                    ctx.env[t.name] = Entry(static=np.asarray(ext.numpy()))
-                continue
-            if op.type == "ReadVariableOp":
-                var = resources.get(op.inputs[0].name)
-                if var is None:
-                    raise Unsupported("reads a resource that is not a captured variable")
-                if id(var) not in params:
-                    data = np.asarray(var.value())  # zero-copy; see the module doc
-                    params[id(var)] = graph.add_param(f"{var.name}#{len(params)}", data)
-                ctx.env[op.outputs[0].name] = Entry(tf=params[id(var)])
-                continue
-            if op.type == "Const":
-                ctx.env[op.outputs[0].name] = Entry(static=tf.make_ndarray(op.get_attr("value")))
-                continue
-            if op.inputs and all(ctx.env.get(t.name, Entry()).static is not None for t in op.inputs):
-                values = [tf.get_static_value(t) for t in op.outputs]
-                if all(v is not None for v in values):
-                    for t, v in zip(op.outputs, values):
-                        ctx.env[t.name] = Entry(static=np.asarray(v))
-                    continue
-            converter = CONVERTERS.get(op.type)
-            if converter is None:
-                raise Unsupported("")
-            results = converter(ctx, op)
-            for t, r in zip(op.outputs, results):
-                ctx.env[t.name] = _entry(t, r)
+            conv.convert(op)
         except Unsupported as exc:
             problems.append((op.type, op.name, str(exc)))
             failed.update(t.name for t in op.outputs)
     if not problems:
         for t in fn.outputs:
             try:
-                graph.outputs.append(ctx.tf(t))
+                graph.outputs.append(conv.ctx.tf(t))
             except Unsupported as exc:
                 problems.append(("output", t.name, str(exc)))
     return Converted(graph, problems)
@@ -225,9 +308,7 @@ def _entry(t: Any, r: Any) -> Entry:
 
 def import_model(model: Any, example_inputs: tuple[Any, ...], options: dict[str, Any]) -> Graph:
     """Trace and convert ``model``; see the module doc for unsupported ops."""
-    if options.get("training"):
-        raise SolError("sol's TensorFlow frontend compiles inference only (training=True was given); "
-                       "training support comes in a later version")
+    _passive_openmp()
     traced = trace(model, example_inputs)
     converted = convert(traced)
     graph = converted.graph
@@ -238,14 +319,30 @@ def import_model(model: Any, example_inputs: tuple[Any, ...], options: dict[str,
         if options.get("fallback", True) is False:
             first = converted.problems[0]
             raise UnsupportedOpError(text + "\nsol_tensorflow.supported_ops() lists the TensorFlow ops sol "
-                                     "compiles; with fallback=True (the default) TensorFlow runs the model.",
-                                     op=first[0], source=first[1])
-        warnings.warn(text + "\nTensorFlow runs the whole model; pass fallback=False to make this an error.",
-                      SolFallbackWarning, stacklevel=_user_stacklevel())
-        graph = _stand_in(traced)
-        graph.meta[FALLBACK_KEY] = [t for t, _, _ in converted.problems]
+                                     "compiles; with fallback=True (the default) TensorFlow runs them and sol "
+                                     "the rest.", op=first[0], source=first[1])
+        from sol_tensorflow import fallback
+
+        cut = fallback.split(traced)
+        warnings.warn(cut.warning(), SolFallbackWarning, stacklevel=_user_stacklevel())
+        parts = cut.parts
+        graph = parts[0].graph if parts else _stand_in(traced)
+        graph.meta[SPLIT_KEY] = cut
+        graph.meta[OPTIONS_KEY] = {k: v for k, v in options.items() if k != "training"}
+        graph.meta[FALLBACK_KEY] = cut.op_types()
     graph.meta[TRACED_KEY] = traced
+    graph.meta["tensorflow.train_options"] = dict(options)  # sol_tensorflow.training.TRAIN_KEY
     return graph
+
+
+def _passive_openmp() -> None:
+    """Let compiled programs' OpenMP threads sleep when idle (``OMP_WAIT_POLICY=PASSIVE``) unless
+    the user chose otherwise. Why: TensorFlow's own thread pools keep spinning between ops, and
+    OpenMP threads spinning beside them starve each other. Measured on a 2-core machine: a Keras
+    MobileNetV2 (batch 1, 32x32) took 750-1100 ms per sol call right after a TensorFlow call with
+    spinning threads, 4-10 ms with sleeping ones (and no slower alone). libgomp reads the variable
+    when it loads, i.e. with the first compiled program of the process: set it before that."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _stand_in(traced: Traced) -> Graph:

@@ -501,13 +501,14 @@ def _reduce(ctx: Context, op: Any) -> list[Result]:
 
 @converts("Max")
 def _reduce_max(ctx: Context, op: Any) -> list[Result]:
-    """Only the spatial maximum of an image (GlobalMaxPooling2D): a max pool over the whole plane
-    (sol has no general max reduction)."""
+    """The spatial maximum of an image (GlobalMaxPooling2D) is a max pool over the whole plane
+    (it stays in NCHW); other maxima are max reductions."""
     x, axes_t = op.inputs
     axes = sorted({int(a) % max(len(x.shape), 1) for a in np.atleast_1d(ctx.need_static(axes_t, "axes"))})
     if len(x.shape) != 4 or axes != [1, 2]:
-        raise Unsupported(f"a maximum over axes {axes} of a rank-{len(x.shape)} tensor (only over H and W of an "
-                          f"image)")
+        from sol_tensorflow.ops_index import reduce_select
+
+        return [reduce_select(ctx, op, "max")]  # any other maximum: sol's max reduction
     h, w = int(x.shape[1]), int(x.shape[2])
     y = ctx.emit("max_pool2d", [ctx.nchw(x)], kernel=(h, w), stride=(h, w))
     if attr(op, "keep_dims", False):
@@ -658,3 +659,7 @@ def _batch_to_space(ctx: Context, op: Any) -> list[Result]:
     out = ctx.emit("conv2d", [ctx.nchw(x), weight], stride=(1, 1), padding=padding, dilation=tuple(block),
                    groups=groups)
     return [NCHW(out)]
+
+
+# Converters for token models (gathers, comparisons, Select, ArgMax) live in their own module.
+from sol_tensorflow import ops_index  # noqa: E402,F401

@@ -5,8 +5,11 @@ Callable on ``tf.Tensor``s or NumPy arrays (eagerly it runs the program directly
 ``tf.numpy_function``, with the static output shapes set), and ``.trainable_variables`` are the
 original model's variables (the same objects). Inputs are checked first: another number of
 inputs, dtype, rank or shape than the example inputs is a ``TypeError``/``ValueError`` naming
-expected and given. Where TensorFlow runs the whole model (unsupported ops, ``fallback``), calls
-go to the traced TensorFlow function instead.
+expected and given. Where TensorFlow runs some ops (unsupported ops, ``fallback``), a call runs
+sol's parts and TensorFlow's steps in turn (:mod:`sol_tensorflow.fallback`). A call with
+``training=True``, under an eager ``tf.GradientTape``, after a training call, or on a model
+optimized with ``training=True`` runs a training variant instead: differentiable, reading the
+variables at every call (:mod:`sol_tensorflow.training`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import tensorflow as tf
 
 from sol.ir import Graph
 from sol.program import Program
-from sol_tensorflow.importer import FALLBACK_KEY, TRACED_KEY, Traced
+from sol_tensorflow.fallback import Runner, Split
+from sol_tensorflow.importer import FALLBACK_KEY, OPTIONS_KEY, SPLIT_KEY, TRACED_KEY, Traced
+from sol_tensorflow.training import TRAIN_KEY, tape_recording, training_call
 
 
 class SolKerasModel(keras.layers.Layer):
@@ -31,7 +36,18 @@ class SolKerasModel(keras.layers.Layer):
         self._sol_program = program
         self._sol_traced = traced
         self._sol_fallback: list[str] = list(graph.meta.get(FALLBACK_KEY) or [])
+        self._sol_runner: Runner | None = None
+        cut: Split | None = graph.meta.get(SPLIT_KEY)
+        if cut is not None:  # TensorFlow runs some ops: compile the other parts for the same device
+            from sol.api import compile_graph
+
+            options = graph.meta.get(OPTIONS_KEY, {})
+            parts = cut.parts
+            programs = [program] + [compile_graph(p.graph, program.device, options=options) for p in parts[1:]]
+            self._sol_runner = Runner(cut, programs[:len(parts)])
         self._sol_model = model  # a Keras model is tracked as a sub-layer: its variables are ours
+        # options for training variants (sol_tensorflow.training); kept out of Keras' tracking
+        self.__dict__["_sol_train_options"] = dict(graph.meta.get(TRAIN_KEY) or {})
         self.built = True
 
     # --- what Keras users read ------------------------------------------------------------------
@@ -44,8 +60,13 @@ class SolKerasModel(keras.layers.Layer):
         return self._sol_model
 
     @property
+    def programs(self) -> list[Program]:
+        """Every compiled part (one unless TensorFlow runs some ops between parts)."""
+        return self._sol_runner.programs if self._sol_runner is not None else [self._sol_program]
+
+    @property
     def fallback_ops(self) -> list[str]:
-        """TensorFlow op types that made TensorFlow run the model (empty when sol runs it)."""
+        """TensorFlow op types that TensorFlow runs (empty when sol compiles the whole model)."""
         return list(self._sol_fallback)
 
     @property
@@ -81,10 +102,20 @@ class SolKerasModel(keras.layers.Layer):
         if kwargs:
             raise TypeError(f"{self.name}: unexpected keyword argument(s) {', '.join(kwargs)}")
         inputs = self._flat_inputs(args)
-        if self._sol_fallback:
-            return self._sol_traced.fn(*inputs)
-        flat = self._run(inputs)
+        if training is None:
+            training = _context_training()
+        if training or self._sol_differentiable():
+            flat = training_call(self, inputs, bool(training))
+        else:
+            flat = self._sol_runner(inputs) if self._sol_runner is not None else self._run(inputs)
         return tf.nest.pack_sequence_as(self._sol_traced.structure, flat)
+
+    def _sol_differentiable(self) -> bool:
+        """Whether an inference-mode call must run a training variant: compiled for training,
+        trained through sol already (the inference program holds the old weights), or a tape
+        records this eager call."""
+        return bool(self._sol_train_options.get("training") or self.__dict__.get("_sol_trained")
+                    or tape_recording())
 
     def compute_output_spec(self, *args: Any, **kwargs: Any) -> Any:
         def spec(t: Any) -> Any:
@@ -137,8 +168,20 @@ class SolKerasModel(keras.layers.Layer):
                                   "(.model) and optimize it again after loading")
 
     def __repr__(self) -> str:
-        how = f"TensorFlow (fallback: {', '.join(self._sol_fallback)})" if self._sol_fallback else repr(self.program)
+        how = (f"{len(self.programs)} sol part(s), TensorFlow runs {', '.join(self._sol_fallback)}"
+               if self._sol_fallback else repr(self.program))
         return f"<SolKerasModel {self._sol_traced.name}: {how}>"
+
+
+def _context_training() -> Any:
+    """The ``training`` flag of the Keras call this one runs in (an outer model called with
+    ``training=True`` passes it down), as ``keras.layers.Layer.__call__`` would give it."""
+    try:
+        from keras.src.backend.common.global_state import get_global_attribute
+    except ImportError:  # pragma: no cover - Keras moved it
+        return None
+    ctx = get_global_attribute("current_call_ctx")
+    return getattr(ctx, "training", None)
 
 
 def _describe(spec: Any) -> str:

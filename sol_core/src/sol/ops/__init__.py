@@ -6,6 +6,10 @@ from sol.ops.registry import OpDef
 
 
 def builtin_ops() -> list[OpDef]:
-    from sol.ops import elementwise, layout, linalg, reduce, window
+    from sol.autodiff.rules import attach_builtin_rules
+    from sol.ops import elementwise, grad_ops, index, layout, linalg, recurrent, reduce, spatial, window
 
-    return elementwise.ops() + window.ops() + reduce.ops() + layout.ops() + linalg.ops()
+    ops = (elementwise.ops() + window.ops() + reduce.ops() + layout.ops() + linalg.ops() + index.ops()
+           + recurrent.ops() + spatial.ops())
+    # Every builtin op carries its gradient rule (sol.autodiff.rules), as a plugin's op would.
+    return attach_builtin_rules(ops + grad_ops.ops())

@@ -36,6 +36,8 @@ class LayerClass(enum.Enum):
 InferFn = Callable[[list["TensorType"], dict[str, Any]], list["TensorType"]]
 ReferenceFn = Callable[[list[np.ndarray], dict[str, Any]], list[np.ndarray]]
 CoreDimsFn = Callable[["Node"], int]
+# (builder, forward node, output gradients) -> input gradients; see sol.autodiff.rules.
+GradientFn = Callable[..., list[Any]]
 
 
 @dataclass
@@ -46,6 +48,7 @@ class OpDef:
     ``normalize`` canonicalizes attribute values given the input types (negative axes, tuples).
     ``core_dims`` (I/O-bound ops) returns how many trailing dims of the output one instance
     spans: a pooling op spans H and W (2), softmax over axis a of a rank-r tensor spans r - a.
+    ``gradient`` is the op's gradient rule (:mod:`sol.autodiff.rules` documents the contract).
     """
 
     name: str
@@ -57,6 +60,10 @@ class OpDef:
     normalize: Callable[[dict[str, Any], list[TensorType]], dict[str, Any]] | None = None
     core_dims: CoreDimsFn | None = None
     doc: str = ""
+    # How to differentiate the op (sol.autodiff): builds backward nodes, returns one gradient
+    # (or None) per input. None here means the op has no rule yet: differentiating through it
+    # is an error naming the op.
+    gradient: GradientFn | None = None
 
     def normalize_attrs(self, attrs: dict[str, Any], in_types: list[TensorType]) -> dict[str, Any]:
         unknown = set(attrs) - set(self.attrs)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from sol.passes import batchnorm, canonicalize, simplify
+from sol.passes import affine, batchnorm, batchnorm_elementwise, canonicalize, recurrent, simplify
 from sol.passes.manager import PassRegistry
 
 
 def builtin_passes(registry: PassRegistry) -> None:
     registry.register("split_bias", canonicalize.split_bias, stage="canonicalize")
     registry.register("remove_identity", canonicalize.remove_identity, stage="canonicalize")
+    registry.register("hoist_input_projection", recurrent.hoist_input_projection, stage="canonicalize")
     registry.register("dead_code", simplify.dead_code, stage="simplify")
     registry.register("constant_fold", simplify.constant_fold, stage="simplify")
     registry.register("merge_reshapes", simplify.merge_reshapes, stage="simplify")
@@ -18,4 +19,7 @@ def builtin_passes(registry: PassRegistry) -> None:
     registry.register("fold_batchnorm", batchnorm.fold_into_producer, stage="inference", inference_only=True)
     registry.register("batchnorm_to_affine", batchnorm.to_affine, stage="inference", inference_only=True)
     registry.register("fold_params", simplify.fold_params, stage="inference", inference_only=True)
+    registry.register("fold_affine", affine.fold_into_producer, stage="inference", inference_only=True)
+    # What the inference passes left (training: run-time statistics/weights) as element-wise ops.
+    registry.register("batchnorm_to_elementwise", batchnorm_elementwise.to_elementwise, stage="late")
     registry.register("dead_code_late", simplify.dead_code, stage="late")

@@ -3,27 +3,31 @@ absorb them or a fused loop may take them), identities and inference-time dropou
 
 from __future__ import annotations
 
-from sol.ir import Graph, Value, ValueKind
+from sol.ir import Graph, Node, Value, ValueKind
 
 
 def split_bias(graph: Graph) -> bool:
-    """conv2d(x, w, b) -> add(conv2d(x, w), b[C,1,1]); dense(x, w, b) -> add(dense(x, w), b)."""
+    """conv2d(x, w, b) -> add(conv2d(x, w), b[C,1,1]) (conv_transpose2d alike);
+    dense(x, w, b) -> add(dense(x, w), b)."""
     changed = False
     for node in list(graph.nodes):
-        if node.op not in ("conv2d", "dense") or len(node.inputs) != 3:
+        if node.op not in ("conv2d", "conv_transpose2d", "dense") or len(node.inputs) != 3:
             continue
         bias = node.inputs[2]
         node.inputs = node.inputs[:2]
         out = node.output
-        if node.op == "conv2d":
-            bias = _as_channel_vector(graph, bias, rank_after=2)
-        add = graph.add_node("add", [out, bias], source=node.source, after=node)
+        after = node
+        if node.op != "dense":
+            bias = _as_channel_vector(graph, bias, rank_after=2, after=node)
+            if bias.kind is ValueKind.NODE and bias.producer is not None:
+                after = bias.producer  # a run-time bias (e.g. trained) is reshaped right after the layer
+        add = graph.add_node("add", [out, bias], source=node.source, after=after)
         _redirect(graph, out, add.output, skip=add)
         changed = True
     return changed
 
 
-def _as_channel_vector(graph: Graph, bias: Value, rank_after: int) -> Value:
+def _as_channel_vector(graph: Graph, bias: Value, rank_after: int, after: Node | None = None) -> Value:
     """A (C,) bias as (C, 1, 1): a NumPy view for params/consts (no copy), else a reshape."""
     shape = bias.shape + (1,) * rank_after
     if bias.kind in (ValueKind.PARAM, ValueKind.CONST) and bias.data is not None:
@@ -31,7 +35,7 @@ def _as_channel_vector(graph: Graph, bias: Value, rank_after: int) -> Value:
         if bias.kind is ValueKind.PARAM:
             return graph.add_param(bias.name, view)
         return graph.add_const(view, hint="bias")
-    return graph.add_node("reshape", [bias], {"shape": shape}).output
+    return graph.add_node("reshape", [bias], {"shape": shape}, after=after).output
 
 
 def _redirect(graph: Graph, old: Value, new: Value, skip: object) -> None:

@@ -60,22 +60,31 @@ def plan_memory(graph: Graph, groups: list[Group]) -> MemoryPlan:
             root = _alias_root(v)
             if root in first:
                 last[root] = max(last[root], gi)
+    # Per-step scratch of RECURRENT groups (h @ W_hh^T of one step), live during their group only.
+    items: list[tuple[int, int, int, Value | int]] = [(v.type.nbytes, first[v], last[v], v) for v in first]
+    for gi, g in enumerate(groups):
+        if g.kind is GroupKind.RECURRENT and g.recurrent is not None:
+            items.append((g.recurrent.gh_elements * g.recurrent.y.type.itemsize, gi, gi, g.id))
+    scratch: dict[int, int] = {}
     placed: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
     arena = naive = 0
-    for v in sorted(first, key=lambda v: (-v.type.nbytes, first[v])):
-        size = _aligned(v.type.nbytes)
+    for nbytes, start_v, end_v, owner in sorted(items, key=lambda it: (-it[0], it[1])):
+        size = _aligned(nbytes)
         naive += size
         # First fit among the byte ranges of values live at the same time, by start address.
-        busy = sorted((o, o + n) for o, n, start, end in placed if not (end < first[v] or last[v] < start))
+        busy = sorted((o, o + n) for o, n, start, end in placed if not (end < start_v or end_v < start))
         offset = 0
         for lo, hi in busy:
             if offset + size <= lo:
                 break
             offset = max(offset, _aligned(hi))
-        placed.append((offset, size, first[v], last[v]))
-        slots[v] = Slot(Storage.ARENA, offset)
+        placed.append((offset, size, start_v, end_v))
+        if isinstance(owner, Value):
+            slots[owner] = Slot(Storage.ARENA, offset)
+        else:
+            scratch[owner] = offset
         arena = max(arena, offset + size)
-    return MemoryPlan(slots, arena, naive)
+    return MemoryPlan(slots, arena, naive, scratch)
 
 
 def _aligned(n: int) -> int:

@@ -9,6 +9,9 @@ Inductor's scheduler. Nodes are visited in topological order and each joins the 
 * an element-wise op reading a library group's result becomes that library's epilogue if the
   backend can absorb it, unless the element-wise chain leads into a fusible I/O-bound op: then
   the chain goes depth-first with that op (the seed's conv -> [bias, ReLU, AvgPool] kernel);
+* an execution-order-constrained op (an LSTM/GRU recurrence) gets a RECURRENT group of its
+  own if the device lists it in ``recurrent_ops``: a loop over time the device renders from
+  :class:`~sol.planner.plan.RecurrentKernel` (its input projection was hoisted out by a pass);
 * element-wise and I/O-bound ops otherwise join a FUSED group of a producer when they share its
   outer loops (same leading dims), the scratch budget allows and no cycle between groups forms.
 """
@@ -22,7 +25,7 @@ from sol.ir import Graph, Node, Value, ValueKind
 from sol.ops.registry import LayerClass, registry
 from sol.planner.kernel import build_kernel, max_depth
 from sol.planner.memory import ensure_distinct_outputs, plan_memory
-from sol.planner.plan import Group, GroupKind, Plan
+from sol.planner.plan import Group, GroupKind, Plan, RecurrentKernel
 from sol.roles import Backend, Device
 
 _LIBRARY_CLASSES = (LayerClass.COMPUTE_BOUND, LayerClass.PARAM_BOUND)
@@ -51,10 +54,20 @@ class _State:
     def add(self, g: Group, node: Node) -> None:
         g.nodes.append(node)
         self.group_of[node] = g
+        new: set[int] = set()
         for v in node.inputs:
             h = self.group_of.get(v.producer) if v.producer is not None else None
             if h is not None and h is not g:
-                self.ancestors[g.id] |= {h.id} | self.ancestors[h.id]
+                new |= {h.id} | self.ancestors[h.id]
+        new -= self.ancestors[g.id]
+        if new:
+            # Groups that already read g now depend on g's new producers too: without this, a
+            # later node could join one of those producers through a stale ancestor set and
+            # close a cycle (backward graphs, where one gradient feeds many groups, do this).
+            self.ancestors[g.id] |= new
+            for anc in self.ancestors.values():
+                if g.id in anc:
+                    anc |= new
 
     def producer_group(self, v: Value) -> Group | None:
         return self.group_of.get(v.producer) if v.producer is not None else None
@@ -80,6 +93,10 @@ def plan_graph(graph: Graph, device: Device, backends: list[Backend], options: d
             st.new_group(GroupKind.ALIAS, node, LayerClass.SHAPE)
         elif cls in _LIBRARY_CLASSES and (b := _claimant(st, node)) is not None:
             st.new_group(GroupKind.LIBRARY, node, cls, backend=b.name)
+        elif cls is LayerClass.ORDER_CONSTRAINED:
+            if node.op not in device.capabilities.recurrent_ops:
+                raise _unsupported(node, device, backends)
+            st.new_group(GroupKind.RECURRENT, node, cls)  # alone: its steps must run in order
         elif node.op not in fusible:
             raise _unsupported(node, device, backends)
         elif cls is LayerClass.ELEMENTWISE and _absorb(st, node):
@@ -208,6 +225,9 @@ def _finish(st: _State, g: Group) -> None:
             outside = any(st.group_of.get(u) is not g for u in st.users.get(v, []))
             if outside or v in st.graph.outputs:
                 g.outputs.append(v)
+    if g.kind is GroupKind.RECURRENT:
+        g.outputs = list(g.nodes[0].outputs)  # y, h_n, c_n all written, read later or not
+        g.recurrent = recurrent_kernel(g.nodes[0])
     if g.kind is GroupKind.FUSED:
         g.kernel = build_kernel(g, st.depth[g.id], st.users, st.device.capabilities.local_bytes, set(g.outputs))
         g.layer_class = _dominant_class(g)
@@ -222,3 +242,18 @@ def _dominant_class(g: Group) -> LayerClass:
 
 def is_static(v: Value) -> bool:
     return v.kind in (ValueKind.PARAM, ValueKind.CONST)
+
+
+def recurrent_kernel(node: Node) -> RecurrentKernel:
+    """The loop over time of an ``lstm_recurrence``/``gru_recurrence`` node (inputs: gx, h0,
+    [c0], w_hh, [b_hh]; outputs: y, h_n, [c_n])."""
+    cell = node.op.split("_")[0]
+    states = 2 if cell == "lstm" else 1
+    gx, w_hh = node.inputs[0], node.inputs[1 + states]
+    b_hh = node.inputs[2 + states] if len(node.inputs) > 2 + states else None
+    steps, batch, width = gx.shape
+    hidden = w_hh.shape[1]
+    return RecurrentKernel(cell=cell, steps=steps, batch=batch, hidden=hidden, gates=width // hidden,
+                           reverse=bool(node.attrs["reverse"]), gx=gx, h0=node.inputs[1],
+                           c0=node.inputs[2] if states == 2 else None, w_hh=w_hh, b_hh=b_hh,
+                           y=node.outputs[0], h_n=node.outputs[1], c_n=node.outputs[2] if states == 2 else None)

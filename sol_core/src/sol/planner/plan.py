@@ -20,6 +20,7 @@ class GroupKind(enum.Enum):
     LIBRARY = "library"  # one anchor op run by a vendor library, plus absorbed epilogue ops
     FUSED = "fused"  # depth-first fused loop nest generated from templates
     ALIAS = "alias"  # reshape/flatten/identity of a contiguous buffer: no code, shares memory
+    RECURRENT = "recurrent"  # one order-constrained op: a sequential loop over time (RecurrentKernel)
 
 
 @dataclass
@@ -64,6 +65,53 @@ class FusedKernel:
         return sum(n * v.type.itemsize for v, n in self.locals.items())
 
 
+@dataclass
+class RecurrentKernel:
+    """An execution-order-constrained group: a sequential loop over time around per-step work.
+
+    What a device renders (``cell`` is "lstm" or "gru"; ``gates`` G = 4 or 3; ``H`` = ``hidden``)::
+
+        for s in 0 .. steps-1:                     # strictly in order: step s reads step s-1
+            t = steps-1-s if reverse else s
+            h_prev = h0 if s == 0 else y[t -/+ 1]  # the previous step's row of y
+            c_prev = c0 if s == 0 else c_n         # LSTM: c_n is the running cell state
+            gh = h_prev @ w_hh^T (+ b_hh)          # step "matmul": (batch, H) x (H, G*H)
+            cell(gx[t], gh, h_prev, c_prev) -> y[t] (and c_n)   # step "cell": ONE fused pass
+        h_n = y[last t]
+
+    The cell is one pass over (batch, H): each unit j reads its G gate columns (j, H+j, ...) of
+    ``gx[t]`` and ``gh``, applies the non-linearities and the state update of
+    :mod:`sol.ops.recurrent` in registers and writes h (and c) once: no per-gate passes over
+    memory. The input projection ``gx`` was hoisted out of the loop by the planner's passes (one
+    ``dense`` over all steps, run by a library), so only ``h @ w_hh^T`` is per step.
+
+    ``gh`` (``gh_elements`` = batch * G * H values) lives in the arena at byte offset
+    ``plan.memory.scratch[group.id]``, reserved by the memory plan for this group alone; every
+    output of the node (``y``, ``h_n``, ``c_n``) has a planned buffer, read by others or not.
+    ``step_work`` names the per-step stages in order, for reports.
+    """
+
+    cell: str
+    steps: int
+    batch: int
+    hidden: int
+    gates: int
+    reverse: bool
+    gx: Value
+    h0: Value
+    c0: Value | None
+    w_hh: Value
+    b_hh: Value | None
+    y: Value
+    h_n: Value
+    c_n: Value | None
+    step_work: tuple[str, ...] = ("matmul", "cell")
+
+    @property
+    def gh_elements(self) -> int:
+        return self.batch * self.gates * self.hidden
+
+
 @dataclass(eq=False)
 class Group:
     id: int
@@ -74,6 +122,7 @@ class Group:
     outputs: list[Value] = field(default_factory=list)  # written to memory for outside readers
     backend: str | None = None  # LIBRARY: the backend's name
     kernel: FusedKernel | None = None  # FUSED
+    recurrent: RecurrentKernel | None = None  # RECURRENT
 
     @property
     def anchor(self) -> Node:
@@ -111,6 +160,7 @@ class MemoryPlan:
     slots: dict[Value, Slot]
     arena_bytes: int
     naive_bytes: int  # what one buffer per intermediate would need (for reports)
+    scratch: dict[int, int] = field(default_factory=dict)  # group id -> arena byte offset of its scratch
 
     def resolve(self, value: Value) -> tuple[Value, Slot]:
         """Follow aliases to the value that owns the memory."""

@@ -232,6 +232,43 @@ static inline __vr _vel_vfsums_vvl(__vr vy, int vl) {
   return r;
 }
 
+/* --- 64-bit lanes and gathers (resize2d: tables of byte offsets, addresses, vgtu) ----------- */
+
+/* VLD: lane i gets the 8 bytes at addr + i * stride (a whole 64-bit lane). */
+static inline __vr _vel_vld_vssl(long stride, const void* addr, int vl) {
+  __vr r;
+  vl = sol_vel_vl(vl, "_vel_vld_vssl");
+  const char* p = (const char*)addr;
+  for (int i = 0; i < vl; ++i) memcpy(&r.e[i], p + (long)i * stride, sizeof r.e[i]);
+  sol_vel_undefined_tail(&r, vl);
+  return r;
+}
+
+/* VADDU.L with a scalar: 64-bit unsigned sy + vz per lane (wrapping), e.g. base + byte offsets. */
+static inline __vr _vel_vaddul_vsvl(unsigned long sy, __vr vz, int vl) {
+  __vr r;
+  vl = sol_vel_vl(vl, "_vel_vaddul_vsvl");
+  for (int i = 0; i < vl; ++i) r.e[i] = (uint64_t)sy + vz.e[i];
+  sol_vel_undefined_tail(&r, vl);
+  return r;
+}
+
+/* VGTU: lane i gets the 4 bytes at the address in lane i of vy in its upper half, as VLDU does
+ * for a strided address. sy and sz are always 0 in sol's code (as in LLVM's own gathers); this
+ * emulation accepts nothing else. */
+static inline __vr _vel_vgtu_vvssl(__vr vy, unsigned long sy, unsigned long sz, int vl) {
+  __vr r;
+  vl = sol_vel_vl(vl, "_vel_vgtu_vvssl");
+  if ((sy || sz) && !sol_vel_fault) sol_vel_fault = "_vel_vgtu_vvssl (sy/sz other than 0)";
+  for (int i = 0; i < vl; ++i) {
+    uint32_t bits;
+    memcpy(&bits, (const void*)(uintptr_t)vy.e[i], sizeof bits);
+    r.e[i] = ((uint64_t)bits << 32) | SOL_VEL_UNDEF_LOWER;
+  }
+  sol_vel_undefined_tail(&r, vl);
+  return r;
+}
+
 #undef SOL_VEL_VV
 #undef SOL_VEL_VV_PT
 #undef SOL_VEL_SV

@@ -8,6 +8,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <cstring>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -72,10 +73,16 @@ struct Scratch {
         src_bytes = std::max(src_bytes, s);
         dst_bytes = std::max(dst_bytes, d);
     }
+    // oneDNN's own scratchpad for every primitive of the network (user mode, see make_attr).
+    size_t pad_bytes = 0;
+    std::vector<char> pad;
+    void need_pad(const memory::desc& md) { pad_bytes = std::max(pad_bytes, md.get_size()); }
     void allocate() {
         src.resize(src_bytes + 64);
         dst.resize(dst_bytes + 64);
+        pad.resize(pad_bytes + 64);
     }
+    void* pad_ptr() { return align(pad.data()); }
     void* src_ptr() { return align(src.data()); }
     void* dst_ptr() { return align(dst.data()); }
     static void* align(char* p) { return reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63)); }
@@ -90,6 +97,10 @@ inline dnnl::primitive_attr make_attr(const std::vector<PostOp>& ops) {
     }
     dnnl::primitive_attr attr;
     attr.set_post_ops(po);
+    // oneDNN's default ("library") scratchpad belongs to the thread that created the primitive:
+    // run from another thread (a framework's worker or autograd thread) the primitive overran it
+    // and crashed. With a user scratchpad the network passes its own buffer at every run.
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     return attr;
 }
 
@@ -98,21 +109,36 @@ class LibraryOp {
   public:
     virtual ~LibraryOp() = default;
 
-    // Layout propagation: when this op's result feeds only ``next`` and both chose the same
-    // internal layout, the tensor stays in that layout in between (no reorder out and back in).
-    // Checked here, at load time, because only oneDNN knows the layouts it picked.
-    void link_to(LibraryOp& next, size_t buffer_bytes) {
-        if (reorder_dst_ && next.reorder_src_ && dst_md_ == next.src_md_ && dst_md_.get_size() <= buffer_bytes) {
-            keep_dst_native_ = true;
-            next.src_is_native_ = true;
+    // One reader of a library op's result: another library op, reading it as its input (SRC)
+    // or as the full-size operand of its residual-sum post-op (RESIDUAL).
+    struct Reader {
+        enum Role { SRC, RESIDUAL } role;
+        LibraryOp* op;
+    };
+
+    // Layout propagation: when every reader of this op's result is a library op that wants it in
+    // the very layout this op computes it in (its input layout, or for a residual its own output
+    // layout), the tensor stays in that layout in between: no reorder out here and none back in
+    // at each reader. Checked here, at load time, because only oneDNN knows the layouts it
+    // picked; ``buffer_bytes`` is the plain tensor's buffer, which the native one must fit.
+    // Returns whether the layout is kept.
+    bool keep_native(std::initializer_list<Reader> readers, size_t buffer_bytes) {
+        if (!reorder_dst_ || dst_md_.get_size() > buffer_bytes) return false;
+        for (const Reader& r : readers) {
+            const memory::desc& want = r.role == Reader::SRC ? r.op->src_md_ : r.op->dst_md_;
+            bool converts = r.role == Reader::SRC ? r.op->reorder_src_ : r.op->reorder_dst_;
+            if (!converts || want != dst_md_) return false;
         }
+        keep_dst_native_ = true;
+        for (const Reader& r : readers) (r.role == Reader::SRC ? r.op->src_is_native_ : r.op->residual_is_native_) = true;
+        return true;
     }
 
     // What runs, for reports: the implementation oneDNN chose and where layouts are converted.
     std::string describe() const {
         auto side = [](bool reorder, bool native) { return native ? "kept" : reorder ? "reordered" : "plain"; };
         return impl_ + " (input " + side(reorder_src_, src_is_native_) + ", output " +
-               side(reorder_dst_, keep_dst_native_) + ")";
+               side(reorder_dst_, keep_dst_native_) + (residual_is_native_ ? ", residual kept" : "") + ")";
     }
 
   protected:
@@ -121,6 +147,7 @@ class LibraryOp {
     memory::desc src_plain_, dst_plain_, src_md_, dst_md_;
     memory weights_, bias_;
     memory::desc weights_md_;
+    memory::desc pad_md_;  // the primitive's scratchpad (user mode), in Scratch::pad at run time
 
     memory weights(const void* runtime) const {
         return runtime ? memory(weights_md_, Context::get().eng, const_cast<void*>(runtime)) : weights_;
@@ -128,6 +155,7 @@ class LibraryOp {
     std::vector<PostOp> post_;
     bool reorder_src_ = false, reorder_dst_ = false;
     bool keep_dst_native_ = false, src_is_native_ = false;
+    bool residual_is_native_ = false;  // the residual-sum operand arrives in dst_md_'s layout
     dnnl::reorder src_in_, dst_out_, sum_in_;
 
     void prepare_reorders(Scratch& scratch) {
@@ -151,25 +179,54 @@ class LibraryOp {
         return dst;
     }
 
+    // The memory objects a run binds, made once (at the first run, when the layout links are
+    // decided) and re-pointed at each call's buffers: constructing a dnnl::memory costs a few
+    // microseconds, which adds up over the many small ops of a batch-1 network. Runs of one
+    // network are serialized (Net::lock), so one set per op is enough.
+    struct Bound {
+        bool ready = false;
+        memory src_user, dst_user, src, dst, residual;
+        std::vector<memory> binary;
+    } bound_;
+
+    void bind_memories() {
+        auto& eng = Context::get().eng;
+        bound_.src_user = memory(src_plain_, eng, nullptr);
+        bound_.dst_user = memory(dst_plain_, eng, nullptr);
+        // Where no layout differs, the primitive reads/writes the caller's buffers directly.
+        bound_.src = src_is_native_ || reorder_src_ ? memory(src_md_, eng, nullptr) : bound_.src_user;
+        bound_.dst = keep_dst_native_ || reorder_dst_ ? memory(dst_md_, eng, nullptr) : bound_.dst_user;
+        bound_.residual = memory(dst_plain_, eng, nullptr);
+        for (const PostOp& p : post_)
+            if (p.kind == PostOp::BINARY) bound_.binary.push_back(memory(plain(p.dims), eng, nullptr));
+        bound_.ready = true;
+    }
+
     // Run with plain input/output pointers. ``binary`` holds one pointer per BINARY post-op,
     // ``residual`` the SUM operand (or nullptr).
     void execute(std::unordered_map<int, memory>& args, const void* src, void* dst,
                  const std::vector<const void*>& binary, const void* residual, Scratch& scratch) {
         auto& ctx = Context::get();
-        memory src_user(src_plain_, ctx.eng, const_cast<void*>(src));
-        memory dst_user(dst_plain_, ctx.eng, dst);
-        memory src_mem = src_user, dst_mem = dst_user;
+        if (!bound_.ready) bind_memories();
+        memory &src_user = bound_.src_user, &dst_user = bound_.dst_user;
+        memory &src_mem = bound_.src, &dst_mem = bound_.dst;
+        src_user.set_data_handle(const_cast<void*>(src));
+        dst_user.set_data_handle(dst);
         if (src_is_native_) {
-            src_mem = memory(src_md_, ctx.eng, const_cast<void*>(src));
+            src_mem.set_data_handle(const_cast<void*>(src));
         } else if (reorder_src_) {
-            src_mem = memory(src_md_, ctx.eng, scratch.src_ptr());
+            src_mem.set_data_handle(scratch.src_ptr());
             src_in_.execute(ctx.strm, src_user, src_mem);
         }
-        if (keep_dst_native_) dst_mem = memory(dst_md_, ctx.eng, dst);
-        else if (reorder_dst_) dst_mem = memory(dst_md_, ctx.eng, scratch.dst_ptr());
+        if (keep_dst_native_) dst_mem.set_data_handle(dst);
+        else if (reorder_dst_) dst_mem.set_data_handle(scratch.dst_ptr());
         if (residual != nullptr) {
-            memory r(dst_plain_, ctx.eng, const_cast<void*>(residual));
-            if (reorder_dst_) sum_in_.execute(ctx.strm, r, dst_mem);
+            memory& r = bound_.residual;
+            r.set_data_handle(const_cast<void*>(residual));
+            void* target = dst_mem.get_data_handle();
+            if (residual_is_native_) {  // already in the layout the sum post-op adds to
+                if (residual != target) std::memcpy(target, residual, dst_md_.get_size());
+            } else if (reorder_dst_) sum_in_.execute(ctx.strm, r, dst_mem);
             else if (residual != dst) std::memcpy(dst, residual, dst_plain_.get_size());
         }
         args[DNNL_ARG_SRC] = src_mem;
@@ -177,9 +234,11 @@ class LibraryOp {
         size_t b = 0;
         for (size_t i = 0; i < post_.size(); ++i) {
             if (post_[i].kind != PostOp::BINARY) continue;
-            args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(int(i)) | DNNL_ARG_SRC_1] =
-                memory(plain(post_[i].dims), ctx.eng, const_cast<void*>(binary.at(b++)));
+            memory& operand = bound_.binary.at(b);
+            operand.set_data_handle(const_cast<void*>(binary.at(b++)));
+            args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(int(i)) | DNNL_ARG_SRC_1] = operand;
         }
+        if (pad_md_.get_size() > 0) args[DNNL_ARG_SCRATCHPAD] = memory(pad_md_, ctx.eng, scratch.pad_ptr());
         prim_.execute(ctx.strm, args);
         if (reorder_dst_ && !keep_dst_native_) dst_out_.execute(ctx.strm, dst_mem, dst_user);
         ctx.strm.wait();
@@ -236,8 +295,45 @@ class Conv : public WeightedOp {
         place(w_user, w, b_md, pd.bias_desc(), bias);
         prim_ = dnnl::convolution_forward(pd);
         prepare_reorders(scratch);
+        scratch.need_pad(pad_md_ = pd.scratchpad_desc());
     }
 
+};
+
+// 2-D transposed convolution (oneDNN's deconvolution), NCHW at the interface. The weight arrives
+// as PyTorch stores it, (C, O/G, kh, kw): oneDNN reads that as the "iohw" (grouped: "giohw")
+// layout of its (O, C, kh, kw) weight, so no copy is needed to describe it. output_padding is a
+// smaller (possibly negative) right padding.
+class Deconv : public WeightedOp {
+  public:
+    void init(memory::dims src, memory::dims weights, memory::dims dst, memory::dims strides,
+              memory::dims dilation_minus_one, memory::dims pad_l, memory::dims pad_r, long groups,
+              const void* w, const void* bias, std::vector<PostOp> post, Scratch& scratch) {
+        auto& eng = Context::get().eng;
+        post_ = std::move(post);
+        src_plain_ = plain(src);
+        dst_plain_ = plain(dst);
+        memory::dims wdims = {dst[1], src[1], weights[2], weights[3]};
+        memory::desc w_user(wdims, dt::f32, tag::iohw);
+        if (groups > 1) {  // (G, O/G, C/G, kh, kw), stored as PyTorch's (G * C/G, O/G, kh, kw)
+            wdims = {groups, dst[1] / groups, src[1] / groups, weights[2], weights[3]};
+            w_user = memory::desc(wdims, dt::f32, tag::giohw);
+        }
+        memory::desc any_src(src, dt::f32, tag::any), any_dst(dst, dt::f32, tag::any);
+        memory::desc any_w = w ? memory::desc(wdims, dt::f32, tag::any) : w_user;
+        memory::desc b_md = bias ? memory::desc({dst[1]}, dt::f32, tag::a) : memory::desc();
+        auto pd = dnnl::deconvolution_forward::primitive_desc(
+            eng, dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, any_src, any_w, b_md,
+            any_dst, strides, dilation_minus_one, pad_l, pad_r, make_attr(post_));
+        impl_ = pd.impl_info_str();
+        src_md_ = pd.src_desc();
+        dst_md_ = pd.dst_desc();
+        weights_md_ = pd.weights_desc();
+        place(w_user, w, b_md, pd.bias_desc(), bias);
+        prim_ = dnnl::deconvolution_forward(pd);
+        prepare_reorders(scratch);
+        scratch.need_pad(pad_md_ = pd.scratchpad_desc());
+    }
 };
 
 // y = x @ W^T (+ bias): a dense / linear layer with static weights of shape (out, in). The batch
@@ -261,6 +357,7 @@ class Dense : public WeightedOp {
         place(w_user, w, b_md, pd.bias_desc(), bias);
         prim_ = dnnl::matmul(pd);
         prepare_reorders(scratch);
+        scratch.need_pad(pad_md_ = pd.scratchpad_desc());
     }
 
 };
@@ -281,6 +378,7 @@ class MatMul : public LibraryOp {
         dst_md_ = pd.dst_desc();
         prim_ = dnnl::matmul(pd);
         prepare_reorders(scratch);
+        scratch.need_pad(pad_md_ = pd.scratchpad_desc());
     }
 
     void run(const void* a, const void* b, void* dst, const std::vector<const void*>& binary,
@@ -292,6 +390,116 @@ class MatMul : public LibraryOp {
 
   private:
     memory::desc b_md_;
+};
+
+// Gradients of a convolution (training): oneDNN's backward-data and backward-weights primitives,
+// each described with a forward-training hint as oneDNN requires. All tensors arrive at run time
+// (saved activations, output gradients, the current weights) in sol's plain NCHW / OIHW layout;
+// the primitive is created with format "any" and each operand is reordered into the layout
+// oneDNN chose (and the result back) only where the two differ: blocked layouts make the
+// backward kernels several times faster than plain NCHW, which outweighs the reorders.
+class ConvBackward : public LibraryOp {
+  public:
+    // data == true: (grad_y, weights) -> grad_x; false: (x, grad_y) -> grad_w.
+    void init(bool data, memory::dims src, memory::dims weights, memory::dims dst, memory::dims strides,
+              memory::dims dilation_minus_one, memory::dims pad_l, memory::dims pad_r, long groups) {
+        auto& eng = Context::get().eng;
+        data_ = data;
+        memory::desc x_md = plain(src), y_md = plain(dst), w_md = plain(weights);
+        memory::dims wdims = weights;
+        if (groups > 1) {  // oneDNN's grouped weights: (G, O/G, C/G, kh, kw), the same bytes
+            wdims = {groups, weights[0] / groups, weights[1], weights[2], weights[3]};
+            w_md = memory::desc(wdims, dt::f32, tag::goihw);
+        }
+        memory::desc x_any(src, dt::f32, tag::any), y_any(dst, dt::f32, tag::any), w_any(wdims, dt::f32, tag::any);
+        auto hint = dnnl::convolution_forward::primitive_desc(
+            eng, dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, x_any, w_any, y_any,
+            strides, dilation_minus_one, pad_l, pad_r);
+        dnnl::primitive_attr user_pad;  // see make_attr: a scratchpad not tied to this thread
+        user_pad.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        if (data) {
+            auto pd = dnnl::convolution_backward_data::primitive_desc(
+                eng, dnnl::algorithm::convolution_direct, x_any, w_any, y_any, strides, dilation_minus_one, pad_l,
+                pad_r, hint, user_pad);
+            impl_ = pd.impl_info_str();
+            own_pad(pd.scratchpad_desc());
+            prim_ = dnnl::convolution_backward_data(pd);
+            a_.init(y_md, pd.diff_dst_desc(), true);
+            b_.init(w_md, pd.weights_desc(), true);
+            out_.init(x_md, pd.diff_src_desc(), false);
+        } else {
+            auto pd = dnnl::convolution_backward_weights::primitive_desc(
+                eng, dnnl::algorithm::convolution_direct, x_any, w_any, y_any, strides, dilation_minus_one, pad_l,
+                pad_r, hint, user_pad);
+            impl_ = pd.impl_info_str();
+            own_pad(pd.scratchpad_desc());
+            prim_ = dnnl::convolution_backward_weights(pd);
+            a_.init(x_md, pd.src_desc(), true);
+            b_.init(y_md, pd.diff_dst_desc(), true);
+            out_.init(w_md, pd.diff_weights_desc(), false);
+        }
+        reorder_src_ = a_.convert || b_.convert;
+        reorder_dst_ = out_.convert;
+    }
+
+    void run(const void* a, const void* b, void* out) {
+        auto& ctx = Context::get();
+        std::unordered_map<int, memory> args;
+        memory ma = a_.in(a), mb = b_.in(b), mo = out_.target(out);
+        if (data_) {
+            args = {{DNNL_ARG_DIFF_DST, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DIFF_SRC, mo}};
+        } else {
+            args = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_DIFF_DST, mb}, {DNNL_ARG_DIFF_WEIGHTS, mo}};
+        }
+        if (pad_md_.get_size() > 0) args[DNNL_ARG_SCRATCHPAD] = memory(pad_md_, ctx.eng, Scratch::align(pad_.data()));
+        prim_.execute(ctx.strm, args);
+        out_.out(mo, out);
+        ctx.strm.wait();
+    }
+
+  private:
+    // One operand: its plain layout, the primitive's, and a buffer when they differ.
+    struct Operand {
+        memory::desc user, want;
+        bool convert = false;
+        std::vector<char> buffer;
+        dnnl::reorder step;
+        void init(const memory::desc& u, const memory::desc& w, bool input) {
+            auto& eng = Context::get().eng;
+            user = u;
+            want = w;
+            convert = u != w;
+            if (!convert) return;
+            buffer.resize(w.get_size() + 64);
+            step = input ? dnnl::reorder(memory(u, eng, nullptr), memory(w, eng, nullptr))
+                         : dnnl::reorder(memory(w, eng, nullptr), memory(u, eng, nullptr));
+        }
+        void* data() { return Scratch::align(buffer.data()); }
+        memory in(const void* p) {  // the operand as the primitive wants it
+            auto& ctx = Context::get();
+            memory m(user, ctx.eng, const_cast<void*>(p));
+            if (!convert) return m;
+            memory t(want, ctx.eng, data());
+            step.execute(ctx.strm, m, t);
+            return t;
+        }
+        memory target(void* p) {  // where the primitive writes the result
+            auto& ctx = Context::get();
+            return convert ? memory(want, ctx.eng, data()) : memory(user, ctx.eng, p);
+        }
+        void out(memory& m, void* p) {  // the result back in the plain layout
+            if (!convert) return;
+            memory u(user, Context::get().eng, p);
+            step.execute(Context::get().strm, m, u);
+        }
+    };
+    bool data_ = true;
+    Operand a_, b_, out_;
+    std::vector<char> pad_;  // this primitive's scratchpad (backward ops are not in Scratch)
+    void own_pad(const memory::desc& md) {
+        pad_md_ = md;
+        pad_.resize(md.get_size() + 64);
+    }
 };
 
 }  // namespace sol
