@@ -85,3 +85,20 @@ def dense_mm(shape: tuple[int, ...]) -> Graph:
     z = g.add_node("matmul", [y, g.add_param("m", randn(24, 5))]).output
     g.outputs = [g.add_node("softmax", [z], {"axis": -1}).output]
     return g
+
+
+def recurrent_layer(name: str, cell: str, steps: int, batch: int, size: int, hidden: int, reverse: bool,
+                    rng: np.random.Generator) -> Graph:
+    """One ``cell`` ("lstm" or "gru") layer over x (steps, batch, size) from h0 (and c0), with
+    PyTorch's parameter layout and initialisation range drawn from ``rng``; every output returned."""
+    gates = 4 if cell == "lstm" else 3
+    g = Graph(name)
+    ins = [g.add_input("x", TensorType((steps, batch, size))), g.add_input("h0", TensorType((batch, hidden)))]
+    if cell == "lstm":
+        ins.append(g.add_input("c0", TensorType((batch, hidden))))
+    scale = 1.0 / np.sqrt(hidden)
+    for param, shape in (("w_ih", (gates * hidden, size)), ("w_hh", (gates * hidden, hidden)),
+                         ("b_ih", (gates * hidden,)), ("b_hh", (gates * hidden,))):
+        ins.append(g.add_param(param, rng.uniform(-scale, scale, shape).astype(np.float32)))
+    g.outputs.extend(g.add_node(cell, ins, {"reverse": reverse}).outputs)
+    return g

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 HERE = os.path.dirname(__file__)
+sys.path.insert(0, HERE)  # op_cases: the op tests' case machinery
 sys.path.insert(0, os.path.join(HERE, "..", "..", "benchmarks"))  # zoo: models in plain torch.nn
 sys.path.insert(0, os.path.join(HERE, "..", "core"))  # interpreter_device
 

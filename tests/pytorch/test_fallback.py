@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,8 @@ from sol_pytorch.fallback import SolFallbackWarning
 from sol_pytorch.importer import trace
 from sol_pytorch.variants import SplitVariant, host_array, torch_tensor
 from sol_pytorch.wrapper import SolModule
+
+from op_cases import Fn
 
 torch.manual_seed(0)
 HERE = os.path.basename(__file__)
@@ -126,15 +127,6 @@ def test_fallback_false_raises_naming_the_op_and_its_line(device: str) -> None:
     assert info.value.source == f"model ({HERE}:{_line('# fallback: custom op')})"
     assert re.search(rf"aten\._fft_r2c\.default .*{HERE}:{_line('# fallback: fft')}", message), message
     assert "fallback=True" in message
-
-
-class Fn(nn.Module):
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *xs: torch.Tensor) -> Any:
-        return self.fn(*xs)
 
 
 def _split(model: nn.Module, *shapes: tuple[int, ...]) -> fallback.Split:

@@ -7,8 +7,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import pytest
@@ -21,6 +19,7 @@ from sol.errors import UnsupportedOpError
 from sol_pytorch.importer import SolTrainingModeWarning, import_module
 from sol_pytorch.wrapper import SolModule
 
+from op_cases import Fn
 from zoo import mlp, small_resnet
 
 torch.manual_seed(0)
@@ -36,17 +35,6 @@ class Two(nn.Module):
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = torch.relu(self.fc(a)) * torch.sigmoid(b)
         return h, torch.softmax(h, dim=1)
-
-
-class Fn(nn.Module):
-    """A function as a model."""
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *xs: torch.Tensor) -> Any:
-        return self.fn(*xs)
 
 
 def _same(got: torch.Tensor, want: torch.Tensor, rtol: float = 1e-4) -> None:

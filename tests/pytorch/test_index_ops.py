@@ -9,8 +9,6 @@ As in test_ops.py: ``test_reference`` runs each imported case with the ops' NumP
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,42 +16,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils import _pytree as pytree
 
 import sol
-from sol.debug import run_reference
-from sol_pytorch.importer import import_module, output_layout
+
+from op_cases import Cases, check_device, check_reference, checked_arrays, r
 
 torch.manual_seed(0)
 
-
-class Fn(nn.Module):
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *xs: torch.Tensor) -> Any:
-        return self.fn(*xs)
-
-
-@dataclass
-class Case:
-    family: str
-    id: str
-    model: nn.Module
-    inputs: tuple[torch.Tensor, ...]
-
-
-CASES: list[Case] = []
-
-
-def case(family: str, name: str, model: nn.Module | Callable[..., Any], *inputs: torch.Tensor) -> None:
-    module = model if isinstance(model, nn.Module) else Fn(model)
-    CASES.append(Case(family, f"{family}-{name}", module.eval(), inputs))
-
-
-def r(*shape: int) -> torch.Tensor:
-    return torch.randn(*shape)
+CASES = Cases()
+case = CASES.add
 
 
 def ints(high: int, *shape: int, low: int = 0, dtype: torch.dtype = torch.int64) -> torch.Tensor:
@@ -136,15 +107,12 @@ case("convert", "sum-of-bool", lambda x: (x > 0).sum(dim=1), r(3, 7))
 case("convert", "int-arithmetic", lambda i, j: (i + j * 3 - 1, i * j), ints(9, 3, 4), ints(9, 4))
 case("convert", "arange-plus-ids", lambda i: i + torch.arange(i.shape[-1]), ints(9, 2, 5))
 
-BY_ID = {c.id: c for c in CASES}
-FAMILIES = sorted({c.family for c in CASES})
+BY_ID = CASES.by_id()
+FAMILIES = CASES.families()
 
 
 def _close(got: Any, want: torch.Tensor, what: str) -> None:
-    got = got.numpy() if isinstance(got, torch.Tensor) else np.asarray(got)
-    w = want.detach().numpy()
-    assert got.shape == w.shape, f"{what}: shape {got.shape}, PyTorch gives {w.shape}"
-    assert got.dtype == w.dtype, f"{what}: dtype {got.dtype}, PyTorch gives {w.dtype}"
+    got, w = checked_arrays(got, want, what)
     if w.dtype.kind in "biu":
         np.testing.assert_array_equal(got, w, err_msg=what)
         return
@@ -156,47 +124,13 @@ def _close(got: Any, want: torch.Tensor, what: str) -> None:
 @pytest.mark.parametrize("case_id", list(BY_ID))
 def test_reference(case_id: str) -> None:
     """The imported graph, run with sol's NumPy references, computes what PyTorch computes."""
-    c = BY_ID[case_id]
-    with torch.no_grad():
-        want = pytree.tree_leaves(c.model(*c.inputs))
-    graph = import_module(c.model, c.inputs, {})
-    got = run_reference(graph, [x.numpy() for x in c.inputs])
-    layout = output_layout(graph)
-    assert layout is not None and len(layout.slots) == len(want)
-    for slot, w in zip(layout.slots, want):
-        _close(got[slot], w, case_id)
-
-
-class Bundle(nn.Module):
-    """Several cases as one model: inputs concatenated, one output per case."""
-
-    def __init__(self, cases: list[Case]) -> None:
-        super().__init__()
-        self.cases = nn.ModuleList(c.model for c in cases)
-        self.arity = [len(c.inputs) for c in cases]
-
-    def forward(self, *xs: torch.Tensor) -> tuple[Any, ...]:
-        outs, start = [], 0
-        for model, n in zip(self.cases, self.arity):
-            outs.append(model(*xs[start:start + n]))
-            start += n
-        return tuple(outs)
+    check_reference(BY_ID[case_id], _close)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_device(device: str, family: str) -> None:
     """All cases of one family compiled together on ``device``, against PyTorch eager."""
-    cases = [c for c in CASES if c.family == family]
-    bundle = Bundle(cases).eval()
-    inputs = [x for c in cases for x in c.inputs]
-    fast = sol.optimize(bundle, *inputs, device=device, fallback=False)
-    with torch.no_grad():
-        want = bundle(*inputs)
-        got = fast(*inputs)
-    assert isinstance(got, tuple) and len(got) == len(cases)
-    for c, g, w in zip(cases, got, want):
-        for gl, wl in zip(pytree.tree_leaves(g), pytree.tree_leaves(w)):
-            _close(gl, wl, f"{c.id} on {device}")
+    check_device([c for c in CASES if c.family == family], device, _close)
 
 
 @pytest.mark.parametrize("bad_id", [10, -1])

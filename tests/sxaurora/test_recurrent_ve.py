@@ -10,25 +10,17 @@ import pytest
 
 from sol.api import compile_graph
 from sol.debug import run_reference
-from sol.ir import Graph, TensorType
+from sol.ir import Graph
+
+from graphs import recurrent_layer
 
 pytestmark = pytest.mark.filterwarnings("ignore:sol device 've' runs emulated")
 rng = np.random.default_rng(7)
 
 
 def _layer(cell: str, reverse: bool) -> Graph:
-    steps, batch, size, hidden = 6, 3, 10, 100  # 400 / 300 gate columns: two 256-lane strips
-    gates = 4 if cell == "lstm" else 3
-    g = Graph(f"ve_{cell}_{int(reverse)}")
-    ins = [g.add_input("x", TensorType((steps, batch, size))), g.add_input("h0", TensorType((batch, hidden)))]
-    if cell == "lstm":
-        ins.append(g.add_input("c0", TensorType((batch, hidden))))
-    bound = 1.0 / np.sqrt(hidden)
-    for name, shape in (("w_ih", (gates * hidden, size)), ("w_hh", (gates * hidden, hidden)),
-                        ("b_ih", (gates * hidden,)), ("b_hh", (gates * hidden,))):
-        ins.append(g.add_param(name, rng.uniform(-bound, bound, shape).astype(np.float32)))
-    g.outputs.extend(g.add_node(cell, ins, {"reverse": reverse}).outputs)
-    return g
+    # 6 steps, batch 3, 10 features, hidden 100: 400 / 300 gate columns, two 256-lane strips
+    return recurrent_layer(f"ve_{cell}_{int(reverse)}", cell, 6, 3, 10, 100, reverse, rng)
 
 
 @pytest.mark.parametrize("variant", ["vel", "ncc"])

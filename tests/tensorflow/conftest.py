@@ -1,4 +1,6 @@
-"""TensorFlow frontend tests, on x86 by default (``--sol-device NAME`` to pick others).
+"""TensorFlow frontend tests, on x86 by default (``--sol-device NAME`` to pick others); the whole
+networks of test_networks.py run on every installed device (issue #4: "on x86 and on every other
+installed device"), the op-level tests on x86 to keep the suite short.
 
 The whole folder is skipped, saying why, only where TensorFlow is not importable.
 """
@@ -24,6 +26,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "device" in metafunc.fixturenames:
         from devices import device_params
 
-        names = metafunc.config.getoption("--sol-device") or ["x86"]
-        params = [p for p in device_params(metafunc.config) if p.id in names] or names
+        every = metafunc.module.__name__.rsplit(".", 1)[-1] == "test_networks"
+        names = metafunc.config.getoption("--sol-device") or (None if every else ["x86"])
+        params = [p for p in device_params(metafunc.config) if names is None or p.id in names] or names
         metafunc.parametrize("device", params)

@@ -11,24 +11,16 @@ import pytest
 from sol.api import compile_graph
 from sol.debug import run_reference
 from sol.errors import SolError
-from sol.ir import Graph, TensorType
+from sol.ir import Graph
 from sol_x86.recurrent import ONEDNN_MIN_BATCH, choose_gemm
+
+from graphs import recurrent_layer
 
 rng = np.random.default_rng(5)
 
 
 def _layer(cell: str, steps: int, batch: int, size: int, hidden: int, reverse: bool) -> Graph:
-    gates = 4 if cell == "lstm" else 3
-    g = Graph(f"x86_{cell}_{batch}_{int(reverse)}")
-    ins = [g.add_input("x", TensorType((steps, batch, size))), g.add_input("h0", TensorType((batch, hidden)))]
-    if cell == "lstm":
-        ins.append(g.add_input("c0", TensorType((batch, hidden))))
-    scale = 1.0 / np.sqrt(hidden)  # PyTorch's initialisation range
-    for name, shape in (("w_ih", (gates * hidden, size)), ("w_hh", (gates * hidden, hidden)),
-                        ("b_ih", (gates * hidden,)), ("b_hh", (gates * hidden,))):
-        ins.append(g.add_param(name, rng.uniform(-scale, scale, shape).astype(np.float32)))
-    g.outputs.extend(g.add_node(cell, ins, {"reverse": reverse}).outputs)
-    return g
+    return recurrent_layer(f"x86_{cell}_{batch}_{int(reverse)}", cell, steps, batch, size, hidden, reverse, rng)
 
 
 @pytest.mark.parametrize("gemm", ["loop", "onednn"])
