@@ -32,6 +32,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from sol.roofline import cpu_model
 from sol_benchmarks import engines
 from sol_benchmarks.ceilings import thread_env
 
@@ -107,14 +108,7 @@ def _version(dist: str) -> str:
 
 
 def machine_info(threads: int) -> dict[str, Any]:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     try:
         load = os.getloadavg()[0]  # before any engine runs: what else keeps the machine busy
     except OSError:

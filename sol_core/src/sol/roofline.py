@@ -64,17 +64,20 @@ class Ceilings:
         return achieved / self.attainable(flops, nbytes)
 
 
-def machine_key(device: str) -> str:
-    """Ceilings hold for one device on one machine: device, host name, CPU model, CPU count."""
-    model = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what ``platform`` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"{device}|{platform.node()}|{model}|{os.cpu_count()}"
+    return platform.processor() or platform.machine()
+
+
+def machine_key(device: str) -> str:
+    """Ceilings hold for one device on one machine: device, host name, CPU model, CPU count."""
+    return f"{device}|{platform.node()}|{cpu_model()}|{os.cpu_count()}"
 
 
 def _path() -> Path:
