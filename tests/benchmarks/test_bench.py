@@ -82,6 +82,30 @@ def test_quick_bench_torch_compile_cold_and_warm(tmp_path: Path) -> None:
     assert cell["cold_s"] > 0 and cell["first_result_s"] > 0 and cell["max_rel_diff"] < 1e-4
 
 
+@pytest.mark.slow
+def test_quick_bench_training_rows(tmp_path: Path) -> None:
+    """--mode train: training-step rows in a table of their own, for the engines that train
+    (ONNX Runtime is left out of them), with the losses of every step equal to eager's."""
+    out = _bench(tmp_path, "--models", "small_resnet", "--batch", "2", "--engines", "eager,onnxruntime,sol",
+                 "--mode", "infer,train", ceilings=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "### Inference" in md and "### Training step (forward + backward + optimizer step)" in md
+    training = md[md.index("### Training step"):]
+    header = next(ln for ln in training.splitlines() if ln.startswith("| model |"))
+    assert "PyTorch eager ms | sol ms | sol vs PyTorch eager |" in header and "ONNX Runtime" not in header
+    cells = _row(training, "small_resnet", 2)
+    assert float(cells[2]) > 0 and float(cells[3]) > 0 and cells[4].endswith("x")
+    assert "--mode infer,train" in md
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
+    assert [r["mode"] for r in rows] == ["infer", "train"]
+    train = rows[1]["cells"]
+    assert set(train) == {"eager", "sol"}
+    assert train["sol"]["ok"], train["sol"]["error"]
+    assert train["sol"]["max_rel_diff"] < 1e-4 and train["sol"]["cold_s"] > 0
+    assert not any("fall" in n or "compile cache" in n for n in train["sol"]["notes"]), train["sol"]["notes"]
+
+
 def test_failed_engine_is_a_cell_not_a_crash(tmp_path: Path) -> None:
     out = _bench(tmp_path, "--models", "mlp", "--batch", "1", "--engines", "compile,sol", "--timeout", "1",
                  ceilings=False)
@@ -99,6 +123,10 @@ def test_unknown_model_or_engine_is_refused(tmp_path: Path) -> None:
     assert out.returncode == 2 and "unknown benchmark model 'no_such_net'" in out.stderr
     out = _bench(tmp_path, "--models", "mlp", "--engines", "tvm", ceilings=False)
     assert out.returncode == 2 and "unknown engine 'tvm'" in out.stderr
+    out = _bench(tmp_path, "--models", "mlp", "--mode", "finetune", ceilings=False)
+    assert out.returncode == 2 and "unknown mode 'finetune'" in out.stderr
+    out = _bench(tmp_path, "--models", "mlp", "--mode", "train", "--engines", "onnxruntime", ceilings=False)
+    assert out.returncode == 2 and "none of onnxruntime runs a training step" in out.stderr
 
 
 def _cell(engine: str, median: float | None, error: str = "") -> Cell:
@@ -124,6 +152,28 @@ def test_markdown_table_speedups_geomean_and_failures() -> None:
     assert "**4.00x**" in mean and "**0.80x**" in mean  # sqrt(2 * 8); the failed row left out
     assert "1. a batch 8, ONNX Runtime: failed: export: RuntimeError: op | not supported" in md
     assert "| sol max" not in md and "cold compile s (sol)" in md
+
+
+def test_markdown_training_table_of_its_own() -> None:
+    engines = ["eager", "onnxruntime", "sol"]
+    rows = [Row("a", 8, 8, (8, 3, 8, 8), {"eager": _cell("eager", 0.010), "onnxruntime": _cell("onnxruntime", 0.004),
+                                          "sol": _cell("sol", 0.005)}),
+            Row("a", 8, 8, (8, 3, 8, 8), {"eager": _cell("eager", 0.030), "sol": _cell("sol", 0.020)}, mode="train"),
+            Row("b", 8, 8, (8, 3, 8, 8), {"eager": _cell("eager", 0.030), "sol": _cell("sol", None, "boom")},
+                mode="train")]
+    result = BenchResult(rows, {"engines": engines, "repeats": 5, "warmup": 1, "command": "sol bench"},
+                         {"cpu": "test cpu", "threads": 2, "physical_cores": 2, "torch": "t", "onnxruntime": "o",
+                          "sol-core": "s"}, None, "today")
+    md = markdown(result)
+    infer, train = md.split("### Training step")
+    assert _row(infer, "a", 8)[2:7] == ["10.0", "4.00", "5.00", "2.00x", "0.80x"]
+    assert _row(train, "a", 8)[2:5] == ["30.0", "20.0", "1.50x"]
+    assert _row(train, "b", 8)[3].startswith("failed: boom [1]")
+    assert "1. b batch 8 training, sol: failed: boom" in md
+    assert "ONNX Runtime" not in train.split("Notes:")[0]
+    mean = next(ln for ln in train.splitlines() if ln.startswith("| geometric mean"))
+    assert "**1.50x**" in mean  # the failed row left out
+    assert "SGD" in md
 
 
 def test_zoo_location_can_be_overridden(tmp_path: Path) -> None:

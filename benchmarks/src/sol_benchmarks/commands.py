@@ -34,6 +34,16 @@ def _batches(text: str) -> list[int]:
     return values
 
 
+def _modes(text: str) -> list[str]:
+    from sol_benchmarks.engines import MODES
+
+    values = list(dict.fromkeys(_csv(text)))
+    unknown = [v for v in values if v not in MODES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown mode {unknown[0]!r}; choose from {', '.join(MODES)}")
+    return values
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -52,6 +62,9 @@ class BenchCommand(Command):
         parser.add_argument("--batch", type=_batches, default=[1, 8], help="batch sizes (default 1,8)")
         parser.add_argument("--engines", type=_csv, default=None,
                             help="eager,torch.compile,onnxruntime,sol (the default: all)")
+        parser.add_argument("--mode", type=_modes, default=["infer"],
+                            help="infer (inference rows, the default), train (training-step rows: forward, "
+                                 "loss, backward, SGD step; eager, torch.compile and sol), or infer,train")
         parser.add_argument("--repeats", type=_positive, default=None, help="timed runs per engine (default 10)")
         parser.add_argument("--warmup", type=int, default=None, help="untimed runs before them (default 3)")
         parser.add_argument("--size", type=_positive, default=None,
@@ -89,12 +102,16 @@ class BenchCommand(Command):
             print(f"sol bench: {exc}", file=sys.stderr)
             return 2
         chosen = list(dict.fromkeys(chosen))
+        if args.mode == ["train"] and not any(e in engines.TRAINING for e in chosen):
+            print(f"sol bench: none of {', '.join(chosen)} runs a training step (those that do: "
+                  f"{', '.join(engines.TRAINING)})", file=sys.stderr)
+            return 2
         options = harness.Options(
             models=list(names), batches=args.batch, engines=chosen,
             repeats=args.repeats or (3 if args.quick else 10),
             warmup=args.warmup if args.warmup is not None else (1 if args.quick else 3),
             threads=threads, timeout=args.timeout or (300.0 if args.quick else 1800.0), out=args.out,
-            size=args.size, quick=args.quick, keep_work=args.keep_work)
+            size=args.size, quick=args.quick, keep_work=args.keep_work, modes=args.mode)
         options.command = _command_line(options)
         measured = _ceilings(threads, args.quick)
         result = harness.Harness(options).run(measured)
@@ -132,6 +149,8 @@ def _command_line(o: object) -> str:
     parts = ["sol", "bench", "--models", ",".join(o.models), "--batch", ",".join(map(str, o.batches)),
              "--engines", ",".join(o.engines), "--repeats", str(o.repeats), "--warmup", str(o.warmup),
              "--threads", str(o.threads)]
+    if o.modes != ["infer"]:
+        parts += ["--mode", ",".join(o.modes)]
     if o.size:
         parts += ["--size", str(o.size)]
     if o.quick:

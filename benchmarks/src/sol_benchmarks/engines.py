@@ -22,6 +22,12 @@ COMPILED = ("torch.compile", "sol")
 """Engines with a compile cache: cold compile and warm first result are measured for these."""
 NEEDS_COLD = ("torch.compile", "onnxruntime", "sol")
 """Engines whose ``cold`` phase must run before ``run`` (onnxruntime: the export)."""
+TRAINING = ("eager", "torch.compile", "sol")
+"""Engines that run a training step (ONNX Runtime runs inference only: it is left out of
+training rows rather than given a cell that says so on every row)."""
+MODES = {"infer": "inference", "train": "training step"}
+LEARNING_RATE = 0.01
+MOMENTUM = 0.9
 
 
 def canonical(name: str) -> str:
@@ -87,7 +93,48 @@ def _onnxruntime(model: Any, x: Any, workdir: Path, phase: str, threads: int, no
     return lambda: session.run(None, feed)[0]
 
 
+def prepare_step(engine: str, model: Any, x: Any, workdir: Path, phase: str, threads: int,
+                 notes: list[str]) -> Runner:
+    """One training step as a no-argument callable returning the loss (a 0-d tensor): the
+    engine's forward on ``x`` (``model`` in train mode), cross-entropy against fixed labels,
+    ``backward()``, and an SGD-with-momentum step on the model's parameters. The loss and the
+    optimizer are PyTorch's in every engine (as a user writes them), so the rows compare what
+    the engines do to the model's forward and backward."""
+    import torch
+
+    if engine not in TRAINING:
+        raise ValueError(f"{TITLES.get(engine, engine)} runs inference only")
+    if engine == "eager":
+        forward = model
+    elif engine == "torch.compile":
+        forward = torch.compile(model)
+    else:
+        forward = _sol_optimize(model, x, phase, notes)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
+    labels: list[Any] = []
+
+    def step() -> Any:
+        out = forward(x)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        if not labels:  # the same labels in every engine's process
+            labels.append(torch.randint(0, out.shape[-1], out.shape[:1], generator=torch.Generator().manual_seed(1)))
+        loss = torch.nn.functional.cross_entropy(out, labels[0])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step
+
+
 def _sol(model: Any, x: Any, workdir: Path, phase: str, threads: int, notes: list[str]) -> Runner:
+    fast = _sol_optimize(model, x, phase, notes)
+    return lambda: fast(x)
+
+
+def _sol_optimize(model: Any, x: Any, phase: str, notes: list[str]) -> Any:
+    """``sol.optimize`` on x86 (for training when ``model`` is in train mode), noting a
+    fallback to PyTorch and a warm process that missed the compile cache."""
     import sol
     from sol.errors import SolError
 
@@ -102,4 +149,4 @@ def _sol(model: Any, x: Any, workdir: Path, phase: str, threads: int, notes: lis
         raise SolError("sol.optimize returned no compiled program")
     if phase == "run" and not program.info.get("cached"):
         notes.append("the warm process did not find the network in the compile cache (compiled again)")
-    return lambda: fast(x)
+    return fast

@@ -9,6 +9,9 @@ For each model and batch size, in one run:
 - ``onnxruntime``: a ``cold`` process exports with ``torch.onnx.export``; the ``run`` process
   loads the file (first result, timed calls, peak memory).
 
+Rows are inference (``infer``) or training steps (``train``: forward, loss, backward and an
+optimizer step, for the engines in :data:`engines.TRAINING`), as ``--mode`` asks.
+
 Every process gets the same thread count (``OMP_NUM_THREADS``, ``torch.set_num_threads``,
 ONNX Runtime's intra-op threads; physical cores by default), so no engine oversubscribes the
 machine or gets more of it than another. A process that fails, crashes or runs past the timeout
@@ -51,6 +54,7 @@ class Options:
     quick: bool = False
     keep_work: bool = False
     command: str = "sol bench"
+    modes: list[str] = field(default_factory=lambda: ["infer"])
 
 
 @dataclass
@@ -77,6 +81,15 @@ class Row:
     size: int
     input_shape: tuple[int, ...]
     cells: dict[str, Cell] = field(default_factory=dict)
+    mode: str = "infer"
+
+    @property
+    def tag(self) -> str:
+        return f"{self.model}-b{self.batch}" + ("-train" if self.mode == "train" else "")
+
+    def engines_for(self, chosen: list[str]) -> list[str]:
+        """The chosen engines that run this row's mode."""
+        return [e for e in chosen if self.mode != "train" or e in engines.TRAINING]
 
 
 @dataclass
@@ -138,11 +151,11 @@ class Harness:
 
     # --- one worker process -------------------------------------------------------------------
     def _spawn(self, row: Row, engine: str, phase: str, workdir: Path) -> tuple[dict[str, Any] | None, str]:
-        tag = f"{row.model}-b{row.batch}-{engine}-{phase}"
+        tag = f"{row.tag}-{engine}-{phase}"
         result_path = workdir / f"{phase}.json"
         result_path.unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "sol_benchmarks.worker", "--engine", engine, "--model", row.model,
-               "--batch", str(row.batch), "--size", str(row.size), "--phase", phase,
+               "--batch", str(row.batch), "--size", str(row.size), "--phase", phase, "--mode", row.mode,
                "--warmup", str(self.o.warmup), "--repeats", str(self.o.repeats), "--threads", str(self.o.threads),
                "--workdir", str(workdir), "--result", str(result_path), "--output", str(workdir / "output.npy")]
         env = {**os.environ, **thread_env(self.o.threads), "SOL_CACHE_DIR": str(workdir / "sol-cache"),
@@ -179,10 +192,10 @@ class Harness:
 
     # --- one (model, batch) -------------------------------------------------------------------
     def run_row(self, row: Row) -> None:
-        for engine in self.o.engines:
+        for engine in row.engines_for(self.o.engines):
             cell = Cell(engine)
             row.cells[engine] = cell
-            workdir = self.work / f"{row.model}-b{row.batch}" / engine.replace(".", "_")
+            workdir = self.work / row.tag / engine.replace(".", "_")
             workdir.mkdir(parents=True, exist_ok=True)
             if engine in engines.NEEDS_COLD:
                 cold, error = self._spawn(row, engine, "cold", workdir)
@@ -205,10 +218,11 @@ class Harness:
         self._compare(row)
 
     def _compare(self, row: Row) -> None:
-        """Each engine's output against eager's (same weights, same input)."""
+        """Each engine's output (training: the losses of every step) against eager's (same
+        weights, same input)."""
         import numpy as np
 
-        base = self.work / f"{row.model}-b{row.batch}"
+        base = self.work / row.tag
         ref_path = base / "eager" / "output.npy"
         if not ref_path.exists():
             return
@@ -231,15 +245,17 @@ class Harness:
         t0 = time.perf_counter()
         started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         rows = []
-        for name in self.o.models:
-            spec = models.resolve(name)
-            size = self.o.size or (spec.quick_size if self.o.quick else spec.default_size)
-            for batch in self.o.batches:
-                rows.append(Row(name, batch, size, spec.input_shape(batch, size)))
+        for mode in self.o.modes:
+            for name in self.o.models:
+                spec = models.resolve(name)
+                size = self.o.size or (spec.quick_size if self.o.quick else spec.default_size)
+                for batch in self.o.batches:
+                    rows.append(Row(name, batch, size, spec.input_shape(batch, size), mode=mode))
         result = BenchResult(rows, _jsonable(asdict(self.o)), machine_info(self.o.threads), ceilings, started)
         try:
             for i, row in enumerate(rows):
-                print(f"[{i + 1}/{len(rows)}] {row.model}, batch {row.batch}, input {row.input_shape}",
+                what = "training step" if row.mode == "train" else "inference"
+                print(f"[{i + 1}/{len(rows)}] {row.model}, batch {row.batch}, input {row.input_shape}, {what}",
                       file=self.log, flush=True)
                 self.run_row(row)
                 result.seconds = time.perf_counter() - t0

@@ -134,9 +134,9 @@ def resolve(name: str) -> BenchModel:
                      "(or any factory function in benchmarks/zoo.py)")
 
 
-def build(name: str, batch: int, size: int) -> tuple[Any, Any]:
-    """(model in eval mode, input tensor), the same in every process of a run: fixed seeds,
-    BatchNorm statistics made non-trivial as in the zoo tests."""
+def build(name: str, batch: int, size: int, train: bool = False) -> tuple[Any, Any]:
+    """(model in eval mode, or train mode if ``train``; input tensor), the same in every process
+    of a run: fixed seeds, BatchNorm statistics made non-trivial as in the zoo tests."""
     import torch
 
     spec = resolve(name)
@@ -146,6 +146,6 @@ def build(name: str, batch: int, size: int) -> tuple[Any, Any]:
     randomize = getattr(zoo, "randomize_batchnorm", None)
     if randomize is not None:
         randomize(model)
-    model.eval()
+    model.train(train)
     x = torch.rand(spec.input_shape(batch, size), generator=torch.Generator().manual_seed(batch))
     return model, x

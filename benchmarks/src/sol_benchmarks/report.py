@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from sol_benchmarks.engines import COMPILED, TITLES
+from sol_benchmarks.engines import COMPILED, LEARNING_RATE, MOMENTUM, TITLES
 from sol_benchmarks.harness import BenchResult, Cell, Row, save_json
 
 FAILED_CELL_CHARS = 48
+TABLE_TITLES = {"infer": "Inference", "train": "Training step (forward + backward + optimizer step)"}
 COLORS = {"torch.compile": "tab:blue", "onnxruntime": "tab:orange", "sol": "tab:green", "eager": "tab:gray"}
 
 
@@ -58,9 +59,6 @@ def speedup_columns(engines: list[str]) -> list[tuple[str, str]]:
 
 def markdown(result: BenchResult) -> str:
     o, m = result.options, result.machine
-    engines: list[str] = list(o["engines"])
-    compiled = [e for e in engines if e in COMPILED]
-    pairs = speedup_columns(engines)
     notes: list[str] = []
     lines = [f"sol bench, {result.started}: {m['cpu']}, {m['threads']} thread(s) per engine "
              f"({m['physical_cores']} physical cores); fp32, medians of {o['repeats']} timed runs after "
@@ -74,6 +72,29 @@ def markdown(result: BenchResult) -> str:
     if c:
         lines += [f"Ceilings: {c['flops_per_s'] / 1e9:.1f} GFLOP/s SGEMM, {c['bytes_per_s'] / 1e9:.1f} GB/s memory "
                   f"({c['threads']} thread(s); {c['basis']}).", ""]
+    modes = list(dict.fromkeys(r.mode for r in result.rows))
+    for mode in modes:
+        rows = [r for r in result.rows if r.mode == mode]
+        if len(modes) > 1 or mode == "train":
+            lines += [f"### {TABLE_TITLES[mode]}", ""]
+        lines += _table(rows, rows[0].engines_for(list(o["engines"])), notes)
+        lines.append("")
+    if notes:
+        lines += ["Notes:", ""] + [f"{i + 1}. {n}" for i, n in enumerate(notes)] + [""]
+    lines += ["Cold compile: a new process with empty caches, from the start of compiling to the first "
+              "result. Warm first result: a new process on the caches the cold one left, same span. Peak RSS: "
+              "the timed process's maximum resident memory, each engine in its own process."]
+    if "train" in modes:
+        lines += ["", f"Training step: forward, cross-entropy loss, `backward()` and `torch.optim.SGD` (lr "
+                  f"{LEARNING_RATE:g}, momentum {MOMENTUM:g}) on the model in train mode (batch statistics in "
+                  "BatchNorm, dropout active); the max rel. diff compares the losses of every step taken."]
+    return "\n".join(lines) + "\n"
+
+
+def _table(rows: list[Row], engines: list[str], notes: list[str]) -> list[str]:
+    """The Markdown table of rows of one mode."""
+    compiled = [e for e in engines if e in COMPILED]
+    pairs = speedup_columns(engines)
     header = ["model", "batch"] + [f"{TITLES[e]} ms" for e in engines]
     header += [f"{TITLES[e2]} vs {TITLES[e1]}" for e1, e2 in pairs]
     if compiled:
@@ -83,9 +104,9 @@ def markdown(result: BenchResult) -> str:
     if "eager" in engines and len(engines) > 1:
         header += ["max rel. diff vs eager"]
     align = ["---"] + ["--:"] * (len(header) - 1)  # numbers right-aligned
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-    for row in result.rows:
-        where = f"{row.model} batch {row.batch}"
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    for row in rows:
+        where = f"{row.model} batch {row.batch}" + (" training" if row.mode == "train" else "")
         cells = [row.model, str(row.batch)]
         for e in engines:
             cell = row.cells.get(e)
@@ -119,19 +140,14 @@ def markdown(result: BenchResult) -> str:
             for n in cell.notes if cell else []:
                 notes.append(f"{where}, {TITLES[e]}: {n}")
         lines.append("| " + " | ".join(cells) + " |")
-    if pairs and len(result.rows) > 1:
+    if pairs and len(rows) > 1:
         means = []
         for e1, e2 in pairs:
-            g = geomean([s for r in result.rows if (s := speedup(r, e1, e2)) is not None])
+            g = geomean([s for r in rows if (s := speedup(r, e1, e2)) is not None])
             means.append("-" if g is None else f"**{_ratio(g)}**")
         pad = len(header) - 2 - len(engines) - len(pairs)
         lines.append("| geometric mean | | " + " | ".join([""] * len(engines) + means + [""] * pad) + " |")
-    if notes:
-        lines += ["", "Notes:", ""] + [f"{i + 1}. {n}" for i, n in enumerate(notes)]
-    lines += ["", "Cold compile: a new process with empty caches, from the start of compiling to the first "
-              "result. Warm first result: a new process on the caches the cold one left, same span. Peak RSS: "
-              "the timed process's maximum resident memory, each engine in its own process."]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def plot(result: BenchResult, path: Path) -> str | None:
@@ -147,7 +163,7 @@ def plot(result: BenchResult, path: Path) -> str | None:
     engines: list[str] = list(result.options["engines"])
     others = [e for e in engines if e != "eager"]
     compiled = [e for e in engines if e in COMPILED]
-    labels = [f"{r.model}\nb{r.batch}" for r in result.rows]
+    labels = [f"{r.model}\nb{r.batch}" + (" train" if r.mode == "train" else "") for r in result.rows]
     panels = (1 if "eager" in engines and others else 0) + (1 if compiled else 0)
     if not panels or not result.rows:
         return "no plot: nothing to compare"
@@ -159,6 +175,8 @@ def plot(result: BenchResult, path: Path) -> str | None:
         panel += 1
         for k, e in enumerate(others):
             for i, r in enumerate(result.rows):
+                if e not in r.cells:  # an engine that does not run this row's mode
+                    continue
                 x = i + (k - (len(others) - 1) / 2) * width
                 s = speedup(r, "eager", e)
                 if s is None:

@@ -3,8 +3,11 @@
 ``python -m sol_benchmarks.worker --engine sol --model resnet18 --batch 8 --phase run ...``
 builds the model, prepares the engine, times the first result, and in the ``run`` phase the
 repeated calls after warm-up; it writes a JSON result (and the output, for the correctness
-check) and exits. The harness sets the thread environment and the cache folders before it
-starts, so nothing here can leak from one engine into another.
+check) and exits. With ``--mode train`` a call is one training step (the model in train mode;
+see :func:`sol_benchmarks.engines.prepare_step`) and the output kept for the check is the loss
+of every step taken, first to last: the engines take the same steps from the same weights, so
+their losses agree as long as their gradients do. The harness sets the thread environment and
+the cache folders before it starts, so nothing here can leak from one engine into another.
 """
 
 from __future__ import annotations
@@ -46,27 +49,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    model, x = models.build(args.model, args.batch, args.size)
+    train = args.mode == "train"
+    model, x = models.build(args.model, args.batch, args.size, train=train)
     notes: list[str] = []
     result: dict[str, Any] = {"engine": args.engine, "model": args.model, "batch": args.batch, "phase": args.phase,
-                              "threads": torch.get_num_threads(), "notes": notes}
-    with torch.no_grad():
+                              "mode": args.mode, "threads": torch.get_num_threads(), "notes": notes}
+    prepare = engines.prepare_step if train else engines.prepare
+    losses: list[float] = []
+    with torch.set_grad_enabled(train):
         t0 = time.perf_counter()
-        fn = engines.prepare(args.engine, model, x, workdir, args.phase, args.threads, notes)
+        fn = prepare(args.engine, model, x, workdir, args.phase, args.threads, notes)
         y = fn()
         result["first_result_s"] = time.perf_counter() - t0
+        losses.append(float(y) if train else 0.0)
         if args.phase == "run":
             for _ in range(args.warmup):
-                fn()
+                y = fn()
+                losses.append(float(y) if train else 0.0)
             times = []
             for _ in range(args.repeats):
                 t = time.perf_counter()
                 y = fn()
+                if train:
+                    losses.append(float(y))  # reading the loss waits for the step, as a training loop's logging does
                 times.append(time.perf_counter() - t)
             result["times_s"] = times
             result["median_s"] = statistics.median(times)
             if args.output:
-                np.save(args.output, _as_numpy(y))
+                np.save(args.output, np.asarray(losses) if train else _as_numpy(y))
     result["peak_rss_mib"] = _peak_rss_mib()
     return result
 
@@ -78,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--size", type=int, required=True)
     p.add_argument("--phase", choices=["cold", "run"], required=True)
+    p.add_argument("--mode", choices=["infer", "train"], default="infer")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)

@@ -114,6 +114,7 @@ class LoweredGroup:
     locals: list[tuple[str, str, int]]  # (ctype, symbol, elements)
     stages: list[Any] = field(default_factory=list)
     parallel_outer: bool = True
+    work: int = 0  # elements of the largest tensor the group reads or writes
 
 
 class GroupLowering:
@@ -158,6 +159,10 @@ class GroupLowering:
         out = LoweredGroup(self.group.label, list(k.outer_shape[:depth]), numel(k.outer_shape[:depth]),
                            [(ctype(v), self.local_sym[v], n) for v, n in k.locals.items()])
         out.parallel_outer = not pure and out.outer_size > 1
+        # Templates compare this with a threshold before starting threads: a parallel region
+        # around a few thousand elements costs more than it saves, and far more when the cores
+        # are busy with other work (a barrier then waits for a descheduled thread).
+        out.work = max((numel(v.shape) for n in self.group.nodes for v in (*n.inputs, *n.outputs)), default=1)
         for stage in k.stages:
             if stage.kind == "pointwise":
                 out.stages.append(self._pointwise(stage, depth, parallel=pure))
