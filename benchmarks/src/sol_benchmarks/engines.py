@@ -94,12 +94,18 @@ def _onnxruntime(model: Any, x: Any, workdir: Path, phase: str, threads: int, no
 
 
 def prepare_step(engine: str, model: Any, x: Any, workdir: Path, phase: str, threads: int,
-                 notes: list[str]) -> Runner:
+                 notes: list[str], steps: int = 1) -> Runner:
     """One training step as a no-argument callable returning the loss (a 0-d tensor): the
-    engine's forward on ``x`` (``model`` in train mode), cross-entropy against fixed labels,
-    ``backward()``, and an SGD-with-momentum step on the model's parameters. The loss and the
-    optimizer are PyTorch's in every engine (as a user writes them), so the rows compare what
-    the engines do to the model's forward and backward."""
+    engine's forward on a batch shaped like ``x`` (``model`` in train mode), cross-entropy
+    against random labels, ``backward()``, and an SGD-with-momentum step on the model's
+    parameters. The loss and the optimizer are PyTorch's in every engine (as a user writes
+    them), so the rows compare what the engines do to the model's forward and backward.
+
+    Step ``k`` takes batch ``k % steps`` of a list made before the first step, the same in every
+    engine's process (the first is ``x``). Distinct batches matter: a network fitted again and
+    again to one batch drives its loss and gradients towards zero within a few steps, and
+    PyTorch's kernels then slow down several-fold on denormal numbers, which says nothing about
+    training."""
     import torch
 
     if engine not in TRAINING:
@@ -111,14 +117,20 @@ def prepare_step(engine: str, model: Any, x: Any, workdir: Path, phase: str, thr
     else:
         forward = _sol_optimize(model, x, phase, notes)
     optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
+    batches = [x] + [torch.rand(x.shape, generator=torch.Generator().manual_seed(1000 + k), dtype=x.dtype)
+                     for k in range(1, max(steps, 1))]
     labels: list[Any] = []
+    taken = [0]
 
     def step() -> Any:
-        out = forward(x)
+        k = taken[0] % len(batches)
+        taken[0] += 1
+        out = forward(batches[k])
         out = out[0] if isinstance(out, (tuple, list)) else out
-        if not labels:  # the same labels in every engine's process
-            labels.append(torch.randint(0, out.shape[-1], out.shape[:1], generator=torch.Generator().manual_seed(1)))
-        loss = torch.nn.functional.cross_entropy(out, labels[0])
+        if not labels:  # made once the class count is known; the same in every engine's process
+            gen = torch.Generator().manual_seed(1)
+            labels.extend(torch.randint(0, out.shape[-1], out.shape[:1], generator=gen) for _ in batches)
+        loss = torch.nn.functional.cross_entropy(out, labels[k])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -54,11 +54,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     notes: list[str] = []
     result: dict[str, Any] = {"engine": args.engine, "model": args.model, "batch": args.batch, "phase": args.phase,
                               "mode": args.mode, "threads": torch.get_num_threads(), "notes": notes}
-    prepare = engines.prepare_step if train else engines.prepare
     losses: list[float] = []
     with torch.set_grad_enabled(train):
         t0 = time.perf_counter()
-        fn = prepare(args.engine, model, x, workdir, args.phase, args.threads, notes)
+        if train:
+            steps = 1 if args.phase == "cold" else 1 + args.warmup + args.repeats
+            fn = engines.prepare_step(args.engine, model, x, workdir, args.phase, args.threads, notes, steps=steps)
+        else:
+            fn = engines.prepare(args.engine, model, x, workdir, args.phase, args.threads, notes)
         y = fn()
         result["first_result_s"] = time.perf_counter() - t0
         losses.append(float(y) if train else 0.0)

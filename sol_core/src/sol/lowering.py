@@ -129,6 +129,7 @@ class GroupLowering:
         self.comment = comment
         self.local_sym = {v: f"L{sym(v)[1:]}" for v in self.kernel.locals}
         self.step = 0
+        self.serial_outer = False
 
     # --- addressing ----------------------------------------------------------------------
     def _strides(self, v: Value, rank: int, depth: int) -> list[int]:
@@ -163,9 +164,11 @@ class GroupLowering:
         # around a few thousand elements costs more than it saves, and far more when the cores
         # are busy with other work (a barrier then waits for a descheduled thread).
         out.work = max((numel(v.shape) for n in self.group.nodes for v in (*n.inputs, *n.outputs)), default=1)
+        # With no parallel outer loop, each stage may start threads of its own.
+        self.serial_outer = out.outer_size == 1
         for stage in k.stages:
             if stage.kind == "pointwise":
-                out.stages.append(self._pointwise(stage, depth, parallel=pure))
+                out.stages.append(self._pointwise(stage, depth, parallel=pure or self.serial_outer))
             else:
                 out.stages.append(self._op(stage.nodes[0], depth))
         return out
@@ -310,18 +313,63 @@ class GroupLowering:
         inner = x.shape[depth:]
         red = numel(tuple(inner[ax] for ax in axes))
         scale = 1.0 / red if node.op == "mean" and red else 1.0
+        fields: dict[str, Any] = {"scale": repr(scale), "out_numel": numel(y.shape[depth:]),
+                                  "runs": reduce_runs(inner, axes, numel(y.shape[depth:]), self.serial_outer)}
         contiguous = axes == list(range(axes[0], axes[-1] + 1))
         if contiguous:
-            return {"contiguous": True, "pre": numel(inner[:axes[0]]), "red": red,
-                    "post": numel(inner[axes[-1] + 1:]), "scale": repr(scale)}
+            return {**fields, "contiguous": True, "pre": numel(inner[:axes[0]]), "red": red,
+                    "post": numel(inner[axes[-1] + 1:])}
         in_st = contiguous_strides(inner, len(inner))
         kept = [d for d in range(len(inner)) if d not in axes]
         out_st_kept = contiguous_strides(tuple(inner[d] for d in kept), len(kept))
         out_st = [0] * len(inner)
         for j, d in enumerate(kept):
             out_st[d] = out_st_kept[j]
-        return {"contiguous": False, "dims": [{"extent": e} for e in inner], "in_offset": _linear(in_st),
-                "out_offset": _linear(out_st) , "out_numel": numel(y.shape[depth:]), "scale": repr(scale)}
+        return {**fields, "contiguous": False, "dims": [{"extent": e} for e in inner], "in_offset": _linear(in_st),
+                "out_offset": _linear(out_st)}
+
+
+def reduce_runs(shape: tuple[int, ...], axes: list[int], out_numel: int, parallel: bool) -> dict[str, Any]:
+    """A sum over ``axes`` of a row-major ``shape`` as runs of adjacent kept (K) or reduced (R)
+    dims, each merged into one (extent, stride), for templates that loop over the output and
+    sum each element's inputs with the contiguous run innermost:
+
+    - ``kept``: the kept runs, outermost first, with ``div`` (the output index is the sum of
+      ``(k / div % extent) * stride``; the output is contiguous over them);
+    - ``reduced``: the reduced runs looped over for each output element (or tile);
+    - ``inner``: the extent of the innermost run and whether it is reduced (``inner_reduced``:
+      a vector reduction into one sum) or kept (a vector of sums over ``tile`` outputs, in
+      ``tiles`` tiles per outer output position);
+    - ``parallel``: no enclosing parallel loop, so the template may start threads; ``work``: the
+      input's element count, for the template's threshold.
+    """
+    runs: list[list[Any]] = []
+    strides = contiguous_strides(shape, len(shape))
+    for d, extent in enumerate(shape):
+        if extent == 1:
+            continue
+        kind = "R" if d in axes else "K"
+        if runs and runs[-1][0] == kind:
+            runs[-1][1] *= extent
+            runs[-1][2] = strides[d]
+        else:
+            runs.append([kind, extent, strides[d]])
+    inner_reduced = not runs or runs[-1][0] == "R"
+    inner = runs.pop() if runs else ["R", 1, 1]
+    kept = [{"extent": e, "stride": st} for kind, e, st in runs if kind == "K"]
+    div = 1 if inner_reduced else inner[1]
+    for run in reversed(kept):
+        run["div"] = div
+        div *= run["extent"]
+    outer = max(out_numel // (1 if inner_reduced else inner[1]), 1)
+    tile = 256
+    # Enough tiles to share among the threads when the kept inner run is all the output.
+    while not inner_reduced and tile > 16 and outer * -(-inner[1] // tile) < 16:
+        tile //= 2
+    tile = min(tile, inner[1])
+    return {"kept": kept, "reduced": [{"extent": e, "stride": st} for kind, e, st in runs if kind == "R"],
+            "inner": inner[1], "inner_reduced": inner_reduced, "outer": outer, "tile": tile,
+            "tiles": -(-inner[1] // tile), "parallel": parallel, "work": numel(shape)}
 
 
 # Backward ops lowered by sol.lowering_grad (kept in step with lowering_grad.OPS by a test).

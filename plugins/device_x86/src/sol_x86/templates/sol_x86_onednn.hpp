@@ -67,8 +67,8 @@ struct Context {
 // Scratch memory shared by every op of one network: ops run one after another, so two buffers
 // (converted input, converted output) of the largest size needed are enough.
 struct Scratch {
-    size_t src_bytes = 0, dst_bytes = 0;
-    std::vector<char> src, dst;
+    size_t src_bytes = 0, dst_bytes = 0, wei_bytes = 0;
+    std::vector<char> src, dst, wei;  // wei: run-time weights in the layout a primitive chose
     void need(size_t s, size_t d) {
         src_bytes = std::max(src_bytes, s);
         dst_bytes = std::max(dst_bytes, d);
@@ -81,7 +81,9 @@ struct Scratch {
         src.resize(src_bytes + 64);
         dst.resize(dst_bytes + 64);
         pad.resize(pad_bytes + 64);
+        wei.resize(wei_bytes + 64);
     }
+    void* wei_ptr() { return align(wei.data()); }
     void* pad_ptr() { return align(pad.data()); }
     void* src_ptr() { return align(src.data()); }
     void* dst_ptr() { return align(dst.data()); }
@@ -149,8 +151,33 @@ class LibraryOp {
     memory::desc weights_md_;
     memory::desc pad_md_;  // the primitive's scratchpad (user mode), in Scratch::pad at run time
 
-    memory weights(const void* runtime) const {
-        return runtime ? memory(weights_md_, Context::get().eng, const_cast<void*>(runtime)) : weights_;
+    // Weights that arrive with every call (training: the framework's parameters) come in the
+    // plain layout; the primitive was still created for the layout it prefers ("any"), and
+    // they are reordered into it here, into the network's scratch. A plain-weights primitive
+    // is the slow one: for a 1x1 convolution oneDNN 3.2 then falls back to gemm with a
+    // reference post-op path, about 10x slower than the blocked kernel plus this reorder.
+    memory::desc w_user_md_;
+    bool reorder_w_ = false;
+    dnnl::reorder w_in_;
+
+    void runtime_weights(const memory::desc& w_user, Scratch& scratch) {
+        w_user_md_ = w_user;
+        reorder_w_ = weights_md_ != w_user;
+        if (reorder_w_) {
+            auto& eng = Context::get().eng;
+            w_in_ = dnnl::reorder(memory(w_user, eng, nullptr), memory(weights_md_, eng, nullptr));
+            scratch.wei_bytes = std::max(scratch.wei_bytes, weights_md_.get_size());
+        }
+    }
+
+    memory weights(const void* runtime, Scratch& scratch) const {
+        if (!runtime) return weights_;
+        auto& ctx = Context::get();
+        if (!reorder_w_) return memory(weights_md_, ctx.eng, const_cast<void*>(runtime));
+        memory user(w_user_md_, ctx.eng, const_cast<void*>(runtime));
+        memory mine(weights_md_, ctx.eng, scratch.wei_ptr());
+        w_in_.execute(ctx.strm, user, mine);
+        return mine;
     }
     std::vector<PostOp> post_;
     bool reorder_src_ = false, reorder_dst_ = false;
@@ -250,7 +277,7 @@ class WeightedOp : public LibraryOp {
   public:
     void run(const void* src, void* dst, const std::vector<const void*>& binary, const void* residual,
              Scratch& scratch, const void* runtime_weights = nullptr) {
-        std::unordered_map<int, memory> args{{DNNL_ARG_WEIGHTS, weights(runtime_weights)}};
+        std::unordered_map<int, memory> args{{DNNL_ARG_WEIGHTS, weights(runtime_weights, scratch)}};
         if (bias_) args[DNNL_ARG_BIAS] = bias_;
         execute(args, src, dst, binary, residual, scratch);
     }
@@ -258,8 +285,9 @@ class WeightedOp : public LibraryOp {
   protected:
     // Weights and bias given at load time are copied into the layouts the primitive wants.
     void place(const memory::desc& w_user, const void* w, const memory::desc& b_user, const memory::desc& b_want,
-               const void* bias) {
+               const void* bias, Scratch& scratch) {
         if (w) weights_ = place_weights(w_user, weights_md_, w);
+        else runtime_weights(w_user, scratch);
         if (bias) bias_ = place_weights(b_user, b_want, bias);
     }
 };
@@ -282,8 +310,8 @@ class Conv : public WeightedOp {
         }
         memory::desc any_src(src, dt::f32, tag::any), any_dst(dst, dt::f32, tag::any);
         // Weights given at load time are reordered once into oneDNN's choice; weights that arrive
-        // with every call (w == nullptr here) are read in their plain layout.
-        memory::desc any_w = w ? memory::desc(wdims, dt::f32, tag::any) : w_user;
+        // with every call (w == nullptr here) are reordered into it at each call (weights()).
+        memory::desc any_w(wdims, dt::f32, tag::any);
         memory::desc b_md = bias ? memory::desc({dst[1]}, dt::f32, tag::a) : memory::desc();
         auto pd = dnnl::convolution_forward::primitive_desc(
             eng, dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, any_src, any_w, b_md,
@@ -292,7 +320,7 @@ class Conv : public WeightedOp {
         src_md_ = pd.src_desc();
         dst_md_ = pd.dst_desc();
         weights_md_ = pd.weights_desc();
-        place(w_user, w, b_md, pd.bias_desc(), bias);
+        place(w_user, w, b_md, pd.bias_desc(), bias, scratch);
         prim_ = dnnl::convolution_forward(pd);
         prepare_reorders(scratch);
         scratch.need_pad(pad_md_ = pd.scratchpad_desc());
@@ -320,7 +348,7 @@ class Deconv : public WeightedOp {
             w_user = memory::desc(wdims, dt::f32, tag::giohw);
         }
         memory::desc any_src(src, dt::f32, tag::any), any_dst(dst, dt::f32, tag::any);
-        memory::desc any_w = w ? memory::desc(wdims, dt::f32, tag::any) : w_user;
+        memory::desc any_w(wdims, dt::f32, tag::any);
         memory::desc b_md = bias ? memory::desc({dst[1]}, dt::f32, tag::a) : memory::desc();
         auto pd = dnnl::deconvolution_forward::primitive_desc(
             eng, dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, any_src, any_w, b_md,
@@ -329,7 +357,7 @@ class Deconv : public WeightedOp {
         src_md_ = pd.src_desc();
         dst_md_ = pd.dst_desc();
         weights_md_ = pd.weights_desc();
-        place(w_user, w, b_md, pd.bias_desc(), bias);
+        place(w_user, w, b_md, pd.bias_desc(), bias, scratch);
         prim_ = dnnl::deconvolution_forward(pd);
         prepare_reorders(scratch);
         scratch.need_pad(pad_md_ = pd.scratchpad_desc());
@@ -347,14 +375,14 @@ class Dense : public WeightedOp {
         src_plain_ = plain({rows, in});
         dst_plain_ = plain({rows, out});
         memory::desc w_user({in, out}, dt::f32, tag::ba);  // (out, in) row-major, seen as (in, out)
-        memory::desc any_w = w ? memory::desc({in, out}, dt::f32, tag::any) : w_user;
+        memory::desc any_w({in, out}, dt::f32, tag::any);
         memory::desc b_md = bias ? plain({1, out}) : memory::desc();
         auto pd = dnnl::matmul::primitive_desc(eng, src_plain_, any_w, b_md, dst_plain_, make_attr(post_));
         impl_ = pd.impl_info_str();
         src_md_ = pd.src_desc();
         dst_md_ = pd.dst_desc();
         weights_md_ = pd.weights_desc();
-        place(w_user, w, b_md, pd.bias_desc(), bias);
+        place(w_user, w, b_md, pd.bias_desc(), bias, scratch);
         prim_ = dnnl::matmul(pd);
         prepare_reorders(scratch);
         scratch.need_pad(pad_md_ = pd.scratchpad_desc());
