@@ -55,9 +55,14 @@ CASES: dict[str, list[Case]] = {
     "adaptive_avg_pool2d": [([(2, 3, 7, 7)], {"output_size": (1, 1)}), ([(1, 2, 10, 9)], {"output_size": (3, 4)})],
     "softmax": [([(4, 10)], {"axis": 1}), ([(2, 3, 4, 5)], {"axis": 1}), ([(2, 3, 4)], {"axis": 2})],
     "log_softmax": [([(4, 10)], {"axis": 1}), ([(2, 3, 4, 5)], {"axis": 3})],
+    # Beyond the small cases: BatchNorm statistics (batch and pixels reduced, channels kept) over
+    # more than the parallel threshold, kept runs on both sides of a reduced one, a kept
+    # innermost run split into tiles, a size-1 axis inside a reduced run, and a full reduction.
     "mean": [([(2, 3, 4, 5)], {"axes": (2, 3)}), ([(2, 3, 4, 5)], {"axes": (1,), "keepdims": True}),
-             ([(4, 10)], {"axes": (1,)})],
-    "sum": [([(2, 3, 4, 5)], {"axes": (2, 3), "keepdims": True}), ([(4, 10)], {"axes": (0,)})],
+             ([(4, 10)], {"axes": (1,)}), ([(4, 6, 33, 35)], {"axes": (0, 2, 3), "keepdims": True}),
+             ([(3, 4, 5, 6)], {"axes": (1, 3)}), ([(3, 1, 7, 9)], {"axes": (0, 1, 2)})],
+    "sum": [([(2, 3, 4, 5)], {"axes": (2, 3), "keepdims": True}), ([(4, 10)], {"axes": (0,)}),
+            ([(70, 600)], {"axes": (0,)}), ([(5, 70, 300)], {"axes": (0, 1)}), ([(2, 3, 4)], {"axes": (0, 1, 2)})],
     "concat": [([(2, 3, 4, 4), (2, 5, 4, 4)], {"axis": 1}), ([(2, 3), (2, 4), (2, 1)], {"axis": 1}),
                ([(1, 2, 3), (2, 2, 3)], {"axis": 0})],
     "transpose": [([(2, 3, 4, 5)], {"perm": (0, 2, 3, 1)}), ([(3, 7)], {"perm": (1, 0)}),
