@@ -246,6 +246,11 @@ class GroupLowering:
         elif node.op in ("mean", "sum"):
             s.update(self._reduce(node, depth))
             macro = "reduce"
+        elif node.op == "variance":
+            # The reduction's fields plus the centre, shaped like the output (its sub-tensor
+            # lines up with y's); templates without a form of their own take the general loops.
+            s.update(self._reduce(node, depth, general=True), centre=self._sub_tensor(node.inputs[1], depth))
+            macro = "variance"
         elif node.op == "concat":
             ax = a["axis"] - depth
             parts, offset = [], 0
@@ -307,15 +312,15 @@ class GroupLowering:
             raise SolError(f"no loop lowering for I/O-bound op {node.op!r}")
         return OpStage("op", macro, self._comment(node), s)
 
-    def _reduce(self, node: Node, depth: int) -> dict[str, Any]:
+    def _reduce(self, node: Node, depth: int, general: bool = False) -> dict[str, Any]:
         x, y = node.inputs[0], node.outputs[0]
         axes = [ax - depth for ax in node.attrs["axes"]]
         inner = x.shape[depth:]
         red = numel(tuple(inner[ax] for ax in axes))
-        scale = 1.0 / red if node.op == "mean" and red else 1.0
+        scale = 1.0 / red if node.op in ("mean", "variance") and red else 1.0
         fields: dict[str, Any] = {"scale": repr(scale), "out_numel": numel(y.shape[depth:]),
                                   "runs": reduce_runs(inner, axes, numel(y.shape[depth:]), self.serial_outer)}
-        contiguous = axes == list(range(axes[0], axes[-1] + 1))
+        contiguous = axes == list(range(axes[0], axes[-1] + 1)) and not general
         if contiguous:
             return {**fields, "contiguous": True, "pre": numel(inner[:axes[0]]), "red": red,
                     "post": numel(inner[axes[-1] + 1:])}
@@ -343,33 +348,32 @@ def reduce_runs(shape: tuple[int, ...], axes: list[int], out_numel: int, paralle
     - ``parallel``: no enclosing parallel loop, so the template may start threads; ``work``: the
       input's element count, for the template's threshold.
     """
-    runs: list[list[Any]] = []
+    runs: list[tuple[bool, int, int]] = []  # (reduced, extent, stride)
     strides = contiguous_strides(shape, len(shape))
     for d, extent in enumerate(shape):
         if extent == 1:
             continue
-        kind = "R" if d in axes else "K"
-        if runs and runs[-1][0] == kind:
-            runs[-1][1] *= extent
-            runs[-1][2] = strides[d]
+        reduced = d in axes
+        if runs and runs[-1][0] == reduced:
+            runs[-1] = (reduced, runs[-1][1] * extent, strides[d])
         else:
-            runs.append([kind, extent, strides[d]])
-    inner_reduced = not runs or runs[-1][0] == "R"
-    inner = runs.pop() if runs else ["R", 1, 1]
-    kept = [{"extent": e, "stride": st} for kind, e, st in runs if kind == "K"]
-    div = 1 if inner_reduced else inner[1]
+            runs.append((reduced, extent, strides[d]))
+    inner_reduced = not runs or runs[-1][0]
+    inner = runs.pop()[1] if runs else 1
+    kept: list[dict[str, int]] = [{"extent": e, "stride": st} for red, e, st in runs if not red]
+    div = 1 if inner_reduced else inner
     for run in reversed(kept):
         run["div"] = div
         div *= run["extent"]
-    outer = max(out_numel // (1 if inner_reduced else inner[1]), 1)
+    outer = max(out_numel // (1 if inner_reduced else inner), 1)
     tile = 256
     # Enough tiles to share among the threads when the kept inner run is all the output.
-    while not inner_reduced and tile > 16 and outer * -(-inner[1] // tile) < 16:
+    while not inner_reduced and tile > 16 and outer * -(-inner // tile) < 16:
         tile //= 2
-    tile = min(tile, inner[1])
-    return {"kept": kept, "reduced": [{"extent": e, "stride": st} for kind, e, st in runs if kind == "R"],
-            "inner": inner[1], "inner_reduced": inner_reduced, "outer": outer, "tile": tile,
-            "tiles": -(-inner[1] // tile), "parallel": parallel, "work": numel(shape)}
+    tile = min(tile, inner)
+    return {"kept": kept, "reduced": [{"extent": e, "stride": st} for red, e, st in runs if red],
+            "inner": inner, "inner_reduced": inner_reduced, "outer": outer, "tile": tile,
+            "tiles": -(-inner // tile), "parallel": parallel, "work": numel(shape)}
 
 
 # Backward ops lowered by sol.lowering_grad (kept in step with lowering_grad.OPS by a test).

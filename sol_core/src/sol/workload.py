@@ -178,6 +178,7 @@ _RULES: dict[str, FlopsFn] = {
     "adaptive_avg_pool2d": _per_input,
     "mean": _per_input,
     "sum": _per_input,
+    "variance": lambda node: 3.0 * _numel(node.inputs[0]),  # subtract, square, add
     "max": _per_input,
     "min": _per_input,
     "argmax": _per_input,

@@ -15,7 +15,7 @@ from sol_sxaurora.render import NetworkRenderer, elementwise_ops
 
 # I/O-bound ops with a loop template in ops_ncc.j2 / ops_vel.j2 (element-wise ones: elementwise.j2).
 IO_OPS = frozenset({"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "softmax", "log_softmax", "mean", "sum",
-                    "concat", "transpose", "pad", "slice", "gather", "max", "min", "argmax", "argmin",
+                    "variance", "concat", "transpose", "pad", "slice", "gather", "max", "min", "argmax", "argmin",
                     "resize2d"})
 
 # Backward ops (sol.ops.grad_ops): loop templates in ops_ncc.j2 (no VE library has them).

@@ -16,7 +16,7 @@ from sol_x86 import render, runtime
 # I/O-bound ops with a loop template in ops.j2 (element-wise ones come from elementwise.j2); slice
 # uses the transpose loops.
 IO_OPS = frozenset({"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "softmax", "log_softmax", "mean", "sum",
-                    "concat", "transpose", "pad", "slice", "gather", "max", "min", "argmax", "argmin",
+                    "variance", "concat", "transpose", "pad", "slice", "gather", "max", "min", "argmax", "argmin",
                     "resize2d"})
 
 # Backward ops (sol.ops.grad_ops) with loop templates in ops.j2; oneDNN takes the convolution

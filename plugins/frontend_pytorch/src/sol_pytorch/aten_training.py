@@ -148,8 +148,7 @@ def batch_statistics(em: Emitter, x: Value) -> tuple[Value, Value, int]:
     axes = (0,) + tuple(range(2, x.type.rank))
     count = int(np.prod([x.shape[i] for i in axes]))
     mean = em.emit("mean", [x], axes=axes, keepdims=False)
-    centred = em.emit("sub", [x, em.reshape(mean, (x.shape[1],) + (1,) * (x.type.rank - 2))])
-    var = em.emit("mean", [em.emit("mul", [centred, centred])], axes=axes, keepdims=False)
+    var = em.emit("variance", [x, mean], axes=axes, keepdims=False)
     return mean, var, count
 
 

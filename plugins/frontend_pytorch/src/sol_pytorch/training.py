@@ -46,6 +46,7 @@ from torch.export.graph_signature import InputKind, OutputKind
 from torch.utils import _pytree as pytree
 
 from sol.autodiff import Differentiated, TrainingProgram, differentiate
+from sol.autodiff.differentiate import SavedSource
 from sol.errors import UnsupportedOpError
 from sol.ir import Graph, Value
 from sol.program import Program
@@ -329,9 +330,17 @@ class _SolFunction(torch.autograd.Function):
         tp = variant.training_program
         assert tp is not None
         outs, saved = tp.forward(*(host_array(t) for t in tensors))
-        # Tensors of the caller are kept by reference, checked against in-place changes.
-        ctx.save_for_backward(*(tensors[s.index] for s in tp.diff.saved if s.kind == "input"))
-        ctx.arrays = [None if s.kind == "input" else a for s, a in zip(tp.diff.saved, saved)]
+        # Tensors of the caller are kept by reference, checked against in-place changes. The
+        # forward's extra outputs (activations only the backward reads) are saved as tensors
+        # too, so that autograd frees them once the backward has run (unless retain_graph):
+        # their memory goes back to the device's output pool for the next step, even while the
+        # caller still holds this step's loss.
+        kinds = [_saved_kind(s, tp.num_outputs) for s in tp.diff.saved]
+        kept = [tensors[s.index] for s, k in zip(tp.diff.saved, kinds) if k == "input"]
+        extra = [torch.from_numpy(a) for a, k in zip(saved, kinds) if k == "extra"]
+        ctx.save_for_backward(*kept, *extra)
+        ctx.kept = len(kept)
+        ctx.arrays = [a if k == "output" else None for a, k in zip(saved, kinds)]
         ctx.variant = variant
         ctx.set_materialize_grads(False)
         results = tuple(torch_tensor(a) for a in outs)
@@ -343,8 +352,11 @@ class _SolFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         tp: TrainingProgram = ctx.variant.training_program
-        kept = iter(ctx.saved_tensors)
-        saved = [host_array(next(kept)) if a is None else a for a in ctx.arrays]
+        tensors = ctx.saved_tensors
+        kept, extra = iter(tensors[:ctx.kept]), iter(tensors[ctx.kept:])
+        kinds = [_saved_kind(s, tp.num_outputs) for s in tp.diff.saved]
+        saved = [a if k == "output" else host_array(next(kept if k == "input" else extra))
+                 for a, k in zip(ctx.arrays, kinds)]
         given = [grads[i] for i in tp.grad_output_indices]
         results = tp.backward(saved, [None if g is None else host_array(g) for g in given])
         out: list[torch.Tensor | None] = [None] * (len(ctx.needs_input_grad) - 1)
@@ -352,6 +364,14 @@ class _SolFunction(torch.autograd.Function):
             if ctx.needs_input_grad[i + 1]:
                 out[i] = torch_tensor(g)
         return (None, *out)
+
+
+def _saved_kind(source: SavedSource, num_outputs: int) -> str:
+    """How the backward gets a saved value: "input" (a tensor of the caller's), "output" (one
+    the forward returns to the caller) or "extra" (a forward output only the backward reads)."""
+    if source.kind == "input":
+        return "input"
+    return "output" if source.index < num_outputs else "extra"
 
 
 def make_variant(program: Program, graph: Graph, model: torch.nn.Module) -> TrainingVariant:

@@ -22,7 +22,7 @@ weight is frozen keeps nothing for its weight gradient.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sol.autodiff.builder import GradBuilder, GradContext
@@ -177,6 +177,31 @@ def _prune(g: Graph) -> None:
     g.prune_unused()
 
 
+_CHAIN_DEPTH = 6
+
+
+def _chain(v: Value, available: set[Value], elementwise: Callable[[Value], bool], static: tuple[ValueKind, ...],
+           depth: int = 0) -> tuple[list[Value], set[Value]] | None:
+    """``v``'s element-wise producers back to values that are available (saved or rebuilt
+    anyway), static, or not element-wise (the roots): (the values to rebuild, the roots), or
+    None when ``v`` itself is not element-wise."""
+    if not elementwise(v):
+        return None
+    n = v.producer
+    assert n is not None
+    chain, roots = [v], set()
+    for u in n.inputs:
+        if u.kind in static or u in available:
+            continue
+        sub = _chain(u, available, elementwise, static, depth + 1) if depth < _CHAIN_DEPTH else None
+        if sub is None:
+            roots.add(u)
+        else:
+            chain += sub[0]
+            roots |= sub[1]
+    return chain, roots
+
+
 def _save_or_recompute(fwd: Graph, bwd: Graph, b: GradBuilder,
                        num_outputs: int) -> tuple[list[tuple[Value, Value]], list[str]]:
     read_by_bwd = {v for n in bwd.nodes for v in n.inputs} | set(bwd.outputs)
@@ -186,17 +211,41 @@ def _save_or_recompute(fwd: Graph, bwd: Graph, b: GradBuilder,
     order = {n: i for i, n in enumerate(fwd.nodes)}
     static = (ValueKind.PARAM, ValueKind.CONST)
     recompute: set[Value] = set()
+
+    def elementwise(v: Value) -> bool:
+        n = v.producer
+        return (n is not None and v not in returned and len(n.outputs) == 1 and n.op not in NOT_RECOMPUTED
+                and registry.layer_class(n) is LayerClass.ELEMENTWISE)
+
     changed = True
     while changed:
         changed = False
         for v in sorted(wanted - recompute, key=lambda v: order.get(v.producer, -1)):  # type: ignore[arg-type]
-            n = v.producer
-            if (n is None or v in returned or len(n.outputs) != 1 or n.op in NOT_RECOMPUTED
-                    or registry.layer_class(n) is not LayerClass.ELEMENTWISE):
+            if not elementwise(v):
                 continue
+            n = v.producer
+            assert n is not None
             if all(u.kind in static or (u in wanted and u is not v) for u in n.inputs):
                 recompute.add(v)
                 changed = True
+    # Second round, through chains: a wanted element-wise value whose chain of element-wise
+    # producers starts at values that are in memory anyway (a library op's or a reduction's
+    # result, a graph input) is rebuilt from those, which are saved in its place, when they take
+    # no more memory than it would. BatchNorm + ReLU after a convolution then saves the
+    # convolution's result (written by the library anyway) instead of the centred input and the
+    # normalized output, two more full-size writes in the forward and reads in the backward.
+    for v in sorted(wanted - recompute, key=lambda v: -order.get(v.producer, -1)):  # type: ignore[arg-type]
+        found = _chain(v, wanted | recompute, elementwise, static)
+        if found is None:
+            continue
+        chain, roots = found
+        # Roots that cost memory of their own: not saved already, not the caller's input or
+        # output (kept by the caller anyway), not small next to v.
+        big = [r for r in roots if r not in wanted and r not in returned and r.kind is not ValueKind.INPUT
+               and r.type.numel * 16 > v.type.numel]
+        if sum(r.type.numel for r in big) <= v.type.numel:
+            recompute.update(chain)
+            wanted.update(roots)
     # Rebuild the recomputed values at the top of the backward graph, in forward order.
     prologue = []
     for v in sorted(recompute, key=lambda v: order[v.producer]):  # type: ignore[index]
@@ -206,8 +255,9 @@ def _save_or_recompute(fwd: Graph, bwd: Graph, b: GradBuilder,
                             out_types=[v.type])
         bwd.nodes.remove(node)
         prologue.append(node)
-        placeholder = b.reads[v]
-        bwd.replace_uses(placeholder, node.output)
+        placeholder = b.reads.get(v)  # none for a chain's intermediate no rule read
+        if placeholder is not None:
+            bwd.replace_uses(placeholder, node.output)
         b.reads[v] = node.output
     bwd.nodes = prologue + bwd.nodes
     read_by_bwd = {v for n in bwd.nodes for v in n.inputs} | set(bwd.outputs)

@@ -330,6 +330,23 @@ def _reduce(ctx: GradContext, grads: Grads) -> Grads:
     return [out]
 
 
+@rule("variance")
+def _variance(ctx: GradContext, grads: Grads) -> Grads:
+    """v = mean((x - c)^2): dx = g * 2 (x - c) / N, dc = -sum(dx) over the reduced axes."""
+    g = grads[0]
+    assert g is not None
+    shape = ctx.in_type(0).shape
+    axes, keepdims = ctx.attrs["axes"], ctx.attrs["keepdims"]
+    count = int(np.prod([shape[a] for a in axes]))
+    centre = ctx.expand(ctx.x(1), axes, keepdims, shape)
+    dx = ctx.op("mul", ctx.expand(ctx.scale(g, 2.0 / count), axes, keepdims, shape),
+                ctx.op("sub", ctx.x(0), centre))
+    out: Grads = [dx if ctx.need[0] else None, None]
+    if ctx.need[1]:
+        out[1] = ctx.op("neg", ctx.op("sum", dx, axes=axes, keepdims=keepdims))
+    return out
+
+
 @rule("softmax")
 def _softmax(ctx: GradContext, grads: Grads) -> Grads:
     g = grads[0]

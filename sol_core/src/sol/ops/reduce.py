@@ -65,6 +65,21 @@ def _reduce_ref(fn):  # type: ignore[no-untyped-def]
     return ref
 
 
+def _variance_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x, centre = types
+    out = _reduce_infer([x], a)[0]
+    if centre.shape != out.shape or centre.dtype != x.dtype:
+        raise SolError(f"variance: the centre must be a {x.dtype} tensor shaped like the result {out.shape}, "
+                       f"got {centre}")
+    return [out]
+
+
+def _variance_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    x, centre = f64(xs[0]), f64(xs[1])
+    c = centre if a["keepdims"] else np.expand_dims(centre, a["axes"])
+    return [np.mean((x - c) ** 2, axis=a["axes"], keepdims=a["keepdims"]).astype(xs[0].dtype)]
+
+
 def ops() -> list[OpDef]:
     return [
         OpDef("softmax", LayerClass.IO_BOUND, lambda t, a: [t[0]], _softmax_ref(False), (1, 1),
@@ -74,5 +89,10 @@ def ops() -> list[OpDef]:
         OpDef("mean", LayerClass.IO_BOUND, _reduce_infer, _reduce_ref(np.mean), (1, 1),
               {"axes": REQUIRED, "keepdims": False}, normalize=_axes_normalize, core_dims=_reduce_core),
         OpDef("sum", LayerClass.IO_BOUND, _reduce_infer, _reduce_ref(np.sum), (1, 1),
+              {"axes": REQUIRED, "keepdims": False}, normalize=_axes_normalize, core_dims=_reduce_core),
+        # mean((x - centre)^2) over axes: BatchNorm's batch variance about the batch mean in one
+        # pass that writes nothing but the result (as sub, mul, mean it wrote and read back the
+        # full-size deviations and their squares).
+        OpDef("variance", LayerClass.IO_BOUND, _variance_infer, _variance_ref, (2, 2),
               {"axes": REQUIRED, "keepdims": False}, normalize=_axes_normalize, core_dims=_reduce_core),
     ]
