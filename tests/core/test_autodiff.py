@@ -290,3 +290,23 @@ def test_lowering_knows_every_backward_op() -> None:
     from sol import lowering, lowering_grad
 
     assert set(lowering._GRAD_OPS) == set(lowering_grad.OPS)
+
+
+def test_conv_batchnorm_relu_saves_only_the_convolution_result() -> None:
+    """Training BatchNorm + ReLU after a convolution: the centred and normalized tensors are
+    rebuilt in the backward from the convolution's result, which is the one full-size tensor
+    the forward returns for the backward (the input is the caller's, handed over)."""
+    g = Graph("conv_bn_relu")
+    x = g.add_input("x", TensorType((2, 3, 6, 6), "float32"))
+    w = g.add_input("w", TensorType((4, 3, 3, 3), "float32"))
+    t = g.add_node("conv2d", [x, w], {"padding": 1}).output
+    m = g.add_node("mean", [t], {"axes": (0, 2, 3)}).output
+    v = g.add_node("variance", [t, m], {"axes": (0, 2, 3)}).output
+    r = g.add_node("rsqrt", [g.add_node("add", [v, g.add_const(1e-5, "float32")]).output]).output
+    c = g.add_node("sub", [t, g.add_node("reshape", [m], {"shape": (4, 1, 1)}).output]).output
+    y = g.add_node("mul", [c, g.add_node("reshape", [r], {"shape": (4, 1, 1)}).output]).output
+    g.outputs = [g.add_node("relu", [y]).output]
+    diff = differentiate(g, ["x", "w"])
+    extra = diff.forward.outputs[diff.num_outputs:]
+    full = [e for e in extra if e.type.numel == t.type.numel]
+    assert [e.producer.op for e in full if e.producer is not None] == ["conv2d"], [str(e) for e in extra]
