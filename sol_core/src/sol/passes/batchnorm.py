@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from sol.ir import Graph, Node, Value, ValueKind
+from sol.passes.affine import scaled_weights
 
 _STATIC = (ValueKind.PARAM, ValueKind.CONST)
 
@@ -42,8 +43,7 @@ def fold_into_producer(graph: Graph) -> bool:
             continue
         scale, shift = _scale_shift(bn)
         w = layer.inputs[1]
-        wshape = (-1,) + (1,) * (w.type.rank - 1)
-        new_w = (w.data.astype(np.float64) * scale.reshape(wshape)).astype(w.dtype)  # type: ignore[union-attr]
+        new_w = scaled_weights(w.data, scale)  # type: ignore[arg-type]
         layer.inputs[1] = graph.add_param(f"{w.name}*bn", new_w)
         bshape = layer.output.shape[channel_axis:][:1] + (1,) * (layer.output.type.rank - 1 - channel_axis)
         if bias_add is not None:
