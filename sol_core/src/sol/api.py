@@ -41,11 +41,11 @@ def frontend_for(model: Any) -> Frontend:
                    f"installed frontends: {have}")
 
 
-def resolve_device(name: str | None) -> Device:
+def resolve_device(name: str | None, stacklevel: int = 4) -> Device:
     from sol import device_select
     from sol.plugins import roles
 
-    return device_select.checked(roles().devices.get(name or device_select.get()), stacklevel=4)
+    return device_select.checked(roles().devices.get(name or device_select.get()), stacklevel=stacklevel)
 
 
 def plan(graph: Graph, device: str | None = None, training: bool = False, options: dict | None = None) -> Plan:
@@ -108,8 +108,12 @@ def optimize(model: Any, *example_inputs: Any, device: str | None = None, traini
     if training is None:  # follow the model: one being trained is compiled for training
         training = frontend.training_mode(model)
     options = dict(options, training=training)
+    # The device first (cheap): its one-time work (e.g. building a runtime library) then runs in
+    # the background while the frontend traces the model.
+    dev = resolve_device(device, stacklevel=3)
+    dev.prepare()
     graph = frontend.import_graph(model, example_inputs, options)
-    program = compile_graph(graph, device, training=training, options=options)
+    program = compile_graph(graph, dev.name, training=training, options=options)
     return frontend.wrap(program, model, graph)
 
 

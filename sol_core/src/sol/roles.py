@@ -129,6 +129,13 @@ class Device(abc.ABC):
     def load(self, artifact: Path, plan: Plan, source: Source) -> Program:
         """Load a compiled artifact, place parameters on the device once, return a Program."""
 
+    def prepare(self) -> None:
+        """Start one-time work this device needs before its first compile, in the background
+        (e.g. building a runtime library while the frontend traces the model); must return at
+        once. ``optimize`` calls it as soon as the device is known; the device's compile step
+        waits for that work (or does it, when ``prepare`` was never called). Default: nothing."""
+        return None
+
     def estimate(self, group: Group, plan: Plan) -> Estimate | None:
         """A modelled run time for ``group`` (e.g. a roofline), for devices whose real timing is
         not at hand; None if the device offers no model. ``sol inspect`` prints it, labelled."""

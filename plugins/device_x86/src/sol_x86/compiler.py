@@ -1,23 +1,43 @@
-"""g++ (or ``$SOL_CXX``) turning a generated network into a shared object."""
+"""g++ (or ``$SOL_CXX``) turning a generated network into a shared object.
+
+A network that uses oneDNN links against ``libsol_x86_onednn.so``: the glue between the
+generated code and oneDNN's C++ API (``templates/sol_x86_onednn.{hpp,cpp}``), the same for every
+network, so it is compiled once per compiler and oneDNN version into the compile cache
+(:class:`RuntimeLibrary`) instead of inline into each network (seconds of g++ per network).
+"""
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import shlex
 import shutil
 import subprocess
+import threading
+from concurrent.futures import Future
+from importlib import resources
 from pathlib import Path
 
+from sol import cache
 from sol.errors import CompileError
 from sol.roles import Compiler, Source
 from sol_x86.libraries import find_onednn
+
+log = logging.getLogger("sol")
 
 # -fno-math-errno lets exp/sqrt vectorize; no -ffast-math: NaN and Inf must behave as in the
 # frameworks.
 DEFAULT_FLAGS = ("-std=c++17", "-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno",
                  "-fno-trapping-math", "-Wno-unused-variable", "-Wno-unused-but-set-variable")
+# The oneDNN glue is not hot code (oneDNN does the work): -O2, and no -march=native, so its cache
+# entry does not depend on the CPU. -fno-semantic-interposition: calls inside the library go
+# straight to their targets (nothing interposes on sol's own symbols).
+RUNTIME_FLAGS = ("-std=c++17", "-O2", "-fPIC", "-shared", "-fno-semantic-interposition")
+RUNTIME_NAME = "sol_x86_onednn"
+RUNTIME_HEADER = f"{RUNTIME_NAME}.hpp"
+RUNTIME_SOURCE = f"{RUNTIME_NAME}.cpp"
 
 
 def cxx() -> str | None:
@@ -46,6 +66,113 @@ def cpu_signature() -> str:
     return fields.get("model name", "?") + " " + hashlib.sha256(fields.get("flags", "").encode()).hexdigest()[:12]
 
 
+def _extra_flags() -> list[str]:
+    return shlex.split(os.environ.get("SOL_CXXFLAGS", ""))
+
+
+def _run(cmd: list[str], what: str) -> None:
+    """Run one compiler command; a failure is a CompileError with the compiler's own output."""
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        lines = (out.stderr or out.stdout).strip().splitlines()
+        tail = "\n".join(lines[-40:])
+        raise CompileError(f"{cmd[0]} failed (exit {out.returncode}) on {what}:\n{tail}\n"
+                           f"command: {shlex.join(cmd)}")
+
+
+def _template(name: str) -> str:
+    return resources.files("sol_x86").joinpath("templates", name).read_text()
+
+
+class RuntimeLibrary:
+    """``libsol_x86_onednn.so`` in the compile cache, keyed by its header, source, flags, compiler
+    and oneDNN. :meth:`start` builds it on a daemon thread (the device's ``prepare``, while the
+    frontend still traces the model); :meth:`path` waits for that build, or builds here when none
+    was started. A failed build raises its CompileError from :meth:`path` (and is tried again at
+    the next call); two processes building it at once are safe (the cache's atomic rename)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # (cache dir, key) -> the build's outcome; the cache dir is part of the job's identity
+        # because an artifact's path is (a test or a user may switch SOL_CACHE_DIR).
+        self._jobs: dict[tuple[str, str], Future[Path]] = {}
+
+    def flags(self) -> list[str]:
+        return list(RUNTIME_FLAGS) + _extra_flags()
+
+    def key(self) -> str:
+        path = cxx() or "no-compiler"
+        onednn = find_onednn()
+        where = f"{onednn.version} {onednn.include} {onednn.lib}" if onednn else "none"
+        identity = f"{path} {_cxx_version(path)} {' '.join(self.flags())} onednn={where}"
+        return cache.key_of(_template(RUNTIME_HEADER), _template(RUNTIME_SOURCE), identity)
+
+    def start(self) -> None:
+        """Start building (or finding) the library on a daemon thread, unless that has begun."""
+        job, mine = self._job()
+        if mine:
+            threading.Thread(target=self._work, args=job, name="sol-x86-runtime", daemon=True).start()
+
+    def path(self) -> Path:
+        """The built library (waiting for a build in progress; building it here if none is)."""
+        for _ in range(2):
+            (key, future), mine = self._job()
+            if mine:
+                self._work(key, future)
+            try:
+                found = future.result()
+            except BaseException:
+                self._forget(key, future)  # the next compile tries again (e.g. a fixed $SOL_CXX)
+                raise
+            if found.exists():
+                return found
+            self._forget(key, future)  # the cache was cleared since: build it again
+        raise CompileError(f"{RUNTIME_NAME}: the built library vanished from the compile cache twice")
+
+    def _job(self) -> tuple[tuple[str, Future[Path]], bool]:
+        key = self.key()
+        with self._lock:
+            slot = (str(cache.cache_dir()), key)
+            future = self._jobs.get(slot)
+            if future is not None:
+                return (key, future), False
+            future = self._jobs[slot] = Future()
+            return (key, future), True
+
+    def _forget(self, key: str, future: Future[Path]) -> None:
+        with self._lock:
+            slot = (str(cache.cache_dir()), key)
+            if self._jobs.get(slot) is future:
+                del self._jobs[slot]
+
+    def _work(self, key: str, future: Future[Path]) -> None:
+        try:
+            artifact, cached = cache.get_or_build(key, self._build)
+            if not cached:
+                log.info("sol: built the x86 runtime library %s", artifact)
+            future.set_result(artifact)
+        except BaseException as exc:  # handed to whoever waits in path()
+            future.set_exception(exc)
+
+    def _build(self, outdir: Path) -> Path:
+        compiler = cxx()
+        if compiler is None:
+            raise CompileError("no C++ compiler found for the x86 device (install g++ or set SOL_CXX)")
+        onednn = find_onednn()
+        if onednn is None:
+            raise CompileError("the x86 runtime library needs oneDNN, which is not installed")
+        for name in (RUNTIME_HEADER, RUNTIME_SOURCE):
+            (outdir / name).write_text(_template(name))
+        artifact = outdir / f"lib{RUNTIME_NAME}.so"
+        cmd = [compiler, *self.flags(), "-o", str(artifact), str(outdir / RUNTIME_SOURCE), f"-I{outdir}",
+               f"-I{onednn.include}", f"-L{onednn.lib}", "-ldnnl", f"-Wl,-rpath,{onednn.lib}"]
+        _run(cmd, f"the x86 runtime library {outdir / RUNTIME_SOURCE}")
+        return artifact
+
+
+RUNTIME = RuntimeLibrary()
+
+
 def cpu_flags() -> set[str]:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -64,8 +191,11 @@ class GxxCompiler(Compiler):
     def identity(self) -> str:
         path = cxx() or "no-compiler"
         onednn = find_onednn()
+        # The runtime library's key: a network is linked against one build of it (and its header
+        # describes the class layouts the network embeds), so a changed library changes the key.
+        runtime = f" runtime={RUNTIME.key()}" if onednn else ""
         return f"{path} {_cxx_version(path)} {' '.join(self.flags)} {cpu_signature()} " \
-               f"onednn={onednn.version if onednn else 'none'}"
+               f"onednn={onednn.version if onednn else 'none'}{runtime}"
 
     def compile(self, source: Source, outdir: Path) -> Path:
         compiler = cxx()
@@ -74,16 +204,28 @@ class GxxCompiler(Compiler):
         for name, text in source.files.items():
             (outdir / name).write_text(text)
         artifact = outdir / "network.so"
-        cmd = [compiler, *self.flags, "-o", str(artifact), str(outdir / source.entry), f"-I{outdir}"]
-        if source.meta.get("uses_onednn"):
-            onednn = find_onednn()
-            if onednn is None:
-                raise CompileError("the network needs oneDNN, which is not installed")
-            cmd += [f"-I{onednn.include}", f"-L{onednn.lib}", "-ldnnl", f"-Wl,-rpath,{onednn.lib}"]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if out.returncode != 0:
-            log = (out.stderr or out.stdout).strip().splitlines()
-            tail = "\n".join(log[-40:])
-            raise CompileError(f"{compiler} failed (exit {out.returncode}) on {outdir / source.entry}:\n{tail}\n"
-                               f"command: {shlex.join(cmd)}")
+        entry = outdir / source.entry
+        if not source.meta.get("uses_onednn"):
+            _run([compiler, *self.flags, "-o", str(artifact), str(entry), f"-I{outdir}"], str(entry))
+            return artifact
+        onednn = find_onednn()
+        if onednn is None:
+            raise CompileError("the network needs oneDNN, which is not installed")
+        # Compile the network while the runtime library builds on another thread (if it is not
+        # cached yet and the device's prepare() did not start it already), then link the two.
+        RUNTIME.start()
+        obj = outdir / "network.o"
+        _run([compiler, *self.flags, "-c", "-o", str(obj), str(entry), f"-I{outdir}", f"-I{onednn.include}"],
+             str(entry))
+        runtime = RUNTIME.path()
+        where = runtime.parent.resolve()
+        # Linked, not preloaded by runtime.py: the network records its dependency (DT_NEEDED) and
+        # where to find it (rpath), so its C ABI works from any program that dlopens it, without
+        # Python. $ORIGIN/../<key> first: the runtime's cache entry next to the network's own,
+        # which survives moving the whole cache directory; the absolute path covers a network
+        # copied out of the cache.
+        _run([compiler, *self.flags, "-o", str(artifact), str(obj), f"-L{where}", f"-l{RUNTIME_NAME}",
+              f"-Wl,-rpath,$ORIGIN/../{where.name}", f"-Wl,-rpath,{where}",
+              f"-L{onednn.lib}", "-ldnnl", f"-Wl,-rpath,{onednn.lib}"], str(entry))
+        obj.unlink()
         return artifact

@@ -12,6 +12,7 @@ from sol.program import Program
 from sol.roles import Availability, Compiler, Device, DeviceCapabilities, Source
 from sol_x86 import compiler as cc
 from sol_x86 import render, runtime
+from sol_x86.libraries import find_onednn
 
 # I/O-bound ops with a loop template in ops.j2 (element-wise ones come from elementwise.j2); slice
 # uses the transpose loops.
@@ -72,8 +73,18 @@ class X86Device(Device):
     def compiler(self) -> Compiler:
         return self._compiler
 
+    def prepare(self) -> None:
+        """Build the oneDNN runtime library (cc.RUNTIME) on a daemon thread: g++ runs on another
+        core while the frontend traces the model; the first compile waits for it."""
+        if cc.cxx() is not None and find_onednn() is not None:
+            cc.RUNTIME.start()
+
     def render(self, plan: Plan) -> Source:
         return render.NetworkRenderer(plan).render()
 
     def load(self, artifact: Path, plan: Plan, source: Source) -> Program:
+        if source.meta.get("uses_onednn"):
+            # A network found in the cache needs its runtime library there too (found, or built
+            # again if the cache lost it): the network's rpath points at that cache entry.
+            cc.RUNTIME.path()
         return runtime.load(artifact, plan, self.name)

@@ -4,12 +4,22 @@
 // oneDNN picks its fastest (blocked or channels-last) layout, weights reordered into that layout
 // once, epilogues attached as post-ops. At run time an op reorders its plain (row-major, NCHW)
 // input into the chosen layout only when the two differ, executes, and reorders back.
+//
+// Declarations only: the class layouts stay here (a generated network embeds its ops by value),
+// every body is in sol_x86_onednn.cpp, compiled once into libsol_x86_onednn.so and shared by all
+// networks (compiling these bodies inline cost each network seconds of g++). Constructors and
+// destructors are out of line too, so a network's translation unit instantiates none of
+// dnnl.hpp's handle code: it only calls into the library. The arguments a network passes are
+// cheap to build for the same reason: dims and post-op lists are fixed-size values and
+// initializer lists (built from constants), not std::vectors (each of which g++ expanded into an
+// allocation, a copy and an exception-cleanup path per argument of every call, for seconds of
+// -O3 work on a network with fifty convolutions).
 #pragma once
 #include <oneapi/dnnl/dnnl.hpp>
 
-#include <cstring>
+#include <cstddef>
+#include <cstdint>
 #include <initializer_list>
-#include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -17,8 +27,15 @@
 namespace sol {
 
 using dnnl::memory;
-using tag = dnnl::memory::format_tag;
-using dt = dnnl::memory::data_type;
+
+// A tensor's dims as a network passes them ({1, 64, 56, 56}): up to DNNL_MAX_NDIMS values.
+struct Dims {
+    int64_t v[DNNL_MAX_NDIMS];
+    int n = 0;
+    Dims() = default;
+    Dims(std::initializer_list<int64_t> dims);  // throws beyond DNNL_MAX_NDIMS
+    memory::dims vec() const;
+};
 
 // One post-op of a library group's epilogue, in order.
 struct PostOp {
@@ -26,42 +43,19 @@ struct PostOp {
     dnnl::algorithm alg = dnnl::algorithm::undef;
     float alpha = 0.f, beta = 0.f;
     // BINARY: the operand's dims as seen by oneDNN (broadcast dims are 1).
-    memory::dims dims;
+    Dims dims;
 };
 
-inline PostOp eltwise(dnnl::algorithm alg, float alpha = 0.f, float beta = 0.f) {
-    PostOp p{PostOp::ELTWISE};
-    p.alg = alg; p.alpha = alpha; p.beta = beta;
-    return p;
-}
-inline PostOp binary(dnnl::algorithm alg, memory::dims dims) {
-    PostOp p{PostOp::BINARY};
-    p.alg = alg; p.dims = std::move(dims);
-    return p;
-}
-inline PostOp sum() { return PostOp{PostOp::SUM}; }
-
-inline tag plain_tag(size_t rank) {
-    switch (rank) {
-        case 1: return tag::a;
-        case 2: return tag::ab;
-        case 3: return tag::abc;
-        case 4: return tag::abcd;
-        case 5: return tag::abcde;
-        case 6: return tag::abcdef;
-        default: throw std::runtime_error("sol: rank " + std::to_string(rank) + " not supported by oneDNN ops");
-    }
-}
-inline memory::desc plain(const memory::dims& d) { return memory::desc(d, dt::f32, plain_tag(d.size())); }
+PostOp eltwise(dnnl::algorithm alg, float alpha = 0.f, float beta = 0.f);
+PostOp binary(dnnl::algorithm alg, const Dims& dims);
+PostOp sum();
 
 // Process-wide engine and stream: creating them is not free and one CPU engine serves all.
 struct Context {
-    dnnl::engine eng{dnnl::engine::kind::cpu, 0};
-    dnnl::stream strm{eng};
-    static Context& get() {
-        static Context ctx;
-        return ctx;
-    }
+    dnnl::engine eng;
+    dnnl::stream strm;
+    Context();
+    static Context& get();
 };
 
 // Scratch memory shared by every op of one network: ops run one after another, so two buffers
@@ -69,47 +63,26 @@ struct Context {
 struct Scratch {
     size_t src_bytes = 0, dst_bytes = 0, wei_bytes = 0;
     std::vector<char> src, dst, wei;  // wei: run-time weights in the layout a primitive chose
-    void need(size_t s, size_t d) {
-        src_bytes = std::max(src_bytes, s);
-        dst_bytes = std::max(dst_bytes, d);
-    }
     // oneDNN's own scratchpad for every primitive of the network (user mode, see make_attr).
     size_t pad_bytes = 0;
     std::vector<char> pad;
-    void need_pad(const memory::desc& md) { pad_bytes = std::max(pad_bytes, md.get_size()); }
-    void allocate() {
-        src.resize(src_bytes + 64);
-        dst.resize(dst_bytes + 64);
-        pad.resize(pad_bytes + 64);
-        wei.resize(wei_bytes + 64);
-    }
-    void* wei_ptr() { return align(wei.data()); }
-    void* pad_ptr() { return align(pad.data()); }
-    void* src_ptr() { return align(src.data()); }
-    void* dst_ptr() { return align(dst.data()); }
-    static void* align(char* p) { return reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63)); }
+    Scratch();
+    ~Scratch();
+    void need(size_t s, size_t d);
+    void need_pad(const memory::desc& md);
+    void allocate();
+    void* wei_ptr();
+    void* pad_ptr();
+    void* src_ptr();
+    void* dst_ptr();
+    static void* align(char* p);
 };
-
-inline dnnl::primitive_attr make_attr(const std::vector<PostOp>& ops) {
-    dnnl::post_ops po;
-    for (const PostOp& p : ops) {
-        if (p.kind == PostOp::ELTWISE) po.append_eltwise(p.alg, p.alpha, p.beta);
-        else if (p.kind == PostOp::SUM) po.append_sum(1.f);
-        else po.append_binary(p.alg, plain(p.dims));
-    }
-    dnnl::primitive_attr attr;
-    attr.set_post_ops(po);
-    // oneDNN's default ("library") scratchpad belongs to the thread that created the primitive:
-    // run from another thread (a framework's worker or autograd thread) the primitive overran it
-    // and crashed. With a user scratchpad the network passes its own buffer at every run.
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    return attr;
-}
 
 // A library op: the primitive plus the reorders around it.
 class LibraryOp {
   public:
-    virtual ~LibraryOp() = default;
+    LibraryOp();
+    virtual ~LibraryOp();
 
     // One reader of a library op's result: another library op, reading it as its input (SRC)
     // or as the full-size operand of its residual-sum post-op (RESIDUAL).
@@ -124,24 +97,10 @@ class LibraryOp {
     // at each reader. Checked here, at load time, because only oneDNN knows the layouts it
     // picked; ``buffer_bytes`` is the plain tensor's buffer, which the native one must fit.
     // Returns whether the layout is kept.
-    bool keep_native(std::initializer_list<Reader> readers, size_t buffer_bytes) {
-        if (!reorder_dst_ || dst_md_.get_size() > buffer_bytes) return false;
-        for (const Reader& r : readers) {
-            const memory::desc& want = r.role == Reader::SRC ? r.op->src_md_ : r.op->dst_md_;
-            bool converts = r.role == Reader::SRC ? r.op->reorder_src_ : r.op->reorder_dst_;
-            if (!converts || want != dst_md_) return false;
-        }
-        keep_dst_native_ = true;
-        for (const Reader& r : readers) (r.role == Reader::SRC ? r.op->src_is_native_ : r.op->residual_is_native_) = true;
-        return true;
-    }
+    bool keep_native(std::initializer_list<Reader> readers, size_t buffer_bytes);
 
     // What runs, for reports: the implementation oneDNN chose and where layouts are converted.
-    std::string describe() const {
-        auto side = [](bool reorder, bool native) { return native ? "kept" : reorder ? "reordered" : "plain"; };
-        return impl_ + " (input " + side(reorder_src_, src_is_native_) + ", output " +
-               side(reorder_dst_, keep_dst_native_) + (residual_is_native_ ? ", residual kept" : "") + ")";
-    }
+    std::string describe() const;
 
   protected:
     std::string impl_;
@@ -153,58 +112,22 @@ class LibraryOp {
 
     // Weights that arrive with every call (training: the framework's parameters) come in the
     // plain layout; the primitive was still created for the layout it prefers ("any"), and
-    // they are reordered into it here, into the network's scratch. A plain-weights primitive
-    // is the slow one: for a 1x1 convolution oneDNN 3.2 then falls back to gemm with a
-    // reference post-op path, about 10x slower than the blocked kernel plus this reorder.
+    // they are reordered into it here, into the network's scratch (see runtime_weights).
     memory::desc w_user_md_;
     bool reorder_w_ = false;
     dnnl::reorder w_in_;
 
-    void runtime_weights(const memory::desc& w_user, Scratch& scratch) {
-        w_user_md_ = w_user;
-        reorder_w_ = weights_md_ != w_user;
-        if (reorder_w_) {
-            auto& eng = Context::get().eng;
-            w_in_ = dnnl::reorder(memory(w_user, eng, nullptr), memory(weights_md_, eng, nullptr));
-            scratch.wei_bytes = std::max(scratch.wei_bytes, weights_md_.get_size());
-        }
-    }
+    void runtime_weights(const memory::desc& w_user, Scratch& scratch);
+    memory weights(const void* runtime, Scratch& scratch) const;
 
-    memory weights(const void* runtime, Scratch& scratch) const {
-        if (!runtime) return weights_;
-        auto& ctx = Context::get();
-        if (!reorder_w_) return memory(weights_md_, ctx.eng, const_cast<void*>(runtime));
-        memory user(w_user_md_, ctx.eng, const_cast<void*>(runtime));
-        memory mine(weights_md_, ctx.eng, scratch.wei_ptr());
-        w_in_.execute(ctx.strm, user, mine);
-        return mine;
-    }
     std::vector<PostOp> post_;
     bool reorder_src_ = false, reorder_dst_ = false;
     bool keep_dst_native_ = false, src_is_native_ = false;
     bool residual_is_native_ = false;  // the residual-sum operand arrives in dst_md_'s layout
     dnnl::reorder src_in_, dst_out_, sum_in_;
 
-    void prepare_reorders(Scratch& scratch) {
-        auto& eng = Context::get().eng;
-        reorder_src_ = src_md_ != src_plain_;
-        reorder_dst_ = dst_md_ != dst_plain_;
-        if (reorder_src_) src_in_ = dnnl::reorder(memory(src_plain_, eng, nullptr), memory(src_md_, eng, nullptr));
-        if (reorder_dst_) {
-            dst_out_ = dnnl::reorder(memory(dst_md_, eng, nullptr), memory(dst_plain_, eng, nullptr));
-            sum_in_ = dnnl::reorder(memory(dst_plain_, eng, nullptr), memory(dst_md_, eng, nullptr));
-        }
-        scratch.need(reorder_src_ ? src_md_.get_size() : 0, reorder_dst_ ? dst_md_.get_size() : 0);
-    }
-
-    memory place_weights(const memory::desc& user, const memory::desc& want, const void* data) {
-        auto& ctx = Context::get();
-        memory src(user, ctx.eng, const_cast<void*>(data));
-        memory dst(want, ctx.eng);  // owned: the weights live in the op from now on
-        dnnl::reorder(src, dst).execute(ctx.strm, src, dst);
-        ctx.strm.wait();
-        return dst;
-    }
+    void prepare_reorders(Scratch& scratch);
+    memory place_weights(const memory::desc& user, const memory::desc& want, const void* data);
 
     // The memory objects a run binds, made once (at the first run, when the layout links are
     // decided) and re-pointed at each call's buffers: constructing a dnnl::memory costs a few
@@ -216,274 +139,83 @@ class LibraryOp {
         std::vector<memory> binary;
     } bound_;
 
-    void bind_memories() {
-        auto& eng = Context::get().eng;
-        bound_.src_user = memory(src_plain_, eng, nullptr);
-        bound_.dst_user = memory(dst_plain_, eng, nullptr);
-        // Where no layout differs, the primitive reads/writes the caller's buffers directly.
-        bound_.src = src_is_native_ || reorder_src_ ? memory(src_md_, eng, nullptr) : bound_.src_user;
-        bound_.dst = keep_dst_native_ || reorder_dst_ ? memory(dst_md_, eng, nullptr) : bound_.dst_user;
-        bound_.residual = memory(dst_plain_, eng, nullptr);
-        for (const PostOp& p : post_)
-            if (p.kind == PostOp::BINARY) bound_.binary.push_back(memory(plain(p.dims), eng, nullptr));
-        bound_.ready = true;
-    }
+    void bind_memories();
 
     // Run with plain input/output pointers. ``binary`` holds one pointer per BINARY post-op,
     // ``residual`` the SUM operand (or nullptr).
     void execute(std::unordered_map<int, memory>& args, const void* src, void* dst,
-                 const std::vector<const void*>& binary, const void* residual, Scratch& scratch) {
-        auto& ctx = Context::get();
-        if (!bound_.ready) bind_memories();
-        memory &src_user = bound_.src_user, &dst_user = bound_.dst_user;
-        memory &src_mem = bound_.src, &dst_mem = bound_.dst;
-        src_user.set_data_handle(const_cast<void*>(src));
-        dst_user.set_data_handle(dst);
-        if (src_is_native_) {
-            src_mem.set_data_handle(const_cast<void*>(src));
-        } else if (reorder_src_) {
-            src_mem.set_data_handle(scratch.src_ptr());
-            src_in_.execute(ctx.strm, src_user, src_mem);
-        }
-        if (keep_dst_native_) dst_mem.set_data_handle(dst);
-        else if (reorder_dst_) dst_mem.set_data_handle(scratch.dst_ptr());
-        if (residual != nullptr) {
-            memory& r = bound_.residual;
-            r.set_data_handle(const_cast<void*>(residual));
-            void* target = dst_mem.get_data_handle();
-            if (residual_is_native_) {  // already in the layout the sum post-op adds to
-                if (residual != target) std::memcpy(target, residual, dst_md_.get_size());
-            } else if (reorder_dst_) sum_in_.execute(ctx.strm, r, dst_mem);
-            else if (residual != dst) std::memcpy(dst, residual, dst_plain_.get_size());
-        }
-        args[DNNL_ARG_SRC] = src_mem;
-        args[DNNL_ARG_DST] = dst_mem;
-        size_t b = 0;
-        for (size_t i = 0; i < post_.size(); ++i) {
-            if (post_[i].kind != PostOp::BINARY) continue;
-            memory& operand = bound_.binary.at(b);
-            operand.set_data_handle(const_cast<void*>(binary.at(b++)));
-            args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(int(i)) | DNNL_ARG_SRC_1] = operand;
-        }
-        if (pad_md_.get_size() > 0) args[DNNL_ARG_SCRATCHPAD] = memory(pad_md_, ctx.eng, scratch.pad_ptr());
-        prim_.execute(ctx.strm, args);
-        if (reorder_dst_ && !keep_dst_native_) dst_out_.execute(ctx.strm, dst_mem, dst_user);
-        ctx.strm.wait();
-    }
+                 std::initializer_list<const void*> binary, const void* residual, Scratch& scratch);
 };
 
 // A library op with weights (and optionally a bias) of its own: convolution and dense.
 class WeightedOp : public LibraryOp {
   public:
-    void run(const void* src, void* dst, const std::vector<const void*>& binary, const void* residual,
-             Scratch& scratch, const void* runtime_weights = nullptr) {
-        std::unordered_map<int, memory> args{{DNNL_ARG_WEIGHTS, weights(runtime_weights, scratch)}};
-        if (bias_) args[DNNL_ARG_BIAS] = bias_;
-        execute(args, src, dst, binary, residual, scratch);
-    }
+    WeightedOp();
+    ~WeightedOp() override;
+    void run(const void* src, void* dst, std::initializer_list<const void*> binary, const void* residual,
+             Scratch& scratch, const void* runtime_weights = nullptr);
 
   protected:
     // Weights and bias given at load time are copied into the layouts the primitive wants.
     void place(const memory::desc& w_user, const void* w, const memory::desc& b_user, const memory::desc& b_want,
-               const void* bias, Scratch& scratch) {
-        if (w) weights_ = place_weights(w_user, weights_md_, w);
-        else runtime_weights(w_user, scratch);
-        if (bias) bias_ = place_weights(b_user, b_want, bias);
-    }
+               const void* bias, Scratch& scratch);
 };
 
 // 2-D convolution, NCHW at the interface; groups and asymmetric padding supported.
 class Conv : public WeightedOp {
   public:
-    void init(memory::dims src, memory::dims weights, memory::dims dst, memory::dims strides,
-              memory::dims dilation_minus_one, memory::dims pad_l, memory::dims pad_r, long groups,
-              const void* w, const void* bias, std::vector<PostOp> post, Scratch& scratch) {
-        auto& eng = Context::get().eng;
-        post_ = std::move(post);
-        src_plain_ = plain(src);
-        dst_plain_ = plain(dst);
-        memory::dims wdims = weights;
-        memory::desc w_user = plain(weights);
-        if (groups > 1) {  // oneDNN's grouped weights: (G, O/G, C/G, kh, kw)
-            wdims = {groups, weights[0] / groups, weights[1], weights[2], weights[3]};
-            w_user = memory::desc(wdims, dt::f32, tag::goihw);
-        }
-        memory::desc any_src(src, dt::f32, tag::any), any_dst(dst, dt::f32, tag::any);
-        // Weights given at load time are reordered once into oneDNN's choice; weights that arrive
-        // with every call (w == nullptr here) are reordered into it at each call (weights()).
-        memory::desc any_w(wdims, dt::f32, tag::any);
-        memory::desc b_md = bias ? memory::desc({dst[1]}, dt::f32, tag::a) : memory::desc();
-        auto pd = dnnl::convolution_forward::primitive_desc(
-            eng, dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, any_src, any_w, b_md,
-            any_dst, strides, dilation_minus_one, pad_l, pad_r, make_attr(post_));
-        impl_ = pd.impl_info_str();
-        src_md_ = pd.src_desc();
-        dst_md_ = pd.dst_desc();
-        weights_md_ = pd.weights_desc();
-        place(w_user, w, b_md, pd.bias_desc(), bias, scratch);
-        prim_ = dnnl::convolution_forward(pd);
-        prepare_reorders(scratch);
-        scratch.need_pad(pad_md_ = pd.scratchpad_desc());
-    }
-
+    Conv();
+    ~Conv() override;
+    void init(const Dims& src, const Dims& weights, const Dims& dst, const Dims& strides,
+              const Dims& dilation_minus_one, const Dims& pad_l, const Dims& pad_r, long groups,
+              const void* w, const void* bias, std::initializer_list<PostOp> post, Scratch& scratch);
 };
 
 // 2-D transposed convolution (oneDNN's deconvolution), NCHW at the interface. The weight arrives
-// as PyTorch stores it, (C, O/G, kh, kw): oneDNN reads that as the "iohw" (grouped: "giohw")
-// layout of its (O, C, kh, kw) weight, so no copy is needed to describe it. output_padding is a
-// smaller (possibly negative) right padding.
+// as PyTorch stores it, (C, O/G, kh, kw); output_padding is a smaller (possibly negative) right
+// padding.
 class Deconv : public WeightedOp {
   public:
-    void init(memory::dims src, memory::dims weights, memory::dims dst, memory::dims strides,
-              memory::dims dilation_minus_one, memory::dims pad_l, memory::dims pad_r, long groups,
-              const void* w, const void* bias, std::vector<PostOp> post, Scratch& scratch) {
-        auto& eng = Context::get().eng;
-        post_ = std::move(post);
-        src_plain_ = plain(src);
-        dst_plain_ = plain(dst);
-        memory::dims wdims = {dst[1], src[1], weights[2], weights[3]};
-        memory::desc w_user(wdims, dt::f32, tag::iohw);
-        if (groups > 1) {  // (G, O/G, C/G, kh, kw), stored as PyTorch's (G * C/G, O/G, kh, kw)
-            wdims = {groups, dst[1] / groups, src[1] / groups, weights[2], weights[3]};
-            w_user = memory::desc(wdims, dt::f32, tag::giohw);
-        }
-        memory::desc any_src(src, dt::f32, tag::any), any_dst(dst, dt::f32, tag::any);
-        memory::desc any_w(wdims, dt::f32, tag::any);
-        memory::desc b_md = bias ? memory::desc({dst[1]}, dt::f32, tag::a) : memory::desc();
-        auto pd = dnnl::deconvolution_forward::primitive_desc(
-            eng, dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, any_src, any_w, b_md,
-            any_dst, strides, dilation_minus_one, pad_l, pad_r, make_attr(post_));
-        impl_ = pd.impl_info_str();
-        src_md_ = pd.src_desc();
-        dst_md_ = pd.dst_desc();
-        weights_md_ = pd.weights_desc();
-        place(w_user, w, b_md, pd.bias_desc(), bias, scratch);
-        prim_ = dnnl::deconvolution_forward(pd);
-        prepare_reorders(scratch);
-        scratch.need_pad(pad_md_ = pd.scratchpad_desc());
-    }
+    Deconv();
+    ~Deconv() override;
+    void init(const Dims& src, const Dims& weights, const Dims& dst, const Dims& strides,
+              const Dims& dilation_minus_one, const Dims& pad_l, const Dims& pad_r, long groups,
+              const void* w, const void* bias, std::initializer_list<PostOp> post, Scratch& scratch);
 };
 
 // y = x @ W^T (+ bias): a dense / linear layer with static weights of shape (out, in). The batch
 // dimensions of x are folded into the rows.
 class Dense : public WeightedOp {
   public:
-    void init(long rows, long in, long out, const void* w, const void* bias, std::vector<PostOp> post,
-              Scratch& scratch) {
-        auto& eng = Context::get().eng;
-        post_ = std::move(post);
-        src_plain_ = plain({rows, in});
-        dst_plain_ = plain({rows, out});
-        memory::desc w_user({in, out}, dt::f32, tag::ba);  // (out, in) row-major, seen as (in, out)
-        memory::desc any_w({in, out}, dt::f32, tag::any);
-        memory::desc b_md = bias ? plain({1, out}) : memory::desc();
-        auto pd = dnnl::matmul::primitive_desc(eng, src_plain_, any_w, b_md, dst_plain_, make_attr(post_));
-        impl_ = pd.impl_info_str();
-        src_md_ = pd.src_desc();
-        dst_md_ = pd.dst_desc();
-        weights_md_ = pd.weights_desc();
-        place(w_user, w, b_md, pd.bias_desc(), bias, scratch);
-        prim_ = dnnl::matmul(pd);
-        prepare_reorders(scratch);
-        scratch.need_pad(pad_md_ = pd.scratchpad_desc());
-    }
-
+    Dense();
+    ~Dense() override;
+    void init(long rows, long in, long out, const void* w, const void* bias, std::initializer_list<PostOp> post,
+              Scratch& scratch);
 };
 
 // Batched matrix product of two run-time tensors, NumPy broadcasting over the batch dims (the
 // shapes arrive padded to one rank).
 class MatMul : public LibraryOp {
   public:
-    void init(memory::dims a, memory::dims b, memory::dims dst, std::vector<PostOp> post, Scratch& scratch) {
-        auto& eng = Context::get().eng;
-        post_ = std::move(post);
-        src_plain_ = plain(a);
-        dst_plain_ = plain(dst);
-        b_md_ = plain(b);
-        auto pd = dnnl::matmul::primitive_desc(eng, src_plain_, b_md_, dst_plain_, make_attr(post_));
-        impl_ = pd.impl_info_str();
-        src_md_ = pd.src_desc();
-        dst_md_ = pd.dst_desc();
-        prim_ = dnnl::matmul(pd);
-        prepare_reorders(scratch);
-        scratch.need_pad(pad_md_ = pd.scratchpad_desc());
-    }
-
-    void run(const void* a, const void* b, void* dst, const std::vector<const void*>& binary,
-             const void* residual, Scratch& scratch) {
-        std::unordered_map<int, memory> args{
-            {DNNL_ARG_WEIGHTS, memory(b_md_, Context::get().eng, const_cast<void*>(b))}};
-        execute(args, a, dst, binary, residual, scratch);
-    }
+    MatMul();
+    ~MatMul() override;
+    void init(const Dims& a, const Dims& b, const Dims& dst, std::initializer_list<PostOp> post, Scratch& scratch);
+    void run(const void* a, const void* b, void* dst, std::initializer_list<const void*> binary,
+             const void* residual, Scratch& scratch);
 
   private:
     memory::desc b_md_;
 };
 
-// Gradients of a convolution (training): oneDNN's backward-data and backward-weights primitives,
-// each described with a forward-training hint as oneDNN requires. All tensors arrive at run time
-// (saved activations, output gradients, the current weights) in sol's plain NCHW / OIHW layout;
-// the primitive is created with format "any" and each operand is reordered into the layout
-// oneDNN chose (and the result back) only where the two differ: blocked layouts make the
-// backward kernels several times faster than plain NCHW, which outweighs the reorders.
+// Gradients of a convolution (training): oneDNN's backward-data and backward-weights primitives.
 class ConvBackward : public LibraryOp {
   public:
+    ConvBackward();
+    ~ConvBackward() override;
     // data == true: (grad_y, weights) -> grad_x; false: (x, grad_y) -> grad_w.
-    void init(bool data, memory::dims src, memory::dims weights, memory::dims dst, memory::dims strides,
-              memory::dims dilation_minus_one, memory::dims pad_l, memory::dims pad_r, long groups) {
-        auto& eng = Context::get().eng;
-        data_ = data;
-        memory::desc x_md = plain(src), y_md = plain(dst), w_md = plain(weights);
-        memory::dims wdims = weights;
-        if (groups > 1) {  // oneDNN's grouped weights: (G, O/G, C/G, kh, kw), the same bytes
-            wdims = {groups, weights[0] / groups, weights[1], weights[2], weights[3]};
-            w_md = memory::desc(wdims, dt::f32, tag::goihw);
-        }
-        memory::desc x_any(src, dt::f32, tag::any), y_any(dst, dt::f32, tag::any), w_any(wdims, dt::f32, tag::any);
-        auto hint = dnnl::convolution_forward::primitive_desc(
-            eng, dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, x_any, w_any, y_any,
-            strides, dilation_minus_one, pad_l, pad_r);
-        dnnl::primitive_attr user_pad;  // see make_attr: a scratchpad not tied to this thread
-        user_pad.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-        if (data) {
-            auto pd = dnnl::convolution_backward_data::primitive_desc(
-                eng, dnnl::algorithm::convolution_direct, x_any, w_any, y_any, strides, dilation_minus_one, pad_l,
-                pad_r, hint, user_pad);
-            impl_ = pd.impl_info_str();
-            own_pad(pd.scratchpad_desc());
-            prim_ = dnnl::convolution_backward_data(pd);
-            a_.init(y_md, pd.diff_dst_desc(), true);
-            b_.init(w_md, pd.weights_desc(), true);
-            out_.init(x_md, pd.diff_src_desc(), false);
-        } else {
-            auto pd = dnnl::convolution_backward_weights::primitive_desc(
-                eng, dnnl::algorithm::convolution_direct, x_any, w_any, y_any, strides, dilation_minus_one, pad_l,
-                pad_r, hint, user_pad);
-            impl_ = pd.impl_info_str();
-            own_pad(pd.scratchpad_desc());
-            prim_ = dnnl::convolution_backward_weights(pd);
-            a_.init(x_md, pd.src_desc(), true);
-            b_.init(y_md, pd.diff_dst_desc(), true);
-            out_.init(w_md, pd.diff_weights_desc(), false);
-        }
-        reorder_src_ = a_.convert || b_.convert;
-        reorder_dst_ = out_.convert;
-    }
-
-    void run(const void* a, const void* b, void* out) {
-        auto& ctx = Context::get();
-        std::unordered_map<int, memory> args;
-        memory ma = a_.in(a), mb = b_.in(b), mo = out_.target(out);
-        if (data_) {
-            args = {{DNNL_ARG_DIFF_DST, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DIFF_SRC, mo}};
-        } else {
-            args = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_DIFF_DST, mb}, {DNNL_ARG_DIFF_WEIGHTS, mo}};
-        }
-        if (pad_md_.get_size() > 0) args[DNNL_ARG_SCRATCHPAD] = memory(pad_md_, ctx.eng, Scratch::align(pad_.data()));
-        prim_.execute(ctx.strm, args);
-        out_.out(mo, out);
-        ctx.strm.wait();
-    }
+    void init(bool data, const Dims& src, const Dims& weights, const Dims& dst, const Dims& strides,
+              const Dims& dilation_minus_one, const Dims& pad_l, const Dims& pad_r, long groups);
+    void run(const void* a, const void* b, void* out);
 
   private:
     // One operand: its plain layout, the primitive's, and a buffer when they differ.
@@ -492,42 +224,18 @@ class ConvBackward : public LibraryOp {
         bool convert = false;
         std::vector<char> buffer;
         dnnl::reorder step;
-        void init(const memory::desc& u, const memory::desc& w, bool input) {
-            auto& eng = Context::get().eng;
-            user = u;
-            want = w;
-            convert = u != w;
-            if (!convert) return;
-            buffer.resize(w.get_size() + 64);
-            step = input ? dnnl::reorder(memory(u, eng, nullptr), memory(w, eng, nullptr))
-                         : dnnl::reorder(memory(w, eng, nullptr), memory(u, eng, nullptr));
-        }
-        void* data() { return Scratch::align(buffer.data()); }
-        memory in(const void* p) {  // the operand as the primitive wants it
-            auto& ctx = Context::get();
-            memory m(user, ctx.eng, const_cast<void*>(p));
-            if (!convert) return m;
-            memory t(want, ctx.eng, data());
-            step.execute(ctx.strm, m, t);
-            return t;
-        }
-        memory target(void* p) {  // where the primitive writes the result
-            auto& ctx = Context::get();
-            return convert ? memory(want, ctx.eng, data()) : memory(user, ctx.eng, p);
-        }
-        void out(memory& m, void* p) {  // the result back in the plain layout
-            if (!convert) return;
-            memory u(user, Context::get().eng, p);
-            step.execute(Context::get().strm, m, u);
-        }
+        Operand();
+        ~Operand();
+        void init(const memory::desc& u, const memory::desc& w, bool input);
+        void* data();
+        memory in(const void* p);      // the operand as the primitive wants it
+        memory target(void* p);        // where the primitive writes the result
+        void out(memory& m, void* p);  // the result back in the plain layout
     };
     bool data_ = true;
     Operand a_, b_, out_;
     std::vector<char> pad_;  // this primitive's scratchpad (backward ops are not in Scratch)
-    void own_pad(const memory::desc& md) {
-        pad_md_ = md;
-        pad_.resize(md.get_size() + 64);
-    }
+    void own_pad(const memory::desc& md);
 };
 
 }  // namespace sol
