@@ -31,6 +31,10 @@ def optimize(model: Any, *example_inputs: Any, **options: Any) -> Any:
       batch 8, another image size) compiles a variant for them once and keeps it, logging a
       message on ``logging.getLogger("sol")``; ``dynamic=False`` makes another shape a
       ``ValueError``. Another rank or dtype is always an error naming expected and given.
+    - ``trace_cache`` (default True): a whole inference graph imported once is kept in sol's cache
+      and reused by later imports of the same model code, attributes and argument shapes, in any
+      process, with the model's current weights, instead of tracing it again
+      (:mod:`sol_pytorch.trace_cache`); ``trace_cache=False`` or ``SOL_TRACE_CACHE=0`` trace every time.
 
     ``torch.compile(model, backend="sol")`` uses the same machinery (:mod:`sol_pytorch.dynamo`).
     """

@@ -191,12 +191,17 @@ def user_stacklevel() -> int:
     return level
 
 
+def warn_training_mode(model: torch.nn.Module) -> None:
+    """Warn that a model (or a submodule) in training mode is compiled for its eval behaviour."""
+    if any(m.training for m in model.modules()):
+        warnings.warn(TRAINING_MODE_MESSAGE, SolTrainingModeWarning, stacklevel=user_stacklevel())
+
+
 @contextlib.contextmanager
 def eval_mode(model: torch.nn.Module) -> Iterator[None]:
     """Trace eval-mode behaviour, then restore every submodule's own mode (a model may mix)."""
     modes = [(m, m.training) for m in model.modules()]
-    if any(training for _, training in modes):
-        warnings.warn(TRAINING_MODE_MESSAGE, SolTrainingModeWarning, stacklevel=user_stacklevel())
+    warn_training_mode(model)
     model.eval()
     try:
         yield
@@ -206,7 +211,7 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _quiet_torch() -> Iterator[None]:
+def quiet_torch() -> Iterator[None]:
     """PyTorch's own deprecation notices about its internals are not the user's business."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch|copyreg)(\.|$)")
@@ -217,7 +222,7 @@ def _quiet_torch() -> Iterator[None]:
 
 
 def export(model: torch.nn.Module, examples: tuple[Any, ...]) -> ExportedProgram:
-    with torch.no_grad(), _quiet_torch():
+    with torch.no_grad(), quiet_torch():
         try:
             return torch.export.export(model, examples, strict=False)
         except Exception as exc:
@@ -264,14 +269,14 @@ def prepare(ep: ExportedProgram) -> ExportedProgram:
 
 
 def _decompose(ep: ExportedProgram, table: dict[Any, Any]) -> ExportedProgram:
-    with torch.no_grad(), _quiet_torch():
+    with torch.no_grad(), quiet_torch():
         return ep.run_decompositions(table)
 
 
 # --- conversion -------------------------------------------------------------------------------
 
 
-def _numpy_view(t: torch.Tensor, name: str) -> np.ndarray:
+def numpy_view(t: torch.Tensor, name: str) -> np.ndarray:
     """The tensor's memory as a NumPy array, never a copy: sol reads weights in place."""
     t = t.detach()
     if t.device.type != "cpu":
@@ -388,7 +393,7 @@ class _Importer:
             self.env[node] = val  # a non-tensor argument: a constant of this trace
         elif spec.kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
             name = str(spec.target)
-            self.env[node] = self.graph.add_param(name, _numpy_view(self.tensors[name], name))
+            self.env[node] = self.graph.add_param(name, numpy_view(self.tensors[name], name))
         else:
             self._problem(node, f"{spec.kind.name.lower()} input {spec.target}", "not a tensor")
 
@@ -574,7 +579,7 @@ class RegionImporter(_Importer):
             spec = self.input_specs[node.name]
             if spec.kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
                 name = str(spec.target)
-                return self.graph.add_param(name, _numpy_view(self.tensors[name], name))
+                return self.graph.add_param(name, numpy_view(self.tensors[name], name))
         known = self.known.get(node)
         if isinstance(known, Value) and known.kind is ValueKind.CONST:
             return self.graph.add_const(known.data, hint="k")

@@ -24,7 +24,7 @@ from torch.utils import _pytree as pytree
 
 from sol.ir import Graph
 from sol.program import Program
-from sol_pytorch import fallback
+from sol_pytorch import fallback, trace_cache
 from sol_pytorch.importer import (
     Constant,
     OutputLayout,
@@ -33,6 +33,7 @@ from sol_pytorch.importer import (
     output_layout,
     trace,
     user_stacklevel,
+    warn_training_mode,
 )
 
 KEY = "pytorch.signature"
@@ -59,12 +60,32 @@ def import_model(model: torch.nn.Module, example_inputs: Sequence[Any], options:
     operations (``fallback``, on by default) the first compiled part, with the whole cut in
     ``graph.meta`` for :func:`make_variant`. Warns once listing the operations PyTorch runs
     (lines already in ``warned`` are not warned about again). ``options["training"]``: the
-    training import instead (:func:`sol_pytorch.training.import_training`)."""
+    training import instead (:func:`sol_pytorch.training.import_training`).
+
+    A whole inference graph is kept in the trace cache (:mod:`sol_pytorch.trace_cache`) and
+    taken from there, not traced, when the same model is imported for the same arguments again,
+    in any process (``trace_cache=False`` or ``SOL_TRACE_CACHE=0``: always traced)."""
     if options.get("training"):
         from sol_pytorch.training import import_training
 
         return import_training(model, example_inputs, options, warned)
     values = example_values(model, example_inputs)
+    key = trace_cache.model_key(model, values, options) if trace_cache.enabled(options) else None
+    cached = trace_cache.load(key, model) if key else None
+    if cached is not None:
+        warn_training_mode(model)  # as tracing would
+        graph = cached
+    else:
+        graph = _import_traced(model, values, options, warned)
+        if key and SPLIT not in graph.meta:  # whole graphs only: a split one holds the exported program
+            trace_cache.store(key, graph, model)
+    graph.meta[KEY] = signature(values)
+    graph.meta[OPTIONS] = dict(options)
+    return graph
+
+
+def _import_traced(model: torch.nn.Module, values: tuple[Any, ...], options: dict[str, Any],
+                   warned: set[str] | None) -> Graph:
     ep = trace(model, values, options)
     found = classify(ep, model)
     if not found.problems:
@@ -81,8 +102,6 @@ def import_model(model: torch.nn.Module, example_inputs: Sequence[Any], options:
             if warned is not None:
                 warned.update(new)
             warnings.warn(cut.warning(), fallback.SolFallbackWarning, stacklevel=user_stacklevel())
-    graph.meta[KEY] = signature(values)
-    graph.meta[OPTIONS] = dict(options)
     return graph
 
 
