@@ -112,6 +112,13 @@ std::string LibraryOp::describe() const {
            side(reorder_dst_, keep_dst_native_) + (residual_is_native_ ? ", residual kept" : "") + ")";
 }
 
+void LibraryOp::describe_to(std::string& out, const char* label) const {
+    out += label;
+    out += ": ";
+    out += describe();
+    out += '\n';
+}
+
 // A plain-weights primitive is the slow one: for a 1x1 convolution oneDNN 3.2 then falls back to
 // gemm with a reference post-op path, about 10x slower than the blocked kernel plus this reorder.
 void LibraryOp::runtime_weights(const memory::desc& w_user, Scratch& scratch) {

@@ -101,6 +101,9 @@ class LibraryOp {
 
     // What runs, for reports: the implementation oneDNN chose and where layouts are converted.
     std::string describe() const;
+    // Appends "<label>: <describe()>\n" (one call per op in sol_create: string concatenation
+    // inline in the network cost g++ more than all the network's other code).
+    void describe_to(std::string& out, const char* label) const;
 
   protected:
     std::string impl_;
