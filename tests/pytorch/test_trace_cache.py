@@ -285,3 +285,27 @@ def test_the_key_follows_values_code_reads_and_never_weight_values() -> None:
     assert _key(_Opaque()) is None
     with torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: o):
         assert _key(a) is None  # global hooks
+
+
+class _Masked(torch.nn.Module):
+    """Attention over a boolean mask buffer: the converter folds the buffer's values."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask)
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=self.mask)
+
+
+def test_a_graph_holding_buffer_values_is_not_reused(device: str) -> None:
+    import sol
+    from sol_pytorch import trace_cache
+
+    q = torch.randn(1, 2, 4, 8)
+    for mask in (torch.ones(4, 4, dtype=torch.bool).tril(), torch.ones(4, 4, dtype=torch.bool)):
+        model = _Masked(mask).eval()
+        hits = trace_cache.counts["hit"]
+        out = sol.optimize(model, q, device=device)(q)
+        assert trace_cache.counts["hit"] == hits
+        torch.testing.assert_close(out, model(q), rtol=1e-4, atol=1e-5)

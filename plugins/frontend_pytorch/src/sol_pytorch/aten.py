@@ -20,13 +20,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from sol.ir import Graph, TensorType, Value
+from sol.ir import Graph, TensorType, Value, ValueKind
 
 Args = dict[str, Any]
 Result = Any  # a Value, or a tuple of Values / None for multi-output overloads
 Converter = Callable[["Emitter", Args], Result]
 
 CONVERTERS: dict[str, Converter] = {}
+WEIGHT_VALUES = "pytorch.weight_values"
+"""``Graph.meta`` flag: a converter folded a weight's or buffer's values into the graph (an
+attention mask buffer), so the graph holds for these values only (the trace cache keeps none)."""
 
 
 class Unsupported(Exception):
@@ -858,6 +861,8 @@ def _attention(em: Emitter, a: Args) -> Value:
         if mask.dtype == "bool":
             if mask.data is None:  # a boolean mask computed at run time needs a select op
                 raise Unsupported("a boolean attention mask computed at run time")
+            if mask.kind is ValueKind.PARAM:  # a buffer's values, folded: the graph holds them
+                em.graph.meta[WEIGHT_VALUES] = True
             additive = np.where(np.asarray(mask.data), 0.0, -np.inf)
             mask = em.const(additive, dt)
         scores = em.emit("add", [scores, em.cast(mask, dt)])

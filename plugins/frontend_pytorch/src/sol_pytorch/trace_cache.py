@@ -8,7 +8,8 @@ are stored by name and bound to the model's live tensors on load (as the importe
 a model with the same architecture and other weight values hits and computes with its own weights.
 
 What is cached: whole inference graphs only (``sol_pytorch.variants.import_model``). A model
-PyTorch must run parts of (``fallback``) or a training import is traced every time.
+PyTorch must run parts of (``fallback``), a training import, and a graph into which a converter
+folded a weight's values (``aten.WEIGHT_VALUES``: an attention mask buffer) are traced every time.
 
 What the key covers (:func:`model_key`): the argument signature (shapes, dtypes, strides,
 ``requires_grad``, non-tensor values) and the options; the versions of Python, PyTorch and NumPy
@@ -394,8 +395,12 @@ def store(key: str, graph: Graph, model: torch.nn.Module) -> None:
     """Keep ``graph`` (as just imported from ``model``, before any pass changed it) under ``key``.
     The model's own weights are stored by name; tensor constants export lifted (attributes that
     are not parameters or buffers, keyed by value) are stored by value."""
+    from sol_pytorch.aten import WEIGHT_VALUES
     from sol_pytorch.importer import quiet_torch
 
+    if graph.meta.get(WEIGHT_VALUES):
+        log.debug("sol: the graph of %s holds weight values; not kept in the trace cache", graph.name)
+        return
     own = _state_tensors(model)
     weights = {id(v.data): v.name for v in graph.values()
                if v.kind is ValueKind.PARAM and v.name in own and v.data is not None}
