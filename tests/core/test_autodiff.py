@@ -310,3 +310,37 @@ def test_conv_batchnorm_relu_saves_only_the_convolution_result() -> None:
     extra = diff.forward.outputs[diff.num_outputs:]
     full = [e for e in extra if e.type.numel == t.type.numel]
     assert [e.producer.op for e in full if e.producer is not None] == ["conv2d"], [str(e) for e in extra]
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (7, 5)])
+def test_training_batchnorm_gradient_matches_finite_differences(shape: tuple[int, ...]) -> None:
+    """BatchNorm with the batch's own statistics (mean, variance about it, batch_norm: what a
+    training-mode BatchNorm imports as) is differentiated as one function of x; its gradients
+    for x, the weight and the bias against central differences, with a second reader of x and
+    of the mean (their gradients add up)."""
+    rng = np.random.default_rng(11)
+    c = shape[1]
+    axes = tuple(i for i in range(len(shape)) if i != 1)
+    g = Graph("bn_train")
+    x = g.add_input("x", TensorType(shape, "float64"))
+    w = g.add_input("w", TensorType((c,), "float64"))
+    b = g.add_input("b", TensorType((c,), "float64"))
+    m = g.add_node("mean", [x], {"axes": axes}).output
+    v = g.add_node("variance", [x, m], {"axes": axes}).output
+    y = g.add_node("batch_norm", [x, m, v, w, b], {"eps": 1e-5, "axis": 1}).output
+    z = g.add_node("mul", [y, g.add_node("tanh", [x]).output]).output
+    g.outputs = [z, g.add_node("mul", [m, m]).output]
+    diff = differentiate(g, ["x", "w", "b"])
+    assert not any(n.op == "variance" for n in diff.backward.nodes)  # no path through the statistics
+    data = [rng.standard_normal(shape) * 2.0 + 0.5, rng.standard_normal(c), rng.standard_normal(c)]
+    weights = [rng.standard_normal(o.shape) for o in g.outputs]
+
+    def loss(feeds: list[np.ndarray]) -> float:
+        return float(sum(np.sum(o * r) for o, r in zip(run_reference(g, feeds), weights)))
+
+    got = run_reference(diff.backward, _backward_inputs(diff, data, weights))
+    for k, i in enumerate(diff.wrt_inputs):
+        numeric = np.zeros_like(data[i])
+        for idx in np.ndindex(data[i].shape):
+            numeric[idx] = _central(loss, data, i, idx, 1e-6)
+        np.testing.assert_allclose(got[k], numeric, rtol=1e-5, atol=1e-7 * max(1.0, float(np.abs(numeric).max())))

@@ -19,7 +19,7 @@ import numpy as np
 
 from sol.autodiff import recurrent_rules
 from sol.autodiff.builder import GradContext
-from sol.ir import Value
+from sol.ir import Node, Value
 from sol.ops.registry import GradientFn, OpDef
 from sol.ops.window import adaptive_bounds
 
@@ -293,6 +293,8 @@ def _batch_norm(ctx: GradContext, grads: Grads) -> Grads:
 
     mean, var, w = ctx.x(1), ctx.x(2), ctx.x(3)
     r = ctx.op("rsqrt", ctx.op("add", var, ctx.const(ctx.attrs["eps"], var)))
+    if _batch_statistics(ctx.node, others):
+        return _batch_norm_training(ctx, g, bc, per_channel_sum, mean, r, w)
     out: Grads = [None] * 5
     if ctx.need[0]:
         out[0] = ctx.op("mul", g, bc(ctx.op("mul", w, r)))
@@ -309,6 +311,50 @@ def _batch_norm(ctx: GradContext, grads: Grads) -> Grads:
         out[2] = ctx.op("mul", ctx.op("mul", gxhat, w), ctx.op("mul", ctx.op("mul", r, r), ctx.const(-0.5, r)))
     if ctx.need[3]:
         out[3] = gxhat
+    if ctx.need[4]:
+        out[4] = gsum
+    return out
+
+
+def _batch_statistics(node: Node, others: tuple[int, ...]) -> bool:
+    """Is ``node`` (a batch_norm) normalizing with its input's own batch statistics: its mean is
+    ``mean(x)`` and its variance ``variance(x, that mean)``, both over every axis but the channel
+    (what a training-mode BatchNorm imports as)?"""
+    x, mean, var = node.inputs[0], node.inputs[1], node.inputs[2]
+    m, v = mean.producer, var.producer
+    return (bool(others) and m is not None and v is not None and m.op == "mean" and v.op == "variance"
+            and m.inputs[0] is x and v.inputs[0] is x and v.inputs[1] is mean
+            and tuple(m.attrs["axes"]) == others and tuple(v.attrs["axes"]) == others
+            and not m.attrs["keepdims"] and not v.attrs["keepdims"])
+
+
+def _batch_norm_training(ctx: GradContext, g: Value, bc: Callable[[Value], Value],
+                         per_channel_sum: Callable[[Value], Value], mean: Value, r: Value, w: Value) -> Grads:
+    """BatchNorm with batch statistics, differentiated as one function of x (the paths through
+    the mean and the variance folded in, as PyTorch's native_batch_norm_backward does):
+
+        dx = w r (g - sum(g) / N - xhat sum(g xhat) / N),  xhat = (x - mean) r
+        dw = sum(g xhat),  db = sum(g)
+
+    Two per-channel sums over g and the centred input, then one element-wise pass for dx
+    (differentiating mean, variance and batch_norm one by one made about ten full-size passes).
+    The mean and the variance get no gradient from here: their dependence on x is in dx."""
+    x_t = ctx.in_type(0)
+    count = x_t.numel // x_t.shape[ctx.attrs["axis"]]
+    out: Grads = [None] * 5
+    if not (ctx.need[0] or ctx.need[3] or ctx.need[4]):
+        return out
+    gsum = per_channel_sum(g)
+    centred = ctx.op("sub", ctx.x(0), bc(mean))
+    gc = per_channel_sum(ctx.op("mul", g, centred))  # sum(g (x - mean)) = sum(g xhat) / r
+    if ctx.need[0]:
+        wr = ctx.op("mul", w, r)
+        shift = ctx.op("mul", ctx.op("mul", wr, gsum), ctx.const(-1.0 / count, g))
+        slope = ctx.op("mul", ctx.op("mul", wr, ctx.op("mul", r, r)), ctx.op("mul", gc, ctx.const(-1.0 / count, g)))
+        # (x - mean) slope, not x slope - mean slope: no cancellation where |mean| >> std
+        out[0] = ctx.op("add", ctx.op("add", ctx.op("mul", g, bc(wr)), ctx.op("mul", centred, bc(slope))), bc(shift))
+    if ctx.need[3]:
+        out[3] = ctx.op("mul", gc, r)
     if ctx.need[4]:
         out[4] = gsum
     return out
