@@ -192,9 +192,9 @@ class NetworkRenderer:
     @staticmethod
     def _post(s: PostOp) -> str:
         if s.kind == "eltwise":
-            return f"sol::eltwise(dnnl::algorithm::{s.alg}, {s.alpha!r}f, {s.beta!r}f)"
+            return f"sol::eltwise(dnnl_{s.alg}, {s.alpha!r}f, {s.beta!r}f)"  # oneDNN's C enum (dnnl_types.h)
         if s.kind == "binary":
-            return f"sol::binary(dnnl::algorithm::{s.alg}, {_dims(s.dims)})"
+            return f"sol::binary(dnnl_{s.alg}, {_dims(s.dims)})"
         return "sol::sum()"
 
     def layout_links(self) -> list[str]:

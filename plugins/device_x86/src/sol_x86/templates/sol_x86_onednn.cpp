@@ -3,12 +3,16 @@
 // generated network links against. Not hot code: oneDNN does the work, so -O2 is enough.
 #include "sol_x86_onednn.hpp"
 
+#include <oneapi/dnnl/dnnl.hpp>
+
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
+#include <unordered_map>
 
 namespace sol {
 
+using dnnl::memory;
 using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
 
@@ -17,14 +21,14 @@ Dims::Dims(std::initializer_list<int64_t> dims) {
         throw std::runtime_error("sol: rank " + std::to_string(dims.size()) + " not supported by oneDNN ops");
     for (int64_t d : dims) v[n++] = d;
 }
-memory::dims Dims::vec() const { return memory::dims(v, v + n); }
+static memory::dims vec(const Dims& d) { return memory::dims(d.v, d.v + d.n); }
 
-PostOp eltwise(dnnl::algorithm alg, float alpha, float beta) {
+PostOp eltwise(dnnl_alg_kind_t alg, float alpha, float beta) {
     PostOp p{PostOp::ELTWISE};
     p.alg = alg; p.alpha = alpha; p.beta = beta;
     return p;
 }
-PostOp binary(dnnl::algorithm alg, const Dims& dims) {
+PostOp binary(dnnl_alg_kind_t alg, const Dims& dims) {
     PostOp p{PostOp::BINARY};
     p.alg = alg; p.dims = dims;
     return p;
@@ -45,21 +49,21 @@ static tag plain_tag(size_t rank) {
 static memory::desc plain(const memory::dims& d) { return memory::desc(d, dt::f32, plain_tag(d.size())); }
 
 // --- Context, Scratch ---------------------------------------------------------------------------
-Context::Context() : eng(dnnl::engine::kind::cpu, 0), strm(eng) {}
-
-Context& Context::get() {
-    static Context ctx;
-    return ctx;
-}
-
-Scratch::Scratch() = default;
-Scratch::~Scratch() = default;
+// Process-wide engine and stream: creating them is not free and one CPU engine serves all.
+struct Context {
+    dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+    dnnl::stream strm{eng};
+    static Context& get() {
+        static Context ctx;
+        return ctx;
+    }
+};
 
 void Scratch::need(size_t s, size_t d) {
     src_bytes = std::max(src_bytes, s);
     dst_bytes = std::max(dst_bytes, d);
 }
-void Scratch::need_pad(const memory::desc& md) { pad_bytes = std::max(pad_bytes, md.get_size()); }
+void Scratch::need_pad(size_t bytes) { pad_bytes = std::max(pad_bytes, bytes); }
 void Scratch::allocate() {
     src.resize(src_bytes + 64);
     dst.resize(dst_bytes + 64);
@@ -77,9 +81,9 @@ void* Scratch::align(char* p) {
 static dnnl::primitive_attr make_attr(const std::vector<PostOp>& ops) {
     dnnl::post_ops po;
     for (const PostOp& p : ops) {
-        if (p.kind == PostOp::ELTWISE) po.append_eltwise(p.alg, p.alpha, p.beta);
+        if (p.kind == PostOp::ELTWISE) po.append_eltwise(dnnl::algorithm(p.alg), p.alpha, p.beta);
         else if (p.kind == PostOp::SUM) po.append_sum(1.f);
-        else po.append_binary(p.alg, plain(p.dims.vec()));
+        else po.append_binary(dnnl::algorithm(p.alg), plain(vec(p.dims)));
     }
     dnnl::primitive_attr attr;
     attr.set_post_ops(po);
@@ -90,38 +94,176 @@ static dnnl::primitive_attr make_attr(const std::vector<PostOp>& ops) {
     return attr;
 }
 
-// --- LibraryOp ----------------------------------------------------------------------------------
-LibraryOp::LibraryOp() = default;
-LibraryOp::~LibraryOp() = default;
+namespace detail {
 
-bool LibraryOp::keep_native(std::initializer_list<Reader> readers, size_t buffer_bytes) {
+// A library op: the primitive plus the reorders around it.
+class LibraryOp {
+  public:
+    virtual ~LibraryOp() = default;
+
+    struct Reader {
+        sol::LibraryOp::Reader::Role role;
+        LibraryOp* op;
+    };
+
+    // Layout propagation: when every reader of this op's result is a library op that wants it in
+    // the very layout this op computes it in (its input layout, or for a residual its own output
+    // layout), the tensor stays in that layout in between: no reorder out here and none back in
+    // at each reader. Checked here, at load time, because only oneDNN knows the layouts it
+    // picked; ``buffer_bytes`` is the plain tensor's buffer, which the native one must fit.
+    // Returns whether the layout is kept.
+    bool keep_native(const std::vector<Reader>& readers, size_t buffer_bytes);
+
+    // What runs, for reports: the implementation oneDNN chose and where layouts are converted.
+    std::string describe() const;
+
+  protected:
+    std::string impl_;
+    dnnl::primitive prim_;
+    memory::desc src_plain_, dst_plain_, src_md_, dst_md_;
+    memory weights_, bias_;
+    memory::desc weights_md_;
+    memory::desc pad_md_;  // the primitive's scratchpad (user mode), in Scratch::pad at run time
+
+    // Weights that arrive with every call (training: the framework's parameters) come in the
+    // plain layout; the primitive was still created for the layout it prefers ("any"), and
+    // they are reordered into it here, into the network's scratch (see runtime_weights).
+    memory::desc w_user_md_;
+    bool reorder_w_ = false;
+    dnnl::reorder w_in_;
+
+    void runtime_weights(const memory::desc& w_user, Scratch& scratch);
+    memory weights(const void* runtime, Scratch& scratch) const;
+
+    std::vector<PostOp> post_;
+    bool reorder_src_ = false, reorder_dst_ = false;
+    bool keep_dst_native_ = false, src_is_native_ = false;
+    bool residual_is_native_ = false;  // the residual-sum operand arrives in dst_md_'s layout
+    dnnl::reorder src_in_, dst_out_, sum_in_;
+
+    void prepare_reorders(Scratch& scratch);
+    memory place_weights(const memory::desc& user, const memory::desc& want, const void* data);
+
+    // The memory objects a run binds, made once (at the first run, when the layout links are
+    // decided) and re-pointed at each call's buffers: constructing a dnnl::memory costs a few
+    // microseconds, which adds up over the many small ops of a batch-1 network. Runs of one
+    // network are serialized (Net::lock), so one set per op is enough.
+    struct Bound {
+        bool ready = false;
+        memory src_user, dst_user, src, dst, residual;
+        std::vector<memory> binary;
+    } bound_;
+
+    void bind_memories();
+
+    // Run with plain input/output pointers. ``binary`` holds one pointer per BINARY post-op,
+    // ``residual`` the SUM operand (or nullptr).
+    void execute(std::unordered_map<int, memory>& args, const void* src, void* dst,
+                 std::initializer_list<const void*> binary, const void* residual, Scratch& scratch);
+};
+
+// A library op with weights (and optionally a bias) of its own: convolution and dense.
+class WeightedOp : public LibraryOp {
+  public:
+    void run(const void* src, void* dst, std::initializer_list<const void*> binary, const void* residual,
+             Scratch& scratch, const void* runtime_weights = nullptr);
+
+  protected:
+    // Weights and bias given at load time are copied into the layouts the primitive wants.
+    void place(const memory::desc& w_user, const void* w, const memory::desc& b_user, const memory::desc& b_want,
+               const void* bias, Scratch& scratch);
+};
+
+// 2-D convolution, NCHW at the interface; groups and asymmetric padding supported.
+class Conv : public WeightedOp {
+  public:
+    void init(const Dims& src, const Dims& weights, const Dims& dst, const Dims& strides,
+              const Dims& dilation_minus_one, const Dims& pad_l, const Dims& pad_r, long groups,
+              const void* w, const void* bias, std::initializer_list<PostOp> post, Scratch& scratch);
+};
+
+// 2-D transposed convolution (oneDNN's deconvolution), NCHW at the interface. The weight arrives
+// as PyTorch stores it, (C, O/G, kh, kw); output_padding is a smaller (possibly negative) right
+// padding.
+class Deconv : public WeightedOp {
+  public:
+    void init(const Dims& src, const Dims& weights, const Dims& dst, const Dims& strides,
+              const Dims& dilation_minus_one, const Dims& pad_l, const Dims& pad_r, long groups,
+              const void* w, const void* bias, std::initializer_list<PostOp> post, Scratch& scratch);
+};
+
+// y = x @ W^T (+ bias): a dense / linear layer with static weights of shape (out, in). The batch
+// dimensions of x are folded into the rows.
+class Dense : public WeightedOp {
+  public:
+    void init(long rows, long in, long out, const void* w, const void* bias, std::initializer_list<PostOp> post,
+              Scratch& scratch);
+};
+
+// Batched matrix product of two run-time tensors, NumPy broadcasting over the batch dims (the
+// shapes arrive padded to one rank).
+class MatMul : public LibraryOp {
+  public:
+    void init(const Dims& a, const Dims& b, const Dims& dst, std::initializer_list<PostOp> post, Scratch& scratch);
+    void run(const void* a, const void* b, void* dst, std::initializer_list<const void*> binary,
+             const void* residual, Scratch& scratch);
+
+  private:
+    memory::desc b_md_;
+};
+
+// Gradients of a convolution (training): oneDNN's backward-data and backward-weights primitives.
+class ConvBackward : public LibraryOp {
+  public:
+    // data == true: (grad_y, weights) -> grad_x; false: (x, grad_y) -> grad_w.
+    void init(bool data, const Dims& src, const Dims& weights, const Dims& dst, const Dims& strides,
+              const Dims& dilation_minus_one, const Dims& pad_l, const Dims& pad_r, long groups);
+    void run(const void* a, const void* b, void* out);
+
+  private:
+    // One operand: its plain layout, the primitive's, and a buffer when they differ.
+    struct Operand {
+        memory::desc user, want;
+        bool convert = false;
+        std::vector<char> buffer;
+        dnnl::reorder step;
+        void init(const memory::desc& u, const memory::desc& w, bool input);
+        void* data();
+        memory in(const void* p);      // the operand as the primitive wants it
+        memory target(void* p);        // where the primitive writes the result
+        void out(memory& m, void* p);  // the result back in the plain layout
+    };
+    bool data_ = true;
+    Operand a_, b_, out_;
+    std::vector<char> pad_;  // this primitive's scratchpad (backward ops are not in Scratch)
+    void own_pad(const memory::desc& md);
+};
+}  // namespace detail
+
+// --- LibraryOp ----------------------------------------------------------------------------------
+
+bool detail::LibraryOp::keep_native(const std::vector<Reader>& readers, size_t buffer_bytes) {
     if (!reorder_dst_ || dst_md_.get_size() > buffer_bytes) return false;
     for (const Reader& r : readers) {
-        const memory::desc& want = r.role == Reader::SRC ? r.op->src_md_ : r.op->dst_md_;
-        bool converts = r.role == Reader::SRC ? r.op->reorder_src_ : r.op->reorder_dst_;
+        const memory::desc& want = r.role == sol::LibraryOp::Reader::SRC ? r.op->src_md_ : r.op->dst_md_;
+        bool converts = r.role == sol::LibraryOp::Reader::SRC ? r.op->reorder_src_ : r.op->reorder_dst_;
         if (!converts || want != dst_md_) return false;
     }
     keep_dst_native_ = true;
-    for (const Reader& r : readers) (r.role == Reader::SRC ? r.op->src_is_native_ : r.op->residual_is_native_) = true;
+    for (const Reader& r : readers)
+        (r.role == sol::LibraryOp::Reader::SRC ? r.op->src_is_native_ : r.op->residual_is_native_) = true;
     return true;
 }
 
-std::string LibraryOp::describe() const {
+std::string detail::LibraryOp::describe() const {
     auto side = [](bool reorder, bool native) { return native ? "kept" : reorder ? "reordered" : "plain"; };
     return impl_ + " (input " + side(reorder_src_, src_is_native_) + ", output " +
            side(reorder_dst_, keep_dst_native_) + (residual_is_native_ ? ", residual kept" : "") + ")";
 }
 
-void LibraryOp::describe_to(std::string& out, const char* label) const {
-    out += label;
-    out += ": ";
-    out += describe();
-    out += '\n';
-}
-
 // A plain-weights primitive is the slow one: for a 1x1 convolution oneDNN 3.2 then falls back to
 // gemm with a reference post-op path, about 10x slower than the blocked kernel plus this reorder.
-void LibraryOp::runtime_weights(const memory::desc& w_user, Scratch& scratch) {
+void detail::LibraryOp::runtime_weights(const memory::desc& w_user, Scratch& scratch) {
     w_user_md_ = w_user;
     reorder_w_ = weights_md_ != w_user;
     if (reorder_w_) {
@@ -131,7 +273,7 @@ void LibraryOp::runtime_weights(const memory::desc& w_user, Scratch& scratch) {
     }
 }
 
-memory LibraryOp::weights(const void* runtime, Scratch& scratch) const {
+memory detail::LibraryOp::weights(const void* runtime, Scratch& scratch) const {
     if (!runtime) return weights_;
     auto& ctx = Context::get();
     if (!reorder_w_) return memory(weights_md_, ctx.eng, const_cast<void*>(runtime));
@@ -141,7 +283,7 @@ memory LibraryOp::weights(const void* runtime, Scratch& scratch) const {
     return mine;
 }
 
-void LibraryOp::prepare_reorders(Scratch& scratch) {
+void detail::LibraryOp::prepare_reorders(Scratch& scratch) {
     auto& eng = Context::get().eng;
     reorder_src_ = src_md_ != src_plain_;
     reorder_dst_ = dst_md_ != dst_plain_;
@@ -153,7 +295,7 @@ void LibraryOp::prepare_reorders(Scratch& scratch) {
     scratch.need(reorder_src_ ? src_md_.get_size() : 0, reorder_dst_ ? dst_md_.get_size() : 0);
 }
 
-memory LibraryOp::place_weights(const memory::desc& user, const memory::desc& want, const void* data) {
+memory detail::LibraryOp::place_weights(const memory::desc& user, const memory::desc& want, const void* data) {
     auto& ctx = Context::get();
     memory src(user, ctx.eng, const_cast<void*>(data));
     memory dst(want, ctx.eng);  // owned: the weights live in the op from now on
@@ -162,7 +304,7 @@ memory LibraryOp::place_weights(const memory::desc& user, const memory::desc& wa
     return dst;
 }
 
-void LibraryOp::bind_memories() {
+void detail::LibraryOp::bind_memories() {
     auto& eng = Context::get().eng;
     bound_.src_user = memory(src_plain_, eng, nullptr);
     bound_.dst_user = memory(dst_plain_, eng, nullptr);
@@ -171,11 +313,11 @@ void LibraryOp::bind_memories() {
     bound_.dst = keep_dst_native_ || reorder_dst_ ? memory(dst_md_, eng, nullptr) : bound_.dst_user;
     bound_.residual = memory(dst_plain_, eng, nullptr);
     for (const PostOp& p : post_)
-        if (p.kind == PostOp::BINARY) bound_.binary.push_back(memory(plain(p.dims.vec()), eng, nullptr));
+        if (p.kind == PostOp::BINARY) bound_.binary.push_back(memory(plain(vec(p.dims)), eng, nullptr));
     bound_.ready = true;
 }
 
-void LibraryOp::execute(std::unordered_map<int, memory>& args, const void* src, void* dst,
+void detail::LibraryOp::execute(std::unordered_map<int, memory>& args, const void* src, void* dst,
                         std::initializer_list<const void*> binary, const void* residual, Scratch& scratch) {
     auto& ctx = Context::get();
     if (!bound_.ready) bind_memories();
@@ -218,17 +360,15 @@ void LibraryOp::execute(std::unordered_map<int, memory>& args, const void* src, 
 }
 
 // --- WeightedOp ---------------------------------------------------------------------------------
-WeightedOp::WeightedOp() = default;
-WeightedOp::~WeightedOp() = default;
 
-void WeightedOp::run(const void* src, void* dst, std::initializer_list<const void*> binary, const void* residual,
-                     Scratch& scratch, const void* runtime_weights) {
+void detail::WeightedOp::run(const void* src, void* dst, std::initializer_list<const void*> binary,
+                             const void* residual, Scratch& scratch, const void* runtime_weights) {
     std::unordered_map<int, memory> args{{DNNL_ARG_WEIGHTS, weights(runtime_weights, scratch)}};
     if (bias_) args[DNNL_ARG_BIAS] = bias_;
     execute(args, src, dst, binary, residual, scratch);
 }
 
-void WeightedOp::place(const memory::desc& w_user, const void* w, const memory::desc& b_user,
+void detail::WeightedOp::place(const memory::desc& w_user, const void* w, const memory::desc& b_user,
                        const memory::desc& b_want, const void* bias, Scratch& scratch) {
     if (w) weights_ = place_weights(w_user, weights_md_, w);
     else runtime_weights(w_user, scratch);
@@ -236,16 +376,14 @@ void WeightedOp::place(const memory::desc& w_user, const void* w, const memory::
 }
 
 // --- Conv ---------------------------------------------------------------------------------------
-Conv::Conv() = default;
-Conv::~Conv() = default;
 
-void Conv::init(const Dims& src_in, const Dims& weights_in, const Dims& dst_in, const Dims& strides_in,
+void detail::Conv::init(const Dims& src_in, const Dims& weights_in, const Dims& dst_in, const Dims& strides_in,
                 const Dims& dilation_minus_one_in, const Dims& pad_l_in, const Dims& pad_r_in, long groups,
                 const void* w, const void* bias, std::initializer_list<PostOp> post, Scratch& scratch) {
     // oneDNN takes std::vector dims
-    const memory::dims src = src_in.vec(), weights = weights_in.vec(), dst = dst_in.vec(),
-                       strides = strides_in.vec(), dilation_minus_one = dilation_minus_one_in.vec(),
-                       pad_l = pad_l_in.vec(), pad_r = pad_r_in.vec();
+    const memory::dims src = vec(src_in), weights = vec(weights_in), dst = vec(dst_in),
+                       strides = vec(strides_in), dilation_minus_one = vec(dilation_minus_one_in),
+                       pad_l = vec(pad_l_in), pad_r = vec(pad_r_in);
     auto& eng = Context::get().eng;
     post_.assign(post.begin(), post.end());
     src_plain_ = plain(src);
@@ -271,22 +409,20 @@ void Conv::init(const Dims& src_in, const Dims& weights_in, const Dims& dst_in, 
     place(w_user, w, b_md, pd.bias_desc(), bias, scratch);
     prim_ = dnnl::convolution_forward(pd);
     prepare_reorders(scratch);
-    scratch.need_pad(pad_md_ = pd.scratchpad_desc());
+    scratch.need_pad((pad_md_ = pd.scratchpad_desc()).get_size());
 }
 
 // --- Deconv -------------------------------------------------------------------------------------
 // oneDNN reads PyTorch's (C, O/G, kh, kw) weight as the "iohw" (grouped: "giohw") layout of its
 // (O, C, kh, kw) weight, so no copy is needed to describe it.
-Deconv::Deconv() = default;
-Deconv::~Deconv() = default;
 
-void Deconv::init(const Dims& src_in, const Dims& weights_in, const Dims& dst_in, const Dims& strides_in,
+void detail::Deconv::init(const Dims& src_in, const Dims& weights_in, const Dims& dst_in, const Dims& strides_in,
                   const Dims& dilation_minus_one_in, const Dims& pad_l_in, const Dims& pad_r_in, long groups,
                   const void* w, const void* bias, std::initializer_list<PostOp> post, Scratch& scratch) {
     // oneDNN takes std::vector dims
-    const memory::dims src = src_in.vec(), weights = weights_in.vec(), dst = dst_in.vec(),
-                       strides = strides_in.vec(), dilation_minus_one = dilation_minus_one_in.vec(),
-                       pad_l = pad_l_in.vec(), pad_r = pad_r_in.vec();
+    const memory::dims src = vec(src_in), weights = vec(weights_in), dst = vec(dst_in),
+                       strides = vec(strides_in), dilation_minus_one = vec(dilation_minus_one_in),
+                       pad_l = vec(pad_l_in), pad_r = vec(pad_r_in);
     auto& eng = Context::get().eng;
     post_.assign(post.begin(), post.end());
     src_plain_ = plain(src);
@@ -310,15 +446,13 @@ void Deconv::init(const Dims& src_in, const Dims& weights_in, const Dims& dst_in
     place(w_user, w, b_md, pd.bias_desc(), bias, scratch);
     prim_ = dnnl::deconvolution_forward(pd);
     prepare_reorders(scratch);
-    scratch.need_pad(pad_md_ = pd.scratchpad_desc());
+    scratch.need_pad((pad_md_ = pd.scratchpad_desc()).get_size());
 }
 
 // --- Dense --------------------------------------------------------------------------------------
-Dense::Dense() = default;
-Dense::~Dense() = default;
 
-void Dense::init(long rows, long in, long out, const void* w, const void* bias, std::initializer_list<PostOp> post,
-                 Scratch& scratch) {
+void detail::Dense::init(long rows, long in, long out, const void* w, const void* bias,
+                         std::initializer_list<PostOp> post, Scratch& scratch) {
     auto& eng = Context::get().eng;
     post_.assign(post.begin(), post.end());
     src_plain_ = plain({rows, in});
@@ -334,17 +468,15 @@ void Dense::init(long rows, long in, long out, const void* w, const void* bias, 
     place(w_user, w, b_md, pd.bias_desc(), bias, scratch);
     prim_ = dnnl::matmul(pd);
     prepare_reorders(scratch);
-    scratch.need_pad(pad_md_ = pd.scratchpad_desc());
+    scratch.need_pad((pad_md_ = pd.scratchpad_desc()).get_size());
 }
 
 // --- MatMul -------------------------------------------------------------------------------------
-MatMul::MatMul() = default;
-MatMul::~MatMul() = default;
 
-void MatMul::init(const Dims& a_in, const Dims& b_in, const Dims& dst_in, std::initializer_list<PostOp> post,
+void detail::MatMul::init(const Dims& a_in, const Dims& b_in, const Dims& dst_in, std::initializer_list<PostOp> post,
                   Scratch& scratch) {
     // oneDNN takes std::vector dims
-    const memory::dims a = a_in.vec(), b = b_in.vec(), dst = dst_in.vec();
+    const memory::dims a = vec(a_in), b = vec(b_in), dst = vec(dst_in);
     auto& eng = Context::get().eng;
     post_.assign(post.begin(), post.end());
     src_plain_ = plain(a);
@@ -356,10 +488,10 @@ void MatMul::init(const Dims& a_in, const Dims& b_in, const Dims& dst_in, std::i
     dst_md_ = pd.dst_desc();
     prim_ = dnnl::matmul(pd);
     prepare_reorders(scratch);
-    scratch.need_pad(pad_md_ = pd.scratchpad_desc());
+    scratch.need_pad((pad_md_ = pd.scratchpad_desc()).get_size());
 }
 
-void MatMul::run(const void* a, const void* b, void* dst, std::initializer_list<const void*> binary,
+void detail::MatMul::run(const void* a, const void* b, void* dst, std::initializer_list<const void*> binary,
                  const void* residual, Scratch& scratch) {
     std::unordered_map<int, memory> args{
         {DNNL_ARG_WEIGHTS, memory(b_md_, Context::get().eng, const_cast<void*>(b))}};
@@ -372,16 +504,14 @@ void MatMul::run(const void* a, const void* b, void* dst, std::initializer_list<
 // OIHW layout; the primitive is created with format "any" and each operand is reordered into the
 // layout oneDNN chose (and the result back) only where the two differ: blocked layouts make the
 // backward kernels several times faster than plain NCHW, which outweighs the reorders.
-ConvBackward::ConvBackward() = default;
-ConvBackward::~ConvBackward() = default;
 
-void ConvBackward::init(bool data, const Dims& src_in, const Dims& weights_in, const Dims& dst_in,
+void detail::ConvBackward::init(bool data, const Dims& src_in, const Dims& weights_in, const Dims& dst_in,
                         const Dims& strides_in, const Dims& dilation_minus_one_in, const Dims& pad_l_in,
                         const Dims& pad_r_in, long groups) {
     // oneDNN takes std::vector dims
-    const memory::dims src = src_in.vec(), weights = weights_in.vec(), dst = dst_in.vec(),
-                       strides = strides_in.vec(), dilation_minus_one = dilation_minus_one_in.vec(),
-                       pad_l = pad_l_in.vec(), pad_r = pad_r_in.vec();
+    const memory::dims src = vec(src_in), weights = vec(weights_in), dst = vec(dst_in),
+                       strides = vec(strides_in), dilation_minus_one = vec(dilation_minus_one_in),
+                       pad_l = vec(pad_l_in), pad_r = vec(pad_r_in);
     auto& eng = Context::get().eng;
     data_ = data;
     memory::desc x_md = plain(src), y_md = plain(dst), w_md = plain(weights);
@@ -421,7 +551,7 @@ void ConvBackward::init(bool data, const Dims& src_in, const Dims& weights_in, c
     reorder_dst_ = out_.convert;
 }
 
-void ConvBackward::run(const void* a, const void* b, void* out) {
+void detail::ConvBackward::run(const void* a, const void* b, void* out) {
     auto& ctx = Context::get();
     std::unordered_map<int, memory> args;
     memory ma = a_.in(a), mb = b_.in(b), mo = out_.target(out);
@@ -436,15 +566,12 @@ void ConvBackward::run(const void* a, const void* b, void* out) {
     ctx.strm.wait();
 }
 
-void ConvBackward::own_pad(const memory::desc& md) {
+void detail::ConvBackward::own_pad(const memory::desc& md) {
     pad_md_ = md;
     pad_.resize(md.get_size() + 64);
 }
 
-ConvBackward::Operand::Operand() = default;
-ConvBackward::Operand::~Operand() = default;
-
-void ConvBackward::Operand::init(const memory::desc& u, const memory::desc& w, bool input) {
+void detail::ConvBackward::Operand::init(const memory::desc& u, const memory::desc& w, bool input) {
     auto& eng = Context::get().eng;
     user = u;
     want = w;
@@ -455,9 +582,9 @@ void ConvBackward::Operand::init(const memory::desc& u, const memory::desc& w, b
                  : dnnl::reorder(memory(w, eng, nullptr), memory(u, eng, nullptr));
 }
 
-void* ConvBackward::Operand::data() { return Scratch::align(buffer.data()); }
+void* detail::ConvBackward::Operand::data() { return Scratch::align(buffer.data()); }
 
-memory ConvBackward::Operand::in(const void* p) {
+memory detail::ConvBackward::Operand::in(const void* p) {
     auto& ctx = Context::get();
     memory m(user, ctx.eng, const_cast<void*>(p));
     if (!convert) return m;
@@ -466,15 +593,82 @@ memory ConvBackward::Operand::in(const void* p) {
     return t;
 }
 
-memory ConvBackward::Operand::target(void* p) {
+memory detail::ConvBackward::Operand::target(void* p) {
     auto& ctx = Context::get();
     return convert ? memory(want, ctx.eng, data()) : memory(user, ctx.eng, p);
 }
 
-void ConvBackward::Operand::out(memory& m, void* p) {
+void detail::ConvBackward::Operand::out(memory& m, void* p) {
     if (!convert) return;
     memory u(user, Context::get().eng, p);
     step.execute(Context::get().strm, m, u);
 }
+
+
+// --- the handles the network holds ----------------------------------------------------------------
+LibraryOp::LibraryOp(detail::LibraryOp* impl) : impl_(impl) {}
+LibraryOp::~LibraryOp() { delete impl_; }
+
+bool LibraryOp::keep_native(std::initializer_list<Reader> readers, size_t buffer_bytes) {
+    std::vector<detail::LibraryOp::Reader> mine;
+    for (const Reader& r : readers) mine.push_back({r.role, r.op->impl_});
+    return impl_->keep_native(mine, buffer_bytes);
+}
+
+std::string LibraryOp::describe() const { return impl_->describe(); }
+
+void LibraryOp::describe_to(std::string& out, const char* label) const {
+    out += label;
+    out += ": ";
+    out += impl_->describe();
+    out += '\n';
+}
+
+template <class T> static T& self(detail::LibraryOp* impl) { return *static_cast<T*>(impl); }
+
+void WeightedOp::run(const void* src, void* dst, std::initializer_list<const void*> binary, const void* residual,
+                     Scratch& scratch, const void* runtime_weights) {
+    self<detail::WeightedOp>(impl_).run(src, dst, binary, residual, scratch, runtime_weights);
+}
+
+Conv::Conv() : WeightedOp(new detail::Conv) {}
+void Conv::init(const Dims& src, const Dims& weights, const Dims& dst, const Dims& strides,
+                const Dims& dilation_minus_one, const Dims& pad_l, const Dims& pad_r, long groups,
+                const void* w, const void* bias, std::initializer_list<PostOp> post, Scratch& scratch) {
+    self<detail::Conv>(impl_).init(src, weights, dst, strides, dilation_minus_one, pad_l, pad_r, groups, w, bias,
+                                   post, scratch);
+}
+
+Deconv::Deconv() : WeightedOp(new detail::Deconv) {}
+void Deconv::init(const Dims& src, const Dims& weights, const Dims& dst, const Dims& strides,
+                  const Dims& dilation_minus_one, const Dims& pad_l, const Dims& pad_r, long groups,
+                  const void* w, const void* bias, std::initializer_list<PostOp> post, Scratch& scratch) {
+    self<detail::Deconv>(impl_).init(src, weights, dst, strides, dilation_minus_one, pad_l, pad_r, groups, w, bias,
+                                     post, scratch);
+}
+
+Dense::Dense() : WeightedOp(new detail::Dense) {}
+void Dense::init(long rows, long in, long out, const void* w, const void* bias, std::initializer_list<PostOp> post,
+                 Scratch& scratch) {
+    self<detail::Dense>(impl_).init(rows, in, out, w, bias, post, scratch);
+}
+
+MatMul::MatMul() : LibraryOp(new detail::MatMul) {}
+void MatMul::init(const Dims& a, const Dims& b, const Dims& dst, std::initializer_list<PostOp> post,
+                  Scratch& scratch) {
+    self<detail::MatMul>(impl_).init(a, b, dst, post, scratch);
+}
+void MatMul::run(const void* a, const void* b, void* dst, std::initializer_list<const void*> binary,
+                 const void* residual, Scratch& scratch) {
+    self<detail::MatMul>(impl_).run(a, b, dst, binary, residual, scratch);
+}
+
+ConvBackward::ConvBackward() : LibraryOp(new detail::ConvBackward) {}
+void ConvBackward::init(bool data, const Dims& src, const Dims& weights, const Dims& dst, const Dims& strides,
+                        const Dims& dilation_minus_one, const Dims& pad_l, const Dims& pad_r, long groups) {
+    self<detail::ConvBackward>(impl_).init(data, src, weights, dst, strides, dilation_minus_one, pad_l, pad_r,
+                                           groups);
+}
+void ConvBackward::run(const void* a, const void* b, void* out) { self<detail::ConvBackward>(impl_).run(a, b, out); }
 
 }  // namespace sol
