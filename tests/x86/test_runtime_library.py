@@ -3,6 +3,7 @@ shared by every network, started early by the device's prepare(), failures repor
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -117,3 +118,29 @@ def test_a_changed_runtime_library_changes_network_keys(monkeypatch: pytest.Monk
     real = cc._template
     monkeypatch.setattr(cc, "_template", lambda name: real(name) + ("\n// changed" if name.endswith(".cpp") else ""))
     assert dev.compiler.identity() != before
+
+
+def test_a_forked_child_does_not_wait_for_the_parents_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build in flight at fork() has no thread in the child: the child builds on its own."""
+    monkeypatch.setenv("SOL_CACHE_DIR", str(tmp_path / "cache"))
+    script, _ = _wrapper(tmp_path, 'sleep 1\nexec g++ "$@"')
+    monkeypatch.setenv("SOL_CXX", str(script))
+    cc.RUNTIME.start()
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 once it has the library
+        code = 1
+        try:
+            code = 0 if cc.RUNTIME.path().exists() else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, 9)
+        pytest.fail("the forked child hung waiting for its parent's build")
+    assert cc.RUNTIME.path().exists()

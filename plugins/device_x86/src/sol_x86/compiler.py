@@ -96,6 +96,13 @@ class RuntimeLibrary:
         # (cache dir, key) -> the build's outcome; the cache dir is part of the job's identity
         # because an artifact's path is (a test or a user may switch SOL_CACHE_DIR).
         self._jobs: dict[tuple[str, str], Future[Path]] = {}
+        # A forked child (a DataLoader worker) has none of the parent's threads: a build in flight
+        # there would never finish, so the child starts with no jobs.
+        os.register_at_fork(after_in_child=self._forget_all)
+
+    def _forget_all(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs = {}
 
     def flags(self) -> list[str]:
         return list(RUNTIME_FLAGS) + _extra_flags()
