@@ -161,6 +161,7 @@ def test_a_new_process_reuses_the_graph_and_traces_again_when_anything_traced_ch
         s(torch.randn(3, 3, 8, 8))  # a new shape imports again: stored too
         results["batch3"] = dict(counts=dict(trace_cache.counts))
         results["rank error"] = error(s, torch.randn(2, 3, 8))
+        results["sources"] = [n.source for n in s.program.info["plan"].graph.nodes]
         run("damaged1", tcmodels.Damaged1().eval(), X)
         run("damaged2", tcmodels.Damaged2().eval(), X)
         run("fallen", tcmodels.Fallen().eval(), X)
@@ -175,6 +176,7 @@ def test_a_new_process_reuses_the_graph_and_traces_again_when_anything_traced_ch
         hits, Y = trace_cache.counts["hit"], torch.randn(3, 3, 8, 8)
         results["batch3"] = dict(same=same(s(Y), reference(s.model, Y)), hit=trace_cache.counts["hit"] - hits)
         results["rank error"] = error(s, torch.randn(2, 3, 8))
+        results["sources"] = [n.source for n in s.program.info["plan"].graph.nodes]
         run("p", tcmodels.Net(p=0.1).eval(), X)
         run("act", tcmodels.Net(act="gelu").eval(), X)
         run("class", tcmodels.Net2().eval(), X)
@@ -197,6 +199,7 @@ def test_a_new_process_reuses_the_graph_and_traces_again_when_anything_traced_ch
     assert "imported from the trace cache" not in warm["stderr"]  # an info line: silent by default
     assert warm["batch3"] == {"hit": 1, "same": True}
     assert warm["rank error"] == cold["rank error"] and warm["rank error"].startswith("ValueError"), warm
+    assert warm["sources"] == cold["sources"] and "model.conv (tcmodels.py:" in str(cold["sources"]), cold["sources"]
     for step in ("p", "act", "class", "shape", "dtype", "mode", "option"):
         assert warm[step]["counts"] == {"miss": 1, "stored": 1} and warm[step]["same"], (step, warm[step])
     assert warm["mode"]["warnings"] == ["SolTrainingModeWarning"]
