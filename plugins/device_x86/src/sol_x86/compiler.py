@@ -108,43 +108,50 @@ class RuntimeLibrary:
         return list(RUNTIME_FLAGS) + _extra_flags()
 
     def key(self) -> str:
-        path = cxx() or "no-compiler"
+        return self._spec()[0]
+
+    def _spec(self) -> tuple[str, str | None, list[str]]:
+        """(cache key, compiler, flags) as the environment says now: a build uses what its key
+        was made of, even when the environment changes while it runs."""
+        compiler, flags = cxx(), self.flags()
+        path = compiler or "no-compiler"
         onednn = find_onednn()
         where = f"{onednn.version} {onednn.include} {onednn.lib}" if onednn else "none"
-        identity = f"{path} {_cxx_version(path)} {' '.join(self.flags())} onednn={where}"
-        return cache.key_of(_template(RUNTIME_HEADER), _template(RUNTIME_SOURCE), identity)
+        identity = f"{path} {_cxx_version(path)} {' '.join(flags)} onednn={where}"
+        return cache.key_of(_template(RUNTIME_HEADER), _template(RUNTIME_SOURCE), identity), compiler, flags
 
     def start(self) -> None:
         """Start building (or finding) the library on a daemon thread, unless that has begun."""
-        job, mine = self._job()
+        spec, future, mine = self._job()
         if mine:
-            threading.Thread(target=self._work, args=job, name="sol-x86-runtime", daemon=True).start()
+            threading.Thread(target=self._work, args=(spec, future), name="sol-x86-runtime", daemon=True).start()
 
     def path(self) -> Path:
         """The built library (waiting for a build in progress; building it here if none is)."""
         for _ in range(2):
-            (key, future), mine = self._job()
+            spec, future, mine = self._job()
             if mine:
-                self._work(key, future)
+                self._work(spec, future)
             try:
                 found = future.result()
             except BaseException:
-                self._forget(key, future)  # the next compile tries again (e.g. a fixed $SOL_CXX)
+                self._forget(spec[0], future)  # the next compile tries again (e.g. a fixed $SOL_CXX)
                 raise
             if found.exists():
                 return found
-            self._forget(key, future)  # the cache was cleared since: build it again
+            self._forget(spec[0], future)  # the cache was cleared since: build it again
         raise CompileError(f"{RUNTIME_NAME}: the built library vanished from the compile cache twice")
 
-    def _job(self) -> tuple[tuple[str, Future[Path]], bool]:
-        key = self.key()
+    def _job(self) -> tuple[tuple[str, str | None, list[str]], Future[Path], bool]:
+        """This environment's build: (spec, its future, whether the caller must run it)."""
+        spec = self._spec()
         with self._lock:
-            slot = (str(cache.cache_dir()), key)
+            slot = (str(cache.cache_dir()), spec[0])
             future = self._jobs.get(slot)
             if future is not None:
-                return (key, future), False
+                return spec, future, False
             future = self._jobs[slot] = Future()
-            return (key, future), True
+            return spec, future, True
 
     def _forget(self, key: str, future: Future[Path]) -> None:
         with self._lock:
@@ -152,17 +159,17 @@ class RuntimeLibrary:
             if self._jobs.get(slot) is future:
                 del self._jobs[slot]
 
-    def _work(self, key: str, future: Future[Path]) -> None:
+    def _work(self, spec: tuple[str, str | None, list[str]], future: Future[Path]) -> None:
+        key, compiler, flags = spec
         try:
-            artifact, cached = cache.get_or_build(key, self._build)
+            artifact, cached = cache.get_or_build(key, lambda outdir: self._build(compiler, flags, outdir))
             if not cached:
                 log.info("sol: built the x86 runtime library %s", artifact)
             future.set_result(artifact)
         except BaseException as exc:  # handed to whoever waits in path()
             future.set_exception(exc)
 
-    def _build(self, outdir: Path) -> Path:
-        compiler = cxx()
+    def _build(self, compiler: str | None, flags: list[str], outdir: Path) -> Path:
         if compiler is None:
             raise CompileError("no C++ compiler found for the x86 device (install g++ or set SOL_CXX)")
         onednn = find_onednn()
@@ -171,7 +178,7 @@ class RuntimeLibrary:
         for name in (RUNTIME_HEADER, RUNTIME_SOURCE):
             (outdir / name).write_text(_template(name))
         artifact = outdir / f"lib{RUNTIME_NAME}.so"
-        cmd = [compiler, *self.flags(), "-o", str(artifact), str(outdir / RUNTIME_SOURCE), f"-I{outdir}",
+        cmd = [compiler, *flags, "-o", str(artifact), str(outdir / RUNTIME_SOURCE), f"-I{outdir}",
                f"-I{onednn.include}", f"-L{onednn.lib}", "-ldnnl", f"-Wl,-rpath,{onednn.lib}"]
         _run(cmd, f"the x86 runtime library {outdir / RUNTIME_SOURCE}")
         return artifact
