@@ -13,18 +13,20 @@ folded a weight's values (``aten.WEIGHT_VALUES``: an attention mask buffer) are 
 
 What the key covers (:func:`model_key`): the argument signature (shapes, dtypes, strides,
 ``requires_grad``, non-tensor values) and the options; the versions of Python, PyTorch and NumPy
-and of every sol plugin, and the source of sol and of every plugin package (a development checkout
-changes them without a version bump); the default dtype and CPU autocast state; every submodule:
-its path, its class, its mode, each attribute's value (plain values by value, tensors that are
-not parameters or buffers by their bytes, functions by their code), its parameters' and buffers'
-names, shapes, dtypes, strides and identities (shared weights stay shared), never their values;
+and of every sol plugin, and the source of sol, of this frontend and of plugins that add ops (a
+development checkout changes them without a version bump: any edit there means one trace more);
+the default dtype and CPU autocast state; every submodule: its path, its class, its mode, each
+attribute's value (plain values by value, tensors that are not parameters or buffers by their
+bytes, functions by their code), its parameters' and buffers' names, shapes, dtypes, strides and
+identities (shared weights stay shared), never their values;
 every class the model uses that is not from a library: its bases and class attributes, its
 methods by their bytecode, line table, constants, closures and defaults, and the globals that
 code reads, followed into the user's functions, classes and modules (a module by its file's bytes)
 wherever they live. A library object (PyTorch, NumPy, sol, the standard library, anything
 installed in site-packages) is keyed by its name and its package's version.
 
-What it cannot see, and so never keys on: a model with forward hooks (its own or global), or whose
+What it cannot see, and so never keys on: a model with forward hooks (its own or global), a
+``GraphModule`` (``torch.compile``'s graphs, whose code is an fx graph), or a model whose
 attributes, class attributes or globals hold objects it cannot describe (an open file, a custom
 object): such a model is traced every time. What it would miss: a library monkeypatched at run
 time, a library changed without a version change, or a user module's mutable global object
