@@ -256,6 +256,8 @@ class _Describer:
             return self._class(v)
         if isinstance(v, types.ModuleType):
             return self._memo(v, self._module_object)
+        if isinstance(v, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
+            return f"aten:{v}@{torch.__version__}"
         if callable(v) and _is_library(getattr(type(v), "__module__", None)):
             return self._library_callable(v)
         raise Unkeyable(f"holds a {type(v).__module__}.{type(v).__qualname__}")
