@@ -192,3 +192,41 @@ def test_fused_depth_never_exceeds_what_an_op_allows() -> None:
             assert grp.kernel.depth <= max_depth(n), (grp.label, n.op, grp.kernel.depth)
             assert n.outputs[0].shape[:grp.kernel.depth] == grp.kernel.outer_shape
     _check_numerics(g, plan)
+
+
+def _batchnorm_backward_shape() -> tuple[Graph, dict]:
+    """BatchNorm's training backward in miniature: the centred input x - mean is computed from
+    saved values only and read twice (by g * centred, summed per channel, and by centred * slope,
+    the slope coming from that sum); dx = g * w + centred * slope."""
+    g = Graph("bn_backward")
+    x = g.add_input("x", TensorType((2, 4, 8, 8)))
+    mean = g.add_input("mean", TensorType((4,)))
+    go = g.add_input("go", TensorType((2, 4, 8, 8)))
+    grad = g.add_node("mul", [go, g.add_node("relu", [x]).output]).output
+    centred = g.add_node("sub", [x, g.add_node("reshape", [mean], {"shape": (4, 1, 1)}).output]).output
+    gc = g.add_node("sum", [g.add_node("mul", [grad, centred]).output], {"axes": (0, 2, 3), "keepdims": False}).output
+    slope = g.add_node("mul", [gc, g.add_const(np.float32(-1.0 / 128))]).output
+    t = g.add_node("mul", [centred, g.add_node("reshape", [slope], {"shape": (4, 1, 1)}).output]).output
+    dx = g.add_node("add", [g.add_node("mul", [grad, g.add_const(np.float32(0.5))]).output, t]).output
+    g.outputs = [dx, gc]
+    return g, {"dx": dx, "grad": grad}
+
+
+def test_saved_value_chain_and_channel_sum_join_their_consumers_loops() -> None:
+    """Issue #7: an element-wise node over saved values only (x - mean) is recomputed in each
+    group that reads it instead of being written as a full-size tensor, the chain it starts joins
+    its reader's group, and the per-channel sum shares the loops of the chain producing its input
+    (summed per (n, c) inside them, then over n): the only full-size tensors written are dx and
+    the gradient both of dx's group and the sum's group read."""
+    g, v = _batchnorm_backward_shape()
+    plan = _plan(g, local_bytes=1024, library=False)  # x - mean (2 KiB) would not stay in cache
+    full = (2, 4, 8, 8)
+    written = {out for grp in plan.groups for out in grp.outputs if out.shape == full}
+    assert written <= {v["dx"], v["grad"]}, sorted(out.producer.op for out in written)
+    for grp in plan.groups:  # every clone of x - mean sits with the node that reads it
+        for n in grp.nodes:
+            if n.op == "sub":
+                assert all(plan.group_of(r) is grp for r in g.nodes if n.output in r.inputs)
+    sums = [n for n in g.nodes if n.op == "sum"]
+    assert any(n.attrs["axes"] == (2, 3) and plan.group_of(n).kernel.depth == 2 for n in sums)
+    _check_numerics(g, plan)

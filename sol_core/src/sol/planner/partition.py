@@ -13,7 +13,13 @@ Inductor's scheduler. Nodes are visited in topological order and each joins the 
   own if the device lists it in ``recurrent_ops``: a loop over time the device renders from
   :class:`~sol.planner.plan.RecurrentKernel` (its input projection was hoisted out by a pass);
 * element-wise and I/O-bound ops otherwise join a FUSED group of a producer when they share its
-  outer loops (same leading dims), the scratch budget allows and no cycle between groups forms.
+  outer loops (same leading dims), the scratch budget allows and no cycle between groups forms;
+* afterwards, a FUSED group whose results only one other FUSED group reads joins that consumer
+  under the same rules (a node joins one producer's group; the chain it could not join, e.g. one
+  that starts from saved values, is not left to write its result to memory).
+
+Before grouping, :mod:`sol.planner.rewrite` clones element-wise nodes over saved values for each
+reader and splits per-channel reductions, so that both fit their neighbours' loops.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from sol.ops.registry import LayerClass, registry
 from sol.planner.kernel import build_kernel, max_depth
 from sol.planner.memory import ensure_distinct_outputs, plan_memory
 from sol.planner.plan import Group, GroupKind, Plan, RecurrentKernel
+from sol.planner.rewrite import rewrite_for_fusion
 from sol.roles import Backend, Device
 
 _LIBRARY_CLASSES = (LayerClass.COMPUTE_BOUND, LayerClass.PARAM_BOUND)
@@ -85,6 +92,7 @@ class _State:
 def plan_graph(graph: Graph, device: Device, backends: list[Backend], options: dict | None = None) -> Plan:
     """Group, order and memory-plan ``graph`` for ``device``."""
     ensure_distinct_outputs(graph)
+    rewrite_for_fusion(graph, device.capabilities)
     st = _State(graph, device, backends, graph.users())
     fusible = device.capabilities.fusible_ops
     for node in graph.nodes:
@@ -103,6 +111,7 @@ def plan_graph(graph: Graph, device: Device, backends: list[Backend], options: d
             pass
         elif not _merge_into_producer(st, node):
             st.new_group(GroupKind.FUSED, node, cls)
+    _merge_into_consumers(st)
     groups = _topological(st)
     for g in groups:
         _finish(st, g)
@@ -187,6 +196,67 @@ def _merge_into_producer(st: _State, node: Node) -> bool:
         st.add(g, node)
         return True
     return False
+
+
+def _merge_into_consumers(st: _State) -> None:
+    """Move each FUSED group whose values are read by one other FUSED group only (and are no
+    graph outputs) into that group, latest first so that whole chains move, when the two share
+    outer loops, the scratch budget allows and no path leads from one to the other through a
+    third group (which would make a cycle). Emptied groups are dropped and ids renumbered."""
+    caps = st.device.capabilities
+    outputs = set(st.graph.outputs)
+    for a in reversed(st.groups):
+        if a.kind is not GroupKind.FUSED or not a.nodes:
+            continue
+        readers = [r for n in a.nodes for v in n.outputs for r in st.users.get(v, [])
+                   if st.group_of[r] is not a]
+        if not readers or any(v in outputs for n in a.nodes for v in n.outputs):
+            continue
+        b = st.group_of[readers[0]]
+        if b.kind is not GroupKind.FUSED or any(st.group_of[r] is not b for r in readers):
+            continue
+        if any(x != a.id and a.id in st.ancestors[x] for x in st.ancestors[b.id]):
+            continue  # b also reads a through another group
+        depth = min(st.depth[a.id], st.depth[b.id])
+        outer = b.nodes[0].outputs[0].shape[:depth]
+        if depth < 1 or a.nodes[0].outputs[0].shape[:depth] != outer:
+            continue
+        crossing = list(dict.fromkeys(v for r in readers for v in r.inputs if st.producer_group(v) is a))
+        if any(v.type.rank != r.outputs[0].type.rank or v.shape[:depth] != outer
+               for r in readers for v in r.inputs if v in crossing):
+            continue  # in-group operands must line up with the shared outer loops
+        outer_size = 1
+        for d in outer:
+            outer_size *= d
+        shallower = depth < max(st.depth[a.id], st.depth[b.id])
+        has_io = any(registry.layer_class(n) is LayerClass.IO_BOUND for n in a.nodes + b.nodes)
+        if has_io and shallower and outer_size < caps.min_parallel:
+            continue
+        if sum(v.type.nbytes // outer_size for v in crossing) > caps.local_bytes:
+            continue
+        _absorb_group(st, a, b, depth)
+    kept = [g for g in st.groups if g.nodes]
+    st.depth = {i: st.depth[g.id] for i, g in enumerate(kept) if g.id in st.depth}
+    st.ancestors = {i: set() for i in range(len(kept))}  # not used after grouping
+    for i, g in enumerate(kept):
+        g.id = i
+    st.groups = kept
+
+
+def _absorb_group(st: _State, a: Group, b: Group, depth: int) -> None:
+    """Put a's nodes in front of b's (b reads a, a nothing of b: still topological)."""
+    b.nodes[:0] = a.nodes
+    for n in a.nodes:
+        st.group_of[n] = b
+    a.nodes = []
+    st.depth[b.id] = depth
+    gained = (st.ancestors[b.id] | st.ancestors[a.id]) - {a.id, b.id}
+    st.ancestors[b.id] = gained
+    for anc in st.ancestors.values():
+        if a.id in anc or b.id in anc:
+            anc.discard(a.id)
+            anc |= {b.id} | gained
+    st.ancestors[a.id] = set()
 
 
 def _topological(st: _State) -> list[Group]:
