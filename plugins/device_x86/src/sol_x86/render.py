@@ -216,6 +216,28 @@ class NetworkRenderer:
             if all(r is not None for r in roles):
                 listed = ", ".join(f"{{sol::LibraryOp::Reader::{r[0]}, &net->op{r[1]}}}" for r in roles if r)
                 links.append(f"net->op{g.id}.keep_native({{{listed}}}, {v.type.nbytes});")
+        return links + self.shared_inputs()
+
+    def shared_inputs(self) -> list[str]:
+        """Convolution backward groups reading the same tensor (a conv's output gradient: its
+        backward-data and backward-weights groups; a block's input: the backward-weights groups of
+        the convolutions it feeds): each later reader may read the first one's copy in oneDNN's
+        layout instead of converting the plain tensor again (decided at load time, where the
+        layouts are known: see ConvBackward::share_input). Groups run in plan order in every call
+        and a value is not overwritten while it has readers left, so the first reader's copy is
+        current whenever a later one runs."""
+        first: dict[int, tuple[int, int]] = {}
+        links = []
+        for g in self.plan.groups:
+            if g.kind is not GroupKind.LIBRARY or g.anchor.op not in ("conv2d_backward_data",
+                                                                       "conv2d_backward_weight"):
+                continue
+            for i, v in enumerate(g.anchor.inputs[:2]):
+                if id(v) in first:
+                    owner, j = first[id(v)]
+                    links.append(f"net->op{g.id}.share_input({i}, net->op{owner}, {j});")
+                else:
+                    first[id(v)] = (g.id, i)
         return links
 
     @staticmethod

@@ -115,7 +115,7 @@ class LibraryOp {
     bool keep_native(const std::vector<Reader>& readers, size_t buffer_bytes);
 
     // What runs, for reports: the implementation oneDNN chose and where layouts are converted.
-    std::string describe() const;
+    virtual std::string describe() const;
 
   protected:
     std::string impl_;
@@ -220,6 +220,15 @@ class ConvBackward : public LibraryOp {
               const Dims& dilation_minus_one, const Dims& pad_l, const Dims& pad_r, long groups);
     void run(const void* a, const void* b, void* out);
 
+    // Input ``mine`` (0: a, 1: b) of this op is the very tensor that input ``theirs`` of
+    // ``owner`` reads, and ``owner`` runs before this op in every call of the network (the
+    // network says so: render.py's reorder_links): when both want it in the same non-plain
+    // layout, this op reads the owner's converted copy instead of converting it again (a conv's
+    // output gradient is read by its backward-data and its backward-weights op, a block's input
+    // by the backward-weights ops of the convs it feeds). Returns whether the copy is shared.
+    bool share_input(int mine, ConvBackward& owner, int theirs);
+    std::string describe() const override;
+
   private:
     // One operand: its plain layout, the primitive's, and a buffer when they differ.
     struct Operand {
@@ -227,6 +236,14 @@ class ConvBackward : public LibraryOp {
         bool convert = false;
         std::vector<char> buffer;
         dnnl::reorder step;
+        // Sharing a converted input (share_input). Owner side: ``from`` is the plain buffer the
+        // copy in ``buffer`` was converted from, valid for ``readers_left`` more borrowers
+        // (each takes one; the last one, or the owner's next conversion, invalidates it).
+        // Borrower side: ``lender`` is the owner's operand; when its copy is not valid for this
+        // very buffer the borrower converts on its own (never a stale copy).
+        const void* from = nullptr;
+        int borrowers = 0, readers_left = 0;
+        Operand* lender = nullptr;
         void init(const memory::desc& u, const memory::desc& w, bool input);
         void* data();
         memory in(const void* p);      // the operand as the primitive wants it
@@ -235,6 +252,7 @@ class ConvBackward : public LibraryOp {
     };
     bool data_ = true;
     Operand a_, b_, out_;
+    Operand& input(int i) { return i == 0 ? a_ : b_; }
     std::vector<char> pad_;  // this primitive's scratchpad (backward ops are not in Scratch)
     void own_pad(const memory::desc& md);
 };
@@ -566,6 +584,26 @@ void detail::ConvBackward::run(const void* a, const void* b, void* out) {
     ctx.strm.wait();
 }
 
+bool detail::ConvBackward::share_input(int mine, ConvBackward& owner, int theirs) {
+    Operand &me = input(mine), &them = owner.input(theirs);
+    if (&owner == this || !me.convert || !them.convert || me.user != them.user || me.want != them.want ||
+        me.lender != nullptr)
+        return false;
+    me.lender = &them;
+    ++them.borrowers;
+    return true;
+}
+
+std::string detail::ConvBackward::describe() const {
+    auto side = [](const char* name, const Operand& o) {
+        return std::string(name) + (o.lender ? " shared" : o.convert ? " reordered" : " plain");
+    };
+    return impl_ + (data_ ? " (backward data: " + side("diff_dst", a_) + ", " + side("weights", b_) + ", " +
+                                side("diff_src", out_) + ")"
+                          : " (backward weights: " + side("src", a_) + ", " + side("diff_dst", b_) + ", " +
+                                side("diff_weights", out_) + ")");
+}
+
 void detail::ConvBackward::own_pad(const memory::desc& md) {
     pad_md_ = md;
     pad_.resize(md.get_size() + 64);
@@ -577,19 +615,28 @@ void detail::ConvBackward::Operand::init(const memory::desc& u, const memory::de
     want = w;
     convert = u != w;
     if (!convert) return;
-    buffer.resize(w.get_size() + 64);
     step = input ? dnnl::reorder(memory(u, eng, nullptr), memory(w, eng, nullptr))
                  : dnnl::reorder(memory(w, eng, nullptr), memory(u, eng, nullptr));
 }
 
-void* detail::ConvBackward::Operand::data() { return Scratch::align(buffer.data()); }
+void* detail::ConvBackward::Operand::data() {
+    // Allocated at the first conversion: an input that always borrows its copy needs none.
+    if (buffer.empty()) buffer.resize(want.get_size() + 64);
+    return Scratch::align(buffer.data());
+}
 
 memory detail::ConvBackward::Operand::in(const void* p) {
     auto& ctx = Context::get();
     memory m(user, ctx.eng, const_cast<void*>(p));
     if (!convert) return m;
+    if (lender != nullptr && lender->from == p && lender->readers_left > 0) {
+        if (--lender->readers_left == 0) lender->from = nullptr;  // the last reader of that copy
+        return memory(want, ctx.eng, lender->data());
+    }
     memory t(want, ctx.eng, data());
     step.execute(ctx.strm, m, t);
+    from = borrowers > 0 ? p : nullptr;
+    readers_left = borrowers;
     return t;
 }
 
@@ -670,5 +717,8 @@ void ConvBackward::init(bool data, const Dims& src, const Dims& weights, const D
                                            groups);
 }
 void ConvBackward::run(const void* a, const void* b, void* out) { self<detail::ConvBackward>(impl_).run(a, b, out); }
+bool ConvBackward::share_input(int mine, ConvBackward& owner, int theirs) {
+    return self<detail::ConvBackward>(impl_).share_input(mine, self<detail::ConvBackward>(owner.impl_), theirs);
+}
 
 }  // namespace sol

@@ -158,6 +158,10 @@ class ConvBackward : public LibraryOp {
     void init(bool data, const Dims& src, const Dims& weights, const Dims& dst, const Dims& strides,
               const Dims& dilation_minus_one, const Dims& pad_l, const Dims& pad_r, long groups);
     void run(const void* a, const void* b, void* out);
+    // Input ``mine`` (0: a, 1: b) is the tensor that input ``theirs`` of ``owner`` reads, and
+    // ``owner`` runs first in every call: when both convert it into the same layout, this op
+    // reads the owner's converted copy instead of converting it again. Returns whether it does.
+    bool share_input(int mine, ConvBackward& owner, int theirs);
 };
 
 }  // namespace sol
