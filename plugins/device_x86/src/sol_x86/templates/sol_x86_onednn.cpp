@@ -172,6 +172,21 @@ class WeightedOp : public LibraryOp {
     // Weights and bias given at load time are copied into the layouts the primitive wants.
     void place(const memory::desc& w_user, const void* w, const memory::desc& b_user, const memory::desc& b_want,
                const void* bias, Scratch& scratch);
+
+    // What every weighted op's init ends with: take the layouts oneDNN chose in ``pd``, place
+    // the weights (and bias) in them, make the primitive, plan its reorders and scratchpad.
+    template <class Primitive, class PrimitiveDesc>
+    void adopt(const PrimitiveDesc& pd, const memory::desc& w_user, const void* w, const memory::desc& b_md,
+               const void* bias, Scratch& scratch) {
+        impl_ = pd.impl_info_str();
+        src_md_ = pd.src_desc();
+        dst_md_ = pd.dst_desc();
+        weights_md_ = pd.weights_desc();
+        place(w_user, w, b_md, pd.bias_desc(), bias, scratch);
+        prim_ = Primitive(pd);
+        prepare_reorders(scratch);
+        scratch.need_pad((pad_md_ = pd.scratchpad_desc()).get_size());
+    }
 };
 
 // 2-D convolution, NCHW at the interface; groups and asymmetric padding supported.
@@ -420,14 +435,7 @@ void detail::Conv::init(const Dims& src_in, const Dims& weights_in, const Dims& 
     auto pd = dnnl::convolution_forward::primitive_desc(
         eng, dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, any_src, any_w, b_md,
         any_dst, strides, dilation_minus_one, pad_l, pad_r, make_attr(post_));
-    impl_ = pd.impl_info_str();
-    src_md_ = pd.src_desc();
-    dst_md_ = pd.dst_desc();
-    weights_md_ = pd.weights_desc();
-    place(w_user, w, b_md, pd.bias_desc(), bias, scratch);
-    prim_ = dnnl::convolution_forward(pd);
-    prepare_reorders(scratch);
-    scratch.need_pad((pad_md_ = pd.scratchpad_desc()).get_size());
+    adopt<dnnl::convolution_forward>(pd, w_user, w, b_md, bias, scratch);
 }
 
 // --- Deconv -------------------------------------------------------------------------------------
@@ -457,14 +465,7 @@ void detail::Deconv::init(const Dims& src_in, const Dims& weights_in, const Dims
     auto pd = dnnl::deconvolution_forward::primitive_desc(
         eng, dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, any_src, any_w, b_md,
         any_dst, strides, dilation_minus_one, pad_l, pad_r, make_attr(post_));
-    impl_ = pd.impl_info_str();
-    src_md_ = pd.src_desc();
-    dst_md_ = pd.dst_desc();
-    weights_md_ = pd.weights_desc();
-    place(w_user, w, b_md, pd.bias_desc(), bias, scratch);
-    prim_ = dnnl::deconvolution_forward(pd);
-    prepare_reorders(scratch);
-    scratch.need_pad((pad_md_ = pd.scratchpad_desc()).get_size());
+    adopt<dnnl::deconvolution_forward>(pd, w_user, w, b_md, bias, scratch);
 }
 
 // --- Dense --------------------------------------------------------------------------------------
@@ -479,14 +480,7 @@ void detail::Dense::init(long rows, long in, long out, const void* w, const void
     memory::desc any_w({in, out}, dt::f32, tag::any);
     memory::desc b_md = bias ? plain({1, out}) : memory::desc();
     auto pd = dnnl::matmul::primitive_desc(eng, src_plain_, any_w, b_md, dst_plain_, make_attr(post_));
-    impl_ = pd.impl_info_str();
-    src_md_ = pd.src_desc();
-    dst_md_ = pd.dst_desc();
-    weights_md_ = pd.weights_desc();
-    place(w_user, w, b_md, pd.bias_desc(), bias, scratch);
-    prim_ = dnnl::matmul(pd);
-    prepare_reorders(scratch);
-    scratch.need_pad((pad_md_ = pd.scratchpad_desc()).get_size());
+    adopt<dnnl::matmul>(pd, w_user, w, b_md, bias, scratch);
 }
 
 // --- MatMul -------------------------------------------------------------------------------------
