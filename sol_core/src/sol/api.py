@@ -89,7 +89,7 @@ def compile_graph(graph: Graph, device: str | None = None, training: bool = Fals
     artifact, cached = cache.get_or_build(key, build)
     log.info("sol: %s %s in %.2fs", "loaded cached" if cached else "compiled", graph.name, time.perf_counter() - t0)
     program = dev.load(artifact, the_plan, source)
-    program.info.update(plan=the_plan, cached=cached, cache_key=key, artifact=str(artifact),
+    program.info.update(plan=the_plan, cached=cached, cache_key=key, artifact=str(artifact), source_meta=source.meta,
                         build_seconds=time.perf_counter() - t0)
     manager().hook.sol_program_loaded(program=program)
     return program

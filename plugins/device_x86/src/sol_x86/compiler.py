@@ -16,7 +16,7 @@ import shlex
 import shutil
 import subprocess
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
@@ -78,6 +78,31 @@ def _run(cmd: list[str], what: str) -> None:
         tail = "\n".join(lines[-40:])
         raise CompileError(f"{cmd[0]} failed (exit {out.returncode}) on {what}:\n{tail}\n"
                            f"command: {shlex.join(cmd)}")
+
+
+def _compile_parts(compiler: str, flags: list[str], entry: Path, parts: int, includes: list[str]) -> list[Path]:
+    """Object files of ``entry``: one compile, or one per part (-DSOL_PART=k) run side by side
+    (the renderer splits large networks so that each core compiles a share of their loops)."""
+    if parts <= 1:
+        obj = entry.with_suffix(".o")
+        _run([compiler, *flags, "-c", "-o", str(obj), str(entry), *includes], str(entry))
+        return [obj]
+    objects = [entry.with_name(f"{entry.stem}.part{k}.o") for k in range(parts)]
+    commands = [[compiler, *flags, f"-DSOL_PART={k}", "-c", "-o", str(obj), str(entry), *includes]
+                for k, obj in enumerate(objects)]
+    with ThreadPoolExecutor(max_workers=parts) as pool:
+        for failure in pool.map(lambda cmd: _try(cmd, str(entry)), commands):
+            if failure is not None:
+                raise failure
+    return objects
+
+
+def _try(cmd: list[str], what: str) -> CompileError | None:
+    try:
+        _run(cmd, what)
+    except CompileError as exc:
+        return exc
+    return None
 
 
 def _template(name: str) -> str:
@@ -219,8 +244,10 @@ class GxxCompiler(Compiler):
             (outdir / name).write_text(text)
         artifact = outdir / "network.so"
         entry = outdir / source.entry
+        parts = int(source.meta.get("parts", 1))
         if not source.meta.get("uses_onednn"):
-            _run([compiler, *self.flags, "-o", str(artifact), str(entry), f"-I{outdir}"], str(entry))
+            objects = _compile_parts(compiler, self.flags, entry, parts, [f"-I{outdir}"])
+            _run([compiler, *self.flags, "-o", str(artifact), *map(str, objects)], str(entry))
             return artifact
         onednn = find_onednn()
         if onednn is None:
@@ -228,9 +255,7 @@ class GxxCompiler(Compiler):
         # Compile the network while the runtime library builds on another thread (if it is not
         # cached yet and the device's prepare() did not start it already), then link the two.
         RUNTIME.start()
-        obj = outdir / "network.o"
-        _run([compiler, *self.flags, "-c", "-o", str(obj), str(entry), f"-I{outdir}", f"-I{onednn.include}"],
-             str(entry))
+        objects = _compile_parts(compiler, self.flags, entry, parts, [f"-I{outdir}", f"-I{onednn.include}"])
         runtime = RUNTIME.path()
         where = runtime.parent.resolve()
         # Linked, not preloaded by runtime.py: the network records its dependency (DT_NEEDED) and
@@ -238,8 +263,9 @@ class GxxCompiler(Compiler):
         # Python. $ORIGIN/../<key> first: the runtime's cache entry next to the network's own,
         # which survives moving the whole cache directory; the absolute path covers a network
         # copied out of the cache.
-        _run([compiler, *self.flags, "-o", str(artifact), str(obj), f"-L{where}", f"-l{RUNTIME_NAME}",
+        _run([compiler, *self.flags, "-o", str(artifact), *map(str, objects), f"-L{where}", f"-l{RUNTIME_NAME}",
               f"-Wl,-rpath,$ORIGIN/../{where.name}", f"-Wl,-rpath,{where}",
               f"-L{onednn.lib}", "-ldnnl", f"-Wl,-rpath,{onednn.lib}"], str(entry))
-        obj.unlink()
+        for obj in objects:
+            obj.unlink()
         return artifact

@@ -24,6 +24,10 @@ PARALLEL_MIN_WORK = 16384
 # Constants up to this many elements are literals in the source (the compiler can fold them);
 # larger ones are handed over at load time with the parameters, keeping the source small.
 INLINE_CONST_MAX = 64
+
+# A network whose fused loop nests add up to more than this many lines of generated code (about
+# 0.5 s of g++ -O3) is compiled in parts, one per core, side by side (network.cpp.j2's SOL_PART).
+PART_MIN_LINES = 1500
 # Library ops computing NCHW tensors oneDNN may hold in a blocked layout between groups.
 _CONV_OPS = ("conv2d", "conv_transpose2d")
 
@@ -275,7 +279,8 @@ class NetworkRenderer:
             consts.append({"sym": f"K{i}", "ctype": ctype(c),
                            "literals": [_literal(x, c.dtype) for x in flat.tolist()] or ["0"]})
         uses_onednn = any(g["kind"] == "library" or g.get("gemm") == "onednn" for g in groups)
-        text = render(PACKAGE, "network.cpp.j2", name=p.graph.name, groups=groups, consts=consts,
+        parts = assign_parts(groups)
+        text = render(PACKAGE, "network.cpp.j2", name=p.graph.name, groups=groups, consts=consts, parts=parts,
                       num_params=len(p.graph.params) + len(p.graph.consts), arena_bytes=p.memory.arena_bytes,
                       uses_onednn=uses_onednn, profile=bool(p.options.get("profile")),
                       parallel_min_work=PARALLEL_MIN_WORK, links=self.layout_links())
@@ -283,4 +288,31 @@ class NetworkRenderer:
         if uses_onednn:
             files[ONEDNN_HEADER] = resources.files(PACKAGE).joinpath("templates", ONEDNN_HEADER).read_text()
         return Source(files, entry="network.cpp",
-                      meta={"uses_onednn": uses_onednn})
+                      meta={"uses_onednn": uses_onednn, "parts": parts})
+
+
+def _lines(group: dict[str, Any]) -> int:
+    """About how many lines of C++ a fused group's function takes (its size for g++)."""
+    stages = group["lowered"].stages
+    return len(group["decls"]) + sum(len(st.loops) + len(st.statements) + 2 if st.kind == "pointwise" else 20
+                                     for st in stages)
+
+
+def assign_parts(groups: list[dict[str, Any]]) -> int:
+    """Give every fused group a ``part`` (which compilation of network.cpp defines its function)
+    and return the number of parts: one for a network whose generated loops are small, else one
+    per physical core, filled largest group first into the lightest part (part 0 also compiles
+    sol_create / sol_forward and the library glue, counted as its starting load)."""
+    from sol_x86.device import physical_cores  # the device module imports this one
+
+    fused = [g for g in groups if g["kind"] == "fused"]
+    sizes = {g["id"]: _lines(g) for g in fused}
+    total = sum(sizes.values())
+    parts = 1 if total < PART_MIN_LINES else max(1, min(physical_cores(), total // PART_MIN_LINES))
+    load = [0] * parts
+    load[0] = 8 * sum(1 for g in groups if g["kind"] != "fused")
+    for g in sorted(fused, key=lambda g: -sizes[g["id"]]):
+        k = min(range(parts), key=lambda i: load[i])
+        g["part"] = k
+        load[k] += sizes[g["id"]]
+    return parts
