@@ -24,6 +24,7 @@ reader and splits per-channel reductions, so that both fit their neighbours' loo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from sol.errors import UnsupportedOpError
@@ -183,9 +184,7 @@ def _merge_into_producer(st: _State, node: Node) -> bool:
         inside = [u for u in node.inputs if st.producer_group(u) is g]
         if any(u.type.rank != node.output.type.rank or u.shape[:depth] != outer for u in inside):
             continue  # in-group operands must line up with the shared outer loops
-        outer_size = 1
-        for d in outer:
-            outer_size *= d
+        outer_size = math.prod(outer)
         has_io = any(registry.layer_class(n) is LayerClass.IO_BOUND for n in g.nodes + [node])
         if has_io and depth < st.depth[g.id] and outer_size < caps.min_parallel:
             continue  # would starve the cores
@@ -225,9 +224,7 @@ def _merge_into_consumers(st: _State) -> None:
         if any(v.type.rank != r.outputs[0].type.rank or v.shape[:depth] != outer
                for r in readers for v in r.inputs if v in crossing):
             continue  # in-group operands must line up with the shared outer loops
-        outer_size = 1
-        for d in outer:
-            outer_size *= d
+        outer_size = math.prod(outer)
         shallower = depth < max(st.depth[a.id], st.depth[b.id])
         has_io = any(registry.layer_class(n) is LayerClass.IO_BOUND for n in a.nodes + b.nodes)
         if has_io and shallower and outer_size < caps.min_parallel:
