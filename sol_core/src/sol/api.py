@@ -15,6 +15,7 @@ from sol.ir import Graph
 from sol.planner.plan import Plan
 from sol.program import Program
 from sol.roles import Device, Frontend
+from sol.sourcetext import file_name
 
 if TYPE_CHECKING:
     from sol.explanation import Explanation
@@ -72,12 +73,7 @@ def compile_graph(graph: Graph, device: str | None = None, training: bool = Fals
     dev = roles().devices.get(the_plan.device)
     t0 = time.perf_counter()
     source = dev.render(the_plan)
-    debug_dir = os.environ.get("SOL_DEBUG_DIR")
-    if debug_dir:
-        out = Path(debug_dir) / graph.name
-        out.mkdir(parents=True, exist_ok=True)
-        for name, text in source.files.items():
-            (out / name).write_text(text)
+    _keep_sources(graph.name, source.files)
     versions = ";".join(f"{r.name}={r.version}" for r in sorted(records(), key=lambda r: r.name))
     key = cache.key_of(source.text, dev.compiler.identity(), versions)
 
@@ -93,6 +89,23 @@ def compile_graph(graph: Graph, device: str | None = None, training: bool = Fals
                         build_seconds=time.perf_counter() - t0)
     manager().hook.sol_program_loaded(program=program)
     return program
+
+
+def _keep_sources(name: str, files: dict[str, str]) -> None:
+    """``$SOL_DEBUG_DIR/<network>/<file>``: the generated sources, for reading. The network's
+    name is the model's (a class name, a function's ``__name__``): untrusted, so its folder is a
+    safe one-component version of it (:func:`sol.sourcetext.file_name`), never a path."""
+    debug_dir = os.environ.get("SOL_DEBUG_DIR")
+    if not debug_dir:
+        return
+    root = Path(debug_dir)
+    out = root / file_name(name)
+    out.mkdir(parents=True, exist_ok=True)
+    for file, text in files.items():
+        target = out / file_name(file)
+        if target.resolve().parent != out.resolve():  # cannot happen with file_name; the invariant
+            raise SolError(f"refusing to write {target} outside {out}")
+        target.write_text(text)
 
 
 def optimize(model: Any, *example_inputs: Any, device: str | None = None, training: bool | None = None,

@@ -81,10 +81,19 @@ def _cache(args: argparse.Namespace) -> int:
     from sol import cache
 
     if args.action == "clear":
-        print(f"removed {cache.clear()} entries from {cache.cache_dir()}")
+        done = cache.clear()
+        running = f"; {done.in_progress} builds in progress left alone" if done.in_progress else ""
+        print(f"removed {done.entries} entries and {done.temporaries} temporaries left by interrupted builds "
+              f"from {cache.cache_dir()}{running}")
     else:
         i = cache.info()
-        print(f"{i['path']}: {i['entries']} entries, {float(str(i['bytes'])) / 2**20:.1f} MiB")
+        temporaries = ""
+        if i["temporaries"]:
+            stale, live = int(str(i["stale"])), int(str(i["temporaries"])) - int(str(i["stale"]))
+            parts = [f"{live} of builds in progress"] if live else []
+            parts += [f"{stale} left by interrupted builds: 'sol cache clear' removes them"] if stale else []
+            temporaries = f", {i['temporaries']} temporaries ({'; '.join(parts)})"
+        print(f"{i['path']}: {i['entries']} entries{temporaries}, {float(str(i['bytes'])) / 2**20:.1f} MiB")
     return 0
 
 

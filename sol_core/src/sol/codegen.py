@@ -3,21 +3,29 @@ template package, undefined variables are errors, and template errors name file 
 
 Compiled templates are kept in the compile cache (``$SOL_CACHE_DIR/.jinja2``): jinja2 turns
 every template into Python code in each new process, which was a fifth of a second of a warm
-start (a new process finding its network in the compile cache). Entries are checked against
-the template's source by jinja2 itself, written atomically, and a damaged or unwritable one
-only costs compiling the template again.
+start (a new process finding its network in the compile cache). A compiled template is a
+marshalled code object, which Python unmarshals without checking: damaged bytes can crash the
+interpreter or become other code. So each file carries the SHA-256 of its bytes and is used only
+when that matches (:func:`sol.cache.read_checked`); jinja2 itself checks it against the
+template's source. Files are written atomically, and a damaged or unwritable one only costs
+compiling the template again.
+
+Templates write model text (a network's name, where an op came from) only through the
+``comment`` filter (:func:`sol.sourcetext.comment_text`), e.g. ``// {{ name | comment }}``.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from sol import cache
 from sol.errors import SolError
+from sol.sourcetext import c_string, comment_text
 
 log = logging.getLogger("sol")
 
@@ -26,36 +34,46 @@ class TemplateError(SolError):
     """A device template failed to render; the message names the template, line and cause."""
 
 
-class _TemplateCodeCache(jinja2.FileSystemBytecodeCache):
-    """jinja2's file cache, made harmless: a damaged entry is a miss, a failed write is ignored."""
+class _TemplateCodeCache(jinja2.BytecodeCache):
+    """Compiled templates as checksummed files in the compile cache: a damaged, truncated or
+    foreign file is a miss (never unmarshalled), a failed write is ignored."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _path(self, bucket: jinja2.bccache.Bucket) -> Path:
+        return self.folder / f"{bucket.key}.code"  # the key is jinja2's SHA-1 hex of the template's name
 
     def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        data = cache.read_checked(self._path(bucket))
+        if data is None:
+            return
         try:
-            super().load_bytecode(bucket)
-        except Exception as exc:  # truncated or foreign file: compile the template again
+            bucket.bytecode_from_string(data)
+        except Exception as exc:  # written by another Python or jinja2: compile the template again
             log.debug("sol: compiled-template cache entry unusable (%s)", exc)
             bucket.reset()
 
     def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
         try:
-            super().dump_bytecode(bucket)
+            cache.write_checked(self._path(bucket), bucket.bytecode_to_string())
         except OSError as exc:  # read-only or full cache: the next process compiles it again
             log.debug("sol: could not keep a compiled template (%s)", exc)
 
 
 def _template_code_cache() -> jinja2.BytecodeCache | None:
-    folder = cache.cache_dir() / ".jinja2"
+    folder = cache.cache_dir() / cache.TEMPLATES
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
-    return _TemplateCodeCache(str(folder))
+    return _TemplateCodeCache(folder)
 
 
 @functools.cache
 def environment(package: str, folder: str = "templates") -> jinja2.Environment:
     """The jinja2 environment for templates shipped as package data in ``package/folder``."""
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader(package, folder),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -64,6 +82,9 @@ def environment(package: str, folder: str = "templates") -> jinja2.Environment:
         autoescape=False,
         bytecode_cache=_template_code_cache(),
     )
+    env.filters["comment"] = comment_text
+    env.filters["c_string"] = c_string
+    return env
 
 
 def render(package: str, template: str, folder: str = "templates", **context: Any) -> str:

@@ -24,6 +24,10 @@ class CompileError(SolError):
     """A device compiler failed; the message includes the compiler's output."""
 
 
+class CacheError(SolError):
+    """The compile cache cannot be used (e.g. not writable); names the folder and what to do."""
+
+
 class DeviceUnavailableError(SolError):
     """The requested device cannot run here; says why."""
 

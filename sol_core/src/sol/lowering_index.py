@@ -8,19 +8,14 @@ pair, so ``x`` and the indices are offset by different parts of the outer index 
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from sol.ir import Node, Value
 from sol.lowering import ctype, numel
+from sol.sourcetext import c_string
 
 if TYPE_CHECKING:
     from sol.lowering import GroupLowering
-
-
-def c_string(text: str) -> str:
-    """A C string literal (JSON's escapes are C's for what can appear in a source location)."""
-    return json.dumps(text, ensure_ascii=True)
 
 
 def lower(low: GroupLowering, node: Node, depth: int) -> tuple[str, dict[str, Any]]:

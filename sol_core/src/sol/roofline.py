@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -109,10 +108,7 @@ def save(device: str, ceilings: Ceilings) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = _read_all()
     data[machine_key(device)] = asdict(ceilings)
-    fd, tmp = tempfile.mkstemp(prefix=".ceilings.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    cache.write_file(path, json.dumps(data, indent=1).encode())
     return path
 
 

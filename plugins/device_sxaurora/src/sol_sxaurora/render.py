@@ -25,6 +25,7 @@ from sol.ir import Node, Value
 from sol.lowering import CTYPES, GroupLowering, PointwiseStage, ctype, elementwise_renderer, numel
 from sol.planner.plan import Group, GroupKind, Plan, Storage
 from sol.roles import Source
+from sol.sourcetext import comment_text
 from sol_sxaurora import kernels, recurrent
 from sol_sxaurora.libraries import is_static
 from sol_sxaurora.vectorize import VectorCode, VectorOp, load, store
@@ -108,8 +109,10 @@ class NetworkRenderer:
 
     # --- groups -----------------------------------------------------------------------------
     def comment(self, step: int, node: Node) -> str:
-        src = f" <- {node.source}" if node.source else ""
-        return f"// #{step} {node.op}{src}"
+        """``// #step op <- where it came from``: the source is model text (module paths, file
+        names), made harmless for a comment (no line break, backslash, comment end, trigraph)."""
+        src = f" <- {comment_text(node.source)}" if node.source else ""
+        return f"// #{step} {comment_text(node.op)}{src}"
 
     def title(self, g: Group) -> str:
         ops = ", ".join(f"#{i + 1} {n.op}" for i, n in enumerate(g.nodes))

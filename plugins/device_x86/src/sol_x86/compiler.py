@@ -41,12 +41,31 @@ RUNTIME_SOURCE = f"{RUNTIME_NAME}.cpp"
 
 
 def cxx() -> str | None:
+    """The C++ compiler: ``$SOL_CXX`` if set (checked by :func:`checked_cxx` where it runs), else
+    g++ or clang++ from PATH; None when there is none."""
     return os.environ.get("SOL_CXX") or shutil.which("g++") or shutil.which("clang++")
+
+
+def checked_cxx() -> str:
+    """:func:`cxx`, which must exist: a CompileError naming ``$SOL_CXX`` when it names no
+    executable (rather than a raw FileNotFoundError from deep inside a compile)."""
+    chosen = os.environ.get("SOL_CXX")
+    if chosen and shutil.which(chosen) is None:
+        raise CompileError(f"SOL_CXX={chosen!r} is not an executable C++ compiler (no such file on PATH or "
+                           f"not executable): set SOL_CXX to a compiler such as g++ or clang++ (a name on PATH "
+                           f"or a full path), or unset it to use g++ from PATH")
+    compiler = cxx()
+    if compiler is None:
+        raise CompileError("no C++ compiler found for the x86 device (install g++ or set SOL_CXX)")
+    return compiler
 
 
 @functools.cache
 def _cxx_version(path: str) -> str:
-    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    except OSError as exc:  # vanished or not executable since checked_cxx
+        raise CompileError(f"cannot run the C++ compiler {path!r} (SOL_CXX): {exc}") from exc
     return out.stdout.splitlines()[0] if out.stdout else path
 
 
@@ -72,7 +91,11 @@ def _extra_flags() -> list[str]:
 
 def _run(cmd: list[str], what: str) -> None:
     """Run one compiler command; a failure is a CompileError with the compiler's own output."""
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError as exc:  # the compiler vanished or is not executable
+        raise CompileError(f"cannot run the C++ compiler {cmd[0]!r} (set SOL_CXX to a working one) on {what}: "
+                           f"{exc}") from exc
     if out.returncode != 0:
         lines = (out.stderr or out.stdout).strip().splitlines()
         tail = "\n".join(lines[-40:])
@@ -138,7 +161,7 @@ class RuntimeLibrary:
     def _spec(self) -> tuple[str, str | None, list[str]]:
         """(cache key, compiler, flags) as the environment says now: a build uses what its key
         was made of, even when the environment changes while it runs."""
-        compiler, flags = cxx(), self.flags()
+        compiler, flags = checked_cxx() if os.environ.get("SOL_CXX") else cxx(), self.flags()
         path = compiler or "no-compiler"
         onednn = find_onednn()
         where = f"{onednn.version} {onednn.include} {onednn.lib}" if onednn else "none"
@@ -228,7 +251,7 @@ class GxxCompiler(Compiler):
         self.flags = list(DEFAULT_FLAGS) + shlex.split(extra)
 
     def identity(self) -> str:
-        path = cxx() or "no-compiler"
+        path = checked_cxx()
         onednn = find_onednn()
         # The runtime library's key: a network is linked against one build of it (and its header
         # describes the class layouts the network embeds), so a changed library changes the key.
@@ -237,9 +260,7 @@ class GxxCompiler(Compiler):
                f"onednn={onednn.version if onednn else 'none'}{runtime}"
 
     def compile(self, source: Source, outdir: Path) -> Path:
-        compiler = cxx()
-        if compiler is None:
-            raise CompileError("no C++ compiler found for the x86 device (install g++ or set SOL_CXX)")
+        compiler = checked_cxx()
         for name, text in source.files.items():
             (outdir / name).write_text(text)
         artifact = outdir / "network.so"

@@ -14,6 +14,7 @@ from sol.ir import Node, Value
 from sol.lowering import CTYPES, GroupLowering, ctype, elementwise_renderer, numel
 from sol.planner.plan import Group, GroupKind, Plan, Storage
 from sol.roles import Source
+from sol.sourcetext import comment_text
 from sol_x86 import recurrent
 from sol_x86.libraries import PostOp, epilogue, find_onednn, library_dims
 
@@ -94,8 +95,10 @@ class NetworkRenderer:
 
     # --- groups -----------------------------------------------------------------------------
     def comment(self, step: int, node: Node) -> str:
-        src = f" <- {node.source}" if node.source else ""
-        return f"// #{step} {node.op}{src}"
+        """``// #step op <- where it came from``: the source is model text (module paths, file
+        names), made harmless for a comment (no line break, backslash, comment end, trigraph)."""
+        src = f" <- {comment_text(node.source)}" if node.source else ""
+        return f"// #{step} {comment_text(node.op)}{src}"
 
     def _title(self, g: Group) -> str:
         ops = ", ".join(f"#{i + 1} {n.op}" for i, n in enumerate(g.nodes))

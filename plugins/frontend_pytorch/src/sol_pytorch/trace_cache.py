@@ -46,7 +46,6 @@ import itertools
 import logging
 import os
 import pickle
-import shutil
 import sys
 import types
 from collections import Counter
@@ -58,6 +57,7 @@ import numpy as np
 import torch
 
 from sol import cache
+from sol.errors import CacheError
 from sol.ir import Graph, ValueKind
 
 log = logging.getLogger("sol")
@@ -424,7 +424,7 @@ def store(key: str, graph: Graph, model: torch.nn.Module) -> None:
     try:
         cache.get_or_build(key, write)
         counts["stored"] += 1
-    except OSError as exc:  # a read-only or full cache: tracing again next time is all it costs
+    except (OSError, CacheError) as exc:  # a read-only or full cache: tracing again next time is all it costs
         log.warning("sol: could not write the trace cache entry %s: %s", key, exc)
 
 
@@ -446,7 +446,7 @@ def load(key: str, model: torch.nn.Module) -> Graph | None:
     except Exception as exc:  # noqa: BLE001 - e.g. an entry from another build: trace instead
         log.warning("sol: trace cache entry %s is unusable (%s: %s); tracing again", path.parent,
                     type(exc).__name__, exc)
-        shutil.rmtree(path.parent, ignore_errors=True)
+        cache.discard(key)
         counts["miss"] += 1
         return None
     counts["hit"] += 1
