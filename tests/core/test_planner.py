@@ -171,6 +171,19 @@ def test_explain_lists_groups_classes_and_libraries() -> None:
     assert "digraph" in Explanation(_plan(seed_net())).dot()
 
 
+def test_dot_keeps_hostile_value_names_inside_labels() -> None:
+    """Graph input names come from the model (a forward argument's name): in DOT they are only
+    escaped label text, never node ids or statements."""
+    g = Graph("hostile")
+    x = g.add_input('x"];\n evil [label="pwn', TensorType((1, 3, 4, 4)))
+    g.outputs = [g.add_node("relu", [x]).output]
+    dot = Explanation(_plan(g)).dot()
+    assert not any(line.strip().startswith("evil") for line in dot.splitlines())
+    for line in dot.splitlines():
+        unescaped = line.replace('\\"', "")
+        assert unescaped.count('"') % 2 == 0, line
+
+
 def test_fused_depth_never_exceeds_what_an_op_allows() -> None:
     """Groups are renumbered into execution order after partitioning; every fused kernel's depth
     must still be the one its own ops allow (a concat along axis 1 shares only the batch loop)."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sol.planner.plan import GroupKind, Plan, Storage
+from sol.planner.plan import GroupKind, Plan
+from sol.sourcetext import comment_text
 
 if TYPE_CHECKING:
     from sol.roles import Device, Estimate
@@ -67,8 +68,10 @@ class Explanation:
         p = self.plan
         out = ["digraph sol {", "  rankdir=TB; node [shape=box, fontname=monospace];"]
         producer = {v: g for g in p.groups for n in g.nodes for v in n.outputs}
-        for v in p.graph.inputs:
-            out.append(f'  "{v.name}" [shape=ellipse, label="{v.name}\\n{v.type}"];')
+        # Node ids are generated; names (the model's) appear only in escaped labels.
+        input_id = {v: f"in{i}" for i, v in enumerate(p.graph.inputs)}
+        for v, ident in input_id.items():
+            out.append(f'  {ident} [shape=ellipse, label="{_dot(v.name)}\\n{v.type}"];')
         for g in p.groups:
             ops = "\\n".join(n.op for n in g.nodes)
             extra = f"\\n[{g.backend}]" if g.backend else ""
@@ -76,11 +79,18 @@ class Explanation:
             for v in g.inputs:
                 if v in producer:
                     out.append(f'  {producer[v].label} -> {g.label} [label="{v.type}"];')
-                elif p.memory.slots.get(v) is not None and p.memory.slots[v].storage is Storage.INPUT:
-                    out.append(f'  "{v.name}" -> {g.label};')
+                elif v in input_id:
+                    out.append(f'  {input_id[v]} -> {g.label};')
         out.append("}")
         return "\n".join(out)
 
     def write_dot(self, path: str) -> None:
         with open(path, "w") as f:
             f.write(self.dot())
+
+
+def _dot(text: str) -> str:
+    """``text`` inside a DOT double-quoted string: value names come from the model (a graph
+    input is named after the forward's argument), so quotes, backslashes and line breaks are
+    escaped rather than allowed to end the string or the statement."""
+    return comment_text(text).replace('"', '\\"')

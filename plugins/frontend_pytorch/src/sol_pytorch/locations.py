@@ -15,7 +15,11 @@ from dataclasses import dataclass
 import torch
 from torch import fx
 
-_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
+import sol
+import sol_pytorch
+
+# Frames inside torch or inside sol itself (tracing starts in sol's own code) are not the user's.
+_NOT_USER = tuple(os.path.dirname(os.path.abspath(m.__file__ or "")) + os.sep for m in (torch, sol, sol_pytorch))
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>[^\n]+)\n(?P<code>[^\n]*)')
 _DYNAMO_ROOT = re.compile(r"^L\['self'\]\.?")
 ROOT = "model"
@@ -38,11 +42,11 @@ class Frame:
 
 
 def user_frame(node: fx.Node) -> Frame | None:
-    """The innermost stack frame of ``node`` that lies outside the torch package."""
+    """The innermost stack frame of ``node`` that lies outside the torch and sol packages."""
     found = None
     for m in _FRAME.finditer(node.meta.get("stack_trace") or ""):
         path = os.path.abspath(m.group("file"))
-        if not path.startswith(_TORCH_DIR):
+        if not path.startswith(_NOT_USER):
             found = Frame(m.group("file"), int(m.group("line")), m.group("code").strip())
     return found
 
