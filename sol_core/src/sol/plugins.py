@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -25,11 +26,13 @@ PLUGIN_API = (1, 0)
 """The plugin API this core implements; plugins declare a range it must fall in."""
 
 log = logging.getLogger("sol")
+_LOCK = threading.RLock()  # first use from several threads at once: one fills the registries, the others wait
 
 
 @dataclass
 class PluginRecord:
-    """What ``sol plugins`` shows about one plugin."""
+    """What ``sol plugins`` shows about one plugin. ``error`` is set for an installed plugin sol
+    could not use (its import failed, or core refused it): it then provides nothing."""
 
     name: str
     distribution: str
@@ -37,6 +40,7 @@ class PluginRecord:
     module: str
     api: str
     roles: list[str] = field(default_factory=list)
+    error: str = ""
 
 
 @dataclass
@@ -50,6 +54,7 @@ class Roles:
 
 _pm: pluggy.PluginManager | None = None
 _records: dict[str, PluginRecord] = {}
+_failed: dict[str, PluginRecord] = {}  # installed plugins that failed to load or were refused
 _roles: Roles | None = None
 _commands: Any = None
 
@@ -79,6 +84,12 @@ def manager() -> pluggy.PluginManager:
     global _pm
     if _pm is not None:
         return _pm
+    with _LOCK:
+        return _pm if _pm is not None else _new_manager()
+
+
+def _new_manager() -> pluggy.PluginManager:
+    global _pm
     pm = pluggy.PluginManager("sol")
     pm.add_hookspecs(hookspecs)
     _pm = pm
@@ -95,18 +106,36 @@ def manager() -> pluggy.PluginManager:
 
 
 def _load_entry_points() -> None:
+    """Load and register each installed plugin. One that cannot be imported, or that core refuses
+    (plugin API out of range, no API declaration, a name taken, a hook core does not know), must
+    not take sol down: it is left out, logged, and kept in :func:`failed` for ``sol plugins``."""
+    assert _pm is not None
     blocked = _disabled()
     for ep in metadata.entry_points(group="sol"):
-        if ep.name in blocked or (_pm is not None and _pm.has_plugin(ep.name)):
-            continue
-        try:
-            module = ep.load()
-        except Exception as exc:  # a broken plugin must not take sol down; say which one
-            log.warning("sol plugin %r (%s) failed to load: %s", ep.name, ep.value, exc)
+        if ep.name in blocked or _pm.has_plugin(ep.name):
             continue
         dist = ep.dist.name if ep.dist else "?"
         version = ep.dist.version if ep.dist else "?"
-        _register(module, ep.name, distribution=dist, version=version)
+        try:
+            module = ep.load()
+        except Exception as exc:
+            _fail(PluginRecord(ep.name, dist, version, ep.value, "?"), f"failed to load: {type(exc).__name__}: {exc}")
+            continue
+        try:
+            _register(module, ep.name, distribution=dist, version=version)
+            _pm.check_pending()  # the earlier plugins passed: a failure here is this one's
+        except (PluginError, pluggy.PluginValidationError) as exc:
+            if _pm.is_registered(module):
+                _pm.unregister(module)
+            record = _records.pop(ep.name, None) or PluginRecord(
+                ep.name, dist, version, ep.value, str(getattr(module, "SOL_PLUGIN_API", "?")))
+            _fail(record, f"refused: {exc}")
+
+
+def _fail(record: PluginRecord, reason: str) -> None:
+    record.error = reason
+    _failed[record.name] = record
+    log.warning("sol plugin %r (%s, %s) %s", record.name, record.distribution, record.module, reason)
 
 
 def _register(plugin: ModuleType | object, name: str, distribution: str = "", version: str = "") -> None:
@@ -156,6 +185,7 @@ def reset() -> None:
     global _pm, _roles, _commands
     _pm, _roles, _commands = None, None, None
     _records.clear()
+    _failed.clear()
     from sol.ops import registry as ops_registry_module
 
     ops_registry_module.registry.clear()
@@ -181,9 +211,14 @@ def _call_each(hook_name: str, registry: Any, role: str) -> None:
 
 def roles() -> Roles:
     """The frontend, device, backend and pass registries, filled on first call."""
-    global _roles
     if _roles is not None:
         return _roles
+    with _LOCK:
+        return _roles if _roles is not None else _new_roles()
+
+
+def _new_roles() -> Roles:
+    global _roles
     from sol.ops.registry import _ensure_loaded
     from sol.passes.manager import PassRegistry
     from sol.roles import BackendRegistry, DeviceRegistry, FrontendRegistry
@@ -215,8 +250,15 @@ def commands() -> Any:
 
 
 def records() -> list[PluginRecord]:
+    """The plugins in use, with the roles each registered."""
     roles()
     return list(_records.values())
+
+
+def failed() -> list[PluginRecord]:
+    """Installed plugins sol is not using, each with its ``error`` (why)."""
+    manager()
+    return list(_failed.values())
 
 
 def frontend_module(name: str) -> str | None:

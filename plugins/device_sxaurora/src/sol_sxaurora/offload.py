@@ -77,6 +77,10 @@ class OffloadProcess(abc.ABC):
         """Load a network's VE shared object into the device process."""
 
     @abc.abstractmethod
+    def unload_library(self, lib: Library) -> None:
+        """Unload a library nothing will call again (its network was destroyed)."""
+
+    @abc.abstractmethod
     def _alloc(self, nbytes: int) -> DeviceBuffer: ...
 
     @abc.abstractmethod
@@ -151,6 +155,12 @@ class EmulatedProcess(OffloadProcess):
     def load_library(self, path: Path) -> Library:
         return Library(path, ctypes.CDLL(str(path)))
 
+    def unload_library(self, lib: Library) -> None:
+        import _ctypes
+
+        lib.functions.clear()
+        _ctypes.dlclose(lib.handle._handle)
+
     def _alloc(self, nbytes: int) -> DeviceBuffer:
         size = (nbytes + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE
         region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
@@ -193,6 +203,10 @@ class VeoProcess(OffloadProcess):
 
     def load_library(self, path: Path) -> Library:
         return Library(path, self.proc.load_library(str(path)))
+
+    def unload_library(self, lib: Library) -> None:
+        lib.functions.clear()
+        self.proc.unload_library(lib.handle)
 
     def _alloc(self, nbytes: int) -> DeviceBuffer:
         ptr = self.proc.alloc_mem(nbytes)

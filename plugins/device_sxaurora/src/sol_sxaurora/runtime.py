@@ -34,9 +34,11 @@ class NetworkOnDevice:
         self.name = plan.graph.name
         self._owned: list[DeviceBuffer] = []
         self.handle = 0
+        self._loaded = False  # the library is in the device process (unloaded by close)
         graph = plan.graph
         with proc.lock:
             self.lib = lib = proc.load_library(artifact)
+            self._loaded = True
             abi = proc.call(lib, "sol_abi_version")
             if abi != ABI_VERSION:
                 raise SolError(f"{artifact}: network ABI {abi}, this sol-device-sxaurora speaks {ABI_VERSION}")
@@ -93,6 +95,9 @@ class NetworkOnDevice:
         return outputs
 
     def close(self) -> None:
+        """Destroy the network, free its device memory and unload its library from the device
+        process (``__del__``: nothing can call it any more), so that dropped models do not
+        accumulate libraries there."""
         proc = getattr(self, "proc", None)
         if proc is None:
             return
@@ -103,6 +108,9 @@ class NetworkOnDevice:
             for buf in self._owned:
                 proc.free(buf)
             self._owned.clear()
+            if getattr(self, "_loaded", False):
+                self._loaded = False
+                proc.unload_library(self.lib)
 
     def __del__(self) -> None:
         try:

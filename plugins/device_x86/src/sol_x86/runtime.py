@@ -1,10 +1,18 @@
 """Load a compiled network (``network.so``) and run it through its C ABI with ctypes.
 
 One ``sol_forward`` call per forward: the Python side only collects pointers.
+
+Lifetime: a network's library stays loaded exactly as long as its :class:`NetworkLibrary` (the
+``Program`` that runs it, and any call in flight, hold it): when the last reference goes,
+``sol_destroy`` frees the network's state and the library is unloaded (``dlclose``), so a
+process that optimizes and drops many models does not keep every library mapped. The shared
+oneDNN runtime library (``libsol_x86_onednn.so``) is a dependency of the networks and stays
+loaded while any network needs it, as the dynamic loader counts.
 """
 
 from __future__ import annotations
 
+import _ctypes
 import ctypes
 import sys
 from pathlib import Path
@@ -61,8 +69,12 @@ class OutputPool:
 class NetworkLibrary:
     """The loaded shared object and one network instance created from the plan's parameters."""
 
+    handle: ctypes.c_void_p | None = None
+    _library: int | None = None  # the dlopen handle, closed once the network is destroyed
+
     def __init__(self, artifact: Path, plan: Plan) -> None:
         lib = ctypes.CDLL(str(artifact))
+        self._library = lib._handle
         lib.sol_abi_version.restype = ctypes.c_int
         if lib.sol_abi_version() != ABI_VERSION:
             raise SolError(f"{artifact}: network ABI {lib.sol_abi_version()}, this sol-device-x86 speaks {ABI_VERSION}")
@@ -120,11 +132,21 @@ class NetworkLibrary:
             return None
         return list(seconds)
 
-    def __del__(self) -> None:
-        handle = getattr(self, "handle", None)
+    def close(self) -> None:
+        """Destroy the network and unload its library. Only ``__del__`` calls it: by then nothing
+        can call into the library any more (a call in flight holds a reference to this object)."""
+        handle, self.handle = self.handle, None
         if handle:
             self._destroy(handle)
-            self.handle = None
+        library, self._library = self._library, None
+        if library:
+            _ctypes.dlclose(library)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown: ctypes may be torn down already
+            pass
 
 
 def load(artifact: Path, plan: Plan, device: str) -> Program:

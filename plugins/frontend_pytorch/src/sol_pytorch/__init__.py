@@ -31,6 +31,9 @@ def optimize(model: Any, *example_inputs: Any, **options: Any) -> Any:
       batch 8, another image size) compiles a variant for them once and keeps it, logging a
       message on ``logging.getLogger("sol")``; ``dynamic=False`` makes another shape a
       ``ValueError``. Another rank or dtype is always an error naming expected and given.
+    - ``max_variants`` (default 8): compiled variants of each kind (inference, training) the
+      module keeps; beyond that the least recently used one is dropped (logged) and compiled
+      again when needed, from the compile cache.
     - ``trace_cache`` (default True): a whole inference graph imported once is kept in sol's cache
       and reused by later imports of the same model code, attributes and argument shapes, in any
       process, with the model's current weights, instead of tracing it again
@@ -45,5 +48,17 @@ def optimize(model: Any, *example_inputs: Any, **options: Any) -> Any:
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
+        _require_framework(name)
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'sol_pytorch' has no attribute {name!r}")
+
+
+def _require_framework(name: str) -> None:
+    """Without PyTorch, ``from sol.pytorch import {name}`` says what to install (as ``sol plugins``
+    does) rather than failing deep inside with a bare "No module named ..."."""
+    from sol_pytorch.frontend import availability
+
+    found = availability()
+    if not found.available:
+        raise ModuleNotFoundError(f"sol.pytorch.{name} needs PyTorch: {found.detail}",
+                                  name="torch")

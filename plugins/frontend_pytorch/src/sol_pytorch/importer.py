@@ -47,6 +47,7 @@ from sol.errors import SolError, UnsupportedOpError
 from sol.ir import Graph, Value, ValueKind
 from sol_pytorch import locations
 from sol_pytorch.aten import CONVERTERS, Emitter, Unsupported, tensor_type
+from sol_pytorch.guard import TRACE_LOCK, tracing_copy
 
 TRAINING_MODE_MESSAGE = ("the model is in training mode, but sol compiles its eval-mode behaviour here "
                          "(training=False); call model.eval() to silence, or leave training unset to train "
@@ -107,11 +108,14 @@ def import_module(model: torch.nn.Module, example_inputs: Sequence[Any], options
 
 def trace(model: torch.nn.Module, example_inputs: Sequence[Any], options: dict[str, Any]) -> ExportedProgram:
     """``torch.export`` of the model's eval-mode behaviour, ready for conversion (training
-    imports: :mod:`sol_pytorch.training`)."""
+    imports: :mod:`sol_pytorch.training`). The model itself is not touched: a copy of it is
+    switched to eval mode and traced (:mod:`sol_pytorch.guard`)."""
     examples = example_values(model, example_inputs)
-    with eval_mode(model):
-        exported = export(model, examples)
-    return prepare(exported)
+    with TRACE_LOCK:
+        twin = tracing_copy(model)
+        with eval_mode(twin):
+            exported = export(twin, examples)
+        return prepare(exported)
 
 
 # --- example inputs ---------------------------------------------------------------------------
@@ -222,7 +226,9 @@ def quiet_torch() -> Iterator[None]:
 
 
 def export(model: torch.nn.Module, examples: tuple[Any, ...]) -> ExportedProgram:
-    with torch.no_grad(), quiet_torch():
+    """``torch.export`` (non-strict) of ``model``, one trace at a time in the process. ``model``
+    is what gets traced, attribute swaps and all: callers pass a :func:`tracing_copy`."""
+    with TRACE_LOCK, torch.no_grad(), quiet_torch():
         try:
             return torch.export.export(model, examples, strict=False)
         except Exception as exc:
@@ -269,7 +275,7 @@ def prepare(ep: ExportedProgram) -> ExportedProgram:
 
 
 def _decompose(ep: ExportedProgram, table: dict[Any, Any]) -> ExportedProgram:
-    with torch.no_grad(), quiet_torch():
+    with TRACE_LOCK, torch.no_grad(), quiet_torch():  # decomposing traces the graph again
         return ep.run_decompositions(table)
 
 

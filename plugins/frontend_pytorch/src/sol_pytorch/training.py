@@ -53,6 +53,7 @@ from sol.program import Program
 from sol_pytorch import fallback
 from sol_pytorch.aten import tensor_type
 from sol_pytorch.aten_training import CUMULATIVE_MOMENTUM, RANDOM_KEY, RandomInput
+from sol_pytorch.guard import TRACE_LOCK, tracing_copy
 from sol_pytorch.importer import (
     LAYOUT_KEY,
     SCALARS,
@@ -145,10 +146,13 @@ def _tracing(model: torch.nn.Module) -> Iterator[None]:
 
 def trace_training(model: torch.nn.Module, values: tuple[Any, ...]) -> ExportedProgram:
     """``torch.export`` of the model in its current modes, functionalized: buffer updates
-    (BatchNorm's running statistics) become outputs of the graph."""
-    with _tracing(model):
-        ep = export(model, values)
-    return prepare(ep)
+    (BatchNorm's running statistics) become outputs of the graph. A copy of the model is traced
+    (:mod:`sol_pytorch.guard`): the model itself is never touched."""
+    with TRACE_LOCK:
+        twin = tracing_copy(model)
+        with _tracing(twin):
+            ep = export(twin, values)
+        return prepare(ep)
 
 
 class TrainingImporter(_Importer):

@@ -44,6 +44,17 @@ SPLIT = "pytorch.split"
 Signature = tuple[tuple[Any, Any], ...]
 """Per argument: ``(shape, torch dtype)`` for a tensor, ``(type, value)`` for anything else."""
 
+MAX_VARIANTS = 8
+"""Default of the ``max_variants`` option: variants of each kind an optimized module keeps."""
+
+
+def max_variants(options: dict[str, Any]) -> int:
+    """The ``max_variants`` option, checked: a positive int (a ValueError names a wrong value)."""
+    value = options.get("max_variants", MAX_VARIANTS)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_variants must be a positive int (variants kept per optimized module), got {value!r}")
+    return value
+
 
 def signature(values: Sequence[Any]) -> Signature:
     """What a compiled variant is specialized on: each tensor's shape and dtype, each other

@@ -9,10 +9,13 @@ version. The model itself stays reachable as ``.model`` without being registered
 
 Shapes: a call whose tensors have other shapes than the example inputs (batch 3 after batch 8,
 another image size) is compiled again for those shapes, once, and the variant kept (one per
-signature; ``variants`` lists them), with a log message on ``logging.getLogger("sol")``. A
-different rank or dtype is an error naming expected and given, as is any other shape with
-``optimize(..., dynamic=False)``. Non-tensor arguments (None, bools, ints, floats) are constants
-of a trace, so each value gets its variant too.
+signature; ``variants`` lists them), with a log message on ``logging.getLogger("sol")``. At most
+``max_variants`` (default 8) inference variants and as many training variants are kept; beyond
+that the least recently used one is dropped (logged; its library is unloaded once no call uses
+it) and compiled again if needed (from the compile cache: fast). A different rank or dtype is an
+error naming expected and given, as is any other shape with ``optimize(..., dynamic=False)``.
+Non-tensor arguments (None, bools, ints, floats) are constants of a trace, so each value gets its
+variant too.
 
 Modes: the module starts in the mode it was compiled for (``optimize`` follows the model's own
 mode unless ``training=`` says otherwise) and ``.train()`` / ``.eval()`` switch it, and the model
@@ -22,16 +25,34 @@ autograd node over the model's own parameters, PyTorch's training-mode semantics
 statistics and running-statistics updates, dropout masks from PyTorch's RNG). In eval mode they
 run an inference variant. Each kind is compiled when first needed and kept.
 
-Weights: inference programs read the model's weights as they were when compiled. A change to
-them afterwards (``load_state_dict``, an optimizer step, assigning a new parameter) is seen by the
-next call, which compiles again rather than use stale weights (see :mod:`sol_pytorch.weights`).
-Training programs take the parameters and buffers as inputs at every call: nothing to recompile.
+What is snapshotted and what is live (checked at every call by :mod:`sol_pytorch.weights`):
+inference programs hold the weights' values as they were when compiled, and every program's code
+holds the model's configuration (attributes such as ``eps`` or ``padding``, submodules, the code
+of ``forward``, forward hooks). A call notices when any of that changed since (``load_state_dict``,
+an optimizer step, a new parameter or submodule, ``w.data = t``, ``w.data.mul_(0.5)``,
+``bn.eps = 1.0``, ``model.forward = f``, a hook added or removed) and compiles again first, with
+a log message. Training programs read parameters and buffers live at every call (new values,
+and new tensors of the same shape, need no recompile); a configuration change recompiles them
+too. The limits of the check are listed in :mod:`sol_pytorch.weights`.
+
+Threads: one module may be called from several threads at once. Compiling a variant takes the
+module's lock (one compile per new signature however many threads ask for it; the others wait
+for it), and tracing is serialized process-wide and works on a copy of the model
+(:mod:`sol_pytorch.guard`): the model's modules, parameters and modes are never touched, even
+when tracing fails (the exception reaches the caller, the module stays usable).
+
+Copies: ``copy.deepcopy``, ``pickle`` and ``torch.save`` of the module save the model (its
+weights and modes), the example input signature, the device and the options; loading optimizes
+the loaded model again, which is fast from the compile cache (``torch.load(..., weights_only=False)``,
+as for any pickled module).
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,9 +70,10 @@ from sol_pytorch.variants import (
     Variant,
     compile_variant,
     make_variant,
+    max_variants,
     signature,
 )
-from sol_pytorch.weights import WeightsWatch
+from sol_pytorch.weights import ConfigWatch, ValuesWatch
 
 log = logging.getLogger("sol")
 
@@ -91,9 +113,11 @@ class SolModule(torch.nn.Module):
         # The mode is the module's own (train/eval), not an option of later compiles.
         self._options: dict[str, Any] = {k: v for k, v in (graph.meta.get(OPTIONS) or {}).items()
                                          if k != "training"}
+        self._max_variants = max_variants(self._options)
+        self._lock = threading.RLock()  # held while compiling a variant or reacting to a change
         self._signature = ForwardSignature.of(model)
-        self._variants: dict[Signature, Variant] = {}
-        self._train_variants: dict[training.TrainingKey, training.TrainingVariant] = {}
+        self._variants: OrderedDict[Signature, Variant] = OrderedDict()  # least recently used first
+        self._train_variants: OrderedDict[training.TrainingKey, training.TrainingVariant] = OrderedDict()
         compiled_for_training = training.TRAIN_KEY in graph.meta
         if compiled_for_training:
             trained = training.make_variant(program, graph, model)
@@ -109,7 +133,8 @@ class SolModule(torch.nn.Module):
         self._mirror(model)
         object.__setattr__(self, "model", model)  # reachable, not a registered child (after
         # mirroring: attribute reads fall through to it, which registration would take as a clash)
-        self._weights = WeightsWatch(model)
+        self._config = ConfigWatch(model)
+        self._values = ValuesWatch(model)
         # The mode compiled for (set without touching the children: a model may mix modes).
         self.training = compiled_for_training
 
@@ -121,6 +146,15 @@ class SolModule(torch.nn.Module):
             self.register_parameter(name, param)
         for name, buf in model.named_buffers(recurse=False):
             self.register_buffer(name, buf, persistent=name not in non_persistent)
+
+    def _remirror(self, model: torch.nn.Module) -> None:
+        """The model's children, parameters or buffers were replaced: register the new ones (into
+        the registries directly: ``add_module`` would see the model's own attributes through
+        ``__getattr__`` and refuse them as clashes)."""
+        self._modules = dict(model.named_children())
+        self._parameters = dict(model.named_parameters(recurse=False))
+        self._buffers = dict(model.named_buffers(recurse=False))
+        self._non_persistent_buffers_set = set(getattr(model, "_non_persistent_buffers_set", ()))
 
     def __getattr__(self, name: str) -> Any:
         """Other attributes of the original model (``num_classes``, helper methods) read through."""
@@ -148,41 +182,92 @@ class SolModule(torch.nn.Module):
 
     # --- calling ------------------------------------------------------------------------------
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self._config.stale():
+            self._config_changed()
         values = self._bind(args, kwargs)
         if self.training or (torch.is_grad_enabled() and any(
                 isinstance(v, torch.Tensor) and v.requires_grad for v in values)):
             return self._train_call(values)  # eval mode with an input requiring grad: eval behaviour, differentiable
-        if self._weights.changed():
-            log.info("sol: the weights of %s changed since it was compiled; compiling again", self.graph_name)
-            self._variants.clear()
+        if self._values.stale():
+            self._values_changed()
         key = signature(values)
         variant = self._variants.get(key)
         if variant is None:
             variant = self._specialize(values, key)
+        else:
+            _touch(self._variants, key)
         return variant(values)
+
+    def _config_changed(self) -> None:
+        """Attributes, submodules, hooks or ``forward`` changed: every program is stale."""
+        model = self.model
+        with self._lock:
+            if not self._config.stale():
+                return  # another thread saw it first
+            log.info("sol: %s changed since it was compiled (attributes, submodules, hooks or forward); "
+                     "compiling again", self.graph_name)
+            self._variants.clear()
+            self._train_variants.clear()
+            self._remirror(model)
+            self._signature = ForwardSignature.of(model)
+            self._config.refresh()
+            self._values.refresh()
+
+    def _values_changed(self) -> None:
+        """Weights changed: the inference programs hold the old ones (training programs read them
+        at every call)."""
+        with self._lock:
+            if not self._values.stale():
+                return
+            log.info("sol: the weights of %s changed since it was compiled; compiling again", self.graph_name)
+            self._variants.clear()
+            self._values.refresh()
 
     def _train_call(self, values: list[Any]) -> Any:
         key = training.variant_key(self.model, signature(values), values)
         variant = self._train_variants.get(key)
         if variant is None:
+            variant = self._specialize_training(values, key)
+        else:
+            _touch(self._train_variants, key)
+        return variant(values)
+
+    def _specialize_training(self, values: list[Any], key: training.TrainingKey) -> training.TrainingVariant:
+        with self._lock:  # one compile per key, however many threads ask
+            variant = self._train_variants.get(key)
+            if variant is not None:
+                return variant
             if key[0] != self._primary:
                 self._check_compatible(values)
             log.info("sol: compiling %s for training (or gradients) with inputs (%s) and its current modes",
                      self.graph_name, ", ".join(map(describe_value, values)))
             variant = training.compile_variant(self.model, values, self._device, self._options, self._warned)
-            self._train_variants[key] = variant
-        return variant(values)
+            self._keep(self._train_variants, key, variant)
+            return variant
 
     def _specialize(self, values: list[Any], key: Signature) -> Variant:
-        if key != self._primary:
-            self._check_compatible(values)
-            log.info("sol: compiling %s again for inputs (%s); the example inputs were (%s)", self.graph_name,
-                     ", ".join(map(describe_value, values)), ", ".join(_describe_key(self._primary)))
-        variant = compile_variant(self.model, values, self._device, self._options, self._warned)
-        self._variants[key] = variant
-        if key == self._primary:
-            self.program = variant.program
-        return variant
+        with self._lock:  # one compile per signature, however many threads ask
+            variant = self._variants.get(key)
+            if variant is not None:
+                return variant
+            if key != self._primary:
+                self._check_compatible(values)
+                log.info("sol: compiling %s again for inputs (%s); the example inputs were (%s)", self.graph_name,
+                         ", ".join(map(describe_value, values)), ", ".join(_describe_key(self._primary)))
+            variant = compile_variant(self.model, values, self._device, self._options, self._warned)
+            self._keep(self._variants, key, variant)
+            if key == self._primary:
+                self.program = variant.program
+            return variant
+
+    def _keep(self, variants: OrderedDict[Any, Any], key: Any, variant: Any) -> None:
+        """Store a new variant; drop the least recently used beyond ``max_variants``."""
+        variants[key] = variant
+        while len(variants) > self._max_variants:
+            old, _ = variants.popitem(last=False)
+            log.info("sol: %s keeps at most %d variants of a kind (max_variants); dropped the least recently "
+                     "used one, for inputs (%s)", self.graph_name, self._max_variants,
+                     ", ".join(_describe_key(old[0] if isinstance(variant, training.TrainingVariant) else old)))
 
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
         """Positional and keyword arguments in ``forward``'s order, trailing omitted defaults left
@@ -247,6 +332,14 @@ class SolModule(torch.nn.Module):
                 raise ValueError(f"{label}: expected shape {shape}, got {given_shape} (optimized with "
                                  f"dynamic=False; without it, sol compiles a variant for each new shape)")
 
+    # --- copies -------------------------------------------------------------------------------
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickled as the model, example inputs of the primary signature, device, mode and
+        options (and the hooks registered on this module); loading optimizes again."""
+        examples = tuple(torch.zeros(a, dtype=b) if isinstance(a, tuple) else b for a, b in self._primary)
+        hooks = {k: v for k, v in self.__dict__.items() if "hook" in k}
+        return _restore, (self.model, examples, self._device, self.training, dict(self._options)), hooks
+
     # --- display ------------------------------------------------------------------------------
     def extra_repr(self) -> str:
         program = self.program
@@ -257,6 +350,22 @@ class SolModule(torch.nn.Module):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def _restore(model: torch.nn.Module, examples: tuple[Any, ...], device: str, training: bool,
+             options: dict[str, Any]) -> SolModule:
+    from sol.api import optimize
+
+    restored: SolModule = optimize(model, *examples, device=device, training=training, **options)
+    return restored
+
+
+def _touch(variants: OrderedDict[Any, Any], key: Any) -> None:
+    """Mark a variant used (for least-recently-used dropping)."""
+    try:
+        variants.move_to_end(key)
+    except KeyError:  # dropped by another thread meanwhile; this call still holds it
+        pass
 
 
 def _dtype(dtype: torch.dtype) -> str:

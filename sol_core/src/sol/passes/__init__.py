@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from sol.passes import affine, batchnorm, batchnorm_elementwise, canonicalize, recurrent, simplify
+from sol.passes import affine, batchnorm, batchnorm_elementwise, canonicalize, empty, recurrent, simplify
 from sol.passes.manager import PassRegistry
 
 
 def builtin_passes(registry: PassRegistry) -> None:
+    # First: no later pass, nor the planner, ever sees a node that reads or writes no elements.
+    registry.register("fold_empty", empty.fold_empty, stage="canonicalize")
     registry.register("split_bias", canonicalize.split_bias, stage="canonicalize")
     registry.register("remove_identity", canonicalize.remove_identity, stage="canonicalize")
     registry.register("hoist_input_projection", recurrent.hoist_input_projection, stage="canonicalize")

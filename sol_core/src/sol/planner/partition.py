@@ -97,6 +97,8 @@ def plan_graph(graph: Graph, device: Device, backends: list[Backend], options: d
     st = _State(graph, device, backends, graph.users())
     fusible = device.capabilities.fusible_ops
     for node in graph.nodes:
+        if _writes_nothing(node):
+            continue  # e.g. the copy of an empty graph output: no group, no kernel (see sol.passes.empty)
         cls = registry.layer_class(node)
         if node.op == "reshape":
             st.new_group(GroupKind.ALIAS, node, LayerClass.SHAPE)
@@ -118,6 +120,11 @@ def plan_graph(graph: Graph, device: Device, backends: list[Backend], options: d
         _finish(st, g)
     memory = plan_memory(graph, groups)
     return Plan(graph, device.name, groups, memory, dict(options or {}))
+
+
+def _writes_nothing(node: Node) -> bool:
+    """All of the node's outputs are empty (a dimension of size 0): there is nothing to compute."""
+    return bool(node.outputs) and all(v.type.numel == 0 for v in node.outputs)
 
 
 def _claimant(st: _State, node: Node) -> Backend | None:
