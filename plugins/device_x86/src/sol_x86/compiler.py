@@ -16,11 +16,11 @@ import shlex
 import shutil
 import subprocess
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from importlib import resources
 from pathlib import Path
 
-from sol import cache
+from sol import cache, progress
 from sol.errors import CompileError
 from sol.roles import Compiler, Source
 from sol_x86.libraries import find_onednn
@@ -113,8 +113,12 @@ def _compile_parts(compiler: str, flags: list[str], entry: Path, parts: int, inc
     objects = [entry.with_name(f"{entry.stem}.part{k}.o") for k in range(parts)]
     commands = [[compiler, *flags, f"-DSOL_PART={k}", "-c", "-o", str(obj), str(entry), *includes]
                 for k, obj in enumerate(objects)]
-    with ThreadPoolExecutor(max_workers=parts) as pool:
-        for failure in pool.map(lambda cmd: _try(cmd, str(entry)), commands):
+    with ThreadPoolExecutor(max_workers=parts) as pool, progress.step(f"g++: {parts} parts", total=parts) as step:
+        jobs = [pool.submit(_try, cmd, str(entry)) for cmd in commands]
+        for _ in as_completed(jobs):
+            step.advance()
+        for job in jobs:  # the first part's error, as before, whichever finished first
+            failure = job.result()
             if failure is not None:
                 raise failure
     return objects
@@ -172,7 +176,7 @@ class RuntimeLibrary:
         """Start building (or finding) the library on a daemon thread, unless that has begun."""
         spec, future, mine = self._job()
         if mine:
-            threading.Thread(target=self._work, args=(spec, future), name="sol-x86-runtime", daemon=True).start()
+            threading.Thread(target=self._work, args=(spec, future, True), name="sol-x86-runtime", daemon=True).start()
 
     def path(self) -> Path:
         """The built library (waiting for a build in progress; building it here if none is)."""
@@ -180,6 +184,9 @@ class RuntimeLibrary:
             spec, future, mine = self._job()
             if mine:
                 self._work(spec, future)
+            elif not future.done():  # building on another thread (prepare): say what this waits for
+                with progress.step("waiting for the x86 runtime library (built once)"):
+                    future.exception()  # only waits; the outcome is taken below
             try:
                 found = future.result()
             except BaseException:
@@ -207,17 +214,17 @@ class RuntimeLibrary:
             if self._jobs.get(slot) is future:
                 del self._jobs[slot]
 
-    def _work(self, spec: tuple[str, str | None, list[str]], future: Future[Path]) -> None:
+    def _work(self, spec: tuple[str, str | None, list[str]], future: Future[Path], background: bool = False) -> None:
         key, compiler, flags = spec
         try:
-            artifact, cached = cache.get_or_build(key, lambda outdir: self._build(compiler, flags, outdir))
+            artifact, cached = cache.get_or_build(key, lambda outdir: self._build(compiler, flags, outdir, background))
             if not cached:
                 log.info("sol: built the x86 runtime library %s", artifact)
             future.set_result(artifact)
         except BaseException as exc:  # handed to whoever waits in path()
             future.set_exception(exc)
 
-    def _build(self, compiler: str | None, flags: list[str], outdir: Path) -> Path:
+    def _build(self, compiler: str | None, flags: list[str], outdir: Path, background: bool = False) -> Path:
         if compiler is None:
             raise CompileError("no C++ compiler found for the x86 device (install g++ or set SOL_CXX)")
         onednn = find_onednn()
@@ -228,7 +235,8 @@ class RuntimeLibrary:
         artifact = outdir / f"lib{RUNTIME_NAME}.so"
         cmd = [compiler, *flags, "-o", str(artifact), str(outdir / RUNTIME_SOURCE), f"-I{outdir}",
                f"-I{onednn.include}", f"-L{onednn.lib}", "-ldnnl", f"-Wl,-rpath,{onednn.lib}"]
-        _run(cmd, f"the x86 runtime library {outdir / RUNTIME_SOURCE}")
+        with progress.step("building the x86 runtime library (once per compiler and oneDNN)", background=background):
+            _run(cmd, f"the x86 runtime library {outdir / RUNTIME_SOURCE}")
         return artifact
 
 
@@ -256,19 +264,29 @@ class GxxCompiler(Compiler):
         # The runtime library's key: a network is linked against one build of it (and its header
         # describes the class layouts the network embeds), so a changed library changes the key.
         runtime = f" runtime={RUNTIME.key()}" if onednn else ""
-        return f"{path} {_cxx_version(path)} {' '.join(self.flags)} {cpu_signature()} " \
+        return f"{path} {_cxx_version(path)} {' '.join(self._flags(path))} {cpu_signature()} " \
                f"onednn={onednn.version if onednn else 'none'}{runtime}"
+
+    def _flags(self, compiler: str) -> list[str]:
+        """The flags for ``compiler``. With g++, -fno-gnu-unique: a network library that is the
+        first in the process to define one of libstdc++'s "unique" template statics (e.g. inside
+        std::to_string) would otherwise be marked never-unloadable, and every dropped network
+        of that kind would stay mapped (clang does not know the flag and needs none)."""
+        if "clang" in _cxx_version(compiler).lower():
+            return self.flags
+        return [*self.flags, "-fno-gnu-unique"]
 
     def compile(self, source: Source, outdir: Path) -> Path:
         compiler = checked_cxx()
+        flags = self._flags(compiler)
         for name, text in source.files.items():
             (outdir / name).write_text(text)
         artifact = outdir / "network.so"
         entry = outdir / source.entry
         parts = int(source.meta.get("parts", 1))
         if not source.meta.get("uses_onednn"):
-            objects = _compile_parts(compiler, self.flags, entry, parts, [f"-I{outdir}"])
-            _run([compiler, *self.flags, "-o", str(artifact), *map(str, objects)], str(entry))
+            objects = _compile_parts(compiler, flags, entry, parts, [f"-I{outdir}"])
+            _run([compiler, *flags, "-o", str(artifact), *map(str, objects)], str(entry))
             return artifact
         onednn = find_onednn()
         if onednn is None:
@@ -276,7 +294,7 @@ class GxxCompiler(Compiler):
         # Compile the network while the runtime library builds on another thread (if it is not
         # cached yet and the device's prepare() did not start it already), then link the two.
         RUNTIME.start()
-        objects = _compile_parts(compiler, self.flags, entry, parts, [f"-I{outdir}", f"-I{onednn.include}"])
+        objects = _compile_parts(compiler, flags, entry, parts, [f"-I{outdir}", f"-I{onednn.include}"])
         runtime = RUNTIME.path()
         where = runtime.parent.resolve()
         # Linked, not preloaded by runtime.py: the network records its dependency (DT_NEEDED) and
@@ -284,7 +302,7 @@ class GxxCompiler(Compiler):
         # Python. $ORIGIN/../<key> first: the runtime's cache entry next to the network's own,
         # which survives moving the whole cache directory; the absolute path covers a network
         # copied out of the cache.
-        _run([compiler, *self.flags, "-o", str(artifact), *map(str, objects), f"-L{where}", f"-l{RUNTIME_NAME}",
+        _run([compiler, *flags, "-o", str(artifact), *map(str, objects), f"-L{where}", f"-l{RUNTIME_NAME}",
               f"-Wl,-rpath,$ORIGIN/../{where.name}", f"-Wl,-rpath,{where}",
               f"-L{onednn.lib}", "-ldnnl", f"-Wl,-rpath,{onednn.lib}"], str(entry))
         for obj in objects:

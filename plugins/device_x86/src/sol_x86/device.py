@@ -86,5 +86,5 @@ class X86Device(Device):
         if source.meta.get("uses_onednn"):
             # A network found in the cache needs its runtime library there too (found, or built
             # again if the cache lost it): the network's rpath points at that cache entry.
-            cc.RUNTIME.path()
+            runtime.preload(cc.RUNTIME.path())
         return runtime.load(artifact, plan, self.name)

@@ -66,6 +66,19 @@ class OutputPool:
         return out
 
 
+_preloaded: dict[str, ctypes.CDLL] = {}
+
+
+def preload(path: Path) -> None:
+    """Load the oneDNN runtime library on its own, once per process, before any network that
+    needs it. Loaded as a network's dependency instead, it resolves its own references to C++
+    type information and template statics (also defined in the network) to that first network,
+    which ties the network to it: that network could never be unloaded (dlclose keeps it)."""
+    key = str(path)
+    if key not in _preloaded:
+        _preloaded[key] = ctypes.CDLL(key)
+
+
 class NetworkLibrary:
     """The loaded shared object and one network instance created from the plan's parameters."""
 
