@@ -12,6 +12,7 @@ import tensorflow as tf
 
 import sol
 from sol_tensorflow.importer import SolFallbackWarning
+from sol_tensorflow.training import TrainingVariant
 
 L = keras.layers
 RTOL = 1e-4
@@ -83,13 +84,14 @@ def test_variables_are_read_at_every_call() -> None:
     x = tf.constant(np.random.default_rng(3).standard_normal((6, 12)).astype("float32"))
     opt = sol.optimize(model, x, device="x86", training=True)
     opt(x)
-    programs = opt._sol_variants[False].programs
+    programs = [p for v in opt.variants if isinstance(v, TrainingVariant) for p in v.programs]
+    assert programs
     kernel = model.layers[0].kernel
     kernel.assign(kernel * 0.5 + 0.1)  # as an optimizer step would
     _assert_gradients(_gradients(opt, x, opt.trainable_variables)[1],
                       _gradients(lambda t: model(t, training=False), x, model.trainable_variables)[1])
     np.testing.assert_allclose(opt(x).numpy(), model(x).numpy(), rtol=RTOL, atol=1e-6)
-    assert opt._sol_variants[False].programs == programs  # no recompile
+    assert [p for v in opt.variants if isinstance(v, TrainingVariant) for p in v.programs] == programs  # no recompile
 
 
 def test_gradients_inside_tf_function() -> None:

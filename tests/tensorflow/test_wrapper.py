@@ -107,14 +107,21 @@ def test_bad_inputs_raise_naming_expected_and_given(opt: SolKerasModel, x: np.nd
         opt(x.astype("float64"))
     with pytest.raises(ValueError, match=r"expected rank 4 .* got rank 3"):
         opt(x[0])
-    with pytest.raises(ValueError, match=r"expected shape \(2, 6, 6, 2\), got \(3, 6, 6, 2\)"):
-        opt(np.zeros((3, 6, 6, 2), "float32"))
     with pytest.raises(TypeError, match=r"expects 1 input\(s\) .*got 2"):
         opt(x, x)
     with pytest.raises(TypeError, match=r"expected a tf.Tensor or NumPy array, got str"):
         opt("image")
+
+
+def test_another_shape_is_an_error_with_dynamic_false(model: keras.Model, x: np.ndarray) -> None:
+    """(Without dynamic=False a new shape compiles a variant: tests/tensorflow/test_reliability.py.)"""
+    fixed = sol.optimize(model, x, device="x86", dynamic=False)
+    with pytest.raises(ValueError, match=r"expected shape \(2, 6, 6, 2\), got \(3, 6, 6, 2\) \(optimized with "
+                                         r"dynamic=False"):
+        fixed(np.zeros((3, 6, 6, 2), "float32"))
     with pytest.raises(ValueError, match=r"expected shape"):
-        tf.function(lambda t: opt(t))(tf.zeros((3, 6, 6, 2)))
+        tf.function(lambda t: fixed(t))(tf.zeros((3, 6, 6, 2)))
+    assert len(fixed.variants) == 1
 
 
 def test_optimize_for_training_makes_every_call_differentiable(model: keras.Model, x: np.ndarray) -> None:

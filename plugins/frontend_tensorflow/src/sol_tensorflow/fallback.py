@@ -28,14 +28,16 @@ tensors, its outputs become tensors. Eagerly, each region is called directly; in
 ``tf.function`` or a Keras model each region is a ``tf.numpy_function`` with its static output
 shapes set, and each step a call of its ``tf.function``.
 
-Weights: the compiled parts hold the variables' values at optimize time (as a model sol compiles
-whole does), while TensorFlow's steps read their variables when they run; after changing the
-weights, optimize again.
+Weights: the compiled parts hold the variables' values as they were when compiled (as a model sol
+compiles whole does), while TensorFlow's steps read their variables when they run; a change to
+the weights is noticed at the next call, which compiles the parts again
+(:mod:`sol_tensorflow.weights`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,13 +47,14 @@ from tensorflow.core.framework import graph_pb2
 
 from sol.ir import DTYPES, Graph, TensorType, ValueKind
 from sol.program import Program
+from sol_tensorflow.graphcall import numpy_call
 from sol_tensorflow.importer import (
     OpConverter,
     SolFallbackWarning,
     Traced,
-    _layer,
     effect,
     graph_ops,
+    problem_lines,
     user_inputs,
 )
 from sol_tensorflow.ops import Entry, Unsupported, dtype_name
@@ -104,7 +107,7 @@ class Split:
 
     def warning(self) -> str:
         parts = len(self.parts)
-        lines = [f"  {t} (op {n!r} in layer {_layer(n)!r}){': ' + why if why else ''}" for t, n, why in self.fallen]
+        lines = problem_lines(self.fallen)
         return (f"sol cannot compile {len(self.fallen)} TensorFlow operation(s) of {self.name} "
                 f"({', '.join(self.op_types())}); TensorFlow runs them and sol compiles the rest "
                 f"({parts} part{'s' if parts != 1 else ''}):\n" + "\n".join(lines)
@@ -174,9 +177,11 @@ class _RegionError(Exception):
         self.op, self.why = op, why
 
 
-def split(traced: Traced) -> Split:
-    """Classify the traced graph's ops and cut it into parts and TensorFlow steps."""
-    forced: dict[str, str] = {}
+def split(traced: Traced, forced: dict[str, str] | None = None) -> Split:
+    """Classify the traced graph's ops and cut it into parts and TensorFlow steps; ``forced``
+    (op name -> why) are ops TensorFlow runs although sol converts them (the device cannot
+    compile them: :mod:`sol_tensorflow.support`)."""
+    forced = dict(forced or {})
     while True:  # each retry moves one more op to TensorFlow: it ends
         try:
             return _split(traced, forced)
@@ -398,13 +403,18 @@ class Runner:
     def programs(self) -> list[Program]:
         return [self._programs[id(p)] for p in self.cut.parts]
 
-    def __call__(self, inputs: list[Any]) -> list[Any]:
+    def __call__(self, inputs: list[Any], resolve: Callable[[int], Program] | None = None) -> list[Any]:
+        """Run every step; inside a graph, part i runs ``resolve(i)`` when given (looked up when
+        the graph runs), else the program compiled for it."""
         eager = tf.executing_eagerly() and all(hasattr(x, "numpy") or isinstance(x, np.ndarray) for x in inputs)
         env: dict[str, Any] = dict(zip(self.cut.inputs, inputs))
+        index = {id(p): i for i, p in enumerate(self.cut.parts)}
         for step in self.cut.steps:
             if isinstance(step, Part):
                 program = self._programs[id(step)]
-                outs = _run_part(program, [env[s] for s in step.sources], eager)
+                at = index[id(step)]
+                run = program if eager or resolve is None else (lambda *a, at=at: resolve(at)(*a))
+                outs = _run_part(program, run, [env[s] for s in step.sources], eager)
             else:
                 outs = step.fn(*(tf.convert_to_tensor(env[s]) for s in step.sources))
             env.update(zip(step.results, outs))
@@ -419,13 +429,7 @@ class Runner:
         return result
 
 
-def _run_part(program: Program, values: list[Any], eager: bool) -> list[Any]:
+def _run_part(program: Program, run: Callable[..., list[Any]], values: list[Any], eager: bool) -> list[Any]:
     if eager:
         return list(program(*(v.numpy() if hasattr(v, "numpy") else np.asarray(v) for v in values)))
-    tout = [tf.as_dtype(t.dtype) for t in program.output_types]
-    outs = tf.numpy_function(lambda *a: program(*a), [tf.convert_to_tensor(v) for v in values], tout,
-                             stateful=False, name="sol_program")
-    outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
-    for o, t in zip(outs, program.output_types):
-        o.set_shape(t.shape)
-    return outs
+    return numpy_call(run, values, [(tf.as_dtype(t.dtype), t.shape) for t in program.output_types], "sol_program")

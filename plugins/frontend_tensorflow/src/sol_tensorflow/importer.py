@@ -1,22 +1,30 @@
 """Keras model / ``tf.function`` -> sol IR, through TensorFlow's traced graph.
 
 Why the concrete function's graph: tracing a Keras model (Sequential, functional or subclassed)
-or a ``tf.function`` with a fixed input signature gives the graph TensorFlow itself runs, with
+or a ``tf.function`` for the example inputs' shapes gives the graph TensorFlow itself runs, with
 every tensor's static shape and dtype (the ground truth each conversion is checked against) and
-the op names that carry the Keras layer's name scope (for messages). Variables appear as
-captured resource handles read by ``ReadVariableOp``; each is mapped back to its ``tf.Variable``
-and becomes a parameter holding ``np.asarray(var.value())``: a zero-copy view of the variable's
-buffer (``var.numpy()`` would copy). TensorFlow copies a variable's buffer on write while such a
-view is alive, so the view stays a consistent snapshot of the weights at optimize time; the
-compiled program does not see later assignments (optimize again after training).
+the op names that carry the Keras layer's name scope (for messages). A ``tf.function`` with an
+input signature that leaves dimensions open (``(None, 4)``) is traced from its Python function for
+the example's shapes. Variables appear as captured resource handles read by ``ReadVariableOp``;
+each is mapped back to its ``tf.Variable`` and becomes a parameter holding
+``np.asarray(var.value())``: a zero-copy view of the variable's buffer (``var.numpy()`` would
+copy). TensorFlow copies a variable's buffer on write while such a view is alive, so the view
+stays a consistent snapshot of the weights at optimize time, and a moved buffer tells the wrapper
+that the weights changed (:mod:`sol_tensorflow.weights`).
 
-Ops sol cannot convert make the import fail with :class:`UnsupportedOpError` naming each op type
-and its Keras layer (``fallback=False``), or (the default) TensorFlow runs them and sol compiles
-the rest (:mod:`sol_tensorflow.fallback`), with one warning listing them: never a wrong result.
+Ops sol cannot convert, and converted ops the target device cannot compile (a float64 ``dense``
+on x86, float16 anywhere the C code generators have no type: :mod:`sol_tensorflow.support`),
+make the import fail with :class:`UnsupportedOpError` listing every such op with its Keras layer
+(``fallback=False``), or (the default) TensorFlow runs them and sol compiles the rest
+(:mod:`sol_tensorflow.fallback`), with one warning listing them: never a wrong result. Where the
+device cannot compute some ops in a floating-point type other than float32, TensorFlow runs all
+of the model's ops in that type: cutting the model at every such op would compile dozens of tiny
+programs that save nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import warnings
@@ -27,16 +35,20 @@ import numpy as np
 import tensorflow as tf
 
 from sol.errors import UnsupportedOpError
-from sol.ir import Graph, TensorType, Value, ValueKind
+from sol.ir import DTYPES, Graph, TensorType, Value, ValueKind
 from sol.ops.registry import registry
 from sol_tensorflow import ops_more  # noqa: F401  (registers its converters)
 from sol_tensorflow.ops import CONVERTERS, NCHW, Context, Entry, Unsupported, dtype_name
+from sol_tensorflow.support import DeviceSupport, floating_dtypes, target_device
 
 TRACED_KEY = "tensorflow.traced"
 FALLBACK_KEY = "tensorflow.fallback"
 SPLIT_KEY = "tensorflow.split"
 OPTIONS_KEY = "tensorflow.options"
+DEVICE_KEY = "tensorflow.device"  # the device asked what it can compile (sol_tensorflow.support)
+FORCED_KEY = "tensorflow.forced"  # names of the ops that device cannot compile
 _SKIP = frozenset({"NoOp", "Assert"})
+_FREE = frozenset({"Const", "Placeholder", "ReadVariableOp"})
 
 
 class SolFallbackWarning(UserWarning):
@@ -53,6 +65,17 @@ class Traced:
     structure: Any  # the function's structured outputs (for tf.nest.pack_sequence_as)
     keras_inputs: int  # how the model takes its inputs: 0 = positional, n = one list of n
     variables: list[Any] = field(default_factory=list)
+    # id(variable) -> (variable, view of its buffer), read once for every converter of this trace
+    snapshots: dict[int, tuple[Any, np.ndarray]] = field(default_factory=dict)
+
+    def snapshot(self, var: Any) -> np.ndarray:
+        """The variable's value as every part compiled from this trace reads it (zero-copy)."""
+        from sol_tensorflow.weights import view
+
+        kept = self.snapshots.get(id(var))
+        if kept is None:
+            kept = self.snapshots.setdefault(id(var), (var, view(var)))
+        return kept[1]
 
 
 # --- example inputs and tracing -----------------------------------------------------------------
@@ -66,10 +89,10 @@ def _is_shape(x: Any) -> bool:
 
 
 def _spec(i: int, x: Any) -> Any:
-    if isinstance(x, (tf.Tensor, np.ndarray, tf.Variable)):
-        return tf.TensorSpec(tuple(int(d) for d in x.shape), tf.as_dtype(x.dtype), name=f"input_{i}")
     if isinstance(x, tf.TensorSpec):
         return x
+    if isinstance(x, (tf.Tensor, np.ndarray, tf.Variable)):
+        return tf.TensorSpec(tuple(int(d) for d in x.shape), tf.as_dtype(x.dtype), name=f"input_{i}")
     if _is_shape(x):
         return tf.TensorSpec(tuple(int(d) for d in x), tf.float32, name=f"input_{i}")
     raise TypeError(f"example input {i} must be a tf.Tensor, a NumPy array or a shape (tuple of "
@@ -87,9 +110,10 @@ def example_specs(example_inputs: tuple[Any, ...]) -> tuple[list[Any], bool]:
     return [_spec(i, x) for i, x in enumerate(items)], as_list
 
 
-def trace(model: Any, example_inputs: tuple[Any, ...], training: bool = False) -> Traced:
+def trace(model: Any, example_inputs: tuple[Any, ...], training: bool = False, partial: bool = False) -> Traced:
     """``model`` traced for these inputs; a Keras model is called with ``training`` (True gives
-    the graph of training-mode layers: batch statistics, dropout; :mod:`sol_tensorflow.training`)."""
+    the graph of training-mode layers: batch statistics, dropout; :mod:`sol_tensorflow.training`).
+    ``partial``: the inputs may leave dimensions open (for the outputs' static shapes only)."""
     specs, as_list = example_specs(example_inputs)
     name = str(getattr(model, "name", None) or type(model).__name__)
     keras_inputs = 0
@@ -98,8 +122,8 @@ def trace(model: Any, example_inputs: tuple[Any, ...], training: bool = False) -
             raise TypeError(f"{name} is a concrete function: its input signature is fixed, pass no example inputs")
         fn = model
     elif isinstance(model, tf.types.experimental.PolymorphicFunction):
-        fn = model.get_concrete_function(*specs) if specs else model.get_concrete_function()
         name = getattr(getattr(model, "python_function", None), "__name__", name)
+        fn = _trace_function(model, specs, name)
     else:  # a Keras layer or model
         if not specs:
             raise TypeError(f"optimize({name}) needs example inputs (tensors or shapes), one per model input")
@@ -113,10 +137,41 @@ def trace(model: Any, example_inputs: tuple[Any, ...], training: bool = False) -
     user = fn.inputs[:len(fn.inputs) - captured]
     specs = [tf.TensorSpec(t.shape, t.dtype, name=f"input_{i}") for i, t in enumerate(user)]
     for i, s in enumerate(specs):
-        if not s.shape.is_fully_defined():
+        if not s.shape.is_fully_defined() and not partial:
             raise ValueError(f"input {i} of {name} has shape {s.shape}; sol needs a fully known shape: pass an "
                              f"example input")
     return Traced(name, fn, specs, fn.structured_outputs, keras_inputs, list(fn.variables))
+
+
+def _trace_function(model: Any, specs: list[Any], name: str) -> Any:
+    """The concrete function of a ``tf.function`` for ``specs``. With an input signature the
+    function itself only traces that signature (open dimensions stay open, and a spec named
+    otherwise does not bind): its Python function is traced for the example's shapes instead,
+    once they are checked against the signature."""
+    signature = model.input_signature
+    if not specs:
+        return model.get_concrete_function()
+    if signature is None:
+        return model.get_concrete_function(*specs)
+    flat = tf.nest.flatten(signature)
+    if len(flat) != len(specs) or not all(isinstance(s, tf.TensorSpec) for s in flat):
+        raise TypeError(f"{name} has the input signature {signature}; got {len(specs)} example input(s) "
+                        f"({', '.join(_describe_spec(s) for s in specs)})")
+    for i, (want, got) in enumerate(zip(flat, specs)):
+        if want.dtype != got.dtype or not want.shape.is_compatible_with(got.shape):
+            raise TypeError(f"example input {i} of {name}: the input signature says {_describe_spec(want)}, "
+                            f"got {_describe_spec(got)}")
+    if all(w.shape.is_fully_defined() for w in flat):
+        return model.get_concrete_function()
+    unnamed = [tf.TensorSpec(s.shape, s.dtype) for s in specs]
+    # ``_autograph``: whether the user's tf.function converts Python control flow (its default: yes)
+    retrace = tf.function(model.python_function, autograph=bool(getattr(model, "_autograph", True)))
+    return retrace.get_concrete_function(*unnamed)
+
+
+def _describe_spec(spec: Any) -> str:
+    shape = "?" if spec.shape.rank is None else ", ".join("None" if d is None else str(d) for d in spec.shape)
+    return f"{spec.dtype.name}[{shape}]"
 
 
 # --- conversion ---------------------------------------------------------------------------------
@@ -129,10 +184,15 @@ def _layer(op_name: str) -> str:
 @dataclass
 class Converted:
     graph: Graph
-    problems: list[tuple[str, str, str]]  # (op type, op name, why)
+    problems: list[tuple[str, str, str]]  # (op type, op name, why), every op TensorFlow must run
+    forced: dict[str, str] = field(default_factory=dict)  # op name -> why: converted, but not for the device
 
     def lines(self) -> list[str]:
-        return [f"  {t} (op {n!r} in layer {_layer(n)!r}){': ' + why if why else ''}" for t, n, why in self.problems]
+        return problem_lines(self.problems)
+
+
+def problem_lines(problems: list[tuple[str, str, str]]) -> list[str]:
+    return [f"  {t} (op {n!r} in layer {_layer(n)!r}){': ' + why if why else ''}" for t, n, why in problems]
 
 
 class OpConverter:
@@ -178,7 +238,7 @@ class OpConverter:
             if var is None:
                 raise Unsupported("reads a resource that is not a captured variable")
             if id(var) not in self.params:
-                data = np.asarray(var.value())  # zero-copy; see the module doc
+                data = self.traced.snapshot(var)  # zero-copy; see the module doc
                 self.params[id(var)] = graph.add_param(f"{var.name}#{len(self.params)}", data)
             if op.type == "ReadVariableOp":
                 ctx.env[op.outputs[0].name] = Entry(tf=self.params[id(var)])
@@ -256,32 +316,75 @@ def effect(op: Any) -> bool:
     return not op.outputs and op.type not in _SKIP and bool(op.op_def.is_stateful)
 
 
-def convert(traced: Traced) -> Converted:
+def holdable(t: Any) -> bool:
+    """Whether sol can take ``t`` as a program input (a fully known shape, a dtype sol has)."""
+    return t.shape.is_fully_defined() and dtype_name(t.dtype) in DTYPES
+
+
+def convert(traced: Traced, support: DeviceSupport | None = None) -> Converted:
+    """Convert every op of ``traced``. An op that does not convert, or (with ``support``) that
+    the device cannot compile, is a problem; the conversion goes on past it (its results enter as
+    graph inputs where sol can hold them), so that every such op is found, not only the first of
+    a chain. Without problems, the graph computes the model."""
     fn = traced.fn
     graph = Graph(name=traced.name)
     conv = OpConverter(traced, graph)
     conv.add_user_inputs()
-    failed: set[str] = set()
+    unheld: dict[str, str] = {}  # tensor name -> the op TensorFlow computes it with; sol cannot hold it
     problems: list[tuple[str, str, str]] = []
-    for op in graph_ops(traced):
+    ops = graph_ops(traced)
+    for op in ops:
         if effect(op):
             problems.append((op.type, op.name, "an effect (no outputs) that only TensorFlow can run"))
             continue
-        if any(t.name in failed for t in op.inputs):
-            failed.update(t.name for t in op.outputs)
-            continue
-        try:
-            conv.convert(op)
-        except Unsupported as exc:
-            problems.append((op.type, op.name, str(exc)))
-            failed.update(t.name for t in op.outputs)
+        blocked = next((t for t in op.inputs if t.name in unheld), None)
+        if blocked is not None:
+            shape = blocked.shape.as_list() if blocked.shape.rank is not None else "[?]"
+            why = f"reads {blocked.name} ({unheld[blocked.name]}), which sol cannot hold ({blocked.dtype.name}{shape})"
+        else:
+            try:
+                conv.convert(op)
+                continue
+            except Unsupported as exc:
+                why = str(exc)
+        problems.append((op.type, op.name, why))
+        for t in op.outputs:
+            if holdable(t):
+                conv.ctx.env[t.name] = Entry(tf=graph.add_input(t.name, TensorType(
+                    tuple(int(d) for d in t.shape), dtype_name(t.dtype))))
+            else:
+                unheld[t.name] = op.type
+    forced = _device_forced(traced, graph, ops, conv, support) if support is not None else {}
+    if forced:
+        done = {n for _, n, _ in problems}
+        problems += [(op.type, op.name, forced[op.name]) for op in ops if op.name in forced and op.name not in done]
+        order = {op.name: i for i, op in enumerate(ops)}
+        problems.sort(key=lambda p: order.get(p[1], -1))
     if not problems:
         for t in fn.outputs:
             try:
                 graph.outputs.append(conv.ctx.tf(t))
             except Unsupported as exc:
                 problems.append(("output", t.name, str(exc)))
-    return Converted(graph, problems)
+    return Converted(graph, problems, forced)
+
+
+def _device_forced(traced: Traced, graph: Graph, ops: list[Any], conv: OpConverter,
+                   support: DeviceSupport) -> dict[str, str]:
+    """Op name -> why, for the converted ops the device cannot compile (see the module doc)."""
+    flagged = support.confirmed(graph, lambda: convert(dataclasses.replace(traced, snapshots={})).graph, False)
+    forced = {name: why for _, name, why in support.problems(flagged)}
+    types = floating_dtypes([n for n, _ in flagged])
+    if types:  # TensorFlow runs every op computing in those types
+        env = conv.ctx.env
+        for op in ops:
+            if op.name in forced or op.type in _FREE or effect(op):
+                continue
+            touched = {dtype_name(t.dtype) for t in [*op.inputs, *op.outputs]} & types
+            if touched and not all(env.get(t.name, Entry()).static is not None for t in op.outputs):
+                forced[op.name] = (f"TensorFlow runs the model's {'/'.join(sorted(touched))} operations (device "
+                                   f"{support.device.name!r} cannot compile some of them)")
+    return forced
 
 
 def _entry(t: Any, r: Any) -> Entry:
@@ -306,33 +409,53 @@ def _entry(t: Any, r: Any) -> Entry:
 # --- entry point ----------------------------------------------------------------------------
 
 
-def import_model(model: Any, example_inputs: tuple[Any, ...], options: dict[str, Any]) -> Graph:
-    """Trace and convert ``model``; see the module doc for unsupported ops."""
+def import_model(model: Any, example_inputs: tuple[Any, ...], options: dict[str, Any],
+                 warned: set[str] | None = None) -> Graph:
+    """Trace and convert ``model`` for the device ``optimize`` compiles for; see the module doc
+    for unsupported ops. Warns once listing the ops TensorFlow runs, leaving out a warning whose
+    every line is in ``warned`` already (a model compiled again for other shapes)."""
     _passive_openmp()
-    traced = trace(model, example_inputs)
-    converted = convert(traced)
+    return import_traced(trace(model, example_inputs), options, warned)
+
+
+def import_traced(traced: Traced, options: dict[str, Any], warned: set[str] | None = None) -> Graph:
+    """:func:`import_model` for a model traced already."""
+    device = target_device(options)
+    converted = convert(traced, DeviceSupport(device))
     graph = converted.graph
     if converted.problems:
-        kinds = sorted({t for t, _, _ in converted.problems})
-        text = (f"sol cannot compile {len(converted.problems)} TensorFlow operation(s) of {traced.name} "
-                f"({', '.join(kinds)}):\n" + "\n".join(converted.lines()))
         if options.get("fallback", True) is False:
-            first = converted.problems[0]
-            raise UnsupportedOpError(text + "\nsol_tensorflow.supported_ops() lists the TensorFlow ops sol "
-                                     "compiles; with fallback=True (the default) TensorFlow runs them and sol "
-                                     "the rest.", op=first[0], source=first[1])
+            raise unsupported_error(traced.name, converted.problems)
         from sol_tensorflow import fallback
 
-        cut = fallback.split(traced)
-        warnings.warn(cut.warning(), SolFallbackWarning, stacklevel=_user_stacklevel())
+        cut = fallback.split(traced, converted.forced)
+        lines = problem_lines(cut.fallen)
+        if warned is None or not set(lines) <= warned:
+            warnings.warn(cut.warning(), SolFallbackWarning, stacklevel=_user_stacklevel())
+        if warned is not None:
+            warned.update(lines)
         parts = cut.parts
         graph = parts[0].graph if parts else _stand_in(traced)
         graph.meta[SPLIT_KEY] = cut
-        graph.meta[OPTIONS_KEY] = {k: v for k, v in options.items() if k != "training"}
+        graph.meta[OPTIONS_KEY] = {k: v for k, v in options.items() if k not in ("training", "device")}
         graph.meta[FALLBACK_KEY] = cut.op_types()
     graph.meta[TRACED_KEY] = traced
+    graph.meta[DEVICE_KEY] = device
+    graph.meta[FORCED_KEY] = frozenset(converted.forced)
     graph.meta["tensorflow.train_options"] = dict(options)  # sol_tensorflow.training.TRAIN_KEY
     return graph
+
+
+def unsupported_error(name: str, problems: list[tuple[str, str, str]]) -> UnsupportedOpError:
+    """The ``fallback=False`` error: every op TensorFlow would have to run, with its layer and why
+    (``op``/``source`` of the error: the first of them)."""
+    kinds = sorted({t for t, _, _ in problems})
+    text = (f"sol cannot compile {len(problems)} TensorFlow operation(s) of {name} ({', '.join(kinds)}):\n"
+            + "\n".join(problem_lines(problems))
+            + "\nsol_tensorflow.supported_ops() lists the TensorFlow ops sol converts; with fallback=True (the "
+            "default) TensorFlow runs them and sol compiles the rest.")
+    first = problems[0]
+    return UnsupportedOpError(text, op=first[0], source=first[1])
 
 
 def _passive_openmp() -> None:

@@ -54,18 +54,20 @@ from sol.autodiff import TrainingProgram, compile_training, params_to_inputs
 from sol.errors import UnsupportedOpError
 from sol.ir import DTYPES, Graph, TensorType, ValueKind
 from sol.program import Program
+from sol_tensorflow.graphcall import numpy_call
 from sol_tensorflow.importer import (
     OpConverter,
     SolFallbackWarning,
     Traced,
-    _layer,
     _user_stacklevel,
     effect,
     graph_ops,
+    problem_lines,
     trace,
     user_inputs,
 )
 from sol_tensorflow.ops import Entry, Unsupported, dtype_name
+from sol_tensorflow.support import DeviceSupport
 
 _ASSIGN = "AssignVariableOp"
 _NO_GRADIENT = frozenset({"StopGradient", "PreventGradient"})
@@ -338,13 +340,8 @@ def run_program(program: Program, values: Sequence[Any]) -> list[Any]:
     if tf.executing_eagerly():
         arrays = [v.numpy() if hasattr(v, "numpy") else np.asarray(v) for v in values]
         return [tf.convert_to_tensor(a) for a in _call(program, *arrays)]
-    tout = [tf.as_dtype(t.dtype) for t in program.output_types]
-    outs = tf.numpy_function(lambda *a: _call(program, *a), [tf.convert_to_tensor(v) for v in values], tout,
-                             stateful=False, name="sol_training_program")
-    outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
-    for o, t in zip(outs, program.output_types):
-        o.set_shape(t.shape)
-    return outs
+    return numpy_call(lambda *a: _call(program, *a), values,
+                      [(tf.as_dtype(t.dtype), t.shape) for t in program.output_types], "sol_training_program")
 
 
 class TrainingVariant:
@@ -357,8 +354,7 @@ class TrainingVariant:
         self.model = model
         self.training = training
         self.converted = converted
-        self.fallen = [f"  {t} (op {n!r} in layer {_layer(n)!r}){': ' + why if why else ''}"
-                       for t, n, why in converted.problems]
+        self.fallen = problem_lines(converted.problems)
         self.training_program: TrainingProgram | None = None
         self.program: Program | None = None
         if self.fallen:
@@ -432,17 +428,24 @@ def _differentiable_call(tp: TrainingProgram, values: list[Any]) -> list[Any]:
 # --- building ---------------------------------------------------------------------------------
 
 
-def build_variant(model: Any, traced: Traced, training: bool, device: str, options: dict[str, Any],
-                  warned: set[str]) -> TrainingVariant:
-    """Trace ``model`` in this mode for ``traced``'s input signature, convert and compile it."""
-    specs = list(traced.specs)
+def build_variant(model: Any, traced: Traced, specs: Sequence[Any], training: bool, device: str,
+                  options: dict[str, Any], warned: set[str]) -> TrainingVariant:
+    """Trace ``model`` in this mode for ``specs`` (``traced``: how it was traced for the example
+    inputs), convert and compile it. Ops sol cannot convert, or ``device`` cannot compile, make
+    TensorFlow train the whole model (one warning; ``fallback=False``: an error)."""
+    specs = list(specs)
     if isinstance(model, tf.types.experimental.ConcreteFunction):
         again = traced  # no modes: its graph, converted with the variables as inputs
     elif isinstance(model, tf.types.experimental.PolymorphicFunction):
         again = trace(model, tuple(specs))
     else:
         again = trace(model, (specs,) if traced.keras_inputs else (specs[0],), training=training)
-    variant = TrainingVariant(model, training, convert_for_training(again), device, options)
+    converted = convert_for_training(again)
+    if not converted.problems:
+        support = DeviceSupport(device)
+        flagged = support.confirmed(converted.graph, lambda: convert_for_training(again).graph, True)
+        converted.problems = support.problems(flagged)
+    variant = TrainingVariant(model, training, converted, device, options)
     if variant.fallen:
         text = (f"sol cannot compile {len(variant.fallen)} TensorFlow operation(s) of {traced.name} for "
                 f"training; TensorFlow trains the whole model (gradients through a partly compiled model are "
@@ -472,30 +475,3 @@ def tape_recording() -> bool:
     except ImportError:  # pragma: no cover - TensorFlow moved it: be differentiable
         return True
     return bool(record.could_possibly_record())
-
-
-def training_call(layer: Any, inputs: Sequence[Any], training: bool) -> list[Any]:
-    """Run ``layer`` (a :class:`~sol_tensorflow.wrapper.SolKerasModel`) through its training
-    variant for this mode, compiled on first use and kept. After one training-mode call the layer
-    stays on training variants for inference too: they read the (now trained) variables, where
-    the inference program holds their values at optimize time."""
-    variants: dict[bool, TrainingVariant] = layer.__dict__.setdefault("_sol_variants", {})
-    variant = variants.get(training)
-    if variant is None:
-        options = {k: v for k, v in (layer._sol_train_options or {}).items() if k != "training"}
-        warned: set[str] = layer.__dict__.setdefault("_sol_train_warned", set())
-        with tf.init_scope():  # the first call may come while Keras traces its train step: build eagerly
-            variant = build_variant(layer._sol_model, layer._sol_traced, training, layer._sol_program.device,
-                                    options, warned)
-        variants[training] = variant
-    if training:
-        layer.__dict__["_sol_trained"] = True
-    if variant.fallen:  # TensorFlow trains the model itself
-        model = variant.model
-        if isinstance(model, (tf.types.experimental.ConcreteFunction, tf.types.experimental.PolymorphicFunction)):
-            out = model(*inputs)
-        else:
-            traced = layer._sol_traced
-            out = model(list(inputs) if traced.keras_inputs else inputs[0], training=training)
-        return list(tf.nest.flatten(out))
-    return variant(inputs)

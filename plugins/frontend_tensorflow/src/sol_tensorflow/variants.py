@@ -1,0 +1,144 @@
+"""Compiled inference variants of a model: one per input signature (shapes and dtypes).
+
+Why variants and not shape-generic code: sol's planner and code generators specialize every loop
+bound on static shapes, which is where its speed comes from. A call with new shapes (batch 3
+after batch 8) is traced, imported and compiled again, once, and kept; the compile cache makes a
+shape seen before in any process cheap.
+
+A variant is *whole* (one program) or *split* (sol's programs with TensorFlow running the ops sol
+cannot compile between them: :mod:`sol_tensorflow.fallback`). It holds the variables' values as
+they were when it was compiled; :class:`~sol_tensorflow.weights.WeightsWatch` says when they
+changed, and the variant is compiled again from the same traced graph.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from sol.ir import Graph
+from sol.program import Program
+from sol_tensorflow.fallback import Runner, Split
+from sol_tensorflow.graphcall import numpy_call
+from sol_tensorflow.importer import (
+    DEVICE_KEY,
+    FALLBACK_KEY,
+    FORCED_KEY,
+    OPTIONS_KEY,
+    SPLIT_KEY,
+    TRACED_KEY,
+    Traced,
+    convert,
+    import_traced,
+)
+from sol_tensorflow.support import DeviceSupport
+from sol_tensorflow.weights import WeightsWatch
+
+Key = tuple[tuple[tuple[int, ...], str], ...]
+"""Per input: its shape and dtype name."""
+
+
+def key_of(values: Sequence[Any]) -> Key | None:
+    """The signature a call's inputs select, or None when a shape is not fully known (inside a
+    ``tf.function`` traced with open dimensions)."""
+    key = []
+    for v in values:
+        shape = tf.TensorShape(v.shape)
+        if not shape.is_fully_defined():
+            return None
+        key.append((tuple(int(d) for d in shape), tf.as_dtype(v.dtype).name))
+    return tuple(key)
+
+
+def key_of_specs(specs: Sequence[Any]) -> Key:
+    return tuple((tuple(int(d) for d in s.shape), s.dtype.name) for s in specs)
+
+
+def describe(key: Key) -> str:
+    return ", ".join(f"{dtype}[{', '.join(map(str, shape))}]" for shape, dtype in key)
+
+
+@dataclass
+class Inference:
+    """One compiled inference variant (see the module doc)."""
+
+    traced: Traced
+    program: Program  # the first compiled part, or the whole model
+    runner: Runner | None  # where TensorFlow runs some ops
+    fallback: list[str]  # op types TensorFlow runs
+    watch: WeightsWatch | None
+
+    @property
+    def programs(self) -> list[Program]:
+        return self.runner.programs if self.runner is not None else [self.program]
+
+    @property
+    def key(self) -> Key:
+        return key_of_specs(self.traced.specs)
+
+    def output_types(self) -> list[tuple[Any, Any]]:
+        """(dtype, static shape) of each flat output, as TensorFlow traced them."""
+        return [(t.dtype, t.shape) for t in self.traced.fn.outputs]
+
+    def run_arrays(self, arrays: Sequence[Any]) -> list[Any]:
+        """Run on NumPy arrays (or eager tensors) now; returns NumPy arrays or eager tensors."""
+        if self.runner is not None:
+            return self.runner([tf.convert_to_tensor(a) for a in arrays])
+        return list(self.program(*(a.numpy() if hasattr(a, "numpy") else np.asarray(a) for a in arrays)))
+
+    def run_eager(self, inputs: Sequence[Any]) -> list[Any]:
+        return [tf.convert_to_tensor(o) for o in self.run_arrays(inputs)]
+
+    def run_graph(self, inputs: Sequence[Any], current: Callable[[], Inference]) -> list[Any]:
+        """Inside a ``tf.function``: the programs run through ``tf.numpy_function`` and look up
+        ``current()`` when they run, so a variant compiled again later (new weights) is the one
+        that runs."""
+        if self.runner is not None:
+            return self.runner(list(inputs), resolve=lambda i: current().programs[i])
+        program = self.program
+        return numpy_call(lambda *a: current().program(*a), inputs,
+                          [(tf.as_dtype(t.dtype), t.shape) for t in program.output_types], "sol_program")
+
+
+def from_graph(program: Program, graph: Graph, check_weights: bool = True) -> Inference:
+    """The variant ``import_graph`` + core's compile made: compiles the other parts of a split
+    model for the same device."""
+    traced: Traced = graph.meta[TRACED_KEY]
+    runner: Runner | None = None
+    cut: Split | None = graph.meta.get(SPLIT_KEY)
+    if cut is not None:
+        from sol.api import compile_graph
+
+        options = graph.meta.get(OPTIONS_KEY, {})
+        parts = cut.parts
+        programs = [program] + [compile_graph(p.graph, program.device, options=options) for p in parts[1:]]
+        runner = Runner(cut, programs[:len(parts)])
+    watch = WeightsWatch(list(traced.snapshots.values())) if check_weights else None
+    return Inference(traced, program, runner, list(graph.meta.get(FALLBACK_KEY) or []), watch)
+
+
+def compile_variant(traced: Traced, device: str, options: dict[str, Any], warned: set[str]) -> Inference:
+    """Import ``traced`` (fresh variable snapshots) for ``device`` and compile it."""
+    from sol.api import compile_graph
+
+    options = {k: v for k, v in options.items() if k != "training"}
+    fresh = dataclasses.replace(traced, snapshots={})
+    graph = import_traced(fresh, dict(options, device=device), warned)
+    program = compile_graph(graph, device, options=options)
+    return from_graph(program, graph, options.get("check_weights", True) is not False)
+
+
+def probed_for(graph: Graph, device: str) -> bool:
+    """Whether the import that made ``graph`` asked ``device`` what it can compile, or another
+    device that answers the same for this model (then what core compiled is what ``device``
+    needs). The frontend only learns the device ``optimize`` compiles for from the program."""
+    if graph.meta.get(DEVICE_KEY) == device:
+        return True
+    traced: Traced = graph.meta[TRACED_KEY]
+    probe = dataclasses.replace(traced, snapshots={})
+    return set(convert(probe, DeviceSupport(device)).forced) == set(graph.meta[FORCED_KEY])
