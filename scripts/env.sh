@@ -23,10 +23,10 @@ fi
 want="$(cat "$ROOT/scripts/env.sh" "$ROOT"/sol_core/pyproject.toml "$ROOT"/plugins/*/pyproject.toml "$ROOT"/benchmarks/pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   echo "sol: setting up $VENV (first run takes a few minutes)" >&2
-  "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip setuptools wheel
+  "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip "setuptools>=77"
   "$VENV/bin/pip" install -q --disable-pip-version-check "torch==2.13.0" "numpy>=1.23" \
     "onednn-cpu-gomp==2023.2.0" "onednn-devel-cpu-gomp==2023.2.0" "tensorflow-cpu==2.21.0" \
-    pytest pytest-timeout ruff mypy \
+    pytest pytest-timeout ruff mypy "hypothesis==6.170.27" "rich==15.0.0" \
     "onnxruntime==1.32.0" "onnx==1.23.2" "onnxscript==0.7.2" "matplotlib==3.11.2"
   "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT/sol_core" -e "$ROOT/plugins/device_x86" \
     -e "$ROOT/plugins/frontend_pytorch" -e "$ROOT/plugins/device_sxaurora" -e "$ROOT/plugins/frontend_tensorflow" \

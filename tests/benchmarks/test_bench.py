@@ -189,6 +189,37 @@ def test_zoo_location_can_be_overridden(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [str(zoo), "zoo factory, image input assumed"]
     default = subprocess.run([sys.executable, "-c", "from sol_benchmarks import models; "
-                              "print(models.zoo_path())"], capture_output=True, text=True,
+                              "print(models.zoo_path()); print(models.load_zoo().__name__)"],
+                             capture_output=True, text=True,
                              env={k: v for k, v in os.environ.items() if k != "SOL_BENCH_ZOO"})
-    assert default.stdout.strip() == str(ROOT / "benchmarks" / "zoo.py")
+    # The package's own zoo (it ships in the wheel), found without the repository's benchmarks/.
+    assert default.stdout.splitlines() == [str(ROOT / "benchmarks" / "src" / "sol_benchmarks" / "zoo.py"),
+                                           "sol_benchmarks.zoo"], default.stderr
+
+
+def test_repository_zoo_and_demo_scripts_are_the_packaged_ones(tmp_path: Path) -> None:
+    """benchmarks/zoo.py and benchmarks/demo.py stay for the README's commands (`cd benchmarks &&
+    sol inspect zoo:resnet18 ...`, scripts/demo.sh) and the tests' `import zoo`: the same module
+    objects as the package's, also where sol-benchmarks is not installed."""
+    code = ("import sys; sys.path.insert(0, {bench!r}); import zoo, sol_benchmarks.zoo as z; "
+            "assert zoo is z and zoo.resnet18 is z.resnet18 and zoo._make_divisible is z._make_divisible; "
+            "print(zoo.__name__)")
+    out = subprocess.run([sys.executable, "-c", code.format(bench=str(ROOT / "benchmarks"))],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "sol_benchmarks.zoo", out.stderr
+    # Without sol-benchmarks installed (-S: no site-packages, so no editable install; torch is
+    # then missing too, so only the package's source tree being found is checked).
+    out = subprocess.run([sys.executable, "-S", "-c", code.format(bench=str(ROOT / "benchmarks"))],
+                         capture_output=True, text=True)
+    assert "No module named 'torch'" in out.stderr and "sol_benchmarks/zoo.py" in out.stderr, out.stderr
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "demo.py"), "--help"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and "--repeats" in out.stdout, out.stderr
+
+
+@pytest.mark.slow
+def test_sol_demo_command_runs_the_packaged_demo(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "sol.cli", "demo", "--batch", "1", "--size", "32", "--repeats", "3"],
+                         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "correctness:           OK (within 1e-3)" in out.stdout

@@ -6,6 +6,7 @@ import argparse
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pluggy
 import pytest
@@ -77,3 +78,100 @@ def test_cli_start_imports_no_framework() -> None:
             "assert not bad, bad")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+# --- `sol plugins`: every installed plugin is a row, with why it cannot work ---------------------
+
+
+class _OfflineFrontend:
+    name, module = "offline", "offline"
+
+    def accepts(self, model):  # type: ignore[no-untyped-def]
+        return False
+
+    def availability(self):  # type: ignore[no-untyped-def]
+        from sol.roles import Availability
+
+        return Availability(False, "offlinelib is not installed (pip install offlinelib)")
+
+
+def test_plugins_rows_for_unavailable_failed_and_refused_plugins(fresh_plugins, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Entry points whose import fails, whose API range core refuses, or that implement a hook
+    core does not know: each a row saying why, while the others load."""
+    from importlib.metadata import EntryPoint
+
+    import sol.plugins
+
+    frontend = _plugin("offline_frontend")
+    frontend.sol_register_frontends = hookimpl(  # type: ignore[attr-defined]
+        lambda registry: registry.register(_OfflineFrontend()))
+    old = types.ModuleType("sol_test_old_vendor")
+    old.SOL_PLUGIN_API = ">=2.0,<3"  # type: ignore[attr-defined]
+    unknown = _plugin("sol_test_unknown_hook")
+    unknown.sol_no_such_hook = hookimpl(lambda: None)  # type: ignore[attr-defined]
+    for name, module in (("sol_test_offline", frontend), ("sol_test_old_vendor", old),
+                         ("sol_test_unknown_hook", unknown)):
+        monkeypatch.setitem(sys.modules, name, module)
+    points = [EntryPoint("offline", "sol_test_offline", "sol"), EntryPoint("broken", "sol_test_no_such_module", "sol"),
+              EntryPoint("oldvendor", "sol_test_old_vendor", "sol"),
+              EntryPoint("unknownhook", "sol_test_unknown_hook", "sol")]
+    monkeypatch.setattr(sol.plugins.metadata, "entry_points", lambda group: points if group == "sol" else [])
+    monkeypatch.setenv("SOL_PLUGIN_AUTOLOAD", "1")
+    sol.plugins.reset()
+    assert cli.main(["plugins"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:] if line.strip()}
+    assert rows["offline"].endswith("frontend:offline  offline: unavailable: offlinelib is not installed "
+                                    "(pip install offlinelib)")
+    assert rows["broken"].endswith("failed to load: ModuleNotFoundError: No module named 'sol_test_no_such_module'")
+    assert "refused: plugin 'oldvendor' (?) supports sol plugin API >=2.0,<3, but this sol-core implements " \
+           "plugin API 1.0" in rows["oldvendor"]
+    assert "refused: " in rows["unknownhook"] and "sol_no_such_hook" in rows["unknownhook"]
+    assert [r.name for r in sol.plugins.failed()] == ["broken", "oldvendor", "unknownhook"]
+    assert not sol.plugins.manager().has_plugin("unknownhook")  # refused: none of its hooks is called
+
+
+# --- `sol inspect`: typed inputs, every zoo model ------------------------------------------------
+
+SMALL_ZOO = """
+from sol_benchmarks import zoo
+
+def bert():
+    return zoo.bert_encoder(vocab_size=100, hidden=32, num_layers=1, num_heads=2, max_position=64)
+
+def lstm():
+    return zoo.lstm_language_model(ntoken=50, size=16, nlayers=2)
+"""
+
+
+def _inspect(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "small_zoo.py").write_text(SMALL_ZOO)
+    return subprocess.run([sys.executable, "-m", "sol.cli", "inspect", *args], capture_output=True, text=True,
+                          cwd=tmp_path)
+
+
+def test_inspect_token_model_with_int64_inputs(tmp_path: Path) -> None:
+    """BERT's input ids, token types and attention mask are int64: `--input 2,16:int64`."""
+    ids = ["--input", "2,16:int64"]
+    out = _inspect(tmp_path, "small_zoo:bert", *ids, *ids, *ids, "--device", "x86", "--svg", "bert.svg")
+    assert out.returncode == 0, out.stderr
+    assert "sol plan for BertEncoder on x86" in out.stdout and "#1 gather -> float32[2, 16, 32]" in out.stdout
+    assert "input input_ids" in (tmp_path / "bert.svg").read_text() and "int64[2, 16]" in out.stdout + (
+        tmp_path / "bert.svg").read_text()
+
+
+def test_inspect_recurrent_model_with_int64_tokens_and_profile(tmp_path: Path) -> None:
+    out = _inspect(tmp_path, "small_zoo:lstm", "--input", "5,2:int64", "--device", "x86")
+    assert out.returncode == 0, out.stderr
+    assert "execution-order constrained" in out.stdout and "sequential loop over 5 steps" in out.stdout
+    out = _inspect(tmp_path, "small_zoo:lstm", "--input", "5,2:int64", "--device", "x86", "--profile", "--runs", "2")
+    assert out.returncode == 0, out.stderr
+    assert "sol profile of RNNLanguageModel on x86" in out.stdout
+
+
+def test_inspect_refuses_a_bad_input_spec(tmp_path: Path) -> None:
+    for spec, message in (("2,16:int65", "unknown dtype 'int65'; sol knows float32"),
+                          ("2,x", "a shape is comma-separated integers, got '2,x'"),
+                          ("2,-1", "dimensions cannot be negative")):
+        out = _inspect(tmp_path, "small_zoo:lstm", "--input", spec)
+        assert out.returncode == 2 and message in out.stderr, out.stderr

@@ -7,7 +7,6 @@ framework are imported when a command runs.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shlex
 import sys
 from pathlib import Path
@@ -169,19 +168,6 @@ class DemoCommand(Command):
         parser.add_argument("--repeats", type=_positive, default=20)
 
     def run(self, args: argparse.Namespace) -> int:
-        from sol_benchmarks.models import load_zoo, zoo_path
+        from sol_benchmarks.demo import main  # imports torch: only when the command runs
 
-        demo = (zoo_path() or Path(load_zoo().__file__ or "")).with_name("demo.py")
-        if not demo.is_file():
-            print(f"sol demo: {demo} not found (the demo ships with the repository's benchmarks/)", file=sys.stderr)
-            return 2
-        spec = importlib.util.spec_from_file_location("sol_demo", demo)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        argv = sys.argv
-        sys.argv = ["sol demo", "--batch", str(args.batch), "--size", str(args.size), "--repeats", str(args.repeats)]
-        try:
-            return int(module.main())
-        finally:
-            sys.argv = argv
+        return main(["--batch", str(args.batch), "--size", str(args.size), "--repeats", str(args.repeats)])

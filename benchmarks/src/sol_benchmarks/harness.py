@@ -138,12 +138,11 @@ class Harness:
         self.o = options
         self.log = log or sys.stderr
         self.work = Path(tempfile.mkdtemp(prefix=".work-", dir=self._out()))
-        from sol_benchmarks.models import load_zoo, zoo_path
+        from sol_benchmarks.models import zoo_path
 
-        # Workers find the zoo the same way this process would, wherever that was; importing it
-        # here (it imports torch) only when it is not a file this process can name.
-        path = zoo_path() or Path(load_zoo().__file__ or "")
-        self.zoo_path = str(path.resolve())
+        # Workers inherit this environment, so they find the zoo as this process does (the
+        # package's own, or $SOL_BENCH_ZOO made absolute here in case a worker's cwd differs).
+        self.zoo_env = {"SOL_BENCH_ZOO": str(zoo_path())} if os.environ.get("SOL_BENCH_ZOO") else {}
 
     def _out(self) -> Path:
         self.o.out.mkdir(parents=True, exist_ok=True)
@@ -159,7 +158,7 @@ class Harness:
                "--warmup", str(self.o.warmup), "--repeats", str(self.o.repeats), "--threads", str(self.o.threads),
                "--workdir", str(workdir), "--result", str(result_path), "--output", str(workdir / "output.npy")]
         env = {**os.environ, **thread_env(self.o.threads), "SOL_CACHE_DIR": str(workdir / "sol-cache"),
-               "TORCHINDUCTOR_CACHE_DIR": str(workdir / "inductor-cache"), "SOL_BENCH_ZOO": self.zoo_path,
+               "TORCHINDUCTOR_CACHE_DIR": str(workdir / "inductor-cache"), **self.zoo_env,
                "PYTHONUNBUFFERED": "1"}
         log_path = self.o.out / "logs" / f"{tag}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,10 @@
 """Which networks ``sol bench`` runs and how each is built.
 
-The networks themselves live in the model zoo (``benchmarks/zoo.py``, plain ``torch.nn``);
-:func:`load_zoo` is the one place that finds it, so that moving the zoo into this package later
-changes one function. Every model is built with a fixed seed and non-trivial BatchNorm
-statistics, in eval mode, so that all engines of one run see the same weights and inputs.
+The networks themselves live in the model zoo (:mod:`sol_benchmarks.zoo`, plain ``torch.nn``,
+shipped in this package); :func:`load_zoo` is the one place that finds it, so that
+``$SOL_BENCH_ZOO`` can put another zoo file in its place. Every model is built with a fixed seed
+and non-trivial BatchNorm statistics, in eval mode, so that all engines of one run see the same
+weights and inputs.
 """
 
 from __future__ import annotations
@@ -20,54 +21,49 @@ from types import ModuleType
 from typing import Any
 
 ZOO_ENV = "SOL_BENCH_ZOO"
+ZOO_MODULE = "sol_benchmarks.zoo"
 
 
-def _candidates() -> list[Path]:
-    found = [Path(os.environ[ZOO_ENV])] if os.environ.get(ZOO_ENV) else []
-    found.append(Path(__file__).resolve().parents[2] / "zoo.py")  # benchmarks/src/sol_benchmarks/
-    return found
-
-
-def zoo_path() -> Path | None:
+def zoo_path() -> Path:
     """Where the zoo's source is, without importing it (it imports torch): ``$SOL_BENCH_ZOO`` if
-    set (a path to a ``zoo.py``), else ``benchmarks/zoo.py`` beside this package's source tree
-    (an editable install from the repository); None if neither exists."""
-    if "zoo" in sys.modules and getattr(sys.modules["zoo"], "__file__", None):
-        return Path(str(sys.modules["zoo"].__file__)).resolve()
-    return next((p.resolve() for p in _candidates() if p.is_file()), None)
+    set (a path to a ``zoo.py``), else this package's own ``zoo.py``."""
+    override = os.environ.get(ZOO_ENV)
+    if override:
+        return Path(override).resolve()
+    spec = importlib.util.find_spec(ZOO_MODULE)  # imports this package only, not the zoo
+    if spec is None or spec.origin is None:  # cannot happen in an intact install
+        raise ImportError(f"sol bench cannot find its model zoo {ZOO_MODULE} (the sol-benchmarks install is broken)")
+    return Path(spec.origin).resolve()
 
 
 def load_zoo() -> ModuleType:
-    """The model zoo module: the file :func:`zoo_path` names, else a module ``zoo`` importable
-    from ``sys.path``."""
-    if "zoo" in sys.modules:
-        return sys.modules["zoo"]
-    path = zoo_path()
-    if path is not None:
-        spec = importlib.util.spec_from_file_location("zoo", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["zoo"] = module  # dataclasses and pickling resolve the module by name
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules["zoo"]
-            raise
-        return module
+    """The model zoo module: the file ``$SOL_BENCH_ZOO`` names (imported as ``zoo``), else
+    :mod:`sol_benchmarks.zoo`."""
+    override = os.environ.get(ZOO_ENV)
+    if not override:
+        return importlib.import_module(ZOO_MODULE)
+    loaded = sys.modules.get("zoo")
+    path = Path(override).resolve()
+    if loaded is not None and getattr(loaded, "__file__", None) and Path(str(loaded.__file__)).resolve() == path:
+        return loaded
+    if not path.is_file():
+        raise ImportError(f"sol bench cannot find the model zoo: {ZOO_ENV}={override!r} is not a file")
+    spec = importlib.util.spec_from_file_location("zoo", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["zoo"] = module  # dataclasses and pickling resolve the module by name
     try:
-        return importlib.import_module("zoo")
-    except ImportError:
-        raise ImportError(f"sol bench cannot find the model zoo: set {ZOO_ENV} to the path of benchmarks/zoo.py "
-                          f"(looked at {', '.join(map(str, _candidates()))})") from None
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules["zoo"]
+        raise
+    return module
 
 
 def _zoo_factories() -> set[str]:
     """Top-level functions and classes of the zoo, read from its source (importing it would
     import torch into the CLI's process)."""
     path = zoo_path()
-    if path is None:
-        zoo = load_zoo()
-        return {n for n in dir(zoo) if callable(getattr(zoo, n))}
     tree = ast.parse(path.read_text(), str(path))
     return {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
 
@@ -131,7 +127,7 @@ def resolve(name: str) -> BenchModel:
     if not name.startswith("_") and name in _zoo_factories():
         return BenchModel(name, _zoo(name), 224, 64, _image, "zoo factory, image input assumed")
     raise ValueError(f"unknown benchmark model {name!r}; known: {', '.join(MODELS)} "
-                     "(or any factory function in benchmarks/zoo.py)")
+                     "(or any factory function of the model zoo, sol_benchmarks/zoo.py)")
 
 
 def build(name: str, batch: int, size: int, train: bool = False) -> tuple[Any, Any]:

@@ -30,11 +30,9 @@ def sol_measure_ceilings(device: str) -> Ceilings | None:
 
     if device != DEVICE:
         return None
-    import sys
-
+    from sol import progress
     from sol_benchmarks.ceilings import measure
     from sol_benchmarks.harness import physical_cores
 
-    print(f"sol: measuring this machine's ceilings for {device} (SGEMM, memory bandwidth; once, then cached)...",
-          file=sys.stderr, flush=True)
-    return measure(physical_cores())
+    with progress.step(f"measuring this machine's ceilings for {device} (SGEMM, memory bandwidth; once, then cached)"):
+        return measure(physical_cores())

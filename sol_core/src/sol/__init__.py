@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place sol-core's version is written: its pyproject.toml reads it from here
 
 __all__ = ["optimize", "explain", "device", "config", "plugins", "__version__"]
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sol import cache
+from sol import cache, progress
 from sol.errors import SolError
 from sol.ir import Graph
-from sol.planner.plan import Plan
+from sol.planner.plan import GroupKind, Plan
 from sol.program import Program
 from sol.roles import Device, Frontend
 from sol.sourcetext import file_name
@@ -77,10 +76,12 @@ def compile_graph(graph: Graph, device: str | None = None, training: bool = Fals
     versions = ";".join(f"{r.name}={r.version}" for r in sorted(records(), key=lambda r: r.name))
     key = cache.key_of(source.text, dev.compiler.identity(), versions)
 
-    def build(tmp: Path) -> Path:
-        if sys.stderr.isatty():
-            print(f"sol: compiling {len(the_plan.groups)} kernels for {dev.name}...", file=sys.stderr, flush=True)
-        return dev.compiler.compile(source, tmp)
+    def build(tmp: Path) -> Path:  # only on a cache miss
+        groups = sum(g.kind is not GroupKind.ALIAS for g in the_plan.groups)
+        what = f"compiling {graph.name}{' (training)' if training else ''} for {dev.name}: " \
+               f"{groups} group{'' if groups == 1 else 's'}"
+        with progress.step(what):
+            return dev.compiler.compile(source, tmp)
 
     artifact, cached = cache.get_or_build(key, build)
     log.info("sol: %s %s in %.2fs", "loaded cached" if cached else "compiled", graph.name, time.perf_counter() - t0)
@@ -117,6 +118,7 @@ def optimize(model: Any, *example_inputs: Any, device: str | None = None, traini
     ``training``: compile for training (gradients, training-mode behaviour) or for inference;
     default: the model's own mode, as the frontend reports it.
     """
+    _configure_logging()  # before the first step, so that SOL_LOG=info shows tracing too
     frontend = frontend_for(model)
     if training is None:  # follow the model: one being trained is compiled for training
         training = frontend.training_mode(model)
@@ -125,7 +127,8 @@ def optimize(model: Any, *example_inputs: Any, device: str | None = None, traini
     # the background while the frontend traces the model.
     dev = resolve_device(device, stacklevel=3)
     dev.prepare()
-    graph = frontend.import_graph(model, example_inputs, options)
+    with progress.step(_tracing(model, frontend, training)):
+        graph = frontend.import_graph(model, example_inputs, options)
     program = compile_graph(graph, dev.name, training=training, options=options)
     return frontend.wrap(program, model, graph)
 
@@ -135,7 +138,14 @@ def explain(model: Any, *example_inputs: Any, device: str | None = None, **optio
     from sol.explanation import Explanation
     from sol.plugins import roles
 
+    _configure_logging()
     frontend = frontend_for(model)
-    graph = frontend.import_graph(model, example_inputs, dict(options))
+    with progress.step(_tracing(model, frontend, False)):
+        graph = frontend.import_graph(model, example_inputs, dict(options))
     the_plan = plan(graph, device, False, options)
     return Explanation(the_plan, roles().devices.get(the_plan.device))
+
+
+def _tracing(model: Any, frontend: Frontend, training: bool) -> str:
+    """The tracing step's description: the model's class (its instance name may be long)."""
+    return f"tracing {type(model).__name__} ({frontend.name}{', training' if training else ''})"

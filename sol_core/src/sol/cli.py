@@ -9,31 +9,28 @@ import importlib
 import inspect
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sol.roles import Availability
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    from sol.plugins import PLUGIN_API, records, roles
+    from sol.plugins import PLUGIN_API, failed, records, roles
 
     r = roles()
     print(f"sol-core plugin API {'.'.join(map(str, PLUGIN_API))}")
+    registries = {"frontend": r.frontends, "device": r.devices, "backend": r.backends}
     rows = [("plugin", "distribution", "version", "provides", "status")]
     for rec in records():
-        status = []
-        for role in rec.roles:
-            kind, name = role.split(":", 1)
-            if kind == "device":
-                a = r.devices.get(name).availability()
-                status.append(f"{name}: {'available' if a.available else 'unavailable'}"
-                              + (f" ({a.detail})" if a.detail else ""))
-            elif kind == "backend":
-                a = r.backends.get(name).availability()
-                status.append(f"{name}: {'available' if a.available else 'unavailable'}"
-                              + (f" ({a.detail})" if a.detail else ""))
+        status = [_status(name, registries[kind].get(name).availability())
+                  for kind, name in (role.split(":", 1) for role in rec.roles) if kind in registries]
         passes = [r for r in rec.roles if r.startswith("passes:")]
         shown = [r for r in rec.roles if not r.startswith("passes:")] + ([f"{len(passes)} passes"] if passes else [])
         provides = ", ".join(shown) or "-"
         rows.append((rec.name, rec.distribution, rec.version, provides, "; ".join(status) or "ok"))
+    for rec in failed():  # installed, but sol is not using it: the row says why
+        rows.append((rec.name, rec.distribution, rec.version, "-", rec.error))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4])
@@ -42,6 +39,13 @@ def _plugins(args: argparse.Namespace) -> int:
     if not r.devices.names():
         print("no device installed (e.g. pip install sol-device-x86)")
     return 0
+
+
+def _status(name: str, found: Availability) -> str:
+    """'x86: available (detail)' or 'pytorch: unavailable: torch is not installed (...)'."""
+    if found.available:
+        return f"{name}: available" + (f" ({found.detail})" if found.detail else "")
+    return f"{name}: unavailable" + (f": {found.detail}" if found.detail else "")
 
 
 def _load_model(spec: str) -> Any:
@@ -59,21 +63,48 @@ def _load_model(spec: str) -> Any:
     return model
 
 
+def _input_spec(text: str) -> tuple[tuple[int, ...], str | None]:
+    """'8,3,224,224' -> ((8, 3, 224, 224), None); '1,128:int64' -> ((1, 128), 'int64')."""
+    from sol.ir import DTYPES
+
+    shape_text, _, dtype = text.partition(":")
+    try:
+        shape = tuple(int(d) for d in shape_text.split(",") if d.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a shape is comma-separated integers, got {shape_text!r}") from None
+    if any(d < 0 for d in shape):
+        raise argparse.ArgumentTypeError(f"dimensions cannot be negative, got {shape_text!r}")
+    dtype = dtype.strip()
+    if dtype and dtype not in DTYPES:
+        raise argparse.ArgumentTypeError(f"unknown dtype {dtype!r}; sol knows {', '.join(DTYPES)}")
+    return shape, dtype or None
+
+
 def _inspect(args: argparse.Namespace) -> int:
-    from sol.api import explain
+    from sol.api import explain, frontend_for
+    from sol.explanation import Explanation
 
     model = _load_model(args.model)
-    shapes = [tuple(int(d) for d in s.split(",")) for s in args.input]
+    specs: list[tuple[tuple[int, ...], str | None]] = args.input
+    examples: list[Any] = list(shape for shape, _ in specs)  # a bare shape: float32, as optimize() takes it
+    if any(dtype for _, dtype in specs):  # typed inputs (token ids, masks): tensors of the model's framework
+        frontend = frontend_for(model)
+        examples = [frontend.example_input(shape, dtype) if dtype else shape for shape, dtype in specs]
     if args.profile:
         from sol.profiling import profile
 
-        print(profile(model, *shapes, device=args.device, runs=args.runs))
-        return 0
-    report = explain(model, *shapes, device=args.device)
-    print(report)
+        result = profile(model, *examples, device=args.device, runs=args.runs)
+        print(result)
+        report = Explanation(result.plan)
+    else:
+        report = explain(model, *examples, device=args.device)
+        print(report)
     if args.dot:
         report.write_dot(args.dot)
         print(f"wrote {args.dot}")
+    if args.svg:
+        report.write_svg(args.svg)
+        print(f"wrote {args.svg}")
     return 0
 
 
@@ -119,12 +150,17 @@ def _plugin_commands() -> list[Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sol", description="sol: transparent neural-network acceleration")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("plugins", help="list installed plugins and whether their devices are available")
+    sub.add_parser("plugins", help="list installed plugins, what each provides, whether it can work here or why not")
     p = sub.add_parser("inspect", help="print the plan for a model: groups, classes, libraries")
     p.add_argument("model", help="module:factory returning the model, e.g. mymodels:resnet18")
-    p.add_argument("--input", action="append", required=True, help="input shape, e.g. 8,3,224,224 (repeat per input)")
+    p.add_argument("--input", action="append", required=True, type=_input_spec,
+                   help="input shape, e.g. 8,3,224,224 (float32), or shape:dtype, e.g. 1,128:int64 for token ids "
+                        "(repeat per input)")
     p.add_argument("--device", default=None)
     p.add_argument("--dot", default=None, help="write the fused graph as Graphviz DOT here")
+    p.add_argument("--svg", default=None,
+                   help="draw the fused graph as an SVG picture here: groups coloured by layer class, their ops "
+                        "and libraries, tensor types on the edges")
     p.add_argument("--profile", action="store_true",
                    help="compile with per-group timers, run on random inputs and print each group's time, "
                         "FLOPs, bytes, GFLOP/s, GB/s and fraction of this machine's roofline")

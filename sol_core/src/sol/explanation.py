@@ -1,4 +1,4 @@
-"""Human-readable plans: a text table of groups and a DOT picture of the fused graph."""
+"""Human-readable plans: a text table of groups, and the fused graph as DOT or as an SVG picture."""
 
 from __future__ import annotations
 
@@ -87,6 +87,21 @@ class Explanation:
     def write_dot(self, path: str) -> None:
         with open(path, "w") as f:
             f.write(self.dot())
+
+    def svg(self) -> str:
+        """The fused graph as an SVG picture: groups as boxes coloured by layer class with their
+        ops and library, tensor types on the edges (:mod:`sol.plansvg`; needs no Graphviz)."""
+        from sol.plansvg import plan_svg
+
+        return plan_svg(self.plan)
+
+    def write_svg(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(self.svg())
+
+    def _repr_svg_(self) -> str:
+        """Jupyter/IPython: ``sol.explain(model, x)`` as a cell's last line shows the picture."""
+        return self.svg()
 
 
 def _dot(text: str) -> str:

@@ -100,6 +100,22 @@ class Frontend(abc.ABC):
         user is training is compiled for training (a framework without modes: False)."""
         return False
 
+    def example_input(self, shape: tuple[int, ...], dtype: str) -> Any:
+        """An example input of ``shape`` and ``dtype`` (one of :data:`sol.ir.DTYPES`) that
+        :meth:`import_graph` takes: what ``sol inspect --input 1,128:int64`` passes. Default: NumPy
+        zeros (zeros are valid token ids and indices); a frontend whose framework wants its own
+        tensor type overrides it."""
+        import numpy as np
+
+        return np.zeros(shape, dtype=dtype)
+
+    def availability(self) -> Availability:
+        """Whether this frontend can work here, i.e. its framework is installed; ``detail`` says
+        why not, with what to install (``sol plugins`` shows it). Must not import the framework
+        (``sol plugins`` asks every frontend, and importing one costs seconds): look it up with
+        :func:`importlib.util.find_spec`. Default: available."""
+        return Availability(True)
+
 
 class Device(abc.ABC):
     """A place programs run: assembled from renderer, compiler and runtime (tinygrad-style)."""

@@ -18,12 +18,23 @@ SolModule`` say the same."""
 
 def availability() -> Availability:
     """PyTorch is importable here (looked up, not imported: importing torch takes seconds)."""
-    if importlib.util.find_spec("torch") is None:
+    if not _findable("torch"):
         return Availability(False, MISSING)
     try:
         return Availability(True, f"torch {metadata.version('torch')}")
     except metadata.PackageNotFoundError:  # importable without metadata (e.g. a source tree on the path)
         return Availability(True)
+
+
+def _findable(name: str) -> bool:
+    """Importable without importing it. An imported module counts even without a ``__spec__``
+    (find_spec raises then); one blocked with ``sys.modules[name] = None`` does not."""
+    if sys.modules.get(name) is not None:
+        return True
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 class PyTorchFrontend(Frontend):
