@@ -30,6 +30,40 @@ class Availability:
     emulated: bool = False
 
 
+def framework_availability(module: str, install: str, version_of: str | None = None) -> Availability:
+    """Whether the framework ``module`` is importable here, looked up without importing it
+    (importing a framework takes seconds; ``sol plugins`` must stay fast): what a frontend's
+    :meth:`Frontend.availability` reports. ``install``: the command that installs it;
+    ``version_of``: a distribution whose version to show when available. A module imported
+    already counts even without a ``__spec__``; one blocked with ``sys.modules[name] = None``
+    does not."""
+    import importlib.util
+    import sys
+    from importlib import metadata
+
+    if sys.modules.get(module) is None:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return Availability(False, f"{module} is not installed ({install})")
+    if version_of is None:
+        return Availability(True)
+    try:
+        return Availability(True, f"{version_of} {metadata.version(version_of)}")
+    except metadata.PackageNotFoundError:  # importable without metadata (a source tree on the path)
+        return Availability(True)
+
+
+def require_framework(availability: Availability, what: str, framework: str) -> None:
+    """Raise ModuleNotFoundError saying what to install when ``availability`` says the framework
+    is missing: ``from sol.<frontend> import X`` then fails with the same words as ``sol plugins``
+    rather than a bare "No module named ..." from deep inside."""
+    if not availability.available:
+        raise ModuleNotFoundError(f"{what} needs {framework}: {availability.detail}", name=framework.lower())
+
+
 @dataclass(frozen=True)
 class DeviceCapabilities:
     """What the planner needs to know about a device, as data.

@@ -54,11 +54,7 @@ def __getattr__(name: str) -> Any:
 
 
 def _require_framework(name: str) -> None:
-    """Without PyTorch, ``from sol.pytorch import {name}`` says what to install (as ``sol plugins``
-    does) rather than failing deep inside with a bare "No module named ..."."""
+    from sol.roles import require_framework
     from sol_pytorch.frontend import availability
 
-    found = availability()
-    if not found.available:
-        raise ModuleNotFoundError(f"sol.pytorch.{name} needs PyTorch: {found.detail}",
-                                  name="torch")
+    require_framework(availability(), f"sol.pytorch.{name}", "PyTorch")

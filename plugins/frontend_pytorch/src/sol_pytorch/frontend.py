@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from importlib import metadata
 from typing import Any
 
 from sol.ir import Graph
 from sol.program import Program
-from sol.roles import Availability, Frontend
-
-MISSING = "torch is not installed (pip install torch)"
-"""Why this frontend is unavailable without torch: ``sol plugins`` and ``from sol.pytorch import
-SolModule`` say the same."""
+from sol.roles import Availability, Frontend, framework_availability
 
 
 def availability() -> Availability:
-    """PyTorch is importable here (looked up, not imported: importing torch takes seconds)."""
-    if not _findable("torch"):
-        return Availability(False, MISSING)
-    try:
-        return Availability(True, f"torch {metadata.version('torch')}")
-    except metadata.PackageNotFoundError:  # importable without metadata (e.g. a source tree on the path)
-        return Availability(True)
-
-
-def _findable(name: str) -> bool:
-    """Importable without importing it. An imported module counts even without a ``__spec__``
-    (find_spec raises then); one blocked with ``sys.modules[name] = None`` does not."""
-    if sys.modules.get(name) is not None:
-        return True
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
+    """PyTorch is importable here (looked up, not imported): ``sol plugins`` and ``from sol.pytorch
+    import ...`` say the same."""
+    return framework_availability("torch", "pip install torch", version_of="torch")
 
 
 class PyTorchFrontend(Frontend):

@@ -49,11 +49,7 @@ def __getattr__(name: str) -> Any:
 
 
 def _require_framework(name: str) -> None:
-    """Without TensorFlow, ``from sol.tensorflow import {name}`` says what to install (as ``sol plugins``
-    does) rather than failing deep inside with a bare "No module named ..."."""
+    from sol.roles import require_framework
     from sol_tensorflow.frontend import availability
 
-    found = availability()
-    if not found.available:
-        raise ModuleNotFoundError(f"sol.tensorflow.{name} needs TensorFlow: {found.detail}",
-                                  name="tensorflow")
+    require_framework(availability(), f"sol.tensorflow.{name}", "TensorFlow")

@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from typing import Any
 
 from sol.ir import Graph
 from sol.program import Program
-from sol.roles import Availability, Frontend
-
-MISSING = "tensorflow is not installed (pip install tensorflow)"
-"""Why this frontend is unavailable without TensorFlow: ``sol plugins`` and ``from
-sol.tensorflow import SolKerasModel`` say the same."""
+from sol.roles import Availability, Frontend, framework_availability
 
 
 def availability() -> Availability:
-    """TensorFlow is importable here (looked up, not imported: importing it takes seconds). No
-    version in the detail: TensorFlow ships under several distribution names."""
-    if not _findable("tensorflow"):
-        return Availability(False, MISSING)
-    return Availability(True)
-
-
-def _findable(name: str) -> bool:
-    """Importable without importing it. An imported module counts even without a ``__spec__``
-    (find_spec raises then); one blocked with ``sys.modules[name] = None`` does not."""
-    if sys.modules.get(name) is not None:
-        return True
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
+    """TensorFlow is importable here (looked up, not imported): ``sol plugins`` and ``from sol.tensorflow
+    import ...`` say the same."""
+    return framework_availability("tensorflow", "pip install tensorflow")
 
 
 class TensorFlowFrontend(Frontend):
