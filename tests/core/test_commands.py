@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import types
@@ -13,7 +14,6 @@ import pytest
 
 from sol import cli
 from sol.commands import Command
-from sol.errors import PluginError
 
 hookimpl = pluggy.HookimplMarker("sol")
 
@@ -52,20 +52,33 @@ def test_plugin_command_runs_with_its_arguments(fresh_plugins, capsys: pytest.Ca
     assert "command:greet" in next(r for r in fresh_plugins.records() if r.name == "greeter").roles
 
 
-def test_plugin_cannot_take_a_core_command(fresh_plugins) -> None:
+def test_plugin_cannot_take_a_core_command(fresh_plugins, capsys: pytest.CaptureFixture[str]) -> None:
     bad = Greet()
     bad.name = "inspect"
     fresh_plugins.register(_plugin("hijack", bad), "hijack")
-    with pytest.raises(PluginError, match="one of core's own"):
-        fresh_plugins.commands()
+    assert "inspect" not in fresh_plugins.commands()
+    [hijack] = fresh_plugins.failed()
+    assert hijack.error == ("failed in sol_register_commands: PluginError: plugin 'hijack' registers a command "
+                            "'inspect', which is one of core's own (cache, inspect, plugins)")
+    assert cli.main(["cache", "info"]) == 0  # core's commands are core's
 
 
-def test_broken_plugin_command_leaves_core_commands_working(fresh_plugins, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plugins_registering_one_command_are_both_refused(fresh_plugins,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Two plugins' `sol greet`: neither runs (which one would is the order Python lists packages
+    in); core's commands and the other plugins' keep working."""
+    other = Greet()
+    other.name = "wave"
     fresh_plugins.register(_plugin("one", Greet()), "one")
-    fresh_plugins.register(_plugin("two", Greet()), "two")  # the same name twice
-    assert cli.main(["cache", "info"]) == 0
-    err = capsys.readouterr().err
-    assert "plugin commands unavailable" in err and "registered twice" in err
+    fresh_plugins.register(_plugin("two", Greet()), "two")
+    fresh_plugins.register(_plugin("three", other), "three")
+    assert cli.main(["wave", "--who", "x"]) == 3 and cli.main(["cache", "info"]) == 0
+    with pytest.raises(SystemExit):  # argparse: invalid choice
+        cli.main(["greet"])
+    assert "invalid choice: 'greet'" in capsys.readouterr().err
+    errors = {r.name: r.error for r in fresh_plugins.failed()}
+    assert set(errors) == {"one", "two"}
+    assert all(e.startswith("refused: command 'greet' is registered by 'one' and 'two'") for e in errors.values())
 
 
 def test_cli_start_imports_no_framework() -> None:
@@ -95,13 +108,29 @@ class _OfflineFrontend:
         return Availability(False, "offlinelib is not installed (pip install offlinelib)")
 
 
+def _raising_devices_hook(registry) -> None:  # type: ignore[no-untyped-def]
+    raise RuntimeError("driver library libnpu.so not found")
+
+
+def _twin_device(registry) -> None:  # type: ignore[no-untyped-def]
+    from interpreter_device import InterpreterDevice
+
+    device = InterpreterDevice()
+    device.name = "twin"
+    registry.register(device)
+
+
 def test_plugins_rows_for_unavailable_failed_and_refused_plugins(fresh_plugins, monkeypatch: pytest.MonkeyPatch,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    """Entry points whose import fails, whose API range core refuses, or that implement a hook
-    core does not know: each a row saying why, while the others load."""
+    """Entry points whose import fails, whose API range core refuses, that implement a hook core
+    does not know, whose registration hook raises, or that register a device name another one
+    does: each a row saying why, the others load and work, and the exit status says not all is
+    well."""
     from importlib.metadata import EntryPoint
 
     import sol.plugins
+
+    import interpreter_device
 
     frontend = _plugin("offline_frontend")
     frontend.sol_register_frontends = hookimpl(  # type: ignore[attr-defined]
@@ -110,25 +139,53 @@ def test_plugins_rows_for_unavailable_failed_and_refused_plugins(fresh_plugins, 
     old.SOL_PLUGIN_API = ">=2.0,<3"  # type: ignore[attr-defined]
     unknown = _plugin("sol_test_unknown_hook")
     unknown.sol_no_such_hook = hookimpl(lambda: None)  # type: ignore[attr-defined]
+    raising = _plugin("sol_test_raising")
+    raising.sol_register_devices = hookimpl(_raising_devices_hook)  # type: ignore[attr-defined]
+    twins = [_plugin(f"sol_test_twin_{i}") for i in (1, 2)]
+    for twin in twins:
+        twin.sol_register_devices = hookimpl(_twin_device)  # type: ignore[attr-defined]
     for name, module in (("sol_test_offline", frontend), ("sol_test_old_vendor", old),
-                         ("sol_test_unknown_hook", unknown)):
+                         ("sol_test_unknown_hook", unknown), ("sol_test_raising", raising),
+                         ("sol_test_twin_1", twins[0]), ("sol_test_twin_2", twins[1]),
+                         ("sol_test_interp", interpreter_device)):
         monkeypatch.setitem(sys.modules, name, module)
     points = [EntryPoint("offline", "sol_test_offline", "sol"), EntryPoint("broken", "sol_test_no_such_module", "sol"),
               EntryPoint("oldvendor", "sol_test_old_vendor", "sol"),
-              EntryPoint("unknownhook", "sol_test_unknown_hook", "sol")]
+              EntryPoint("unknownhook", "sol_test_unknown_hook", "sol"), EntryPoint("npu", "sol_test_raising", "sol"),
+              EntryPoint("twin1", "sol_test_twin_1", "sol"), EntryPoint("twin2", "sol_test_twin_2", "sol"),
+              EntryPoint("interp", "sol_test_interp", "sol")]
     monkeypatch.setattr(sol.plugins.metadata, "entry_points", lambda group: points if group == "sol" else [])
     monkeypatch.setenv("SOL_PLUGIN_AUTOLOAD", "1")
     sol.plugins.reset()
-    assert cli.main(["plugins"]) == 0
-    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:] if line.strip()}
-    assert rows["offline"].endswith("frontend:offline  offline: unavailable: offlinelib is not installed "
-                                    "(pip install offlinelib)")
+    assert cli.main(["plugins"]) == 1
+    out, err = capsys.readouterr()
+    rows = {line.split()[0]: line for line in out.splitlines()[2:] if line.strip()}
+    assert re.search(r" frontend:offline +offline: unavailable: offlinelib is not installed \(pip install "
+                     r"offlinelib\)$", rows["offline"])
     assert rows["broken"].endswith("failed to load: ModuleNotFoundError: No module named 'sol_test_no_such_module'")
     assert "refused: plugin 'oldvendor' (?) supports sol plugin API >=2.0,<3, but this sol-core implements " \
            "plugin API 1.0" in rows["oldvendor"]
     assert "refused: " in rows["unknownhook"] and "sol_no_such_hook" in rows["unknownhook"]
-    assert [r.name for r in sol.plugins.failed()] == ["broken", "oldvendor", "unknownhook"]
+    assert re.search(r" - +failed in sol_register_devices: RuntimeError: driver library libnpu.so not found$",
+                     rows["npu"])
+    for twin in ("twin1", "twin2"):
+        assert re.search(r" - +refused: device 'twin' is registered by 'twin1' and 'twin2'; sol uses none of them",
+                         rows[twin])
+    assert re.search(r" device:interp +interp: available \(NumPy interpreter \(test device\)\)$", rows["interp"])
+    assert [r.name for r in sol.plugins.failed()] == ["broken", "oldvendor", "unknownhook", "npu", "twin1", "twin2"]
+    assert err.strip() == "6 installed plugins not in use: broken, oldvendor, unknownhook, npu, twin1, twin2"
     assert not sol.plugins.manager().has_plugin("unknownhook")  # refused: none of its hooks is called
+    assert not sol.plugins.manager().has_plugin("npu")
+    assert sol.plugins.roles().devices.names() == ["interp"]
+
+
+def test_plugins_with_core_alone_says_what_is_missing(fresh_plugins, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^core +sol-core .* frontend:ir, \d+ ops, \d+ passes +ir: available$", out, re.M)
+    assert "no frontend installed for a framework (e.g. pip install sol-frontend-pytorch); networks built in " \
+           "sol's IR need none (frontend 'ir')" in out
+    assert "no device installed (e.g. pip install sol-device-x86)" in out
 
 
 # --- `sol inspect`: typed inputs, every zoo model ------------------------------------------------

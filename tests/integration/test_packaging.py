@@ -1,12 +1,16 @@
-"""Each distribution installs on its own: core alone works with no framework and no device, each
-plugin appears in `sol plugins` once installed, a frontend whose framework is missing says what
-to install, and a plugin that fails to load or that core refuses is a row saying why. Uses a
-fresh virtual environment; the test environment's torch is shared (pip never resolves one)."""
+"""Each distribution installs on its own: core alone works with no framework and no device, core
+and one device plugin run networks built in sol's IR through ``sol.optimize``, each plugin
+appears in `sol plugins` once installed, a frontend whose framework is missing says what to
+install, and a plugin that fails to load, that core refuses or whose registration hook raises is a
+row saying why while the others work. Uses a fresh virtual environment; the test environment's
+torch is shared (pip never resolves one)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -22,6 +26,46 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("venv")
     run([sys.executable, "-m", "venv", str(path)])
     return path
+
+
+# The SX-Aurora README's promise, on x86: with sol-core and a device plugin only, an IR network
+# runs through the public API, NumPy in and out, NaN where the reference has NaN.
+IR_SCRIPT = textwrap.dedent("""
+    import importlib.util, sys
+    import numpy as np
+    import sol
+    from sol.debug import run_reference
+    from sol.ir import Graph, TensorType
+
+    assert importlib.util.find_spec("torch") is None and importlib.util.find_spec("tensorflow") is None
+    rng = np.random.default_rng(0)
+    g = Graph("ir_only")
+    x = g.add_input("x", TensorType((2, 3, 12, 12)))
+    w = g.add_param("w", rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3)
+    y = g.add_node("conv2d", [x, w], {"padding": 1}).output
+    y = g.add_node("tanh", [y]).output
+    y = g.add_node("avg_pool2d", [y], {"kernel": 2}).output
+    y = g.add_node("reshape", [y], {"shape": (2, -1)}).output
+    y = g.add_node("dense", [y, g.add_param("fc", rng.standard_normal((10, 288)).astype(np.float32) * 0.1)]).output
+    g.outputs = [g.add_node("log_softmax", [y], {"axis": 1}).output]
+    xs = rng.standard_normal((2, 3, 12, 12)).astype(np.float32)
+    fast = sol.optimize(g, xs, device="x86")
+    [got] = fast(xs)
+    np.testing.assert_allclose(got, run_reference(g, [xs])[0], rtol=1e-4, atol=1e-5)
+    xs[1, 2, 5, 7] = np.nan
+    [got] = fast(xs)
+    assert np.isfinite(got[0]).all() and np.isnan(got[1]).all(), got
+    np.testing.assert_allclose(got, run_reference(g, [xs])[0], rtol=1e-4, atol=1e-5, equal_nan=True)
+    print("ran", fast)
+""")
+
+RAISING_PLUGIN = (
+    'SOL_PLUGIN_API = ">=1.0,<2"\n'
+    "import pluggy\n"
+    "@pluggy.HookimplMarker('sol')\n"
+    "def sol_register_devices(registry):\n"
+    "    raise RuntimeError('libnpu.so: cannot open shared object file')\n"
+)
 
 
 def _row(table: str, plugin: str) -> str:
@@ -57,6 +101,7 @@ def test_core_alone_then_each_plugin(venv: Path) -> None:
     run(pip + [str(ROOT / "plugins" / "device_x86")], env=env)
     out = run([sol, "plugins"], env=env)
     assert "x86" in out and "sol-device-x86" in out and "no frontend installed" in out
+    assert "ran <sol CompiledGraph ir_only on x86" in run([str(venv / "bin" / "python"), "-c", IR_SCRIPT], env=env)
 
     # Both frontends without their frameworks: installed and listed, each saying what is missing.
     run(pip + ["--no-deps", str(ROOT / "plugins" / "frontend_pytorch"), str(ROOT / "plugins" / "frontend_tensorflow")],
@@ -71,12 +116,18 @@ def test_core_alone_then_each_plugin(venv: Path) -> None:
         assert failed.returncode == 1
         assert f"ModuleNotFoundError: sol.{frontend}.{name} needs" in failed.stderr and missing in failed.stderr
 
-    # A plugin whose import fails and one core refuses (plugin API 2): rows with the reason.
+    # A plugin whose import fails, one core refuses (plugin API 2) and one whose registration hook
+    # raises: rows with the reason, exit status 1, and the other plugins still work.
     site = site_packages(venv)
     _fake_plugin(site, "sol-broken-example", "broken = sol_broken_example_missing.plugin")
     _fake_plugin(site, "sol-old-vendor", "oldvendor = sol_old_vendor_plugin", 'SOL_PLUGIN_API = ">=2.0,<3"\n')
+    _fake_plugin(site, "sol-npu", "npu = sol_npu_plugin", RAISING_PLUGIN)
     result = subprocess.run([sol, "plugins"], capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
+    assert "3 installed plugins not in use: broken, oldvendor, npu" in result.stderr
+    npu = _row(result.stdout, "npu")
+    assert "sol-npu" in npu
+    assert npu.endswith("failed in sol_register_devices: RuntimeError: libnpu.so: cannot open shared object file")
     broken = _row(result.stdout, "broken")
     assert "sol-broken-example" in broken and "0.3" in broken
     assert broken.endswith("failed to load: ModuleNotFoundError: No module named 'sol_broken_example_missing'")
@@ -84,6 +135,10 @@ def test_core_alone_then_each_plugin(venv: Path) -> None:
     assert "refused: plugin 'oldvendor' (sol-old-vendor) supports sol plugin API >=2.0,<3, but this sol-core " \
            "implements plugin API 1.0" in old
     assert "x86: available" in _row(result.stdout, "x86")  # the others still work
+    assert "ran <sol CompiledGraph" in run([str(venv / "bin" / "python"), "-c", IR_SCRIPT], env=env)
+    for fake in ("sol_broken_example", "sol_old_vendor", "sol_npu"):  # the rest of the test as before
+        for path in site.glob(f"{fake}*"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
     share_torch(venv)
     out = run([sol, "plugins"], env=env)

@@ -13,7 +13,7 @@ from sol.errors import SolError
 from sol.ir import Graph
 from sol.planner.plan import GroupKind, Plan
 from sol.program import Program
-from sol.roles import Device, Frontend
+from sol.roles import CORE_PLUGIN, Device, Frontend
 from sol.sourcetext import file_name
 
 if TYPE_CHECKING:
@@ -36,9 +36,11 @@ def frontend_for(model: Any) -> Frontend:
     for f in frontends:
         if f.accepts(model):
             return f
-    have = ", ".join(frontends.names()) or "none installed (pip install sol-frontend-pytorch)"
+    # Core's own "ir" frontend is always there: say so when no framework's frontend is.
+    framework = [n for n in frontends.names() if frontends.owner(n) != CORE_PLUGIN]
+    hint = "" if framework else " (for sol IR graphs; for a framework: pip install sol-frontend-pytorch, ...)"
     raise SolError(f"no sol frontend accepts a {type(model).__module__}.{type(model).__qualname__}; "
-                   f"installed frontends: {have}")
+                   f"installed frontends: {', '.join(frontends.names())}{hint}{frontends.unknown_note}")
 
 
 def resolve_device(name: str | None, stacklevel: int = 4) -> Device:
@@ -113,6 +115,8 @@ def optimize(model: Any, *example_inputs: Any, device: str | None = None, traini
              **options: Any) -> Any:
     """Return an object of ``model``'s framework type that computes the same, faster.
 
+    A network built in sol's IR (a :class:`sol.ir.Graph`) needs no framework: it gives a
+    :class:`sol.ir_frontend.CompiledGraph` (NumPy arrays in, a list of arrays out).
     ``example_inputs``: example tensors or shapes (e.g. ``x.size()``), one per model input.
     ``device``: a device name (``"x86"``, ...); default ``sol.device.get()``.
     ``training``: compile for training (gradients, training-mode behaviour) or for inference;

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    from sol.plugins import PLUGIN_API, failed, records, roles
+    """The table of installed plugins. Exit status 1 when an installed plugin is not in use (it
+    failed or was refused: its row says why), so that a broken install does not look healthy."""
+    from sol.plugins import CORE, PLUGIN_API, failed, records, roles
 
     r = roles()
     print(f"sol-core plugin API {'.'.join(map(str, PLUGIN_API))}")
@@ -25,20 +27,34 @@ def _plugins(args: argparse.Namespace) -> int:
     for rec in records():
         status = [_status(name, registries[kind].get(name).availability())
                   for kind, name in (role.split(":", 1) for role in rec.roles) if kind in registries]
-        passes = [r for r in rec.roles if r.startswith("passes:")]
-        shown = [r for r in rec.roles if not r.startswith("passes:")] + ([f"{len(passes)} passes"] if passes else [])
-        provides = ", ".join(shown) or "-"
-        rows.append((rec.name, rec.distribution, rec.version, provides, "; ".join(status) or "ok"))
-    for rec in failed():  # installed, but sol is not using it: the row says why
+        rows.append((rec.name, rec.distribution, rec.version, _provides(rec.roles), "; ".join(status) or "ok"))
+    not_used = failed()
+    for rec in not_used:  # installed, but sol is not using it: the row says why
         rows.append((rec.name, rec.distribution, rec.version, "-", rec.error))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4])
-    if not r.frontends.names():
-        print("no frontend installed (e.g. pip install sol-frontend-pytorch)")
+    if not [name for name in r.frontends.names() if r.frontends.owner(name) != CORE]:
+        print("no frontend installed for a framework (e.g. pip install sol-frontend-pytorch); "
+              "networks built in sol's IR need none (frontend 'ir')")
     if not r.devices.names():
-        print("no device installed (e.g. pip install sol-device-x86)")
+        print("no device installed (e.g. pip install sol-device-x86)" if not not_used
+              else "no device in use: see the plugins above that are not in use")
+    if not_used:
+        plural = "s" if len(not_used) > 1 else ""
+        print(f"{len(not_used)} installed plugin{plural} not in use: {', '.join(rec.name for rec in not_used)}",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def _provides(roles: list[str]) -> str:
+    """'device:x86, backend:onednn'; passes and ops counted rather than listed (core has dozens)."""
+    shown = [role for role in roles if role.split(":", 1)[0] not in ("passes", "op")]
+    for kind, word in (("op", "ops"), ("passes", "passes")):
+        count = sum(role.startswith(f"{kind}:") for role in roles)
+        shown += [f"{count} {word}"] if count else []
+    return ", ".join(shown) or "-"
 
 
 def _status(name: str, found: Availability) -> str:
@@ -150,7 +166,8 @@ def _plugin_commands() -> list[Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sol", description="sol: transparent neural-network acceleration")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("plugins", help="list installed plugins, what each provides, whether it can work here or why not")
+    sub.add_parser("plugins", help="list installed plugins, what each provides, whether it can work here or why not "
+                                   "(exit status 1 when an installed plugin is not in use)")
     p = sub.add_parser("inspect", help="print the plan for a model: groups, classes, libraries")
     p.add_argument("model", help="module:factory returning the model, e.g. mymodels:resnet18")
     p.add_argument("--input", action="append", required=True, type=_input_spec,

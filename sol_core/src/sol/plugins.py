@@ -3,6 +3,15 @@
 Plugins are found through the ``sol`` entry-point group. ``SOL_PLUGIN_AUTOLOAD=0`` stops that
 (tests register plugins explicitly with :func:`register`), ``SOL_DISABLE_PLUGINS=a,b`` blocks
 named ones and ``SOL_TRACE_PLUGINS=1`` logs every hook call. Importing :mod:`sol` loads none of it.
+
+One bad plugin must not take sol down for everyone. A plugin that cannot be imported, that core
+refuses (plugin API range, unknown hook), whose registration hook raises, or that registers a
+name another plugin registers too is *withdrawn*: everything it registered in any registry is
+taken out again, its other hooks are never called, one warning names it and the reason, and
+``sol plugins`` shows it as a row with that reason (:func:`failed`). Each plugin's registration
+hook is called on its own (pluggy's ``subset_hook_caller``), so a raise is known to be that
+plugin's. Core's own plugin (:mod:`sol.builtin`, registered as "core") failing is sol itself
+failing: that error is raised, and nothing counts as loaded, so the next use tries again.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import pluggy
 
 from sol import hookspecs
 from sol.errors import PluginError
+from sol.roles import CORE_PLUGIN
 
 PLUGIN_API = (1, 0)
 """The plugin API this core implements; plugins declare a range it must fall in."""
@@ -52,11 +62,18 @@ class Roles:
     commands: Any = None
 
 
+CORE = CORE_PLUGIN  # the name core's own plugin (sol.builtin) is registered under
+
 _pm: pluggy.PluginManager | None = None
 _records: dict[str, PluginRecord] = {}
-_failed: dict[str, PluginRecord] = {}  # installed plugins that failed to load or were refused
+_failed: dict[str, PluginRecord] = {}  # installed plugins that failed to load, were refused or withdrawn
 _roles: Roles | None = None
 _commands: Any = None
+# The registries filled so far, by role ("op", "frontend", ...): where a withdrawn plugin's
+# names are taken out again, and where `sol plugins` reads what each plugin provides.
+_registries: dict[str, Any] = {}
+_filling_ops = False  # the ops hook is running (on the thread holding _LOCK): lookups from it must not recurse
+ROLE_ORDER = ("frontend", "device", "backend", "command", "passes", "op")
 
 
 def _api_ok(spec: str) -> bool:
@@ -95,10 +112,16 @@ def _new_manager() -> pluggy.PluginManager:
     _pm = pm
     from sol import builtin
 
-    _register(builtin, "core", distribution="sol-core")
-    if os.environ.get("SOL_PLUGIN_AUTOLOAD", "1") != "0":
-        _load_entry_points()
-    pm.check_pending()
+    try:
+        _register(builtin, CORE, distribution="sol-core")
+        if os.environ.get("SOL_PLUGIN_AUTOLOAD", "1") != "0":
+            _load_entry_points()
+        pm.check_pending()
+    except BaseException:
+        _pm = None  # not half a manager: the next use starts over (and fails the same way, visibly)
+        _records.clear()
+        _failed.clear()
+        raise
     if os.environ.get("SOL_TRACE_PLUGINS", "0") not in ("", "0"):
         pm.trace.root.setwriter(lambda msg: log.warning("plugin trace: %s", msg.rstrip()))
         pm.enable_tracing()
@@ -134,8 +157,24 @@ def _load_entry_points() -> None:
 
 def _fail(record: PluginRecord, reason: str) -> None:
     record.error = reason
+    record.roles = []
     _failed[record.name] = record
-    log.warning("sol plugin %r (%s, %s) %s", record.name, record.distribution, record.module, reason)
+    log.warning("sol plugin %r (%s, %s) is not used: %s", record.name, record.distribution, record.module, reason)
+
+
+def _withdraw(name: str, reason: str) -> None:
+    """Take plugin ``name`` out: its names from every registry filled so far, its hooks from the
+    manager (none of them is called again), its record to :func:`failed` with ``reason``."""
+    assert name != CORE, "core's own plugin is never withdrawn: its failure is raised"
+    if name in _failed:
+        return
+    for registry in _registries.values():
+        for item in registry.claims.owned_by(name):
+            registry.remove(item)
+    if _pm is not None and _pm.get_plugin(name) is not None:
+        _pm.unregister(name=name)
+    record = _records.pop(name, None) or PluginRecord(name, "?", "?", "?", "?")
+    _fail(record, reason)
 
 
 def _register(plugin: ModuleType | object, name: str, distribution: str = "", version: str = "") -> None:
@@ -186,6 +225,7 @@ def reset() -> None:
     _pm, _roles, _commands = None, None, None
     _records.clear()
     _failed.clear()
+    _registries.clear()
     from sol.ops import registry as ops_registry_module
 
     ops_registry_module.registry.clear()
@@ -193,20 +233,60 @@ def reset() -> None:
 
 
 def _call_each(hook_name: str, registry: Any, role: str) -> None:
-    """Call one registration hook plugin by plugin, so errors and `sol plugins` can name it."""
+    """Call one registration hook plugin by plugin, in registration order (core first). Each
+    plugin's call is a transaction: if it raises, or registers a name another plugin has too,
+    the plugin is withdrawn (:func:`_withdraw`) with whatever it registered here or earlier."""
     pm = manager()
-    caller = getattr(pm.hook, hook_name)
-    for impl in caller.get_hookimpls():  # registration order
-        registry.current_plugin = impl.plugin_name
-        before = set(registry.names()) if hasattr(registry, "names") else set()
-        caller_for_one: Callable[..., Any] = pm.subset_hook_caller(
-            hook_name, remove_plugins=[p for p in pm.get_plugins() if p is not impl.plugin]
-        )
-        caller_for_one(registry=registry)
-        after = set(registry.names()) if hasattr(registry, "names") else set()
-        rec = _records.get(impl.plugin_name)
-        if rec is not None:
-            rec.roles += [f"{role}:{n}" for n in sorted(after - before)]
+    _registries[role] = registry
+    impls = getattr(pm.hook, hook_name).get_hookimpls()
+    # Core first even against a plugin's `trylast`: a plugin taking one of core's names must be
+    # the one refused, never core.
+    for impl in sorted(impls, key=lambda impl: impl.plugin_name != CORE):
+        if pm.get_plugin(impl.plugin_name) is impl.plugin:  # not withdrawn by an earlier clash
+            _call_one(pm, hook_name, impl.plugin, impl.plugin_name, registry)
+
+
+def _call_one(pm: pluggy.PluginManager, hook_name: str, plugin: object, name: str, registry: Any) -> None:
+    error: Exception | None = None
+    registry.current_plugin = name
+    try:
+        only_this: Callable[..., Any] = pm.subset_hook_caller(
+            hook_name, remove_plugins=[p for p in pm.get_plugins() if p is not plugin])
+        only_this(registry=registry)
+    except Exception as exc:
+        if name == CORE:
+            raise
+        error = exc
+    finally:
+        registry.current_plugin = "?"
+    clashes = registry.claims.involving(name)
+    for clash in clashes:  # every plugin of a clash goes, the one registering first too
+        for other in clash.plugins:
+            _withdraw(other, f"refused: {clash.message()}")
+    if error is not None and not clashes:
+        _withdraw(name, f"failed in {hook_name}: {type(error).__name__}: {error}")
+
+
+def load_ops() -> None:
+    """Fill the op registry (``sol.ops.registry.registry``) from every plugin's ops hook, once;
+    :func:`sol.ops.registry._ensure_loaded` calls it at the first lookup."""
+    global _filling_ops
+    from sol.ops import registry as ops
+
+    with _LOCK:
+        if ops._loaded or _filling_ops:  # done, or a hook of the fill reading the registry
+            return
+        _filling_ops = True
+        try:
+            ops.registry.clear()
+            _call_each("sol_register_ops", ops.registry, "op")
+            ops._loaded = True
+        except BaseException:  # core's own ops failed: nothing half-filled stays behind
+            ops.registry.clear()
+            _registries.pop("op", None)
+            raise
+        finally:
+            _filling_ops = False
 
 
 def roles() -> Roles:
@@ -227,37 +307,79 @@ def _new_roles() -> Roles:
     r = Roles()
     r.frontends, r.devices = FrontendRegistry(), DeviceRegistry()
     r.backends, r.passes = BackendRegistry(r.devices), PassRegistry()
-    _call_each("sol_register_frontends", r.frontends, "frontend")
-    _call_each("sol_register_devices", r.devices, "device")
-    _call_each("sol_register_backends", r.backends, "backend")
-    _call_each("sol_register_passes", r.passes, "passes")
-    r.commands = commands()
+    try:
+        _call_each("sol_register_frontends", r.frontends, "frontend")
+        _call_each("sol_register_devices", r.devices, "device")
+        _call_each("sol_register_backends", r.backends, "backend")
+        _call_each("sol_register_passes", r.passes, "passes")
+        r.commands = commands()
+    except BaseException:  # core's own registration failed: these registries are dropped
+        for role in ("frontend", "device", "backend", "passes"):
+            _registries.pop(role, None)
+        raise
+    _drop_orphan_backends(r)
+    note = _failed_note()
+    for registry in (r.frontends, r.devices, r.backends):
+        registry.unknown_note = note
     _roles = r
     return r
+
+
+def _drop_orphan_backends(r: Roles) -> None:
+    """A backend registered for a device whose plugin was withdrawn afterwards serves nothing:
+    its plugin is refused, as it would have been had the device been missing from the start."""
+    while True:
+        orphan = next((b for b in r.backends if b.device not in r.devices), None)
+        if orphan is None:
+            return
+        owner = r.backends.owner(orphan.name)
+        if owner == CORE:
+            raise PluginError(f"core's backend {orphan.name!r} lost its device {orphan.device!r}")
+        _withdraw(owner, f"refused: backend {orphan.name!r} is for device {orphan.device!r}, whose plugin "
+                         f"is not in use")
+
+
+def _failed_note() -> str:
+    """What "unknown device 'x'" adds when installed plugins are not in use: x may be one of them."""
+    if not _failed:
+        return ""
+    listed = "; ".join(f"{rec.name}: {rec.error}" for rec in _failed.values())
+    return f"; installed plugins not in use (see `sol plugins`): {listed}"
 
 
 def commands() -> Any:
     """The CLI subcommands plugins registered (a :class:`sol.commands.CommandRegistry`). Needs
     only the plugin manager, not the other roles, so the CLI starts without loading ops."""
     global _commands
-    if _commands is None:
-        from sol.commands import CommandRegistry
+    if _commands is not None:
+        return _commands
+    with _LOCK:
+        if _commands is None:
+            from sol.commands import CommandRegistry
 
-        registry = CommandRegistry()
-        _call_each("sol_register_commands", registry, "command")
-        _commands = registry
-    return _commands
+            registry = CommandRegistry()
+            try:
+                _call_each("sol_register_commands", registry, "command")
+            except BaseException:
+                _registries.pop("command", None)
+                raise
+            _commands = registry
+        return _commands
 
 
 def records() -> list[PluginRecord]:
-    """The plugins in use, with the roles each registered."""
+    """The plugins in use, with the roles each registered (``"device:x86"``, ``"op:relu"``...)."""
     roles()
+    for rec in _records.values():
+        rec.roles = [f"{role}:{item}" for role in ROLE_ORDER if role in _registries
+                     for item in _registries[role].claims.owned_by(rec.name)]
     return list(_records.values())
 
 
 def failed() -> list[PluginRecord]:
-    """Installed plugins sol is not using, each with its ``error`` (why)."""
-    manager()
+    """Installed plugins sol is not using, each with its ``error`` (why). Fills the registries
+    first: a registration hook that raises is found only by calling it."""
+    roles()
     return list(_failed.values())
 
 

@@ -230,39 +230,107 @@ class Backend(abc.ABC):
         return False
 
 
+CORE_PLUGIN = "core"
+"""The name core's own plugin (:mod:`sol.builtin`) is registered under: its names are never contested."""
+
+
+@dataclass
+class Conflict:
+    """One name of one registry that several plugins registered, in the order they did."""
+
+    kind: str
+    name: str
+    plugins: list[str]
+
+    def message(self) -> str:
+        names = [repr(p) for p in self.plugins]
+        who = f"{', '.join(names[:-1])} and {names[-1]}"
+        return (f"{self.kind} {self.name!r} is registered by {who}; sol uses none of them (which one ran would "
+                f"depend on the order Python lists installed packages in): uninstall all but one, or block the "
+                f"others with SOL_DISABLE_PLUGINS={','.join(self.plugins[1:])}")
+
+
+class NameClaims:
+    """Who registered each name of one registry.
+
+    A name two third-party plugins register is *contested*: neither gets it (sol.plugins then
+    withdraws both plugins), and every later plugin registering it is refused as well. The
+    alternative, "the first keeps it", would let the order in which Python lists installed
+    packages (file-system order, different between machines) pick which implementation computes
+    a user's results. Core's own names stay core's: a plugin registering one is refused alone.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.owners: dict[str, str] = {}
+        self.conflicts: list[Conflict] = []
+        self._contested: dict[str, Conflict] = {}
+
+    def claim(self, name: str, plugin: str) -> None:
+        """Record ``plugin`` as ``name``'s owner; raise PluginError if it is taken or contested."""
+        conflict = self._contested.get(name)
+        first = self.owners.get(name)
+        if conflict is None and first is not None:
+            if first == plugin:
+                raise PluginError(f"plugin {plugin!r} registers {self.kind} {name!r} twice")
+            if first == CORE_PLUGIN:
+                raise PluginError(f"plugin {plugin!r} registers {self.kind} {name!r}, which is one of core's own")
+            conflict = self._contested[name] = Conflict(self.kind, name, [first])
+            self.conflicts.append(conflict)
+        if conflict is not None:
+            if plugin not in conflict.plugins:
+                conflict.plugins.append(plugin)
+            raise PluginError(conflict.message())
+        self.owners[name] = plugin
+
+    def release(self, name: str) -> None:
+        self.owners.pop(name, None)
+
+    def owned_by(self, plugin: str) -> list[str]:
+        return [name for name, owner in self.owners.items() if owner == plugin]
+
+    def involving(self, plugin: str) -> list[Conflict]:
+        return [c for c in self.conflicts if plugin in c.plugins]
+
+
 R = TypeVar("R")
 
 
 class _Registry(Generic[R]):
+    """Name -> role object. A plugin registers while ``current_plugin`` names it (sol.plugins
+    sets it around each plugin's hook), so every name has an owner: errors name both plugins of
+    a clash, and a plugin that fails is withdrawn completely (:meth:`remove`)."""
+
     kind = "role"
 
     def __init__(self) -> None:
         self._items: dict[str, R] = {}
-        self._owner: dict[str, str] = {}
+        self.claims = NameClaims(self.kind)
         self.current_plugin = "?"
+        self.unknown_note = ""  # appended to "unknown ..." errors: e.g. which installed plugins failed
 
     def register(self, item: R) -> R:
         name = getattr(item, "name", None)
         if not isinstance(name, str) or not name:
             raise PluginError(f"{self.kind} registered by plugin {self.current_plugin!r} has no name")
-        if name in self._items:
-            raise PluginError(
-                f"{self.kind} {name!r} is registered twice: by {self._owner[name]!r} and by "
-                f"{self.current_plugin!r}; uninstall one or block it with SOL_DISABLE_PLUGINS"
-            )
+        self.claims.claim(name, self.current_plugin)
         self._items[name] = item
-        self._owner[name] = self.current_plugin
         return item
+
+    def remove(self, name: str) -> None:
+        """Take ``name`` out (its plugin is withdrawn); no error if it is not there."""
+        self._items.pop(name, None)
+        self.claims.release(name)
 
     def get(self, name: str) -> R:
         try:
             return self._items[name]
         except KeyError:
             have = ", ".join(sorted(self._items)) or "none installed"
-            raise PluginError(f"unknown {self.kind} {name!r} (installed: {have})") from None
+            raise PluginError(f"unknown {self.kind} {name!r} (installed: {have}){self.unknown_note}") from None
 
     def owner(self, name: str) -> str:
-        return self._owner[name]
+        return self.claims.owners[name]
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sol.errors import SolError, UnsupportedOpError
+from sol.roles import NameClaims
 
 if TYPE_CHECKING:
     from sol.ir import Node, TensorType
@@ -97,15 +98,22 @@ class OpRegistry:
 
     def __init__(self) -> None:
         self._ops: dict[str, OpDef] = {}
+        self.claims = NameClaims("op")  # which plugin registered each op (sol.plugins sets current_plugin)
+        self.current_plugin = "?"
 
     def register(self, opdef: OpDef) -> OpDef:
-        if opdef.name in self._ops:
-            raise SolError(f"op {opdef.name!r} is registered twice")
+        self.claims.claim(opdef.name, self.current_plugin)
         self._ops[opdef.name] = opdef
         return opdef
 
+    def remove(self, name: str) -> None:
+        """Take an op out (its plugin is withdrawn: sol.plugins)."""
+        self._ops.pop(name, None)
+        self.claims.release(name)
+
     def clear(self) -> None:
         self._ops.clear()
+        self.claims = NameClaims("op")
 
     def get(self, name: str, node: Node | None = None) -> OpDef:
         _ensure_loaded()
@@ -131,15 +139,16 @@ class OpRegistry:
 
 
 registry = OpRegistry()
-_loaded = False
+_loaded = False  # set by sol.plugins.load_ops once every plugin's ops are in
 
 
 def _ensure_loaded() -> None:
-    """Fill the registry on first use: core's builtin ops, then every plugin's (hook)."""
-    global _loaded
+    """Fill the registry on first use: core's builtin ops, then every plugin's (hook), each
+    plugin's as one transaction (:func:`sol.plugins.load_ops`). Only a complete fill counts as
+    loaded: were a failure to mark it loaded, every later lookup would answer "sol has no op
+    'relu'" instead of the failure."""
     if _loaded:
         return
-    _loaded = True
-    from sol.plugins import manager
+    from sol.plugins import load_ops
 
-    manager().hook.sol_register_ops(registry=registry)
+    load_ops()

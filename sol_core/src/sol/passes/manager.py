@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sol.errors import SolError
 from sol.ir import Graph
 from sol.passes.validate import validate
+from sol.roles import NameClaims
 
 log = logging.getLogger("sol")
 
@@ -29,14 +30,19 @@ class PassRegistry:
 
     def __init__(self) -> None:
         self._passes: dict[str, GraphPass] = {}
+        self.claims = NameClaims("pass")  # which plugin registered each pass (sol.plugins sets current_plugin)
         self.current_plugin = "?"
 
     def register(self, name: str, fn: PassFn, stage: str = "simplify", inference_only: bool = False) -> None:
         if stage not in STAGES:
             raise SolError(f"pass {name!r}: unknown stage {stage!r}; stages are {', '.join(STAGES)}")
-        if name in self._passes:
-            raise SolError(f"pass {name!r} is registered twice")
+        self.claims.claim(name, self.current_plugin)
         self._passes[name] = GraphPass(name, fn, stage, inference_only)
+
+    def remove(self, name: str) -> None:
+        """Take a pass out (its plugin is withdrawn: sol.plugins)."""
+        self._passes.pop(name, None)
+        self.claims.release(name)
 
     def names(self) -> list[str]:
         return list(self._passes)
