@@ -32,13 +32,16 @@ CASES: dict[str, list[Case]] = {
     **{op: [([(2, 3, 5, 7), (2, 3, 5, 7)], {}), ([(2, 3, 5, 7), (3, 1, 1)], {}), ([(4, 33), (33,)], {}),
             ([(2, 1, 6), (1, 5, 1)], {})] for op in BINARY},
     "pow": [([(2, 3, 4), (2, 3, 4)], {})],
-    "gelu": [([(2, 3, 5, 7)], {"approximate": "none"}), ([(4, 33)], {"approximate": "tanh"})],
-    "leaky_relu": [([(2, 3, 5, 7)], {"alpha": 0.2}), ([(4, 33)], {})],
+    "gelu": [([(2, 3, 5, 7)], {"approximate": "none"}), ([(4, 33)], {"approximate": "tanh"}),
+             ([(3, 17)], {"inf_to_nan": True})],
+    "leaky_relu": [([(2, 3, 5, 7)], {"alpha": 0.2}), ([(4, 33)], {}), ([(4, 33)], {"alpha": 0.0})],
     "clamp": [([(2, 3, 5, 7)], {"min": 0.0, "max": 6.0}), ([(4, 33)], {"min": -0.5}), ([(4, 33)], {"max": 0.3})],
     "batch_norm": [([(2, 3, 5, 7), (3,), (3,), (3,), (3,)], {"eps": 1e-3}),
                    ([(4, 6), (6,), (6,), (6,), (6,)], {})],
     "dropout": [([(2, 3, 4)], {"p": 0.5})],
     "identity": [([(2, 3, 4)], {})],
+    # Autodiff's gradient stop (ops/gradient.py): the identity forward, removed before planning.
+    "stop_gradient": [([(2, 3, 4)], {}), ([Input((3, 5), "int64", -4, 4)], {})],
     "cast": [([(2, 3, 4)], {"dtype": "float32"}), ([Input((2, 3, 4), "float32", -3, 3)], {"dtype": "int64"}),
              ([Input((3, 5), "int64", -2, 3)], {"dtype": "float32"}), ([Input((3, 5), "bool")], {"dtype": "float32"}),
              ([Input((3, 5), "int64", -1, 2)], {"dtype": "bool"}),
@@ -47,26 +50,41 @@ CASES: dict[str, list[Case]] = {
     "max_pool2d": [([(2, 3, 9, 9)], {"kernel": 3, "stride": 2, "padding": 1}),
                    ([(1, 2, 8, 7)], {"kernel": 2}),
                    ([(1, 2, 10, 10)], {"kernel": 3, "stride": 2, "ceil_mode": True}),
-                   ([(1, 2, 9, 9)], {"kernel": 3, "dilation": 2})],
+                   ([(1, 2, 9, 9)], {"kernel": 3, "dilation": 2}),
+                   # TensorFlow's rule: NaN skipped, the lowest finite value for a window without a number
+                   ([(2, 3, 9, 9)], {"kernel": 3, "stride": 2, "padding": 1, "nan": "ignore"}),
+                   ([(1, 2, 10, 10)], {"kernel": 2, "nan": "ignore"})],
     "avg_pool2d": [([(2, 3, 13, 13)], {"kernel": 13}),
                    ([(1, 2, 8, 8)], {"kernel": 3, "stride": 2, "padding": 1}),
                    ([(1, 2, 8, 8)], {"kernel": 3, "stride": 2, "padding": 1, "count_include_pad": False}),
                    ([(1, 2, 9, 9)], {"kernel": 2, "ceil_mode": True})],
     "adaptive_avg_pool2d": [([(2, 3, 7, 7)], {"output_size": (1, 1)}), ([(1, 2, 10, 9)], {"output_size": (3, 4)})],
-    "softmax": [([(4, 10)], {"axis": 1}), ([(2, 3, 4, 5)], {"axis": 1}), ([(2, 3, 4)], {"axis": 2})],
+    # nan="element" (TensorFlow) and masked_rows="zero" (PyTorch's attention), each over a
+    # contiguous axis and a strided one (templates have a form for each).
+    "softmax": [([(4, 10)], {"axis": 1}), ([(2, 3, 4, 5)], {"axis": 1}), ([(2, 3, 4)], {"axis": 2}),
+                ([(4, 10)], {"axis": 1, "nan": "element"}), ([(2, 3, 4, 5)], {"axis": 1, "nan": "element"}),
+                ([(6, 7)], {"axis": 1, "masked_rows": "zero"}), ([(2, 5, 3)], {"axis": 1, "masked_rows": "zero"})],
     "log_softmax": [([(4, 10)], {"axis": 1}), ([(2, 3, 4, 5)], {"axis": 3})],
     # Beyond the small cases: BatchNorm statistics (batch and pixels reduced, channels kept) over
     # more than the parallel threshold, kept runs on both sides of a reduced one, a kept
     # innermost run split into tiles, a size-1 axis inside a reduced run, and a full reduction.
     "mean": [([(2, 3, 4, 5)], {"axes": (2, 3)}), ([(2, 3, 4, 5)], {"axes": (1,), "keepdims": True}),
              ([(4, 10)], {"axes": (1,)}), ([(4, 6, 33, 35)], {"axes": (0, 2, 3), "keepdims": True}),
-             ([(3, 4, 5, 6)], {"axes": (1, 3)}), ([(3, 1, 7, 9)], {"axes": (0, 1, 2)})],
+             ([(3, 4, 5, 6)], {"axes": (1, 3)}), ([(3, 1, 7, 9)], {"axes": (0, 1, 2)}),
+             # A kept run, a reduced run, a kept innermost run, all inside an outer (batch) loop
+             # of more than one: the kept run's position must step with the output row (issue #14).
+             ([(2, 3, 4, 5)], {"axes": (2,), "keepdims": True}), ([(2, 3, 4, 5, 6)], {"axes": (1, 3)}),
+             ([(3, 5, 2, 6, 7)], {"axes": (2,)})],
     # The centre need not be the mean: the op (and its gradient) hold for any centre.
     "variance": [([(4, 6, 5, 7), (6,)], {"axes": (0, 2, 3)}),
                  ([(3, 40, 50), (3, 1, 1)], {"axes": (1, 2), "keepdims": True}),
-                 ([(70, 300), (300,)], {"axes": (0,)}), ([(4, 6, 33, 35), (6,)], {"axes": (0, 2, 3)})],
+                 ([(70, 300), (300,)], {"axes": (0,)}), ([(4, 6, 33, 35), (6,)], {"axes": (0, 2, 3)}),
+                 ([(2, 3, 4, 5), (2, 3, 1, 5)], {"axes": (2,), "keepdims": True}),
+                 ([(2, 3, 4, 5, 6), (2, 1, 4, 1, 6)], {"axes": (1, 3), "keepdims": True})],
     "sum": [([(2, 3, 4, 5)], {"axes": (2, 3), "keepdims": True}), ([(4, 10)], {"axes": (0,)}),
-            ([(70, 600)], {"axes": (0,)}), ([(5, 70, 300)], {"axes": (0, 1)}), ([(2, 3, 4)], {"axes": (0, 1, 2)})],
+            ([(70, 600)], {"axes": (0,)}), ([(5, 70, 300)], {"axes": (0, 1)}), ([(2, 3, 4)], {"axes": (0, 1, 2)}),
+            ([(2, 3, 4, 5)], {"axes": (2,), "keepdims": True}), ([(2, 3, 4, 5)], {"axes": (1,), "keepdims": True}),
+            ([(4, 3, 4, 40)], {"axes": (2,)}), ([(2, 3, 4, 5, 6)], {"axes": (1, 3), "keepdims": True})],
     "concat": [([(2, 3, 4, 4), (2, 5, 4, 4)], {"axis": 1}), ([(2, 3), (2, 4), (2, 1)], {"axis": 1}),
                ([(1, 2, 3), (2, 2, 3)], {"axis": 0})],
     "transpose": [([(2, 3, 4, 5)], {"perm": (0, 2, 3, 1)}), ([(3, 7)], {"perm": (1, 0)}),
@@ -117,7 +135,9 @@ CASES: dict[str, list[Case]] = {
                ([(3, 6, 4), Input((2, 2), "int64", -4, 4)], {"axis": 2}),
                ([(4, 7), Input((3,), "int64", 0, 4)], {"axis": 0}),
                ([(2, 5), Input((3,), "int64", -5, 5)], {"axis": 1}),  # x in the fused group's scratch
-               ([Input((9,), "int64", -50, 50, static=True), Input((4, 3), "int64", 0, 9)], {"axis": 0})],
+               ([Input((9,), "int64", -50, 50, static=True), Input((4, 3), "int64", 0, 9)], {"axis": 0}),
+               # padding (PyTorch's padding_idx) changes only the gradient: the lookup reads row 0 as any
+               ([(6, 3), Input((2, 4), "int64", 0, 6)], {"axis": 0, "wrap": False, "padding": 0})],
     **{op: [([Input((2, 3, 4), "float32", -2, 3), Input((2, 3, 4), "float32", -2, 3)], {}),
             ([Input((4, 5), "int64", 0, 4), Input((5,), "int64", 0, 4)], {}),
             ([Input((3, 1), "bool"), Input((1, 4), "bool")], {})]
@@ -130,7 +150,8 @@ CASES: dict[str, list[Case]] = {
               ([Input((3, 1), "bool"), (3, 5), (5,)], {}),
               ([Input((4, 6), "bool"), Input((4, 6), "int64", -9, 9), Input((1,), "int64", -9, 9)], {})],
     **{op: [([(2, 3, 4, 5)], {"axes": (2, 3)}), ([Input((4, 10), "float32", 0, 3)], {"axes": (1,), "keepdims": True}),
-            ([Input((2, 3, 4), "int64", -5, 5)], {"axes": (0, 2)}), ([(3, 6)], {"axes": (0,)})]
+            ([Input((2, 3, 4), "int64", -5, 5)], {"axes": (0, 2)}), ([(3, 6)], {"axes": (0,)}),
+            ([(3, 5, 4)], {"axes": (1,), "ties": "first"})]  # ties: the gradient's rule only
        for op in ("max", "min")},
     **{op: [([Input((4, 10), "float32", 0, 3)], {"axis": 1}), ([(2, 3, 4, 5)], {"axis": 1, "keepdims": True}),
             ([Input((3, 7), "int64", 0, 4)], {"axis": 0}), ([(2, 3, 6)], {"axis": -1})]
@@ -159,4 +180,38 @@ CASES: dict[str, list[Case]] = {
     "gru_recurrence": [([(5, 3, 48), (3, 16), Input((48, 16), static=True), Input((48,), static=True)],
                         {"reverse": True}),
                        ([(3, 1, 30), (1, 10), Input((30, 10), static=True)], {})],
+}
+
+
+# --- special values (NaN, +inf, -inf, -0.0) -----------------------------------------------------------
+# test_special_values feeds every case again with special values mixed into its float inputs (and
+# float parameters): about one element in eight becomes NaN, +inf, -inf or -0.0, and one line along
+# each axis becomes -inf (a fully masked softmax row, an all -inf pooling window). Integer and bool
+# inputs (indices, masks, conditions) keep their values: special values do not exist for them.
+# Cases left out, each with the reason:
+SPECIAL_EXCLUDED: dict[str, dict[int, str]] = {
+    # float -> integer conversion of NaN or inf is undefined in C and NumPy alike
+    "cast": {1: "float -> int64 of NaN/inf is undefined"},
+}
+
+
+# --- fusion patterns ---------------------------------------------------------------------------------
+# name -> (input shape, steps): each step (op, attrs, args) applies op to the previous result, or to
+# the values ``args`` names (0: the input, k: step k's result). Reductions whose kept runs sit on
+# both sides of a reduced one inside an outer loop of more than one (issue #14: every channel was
+# read from channel 0) feed ops that fix the group's outer loop at the batch.
+Step = tuple[str, dict[str, Any], tuple[int, ...]]
+PATTERNS: dict[str, tuple[tuple[int, ...], list[Step]]] = {
+    "sum_keepdim_softmax": ((2, 3, 4, 5), [("sum", {"axes": (2,), "keepdims": True}, ()),
+                                           ("softmax", {"axis": 1}, ())]),
+    "mean_keepdim_softmax": ((3, 4, 6, 5), [("mean", {"axes": (2,), "keepdims": True}, ()),
+                                            ("softmax", {"axis": 1}, ())]),
+    "mean_softmax": ((2, 3, 4, 5), [("mean", {"axes": (2,)}, ()), ("softmax", {"axis": 1}, ())]),
+    "sum_keepdim_concat": ((2, 3, 4, 5), [("sum", {"axes": (2,), "keepdims": True}, ()),
+                                          ("relu", {}, (0,)),
+                                          ("slice", {"axes": (2,), "starts": (0,), "stops": (1,)}, ()),
+                                          ("concat", {"axis": 1}, (1, 3))]),
+    "variance_keepdim_softmax": ((2, 3, 4, 5), [("mean", {"axes": (2,), "keepdims": True}, ()),
+                                                ("variance", {"axes": (2,), "keepdims": True}, (0, 1)),
+                                                ("softmax", {"axis": 1}, ())]),
 }

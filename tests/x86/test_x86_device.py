@@ -48,9 +48,15 @@ def test_seed_network_bias_relu_pool_share_one_loop_nest(tmp_path: Path, monkeyp
 @pytest.mark.parametrize("residual", [False, True], ids=["bias-relu-scale-clamp", "with-residual"])
 def test_conv_epilogues_become_post_ops(residual: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = _source(tmp_path, monkeypatch, conv_block(residual))
-    assert text.count("sol::Conv op") == 1 and "void run_G" not in text  # one call, no loops
+    # bias, ReLU, scale, clamp (and the residual sum): one call, no generated loop
+    assert text.count("sol::Conv op") == 1 and "void run_G" not in text
     assert "eltwise_relu" in text and "binary_mul" in text and "eltwise_clip" in text
     assert ("sol::sum()" in text) == residual
+    # oneDNN's clip turns NaN into its lower bound (PyTorch keeps NaN): fused because the clamp's
+    # operand is finite wherever the inputs are, which sol_forward checks first (the exact
+    # variant runs where they are not: tests/x86/test_nan_guard.py). The residual is an input too.
+    guards = [line for line in text.splitlines() if "if (!sol_all_finite(in[" in line]
+    assert len(guards) == (2 if residual else 1)
 
 
 @pytest.mark.parametrize("shape", [(4, 32), (2, 3, 32)])

@@ -237,11 +237,14 @@ class GroupLowering:
                 dh, dw = a.get("dilation", (1, 1))
                 s.update(kh=a["kernel"][0], kw=a["kernel"][1], sh=a["stride"][0], sw=a["stride"][1], dh=dh, dw=dw,
                          pt=pt, pb=pb, pl=pl, pr=pr, count_include_pad=a.get("count_include_pad", True),
-                         divisor=a.get("divisor"))
+                         divisor=a.get("divisor"), nan_ignore=a.get("nan") == "ignore")
             macro = "adaptive_avg_pool2d" if node.op == "adaptive_avg_pool2d" else "pool"
         elif node.op in ("softmax", "log_softmax"):
             ax = a["axis"] - depth
-            s.update(pre=numel(inner_in[:ax]), L=inner_in[ax], post=numel(inner_in[ax + 1:]))
+            # nan / masked_rows: the frameworks' special-value rules (sol.ops.reduce); log_softmax
+            # has only the defaults.
+            s.update(pre=numel(inner_in[:ax]), L=inner_in[ax], post=numel(inner_in[ax + 1:]),
+                     nan=a.get("nan", "row"), masked_rows=a.get("masked_rows", "nan"))
             macro = node.op
         elif node.op in ("mean", "sum"):
             s.update(self._reduce(node, depth))
@@ -339,8 +342,9 @@ def reduce_runs(shape: tuple[int, ...], axes: list[int], out_numel: int, paralle
     dims, each merged into one (extent, stride), for templates that loop over the output and
     sum each element's inputs with the contiguous run innermost:
 
-    - ``kept``: the kept runs, outermost first, with ``div`` (the output index is the sum of
-      ``(k / div % extent) * stride``; the output is contiguous over them);
+    - ``kept``: the kept runs other than the innermost run, outermost first, with ``div``: for
+      the template's counter ``k`` over ``outer`` positions, the run's input offset is
+      ``(k / div % extent) * stride`` (the output is contiguous over them);
     - ``reduced``: the reduced runs looped over for each output element (or tile);
     - ``inner``: the extent of the innermost run and whether it is reduced (``inner_reduced``:
       a vector reduction into one sum) or kept (a vector of sums over ``tile`` outputs, in
@@ -361,7 +365,10 @@ def reduce_runs(shape: tuple[int, ...], axes: list[int], out_numel: int, paralle
     inner_reduced = not runs or runs[-1][0]
     inner = runs.pop()[1] if runs else 1
     kept: list[dict[str, int]] = [{"extent": e, "stride": st} for red, e, st in runs if not red]
-    div = 1 if inner_reduced else inner
+    # ``k`` counts output positions outside the innermost run in both forms (every output when
+    # the inner run is reduced; the outer positions, each a row of ``inner`` sums, when it is
+    # kept), so the innermost kept run left in ``kept`` always steps with ``k`` itself.
+    div = 1
     for run in reversed(kept):
         run["div"] = div
         div *= run["extent"]

@@ -7,12 +7,13 @@ import os
 from pathlib import Path
 
 from sol.codegen import environment
+from sol.errors import SolError
 from sol.planner.plan import Plan
 from sol.program import Program
 from sol.roles import Availability, Compiler, Device, DeviceCapabilities, Source
 from sol_x86 import compiler as cc
 from sol_x86 import render, runtime
-from sol_x86.libraries import find_onednn
+from sol_x86.libraries import OneDNNBackend, find_onednn
 
 # I/O-bound ops with a loop template in ops.j2 (element-wise ones come from elementwise.j2); slice
 # uses the transpose loops.
@@ -87,4 +88,39 @@ class X86Device(Device):
             # A network found in the cache needs its runtime library there too (found, or built
             # again if the cache lost it): the network's rpath points at that cache entry.
             runtime.preload(cc.RUNTIME.path())
-        return runtime.load(artifact, plan, self.name)
+        if not source.meta.get("finite_only"):
+            return runtime.load(artifact, plan, self.name)
+        # Finite-only fusions (sol_x86.libraries): exact while the inputs and parameters they
+        # depend on are finite, which the program checks; an exact variant runs where they are not.
+        return runtime.load(artifact, plan, self.name, exact=lambda: self.exact_variant(plan),
+                            finite_params=source.meta["finite_params"])
+
+    def exact_variant(self, plan: Plan) -> Program:
+        """``plan``'s network planned again without finite-only fusions (the same passes' result,
+        the same planner, oneDNN absorbing only the epilogues exact at NaN and infinity), compiled
+        or found in the compile cache, and loaded."""
+        from sol import cache, progress
+        from sol.autodiff.graphs import clone_graph
+        from sol.planner.partition import plan_graph
+        from sol.plugins import records, roles
+
+        graph, _ = clone_graph(plan.graph)  # the planner rewrites its graph; plan.graph stays as it is
+        backends = [b.exact_variant() if isinstance(b, OneDNNBackend) else b
+                    for b in roles().backends.for_device(self.name)]
+        exact_plan = plan_graph(graph, self, backends, plan.options)
+        source = render.NetworkRenderer(exact_plan, exact=True).render()
+        if source.meta["finite_only"]:  # it would guard itself, and build its own exact variant
+            raise SolError(f"x86: the exact variant of {graph.name} has finite-only post-ops")
+        # The compile cache's key as core makes it (sol.api.compile_graph): source, compiler, plugins.
+        versions = ";".join(f"{r.name}={r.version}" for r in sorted(records(), key=lambda r: r.name))
+        key = cache.key_of(source.text, self.compiler.identity(), versions)
+
+        def build(tmp: Path) -> Path:
+            with progress.step(f"compiling {graph.name} (exact variant, for non-finite values) for {self.name}"):
+                return self.compiler.compile(source, tmp)
+
+        artifact, cached = cache.get_or_build(key, build)
+        program = self.load(artifact, exact_plan, source)
+        program.info.update(plan=exact_plan, cached=cached, cache_key=key, artifact=str(artifact),
+                            source_meta=source.meta)
+        return program

@@ -1,39 +1,59 @@
 """oneDNN as sol's library backend on x86: which ops it runs and which epilogues it absorbs.
 
 The same :func:`post_op` decides both questions the planner asks (``absorbs``) and what the
-renderer emits, so the two can never disagree.
+renderer emits, so the two can never disagree. Some post-ops are *finite-only*: oneDNN computes
+them as the frameworks do for finite operands only (clip drops NaN). They are fused only where
+:mod:`sol.passes.finite` proves the operand finite given finite graph inputs and parameters; the
+device checks that premise at run time and runs an exact variant of the network where it fails.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
 from sol.ir import Graph, Node, Value, ValueKind
+from sol.passes.finite import may_be_nonfinite
 from sol.roles import Availability, Backend
 
 # sol op -> (oneDNN eltwise algorithm, alpha, beta); attribute-dependent ones are in _eltwise().
+# These agree with the frameworks at NaN and infinity too. relu (slope 0), which oneDNN computes
+# as max(x, 0), is among them because the runtime library appends it as NaN-keeping elu + linear
+# steps (sol_x86_onednn.cpp, nan_safe_relu), unless the step is marked finite-only.
 _ELTWISE = {
     "relu": ("eltwise_relu", 0.0, 0.0),
     "sigmoid": ("eltwise_logistic", 0.0, 0.0),
     "tanh": ("eltwise_tanh", 0.0, 0.0),
-    "exp": ("eltwise_exp", 0.0, 0.0),
     "log": ("eltwise_log", 0.0, 0.0),
     "sqrt": ("eltwise_sqrt", 0.0, 0.0),
     "abs": ("eltwise_abs", 0.0, 0.0),
     "neg": ("eltwise_linear", -1.0, 0.0),
     "silu": ("eltwise_swish", 1.0, 0.0),
     "hardswish": ("eltwise_hardswish", 1.0 / 6.0, 0.5),
+}
+# Finite-only steps: oneDNN's kernels differ from the frameworks only where the operand is NaN or
+# infinite (measured, oneDNN 2023.2 and 3.2; the upstream JIT code is the same): clip computes
+# max(x, lo) then min(x, hi), so NaN becomes the lower bound (relu6, hardtanh, clamp); exp gives
+# +inf for NaN, hardsigmoid 1; binary max/min drop a NaN of the result so far. Also leaky_relu with
+# slope 0 (0 * -inf is NaN in the frameworks) and gelu's erf form where gelu(+inf) is +inf (oneDNN:
+# NaN). Each is fused only where sol.passes.finite proves its operands finite given finite graph
+# inputs and parameters; the x86 device checks that premise when it runs (device.py, FiniteGuard).
+_FINITE_ONLY_ELTWISE = {
+    "exp": ("eltwise_exp", 0.0, 0.0),
     "hardsigmoid": ("eltwise_hardsigmoid", 1.0 / 6.0, 0.5),
 }
+# Exact everywhere, and faster as a finite-only step where the operand is finite: relu as oneDNN's
+# max(x, 0) instead of the NaN-keeping elu + linear (an exp per negative element).
+_FASTER_IF_FINITE = ("relu",)
 _BINARY = {"add": "binary_add", "sub": "binary_sub", "mul": "binary_mul", "div": "binary_div",
            "maximum": "binary_max", "minimum": "binary_min"}
+_FINITE_ONLY_BINARY = ("maximum", "minimum")
 _COMMUTATIVE = {"add", "mul", "maximum", "minimum"}
-_FLT_MAX = 3.4028234663852886e38
 # NCHW ops whose channel axis is 1 (post-op operands broadcast per channel there).
 _SPATIAL = ("conv2d", "conv_transpose2d")
 _CONV_BACKWARD = ("conv2d_backward_data", "conv2d_backward_weight")
@@ -45,6 +65,8 @@ class PostOp:
 
     ``kind``: "bias" (the library's own bias argument), "eltwise", "binary" (an operand
     broadcast per channel or per tensor) or "sum" (add a full-size tensor: residual connections).
+    ``finite_only``: the step computes the op exactly only where its operands are finite (see
+    _FINITE_ONLY_ELTWISE); the planner fused it because they are, given finite inputs.
     """
 
     kind: str
@@ -53,21 +75,30 @@ class PostOp:
     beta: float = 0.0
     operand: Value | None = None
     dims: tuple[int, ...] = ()
+    finite_only: bool = False
 
 
 def _eltwise(node: Node) -> PostOp | None:
     if node.op in _ELTWISE:
         alg, alpha, beta = _ELTWISE[node.op]
         return PostOp("eltwise", alg, alpha, beta)
+    if node.op in _FINITE_ONLY_ELTWISE:
+        alg, alpha, beta = _FINITE_ONLY_ELTWISE[node.op]
+        return PostOp("eltwise", alg, alpha, beta, finite_only=True)
     a = node.attrs
     if node.op == "leaky_relu":
-        return PostOp("eltwise", "eltwise_relu", a["alpha"], 0.0)
+        # Slope 0 is not relu at -inf: 0 * -inf is NaN (PyTorch's leaky_relu(-inf, 0)).
+        return PostOp("eltwise", "eltwise_relu", a["alpha"], 0.0, finite_only=a["alpha"] == 0)
     if node.op == "clamp":
-        lo = -_FLT_MAX if a["min"] is None else a["min"]
-        hi = _FLT_MAX if a["max"] is None else a["max"]
-        return PostOp("eltwise", "eltwise_clip", lo, hi)
-    if node.op == "gelu":
-        return PostOp("eltwise", "eltwise_gelu_erf" if a["approximate"] == "none" else "eltwise_gelu_tanh")
+        lo = -math.inf if a["min"] is None else a["min"]
+        hi = math.inf if a["max"] is None else a["max"]
+        if math.isnan(lo) or math.isnan(hi):
+            return None  # clamp to a NaN bound leaves x; clip would not
+        return PostOp("eltwise", "eltwise_clip", lo, hi, finite_only=True)
+    if node.op == "gelu" and a["approximate"] == "tanh":
+        return PostOp("eltwise", "eltwise_gelu_tanh")
+    if node.op == "gelu":  # oneDNN's erf form gives NaN at +inf, as PyTorch does (inf_to_nan)
+        return PostOp("eltwise", "eltwise_gelu_erf", finite_only=not a["inf_to_nan"])
     return None
 
 
@@ -86,9 +117,21 @@ def _static(v: Value) -> bool:
     return v.kind in (ValueKind.PARAM, ValueKind.CONST)
 
 
-def post_op(anchor: Node, chain: list[Node], node: Node) -> PostOp | None:
-    """How ``node`` (reading the result of ``anchor`` and ``chain``) runs as a oneDNN post-op,
-    or None if it cannot."""
+def post_op(anchor: Node, chain: list[Node], node: Node, graph: Graph, allow_finite_only: bool = True) -> PostOp | None:
+    """How ``node`` (reading the result of ``anchor`` and ``chain`` in ``graph``) runs as a oneDNN
+    post-op, or None if it cannot. ``allow_finite_only``: whether a finite-only step may be used
+    where sol.passes.finite proves its operands finite (False: the exact variant, see
+    OneDNNBackend.exact); relu then becomes one too (_FASTER_IF_FINITE)."""
+    step = _post_op(anchor, chain, node)
+    if step is None or not (step.finite_only or node.op in _FASTER_IF_FINITE):
+        return step
+    finite = allow_finite_only and not may_be_nonfinite(node.inputs, graph)
+    if node.op in _FASTER_IF_FINITE:
+        return replace(step, finite_only=True) if finite else step
+    return step if finite else None
+
+
+def _post_op(anchor: Node, chain: list[Node], node: Node) -> PostOp | None:
     if node.output.dtype != "float32" or node.output.shape != anchor.output.shape:
         return None
     current = (chain[-1] if chain else anchor).output
@@ -120,27 +163,42 @@ def post_op(anchor: Node, chain: list[Node], node: Node) -> PostOp | None:
         if node.op == "add" and not any(s.kind == "sum" for s in _steps(anchor, chain)):
             return PostOp("sum", operand=other)
         return None  # a full-size binary post-op falls back to oneDNN's reference code
+    finite_only = node.op in _FINITE_ONLY_BINARY
     if all(d == 1 for d in padded):
-        return PostOp("binary", _BINARY[node.op], operand=other, dims=(1,) * len(dims))
+        return PostOp("binary", _BINARY[node.op], operand=other, dims=(1,) * len(dims), finite_only=finite_only)
     if not per_channel:
         return None
     bdims = [1] * len(dims)
     bdims[1 if anchor.op in _SPATIAL else len(dims) - 1] = out[channel]
-    return PostOp("binary", _BINARY[node.op], operand=other, dims=tuple(bdims))
+    return PostOp("binary", _BINARY[node.op], operand=other, dims=tuple(bdims), finite_only=finite_only)
 
 
 def _steps(anchor: Node, chain: list[Node]) -> list[PostOp]:
     out = []
     for i, n in enumerate(chain):
-        step = post_op(anchor, chain[:i], n)
+        step = _post_op(anchor, chain[:i], n)
         assert step is not None, f"{n.op} was absorbed but is not a post-op"
         out.append(step)
     return out
 
 
-def epilogue(anchor: Node, chain: list[Node]) -> list[PostOp]:
-    """The post-ops of a library group, in order (used by the renderer)."""
-    return _steps(anchor, chain)
+def epilogue(anchor: Node, chain: list[Node], graph: Graph, allow_finite_only: bool = True) -> list[PostOp]:
+    """The post-ops of a library group, in order (used by the renderer), as ``absorbs`` decided
+    them: ``allow_finite_only`` as the backend that planned the group had it (False:
+    OneDNNBackend.exact)."""
+    steps = []
+    for i, n in enumerate(chain):
+        step = post_op(anchor, chain[:i], n, graph, allow_finite_only)
+        assert step is not None, f"{n.op} was absorbed but is not a post-op"
+        steps.append(step)
+    return steps
+
+
+def finite_premise(chain: list[Node], steps: list[PostOp]) -> list[Value]:
+    """The operands of a library group's finite-only steps (``steps``: its ``epilogue``): the
+    values its result is exact for only while they are finite (the device checks what they
+    depend on when it runs)."""
+    return [v for n, step in zip(chain, steps) if step.finite_only for v in n.inputs]
 
 
 @dataclass(frozen=True)
@@ -179,11 +237,22 @@ def find_onednn() -> OneDNNInstall | None:
 
 
 class OneDNNBackend(Backend):
-    """Convolution, dense and matmul through oneDNN, with element-wise epilogues as post-ops."""
+    """Convolution, dense and matmul through oneDNN, with element-wise epilogues as post-ops.
+
+    ``exact``: absorb no finite-only step (see _FINITE_ONLY_ELTWISE): the backend of a network's
+    exact variant, which the device runs where the fused one's premise (finite inputs and
+    parameters) does not hold.
+    """
 
     name = "onednn"
     device = "x86"
     priority = 10
+
+    def __init__(self, exact: bool = False) -> None:
+        self.exact = exact
+
+    def exact_variant(self) -> OneDNNBackend:
+        return OneDNNBackend(exact=True)
 
     def availability(self) -> Availability:
         found = find_onednn()
@@ -208,4 +277,4 @@ class OneDNNBackend(Backend):
     def absorbs(self, anchor: Node, chain: list[Node], node: Node, graph: Graph) -> bool:
         if anchor.op in _CONV_BACKWARD:  # oneDNN's backward primitives take no post-ops
             return False
-        return post_op(anchor, chain, node) is not None
+        return post_op(anchor, chain, node, graph, allow_finite_only=not self.exact) is not None

@@ -12,11 +12,12 @@ from sol.codegen import environment, render
 from sol.errors import SolError
 from sol.ir import Node, Value
 from sol.lowering import CTYPES, GroupLowering, ctype, elementwise_renderer, numel
+from sol.passes.finite import premise_of
 from sol.planner.plan import Group, GroupKind, Plan, Storage
 from sol.roles import Source
 from sol.sourcetext import comment_text
 from sol_x86 import recurrent
-from sol_x86.libraries import PostOp, epilogue, find_onednn, library_dims
+from sol_x86.libraries import PostOp, epilogue, find_onednn, finite_premise, library_dims
 
 PACKAGE = "sol_x86"
 ONEDNN_HEADER = "sol_x86_onednn.hpp"
@@ -31,6 +32,8 @@ INLINE_CONST_MAX = 64
 PART_MIN_LINES = 1500
 # Library ops computing NCHW tensors oneDNN may hold in a blocked layout between groups.
 _CONV_OPS = ("conv2d", "conv_transpose2d")
+# Float types by width: the all-finite scan of an input reads its bits (network.cpp.j2).
+_FLOAT_BITS = {"float16": 16, "float32": 32, "float64": 64}
 
 
 def _literal(x: Any, dtype: str) -> str:
@@ -55,8 +58,13 @@ def _dims(d: tuple[int, ...] | list[int]) -> str:
 
 
 class NetworkRenderer:
-    def __init__(self, plan: Plan) -> None:
+    """``exact``: the plan was made by OneDNNBackend.exact (a network's exact variant): no
+    finite-only post-ops, nothing to check at run time (sol_x86.libraries)."""
+
+    def __init__(self, plan: Plan, exact: bool = False) -> None:
         self.plan = plan
+        self.allow_finite_only = not exact
+        self._steps: dict[int, list[PostOp]] = {}
         self.env = environment(PACKAGE)
         self.ew = elementwise_renderer(self.env)
         self.symbols: dict[Value, str] = {}
@@ -94,6 +102,12 @@ class NetworkRenderer:
         return f"{const}{ctype(owner)}* __restrict {self.sym(v)} = {self.pointer(v)};"
 
     # --- groups -----------------------------------------------------------------------------
+    def steps(self, g: Group) -> list[PostOp]:
+        """A library group's post-ops (sol_x86.libraries.epilogue), worked out once."""
+        if g.id not in self._steps:
+            self._steps[g.id] = epilogue(g.anchor, g.epilogue, self.plan.graph, self.allow_finite_only)
+        return self._steps[g.id]
+
     def comment(self, step: int, node: Node) -> str:
         """``// #step op <- where it came from``: the source is model text (module paths, file
         names), made harmless for a comment (no line break, backslash, comment end, trigraph)."""
@@ -123,7 +137,7 @@ class NetworkRenderer:
 
     def library(self, g: Group) -> dict[str, Any]:
         anchor = g.anchor
-        steps = epilogue(anchor, g.epilogue)
+        steps = self.steps(g)
         result = g.nodes[-1].output
         bias = next((s.operand for s in steps if s.kind == "bias"), None)
         post = [s for s in steps if s.kind != "bias"]
@@ -198,8 +212,9 @@ class NetworkRenderer:
 
     @staticmethod
     def _post(s: PostOp) -> str:
-        if s.kind == "eltwise":
-            return f"sol::eltwise(dnnl_{s.alg}, {s.alpha!r}f, {s.beta!r}f)"  # oneDNN's C enum (dnnl_types.h)
+        if s.kind == "eltwise":  # oneDNN's C enum (dnnl_types.h); a clip's bound may be infinite
+            alpha, beta = _literal(s.alpha, "float32"), _literal(s.beta, "float32")
+            return f"sol::eltwise(dnnl_{s.alg}, {alpha}, {beta}{', true' if s.finite_only else ''})"
         if s.kind == "binary":
             return f"sol::binary(dnnl_{s.alg}, {_dims(s.dims)})"
         return "sol::sum()"
@@ -247,8 +262,7 @@ class NetworkRenderer:
                     first[id(v)] = (g.id, i)
         return links
 
-    @staticmethod
-    def _reader_role(v: Value, node: Node, h: Group) -> tuple[str, int] | None:
+    def _reader_role(self, v: Value, node: Node, h: Group) -> tuple[str, int] | None:
         """How library group ``h`` reads ``v`` at ``node``: ("SRC", id) as its convolution's
         input, ("RESIDUAL", id) as its residual-sum post-op's operand; None for anything else
         (weights, per-channel operands, fused groups), which needs the plain layout."""
@@ -256,10 +270,26 @@ class NetworkRenderer:
             return None
         if node is h.anchor:
             return ("SRC", h.id) if node.inputs[0] is v else None
-        for n, step in zip(h.epilogue, epilogue(h.anchor, h.epilogue)):
+        for n, step in zip(h.epilogue, self.steps(h)):
             if n is node:
                 return ("RESIDUAL", h.id) if step.kind == "sum" and step.operand is v else None
         return None
+
+    def finite_premise(self) -> tuple[list[int], list[int]]:
+        """Which graph inputs and parameters (positions) must be finite for the library groups'
+        finite-only post-ops to be exact (libraries.py): the values their operands depend on."""
+        operands = [v for g in self.plan.groups if g.kind is GroupKind.LIBRARY
+                    for v in finite_premise(g.epilogue, self.steps(g))]
+        premise = set(premise_of(operands))
+        g = self.plan.graph
+        return ([i for i, v in enumerate(g.inputs) if v in premise],
+                [i for i, v in enumerate(g.params) if v in premise])
+
+    def input_guards(self, inputs: list[int]) -> list[dict[str, Any]]:
+        """The all-finite scans sol_forward runs over those inputs before any group."""
+        graph_inputs = self.plan.graph.inputs
+        return [{"index": i, "bits": _FLOAT_BITS[graph_inputs[i].dtype], "numel": graph_inputs[i].type.numel}
+                for i in inputs]
 
     # --- network ----------------------------------------------------------------------------
     def render(self) -> Source:
@@ -283,15 +313,21 @@ class NetworkRenderer:
                            "literals": [_literal(x, c.dtype) for x in flat.tolist()] or ["0"]})
         uses_onednn = any(g["kind"] == "library" or g.get("gemm") == "onednn" for g in groups)
         parts = assign_parts(groups)
+        finite_inputs, finite_params = self.finite_premise()
         text = render(PACKAGE, "network.cpp.j2", name=p.graph.name, groups=groups, consts=consts, parts=parts,
                       num_params=len(p.graph.params) + len(p.graph.consts), arena_bytes=p.memory.arena_bytes,
                       uses_onednn=uses_onednn, profile=bool(p.options.get("profile")),
-                      parallel_min_work=PARALLEL_MIN_WORK, links=self.layout_links())
+                      parallel_min_work=PARALLEL_MIN_WORK, links=self.layout_links(),
+                      finite_guards=self.input_guards(finite_inputs))
         files = {"network.cpp": text}
         if uses_onednn:
             files[ONEDNN_HEADER] = resources.files(PACKAGE).joinpath("templates", ONEDNN_HEADER).read_text()
+        # finite_only: the network has finite-only fusions, exact only while the inputs and
+        # parameters listed are finite (the device checks them and keeps an exact variant).
+        finite_only = any(s.finite_only for g in p.groups if g.kind is GroupKind.LIBRARY for s in self.steps(g))
         return Source(files, entry="network.cpp",
-                      meta={"uses_onednn": uses_onednn, "parts": parts})
+                      meta={"uses_onednn": uses_onednn, "parts": parts, "finite_only": finite_only,
+                            "finite_inputs": finite_inputs, "finite_params": finite_params})
 
 
 def _lines(group: dict[str, Any]) -> int:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import _ctypes
 import ctypes
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +68,11 @@ class OutputPool:
         return out
 
 
+class NonFiniteInput(Exception):
+    """sol_forward found a NaN or an infinity in an input its finite-only fusions depend on and
+    ran nothing (network.cpp.j2): the caller runs the exact variant (:class:`FiniteGuard`)."""
+
+
 _preloaded: dict[str, ctypes.CDLL] = {}
 
 
@@ -102,6 +109,7 @@ class NetworkLibrary:
         # the library ops copy their weights into their preferred layout once, in sol_create.
         # Constants follow the parameters: large ones are read through this array (render.py).
         self.params = [np.ascontiguousarray(v.data) for v in graph.params + graph.consts]
+        self.param_names = [v.name for v in graph.params + graph.consts]
         ptrs = (ctypes.c_void_p * max(len(self.params), 1))(*[a.ctypes.data for a in self.params])
         err = ctypes.create_string_buffer(_ERR_LEN)
         handle = lib.sol_create(ptrs, err, _ERR_LEN)
@@ -125,6 +133,8 @@ class NetworkLibrary:
         ins = self._in_array(*[a.__array_interface__["data"][0] for a in inputs])
         outs = self._out_array(*[a.__array_interface__["data"][0] for a in outputs])
         rc = self._forward(self.handle, ins, outs, self._err, _ERR_LEN)
+        if rc == 3:
+            raise NonFiniteInput(self._err.value.decode(errors="replace"))
         if rc != 0:
             error = IndexOutOfRangeError if rc == 2 else SolError
             raise error(f"sol x86: {self.name} failed: {self._err.value.decode(errors='replace')}")
@@ -162,10 +172,70 @@ class NetworkLibrary:
             pass
 
 
-def load(artifact: Path, plan: Plan, device: str) -> Program:
+class FiniteGuard:
+    """Runs a network with finite-only fusions (library post-ops exact only for finite operands,
+    see sol_x86.libraries) where their premise holds, and its exact variant where it does not.
+
+    The premise: the parameters and inputs those operands depend on are finite. The parameters
+    are checked once here, at load (a frontend that sees weights change compiles and loads
+    again); the inputs by the network itself at every call, before anything runs (sol_forward
+    returns 3). The exact variant, the same network planned without finite-only fusions, is
+    built when first needed (compiled, or found in the compile cache) and kept.
+
+    ``exact_calls``: how many calls the exact variant ran (``program.info["finite_guard"]``).
+    The exact variant is a second network with its own workspace; ``profile=True`` times the
+    fused one's groups only.
+    """
+
+    def __init__(self, fast: NetworkLibrary, params: list[int], build_exact: Callable[[], Program]) -> None:
+        self.fast = fast
+        bad = [i for i in params if not _all_finite(fast.params[i])]
+        self.nonfinite_params = [fast.param_names[i] for i in bad]
+        self.checked_params = len(params)
+        self.exact_calls = 0
+        self._build_exact = build_exact
+        self._exact: Program | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def fast_usable(self) -> bool:
+        return not self.nonfinite_params
+
+    def exact(self) -> Program:
+        """The exact variant, built on first use (one build however many threads ask)."""
+        with self._lock:
+            if self._exact is None:
+                self._exact = self._build_exact()
+            return self._exact
+
+    def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        if not self.nonfinite_params:
+            try:
+                return self.fast(inputs)
+            except NonFiniteInput:
+                pass
+        exact = self.exact()
+        self.exact_calls += 1
+        return exact(*inputs)
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    return not np.issubdtype(a.dtype, np.floating) or bool(np.isfinite(a).all())
+
+
+def load(artifact: Path, plan: Plan, device: str, exact: Callable[[], Program] | None = None,
+         finite_params: list[int] | None = None) -> Program:
+    """The loaded network as a Program. ``exact``: builds the network's exact variant, given for
+    a network with finite-only fusions, whose premise is then guarded (``finite_params``: the
+    parameters it depends on, by position; :class:`FiniteGuard`)."""
     net = NetworkLibrary(artifact, plan)
     g = plan.graph
     groups = len(plan.groups)
+    info: dict[str, object] = {"libraries": net.describe()}
+    runner: Callable[[list[np.ndarray]], list[np.ndarray]] = net
+    if exact is not None:
+        guard = FiniteGuard(net, finite_params or [], exact)
+        info["finite_guard"] = runner = guard
     return Program(g.name, device, [v.name for v in g.inputs], [v.type for v in g.inputs],
-                   [v.type for v in g.outputs], net, info={"libraries": net.describe()}, keepalive=net,
+                   [v.type for v in g.outputs], runner, info=info, keepalive=runner,
                    profiler=lambda: net.profile(groups))

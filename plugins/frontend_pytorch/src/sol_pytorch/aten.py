@@ -155,7 +155,11 @@ for _name in _UNARY:
 
 @converts("aten.gelu.default")
 def _gelu(em: Emitter, a: Args) -> Value:
-    return em.emit("gelu", [_tensor(a, "self")], approximate=a["approximate"])
+    x = _tensor(a, "self")
+    # PyTorch's float32 CPU kernel (vectorized erf form, the path of contiguous tensors) gives NaN
+    # for gelu(+inf); its float64 and tanh forms give +inf.
+    inf_to_nan = a["approximate"] == "none" and x.dtype == "float32"
+    return em.emit("gelu", [x], approximate=a["approximate"], inf_to_nan=inf_to_nan)
 
 
 @converts("aten.leaky_relu.default")
@@ -256,12 +260,24 @@ def _square(em: Emitter, a: Args) -> Value:
 
 @converts("aten.pow.Tensor_Scalar")
 def _pow_scalar(em: Emitter, a: Args) -> Value:
+    """PyTorch's own shortcuts for these exponents (they differ from pow at -inf and -0.0:
+    x ** 0.5 is sqrt, NaN at -inf where pow gives +inf)."""
     x = em.operand(a["self"], em.out.dtype)
     e = a["exponent"]
     if e == 1:
         return x
     if e == 2:
         return em.emit("mul", [x, x])
+    if e == 3:
+        return em.emit("mul", [em.emit("mul", [x, x]), x])
+    if e == 0.5:
+        return em.emit("sqrt", [x])
+    if e == -0.5:
+        return em.emit("rsqrt", [x])
+    if e == -1:
+        return em.emit("div", [em.const(1, x.dtype), x])
+    if e == -2:
+        return em.emit("div", [em.const(1, x.dtype), em.emit("mul", [x, x])])
     return em.emit("pow", [x, em.const(e, x.dtype)])
 
 
@@ -274,7 +290,7 @@ def _pow(em: Emitter, a: Args) -> Value:
 # --- no-ops, casts and constants --------------------------------------------------------------
 
 
-@converts("aten.clone.default", "aten.contiguous.default", "aten.detach.default", "aten.alias.default",
+@converts("aten.clone.default", "aten.contiguous.default", "aten.alias.default",
           "aten.lift_fresh_copy.default", "aten._to_copy.default", "aten.to.dtype", "aten.to.dtype_layout",
           "aten.to.device", "aten.to.other", "aten.type_as.default", "aten.view_as.default")
 def _copy(em: Emitter, a: Args) -> Value:
@@ -284,6 +300,14 @@ def _copy(em: Emitter, a: Args) -> Value:
         raise Unsupported(f"moving a tensor to {device} inside forward")
     x = em.operand(a["self"], em.out.dtype)
     return em.reshape(x, em.out.shape)
+
+
+@converts("aten.detach.default")
+def _detach(em: Emitter, a: Args) -> Value:
+    """The value, with no gradient through it (``x.detach()``, and what the training importer
+    makes of ``torch.no_grad()`` blocks): core's ``stop_gradient``, which costs nothing once
+    differentiated (a pass removes it); compiling it as a copy would train through it."""
+    return em.emit("stop_gradient", [_tensor(a, "self")])
 
 
 @converts("aten.alpha_dropout.default", "aten.feature_alpha_dropout.default")  # dropout: aten_training
@@ -866,7 +890,8 @@ def _attention(em: Emitter, a: Args) -> Value:
             additive = np.where(np.asarray(mask.data), 0.0, -np.inf)
             mask = em.const(additive, dt)
         scores = em.emit("add", [scores, em.cast(mask, dt)])
-    weights = em.emit("softmax", [scores], axis=-1)
+    # PyTorch's attention gives zeros, not NaN, for a row its mask hides completely.
+    weights = em.emit("softmax", [scores], axis=-1, masked_rows="zero")
     return em.emit("matmul", [weights, v])
 
 

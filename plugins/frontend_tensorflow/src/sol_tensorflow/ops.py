@@ -191,7 +191,20 @@ def window_padding(op: Any, hw: tuple[int, int], k: tuple[int, int], s: tuple[in
 # --- pass-through and static values -----------------------------------------------------------
 
 
-@converts("Identity", "StopGradient", "Snapshot", "PreventGradient", "IdentityN", "EnsureShape")
+@converts("StopGradient")
+def _stop_gradient(ctx: Context, op: Any) -> list[Result]:
+    """``tf.stop_gradient``: core's ``stop_gradient`` (the value; no gradient through it, removed
+    before planning), in whichever layout the value is held."""
+    e = ctx.entry(op.inputs[0])
+    if e.static is not None:
+        return [e.static]  # a constant takes no gradient anyway
+    if e.tf is None:
+        assert e.nchw is not None
+        return [NCHW(ctx.emit("stop_gradient", [e.nchw]))]
+    return [ctx.emit("stop_gradient", [e.tf])]
+
+
+@converts("Identity", "Snapshot", "PreventGradient", "IdentityN", "EnsureShape")
 def _identity(ctx: Context, op: Any) -> list[Result]:
     outs: list[Result] = []
     for t in op.inputs[:len(op.outputs)]:
@@ -385,8 +398,8 @@ def _pool(ctx: Context, op: Any) -> list[Result]:
     for (lo, hi), k in zip(pads, kernel):
         if max(lo, hi) * 2 > k:
             raise Unsupported(f"SAME padding {pads} wider than half the window {kernel}")
-    if op.type == "MaxPool":
-        y = ctx.emit("max_pool2d", [ctx.nchw(x)], kernel=kernel, stride=stride, padding=pads)
+    if op.type == "MaxPool":  # TensorFlow's kernel skips NaN, starting from the lowest float
+        y = ctx.emit("max_pool2d", [ctx.nchw(x)], kernel=kernel, stride=stride, padding=pads, nan="ignore")
     else:  # TensorFlow's SAME average divides by the pixels inside the input only
         y = ctx.emit("avg_pool2d", [ctx.nchw(x)], kernel=kernel, stride=stride, padding=pads,
                      count_include_pad=False)
@@ -520,10 +533,13 @@ def _reduce_max(ctx: Context, op: Any) -> list[Result]:
 def _softmax(ctx: Context, op: Any) -> list[Result]:
     x = op.inputs[0]
     sol_op = "softmax" if op.type == "Softmax" else "log_softmax"
+    # TensorFlow's Softmax keeps a NaN to its own entry (the rest of the row 0); its LogSoftmax
+    # makes the row NaN, sol's default.
+    nan = {"nan": "element"} if sol_op == "softmax" else {}
     if len(x.shape) == 4 and ctx.is_nchw(x):
-        return [NCHW(ctx.emit(sol_op, [ctx.nchw(x)], axis=1))]
+        return [NCHW(ctx.emit(sol_op, [ctx.nchw(x)], axis=1, **nan))]
     v = ctx.tf(x)
-    return [ctx.emit(sol_op, [v], axis=v.type.rank - 1)]
+    return [ctx.emit(sol_op, [v], axis=v.type.rank - 1, **nan)]
 
 
 # --- layout ---------------------------------------------------------------------------------

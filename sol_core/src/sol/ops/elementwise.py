@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from sol.errors import SolError
-from sol.ir import DTYPES, TensorType
+from sol.ir import DTYPES, Node, TensorType
 from sol.ops._util import broadcast_shape, f64, same_dtype
 from sol.ops.registry import REQUIRED, LayerClass, OpDef
 
@@ -34,28 +34,48 @@ def _binary(name: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Op
     return OpDef(name, LayerClass.ELEMENTWISE, _same, ref, (2, 2))
 
 
+# Clamping as the frameworks write it, ``x < lo ? lo : x``: NaN passes through (no comparison
+# holds for it) and a bound equal to x leaves x as it is (-0.0 stays -0.0, as in PyTorch).
+def _at_least(x: np.ndarray, lo: float) -> np.ndarray:
+    return np.where(x < lo, lo, x)
+
+
+def _at_most(x: np.ndarray, hi: float) -> np.ndarray:
+    return np.where(x > hi, hi, x)
+
+
 def _relu6(x: np.ndarray) -> np.ndarray:
-    return np.clip(x, 0.0, 6.0)
+    return _at_most(_at_least(x, 0.0), 6.0)
 
 
-def _gelu(x: np.ndarray, approximate: str) -> np.ndarray:
+def _gelu(x: np.ndarray, approximate: str, inf_to_nan: bool) -> np.ndarray:
     if approximate == "tanh":
-        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
-    return 0.5 * x * (1 + _erf(x / math.sqrt(2)))
+        y = 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    else:
+        y = 0.5 * x * (1 + _erf(x / math.sqrt(2)))
+    return np.where(np.isposinf(x), np.nan, y) if inf_to_nan else y
 
 
 def _clamp(x: np.ndarray, min: float | None, max: float | None) -> np.ndarray:  # noqa: A002
     if min is not None:
-        x = np.maximum(x, min)
+        x = _at_least(x, min)
     if max is not None:
-        x = np.minimum(x, max)
+        x = _at_most(x, max)
     return x
+
+
+def _pow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """C's pow element by element. NumPy's power takes shortcuts for a scalar exponent (0.5 ->
+    sqrt, -1 -> reciprocal, 2 -> square) that differ from pow at -inf and -0.0; broadcasting the
+    exponent to a full array keeps them out (frontends lower their own shortcuts to sqrt etc.)."""
+    a, b = np.broadcast_arrays(a, b)
+    return np.power(np.array(a), np.array(b))
 
 
 def _check_gelu(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
     if attrs["approximate"] not in ("none", "tanh"):
         raise SolError(f"gelu approximate must be 'none' or 'tanh', got {attrs['approximate']!r}")
-    return attrs
+    return {**attrs, "inf_to_nan": bool(attrs["inf_to_nan"])}
 
 
 def _float_or_none(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
@@ -96,7 +116,7 @@ def _cast_infer(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorTy
 def ops() -> list[OpDef]:
     sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
     unary = [
-        _unary("relu", lambda x: np.maximum(x, 0)),
+        _unary("relu", lambda x: _at_least(x, 0.0)),
         _unary("sigmoid", sig),
         _unary("tanh", np.tanh),
         _unary("exp", np.exp),
@@ -112,7 +132,9 @@ def ops() -> list[OpDef]:
         _unary("identity", lambda x: x),
         _unary("dropout", lambda x, p: x, p=0.5),
         _unary("leaky_relu", lambda x, alpha: np.where(x >= 0, x, alpha * x), alpha=0.01),
-        _unary("gelu", _gelu, approximate="none"),
+        # inf_to_nan: gelu(+inf) is NaN, as PyTorch's (vectorized) CPU kernel computes it; the
+        # PyTorch frontend sets it. Mathematically, and in TensorFlow, gelu(+inf) is +inf.
+        _unary("gelu", _gelu, approximate="none", inf_to_nan=False),
         _unary("clamp", _clamp, min=None, max=None),
     ]
     by_name = {o.name: o for o in unary}
@@ -122,11 +144,53 @@ def ops() -> list[OpDef]:
     binary = [
         _binary("add", np.add), _binary("sub", np.subtract), _binary("mul", np.multiply),
         _binary("div", np.divide), _binary("maximum", np.maximum), _binary("minimum", np.minimum),
-        _binary("pow", np.power),
+        _binary("pow", _pow),
     ]
     bn = OpDef("batch_norm", LayerClass.ELEMENTWISE, _batch_norm_infer, _batch_norm_ref, (5, 5),
                {"eps": 1e-5, "axis": 1}, normalize=_bn_normalize,
                doc="inference BatchNorm: (x - mean) / sqrt(var + eps) * weight + bias along `axis`")
     cast = OpDef("cast", LayerClass.ELEMENTWISE, _cast_infer,
                  lambda xs, a: [xs[0].astype(a["dtype"])], (1, 1), {"dtype": REQUIRED})
+    _mark_finite(unary + binary, bn, cast)
     return unary + binary + [bn, cast]
+
+
+# Ops computing finite results from finite inputs, overflow aside (sol.passes.finite). Not here:
+# exp (overflows at 89), log, sqrt, rsqrt and div (outside their domain or at 0), pow (both).
+_PRESERVE_FINITE = ("relu", "sigmoid", "tanh", "neg", "abs", "silu", "hardswish", "hardsigmoid", "erf", "identity",
+                    "dropout", "leaky_relu", "gelu", "add", "sub", "mul", "maximum", "minimum")
+
+
+def _mark_finite(ops: list[OpDef], bn: OpDef, cast: OpDef) -> None:
+    for o in ops:
+        o.preserves_finite = o.name in _PRESERVE_FINITE
+    by_name = {o.name: o for o in ops}
+    by_name["clamp"].preserves_finite = _clamp_finite
+    bn.preserves_finite = _batch_norm_finite
+    cast.preserves_finite = _cast_finite
+
+
+def _clamp_finite(node: Node) -> bool:
+    """A bound of +inf as the minimum (or -inf as the maximum) makes every element infinite."""
+    lo, hi = node.attrs["min"], node.attrs["max"]
+    return (lo is None or lo != math.inf) and (hi is None or hi != -math.inf)
+
+
+def _batch_norm_finite(node: Node) -> bool:
+    """rsqrt(var + eps) is finite where var + eps > 0: a batch's variance (never negative) or
+    running statistics whose values say so."""
+    var = node.inputs[2]
+    eps = node.attrs["eps"]
+    if var.producer is not None and var.producer.op == "variance":
+        return eps > 0
+    return var.data is not None and bool(np.all(np.asarray(var.data, dtype=np.float64) + eps > 0))
+
+
+_FLOAT_BITS = {"float16": 16, "float32": 32, "float64": 64}
+
+
+def _cast_finite(node: Node) -> bool:
+    """A cast to a narrower float type overflows for values the wider one holds (65504 is
+    float16's largest): that is too common to count as the overflow the analysis ignores."""
+    src, dst = node.inputs[0].dtype, node.attrs["dtype"]
+    return not (src in _FLOAT_BITS and dst in _FLOAT_BITS and _FLOAT_BITS[dst] < _FLOAT_BITS[src])

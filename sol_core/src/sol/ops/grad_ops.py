@@ -171,20 +171,27 @@ def _bwd_data_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
 
 
 def _bwd_weight_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    """Tap by tap over the input positions that exist: padding contributes nothing, not 0 * gy
+    (NaN for an infinite gradient), as in the forward convolution (sol.ops.linalg)."""
+    from sol.ops.linalg import tap_range
+
     x, gy = f64(xs[0]), f64(xs[1])
     d = _columns_shape(x.shape, a["shape"], a)
-    g, cg = d["g"], d["cg"]
-    (pt, pb), (pl, pr) = a["padding"]
+    g, cg, og = d["g"], d["cg"], d["o"] // d["g"]
+    (pt, _), (pl, _) = a["padding"]
     sh, sw = a["stride"]
     dh, dw = a["dilation"]
-    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    s = xp.strides
-    cols = np.lib.stride_tricks.as_strided(
-        xp, (d["n"], d["c"], d["oh"], d["ow"], d["kh"], d["kw"]),
-        (s[0], s[1], s[2] * sh, s[3] * sw, s[2] * dh, s[3] * dw), writeable=False)
-    cols = cols.reshape(d["n"], g, cg, d["oh"], d["ow"], d["kh"], d["kw"])
-    gw = np.einsum("ngchwij,ngohw->gocij", cols, gy.reshape(d["n"], g, d["o"] // g, d["oh"], d["ow"]),
-                   optimize=True)
+    xg = x.reshape(d["n"], g, cg, d["h"], d["w"])
+    gyg = gy.reshape(d["n"], g, og, d["oh"], d["ow"])
+    gw = np.zeros((g, og, cg, d["kh"], d["kw"]))
+    for i in range(d["kh"]):
+        r0, r1, h0 = tap_range(d["h"], d["oh"], sh, i * dh - pt)
+        for j in range(d["kw"]):
+            c0, c1, w0 = tap_range(d["w"], d["ow"], sw, j * dw - pl)
+            if r0 >= r1 or c0 >= c1:
+                continue
+            part = xg[:, :, :, h0:h0 + (r1 - r0 - 1) * sh + 1:sh, w0:w0 + (c1 - c0 - 1) * sw + 1:sw]
+            gw[:, :, :, i, j] = np.einsum("ngchw,ngohw->goc", part, gyg[:, :, :, r0:r1, c0:c1], optimize=True)
     return [gw.reshape(a["shape"]).astype(xs[0].dtype)]
 
 
@@ -228,7 +235,7 @@ def _scatter_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
 
 def ops() -> list[OpDef]:
     conv_attrs = {"shape": REQUIRED, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}
-    return [
+    out = [
         OpDef("mask_gt", LayerClass.ELEMENTWISE, _mask_infer, _mask(np.greater), (2, 2),
               doc="1 where a > b else 0 (float): gradient masks"),
         OpDef("mask_ge", LayerClass.ELEMENTWISE, _mask_infer, _mask(np.greater_equal), (2, 2),
@@ -258,4 +265,8 @@ def ops() -> list[OpDef]:
               dict(conv_attrs), normalize=_conv_bwd_normalize,
               doc="gradient of conv2d w.r.t. its weight: inputs (x, grad_y), `shape` the weight's"),
     ]
+    # Gradients of finite values are finite (sol.passes.finite): sums, products, masks and selections.
+    for o in out:
+        o.preserves_finite = True
+    return out
 

@@ -34,7 +34,19 @@ INDEX_DTYPES = ("int64", "int32", "int8", "uint8")
 
 
 def _gather_normalize(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
-    return {"axis": axis(int(attrs["axis"]), types[0].rank), "wrap": bool(attrs["wrap"])}
+    ax = axis(int(attrs["axis"]), types[0].rank)
+    return {"axis": ax, "wrap": bool(attrs["wrap"]), "padding": _padding_row(attrs["padding"], types[0].shape[ax])}
+
+
+def _padding_row(padding: Any, size: int) -> int | None:
+    """The row whose gradient is zero (PyTorch's ``padding_idx``), counted from 0; None: none.
+    Only the gradient rule reads it: the lookup itself returns that row like any other."""
+    if padding is None:
+        return None
+    row = int(padding)
+    if not -size <= row < size:
+        raise SolError(f"gather: padding row {row} is out of range for an axis of size {size}")
+    return row % size
 
 
 def _gather_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
@@ -118,6 +130,21 @@ def _select_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType
     return _reduce_infer(types, a)
 
 
+_TIES = ("ties (gradient only): 'split' shares the gradient evenly among the elements equal to the result "
+         "(PyTorch's amax, TensorFlow's reduce_max); 'first' gives it to the first of them, the one argmax/argmin "
+         "names (PyTorch's max(x, dim)); one axis only")
+
+
+def _ties_normalize(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
+    out = _axes_normalize(attrs, types)
+    ties = attrs["ties"]
+    if ties not in ("split", "first"):
+        raise SolError(f"max/min ties must be 'split' or 'first', got {ties!r}")
+    if ties == "first" and len(out["axes"]) != 1:
+        raise SolError(f"max/min with ties='first' reduce one axis, got axes {out['axes']}")
+    return {**out, "ties": ties}
+
+
 def _arg_normalize(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
     return {"axis": axis(int(attrs["axis"]), types[0].rank), "keepdims": bool(attrs["keepdims"])}
 
@@ -146,12 +173,14 @@ def _arg_core(node: Node) -> int:
 
 
 def ops() -> list[OpDef]:
-    return [
-        OpDef("gather", LayerClass.PARAM_BOUND, _gather_infer, _gather_ref, (2, 2), {"axis": 0, "wrap": True},
+    out = [
+        OpDef("gather", LayerClass.PARAM_BOUND, _gather_infer, _gather_ref, (2, 2),
+              {"axis": 0, "wrap": True, "padding": None},
               normalize=_gather_normalize, core_dims=_gather_core,
               doc="numpy.take(x, indices, axis): embedding lookup; indices in [-n, n) (wrap=True: negative "
                   "ones count from the end) or [0, n) (wrap=False: PyTorch's and TensorFlow's rule); others "
-                  "are an error"),
+                  "are an error. padding: a row of x whose gradient is zero (PyTorch's padding_idx); "
+                  "the lookup is unaffected"),
         _compare("eq", np.equal), _compare("ne", np.not_equal), _compare("lt", np.less),
         _compare("le", np.less_equal), _compare("gt", np.greater), _compare("ge", np.greater_equal),
         _logical("logical_not", np.logical_not, 1), _logical("logical_and", np.logical_and, 2),
@@ -160,11 +189,17 @@ def ops() -> list[OpDef]:
               lambda xs, a: [np.where(xs[0], xs[1], xs[2]).astype(xs[1].dtype)], (3, 3),
               doc="cond ? a : b, broadcasting all three; masked_fill lowers to it"),
         OpDef("max", LayerClass.IO_BOUND, _select_infer, _select_reduce(np.max), (1, 1),
-              {"axes": REQUIRED, "keepdims": False}, normalize=_axes_normalize, core_dims=_reduce_core),
+              {"axes": REQUIRED, "keepdims": False, "ties": "split"}, normalize=_ties_normalize,
+              core_dims=_reduce_core, doc=_TIES),
         OpDef("min", LayerClass.IO_BOUND, _select_infer, _select_reduce(np.min), (1, 1),
-              {"axes": REQUIRED, "keepdims": False}, normalize=_axes_normalize, core_dims=_reduce_core),
+              {"axes": REQUIRED, "keepdims": False, "ties": "split"}, normalize=_ties_normalize,
+              core_dims=_reduce_core, doc=_TIES),
         OpDef("argmax", LayerClass.IO_BOUND, _arg_infer, _arg_ref(np.argmax), (1, 1),
               {"axis": REQUIRED, "keepdims": False}, normalize=_arg_normalize, core_dims=_arg_core),
         OpDef("argmin", LayerClass.IO_BOUND, _arg_infer, _arg_ref(np.argmin), (1, 1),
               {"axis": REQUIRED, "keepdims": False}, normalize=_arg_normalize, core_dims=_arg_core),
     ]
+    # Selections, comparisons and lookups make no NaN or infinity of their own (sol.passes.finite).
+    for o in out:
+        o.preserves_finite = True
+    return out

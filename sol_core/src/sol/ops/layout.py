@@ -99,7 +99,7 @@ def _slice_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
 
 
 def ops() -> list[OpDef]:
-    return [
+    out = [
         OpDef("concat", LayerClass.IO_BOUND, _concat_infer,
               lambda xs, a: [np.concatenate(xs, axis=a["axis"])], (1, 1 << 16), {"axis": REQUIRED},
               normalize=lambda at, t: {"axis": axis(int(at["axis"]), t[0].rank)},
@@ -121,3 +121,8 @@ def ops() -> list[OpDef]:
               lambda xs, a: [xs[0].reshape(a["shape"])], (1, 1), {"shape": REQUIRED},
               normalize=_reshape_normalize),
     ]
+    # Moving values makes none (sol.passes.finite); pad adds its value.
+    for o in out:
+        o.preserves_finite = True
+    next(o for o in out if o.name == "pad").preserves_finite = lambda n: bool(np.isfinite(n.attrs["value"]))
+    return out

@@ -37,22 +37,41 @@ def _conv_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     return [TensorType((x.shape[0], w.shape[0], out[0], out[1]), same_dtype(types))]
 
 
+def tap_range(size: int, out: int, stride: int, offset: int) -> tuple[int, int, int]:
+    """Outputs o in [lo, hi) whose input index o * stride + offset lies inside [0, size), and the
+    first such input index."""
+    lo = 0
+    while lo < out and lo * stride + offset < 0:
+        lo += 1
+    hi = lo
+    while hi < out and hi * stride + offset < size:
+        hi += 1
+    return lo, hi, lo * stride + offset
+
+
 def _conv_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    """Tap by tap over the input positions that exist: padding contributes nothing, not 0 * w
+    (which is NaN for an infinite or NaN weight; PyTorch's and oneDNN's convolutions skip it)."""
     x, w = f64(xs[0]), f64(xs[1])
-    (pt, pb), (pl, pr) = a["padding"]
+    (pt, _), (pl, _) = a["padding"]
     sh, sw = a["stride"]
     dh, dw = a["dilation"]
     g = a["groups"]
-    n, c, _, _ = x.shape
+    n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     oh, ow = _conv_infer([TensorType(x.shape), TensorType(w.shape)], a)[0].shape[2:]
-    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    s = xp.strides
-    cols = np.lib.stride_tricks.as_strided(
-        xp, (n, c, oh, ow, kh, kw), (s[0], s[1], s[2] * sh, s[3] * sw, s[2] * dh, s[3] * dw), writeable=False)
-    cols = cols.reshape(n, g, cg, oh, ow, kh, kw)
+    xg = x.reshape(n, g, cg, h, wd)
     wg = w.reshape(g, o // g, cg, kh, kw)
-    y = np.einsum("ngchwij,gocij->ngohw", cols, wg, optimize=True).reshape(n, o, oh, ow)
+    y = np.zeros((n, g, o // g, oh, ow))
+    for i in range(kh):
+        r0, r1, h0 = tap_range(h, oh, sh, i * dh - pt)
+        for j in range(kw):
+            c0, c1, w0 = tap_range(wd, ow, sw, j * dw - pl)
+            if r0 >= r1 or c0 >= c1:
+                continue
+            part = xg[:, :, :, h0:h0 + (r1 - r0 - 1) * sh + 1:sh, w0:w0 + (c1 - c0 - 1) * sw + 1:sw]
+            y[:, :, :, r0:r1, c0:c1] += np.einsum("ngchw,goc->ngohw", part, wg[:, :, :, i, j], optimize=True)
+    y = y.reshape(n, o, oh, ow)
     if len(xs) == 3:
         y = y + f64(xs[2]).reshape(1, -1, 1, 1)
     return [y.astype(xs[0].dtype)]
@@ -84,10 +103,14 @@ def _matmul_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType
 
 
 def ops() -> list[OpDef]:
-    return [
+    out = [
         OpDef("conv2d", LayerClass.COMPUTE_BOUND, _conv_infer, _conv_ref, (2, 3),
               {"stride": 1, "padding": 0, "dilation": 1, "groups": 1}, normalize=_conv_normalize),
         OpDef("dense", LayerClass.PARAM_BOUND, _dense_infer, _dense_ref, (2, 3)),
         OpDef("matmul", LayerClass.COMPUTE_BOUND, _matmul_infer,
               lambda xs, a: [np.matmul(f64(xs[0]), f64(xs[1])).astype(xs[0].dtype)], (2, 2)),
     ]
+    # Sums of products of finite values are finite, overflow aside (sol.passes.finite).
+    for o in out:
+        o.preserves_finite = True
+    return out

@@ -180,7 +180,7 @@ def _normalize(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]
 
 def ops() -> list[OpDef]:
     oc = LayerClass.ORDER_CONSTRAINED
-    return [
+    out = [
         OpDef("lstm", oc, _full_infer("lstm"), _lstm_ref, (5, 7), {"reverse": False}, normalize=_normalize,
               doc="one LSTM layer, one direction: (x, h0, c0, w_ih, w_hh[, b_ih, b_hh]) -> (y, h_n, c_n)"),
         OpDef("gru", oc, _full_infer("gru"), _gru_ref, (4, 6), {"reverse": False}, normalize=_normalize,
@@ -192,3 +192,7 @@ def ops() -> list[OpDef]:
               {"reverse": False}, normalize=_normalize,
               doc="GRU over projected gates: (gx, h0, w_hh[, b_hh]) -> (y, h_n)"),
     ]
+    # sigmoid and tanh gates keep the state finite (sol.passes.finite).
+    for o in out:
+        o.preserves_finite = True
+    return out

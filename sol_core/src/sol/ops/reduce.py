@@ -11,9 +11,30 @@ from sol.ir import Node, TensorType
 from sol.ops._util import axis, f64
 from sol.ops.registry import REQUIRED, LayerClass, OpDef
 
+# How softmax treats special values, where frameworks differ (set by each frontend's converter):
+# - nan="row" (PyTorch, NumPy's math): a NaN anywhere in a row makes the whole row NaN.
+#   nan="element" (TensorFlow's CPU kernel): the row's maximum skips NaN and exp of a NaN
+#   difference counts as +inf, so the NaN entries (and entries equal to an infinite maximum) are
+#   NaN and the rest of that row 0 (TensorFlow gives [nan, 0, 0] for [nan, 1, 2]).
+# - masked_rows="zero" (PyTorch's scaled_dot_product_attention): a row that is all -inf (fully
+#   masked) gives zeros instead of NaN; "nan": 0/0, NaN.
+SOFTMAX_NAN = ("row", "element")
+SOFTMAX_MASKED_ROWS = ("nan", "zero")
+
 
 def _axis_normalize(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
     return {"axis": axis(int(attrs["axis"]), types[0].rank)}
+
+
+def _softmax_normalize(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
+    if attrs["nan"] not in SOFTMAX_NAN:
+        raise SolError(f"softmax nan must be one of {SOFTMAX_NAN}, got {attrs['nan']!r}")
+    if attrs["masked_rows"] not in SOFTMAX_MASKED_ROWS:
+        raise SolError(f"softmax masked_rows must be one of {SOFTMAX_MASKED_ROWS}, got {attrs['masked_rows']!r}")
+    if attrs["nan"] == "element" and attrs["masked_rows"] == "zero":
+        raise SolError("softmax: nan='element' and masked_rows='zero' come from different frameworks; "
+                       "no frontend combines them")
+    return {**_axis_normalize(attrs, types), "nan": attrs["nan"], "masked_rows": attrs["masked_rows"]}
 
 
 def _softmax_core(node: Node) -> int:
@@ -23,9 +44,18 @@ def _softmax_core(node: Node) -> int:
 def _softmax_ref(log: bool):  # type: ignore[no-untyped-def]
     def ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
         x = f64(xs[0])
-        z = x - x.max(axis=a["axis"], keepdims=True)
-        lse = np.log(np.exp(z).sum(axis=a["axis"], keepdims=True))
-        y = z - lse if log else np.exp(z - lse)
+        ax = a["axis"]
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            if a.get("nan", "row") == "element":
+                m = np.fmax.reduce(x, axis=ax, keepdims=True, initial=-np.inf)  # NaN skipped
+                e = np.exp(x - m)
+                e[np.isnan(e)] = np.inf
+                return [(e / e.sum(axis=ax, keepdims=True)).astype(xs[0].dtype)]
+            z = x - x.max(axis=ax, keepdims=True)
+            lse = np.log(np.exp(z).sum(axis=ax, keepdims=True))
+            y = z - lse if log else np.exp(z - lse)
+            if a.get("masked_rows", "nan") == "zero":
+                y = np.where(np.all(x == -np.inf, axis=ax, keepdims=True), 0.0, y)
         return [y.astype(xs[0].dtype)]
 
     return ref
@@ -81,9 +111,10 @@ def _variance_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
 
 
 def ops() -> list[OpDef]:
-    return [
+    out = [
         OpDef("softmax", LayerClass.IO_BOUND, lambda t, a: [t[0]], _softmax_ref(False), (1, 1),
-              {"axis": REQUIRED}, normalize=_axis_normalize, core_dims=_softmax_core),
+              {"axis": REQUIRED, "nan": "row", "masked_rows": "nan"}, normalize=_softmax_normalize,
+              core_dims=_softmax_core),
         OpDef("log_softmax", LayerClass.IO_BOUND, lambda t, a: [t[0]], _softmax_ref(True), (1, 1),
               {"axis": REQUIRED}, normalize=_axis_normalize, core_dims=_softmax_core),
         OpDef("mean", LayerClass.IO_BOUND, _reduce_infer, _reduce_ref(np.mean), (1, 1),
@@ -96,3 +127,16 @@ def ops() -> list[OpDef]:
         OpDef("variance", LayerClass.IO_BOUND, _variance_infer, _variance_ref, (2, 2),
               {"axes": REQUIRED, "keepdims": False}, normalize=_axes_normalize, core_dims=_reduce_core),
     ]
+    # softmax subtracts the row's maximum (exp <= 1, sum >= 1); a mean or variance over no element
+    # is 0/0 (sol.passes.finite).
+    for o in out:
+        o.preserves_finite = True
+    for o in out:
+        if o.name in ("mean", "variance"):
+            o.preserves_finite = _reduces_something
+    return out
+
+
+def _reduces_something(node: Node) -> bool:
+    shape = node.inputs[0].shape
+    return all(shape[a] > 0 for a in node.attrs["axes"])

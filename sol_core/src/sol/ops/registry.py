@@ -65,6 +65,11 @@ class OpDef:
     # (or None) per input. None here means the op has no rule yet: differentiating through it
     # is an error naming the op.
     gradient: GradientFn | None = None
+    # Whether the op's float outputs are finite wherever its inputs are (float overflow aside):
+    # True for relu, add, conv, softmax..., False for div, log, sqrt, exp, pow; a callable
+    # answers per node where attributes decide (a clamp to +inf, a mean over nothing). False,
+    # the default, is the safe answer for an op nobody has looked at. sol.passes.finite reads it.
+    preserves_finite: bool | Callable[[Node], bool] = False
 
     def normalize_attrs(self, attrs: dict[str, Any], in_types: list[TensorType]) -> dict[str, Any]:
         unknown = set(attrs) - set(self.attrs)

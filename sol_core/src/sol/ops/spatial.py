@@ -241,7 +241,7 @@ def _resize_grad(ctx: Any, grads: list[Any]) -> list[Any]:
 
 
 def ops() -> list[OpDef]:
-    return [
+    out = [
         OpDef("conv_transpose2d", LayerClass.COMPUTE_BOUND, _deconv_infer, _deconv_ref, (2, 3),
               {"stride": 1, "padding": 0, "output_padding": 0, "dilation": 1, "groups": 1},
               normalize=_deconv_normalize, gradient=_deconv_grad,
@@ -251,3 +251,7 @@ def ops() -> list[OpDef]:
               normalize=_resize_normalize, core_dims=lambda n: 2, gradient=_resize_grad,
               doc="nearest / nearest_exact / bilinear interpolation of H and W to size (PyTorch's index rules)"),
     ]
+    # Weighted sums of finite values (sol.passes.finite).
+    for o in out:
+        o.preserves_finite = True
+    return out

@@ -30,8 +30,17 @@ def pool_out(size: int, k: int, s: int, pad: tuple[int, int], d: int, ceil: bool
     return out
 
 
+# How max pooling treats NaN, where frameworks differ (set by each frontend's converter):
+# "propagate" (PyTorch): a NaN in the window makes the output NaN; "ignore" (TensorFlow's CPU
+# kernel): NaN is skipped and the maximum starts from the lowest finite value, so a window of
+# only NaN and -inf gives that value (-3.4028235e38 for float32), as TensorFlow computes it.
+MAX_POOL_NAN = ("propagate", "ignore")
+
+
 def _normalize(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
     out = dict(attrs)
+    if out.get("nan", "propagate") not in MAX_POOL_NAN:
+        raise SolError(f"max_pool2d nan must be one of {MAX_POOL_NAN}, got {out['nan']!r}")
     out["kernel"] = pair(attrs["kernel"])
     out["stride"] = pair(attrs["stride"]) if attrs.get("stride") not in (None, ()) else out["kernel"]
     out["padding"] = padding2d(attrs["padding"])
@@ -73,6 +82,10 @@ def _windows(x: np.ndarray, a: dict[str, Any], fill: float, out_hw: tuple[int, i
 def _max_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     x = f64(xs[0])
     oh, ow = _pool_infer([TensorType(x.shape)], a)[0].shape[2:]
+    if a.get("nan", "propagate") == "ignore":
+        lowest = float(np.finfo(xs[0].dtype).min)
+        windows = _windows(x, a, np.nan, (oh, ow))  # padding is skipped like NaN
+        return [np.fmax.reduce(windows, axis=(4, 5), initial=lowest).astype(xs[0].dtype)]
     return [_windows(x, a, -np.inf, (oh, ow)).max(axis=(4, 5)).astype(xs[0].dtype)]
 
 
@@ -127,11 +140,17 @@ def _adaptive_normalize(attrs: dict[str, Any], types: list[TensorType]) -> dict[
 
 def ops() -> list[OpDef]:
     pool = {"kernel": REQUIRED, "stride": None, "padding": 0, "ceil_mode": False}
-    return [
-        OpDef("max_pool2d", LayerClass.IO_BOUND, _pool_infer, _max_ref, (1, 1), {**pool, "dilation": 1},
-              normalize=_normalize, core_dims=_core2),
+    out = [
+        OpDef("max_pool2d", LayerClass.IO_BOUND, _pool_infer, _max_ref, (1, 1),
+              {**pool, "dilation": 1, "nan": "propagate"}, normalize=_normalize, core_dims=_core2),
         OpDef("avg_pool2d", LayerClass.IO_BOUND, _pool_infer, _avg_ref, (1, 1),
               {**pool, "count_include_pad": True, "divisor": None}, normalize=_normalize, core_dims=_core2),
         OpDef("adaptive_avg_pool2d", LayerClass.IO_BOUND, _adaptive_infer, _adaptive_ref, (1, 1),
               {"output_size": REQUIRED}, normalize=_adaptive_normalize, core_dims=_core2),
     ]
+    # Every window holds part of the input (pool_out); an average divides by its count or a
+    # divisor, which must not be 0 (sol.passes.finite).
+    for o in out:
+        o.preserves_finite = True
+    next(o for o in out if o.name == "avg_pool2d").preserves_finite = lambda n: n.attrs["divisor"] != 0
+    return out

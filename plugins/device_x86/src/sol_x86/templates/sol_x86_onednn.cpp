@@ -23,9 +23,9 @@ Dims::Dims(std::initializer_list<int64_t> dims) {
 }
 static memory::dims vec(const Dims& d) { return memory::dims(d.v, d.v + d.n); }
 
-PostOp eltwise(dnnl_alg_kind_t alg, float alpha, float beta) {
+PostOp eltwise(dnnl_alg_kind_t alg, float alpha, float beta, bool finite_only) {
     PostOp p{PostOp::ELTWISE};
-    p.alg = alg; p.alpha = alpha; p.beta = beta;
+    p.alg = alg; p.alpha = alpha; p.beta = beta; p.finite_only = finite_only;
     return p;
 }
 PostOp binary(dnnl_alg_kind_t alg, const Dims& dims) {
@@ -78,10 +78,27 @@ void* Scratch::align(char* p) {
     return reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63));
 }
 
+// oneDNN computes relu with slope 0 as max(x, 0), which turns NaN into 0 where the frameworks keep
+// NaN. elu with alpha 0 is x > 0 ? x : 0 * (exp(x) - 1): NaN stays NaN (and inf inf); the linear
+// step x * 1 + 0 then turns its -0 for x < 0 into relu's +0. One sol post-op, two of oneDNN's.
+// Not where the network guarantees a finite operand (finite_only): oneDNN's max is exact there.
+static bool nan_safe_relu(const PostOp& p) {
+    return p.kind == PostOp::ELTWISE && p.alg == dnnl_eltwise_relu && p.alpha == 0.f && !p.finite_only;
+}
+// The position of sol's post-op i among oneDNN's (binary operands are passed by that position).
+static int onednn_index(const std::vector<PostOp>& ops, size_t i) {
+    int k = int(i);
+    for (size_t j = 0; j < i; ++j) k += nan_safe_relu(ops[j]) ? 1 : 0;
+    return k;
+}
+
 static dnnl::primitive_attr make_attr(const std::vector<PostOp>& ops) {
     dnnl::post_ops po;
     for (const PostOp& p : ops) {
-        if (p.kind == PostOp::ELTWISE) po.append_eltwise(dnnl::algorithm(p.alg), p.alpha, p.beta);
+        if (nan_safe_relu(p)) {
+            po.append_eltwise(dnnl::algorithm::eltwise_elu, 0.f, 0.f);
+            po.append_eltwise(dnnl::algorithm::eltwise_linear, 1.f, 0.f);
+        } else if (p.kind == PostOp::ELTWISE) po.append_eltwise(dnnl::algorithm(p.alg), p.alpha, p.beta);
         else if (p.kind == PostOp::SUM) po.append_sum(1.f);
         else po.append_binary(dnnl::algorithm(p.alg), plain(vec(p.dims)));
     }
@@ -384,7 +401,7 @@ void detail::LibraryOp::execute(std::unordered_map<int, memory>& args, const voi
             throw std::runtime_error("sol: a binary post-op's operand is missing");
         memory& operand = bound_.binary[b];
         operand.set_data_handle(const_cast<void*>(binary.begin()[b++]));
-        args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(int(i)) | DNNL_ARG_SRC_1] = operand;
+        args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(onednn_index(post_, i)) | DNNL_ARG_SRC_1] = operand;
     }
     if (pad_md_.get_size() > 0) args[DNNL_ARG_SCRATCHPAD] = memory(pad_md_, ctx.eng, scratch.pad_ptr());
     prim_.execute(ctx.strm, args);

@@ -42,9 +42,13 @@ struct PostOp {
     float alpha = 0.f, beta = 0.f;
     // BINARY: the operand's dims as seen by oneDNN (broadcast dims are 1).
     Dims dims;
+    // The network guarantees a finite operand (sol_x86.libraries, finite-only steps): relu may
+    // then be oneDNN's own max(x, 0), which is exact for every finite x, instead of the NaN-keeping
+    // form that costs an exp per negative element.
+    bool finite_only = false;
 };
 
-PostOp eltwise(dnnl_alg_kind_t alg, float alpha = 0.f, float beta = 0.f);
+PostOp eltwise(dnnl_alg_kind_t alg, float alpha = 0.f, float beta = 0.f, bool finite_only = false);
 PostOp binary(dnnl_alg_kind_t alg, const Dims& dims);
 PostOp sum();
 
