@@ -103,12 +103,19 @@ def _central(loss, data: list[np.ndarray], i: int, idx: tuple[int, ...], eps: fl
     return (loss(plus) - loss(minus)) / (2 * eps)
 
 
+def _not_the_derivative(op: str, attrs: dict) -> bool:
+    """Rules that give, on purpose, another gradient than the derivative of the reference:
+    gradient stops and PyTorch's padding_idx (tested against their own expectation below)."""
+    return op == "stop_gradient" or (op == "gather" and attrs.get("padding") is not None)
+
+
 def _cases() -> list:
     params = []
     for op in registry.names():
-        for ci, (shapes, _) in enumerate(CASES.get(op, [])):
+        for ci, (shapes, attrs) in enumerate(CASES.get(op, [])):
             # Cases with no floating-point input have nothing to differentiate.
-            if any(not isinstance(s, Input) or _is_float(s.dtype) for s in shapes):
+            floats = any(not isinstance(s, Input) or _is_float(s.dtype) for s in shapes)
+            if floats and not _not_the_derivative(op, attrs):
                 params.append(pytest.param(op, ci, id=f"{op}-{ci}"))
     return params
 
@@ -344,3 +351,148 @@ def test_training_batchnorm_gradient_matches_finite_differences(shape: tuple[int
         for idx in np.ndindex(data[i].shape):
             numeric[idx] = _central(loss, data, i, idx, 1e-6)
         np.testing.assert_allclose(got[k], numeric, rtol=1e-5, atol=1e-7 * max(1.0, float(np.abs(numeric).max())))
+
+
+# --- gradient stops, padding rows, unreached inputs ----------------------------------------------
+
+
+def _stopped_graph() -> Graph:
+    """``y = h * stop_gradient(h) + stop_gradient(exp(z))`` with ``h = x * w``: PyTorch's
+    ``h * h.detach()`` plus a term no gradient may flow through."""
+    g = Graph("stopped")
+    x = g.add_input("x", TensorType((3, 4), "float64"))
+    w = g.add_input("w", TensorType((4,), "float64"))
+    z = g.add_input("z", TensorType((3, 4), "float64"))
+    h = g.add_node("mul", [x, w]).output
+    held = g.add_node("stop_gradient", [h]).output
+    cut = g.add_node("stop_gradient", [g.add_node("exp", [z]).output]).output
+    g.outputs = [g.add_node("add", [g.add_node("mul", [h, held]).output, cut]).output]
+    return g
+
+
+def test_stop_gradient_passes_the_value_and_no_gradient() -> None:
+    rng = np.random.default_rng(12)
+    g = _stopped_graph()
+    data = [rng.standard_normal((3, 4)), rng.standard_normal(4), rng.standard_normal((3, 4))]
+    diff = differentiate(g, ["x", "w", "z"])
+    assert diff.reached_by == [(0,), (0,), ()], "z is reached only through a stop"
+    assert diff.unreached([True]) == [False, False, True] and diff.unreached([False]) == [True, True, True]
+    r = rng.standard_normal((3, 4))
+    gx, gw, gz = run_reference(diff.backward, _backward_inputs(diff, data, [r]))
+    h = data[0] * data[1]
+    np.testing.assert_allclose(gx, r * h * data[1])  # d(h * c)/dx with c = h held constant: once, not twice
+    np.testing.assert_allclose(gw, np.sum(r * h * data[0], axis=0))
+    np.testing.assert_array_equal(gz, np.zeros((3, 4)))
+    # The reference (and so the forward value) is the identity's.
+    out = run_reference(g, data)[0]
+    np.testing.assert_allclose(out, h * h + np.exp(data[2]))
+
+
+def test_stop_gradient_is_gone_from_every_compiled_graph() -> None:
+    """Removed by canonicalization in inference and training (the forward after autodiff), so
+    no device lowers it; a stop between an input and an output leaves a copy (outputs own their
+    buffers)."""
+    from sol.plugins import roles
+
+    for training in (False, True):
+        g = _stopped_graph()
+        fwd = differentiate(g, ["x", "w"]).forward if training else g
+        roles().passes.run(fwd, training=training)
+        assert not any(n.op == "stop_gradient" for n in fwd.nodes), training
+    g = Graph("only_stop")
+    g.outputs = [g.add_node("stop_gradient", [g.add_input("x", TensorType((2,), "float32"))]).output]
+    roles().passes.run(g, training=False)
+    assert [n.op for n in g.nodes] == ["identity"]
+
+
+@pytest.mark.parametrize("case", ["axis0", "axis1_wrap"])
+def test_gather_padding_row_gets_no_gradient(case: str) -> None:
+    """PyTorch's ``padding_idx``: rows that read the padding row send it nothing (with wrap,
+    ``-size + row`` reads it too); every other row's gradient is the derivative's; the lookup is
+    unaffected. Against central differences with the padding row's gradient zeroed."""
+    rng = np.random.default_rng(13)
+    if case == "axis0":
+        data = [rng.standard_normal((6, 3)), np.array([[0, 1, 2, 0], [5, 0, 0, 3]], dtype=np.int64)]
+        attrs = {"axis": 0, "wrap": False, "padding": 0}
+    else:
+        data = [rng.standard_normal((2, 5, 3)), np.array([4, -1, 1, 2, 4], dtype=np.int64)]
+        attrs = {"axis": 1, "wrap": True, "padding": -1}
+    g = _single_op_graph("gather", data, attrs)
+    plain = _single_op_graph("gather", data, {k: v for k, v in attrs.items() if k != "padding"})
+    np.testing.assert_array_equal(run_reference(g, data)[0], run_reference(plain, data)[0])
+    r = rng.standard_normal(g.outputs[0].shape)
+    diff = differentiate(g, ["x0"])
+    (got,) = run_reference(diff.backward, _backward_inputs(diff, data, [r]))
+
+    def loss(feeds: list[np.ndarray]) -> float:
+        return float(np.sum(run_reference(plain, feeds)[0] * r))
+
+    want = np.array([_central(loss, data, 0, idx, 1e-6) for idx in np.ndindex(data[0].shape)]).reshape(data[0].shape)
+    row = g.nodes[0].attrs["padding"]
+    assert row == (0 if case == "axis0" else 4)  # normalized to a row number
+    np.moveaxis(want, attrs["axis"], 0)[row] = 0.0
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
+    assert np.any(np.moveaxis(run_reference(differentiate(plain, ["x0"]).backward,
+                                            _backward_inputs(differentiate(plain, ["x0"]), data, [r]))[0],
+                              attrs["axis"], 0)[row]), "without padding the row takes a gradient"
+    with pytest.raises(SolError, match="padding row 6 is out of range"):
+        _single_op_graph("gather", data, {"axis": 0, "padding": 6} if case == "axis0" else {"axis": 1, "padding": 6})
+
+
+def test_reached_by_follows_outputs_rules_and_integer_paths() -> None:
+    """Two heads: each weight is reached only by its own head's gradient; a weight behind an
+    integer path (argmax) is reached by none. Frameworks report those as no gradient."""
+    g = Graph("heads")
+    x = g.add_input("x", TensorType((2, 4), "float64"))
+    wa = g.add_input("wa", TensorType((3, 4), "float64"))
+    wb = g.add_input("wb", TensorType((3, 4), "float64"))
+    wc = g.add_input("wc", TensorType((3, 4), "float64"))
+    a = g.add_node("dense", [x, wa]).output
+    b = g.add_node("dense", [x, wb]).output
+    picked = g.add_node("argmax", [g.add_node("dense", [x, wc]).output], {"axis": 1}).output
+    g.outputs = [a, b, g.add_node("cast", [picked], {"dtype": "float64"}).output]
+    diff = differentiate(g, ["x", "wa", "wb", "wc"])
+    assert diff.grad_outputs == [0, 1, 2]
+    assert diff.reached_by == [(0, 1), (0,), (1,), ()]
+    assert diff.unreached([True, False, True]) == [False, False, True, True]
+
+
+@pytest.mark.parametrize("op", ["max", "min"])
+def test_max_ties_first_gives_the_gradient_to_the_indexed_element(op: str) -> None:
+    """PyTorch's ``max(x, dim)``: the element argmax names takes the whole gradient (the first
+    of equal ones); amax (ties="split") shares it."""
+    x = np.array([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [-1.0, -5.0, -5.0, 4.0]])
+    x = -x if op == "min" else x
+    g = np.array([1.0, 2.0, 3.0])
+    grads = {}
+    for ties in ("first", "split"):
+        graph = _single_op_graph(op, [x], {"axes": (1,), "ties": ties})
+        np.testing.assert_array_equal(run_reference(graph, [x])[0], (np.max if op == "max" else np.min)(x, axis=1))
+        diff = differentiate(graph, ["x0"])
+        grads[ties] = run_reference(diff.backward, _backward_inputs(diff, [x], [g]))[0]
+    np.testing.assert_array_equal(grads["first"], [[0, 1, 0, 0], [2, 0, 0, 0], [0, 0, 0, 3]])
+    np.testing.assert_allclose(grads["split"], [[0, 0.5, 0.5, 0], [0.5, 0.5, 0.5, 0.5], [0, 0, 0, 3]])
+    with pytest.raises(SolError, match="ties='first' reduce one axis"):
+        _single_op_graph(op, [x], {"axes": (0, 1), "ties": "first"})
+
+
+@pytest.mark.parametrize("op,attrs", [("relu", {}), ("clamp", {"min": -0.5, "max": 0.5}), ("hardsigmoid", {}),
+                                      ("hardswish", {})])
+def test_piecewise_rules_select_so_a_nan_gradient_stops_where_the_slope_is_zero(op: str, attrs: dict) -> None:
+    """PyTorch selects (``where(inside, grad, 0)``) where these ops are flat: a NaN gradient from
+    above becomes 0 there, not 0 * NaN."""
+    x = np.array([-4.0, -1.0, 0.2, 4.0])
+    graph = _single_op_graph(op, [x], attrs)
+    diff = differentiate(graph, ["x0"])
+    got = run_reference(diff.backward, _backward_inputs(diff, [x], [np.full(4, np.nan)]))[0]
+    flat = {"relu": [0, 1], "clamp": [0, 1, 3], "hardsigmoid": [0, 3], "hardswish": [0]}[op]
+    np.testing.assert_array_equal(got[flat], 0.0)
+    assert np.isnan(np.delete(got, flat)).all()
+
+
+def test_hardswish_gradient_at_its_joints_is_pytorchs() -> None:
+    """PyTorch 2: 0 at -3, x / 3 + 1/2 strictly inside, 1 at 3, and exactly 0 at -1.5."""
+    x = np.array([-3.0, -1.5, 0.0, 3.0], dtype=np.float32)
+    diff = differentiate(_single_op_graph("hardswish", [x], {}), ["x0"])
+    got = run_reference(diff.backward, _backward_inputs(diff, [x], [np.ones(4, np.float32)]))[0]
+    np.testing.assert_array_equal(got, np.array([0.0, 0.0, 0.5, 1.0], dtype=np.float32))

@@ -3,7 +3,9 @@ BatchNormalization and Dropout, variables read at every call, and Keras ``fit``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -156,3 +158,80 @@ def test_a_model_sol_cannot_compile_whole_trains_in_tensorflow() -> None:
     with pytest.warns(SolFallbackWarning, match=r"(?s)for training; TensorFlow trains the whole model.*Cumsum"):
         got = _gradients(lambda t: opt(t, training=True), x, opt.trainable_variables)[1]
     _assert_gradients(got, _gradients(lambda t: model(t, training=True), x, model.trainable_variables)[1])
+
+
+# --- issue #15: gradient stops, frozen and unconnected variables, mask_zero ----------------------
+
+
+class _Stops(keras.Model):
+    """``tf.stop_gradient`` inside (``h * stop_gradient(h)``: once, not twice, the gradient of
+    ``h * h``), a frozen layer, and two heads of which the loss reads one: the other head's
+    variables get None from the tape, as in TensorFlow."""
+
+    def __init__(self) -> None:
+        super().__init__(name="stops")
+        self.a = L.Dense(4, name="a")
+        self.frozen = L.Dense(4, name="frozen")
+        self.frozen.trainable = False
+        self.head0 = L.Dense(3, name="head0")
+        self.head1 = L.Dense(3, name="head1")
+
+    def call(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        h = self.a(x)
+        z = h * tf.stop_gradient(h) + self.frozen(x) + tf.stop_gradient(tf.tanh(x @ tf.ones((4, 4))))
+        return self.head0(z), self.head1(z)
+
+
+def _two_heads(seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    model = _Stops()
+    model(tf.zeros((3, 4)))
+    return model
+
+
+def test_stop_gradient_frozen_and_unconnected_variables_as_tensorflow() -> None:
+    model, ref = _two_heads(11), _two_heads(11)
+    x = tf.constant(np.random.default_rng(12).standard_normal((3, 4)).astype("float32"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SolFallbackWarning)  # compiled: stop_gradient is core's op now
+        opt = sol.optimize(model, x, device="x86")
+
+        def gradients(call: Callable[..., Any], variables: list) -> tuple[list[Any], list[Any]]:
+            with tf.GradientTape(persistent=True) as tape:
+                tape.watch(x)
+                out0, out1 = call(x, training=True)
+                loss = tf.reduce_sum(out0 * tf.range(1.0, 4.0))
+                both = loss + tf.reduce_sum(out1)
+            got_both = tape.gradient(both, [x, *variables])  # first: what it reached must not count for the next
+            return tape.gradient(loss, [x, *variables]), got_both
+
+        got, got_both = gradients(opt, opt.trainable_variables)
+        want, want_both = gradients(ref, ref.trainable_variables)
+    assert [v.name for v in opt.trainable_variables] == [v.name for v in ref.trainable_variables]
+    assert len(opt.trainable_variables) == 6, "the frozen layer's variables are not trainable"
+    assert [g is None for g in got] == [g is None for g in want] == [False] * 5 + [True] * 2
+    for g, r in [*zip(got, want), *zip(got_both, want_both)]:
+        if r is not None:
+            np.testing.assert_allclose(g.numpy(), r.numpy(), rtol=RTOL, atol=1e-6)
+    assert all(g is not None for g in got_both)
+    assert any(isinstance(v, TrainingVariant) and v.training_program is not None for v in opt.variants)
+
+
+def test_mask_zero_embedding_gradients_as_tensorflow() -> None:
+    """Keras' ``mask_zero`` masks downstream layers; the embedding's row 0 still takes the
+    gradient TensorFlow gives it (it is not PyTorch's padding_idx)."""
+    def build() -> keras.Model:
+        keras.utils.set_random_seed(13)
+        ids = keras.Input((3,), dtype="int32")
+        emb = L.Embedding(10, 4, mask_zero=True, name="emb")(ids)
+        return keras.Model(ids, L.GlobalAveragePooling1D(name="pool")(emb), name="masked")
+
+    model, ref = build(), build()
+    ids = np.array([[0, 1, 2], [0, 0, 3]], dtype="int32")
+    opt = sol.optimize(model, ids, device="x86")
+    got, want = [], []
+    for call, variables, out in ((opt, opt.trainable_variables, got), (ref, ref.trainable_variables, want)):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(call(ids, training=True) * tf.range(1.0, 5.0))
+        out.extend(tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, variables))
+    _assert_gradients(got, want)

@@ -18,9 +18,23 @@ from sol_pytorch.aten import Args, Emitter, Unsupported, _tensor, converts, dtyp
 
 @converts("aten.embedding.default")
 def _embedding(em: Emitter, a: Args) -> Value:
-    # padding_idx / scale_grad_by_freq / sparse only change the gradient: the lookup is a gather.
-    # PyTorch rejects negative ids (no counting from the end): wrap=False makes them an error too.
-    return em.emit("gather", [_tensor(a, "weight"), _tensor(a, "indices")], axis=0, wrap=False)
+    # padding_idx / scale_grad_by_freq / sparse only change the gradient: the lookup is a gather
+    # whose gradient skips the padding row (core's gather "padding"). PyTorch rejects negative
+    # ids (no counting from the end): wrap=False makes them an error too.
+    weight = _tensor(a, "weight")
+    if training_import(em) and (a["scale_grad_by_freq"] or a["sparse"]):
+        raise Unsupported("embedding with " + ("scale_grad_by_freq=True" if a["scale_grad_by_freq"] else "sparse=True")
+                          + " in training (sol computes dense, unscaled gradients)")
+    pad = a["padding_idx"]
+    padding = int(pad) if pad is not None and 0 <= int(pad) < weight.shape[0] else None  # -1: none
+    return em.emit("gather", [weight, _tensor(a, "indices")], axis=0, wrap=False, padding=padding)
+
+
+def training_import(em: Emitter) -> bool:
+    """Whether ``em`` builds a graph sol will differentiate (a training import)."""
+    from sol_pytorch.aten_training import RANDOM_KEY
+
+    return RANDOM_KEY in em.graph.meta
 
 
 @converts("aten.index_select.default")
@@ -122,10 +136,10 @@ def _dims(x: Value, dim: Any) -> tuple[int, ...]:
     return (int(dim),) if isinstance(dim, int) else tuple(int(d) for d in dim)
 
 
-def _select(op: str, x: Value, dims: tuple[int, ...], keepdim: bool, em: Emitter) -> Value:
+def _select(op: str, x: Value, dims: tuple[int, ...], keepdim: bool, em: Emitter, ties: str = "split") -> Value:
     if x.type.rank == 0:
         return x
-    return em.emit(op, [x], axes=dims, keepdims=keepdim)
+    return em.emit(op, [x], axes=dims, keepdims=keepdim, ties=ties)
 
 
 def _arg(op: str, em: Emitter, x: Value, dim: Any, keepdim: bool, shape: tuple[int, ...]) -> Value:
@@ -143,7 +157,8 @@ def _max_min(kind: str) -> Any:
     def dim(em: Emitter, a: Args) -> tuple[Value, Value]:
         x = _tensor(a, "self")
         keep = bool(a.get("keepdim", False))
-        values = _select(kind, x, _dims(x, a["dim"]), keep, em)
+        # The gradient goes to the element the returned index names (eager's), not split among ties.
+        values = _select(kind, x, _dims(x, a["dim"]), keep, em, ties="first")
         indices_shape = tuple(int(d) for d in em.val[1].shape)
         return values, _arg(f"arg{kind}", em, x, a["dim"], keep, indices_shape)
 

@@ -212,3 +212,37 @@ def _bn_no_stats(em: Emitter, a: Args) -> tuple[Value, Value, Value]:
     x = _tensor(a, "input")
     y, mean, var = batch_norm_batch_stats(em, x, a["weight"], a["bias"], float(a["eps"]))
     return y, mean, _invstd(em, var, float(a["eps"]))
+
+
+# --- InstanceNorm with running statistics --------------------------------------------------------
+
+
+def instance_norm_training(em: Emitter, a: Args, running_mean: Value, running_var: Value | None) -> tuple[Value, ...]:
+    """``InstanceNorm(track_running_stats=True)`` in training mode: ``(y, new running_mean,
+    new running_var)``. ``y`` uses each sample's own statistics (the inference converter's
+    conversion). The update is eager's (``at::instance_norm``): each (sample, channel) updates
+    its own copy of the running statistics with its mean and *unbiased* variance, and the
+    buffers become the mean over the batch of those copies:
+    ``(1 - m) * running + m * mean_over_batch(statistic)``. ``running_mean``/``running_var``:
+    the buffers' current values (a module called twice in one forward reads its first update)."""
+    from sol_pytorch.aten import CONVERTERS
+
+    x = _tensor(a, "input")
+    if x.type.rank < 3 or not x.dtype.startswith("float"):
+        raise Unsupported(f"instance_norm with running statistics of a {x.type}")
+    y = CONVERTERS["aten.instance_norm.default"](em, a)
+    spatial = tuple(range(2, x.type.rank))
+    count = int(np.prod([x.shape[i] for i in spatial]))
+    if count < 2:
+        raise Unsupported("instance_norm in training mode with one value per channel")
+    mean = em.emit("mean", [x], axes=spatial, keepdims=False)  # (N, C)
+    var = em.emit("variance", [x, mean], axes=spatial, keepdims=False)
+    unbiased = em.emit("mul", [var, em.const(count / (count - 1), var.dtype)])
+    factor = em.const(float(a["momentum"]), running_mean.dtype)
+    new_mean = _update(em, running_mean, em.cast(em.emit("mean", [mean], axes=(0,), keepdims=False),
+                                                 running_mean.dtype), factor)
+    if running_var is None:
+        return y, new_mean, None  # type: ignore[return-value]
+    new_var = _update(em, running_var, em.cast(em.emit("mean", [unbiased], axes=(0,), keepdims=False),
+                                               running_var.dtype), factor)
+    return y, new_mean, new_var

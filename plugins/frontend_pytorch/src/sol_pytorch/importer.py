@@ -50,8 +50,8 @@ from sol_pytorch.aten import CONVERTERS, Emitter, Unsupported, tensor_type
 from sol_pytorch.guard import TRACE_LOCK, tracing_copy
 
 TRAINING_MODE_MESSAGE = ("the model is in training mode, but sol compiles its eval-mode behaviour here "
-                         "(training=False); call model.eval() to silence, or leave training unset to train "
-                         "through sol")
+                         "(training=False); call model.eval() to silence (optimize puts the model in eval mode, "
+                         "as training=True puts it in training mode), or leave training unset to train through sol")
 LATER = ("With fallback=True (the default) PyTorch runs such operations and sol compiles the rest of the "
          "model; or express them with supported operations (sol_pytorch.supported_ops() lists the ATen "
          "operators sol compiles).")

@@ -14,14 +14,25 @@ buffers themselves*, fetched from the model at every call:
 * autograd sees the real ``nn.Parameter`` objects as inputs, so ``loss.backward()`` fills their
   ``.grad`` through their own gradient accumulators, where hooks (``DistributedDataParallel``'s
   all-reduce, ``register_hook``, gradient clipping) work as with eager PyTorch;
-* a tensor the backward reads from the caller (an input, a weight) is kept with
-  ``save_for_backward``, so modifying it in place before ``backward`` is PyTorch's usual error,
-  not a silently wrong gradient.
+* every tensor the backward reads (an input, a weight, an output it returned, an activation
+  only the backward needs) is kept with ``save_for_backward``, so modifying it in place before
+  ``backward`` is PyTorch's usual error, not a silently wrong gradient;
+* an output the loss does not use gets no gradient, and what only such outputs depend on gets
+  ``None``, not zeros: ``.grad`` stays None as in eager (momentum and weight decay leave it).
+
+Gradient stops are core's ``stop_gradient`` (:mod:`sol.ops.gradient`): ``x.detach()``,
+``x.detach_()``, ``torch.no_grad()`` / ``torch.set_grad_enabled(False)`` blocks and
+``@torch.no_grad()`` helpers inside ``forward`` (traced with gradients on, so that
+``torch.export`` records them: :func:`stop_gradient_regions`), and values computed under
+``torch.inference_mode()``. ``nn.Embedding(padding_idx=...)`` is a gather whose gradient skips
+that row; ``scale_grad_by_freq`` and ``sparse`` embeddings are refused (PyTorch trains them).
 
 Training-mode semantics (see :mod:`sol_pytorch.aten_training`): BatchNorm normalizes with batch
 statistics and the new running statistics (and ``num_batches_tracked``) are outputs of the
-forward program, written into the model's buffers after each call; dropout masks are drawn by
-PyTorch's own RNG call at the point eager makes it, so a seed gives eager's masks.
+forward program, written into the model's buffers after each call (InstanceNorm's with
+``track_running_stats`` too, which ``torch.export`` does not record: :meth:`TrainingImporter._instance_norm`);
+dropout masks are drawn by PyTorch's own RNG call at the point eager makes it, so a seed gives
+eager's masks. Hooks are not traced (:func:`_without_hooks`): the wrapper runs them.
 
 Tracing (``torch.export``) neither moves the RNG nor touches the real buffers; a variant is
 keyed on the argument signature, the modes of all submodules and which parameters and inputs
@@ -34,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,20 +62,23 @@ from sol.autodiff.differentiate import SavedSource
 from sol.errors import UnsupportedOpError
 from sol.ir import Graph, Value
 from sol.program import Program
-from sol_pytorch import fallback
-from sol_pytorch.aten import tensor_type
-from sol_pytorch.aten_training import CUMULATIVE_MOMENTUM, RANDOM_KEY, RandomInput
+from sol_pytorch import fallback, locations
+from sol_pytorch.aten import Unsupported, tensor_type
+from sol_pytorch.aten_training import CUMULATIVE_MOMENTUM, RANDOM_KEY, RandomInput, instance_norm_training
 from sol_pytorch.guard import TRACE_LOCK, tracing_copy
 from sol_pytorch.importer import (
     LAYOUT_KEY,
     SCALARS,
     Constant,
     OutputLayout,
+    _decompose,
     _Importer,
+    _op_name,
+    describe_value,
     example_values,
-    export,
     output_node,
     prepare,
+    quiet_torch,
     user_stacklevel,
 )
 from sol_pytorch.variants import KEY, OPTIONS, host_array, signature, torch_tensor
@@ -147,12 +162,127 @@ def _tracing(model: torch.nn.Module) -> Iterator[None]:
 def trace_training(model: torch.nn.Module, values: tuple[Any, ...]) -> ExportedProgram:
     """``torch.export`` of the model in its current modes, functionalized: buffer updates
     (BatchNorm's running statistics) become outputs of the graph. A copy of the model is traced
-    (:mod:`sol_pytorch.guard`): the model itself is never touched."""
+    (:mod:`sol_pytorch.guard`): the model itself is never touched.
+
+    Traced with gradients enabled (inference traces run under ``torch.no_grad()``): only then
+    does ``torch.export`` record where ``forward`` turns them off (``torch.no_grad()`` blocks,
+    ``@torch.no_grad()`` helpers, ``torch.set_grad_enabled(False)``), which
+    :func:`stop_gradient_regions` turns into gradient stops. The whole model's own hooks are
+    not traced: the wrapper runs them around the compiled call, at every call, as PyTorch does."""
     with TRACE_LOCK:
         twin = tracing_copy(model)
+        _without_hooks(twin)
         with _tracing(twin):
-            ep = export(twin, values)
-        return prepare(ep)
+            ep = _export_with_grad(twin, values)
+        return prepare(stop_gradient_regions(ep))
+
+
+def _without_hooks(twin: torch.nn.Module) -> None:
+    """Take every hook out of a :func:`tracing_copy` (its own hook dicts: the model keeps its
+    hooks). Why: a hook is user code that expects each call's real tensors; run while tracing it
+    would see fake ones, once. The wrapper runs the model's own hooks around the compiled call,
+    and makes PyTorch run calls while submodules have hooks (:mod:`sol_pytorch.wrapper`), so no
+    training program ever needs them."""
+    for m in twin.modules():
+        m.__dict__.update(  # not setattr: nothing of the user's changed (no configuration generation)
+            _forward_pre_hooks=OrderedDict(), _forward_pre_hooks_with_kwargs={}, _forward_hooks=OrderedDict(),
+            _forward_hooks_with_kwargs={}, _forward_hooks_always_called={}, _backward_hooks=OrderedDict(),
+            _backward_pre_hooks=OrderedDict())
+
+
+def _export_with_grad(model: torch.nn.Module, values: tuple[Any, ...]) -> ExportedProgram:
+    """:func:`sol_pytorch.importer.export` with gradients enabled (see :func:`trace_training`)."""
+    with TRACE_LOCK, torch.enable_grad(), quiet_torch():
+        try:
+            return torch.export.export(model, values, strict=False)
+        except Exception as exc:
+            if hasattr(exc, "add_note"):
+                shapes = ", ".join(describe_value(t) for t in values)
+                exc.add_note(f"(while sol traced {type(model).__name__} for training with torch.export for "
+                             f"inputs {shapes})")
+            raise
+
+
+_SET_GRAD = torch.ops.higher_order.wrap_with_set_grad_enabled
+_DETACH = torch.ops.aten.detach.default
+
+
+def stop_gradient_regions(ep: ExportedProgram) -> ExportedProgram:
+    """Where ``forward`` stops gradients, as explicit ``aten.detach`` nodes (imported as core's
+    ``stop_gradient``), in a graph without higher-order ops.
+
+    * A region run with gradients off (``wrap_with_set_grad_enabled(False, body, ...)``): each
+      tensor the body returns is detached inside the body, then the region is inlined
+      (``run_decompositions``). What the region computes is still compiled; nothing flows back
+      through it, so weights used only there keep ``.grad is None`` as in eager.
+    * ``x.detach_()``: functionalization drops it (it changes no value), so it becomes the
+      out-of-place ``detach``, read by every later reader of ``x``.
+    * A value computed under ``torch.inference_mode()`` (an inference tensor, which takes no
+      gradient) is detached where ordinary code reads it (the mark is on ``torch.export``'s fake
+      values, which decomposing would lose).
+
+    ``torch.export`` splits a ``torch.enable_grad()`` block nested in such a region off at the
+    top level, so what it computes keeps its gradient (as in eager) without anything here."""
+    graph = ep.graph
+    regions = changed = False
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    for node in list(graph.nodes):
+        if node.op != "call_function":
+            continue
+        if node.target is torch.ops.aten.detach_.default:
+            source = node.args[0]
+            with graph.inserting_after(node):
+                out = graph.call_function(_DETACH, (source,))
+            out.meta = dict(node.meta)
+            node.replace_all_uses_with(out)
+            for user in list(source.users):  # type: ignore[union-attr]
+                if user is not out and user is not node and order.get(user, -1) > order[node]:
+                    user.replace_input_with(source, out)  # type: ignore[arg-type]
+            graph.erase_node(node)
+            changed = True
+        elif node.target is _SET_GRAD:
+            regions = True
+            if not node.args[0]:
+                _detach_region_results(ep, node)
+        elif _is_inference(node) and any(_reads_with_gradient(u) for u in node.users):
+            with graph.inserting_after(node):  # computed under torch.inference_mode(): no gradient
+                held = graph.call_function(_DETACH, (node,))
+            held.meta = dict(node.meta)
+            for user in [u for u in node.users if u is not held and _reads_with_gradient(u)]:
+                user.replace_input_with(node, held)
+            changed = True
+    if not (regions or changed):
+        return ep
+    ep.graph_module.recompile()
+    return _decompose(ep, {}) if regions else ep
+
+
+def _is_inference(node: fx.Node) -> bool:
+    val = node.meta.get("val")
+    return isinstance(val, torch.Tensor) and val.is_inference()
+
+
+def _reads_with_gradient(user: fx.Node) -> bool:
+    """Ordinary code reading an inference tensor (not inference-mode code, not the graph's
+    output list, whose names the export signature holds)."""
+    return user.op != "output" and not _is_inference(user)
+
+
+def _detach_region_results(ep: ExportedProgram, node: fx.Node) -> None:
+    body: fx.GraphModule = getattr(ep.graph_module, node.args[1].target)  # type: ignore[union-attr, arg-type]
+    inner = body.graph
+    out = next(n for n in inner.nodes if n.op == "output")
+
+    def detached(v: Any) -> Any:
+        if isinstance(v, fx.Node) and isinstance(v.meta.get("val"), torch.Tensor):
+            with inner.inserting_before(out):
+                d = inner.call_function(_DETACH, (v,))
+            d.meta = dict(v.meta)
+            return d
+        return v
+
+    out.args = (pytree.tree_map(detached, out.args[0]),)
+    body.recompile()
 
 
 class TrainingImporter(_Importer):
@@ -166,6 +296,37 @@ class TrainingImporter(_Importer):
         self.state_inputs: dict[str, Value] = {}
         self.user_args = 0
         self.updates: list[StateRef] = []
+        # Buffers updated by a converter (InstanceNorm's running statistics: torch.export does
+        # not see that update), by name: the latest value.
+        self.computed_updates: dict[str, Value] = {}
+
+    def _call(self, node: fx.Node) -> None:
+        if node.target is torch.ops.aten.instance_norm.default and self._instance_norm(node):
+            return
+        super()._call(node)
+
+    def _instance_norm(self, node: fx.Node) -> bool:
+        """InstanceNorm with ``track_running_stats`` in training mode: normalized with each
+        sample's own statistics, and the running statistics updated as eager does (a side effect
+        ``torch.export`` does not record). False: the ordinary conversion does it all."""
+        try:
+            args = self._bind(node)
+            rm, rv = args["running_mean"], args["running_var"]
+            names = {v: k for k, v in self.state_inputs.items()}
+            if not args["use_input_stats"] or not isinstance(rm, Value) or rm not in names:
+                return False
+            self.em.source = locations.describe(node)
+            self.em.val = node.meta.get("val")
+            y, mean, var = instance_norm_training(self.em, args, self.computed_updates.get(names[rm], rm),
+                                                  self.computed_updates.get(names.get(rv, ""), rv))
+        except Unsupported as exc:
+            self._problem(node, _op_name(node.target), str(exc))
+            return True
+        self.env[node] = self._checked(node, "aten.instance_norm.default", y)
+        self.computed_updates[names[rm]] = mean
+        if isinstance(rv, Value) and rv in names:
+            self.computed_updates[names[rv]] = var
+        return True
 
     def _placeholder(self, node: fx.Node) -> None:
         spec = self.input_specs[node.name]
@@ -212,6 +373,9 @@ class TrainingImporter(_Importer):
                     continue  # "updated" to itself (BatchNorm in eval mode)
                 self.graph.outputs.append(self.own_buffer(v, leaf))
                 self.updates.append(StateRef.of(self.model, name))
+        for name, v in self.computed_updates.items():
+            self.graph.outputs.append(v)
+            self.updates.append(StateRef.of(self.model, name))
 
     def finish(self) -> Graph:
         graph = super().finish()
@@ -327,27 +491,36 @@ class TrainingVariant:
 
 class _SolFunction(torch.autograd.Function):
     """The compiled forward and backward as one autograd node; its inputs are the forward
-    program's tensors (arguments, the model's parameters and buffers, masks)."""
+    program's tensors (arguments, the model's parameters and buffers, masks).
+
+    Everything the backward reads goes through ``ctx.save_for_backward`` as a tensor, so
+    autograd's version check guards it as it guards eager's saved tensors: changing a saved
+    input or a saved output in place before ``backward()`` (``out.mul_(3)`` where the backward
+    reads ``out``) raises PyTorch's "modified by an inplace operation" error instead of giving a
+    gradient computed from the changed values. The forward's extra outputs (activations only the
+    backward reads) are saved the same way, so autograd frees them once the backward has run
+    (unless ``retain_graph``): their memory goes back to the device's output pool for the next
+    step, even while the caller still holds this step's loss.
+
+    An output the loss does not use gets no gradient (``None``: gradients are not
+    materialized), and a parameter or input that only such outputs depend on gets ``None``
+    back, not zeros (:meth:`Differentiated.unreached`): its ``.grad`` stays None as in eager,
+    so momentum and weight decay leave it alone."""
 
     @staticmethod
     def forward(ctx: Any, variant: TrainingVariant, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
         tp = variant.training_program
         assert tp is not None
         outs, saved = tp.forward(*(host_array(t) for t in tensors))
-        # Tensors of the caller are kept by reference, checked against in-place changes. The
-        # forward's extra outputs (activations only the backward reads) are saved as tensors
-        # too, so that autograd frees them once the backward has run (unless retain_graph):
-        # their memory goes back to the device's output pool for the next step, even while the
-        # caller still holds this step's loss.
-        kinds = [_saved_kind(s, tp.num_outputs) for s in tp.diff.saved]
-        kept = [tensors[s.index] for s, k in zip(tp.diff.saved, kinds) if k == "input"]
-        extra = [torch.from_numpy(a) for a, k in zip(saved, kinds) if k == "extra"]
-        ctx.save_for_backward(*kept, *extra)
-        ctx.kept = len(kept)
-        ctx.arrays = [a if k == "output" else None for a, k in zip(saved, kinds)]
+        results = tuple(torch_tensor(a) for a in outs)
+        keep = []
+        for s, array in zip(tp.diff.saved, saved):
+            kind = _saved_kind(s, tp.num_outputs)
+            keep.append(tensors[s.index] if kind == "input" else results[s.index] if kind == "output"
+                        else torch.from_numpy(array))
+        ctx.save_for_backward(*keep)
         ctx.variant = variant
         ctx.set_materialize_grads(False)
-        results = tuple(torch_tensor(a) for a in outs)
         differentiable = set(tp.grad_output_indices)
         ctx.mark_non_differentiable(*(r for i, r in enumerate(results) if i not in differentiable))
         return results
@@ -356,16 +529,16 @@ class _SolFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         tp: TrainingProgram = ctx.variant.training_program
-        tensors = ctx.saved_tensors
-        kept, extra = iter(tensors[:ctx.kept]), iter(tensors[ctx.kept:])
-        kinds = [_saved_kind(s, tp.num_outputs) for s in tp.diff.saved]
-        saved = [a if k == "output" else host_array(next(kept if k == "input" else extra))
-                 for a, k in zip(ctx.arrays, kinds)]
+        saved = [host_array(t) for t in ctx.saved_tensors]  # raises if one was changed in place
         given = [grads[i] for i in tp.grad_output_indices]
-        results = tp.backward(saved, [None if g is None else host_array(g) for g in given])
+        unreached = tp.diff.unreached([g is not None for g in given])
         out: list[torch.Tensor | None] = [None] * (len(ctx.needs_input_grad) - 1)
-        for i, g in zip(tp.wrt_inputs, results):
-            if ctx.needs_input_grad[i + 1]:
+        wanted = [ctx.needs_input_grad[i + 1] and not skip for i, skip in zip(tp.wrt_inputs, unreached)]
+        if not any(wanted):
+            return (None, *out)
+        results = tp.backward(saved, [None if g is None else host_array(g) for g in given])
+        for i, g, want in zip(tp.wrt_inputs, results, wanted):
+            if want:
                 out[i] = torch_tensor(g)
         return (None, *out)
 

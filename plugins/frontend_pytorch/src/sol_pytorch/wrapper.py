@@ -2,10 +2,12 @@
 
 Same call signature (positional or by argument name, non-tensor arguments included), same output
 structure (tensor, tuple, dict, ...), same ``state_dict`` keys and submodule attributes: the
-model's own children, parameters and buffers are registered on the wrapper under their original
-names (the same objects, not copies), so ``sol_module.state_dict()`` equals ``model.state_dict()``
-and a parent module's checkpoint keys do not change when a child is replaced by its optimized
-version. The model itself stays reachable as ``.model`` without being registered a second time.
+wrapper's registries of children, parameters and buffers *are* the model's (the very dicts, not
+copies), so ``state_dict()``, ``parameters()`` and ``named_modules()`` of the wrapper equal the
+model's at all times, also after ``model.w = nn.Parameter(...)`` (an optimizer built on
+``fast.parameters()`` trains the model's current tensors), and a parent module's checkpoint keys
+do not change when a child is replaced by its optimized version. The model itself stays
+reachable as ``.model`` without being registered a second time.
 
 Shapes: a call whose tensors have other shapes than the example inputs (batch 3 after batch 8,
 another image size) is compiled again for those shapes, once, and the variant kept (one per
@@ -17,13 +19,40 @@ error naming expected and given, as is any other shape with ``optimize(..., dyna
 Non-tensor arguments (None, bools, ints, floats) are constants of a trace, so each value gets its
 variant too.
 
-Modes: the module starts in the mode it was compiled for (``optimize`` follows the model's own
-mode unless ``training=`` says otherwise) and ``.train()`` / ``.eval()`` switch it, and the model
-with it, as in PyTorch. In training mode (or in eval mode when an input requires grad) calls run
-a training variant (:mod:`sol_pytorch.training`): sol's compiled forward and backward as one
-autograd node over the model's own parameters, PyTorch's training-mode semantics (BatchNorm batch
-statistics and running-statistics updates, dropout masks from PyTorch's RNG). In eval mode they
-run an inference variant. Each kind is compiled when first needed and kept.
+Modes: the model's own flags are the truth. ``optimize`` puts the model in the mode it compiles
+for (``training=True``: ``model.train()``; ``training=False``, or the default for a model in eval
+mode, with submodules in training mode: ``model.eval()``, with the warning that says so), and from
+then on ``fast.training`` is ``model.training``;
+``fast.train()`` / ``fast.eval()`` call the model's ``train()`` (its own override included), and
+``model.train()`` / ``model.eval()`` / a submodule's mode switch are seen by the next call alike.
+Which program a call runs, read at every call, as eager PyTorch would behave:
+
+* any submodule in training mode, or grad mode on and a tensor argument requiring grad: a
+  training variant (:mod:`sol_pytorch.training`) for the modes as they are: sol's compiled
+  forward and backward as one autograd node over the model's own parameters, PyTorch's
+  training-mode semantics (BatchNorm batch statistics and running-statistics updates, dropout
+  masks from PyTorch's RNG) where modules train and eval behaviour where they do not;
+* every module in eval mode, grad mode on, and parameters that require grad (a plain call
+  outside ``torch.no_grad()``): the inference program runs, and its outputs are connected to the
+  parameters as eager's are (``loss.backward()`` gives parameter gradients: frozen-BatchNorm
+  fine-tuning, penalties on the weights). The gradient is computed only if a backward comes: it
+  recomputes the forward with the eval-mode training variant (compiled then) and runs its
+  backward; once that variant exists, such calls use it directly (it reads the weights live,
+  so an optimizer step needs no recompile);
+* otherwise (``torch.no_grad()``, ``torch.inference_mode()``, or nothing requires grad): the
+  inference program.
+
+Each kind is compiled when first needed and kept.
+
+Calls sol does not compile, run by PyTorch on the model itself (each warned once):
+
+* under ``torch.autocast("cpu", ...)``: sol has no bfloat16/float16 kernels, and float32 results
+  where eager returns bfloat16 would be silently different; PyTorch runs the call, exactly;
+* calls that need gradients (as above) while hooks are registered on submodules (forward,
+  forward-pre or backward hooks; or PyTorch's global module hooks): they are user code that
+  expects each call's real tensors (feature extraction, Grad-CAM, gradient logging), which a
+  compiled graph does not have. Hooks on the model itself run around the compiled call at every
+  call, as PyTorch runs them (forward pre-hooks, forward hooks, full backward hooks).
 
 What is snapshotted and what is live (checked at every call by :mod:`sol_pytorch.weights`):
 inference programs hold the weights' values as they were when compiled, and every program's code
@@ -52,17 +81,22 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.autograd.function import once_differentiable
+from torch.nn.modules import module as _module
+from torch.utils import _pytree as pytree
 
 from sol.ir import Graph
 from sol.program import Program
-from sol_pytorch import training
-from sol_pytorch.importer import SCALARS, describe_value
+from sol_pytorch import fallback
+from sol_pytorch import training as sol_training  # (a module-level name: SolModule.training is the mode)
+from sol_pytorch.importer import SCALARS, describe_value, user_stacklevel
 from sol_pytorch.variants import (
     KEY,
     OPTIONS,
@@ -117,10 +151,10 @@ class SolModule(torch.nn.Module):
         self._lock = threading.RLock()  # held while compiling a variant or reacting to a change
         self._signature = ForwardSignature.of(model)
         self._variants: OrderedDict[Signature, Variant] = OrderedDict()  # least recently used first
-        self._train_variants: OrderedDict[training.TrainingKey, training.TrainingVariant] = OrderedDict()
-        compiled_for_training = training.TRAIN_KEY in graph.meta
+        self._train_variants: OrderedDict[sol_training.TrainingKey, sol_training.TrainingVariant] = OrderedDict()
+        compiled_for_training = sol_training.TRAIN_KEY in graph.meta
         if compiled_for_training:
-            trained = training.make_variant(program, graph, model)
+            trained = sol_training.make_variant(program, graph, model)
             self._warned = set(trained.fallen)  # import_graph warned about these
             self._train_variants[trained.key] = trained
             self._primary: Signature = graph.meta[KEY]
@@ -130,31 +164,30 @@ class SolModule(torch.nn.Module):
             self._variants[first.key] = first
             self._primary = first.key  # what the example inputs were: checks and messages
         self.program = program
-        self._mirror(model)
-        object.__setattr__(self, "model", model)  # reachable, not a registered child (after
-        # mirroring: attribute reads fall through to it, which registration would take as a clash)
+        # The model's own registries, shared (see the module doc); the model is reachable, not a
+        # registered child.
+        for name in _SHARED:
+            object.__setattr__(self, name, getattr(model, name))
+        object.__setattr__(self, "model", model)
+        if not compiled_for_training and any(m.training for m in model.modules()):
+            model.eval()  # compiled for inference (training=False): eval mode, as training=True means train mode
         self._config = ConfigWatch(model)
         self._values = ValuesWatch(model)
-        # The mode compiled for (set without touching the children: a model may mix modes).
-        self.training = compiled_for_training
+        self._tree: list[tuple[str, torch.nn.Module]] = list(model.named_modules())
 
-    def _mirror(self, model: torch.nn.Module) -> None:
-        non_persistent: set[str] = getattr(model, "_non_persistent_buffers_set", set())
-        for name, child in model.named_children():
-            self.add_module(name, child)
-        for name, param in model.named_parameters(recurse=False):
-            self.register_parameter(name, param)
-        for name, buf in model.named_buffers(recurse=False):
-            self.register_buffer(name, buf, persistent=name not in non_persistent)
+    @property  # type: ignore[override]
+    def training(self) -> bool:
+        """The model's mode (its own flag: the truth, see the module doc)."""
+        model = self.__dict__.get("model")
+        return bool(self.__dict__.get("_mode", True) if model is None else model.training)
 
-    def _remirror(self, model: torch.nn.Module) -> None:
-        """The model's children, parameters or buffers were replaced: register the new ones (into
-        the registries directly: ``add_module`` would see the model's own attributes through
-        ``__getattr__`` and refuse them as clashes)."""
-        self._modules = dict(model.named_children())
-        self._parameters = dict(model.named_parameters(recurse=False))
-        self._buffers = dict(model.named_buffers(recurse=False))
-        self._non_persistent_buffers_set = set(getattr(model, "_non_persistent_buffers_set", ()))
+    @training.setter
+    def training(self, mode: bool) -> None:
+        model = self.__dict__.get("model")
+        if model is None:  # nn.Module.__init__, before the model is known
+            self.__dict__["_mode"] = mode
+        else:
+            model.training = mode
 
     def __getattr__(self, name: str) -> Any:
         """Other attributes of the original model (``num_classes``, helper methods) read through."""
@@ -167,16 +200,15 @@ class SolModule(torch.nn.Module):
             return getattr(model, name)
 
     def train(self, mode: bool = True) -> SolModule:
-        """Switch modes as PyTorch does, the original model with it: training mode runs the
-        training programs, eval mode the inference programs (each compiled on first use)."""
-        super().train(mode)
-        model = self.__dict__.get("model")
-        if model is not None:
-            model.train(mode)
+        """``model.train(mode)`` (the model's own ``train``, overrides included): the mode is the
+        model's, read at every call (see the module doc)."""
+        if not isinstance(mode, bool):
+            raise ValueError("training mode is expected to be boolean")
+        self.model.train(mode)
         return self
 
     @property
-    def variants(self) -> list[Variant | training.TrainingVariant]:
+    def variants(self) -> list[Variant | sol_training.TrainingVariant]:
         """The compiled variants: inference ones, then training ones, each in compile order."""
         return [*self._variants.values(), *self._train_variants.values()]
 
@@ -185,18 +217,66 @@ class SolModule(torch.nn.Module):
         if self._config.stale():
             self._config_changed()
         values = self._bind(args, kwargs)
-        if self.training or (torch.is_grad_enabled() and any(
+        if torch.is_autocast_enabled("cpu"):
+            return self._eager(values, AUTOCAST)
+        grad = torch.is_grad_enabled()
+        modules = [m for _, m in self._tree]
+        if any(m.training for m in modules) or (grad and any(
                 isinstance(v, torch.Tensor) and v.requires_grad for v in values)):
             return self._train_call(values)  # eval mode with an input requiring grad: eval behaviour, differentiable
+        if grad and any(p is not None and p.requires_grad for m in modules for p in m._parameters.values()):
+            return self._eval_grad_call(values)
+        return self._inference_call(values)
+
+    def _inference_call(self, values: list[Any]) -> Any:
         if self._values.stale():
             self._values_changed()
+        return self._inference_variant(values)(values)
+
+    def _inference_variant(self, values: list[Any]) -> Variant:
         key = signature(values)
         variant = self._variants.get(key)
         if variant is None:
             variant = self._specialize(values, key)
         else:
             _touch(self._variants, key)
-        return variant(values)
+        return variant
+
+    def _eval_grad_call(self, values: list[Any]) -> Any:
+        """Every module in eval mode, parameters requiring grad, grad mode on (see the module
+        doc): the inference program, connected to the parameters through :class:`_Recompute`.
+        The eval-mode training variant instead once a backward compiled it (fine-tuning in eval
+        mode: it reads the weights live, where the inference program would be compiled again
+        after every optimizer step), or where the inference program cannot serve (hooks, PyTorch
+        running parts of it). A call that is never differentiated (validation outside
+        ``torch.no_grad()``) keeps the inference program's speed and compiles no backward."""
+        model = self.model
+        if _root_hooked(model) or self._hooked_submodules():
+            return self._train_call(values)
+        if sol_training.variant_key(model, signature(values), values) in self._train_variants:
+            return self._train_call(values)
+        if self._values.stale():
+            self._values_changed()
+        variant = self._inference_variant(values)
+        if variant.fallen:
+            return self._train_call(values)
+        return _recompute(self, variant, values)
+
+    def _eager(self, values: list[Any], why: str) -> Any:
+        """PyTorch runs the model itself (warned once per reason; see the module doc)."""
+        if why not in self._warned:
+            self._warned.add(why)
+            warnings.warn(f"sol: {self.graph_name}: {why}", fallback.SolFallbackWarning, stacklevel=user_stacklevel())
+        return self.model(*values)
+
+    def _hooked_submodules(self) -> list[str]:
+        """Submodules (and PyTorch's global module hooks) whose hooks need each call's real
+        tensors: a call needing gradients runs in PyTorch while there are any."""
+        found = [f"{name} ({', '.join(kinds)})" for name, m in self._tree[1:] for kinds in [_hook_kinds(m)] if kinds]
+        if _module._global_forward_hooks or _module._global_forward_pre_hooks or \
+                _module._global_backward_hooks or _module._global_backward_pre_hooks:
+            found.append("global module hooks (torch.nn.modules.module.register_module_*_hook)")
+        return found
 
     def _config_changed(self) -> None:
         """Attributes, submodules, hooks or ``forward`` changed: every program is stale."""
@@ -208,7 +288,7 @@ class SolModule(torch.nn.Module):
                      "compiling again", self.graph_name)
             self._variants.clear()
             self._train_variants.clear()
-            self._remirror(model)
+            self._tree = list(model.named_modules())
             self._signature = ForwardSignature.of(model)
             self._config.refresh()
             self._values.refresh()
@@ -224,15 +304,32 @@ class SolModule(torch.nn.Module):
             self._values.refresh()
 
     def _train_call(self, values: list[Any]) -> Any:
-        key = training.variant_key(self.model, signature(values), values)
+        """A call through a training variant; the model's own hooks run around it as PyTorch runs
+        them (through :func:`_hooks_shell`), hooks on submodules make PyTorch run the call."""
+        hooked = self._hooked_submodules()
+        if hooked:
+            return self._eager(values, HOOKED + ", ".join(hooked))
+        model = self.model
+        if _root_hooked(model):
+            return _hooks_shell(model, lambda *args: self._run_training(list(args), hooks_ran=True))(*values)
+        return self._run_training(values)
+
+    def _run_training(self, values: list[Any], hooks_ran: bool = False) -> Any:
+        variant = self._training_variant(values)
+        if variant.fallen and hooks_ran:
+            return self.model.forward(*values)  # PyTorch trains it; the model's hooks just ran
+        return variant(values)
+
+    def _training_variant(self, values: list[Any]) -> sol_training.TrainingVariant:
+        key = sol_training.variant_key(self.model, signature(values), values)
         variant = self._train_variants.get(key)
         if variant is None:
             variant = self._specialize_training(values, key)
         else:
             _touch(self._train_variants, key)
-        return variant(values)
+        return variant
 
-    def _specialize_training(self, values: list[Any], key: training.TrainingKey) -> training.TrainingVariant:
+    def _specialize_training(self, values: list[Any], key: sol_training.TrainingKey) -> sol_training.TrainingVariant:
         with self._lock:  # one compile per key, however many threads ask
             variant = self._train_variants.get(key)
             if variant is not None:
@@ -241,7 +338,7 @@ class SolModule(torch.nn.Module):
                 self._check_compatible(values)
             log.info("sol: compiling %s for training (or gradients) with inputs (%s) and its current modes",
                      self.graph_name, ", ".join(map(describe_value, values)))
-            variant = training.compile_variant(self.model, values, self._device, self._options, self._warned)
+            variant = sol_training.compile_variant(self.model, values, self._device, self._options, self._warned)
             self._keep(self._train_variants, key, variant)
             return variant
 
@@ -267,7 +364,7 @@ class SolModule(torch.nn.Module):
             old, _ = variants.popitem(last=False)
             log.info("sol: %s keeps at most %d variants of a kind (max_variants); dropped the least recently "
                      "used one, for inputs (%s)", self.graph_name, self._max_variants,
-                     ", ".join(_describe_key(old[0] if isinstance(variant, training.TrainingVariant) else old)))
+                     ", ".join(_describe_key(old[0] if isinstance(variant, sol_training.TrainingVariant) else old)))
 
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
         """Positional and keyword arguments in ``forward``'s order, trailing omitted defaults left
@@ -350,6 +447,92 @@ class SolModule(torch.nn.Module):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+_SHARED = ("_parameters", "_buffers", "_modules", "_non_persistent_buffers_set")
+"""The model's registries the wrapper uses as its own (the same objects)."""
+
+AUTOCAST = ("calls under torch.autocast run in PyTorch: sol has no bfloat16/float16 kernels, and its float32 "
+            "results would differ from autocast's")
+HOOKED = ("calls that need gradients run in PyTorch while submodules have hooks (sol's compiled graph has no "
+          "per-module tensors to call them with; hooks on the model itself run with sol): ")
+
+def _hook_kinds(m: torch.nn.Module) -> list[str]:
+    kinds = []
+    if m._forward_pre_hooks:
+        kinds.append("forward pre-hook")
+    if m._forward_hooks:
+        kinds.append("forward hook")
+    if m._backward_hooks or m._backward_pre_hooks:
+        kinds.append("backward hook")
+    return kinds
+
+
+def _root_hooked(model: torch.nn.Module) -> bool:
+    return bool(model._forward_hooks or model._forward_pre_hooks or model._backward_hooks or model._backward_pre_hooks)
+
+
+def _hooks_shell(model: torch.nn.Module, forward: Any) -> torch.nn.Module:
+    """A stand-in for ``model`` whose ``forward`` is the compiled call: calling it runs the
+    model's own hooks (its hook registries are the model's, the same dicts) exactly as
+    ``nn.Module.__call__`` runs them, full backward hooks included. It is a new object of the
+    model's class over the model's attributes, so the model itself is never changed."""
+    shell: Any = object.__new__(type(model))
+    object.__setattr__(shell, "__dict__", dict(model.__dict__))
+    shell.__dict__["forward"] = forward
+    return shell  # type: ignore[no-any-return]
+
+
+class _Recompute(torch.autograd.Function):
+    """The inference program's outputs, connected to the parameters (see the module doc): the
+    forward runs the inference program; the backward, if one comes, runs the eval-mode training
+    variant on the same arguments and hands back its gradients. Arguments and parameters are
+    saved with ``save_for_backward``, so changing them in place in between raises as in eager."""
+
+    @staticmethod
+    def forward(ctx: Any, module: SolModule, variant: Variant, values: list[Any], out: list[Any],  # type: ignore[override]
+                *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        result = variant(values)
+        leaves, spec = pytree.tree_flatten(result)
+        out[:] = [leaves, spec]
+        ctx.save_for_backward(*tensors)
+        ctx.module, ctx.values = module, values
+        ctx.key = sol_training.variant_key(module.model, signature(values), values)
+        ctx.set_materialize_grads(False)
+        results = tuple(t for t in leaves if isinstance(t, torch.Tensor))
+        ctx.mark_non_differentiable(*(t for t in results if not t.is_floating_point()))
+        return results
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+        tensors = ctx.saved_tensors  # raises if an argument or parameter was changed in place
+        module: SolModule = ctx.module
+        values: list[Any] = ctx.values
+        if sol_training.variant_key(module.model, signature(values), values) != ctx.key:
+            raise RuntimeError(f"sol: the modes or requires_grad flags of {module.graph_name}'s modules changed "
+                               f"between this forward and its backward; sol recomputes the forward for the "
+                               f"backward and cannot reproduce the earlier modes")
+        params = [t for t in tensors if t.requires_grad]
+        none: list[torch.Tensor | None] = [None] * len(tensors)
+        with torch.enable_grad():
+            again = [t for t in pytree.tree_leaves(module._run_training(values)) if isinstance(t, torch.Tensor)]
+        pairs = [(o, g) for o, g in zip(again, grads) if g is not None and o.requires_grad]
+        if not pairs or not params:
+            return (None, None, None, None, *none)
+        got = iter(torch.autograd.grad([o for o, _ in pairs], params, [g for _, g in pairs], allow_unused=True))
+        return (None, None, None, None, *[next(got) if t.requires_grad else None for t in tensors])
+
+
+def _recompute(module: SolModule, variant: Variant, values: list[Any]) -> Any:
+    """Run ``variant`` through :class:`_Recompute` and rebuild the output structure."""
+    params = [p for _, m in module._tree for p in m._parameters.values() if p is not None and p.requires_grad]
+    params = list({id(p): p for p in params}.values())  # a shared weight once
+    args = [v for v in values if isinstance(v, torch.Tensor)]
+    out: list[Any] = []
+    results = iter(_Recompute.apply(module, variant, values, out, *args, *params))
+    leaves, spec = out
+    return pytree.tree_unflatten([next(results) if isinstance(t, torch.Tensor) else t for t in leaves], spec)
 
 
 def _restore(model: torch.nn.Module, examples: tuple[Any, ...], device: str, training: bool,

@@ -90,8 +90,8 @@ class DeviceSupport:
         return list(found.values())
 
     def _why(self, node: Node, graph: Graph) -> str | None:
-        if node.op == "reshape":
-            return None  # an alias: no code
+        if node.op in ("reshape", "stop_gradient"):
+            return None  # an alias, or gone before planning (canonicalization): no code
         cls = registry.layer_class(node)
         if cls in _LIBRARY and any(b.claims(node, graph) for b in self.backends):
             return None

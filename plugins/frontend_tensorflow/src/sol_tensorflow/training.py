@@ -30,9 +30,15 @@ Keras' training-mode semantics come from the traced graph itself, as Keras 3 wri
   mask) enter the compiled program as inputs. So a seeded ``Dropout`` draws exactly the masks
   TensorFlow draws, and a model trains to the same losses with or without sol.
 
-Gradients follow TensorFlow's: ``StopGradient`` (Keras' ``moments`` stops the mean's gradient
-into the variance, where it is zero anyway) is compiled where it cannot change a gradient, and
-refused elsewhere (core has no stop-gradient op yet). Ops sol cannot compile *between* the inputs
+Gradients follow TensorFlow's: ``tf.stop_gradient`` is core's ``stop_gradient`` (no gradient
+through it; gone from the compiled programs), ``PreventGradient`` on a value that takes a
+gradient is refused, non-trainable variables take none, and a variable or input that only model
+outputs the loss does not use depend on gets ``None`` from the tape, as TensorFlow gives it
+(``unconnected_gradients="none"``, the default; ``"zero"`` then gives zeros), not a tensor of
+zeros: each output passes an identity whose gradient function records that the tape reached it
+(TensorFlow hands a custom gradient zeros, not None, for outputs the loss does not use), and
+the backward returns None for what only unreached outputs depend on
+(:meth:`sol.autodiff.Differentiated.unreached`). Ops sol cannot compile *between* the inputs
 and the outputs (a ``py_function``, an FFT) make the variant train in TensorFlow itself with one
 warning (``fallback=False``: an error): gradients through a partly compiled model are not
 supported.
@@ -70,7 +76,7 @@ from sol_tensorflow.ops import Entry, Unsupported, dtype_name
 from sol_tensorflow.support import DeviceSupport
 
 _ASSIGN = "AssignVariableOp"
-_NO_GRADIENT = frozenset({"StopGradient", "PreventGradient"})
+_NO_GRADIENT = "PreventGradient"  # its gradient is an error in TensorFlow
 _FREE = frozenset({"Const", "Placeholder"})
 
 
@@ -117,19 +123,6 @@ def _variable_of(conv: OpConverter, t: Any) -> Any:
     """The model variable behind a captured resource tensor, or None."""
     ext = conv.captured.get(t.name)
     return conv.handles.get(id(ext)) if ext is not None else None
-
-
-def _stop_gradient_is_exact(op: Any) -> bool:
-    """Keras' ``moments``: ``SquaredDifference(x, StopGradient(Mean(x)))``. The gradient of the
-    mean of squared differences with respect to the mean is ``-2 * mean(x - mean) = 0``, so
-    compiling the StopGradient as an identity changes no gradient."""
-    source = op.inputs[0].op
-    if source.type != "Mean":
-        return False
-    readers = op.outputs[0].consumers()
-    return bool(readers) and all(
-        r.type == "SquaredDifference" and r.inputs[1] is op.outputs[0] and r.inputs[0] is source.inputs[0]
-        for r in readers)
 
 
 def convert_for_training(traced: Traced) -> TrainingGraph:
@@ -229,8 +222,9 @@ def convert_for_training(traced: Traced) -> TrainingGraph:
                 if var is not None and any(c.type == _ASSIGN and _variable_of(conv, c.inputs[0]) is var
                                            for c in op.control_inputs):
                     raise Unsupported(f"reads {var.name} after assigning it in the same call")
-            if op.type in _NO_GRADIENT and op.inputs[0].name in differentiable and not _stop_gradient_is_exact(op):
-                raise Unsupported("a gradient stop on a differentiable value (sol has no stop-gradient op)")
+            if op.type == _NO_GRADIENT and op.inputs[0].name in differentiable:
+                raise Unsupported("PreventGradient on a value that takes a gradient (TensorFlow raises when it is "
+                                  "differentiated)")
             conv.convert(op)
         except Unsupported as exc:
             problems.append((op.type, op.name, str(exc)))
@@ -400,10 +394,12 @@ class TrainingVariant:
 
 def _differentiable_call(tp: TrainingProgram, values: list[Any]) -> list[Any]:
     """The compiled forward as one ``tf.custom_gradient`` function whose gradient is the compiled
-    backward; returns the forward graph's outputs (model outputs and new variable values)."""
+    backward; returns the forward graph's outputs (model outputs and new variable values), each
+    output that takes a gradient through :func:`_reach_mark` (see the module doc)."""
     diff = tp.diff
     dtypes = [tf.as_dtype(t.dtype) for t in tp.backward_program.input_types[len(diff.saved):]]
     shapes = [t.shape for t in tp.backward_program.input_types[len(diff.saved):]]
+    reached: set[int] = set()  # outputs whose gradient the tape computed (for this call / this trace)
 
     @tf.custom_gradient
     def forward(*xs: Any) -> tuple[list[Any], Callable[..., list[Any]]]:
@@ -414,15 +410,35 @@ def _differentiable_call(tp: TrainingProgram, values: list[Any]) -> list[Any]:
             given = [dys[i] for i in tp.grad_output_indices]
             given = [tf.zeros(shape, dtype) if g is None else tf.convert_to_tensor(g, dtype)
                      for g, shape, dtype in zip(given, shapes, dtypes)]
-            grads = run_program(tp.backward_program, saved + given)
+            unreached = diff.unreached([i in reached for i in tp.grad_output_indices])
+            reached.clear()  # a persistent tape's next gradient marks its own outputs again
             out: list[Any] = [None] * len(xs)
-            for i, g in zip(tp.wrt_inputs, grads):
-                out[i] = g
+            if all(unreached):
+                return out
+            grads = run_program(tp.backward_program, saved + given)
+            for i, g, skip in zip(tp.wrt_inputs, grads, unreached):
+                out[i] = None if skip else g
             return out
 
         return list(results[:diff.num_outputs]), backward
 
-    return list(forward(*values))
+    results = list(forward(*values))
+    return [_reach_mark(r, i, reached) if i in tp.grad_output_indices else r for i, r in enumerate(results)]
+
+
+def _reach_mark(t: Any, index: int, reached: set[int]) -> Any:
+    """``t`` through an identity whose gradient function adds ``index`` to ``reached``: the tape
+    calls it only when the loss depends on ``t``, and before the gradient of what computed ``t``."""
+
+    @tf.custom_gradient
+    def mark(x: Any) -> tuple[Any, Callable[[Any], Any]]:
+        def grad(dy: Any) -> Any:
+            reached.add(index)
+            return dy
+
+        return tf.identity(x), grad
+
+    return mark(t)
 
 
 # --- building ---------------------------------------------------------------------------------

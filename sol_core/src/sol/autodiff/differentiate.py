@@ -56,7 +56,14 @@ class Differentiated:
     one gradient per entry of ``grad_outputs`` (indices of the forward outputs that take a
     gradient: the floating-point ones); outputs are the gradients of ``wrt``, in order.
     ``wrt_inputs``: the forward input index of each ``wrt`` value (parameters given in ``wrt``
-    were turned into inputs, appended after the original inputs)."""
+    were turned into inputs, appended after the original inputs).
+
+    ``reached_by[j]``: the positions in ``grad_outputs`` whose gradient reaches ``wrt[j]``
+    through the rules (not through a ``stop_gradient``, an integer value or a rule that gives no
+    gradient). Empty: no output depends on it differentiably. The backward graph still returns
+    a gradient for every ``wrt`` (zeros where nothing reaches it); frameworks read this to report
+    "no gradient" as they do: PyTorch leaves ``.grad`` None and TensorFlow's tape returns None for
+    a value that only outputs the loss does not use depend on (:meth:`unreached`)."""
 
     forward: Graph
     backward: Graph
@@ -65,6 +72,14 @@ class Differentiated:
     grad_outputs: list[int]
     wrt_inputs: list[int]
     recomputed: list[str] = field(default_factory=list)
+    reached_by: list[tuple[int, ...]] = field(default_factory=list)
+
+    def unreached(self, given: Sequence[bool]) -> list[bool]:
+        """Per ``wrt``: True when none of the output gradients that reach it is given
+        (``given[k]`` for ``grad_outputs[k]``), i.e. the framework reports no gradient."""
+        if len(self.reached_by) != len(self.wrt_inputs):  # made without it: every gradient counts
+            return [False] * len(self.wrt_inputs)
+        return [not any(given[k] for k in ks) for ks in self.reached_by]
 
     def describe(self) -> str:
         saved = ", ".join(f"{v.name}:{v.type}" for v in self.backward.inputs[:len(self.saved)]) or "nothing"
@@ -109,19 +124,23 @@ def differentiate(graph: Graph, wrt: Sequence[Value | str], outputs: Sequence[in
     builder = GradBuilder(fwd, bwd)
     grads: dict[Value, Value] = {}
 
-    def accumulate(v: Value, g: Value) -> None:
+    # Which output gradients (positions in grad_outputs) reach each value (Differentiated.reached_by).
+    reach: dict[Value, frozenset[int]] = {}
+
+    def accumulate(v: Value, g: Value, sources: frozenset[int]) -> None:
         if g.type != v.type:
             raise SolError(f"gradient of {v!r} has type {g.type}, expected {v.type}")
         old = grads.get(v)
         grads[v] = g if old is None else builder.op("add", [old, g])
+        reach[v] = reach.get(v, frozenset()) | sources
 
     seeds = []
-    for i in grad_outputs:
+    for k, i in enumerate(grad_outputs):
         v = fwd.outputs[i]
         seed = Value(f"grad_out{i}", v.type, ValueKind.INPUT)
         seeds.append(seed)
         if v in active:
-            accumulate(v, seed)
+            accumulate(v, seed, frozenset((k,)))
 
     for node in reversed(fwd.nodes):
         gouts = [grads.get(v) for v in node.outputs]
@@ -135,9 +154,10 @@ def differentiate(graph: Graph, wrt: Sequence[Value | str], outputs: Sequence[in
         gins = rule(GradContext(builder, node, need), gouts)
         if len(gins) != len(node.inputs):
             raise SolError(f"gradient rule of {node.op} returned {len(gins)} gradients for {len(node.inputs)} inputs")
+        reaching = frozenset().union(*(reach.get(v, frozenset()) for v in node.outputs if v in grads))
         for v, g, n in zip(node.inputs, gins, need):
             if n and g is not None:
-                accumulate(v, g)
+                accumulate(v, g, reaching)
     builder.source = None
 
     results = []
@@ -161,7 +181,8 @@ def differentiate(graph: Graph, wrt: Sequence[Value | str], outputs: Sequence[in
             fwd.outputs.append(v)
             sources.append(SavedSource("output", len(fwd.outputs) - 1))
     return Differentiated(fwd, bwd, num_outputs, sources, grad_outputs,
-                          [fwd.inputs.index(t) for t in targets], recomputed)
+                          [fwd.inputs.index(t) for t in targets], recomputed,
+                          [tuple(sorted(reach.get(t, ()))) for t in targets])
 
 
 def _prune(g: Graph) -> None:

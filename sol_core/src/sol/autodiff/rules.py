@@ -78,10 +78,6 @@ def _neg(ctx: GradContext, grads: Grads) -> Grads:
     return [ctx.op("neg", grads[0])]
 
 
-def _relu(ctx: GradContext, g: Value) -> Value:
-    return ctx.op("mask_gt", ctx.x(0), _k(ctx, 0.0))
-
-
 def _sigmoid(ctx: GradContext, g: Value) -> Value:
     y = ctx.y()
     return ctx.op("mul", y, ctx.op("sub", _k(ctx, 1.0), y))
@@ -116,20 +112,6 @@ def _silu(ctx: GradContext, g: Value) -> Value:
     return ctx.op("mul", s, ctx.op("add", _k(ctx, 1.0), ctx.op("mul", x, ctx.op("sub", _k(ctx, 1.0), s))))
 
 
-def _hardswish(ctx: GradContext, g: Value) -> Value:
-    # PyTorch: 0 below -3, x/3 + 1/2 on [-3, 3], 1 above 3.
-    x = ctx.x(0)
-    mid = ctx.op("mul", ctx.op("mask_ge", x, _k(ctx, -3.0)), ctx.op("mask_ge", _k(ctx, 3.0), x))
-    slope = ctx.op("add", ctx.op("mul", x, _k(ctx, 1.0 / 3.0)), _k(ctx, 0.5))
-    return ctx.op("add", ctx.op("mul", mid, slope), ctx.op("mask_gt", x, _k(ctx, 3.0)))
-
-
-def _hardsigmoid(ctx: GradContext, g: Value) -> Value:
-    x = ctx.x(0)  # PyTorch: 1/6 strictly inside (-3, 3)
-    inside = ctx.op("mul", ctx.op("mask_gt", x, _k(ctx, -3.0)), ctx.op("mask_gt", _k(ctx, 3.0), x))
-    return ctx.op("mul", inside, _k(ctx, 1.0 / 6.0))
-
-
 def _erf(ctx: GradContext, g: Value) -> Value:
     x = ctx.x(0)
     return ctx.op("mul", _k(ctx, 2.0 / math.sqrt(math.pi)), ctx.op("exp", ctx.op("neg", ctx.op("mul", x, x))))
@@ -160,24 +142,59 @@ def _gelu(ctx: GradContext, g: Value) -> Value:
     return ctx.op("add", cdf, ctx.op("mul", x, pdf))
 
 
-def _clamp(ctx: GradContext, g: Value) -> Value:
-    x = ctx.x(0)  # PyTorch passes the gradient where min <= x <= max
-    lo, hi = ctx.attrs["min"], ctx.attrs["max"]
-    masks = []
-    if lo is not None:
-        masks.append(ctx.op("mask_ge", x, _k(ctx, lo)))
-    if hi is not None:
-        masks.append(ctx.op("mask_ge", _k(ctx, hi), x))
-    if not masks:
-        return ctx.op("broadcast_to", _k(ctx, 1.0), shape=x.shape)
-    return masks[0] if len(masks) == 1 else ctx.op("mul", masks[0], masks[1])
-
-
-for _name, _fn in {"relu": _relu, "sigmoid": _sigmoid, "tanh": _tanh, "log": _log, "sqrt": _sqrt,
-                   "rsqrt": _rsqrt, "abs": _abs, "silu": _silu, "hardswish": _hardswish,
-                   "hardsigmoid": _hardsigmoid, "erf": _erf, "leaky_relu": _leaky_relu, "gelu": _gelu,
-                   "clamp": _clamp, "exp": lambda ctx, g: ctx.y()}.items():
+for _name, _fn in {"sigmoid": _sigmoid, "tanh": _tanh, "log": _log, "sqrt": _sqrt, "rsqrt": _rsqrt, "abs": _abs,
+                   "silu": _silu, "erf": _erf, "leaky_relu": _leaky_relu, "gelu": _gelu,
+                   "exp": lambda ctx, g: ctx.y()}.items():
     RULES[_name] = _unary(_fn)
+
+
+# Piecewise ops whose gradient is zero on some pieces: PyTorch *selects* there (``where(inside,
+# grad, 0)``), so a NaN or infinite gradient from above stops at them, where multiplying by a 0/1
+# mask would pass NaN (0 * inf) on; the rules select too.
+
+
+def _selected(ctx: GradContext, inside: Value, g: Value) -> list[Value | None]:
+    return [ctx.op("where", inside, g, _k(ctx, 0.0))] + [None] * (len(ctx.node.inputs) - 1)
+
+
+def _compare_k(ctx: GradContext, op: str, value: float) -> Value:
+    return ctx.op(op, ctx.x(0), _k(ctx, value))
+
+
+@rule("relu")
+def _relu(ctx: GradContext, grads: Grads) -> Grads:
+    assert grads[0] is not None  # PyTorch: the gradient where x > 0
+    return _selected(ctx, _compare_k(ctx, "gt", 0.0), grads[0])
+
+
+@rule("clamp")
+def _clamp(ctx: GradContext, grads: Grads) -> Grads:
+    g = grads[0]  # PyTorch passes the gradient where min <= x <= max
+    assert g is not None
+    lo, hi = ctx.attrs["min"], ctx.attrs["max"]
+    masks = ([_compare_k(ctx, "ge", lo)] if lo is not None else []) + ([_compare_k(ctx, "le", hi)] if hi is not None
+                                                                        else [])
+    if not masks:
+        return [g]
+    return _selected(ctx, masks[0] if len(masks) == 1 else ctx.op("logical_and", *masks), g)
+
+
+@rule("hardsigmoid")
+def _hardsigmoid(ctx: GradContext, grads: Grads) -> Grads:
+    g = grads[0]  # PyTorch: 1/6 strictly inside (-3, 3)
+    assert g is not None
+    inside = ctx.op("logical_and", _compare_k(ctx, "gt", -3.0), _compare_k(ctx, "lt", 3.0))
+    return _selected(ctx, inside, ctx.op("mul", g, _k(ctx, 1.0 / 6.0)))
+
+
+@rule("hardswish")
+def _hardswish(ctx: GradContext, grads: Grads) -> Grads:
+    g = grads[0]  # PyTorch: 0 up to -3, x / 3 + 1/2 strictly inside (-3, 3), 1 from 3 on
+    assert g is not None
+    x = ctx.x(0)
+    slope = ctx.op("add", ctx.op("div", x, _k(ctx, 3.0)), _k(ctx, 0.5))  # x / 3, as PyTorch: exactly 0 at -1.5
+    middle = ctx.op("where", _compare_k(ctx, "lt", 3.0), ctx.op("mul", g, slope), g)
+    return _selected(ctx, _compare_k(ctx, "gt", -3.0), middle)
 
 
 @rule("cast")
@@ -685,14 +702,24 @@ def _where(ctx: GradContext, grads: Grads) -> Grads:
 
 @rule("max", "min")
 def _select(ctx: GradContext, grads: Grads) -> Grads:
-    """PyTorch's amax/amin: the gradient is shared evenly by the elements equal to the result."""
+    """``ties="split"`` (PyTorch's amax/amin): the gradient is shared evenly by the elements
+    equal to the result. ``ties="first"`` (PyTorch's ``max(x, dim)``): it goes to the element
+    argmax/argmin names (the first of them, or the first NaN), selected, as eager does."""
     g = grads[0]
     assert g is not None
-    x, y = ctx.x(0), ctx.y()
+    x = ctx.x(0)
     axes = ctx.attrs["axes"]
     kept = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
     if not ctx.attrs["keepdims"]:
-        y, g = ctx.op("reshape", y, shape=kept), ctx.op("reshape", g, shape=kept)
+        g = ctx.op("reshape", g, shape=kept)
+    if ctx.attrs.get("ties") == "first":
+        (axis,) = axes
+        index = ctx.op("arg" + ctx.node.op, x, axis=axis, keepdims=True)
+        position = ctx.const(np.arange(x.shape[axis]).reshape((-1,) + (1,) * (x.type.rank - axis - 1)), index)
+        return [ctx.op("where", ctx.op("eq", position, index), g, ctx.const(0.0, g))]
+    y = ctx.y()
+    if not ctx.attrs["keepdims"]:
+        y = ctx.op("reshape", y, shape=kept)
     hit = ctx.op("mul", ctx.op("mask_ge", x, y), ctx.op("mask_ge", y, x))
     count = ctx.op("sum", hit, axes=axes, keepdims=True)
     return [ctx.op("mul", hit, ctx.op("div", g, count))]
@@ -704,7 +731,22 @@ def _gather(ctx: GradContext, grads: Grads) -> Grads:
     assert g is not None
     a = ctx.attrs
     size = ctx.in_type(0).shape[a["axis"]]
+    if a.get("padding") is not None:
+        g = _without_padding_rows(ctx, g, a["padding"], size)
     return [ctx.op("gather_backward", ctx.x(1), g, axis=a["axis"], size=size, wrap=a["wrap"]), None]
+
+
+def _without_padding_rows(ctx: GradContext, g: Value, row: int, size: int) -> Value:
+    """PyTorch's ``padding_idx``: the gathered rows that read the padding row send it no
+    gradient. Selected (``where``), not multiplied by a 0/1 mask: a NaN or infinite gradient
+    must not reach the padding row either (eager's is exactly zero)."""
+    idx = ctx.x(1)
+    keep = ctx.op("ne", idx, ctx.const(row, idx))
+    if ctx.attrs["wrap"] and np.iinfo(idx.dtype).min <= row - size:  # -size + row names the row too
+        keep = ctx.op("logical_and", keep, ctx.op("ne", idx, ctx.const(row - size, idx)))
+    ax = ctx.attrs["axis"]
+    keep = ctx.op("reshape", keep, shape=(1,) * ax + idx.shape + (1,) * (g.type.rank - ax - idx.type.rank))
+    return ctx.op("where", keep, g, ctx.const(0.0, g))
 
 
 @rule("gather_backward")

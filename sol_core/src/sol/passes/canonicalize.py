@@ -1,5 +1,6 @@
 """Canonical forms the planner relies on: biases are separate ``add`` nodes (so a library may
-absorb them or a fused loop may take them), identities and inference-time dropout are gone."""
+absorb them or a fused loop may take them), identities, gradient stops and inference-time dropout
+are gone."""
 
 from __future__ import annotations
 
@@ -69,3 +70,11 @@ def remove_identity(graph: Graph) -> bool:
 def remove_dropout(graph: Graph) -> bool:
     """Dropout is the identity at inference."""
     return _bypass(graph, ("dropout",))
+
+
+def remove_stop_gradient(graph: Graph) -> bool:
+    """``stop_gradient`` is the identity once autodiff has run (frontends emit it for ``detach``,
+    ``no_grad`` blocks and ``tf.stop_gradient``; see :mod:`sol.ops.gradient`). Passes run on
+    graphs being compiled, which are never differentiated again: every stop goes, in training
+    and inference alike, so no device lowers it and it costs nothing at run time."""
+    return _bypass(graph, ("stop_gradient",))
