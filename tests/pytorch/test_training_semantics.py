@@ -153,13 +153,16 @@ class Kinks(nn.Module):
     """Where eager's gradient rules choose: ``max(x, dim)`` gives a tie's gradient to the index it
     returns, ``amax`` shares it; ``relu`` selects, so ``sqrt(relu(x))``'s infinite gradient at 0
     stops there (0 where x < 0, not 0 * inf = NaN); ``clamp`` and ``hardswish`` alike, with
-    eager's inf and NaN where their pieces pass it."""
+    eager's inf and NaN where their pieces pass it. At their bounds ``clamp`` passes the gradient,
+    ``hardtanh`` and ``relu6`` (the same forward op) do not."""
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tied = torch.cat([x, x], 1)  # every maximum tied
         values, index = torch.max(tied, 1)
         flat = torch.sqrt(torch.relu(x)) + torch.sqrt(x.clamp(0.0, 1.0)) + torch.sqrt(F.hardswish(x) + 0.375)
-        return values + tied.amin(1) + flat.sum(1), index
+        lo, hi = torch.full_like(x, -2.0), torch.full_like(x, 3.0)
+        bounds = 3 * F.relu6(2 * x) + 5 * F.hardtanh(x, -2.0, 3.0) + 7 * x.clamp(-2.0, 3.0) + 9 * x.clamp(lo, hi)
+        return values + tied.amin(1) + flat.sum(1) + bounds.sum(1), index
 
 
 def test_ties_and_kinks_give_eagers_gradients(device: str) -> None:

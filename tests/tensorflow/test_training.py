@@ -235,3 +235,23 @@ def test_mask_zero_embedding_gradients_as_tensorflow() -> None:
             loss = tf.reduce_sum(call(ids, training=True) * tf.range(1.0, 5.0))
         out.extend(tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, variables))
     _assert_gradients(got, want)
+
+
+def test_relu6_and_clip_gradients_at_their_bounds_as_tensorflow() -> None:
+    """Relu6 and clip_by_value compute the same values, but TensorFlow's Relu6 gradient stops at 0
+    and 6 while clip_by_value's passes there: both on one compiled graph."""
+    def build() -> keras.Model:
+        x = keras.Input((5,))
+        y = L.Lambda(lambda t: 2.0 * tf.nn.relu6(t) + 3.0 * tf.clip_by_value(t, 0.0, 6.0), name="bounds")(x)
+        return keras.Model(x, y, name="bounds_grad")
+
+    x = tf.constant([[0.0, 6.0, 3.0, -1.0, 7.0], [6.0, 0.0, -0.0, 5.5, 0.5]])
+    opt = sol.optimize(build(), x, device="x86")
+    got, want = [], []
+    for call, out in ((opt, got), (build(), want)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(call(x) * tf.range(1.0, 6.0))
+        out.append(tape.gradient(loss, x).numpy())
+    np.testing.assert_array_equal(got[0], want[0])
+    assert want[0][0, 0] == 3.0 and want[0][0, 2] == 5.0 * 3.0  # at a bound only clip's part passes

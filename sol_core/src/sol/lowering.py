@@ -17,6 +17,7 @@ import jinja2
 
 from sol.errors import SolError
 from sol.ir import Node, Value
+from sol.ops.registry import registry
 from sol.planner.plan import FusedKernel, Group, Stage
 
 # C element types of sol's dtypes.
@@ -403,6 +404,6 @@ def elementwise_renderer(env: jinja2.Environment, template: str = "elementwise.j
         macro = getattr(module, node.op, None)
         if macro is None:
             raise SolError(f"no element-wise template for op {node.op!r} in {template}")
-        return str(macro(*args, ct, **node.attrs)).strip()
+        return str(macro(*args, ct, **registry.lowering_attrs(node))).strip()
 
     return render

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sol.ir import Node
+from sol.ops.registry import registry
 
 FLOAT_BYTES = 4
 
@@ -52,7 +53,7 @@ class VectorCode:
         macro = getattr(self.vec, node.op, None)
         if macro is None:
             return None
-        text = str(macro(*args, "vl", **node.attrs)).strip()
+        text = str(macro(*args, "vl", **registry.lowering_attrs(node))).strip()
         return text or None
 
     def needs_scalar(self, ops: list[VectorOp]) -> bool:

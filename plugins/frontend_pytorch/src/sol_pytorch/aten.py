@@ -169,12 +169,14 @@ def _leaky_relu(em: Emitter, a: Args) -> Value:
 
 @converts("aten.hardtanh.default")
 def _hardtanh(em: Emitter, a: Args) -> Value:
-    return em.emit("clamp", [_tensor(a, "self")], min=float(a["min_val"]), max=float(a["max_val"]))
+    # hardtanh's gradient stops at its bounds (torch.clamp's passes there)
+    return em.emit("clamp", [_tensor(a, "self")], min=float(a["min_val"]), max=float(a["max_val"]),
+                   bounds_grad="exclusive")
 
 
 @converts("aten.relu6.default")
 def _relu6(em: Emitter, a: Args) -> Value:
-    return em.emit("clamp", [_tensor(a, "self")], min=0.0, max=6.0)
+    return em.emit("clamp", [_tensor(a, "self")], min=0.0, max=6.0, bounds_grad="exclusive")
 
 
 @converts("aten.clamp.default", "aten.clamp_min.default", "aten.clamp_max.default")
@@ -190,10 +192,11 @@ def _clamp(em: Emitter, a: Args) -> Value:
 def _clamp_tensor(em: Emitter, a: Args) -> Value:
     dt = em.out.dtype
     x = em.operand(a["self"], dt)
+    # clamp's gradient goes to x at its bounds (min <= x <= max), the bounds get none there
     if a.get("min") is not None:
-        x = em.emit("maximum", [x, em.operand(a["min"], dt)])
+        x = em.emit("maximum", [x, em.operand(a["min"], dt)], ties="first")
     if a.get("max") is not None:
-        x = em.emit("minimum", [x, em.operand(a["max"], dt)])
+        x = em.emit("minimum", [x, em.operand(a["max"], dt)], ties="first")
     return x
 
 

@@ -262,12 +262,15 @@ def _unary(ctx: Context, op: Any) -> list[Result]:
 
 @converts(*_BINARY)
 def _binary(ctx: Context, op: Any) -> list[Result]:
-    return _elementwise(ctx, op, lambda xs: ctx.emit(_BINARY[op.type], xs))
+    name = _BINARY[op.type]
+    # TensorFlow's Maximum/Minimum gradient gives a tie to the first operand (x >= y)
+    ties = {"ties": "first"} if name in ("maximum", "minimum") else {}
+    return _elementwise(ctx, op, lambda xs: ctx.emit(name, xs, **ties))
 
 
 @converts("Relu6")
 def _relu6(ctx: Context, op: Any) -> list[Result]:
-    return _elementwise(ctx, op, lambda xs: ctx.emit("clamp", xs, min=0.0, max=6.0))
+    return _elementwise(ctx, op, lambda xs: ctx.emit("clamp", xs, min=0.0, max=6.0, bounds_grad="exclusive"))
 
 
 @converts("LeakyRelu")

@@ -5,8 +5,10 @@ A rule is ``rule(ctx, grads) -> list[Value | None]`` (see :class:`sol.autodiff.G
 inputs that take none). Rules are written with sol's own ops, so the backward graph is planned
 like any graph: element-wise chains fuse, convolution and dense gradients go to libraries
 (``conv2d_backward_data`` / ``conv2d_backward_weight``, ``matmul``). Derivatives at kinks follow
-PyTorch (ReLU'(0) = 0, clamp passes the gradient at its bounds, max/min split ties evenly) so a
-frontend's gradients match the framework's.
+PyTorch by default (ReLU'(0) = 0, clamp passes the gradient at its bounds, max/min split ties
+evenly); where frameworks differ, a gradient-only attribute says which (clamp's ``bounds_grad``,
+maximum/minimum's ``ties``: :attr:`sol.ops.registry.OpDef.gradient_attrs`), so each frontend's
+gradients match its framework's.
 """
 
 from __future__ import annotations
@@ -169,11 +171,12 @@ def _relu(ctx: GradContext, grads: Grads) -> Grads:
 
 @rule("clamp")
 def _clamp(ctx: GradContext, grads: Grads) -> Grads:
-    g = grads[0]  # PyTorch passes the gradient where min <= x <= max
+    g = grads[0]  # torch.clamp passes the gradient where min <= x <= max; hardtanh/relu6 where min < x < max
     assert g is not None
     lo, hi = ctx.attrs["min"], ctx.attrs["max"]
-    masks = ([_compare_k(ctx, "ge", lo)] if lo is not None else []) + ([_compare_k(ctx, "le", hi)] if hi is not None
-                                                                        else [])
+    inclusive = ctx.attrs["bounds_grad"] == "inclusive"
+    masks = ([_compare_k(ctx, "ge" if inclusive else "gt", lo)] if lo is not None else []) + \
+        ([_compare_k(ctx, "le" if inclusive else "lt", hi)] if hi is not None else [])
     if not masks:
         return [g]
     return _selected(ctx, masks[0] if len(masks) == 1 else ctx.op("logical_and", *masks), g)
@@ -243,20 +246,31 @@ def _div(ctx: GradContext, g: Value) -> tuple[Value | None, Value | None]:
     return ga, gb
 
 
-def _share(ctx: GradContext, g: Value, win: Value, lose: Value) -> Value:
-    """g where win > lose, g/2 on ties (PyTorch's maximum/minimum), 0 elsewhere."""
+def _share(ctx: GradContext, g: Value, win: Value, lose: Value, tie: float) -> Value:
+    """g where win > lose, g * tie where they are equal, 0 elsewhere (and where either is NaN)."""
+    if tie == 0.0:
+        return ctx.op("mul", g, ctx.op("mask_gt", win, lose))
+    if tie == 1.0:
+        return ctx.op("mul", g, ctx.op("mask_ge", win, lose))
     m = ctx.op("add", ctx.op("mask_gt", win, lose), ctx.op("mask_ge", win, lose))
     return ctx.op("mul", g, ctx.op("mul", m, _k(ctx, 0.5)))
 
 
+def _tie_shares(ctx: GradContext) -> tuple[float, float]:
+    """What each operand gets of a tie's gradient: half each (PyTorch) or all to the first (TensorFlow)."""
+    return (0.5, 0.5) if ctx.attrs["ties"] == "split" else (1.0, 0.0)
+
+
 def _maximum(ctx: GradContext, g: Value) -> tuple[Value | None, Value | None]:
     a, b = ctx.x(0), ctx.x(1)
-    return (_share(ctx, g, a, b) if ctx.need[0] else None, _share(ctx, g, b, a) if ctx.need[1] else None)
+    ta, tb = _tie_shares(ctx)
+    return (_share(ctx, g, a, b, ta) if ctx.need[0] else None, _share(ctx, g, b, a, tb) if ctx.need[1] else None)
 
 
 def _minimum(ctx: GradContext, g: Value) -> tuple[Value | None, Value | None]:
     a, b = ctx.x(0), ctx.x(1)
-    return (_share(ctx, g, b, a) if ctx.need[0] else None, _share(ctx, g, a, b) if ctx.need[1] else None)
+    ta, tb = _tie_shares(ctx)
+    return (_share(ctx, g, b, a, ta) if ctx.need[0] else None, _share(ctx, g, a, b, tb) if ctx.need[1] else None)
 
 
 def _pow(ctx: GradContext, g: Value) -> tuple[Value | None, Value | None]:

@@ -27,11 +27,11 @@ def _unary(name: str, fn: Callable[..., np.ndarray], **attrs: Any) -> OpDef:
     return OpDef(name, LayerClass.ELEMENTWISE, _same, ref, (1, 1), dict(attrs))
 
 
-def _binary(name: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> OpDef:
+def _binary(name: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], **attrs: Any) -> OpDef:
     def ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
         return [np.asarray(fn(f64(xs[0]), f64(xs[1]))).astype(xs[0].dtype)]
 
-    return OpDef(name, LayerClass.ELEMENTWISE, _same, ref, (2, 2))
+    return OpDef(name, LayerClass.ELEMENTWISE, _same, ref, (2, 2), dict(attrs))
 
 
 # Clamping as the frameworks write it, ``x < lo ? lo : x``: NaN passes through (no comparison
@@ -70,6 +70,18 @@ def _pow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     exponent to a full array keeps them out (frontends lower their own shortcuts to sqrt etc.)."""
     a, b = np.broadcast_arrays(a, b)
     return np.power(np.array(a), np.array(b))
+
+
+def _clamp_attrs(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
+    if attrs["bounds_grad"] not in ("inclusive", "exclusive"):
+        raise SolError(f"clamp's bounds_grad is 'inclusive' or 'exclusive', not {attrs['bounds_grad']!r}")
+    return {**_float_or_none({k: attrs[k] for k in ("min", "max")}, types), "bounds_grad": attrs["bounds_grad"]}
+
+
+def _binary_ties(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
+    if attrs["ties"] not in ("split", "first"):
+        raise SolError(f"maximum/minimum ties must be 'split' or 'first', not {attrs['ties']!r}")
+    return attrs
 
 
 def _check_gelu(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
@@ -135,17 +147,26 @@ def ops() -> list[OpDef]:
         # inf_to_nan: gelu(+inf) is NaN, as PyTorch's (vectorized) CPU kernel computes it; the
         # PyTorch frontend sets it. Mathematically, and in TensorFlow, gelu(+inf) is +inf.
         _unary("gelu", _gelu, approximate="none", inf_to_nan=False),
-        _unary("clamp", _clamp, min=None, max=None),
+        # bounds_grad: the gradient passes at x == min or max ("inclusive": torch.clamp) or not
+        # ("exclusive": hardtanh, relu6 and TensorFlow's Relu6). The forward value is the same.
+        _unary("clamp", lambda x, min, max, bounds_grad: _clamp(x, min, max),  # noqa: A006
+               min=None, max=None, bounds_grad="inclusive"),
     ]
     by_name = {o.name: o for o in unary}
     by_name["gelu"].normalize = _check_gelu
-    by_name["clamp"].normalize = _float_or_none
+    by_name["clamp"].normalize = _clamp_attrs
+    by_name["clamp"].gradient_attrs = ("bounds_grad",)
     by_name["leaky_relu"].normalize = _float_or_none
     binary = [
         _binary("add", np.add), _binary("sub", np.subtract), _binary("mul", np.multiply),
-        _binary("div", np.divide), _binary("maximum", np.maximum), _binary("minimum", np.minimum),
-        _binary("pow", _pow),
+        # ties (gradient only): where both operands are equal, "split" shares the gradient evenly
+        # (PyTorch's maximum/minimum), "first" gives it all to the first operand (TensorFlow's).
+        _binary("div", np.divide), _binary("maximum", np.maximum, ties="split"),
+        _binary("minimum", np.minimum, ties="split"), _binary("pow", _pow),
     ]
+    for o in binary:
+        if "ties" in o.attrs:
+            o.normalize, o.gradient_attrs = _binary_ties, ("ties",)
     bn = OpDef("batch_norm", LayerClass.ELEMENTWISE, _batch_norm_infer, _batch_norm_ref, (5, 5),
                {"eps": 1e-5, "axis": 1}, normalize=_bn_normalize,
                doc="inference BatchNorm: (x - mean) / sqrt(var + eps) * weight + bias along `axis`")

@@ -70,6 +70,10 @@ class OpDef:
     # answers per node where attributes decide (a clamp to +inf, a mean over nothing). False,
     # the default, is the safe answer for an op nobody has looked at. sol.passes.finite reads it.
     preserves_finite: bool | Callable[[Node], bool] = False
+    # Attributes that only the gradient rule reads (clamp's bounds_grad: whether the gradient
+    # passes at the bounds, which PyTorch's hardtanh and clamp answer differently). Devices never
+    # see them: the forward computation is the same either way (lowering_attrs drops them).
+    gradient_attrs: tuple[str, ...] = ()
 
     def normalize_attrs(self, attrs: dict[str, Any], in_types: list[TensorType]) -> dict[str, Any]:
         unknown = set(attrs) - set(self.attrs)
@@ -141,6 +145,16 @@ class OpRegistry:
 
     def run_reference(self, node: Node, inputs: list[np.ndarray]) -> list[np.ndarray]:
         return self.get(node.op, node).reference(inputs, node.attrs)
+
+    def lowering_attrs(self, node: Node) -> dict[str, Any]:
+        """The attributes a device's templates take for ``node``: all but the gradient-only ones."""
+        return lowering_attrs(self.get(node.op, node), node.attrs)
+
+
+def lowering_attrs(opdef: OpDef, attrs: dict[str, Any]) -> dict[str, Any]:
+    if not opdef.gradient_attrs:
+        return attrs
+    return {k: v for k, v in attrs.items() if k not in opdef.gradient_attrs}
 
 
 registry = OpRegistry()
