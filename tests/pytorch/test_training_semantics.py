@@ -506,3 +506,30 @@ def test_autocast_calls_give_eagers_dtypes_and_gradients(device: str) -> None:
     _same_state(model, eager, "autocast training step")
     with torch.no_grad():
         assert fast(x).dtype == torch.float32  # outside autocast: sol's program again
+
+
+class Piecewise(nn.Module):
+    """Every piecewise op whose gradient PyTorch picks by comparisons: at NaN, at +-inf, at the
+    kinks and on ties. hardtanh/relu6 and relu pass the gradient at NaN, clamp stops it there,
+    maximum/minimum give both operands a NaN's gradient, clamp's tensor bounds take it only where
+    they win outright."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        parts = [F.relu(x), F.relu6(x), F.hardtanh(x, -1.0, 1.0), x.clamp(-1.0, 1.0), x.clamp(min=0.0),
+                 F.hardswish(x), F.hardsigmoid(x), F.leaky_relu(x, 0.1), torch.maximum(x, y), torch.minimum(x, y),
+                 torch.clamp(x, y, None), torch.clamp(x, None, y)]
+        return torch.stack(parts, 1)
+
+
+def test_piecewise_gradients_at_nan_inf_kinks_and_ties_as_eager(device: str) -> None:
+    nan, inf = float("nan"), float("inf")
+    x = torch.tensor([nan, inf, -inf, 0.0, 6.0, 1.0, -1.0, 3.0, -3.0, 0.5, 2.0, nan, -0.0])
+    y = torch.tensor([0.0, 1.0, 1.0, 0.0, 6.0, 1.0, nan, 3.0, -2.0, 0.7, 1.0, nan, 0.0])
+    fast = sol.optimize(Piecewise().train(), x, y, device=device)
+    grads = []
+    for net in (fast, Piecewise().train()):
+        xs, ys = x.clone().requires_grad_(), y.clone().requires_grad_()
+        (net(xs, ys) * torch.arange(1.0, 13.0)).sum().backward()
+        grads.append((xs.grad, ys.grad))
+    for got, want, name in zip(grads[0], grads[1], ("x", "y")):
+        torch.testing.assert_close(got, want, rtol=RTOL, atol=1e-6, equal_nan=True, msg=lambda m, n=name: f"{n}: {m}")

@@ -255,3 +255,33 @@ def test_relu6_and_clip_gradients_at_their_bounds_as_tensorflow() -> None:
         out.append(tape.gradient(loss, x).numpy())
     np.testing.assert_array_equal(got[0], want[0])
     assert want[0][0, 0] == 3.0 and want[0][0, 2] == 5.0 * 3.0  # at a bound only clip's part passes
+
+
+def test_piecewise_gradients_at_nan_zero_and_ties_as_tensorflow() -> None:
+    """TensorFlow's gradient rules pick by comparisons of their own: Relu, Relu6 and clip_by_value
+    stop at NaN, Elu and Selu take the positive branch at 0 and NaN, Softplus is sigmoid(x) (1/2
+    at 0), Maximum/Minimum give a tie to the first operand and a NaN first operand's gradient to
+    the second."""
+    fns = [tf.nn.relu, tf.nn.relu6, lambda t: tf.clip_by_value(t, -1.0, 1.0), tf.nn.elu, tf.nn.selu, tf.nn.softplus,
+           lambda t: tf.nn.leaky_relu(t, 0.1)]
+
+    def build() -> keras.Model:
+        x, y = keras.Input((13,), name="x"), keras.Input((13,), name="y")
+        out = L.Lambda(lambda ts: tf.stack([f(ts[0]) for f in fns] + [tf.maximum(ts[0], ts[1]),
+                                                                      tf.minimum(ts[0], ts[1])], 1),
+                       name="piecewise")([x, y])
+        return keras.Model([x, y], out, name="piecewise")
+
+    nan = float("nan")
+    inf = float("inf")
+    x = tf.constant([[nan, 0.0, 6.0, 1.0, -1.0, 3.0, -0.5, 0.5, nan, 2.0, -0.0, inf, -inf]])
+    y = tf.constant([[0.0, 0.0, 6.0, 1.0, nan, 2.0, -0.5, 0.7, nan, 3.0, 0.0, 1.0, 1.0]])
+    opt = sol.optimize(build(), [x, y], device="x86")
+    got, want = [], []
+    for call, out in ((opt, got), (build(), want)):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch([x, y])
+            loss = tf.reduce_sum(call([x, y]) * tf.reshape(tf.range(1.0, 10.0), (1, 9, 1)))
+        out.extend(g.numpy() for g in tape.gradient(loss, [x, y]))
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, rtol=RTOL, atol=1e-6)

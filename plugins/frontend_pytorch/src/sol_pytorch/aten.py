@@ -140,11 +140,12 @@ def _tensor(a: Args, key: str) -> Value:
 
 _UNARY = ("relu", "sigmoid", "tanh", "exp", "log", "sqrt", "rsqrt", "neg", "abs", "erf", "silu",
           "hardswish", "hardsigmoid")
+_PYTORCH_GRAD = {"relu": {"nan_grad": "pass"}}  # relu's gradient passes at NaN (it stops where x <= 0)
 
 
 def _unary(op: str) -> Converter:
     def convert(em: Emitter, a: Args) -> Value:
-        return em.emit(op, [em.operand(a["self"], em.out.dtype)])
+        return em.emit(op, [em.operand(a["self"], em.out.dtype)], **_PYTORCH_GRAD.get(op, {}))
 
     return convert
 
@@ -169,14 +170,14 @@ def _leaky_relu(em: Emitter, a: Args) -> Value:
 
 @converts("aten.hardtanh.default")
 def _hardtanh(em: Emitter, a: Args) -> Value:
-    # hardtanh's gradient stops at its bounds (torch.clamp's passes there)
+    # hardtanh's gradient stops where x <= min or x >= max (torch.clamp's passes at the bounds and stops at NaN)
     return em.emit("clamp", [_tensor(a, "self")], min=float(a["min_val"]), max=float(a["max_val"]),
-                   bounds_grad="exclusive")
+                   bounds_grad="exclusive", nan_grad="pass")
 
 
 @converts("aten.relu6.default")
 def _relu6(em: Emitter, a: Args) -> Value:
-    return em.emit("clamp", [_tensor(a, "self")], min=0.0, max=6.0, bounds_grad="exclusive")
+    return em.emit("clamp", [_tensor(a, "self")], min=0.0, max=6.0, bounds_grad="exclusive", nan_grad="pass")
 
 
 @converts("aten.clamp.default", "aten.clamp_min.default", "aten.clamp_max.default")
@@ -194,9 +195,9 @@ def _clamp_tensor(em: Emitter, a: Args) -> Value:
     x = em.operand(a["self"], dt)
     # clamp's gradient goes to x at its bounds (min <= x <= max), the bounds get none there
     if a.get("min") is not None:
-        x = em.emit("maximum", [x, em.operand(a["min"], dt)], ties="first")
+        x = em.emit("maximum", [x, em.operand(a["min"], dt)], ties="bound")
     if a.get("max") is not None:
-        x = em.emit("minimum", [x, em.operand(a["max"], dt)], ties="first")
+        x = em.emit("minimum", [x, em.operand(a["max"], dt)], ties="bound")
     return x
 
 

@@ -305,12 +305,22 @@ def _reciprocal(ctx: Context, op: Any) -> list[Result]:
 
 @converts("Softplus")
 def _softplus(ctx: Context, op: Any) -> list[Result]:
-    """log(1 + exp(x)) written stably as max(x, 0) + log(1 + exp(-|x|))."""
+    """log(1 + exp(x)) written stably: x + log(1 + exp(-x)) where x > 0, log(1 + exp(x)) elsewhere,
+    each branch fed x only on its own side (0 on the other, where its exp could overflow and its
+    gradient would be 0 * inf). Selecting, not summing pieces, keeps TensorFlow's gradient
+    sigmoid(x): 1/2 at 0, 1 at +inf, NaN at NaN."""
     def build(xs: list[Value]) -> Value:
         x = xs[0]
-        one = ctx.const(1.0, x.dtype)
-        tail = ctx.emit("log", [ctx.emit("add", [one, ctx.emit("exp", [ctx.emit("neg", [ctx.emit("abs", [x])])])])])
-        return ctx.emit("add", [ctx.emit("relu", [x]), tail])
+        zero, one = ctx.const(0.0, x.dtype), ctx.const(1.0, x.dtype)
+
+        def log1p_exp(t: Value) -> Value:
+            return ctx.emit("log", [ctx.emit("add", [one, ctx.emit("exp", [t])])])
+
+        positive = ctx.emit("gt", [x, zero])
+        pos = ctx.emit("where", [positive, x, zero])
+        neg = ctx.emit("where", [positive, zero, x])
+        above = ctx.emit("add", [pos, log1p_exp(ctx.emit("neg", [pos]))])
+        return ctx.emit("where", [positive, above, log1p_exp(neg)])
 
     return _elementwise(ctx, op, build)
 

@@ -32,12 +32,18 @@ __all__ = ["supported_ops"]  # with this module's converters registered
 def _elu_tail(ctx: Context, x: Value) -> Value:
     """exp(min(x, 0)) - 1: ELU's negative branch, 0 for x >= 0 (and no overflow for large x)."""
     zero, one = ctx.const(0.0, x.dtype), ctx.const(1.0, x.dtype)
-    return ctx.emit("sub", [ctx.emit("exp", [ctx.emit("minimum", [x, zero])]), one])
+    return ctx.emit("sub", [ctx.emit("exp", [ctx.emit("minimum", [x, zero], ties="first")]), one])
+
+
+def _negative_branch(ctx: Context, x: Value, negative: Value, positive: Value) -> Value:
+    """``where(x < 0, negative, positive)``: TensorFlow's EluGrad/SeluGrad take the positive
+    branch's gradient at 0 and at NaN, which selecting gives (a sum of pieces would not)."""
+    return ctx.emit("where", [ctx.emit("lt", [x, ctx.const(0.0, x.dtype)]), negative, positive])
 
 
 @converts("Elu")
 def _elu(ctx: Context, op: Any) -> list[Result]:
-    return _elementwise(ctx, op, lambda xs: ctx.emit("add", [ctx.emit("relu", xs), _elu_tail(ctx, xs[0])]))
+    return _elementwise(ctx, op, lambda xs: _negative_branch(ctx, xs[0], _elu_tail(ctx, xs[0]), xs[0]))
 
 
 # TensorFlow's SELU constants (tf.nn.selu; Klambauer et al.)
@@ -49,9 +55,9 @@ _SELU_SCALE = 1.0507009873554804934193349852946
 def _selu(ctx: Context, op: Any) -> list[Result]:
     def build(xs: list[Value]) -> Value:
         x = xs[0]
-        pos = ctx.emit("mul", [ctx.emit("relu", [x]), ctx.const(_SELU_SCALE, x.dtype)])
+        pos = ctx.emit("mul", [x, ctx.const(_SELU_SCALE, x.dtype)])
         neg = ctx.emit("mul", [_elu_tail(ctx, x), ctx.const(_SELU_SCALE * _SELU_ALPHA, x.dtype)])
-        return ctx.emit("add", [pos, neg])
+        return _negative_branch(ctx, x, neg, pos)
 
     return _elementwise(ctx, op, build)
 

@@ -163,20 +163,36 @@ def _compare_k(ctx: GradContext, op: str, value: float) -> Value:
     return ctx.op(op, ctx.x(0), _k(ctx, value))
 
 
+def _stopped(ctx: GradContext, outside: Value, g: Value) -> list[Value | None]:
+    """``where(outside, 0, g)``: the gradient passes wherever ``outside`` is false, NaN included."""
+    return [ctx.op("where", outside, _k(ctx, 0.0), g)] + [None] * (len(ctx.node.inputs) - 1)
+
+
 @rule("relu")
 def _relu(ctx: GradContext, grads: Grads) -> Grads:
-    assert grads[0] is not None  # PyTorch: the gradient where x > 0
-    return _selected(ctx, _compare_k(ctx, "gt", 0.0), grads[0])
+    g = grads[0]  # the gradient where x > 0; at NaN, PyTorch passes it (x <= 0 stops), TensorFlow does not
+    assert g is not None
+    if ctx.attrs["nan_grad"] == "pass":
+        return _stopped(ctx, _compare_k(ctx, "le", 0.0), g)
+    return _selected(ctx, _compare_k(ctx, "gt", 0.0), g)
 
 
 @rule("clamp")
 def _clamp(ctx: GradContext, grads: Grads) -> Grads:
-    g = grads[0]  # torch.clamp passes the gradient where min <= x <= max; hardtanh/relu6 where min < x < max
+    """torch.clamp and tf.clip_by_value pass the gradient where min <= x <= max, TF's Relu6 where
+    min < x < max (NaN stops in all three); hardtanh and relu6 stop it where x <= min or x >= max
+    (NaN passes)."""
+    g = grads[0]
     assert g is not None
     lo, hi = ctx.attrs["min"], ctx.attrs["max"]
+    bounds = [(lo, "ge", "gt", "le"), (hi, "le", "lt", "ge")]
+    if ctx.attrs["nan_grad"] == "pass":
+        outside = [_compare_k(ctx, stop, k) for k, _, _, stop in bounds if k is not None]
+        if not outside:
+            return [g]
+        return _stopped(ctx, outside[0] if len(outside) == 1 else ctx.op("logical_or", *outside), g)
     inclusive = ctx.attrs["bounds_grad"] == "inclusive"
-    masks = ([_compare_k(ctx, "ge" if inclusive else "gt", lo)] if lo is not None else []) + \
-        ([_compare_k(ctx, "le" if inclusive else "lt", hi)] if hi is not None else [])
+    masks = [_compare_k(ctx, closed if inclusive else open_, k) for k, closed, open_, _ in bounds if k is not None]
     if not masks:
         return [g]
     return _selected(ctx, masks[0] if len(masks) == 1 else ctx.op("logical_and", *masks), g)
@@ -192,12 +208,12 @@ def _hardsigmoid(ctx: GradContext, grads: Grads) -> Grads:
 
 @rule("hardswish")
 def _hardswish(ctx: GradContext, grads: Grads) -> Grads:
-    g = grads[0]  # PyTorch: 0 up to -3, x / 3 + 1/2 strictly inside (-3, 3), 1 from 3 on
+    g = grads[0]  # PyTorch: 0 up to -3 (x <= -3), x / 3 + 1/2 inside (-3, 3), g from 3 on and at NaN
     assert g is not None
     x = ctx.x(0)
     slope = ctx.op("add", ctx.op("div", x, _k(ctx, 3.0)), _k(ctx, 0.5))  # x / 3, as PyTorch: exactly 0 at -1.5
     middle = ctx.op("where", _compare_k(ctx, "lt", 3.0), ctx.op("mul", g, slope), g)
-    return _selected(ctx, _compare_k(ctx, "gt", -3.0), middle)
+    return _stopped(ctx, _compare_k(ctx, "le", -3.0), middle)
 
 
 @rule("cast")
@@ -246,31 +262,41 @@ def _div(ctx: GradContext, g: Value) -> tuple[Value | None, Value | None]:
     return ga, gb
 
 
-def _share(ctx: GradContext, g: Value, win: Value, lose: Value, tie: float) -> Value:
-    """g where win > lose, g * tie where they are equal, 0 elsewhere (and where either is NaN)."""
-    if tie == 0.0:
-        return ctx.op("mul", g, ctx.op("mask_gt", win, lose))
-    if tie == 1.0:
-        return ctx.op("mul", g, ctx.op("mask_ge", win, lose))
-    m = ctx.op("add", ctx.op("mask_gt", win, lose), ctx.op("mask_ge", win, lose))
-    return ctx.op("mul", g, ctx.op("mul", m, _k(ctx, 0.5)))
+def _tie_grads(ctx: GradContext, g: Value, a_wins: str, b_wins: str) -> tuple[Value | None, Value | None]:
+    """maximum (a_wins "gt") and minimum ("lt") as each framework differentiates them, NaN included:
 
-
-def _tie_shares(ctx: GradContext) -> tuple[float, float]:
-    """What each operand gets of a tie's gradient: half each (PyTorch) or all to the first (TensorFlow)."""
-    return (0.5, 0.5) if ctx.attrs["ties"] == "split" else (1.0, 0.0)
+    - ``ties="split"`` (torch.maximum): half each on a tie, else the gradient goes to each operand
+      unless the other one wins (both take it where either is NaN);
+    - ``"first"`` (TensorFlow): the first operand where it wins or ties, the second everywhere
+      else (a NaN first operand gives it to the second);
+    - ``"bound"`` (torch.clamp with tensor bounds, the bound second): the first operand where it
+      wins or ties, the bound only where it wins outright."""
+    a, b = ctx.x(0), ctx.x(1)
+    zero = _k(ctx, 0.0)
+    ties = ctx.attrs["ties"]
+    ga = gb = None
+    if ties == "split":
+        half = ctx.op("mul", g, _k(ctx, 0.5))
+        tie = ctx.op("eq", a, b)
+        if ctx.need[0]:
+            ga = ctx.op("where", tie, half, ctx.op("where", ctx.op(b_wins, a, b), zero, g))
+        if ctx.need[1]:
+            gb = ctx.op("where", tie, half, ctx.op("where", ctx.op(a_wins, a, b), zero, g))
+        return ga, gb
+    a_keeps = ctx.op("ge" if a_wins == "gt" else "le", a, b)
+    if ctx.need[0]:
+        ga = ctx.op("where", a_keeps, g, zero)
+    if ctx.need[1]:
+        gb = ctx.op("where", a_keeps, zero, g) if ties == "first" else ctx.op("where", ctx.op(b_wins, a, b), g, zero)
+    return ga, gb
 
 
 def _maximum(ctx: GradContext, g: Value) -> tuple[Value | None, Value | None]:
-    a, b = ctx.x(0), ctx.x(1)
-    ta, tb = _tie_shares(ctx)
-    return (_share(ctx, g, a, b, ta) if ctx.need[0] else None, _share(ctx, g, b, a, tb) if ctx.need[1] else None)
+    return _tie_grads(ctx, g, "gt", "lt")
 
 
 def _minimum(ctx: GradContext, g: Value) -> tuple[Value | None, Value | None]:
-    a, b = ctx.x(0), ctx.x(1)
-    ta, tb = _tie_shares(ctx)
-    return (_share(ctx, g, b, a, ta) if ctx.need[0] else None, _share(ctx, g, a, b, tb) if ctx.need[1] else None)
+    return _tie_grads(ctx, g, "lt", "gt")
 
 
 def _pow(ctx: GradContext, g: Value) -> tuple[Value | None, Value | None]:

@@ -72,15 +72,24 @@ def _pow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.power(np.array(a), np.array(b))
 
 
+def _nan_grad_attr(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
+    if attrs["nan_grad"] not in ("stop", "pass"):
+        raise SolError(f"nan_grad is 'stop' or 'pass', not {attrs['nan_grad']!r}")
+    return attrs
+
+
 def _clamp_attrs(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
     if attrs["bounds_grad"] not in ("inclusive", "exclusive"):
         raise SolError(f"clamp's bounds_grad is 'inclusive' or 'exclusive', not {attrs['bounds_grad']!r}")
-    return {**_float_or_none({k: attrs[k] for k in ("min", "max")}, types), "bounds_grad": attrs["bounds_grad"]}
+    if attrs["nan_grad"] == "pass" and attrs["bounds_grad"] != "exclusive":
+        raise SolError("clamp's nan_grad='pass' is hardtanh's rule: it needs bounds_grad='exclusive'")
+    bounds = _float_or_none({k: attrs[k] for k in ("min", "max")}, types)
+    return {**_nan_grad_attr(attrs, types), **bounds}
 
 
 def _binary_ties(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
-    if attrs["ties"] not in ("split", "first"):
-        raise SolError(f"maximum/minimum ties must be 'split' or 'first', not {attrs['ties']!r}")
+    if attrs["ties"] not in ("split", "first", "bound"):
+        raise SolError(f"maximum/minimum ties must be 'split', 'first' or 'bound', not {attrs['ties']!r}")
     return attrs
 
 
@@ -128,7 +137,9 @@ def _cast_infer(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorTy
 def ops() -> list[OpDef]:
     sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
     unary = [
-        _unary("relu", lambda x: _at_least(x, 0.0)),
+        # nan_grad (gradient only): whether relu's and clamp's gradient passes at NaN inputs
+        # ("pass": PyTorch's relu, hardtanh and relu6) or stops there ("stop": TensorFlow's, torch.clamp).
+        _unary("relu", lambda x, nan_grad: _at_least(x, 0.0), nan_grad="stop"),
         _unary("sigmoid", sig),
         _unary("tanh", np.tanh),
         _unary("exp", np.exp),
@@ -149,18 +160,21 @@ def ops() -> list[OpDef]:
         _unary("gelu", _gelu, approximate="none", inf_to_nan=False),
         # bounds_grad: the gradient passes at x == min or max ("inclusive": torch.clamp) or not
         # ("exclusive": hardtanh, relu6 and TensorFlow's Relu6). The forward value is the same.
-        _unary("clamp", lambda x, min, max, bounds_grad: _clamp(x, min, max),  # noqa: A006
-               min=None, max=None, bounds_grad="inclusive"),
+        _unary("clamp", lambda x, min, max, bounds_grad, nan_grad: _clamp(x, min, max),  # noqa: A006
+               min=None, max=None, bounds_grad="inclusive", nan_grad="stop"),
     ]
     by_name = {o.name: o for o in unary}
     by_name["gelu"].normalize = _check_gelu
     by_name["clamp"].normalize = _clamp_attrs
-    by_name["clamp"].gradient_attrs = ("bounds_grad",)
+    by_name["clamp"].gradient_attrs = ("bounds_grad", "nan_grad")
+    by_name["relu"].normalize = _nan_grad_attr
+    by_name["relu"].gradient_attrs = ("nan_grad",)
     by_name["leaky_relu"].normalize = _float_or_none
     binary = [
         _binary("add", np.add), _binary("sub", np.subtract), _binary("mul", np.multiply),
         # ties (gradient only): where both operands are equal, "split" shares the gradient evenly
-        # (PyTorch's maximum/minimum), "first" gives it all to the first operand (TensorFlow's).
+        # (PyTorch's maximum/minimum), "first" gives it all to the first operand (TensorFlow's),
+        # "bound" too (torch.clamp's tensor bounds); they differ at NaN (sol.autodiff.rules).
         _binary("div", np.divide), _binary("maximum", np.maximum, ties="split"),
         _binary("minimum", np.minimum, ties="split"), _binary("pow", _pow),
     ]
