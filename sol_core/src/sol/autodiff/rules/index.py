@@ -1,0 +1,81 @@
+"""Gradient rules of index and selection ops (sol.ops.index) and of gather's backward op."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sol.autodiff.builder import GradContext
+from sol.autodiff.rules import RULES, no_gradient, rule
+from sol.autodiff.rules._common import Grads
+from sol.ir import Value
+
+# --- index and selection ops (ops/index.py) ------------------------------------------------------
+
+for _name in ("eq", "ne", "lt", "le", "gt", "ge", "logical_not", "logical_and", "logical_or", "argmax", "argmin"):
+    RULES[_name] = no_gradient  # boolean or integer results
+
+
+@rule("where")
+def _where(ctx: GradContext, grads: Grads) -> Grads:
+    g = grads[0]
+    assert g is not None
+    cond, zero = ctx.x(0), ctx.const(0.0, g)
+    return [None,
+            ctx.reduce_to(ctx.op("where", cond, g, zero), ctx.in_type(1).shape) if ctx.need[1] else None,
+            ctx.reduce_to(ctx.op("where", cond, zero, g), ctx.in_type(2).shape) if ctx.need[2] else None]
+
+
+@rule("max", "min")
+def _select(ctx: GradContext, grads: Grads) -> Grads:
+    """``ties="split"`` (PyTorch's amax/amin): the gradient is shared evenly by the elements
+    equal to the result. ``ties="first"`` (PyTorch's ``max(x, dim)``): it goes to the element
+    argmax/argmin names (the first of them, or the first NaN), selected, as eager does."""
+    g = grads[0]
+    assert g is not None
+    x = ctx.x(0)
+    axes = ctx.attrs["axes"]
+    kept = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    if not ctx.attrs["keepdims"]:
+        g = ctx.op("reshape", g, shape=kept)
+    if ctx.attrs.get("ties") == "first":
+        (axis,) = axes
+        index = ctx.op("arg" + ctx.node.op, x, axis=axis, keepdims=True)
+        position = ctx.const(np.arange(x.shape[axis]).reshape((-1,) + (1,) * (x.type.rank - axis - 1)), index)
+        return [ctx.op("where", ctx.op("eq", position, index), g, ctx.const(0.0, g))]
+    y = ctx.y()
+    if not ctx.attrs["keepdims"]:
+        y = ctx.op("reshape", y, shape=kept)
+    hit = ctx.op("mul", ctx.op("mask_ge", x, y), ctx.op("mask_ge", y, x))
+    count = ctx.op("sum", hit, axes=axes, keepdims=True)
+    return [ctx.op("mul", hit, ctx.op("div", g, count))]
+
+
+@rule("gather")
+def _gather(ctx: GradContext, grads: Grads) -> Grads:
+    g = grads[0]
+    assert g is not None
+    a = ctx.attrs
+    size = ctx.in_type(0).shape[a["axis"]]
+    if a.get("padding") is not None:
+        g = _without_padding_rows(ctx, g, a["padding"], size)
+    return [ctx.op("gather_backward", ctx.x(1), g, axis=a["axis"], size=size, wrap=a["wrap"]), None]
+
+
+def _without_padding_rows(ctx: GradContext, g: Value, row: int, size: int) -> Value:
+    """PyTorch's ``padding_idx``: the gathered rows that read the padding row send it no
+    gradient. Selected (``where``), not multiplied by a 0/1 mask: a NaN or infinite gradient
+    must not reach the padding row either (eager's is exactly zero)."""
+    idx = ctx.x(1)
+    keep = ctx.op("ne", idx, ctx.const(row, idx))
+    if ctx.attrs["wrap"] and np.iinfo(idx.dtype).min <= row - size:  # -size + row names the row too
+        keep = ctx.op("logical_and", keep, ctx.op("ne", idx, ctx.const(row - size, idx)))
+    ax = ctx.attrs["axis"]
+    keep = ctx.op("reshape", keep, shape=(1,) * ax + idx.shape + (1,) * (g.type.rank - ax - idx.type.rank))
+    return ctx.op("where", keep, g, ctx.const(0.0, g))
+
+
+@rule("gather_backward")
+def _gather_bwd(ctx: GradContext, grads: Grads) -> Grads:
+    g = grads[0]
+    assert g is not None  # linear in the gradient rows: reading them back is a gather
+    return [None, ctx.op("gather", g, ctx.x(0), axis=ctx.attrs["axis"], wrap=ctx.attrs["wrap"])]

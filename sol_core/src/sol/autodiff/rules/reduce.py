@@ -1,0 +1,58 @@
+"""Gradient rules of reductions and normalizations (sol.ops.reduce)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sol.autodiff.builder import GradContext
+from sol.autodiff.rules import rule
+from sol.autodiff.rules._common import Grads
+
+# --- reductions, normalizations -----------------------------------------------------------------
+
+
+@rule("sum", "mean")
+def _reduce(ctx: GradContext, grads: Grads) -> Grads:
+    g = grads[0]
+    assert g is not None
+    shape = ctx.in_type(0).shape
+    axes = ctx.attrs["axes"]
+    out = ctx.expand(g, axes, ctx.attrs["keepdims"], shape)
+    if ctx.node.op == "mean":
+        count = int(np.prod([shape[a] for a in axes]))
+        out = ctx.scale(out, 1.0 / count) if count else out
+    return [out]
+
+
+@rule("variance")
+def _variance(ctx: GradContext, grads: Grads) -> Grads:
+    """v = mean((x - c)^2): dx = g * 2 (x - c) / N, dc = -sum(dx) over the reduced axes."""
+    g = grads[0]
+    assert g is not None
+    shape = ctx.in_type(0).shape
+    axes, keepdims = ctx.attrs["axes"], ctx.attrs["keepdims"]
+    count = int(np.prod([shape[a] for a in axes]))
+    centre = ctx.expand(ctx.x(1), axes, keepdims, shape)
+    dx = ctx.op("mul", ctx.expand(ctx.scale(g, 2.0 / count), axes, keepdims, shape),
+                ctx.op("sub", ctx.x(0), centre))
+    out: Grads = [dx if ctx.need[0] else None, None]
+    if ctx.need[1]:
+        out[1] = ctx.op("neg", ctx.op("sum", dx, axes=axes, keepdims=keepdims))
+    return out
+
+
+@rule("softmax")
+def _softmax(ctx: GradContext, grads: Grads) -> Grads:
+    g = grads[0]
+    assert g is not None
+    y = ctx.y()  # dx = y (g - sum(g y))
+    s = ctx.op("sum", ctx.op("mul", g, y), axes=(ctx.attrs["axis"],), keepdims=True)
+    return [ctx.op("mul", y, ctx.op("sub", g, s))]
+
+
+@rule("log_softmax")
+def _log_softmax(ctx: GradContext, grads: Grads) -> Grads:
+    g = grads[0]
+    assert g is not None
+    s = ctx.op("sum", g, axes=(ctx.attrs["axis"],), keepdims=True)  # dx = g - softmax(x) sum(g)
+    return [ctx.op("sub", g, ctx.op("mul", ctx.op("exp", ctx.y()), s))]

@@ -1,0 +1,100 @@
+"""Gradient rules of pooling (sol.ops.window) and of max pooling's backward ops (sol.ops.grad_ops)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sol.autodiff.builder import GradContext
+from sol.autodiff.rules import rule
+from sol.autodiff.rules._common import Grads, _pool_attrs
+from sol.ops.window import adaptive_bounds
+
+# --- windows --------------------------------------------------------------------------------
+
+
+@rule("max_pool2d")
+def _max_pool(ctx: GradContext, grads: Grads) -> Grads:
+    assert grads[0] is not None
+    a = ctx.attrs
+    return [ctx.op("max_pool2d_backward", ctx.x(0), grads[0], **_pool_attrs(a))]
+
+
+def avg_pool_counts(a: dict[str, Any], h: int, w: int, oh: int, ow: int) -> np.ndarray:
+    """The divisor of each output of avg_pool2d, (OH, OW): the same rule as the forward op."""
+    (pt, pb), (pl, pr) = a["padding"]
+    kh, kw = a["kernel"]
+    sh, sw = a["stride"]
+
+    def extent(size: int, out: int, k: int, s: int, lo: int, hi: int) -> np.ndarray:
+        start = np.arange(out) * s - lo
+        if a["count_include_pad"]:
+            return np.minimum(start + k, size + hi) - start
+        return np.minimum(start + k, size) - np.maximum(start, 0)
+
+    return np.outer(extent(h, oh, kh, sh, pt, pb), extent(w, ow, kw, sw, pl, pr)).astype(np.float64)
+
+
+@rule("avg_pool2d")
+def _avg_pool(ctx: GradContext, grads: Grads) -> Grads:
+    """Each output gradient, divided by its window's divisor, spreads evenly over its window: the
+    input gradient of a depthwise convolution with an all-ones kernel (a library primitive)."""
+    g = grads[0]
+    assert g is not None
+    a = ctx.attrs
+    x_t = ctx.in_type(0)
+    n, c, h, w = x_t.shape
+    oh, ow = g.shape[2:]
+    kh, kw = a["kernel"]
+    if a["divisor"] is not None:
+        g = ctx.scale(g, 1.0 / a["divisor"])
+    else:
+        g = ctx.op("mul", g, ctx.const(1.0 / avg_pool_counts(a, h, w, oh, ow), g))
+    (pt, pb), (pl, pr) = a["padding"]
+    # ceil_mode windows may hang over the bottom/right padding: pad the convolution to match.
+    pb = max(pb, (oh - 1) * a["stride"][0] + kh - h - pt)
+    pr = max(pr, (ow - 1) * a["stride"][1] + kw - w - pl)
+    ones = ctx.const(np.ones((c, 1, kh, kw)), g)
+    return [ctx.op("conv2d_backward_data", g, ones, shape=x_t.shape, stride=a["stride"],
+                   padding=((pt, pb), (pl, pr)), dilation=1, groups=c)]
+
+
+def _window_matrix(size: int, out: int) -> np.ndarray:
+    """(out, size): row i averages adaptive window i."""
+    m = np.zeros((out, size))
+    for i, (lo, hi) in enumerate(adaptive_bounds(size, out)):
+        m[i, lo:hi] = 1.0 / (hi - lo)
+    return m
+
+
+@rule("adaptive_avg_pool2d")
+def _adaptive_avg_pool(ctx: GradContext, grads: Grads) -> Grads:
+    """y = A x B^T per plane (A, B average the windows), so dx = A^T g B: two matrix products
+    with constant matrices; global pooling is a plain broadcast."""
+    g = grads[0]
+    assert g is not None
+    shape = ctx.in_type(0).shape
+    h, w = shape[2:]
+    oh, ow = ctx.attrs["output_size"]
+    if (oh, ow) == (1, 1):
+        return [ctx.scale(ctx.op("broadcast_to", g, shape=shape), 1.0 / (h * w))]
+    t = ctx.op("matmul", g, ctx.const(_window_matrix(w, ow), g))  # (N, C, OH, W)
+    return [ctx.op("matmul", ctx.const(_window_matrix(h, oh).T.copy(), g), t)]  # (N, C, H, W)
+
+
+
+@rule("max_pool2d_backward")
+def _max_pool_bwd(ctx: GradContext, grads: Grads) -> Grads:
+    """Piecewise constant in x; linear in the output gradient, and its transpose reads the
+    incoming gradient back at the chosen positions."""
+    g = grads[0]
+    assert g is not None
+    return [None, ctx.op("max_pool2d_select", ctx.x(0), g, **_pool_attrs(ctx.attrs))]
+
+
+@rule("max_pool2d_select")
+def _max_pool_select(ctx: GradContext, grads: Grads) -> Grads:
+    g = grads[0]
+    assert g is not None
+    return [None, ctx.op("max_pool2d_backward", ctx.x(0), g, **_pool_attrs(ctx.attrs))]
