@@ -128,24 +128,52 @@ def test_a_model_tensorflow_runs_entirely(device: str) -> None:
     assert_close(opt(t).numpy(), np.cumsum(t, axis=0), RTOL)
 
 
-def test_an_op_that_converts_only_in_the_whole_graph_moves_to_tensorflow(device: str,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """A converter that looks at neighbouring ops may fail once the graph is cut into regions;
-    the op then runs in TensorFlow and the graph is cut again (never an error, never wrong)."""
+def test_each_op_is_converted_once_in_the_whole_graph_never_in_a_part(device: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Core cuts the converted graph (sol.fallback): a converter that looks at neighbouring ops
+    always sees them (the frontend used to convert each part again, where they were missing)."""
     from sol_tensorflow import ops
 
     real = ops.CONVERTERS["Tanh"]
+    seen: list[str] = []
 
-    def only_whole(ctx: ops.Context, op: object) -> object:
-        if "_part" in ctx.graph.name:
-            raise ops.Unsupported("needs its neighbours")
+    def recording(ctx: ops.Context, op: object) -> object:
+        seen.append(ctx.graph.name)
         return real(ctx, op)
 
-    monkeypatch.setitem(ops.CONVERTERS, "Tanh", only_whole)
+    monkeypatch.setitem(ops.CONVERTERS, "Tanh", recording)
     k = tf.Variable(np.linspace(-1, 1, 12, dtype="float32").reshape(4, 3))
     fn = tf.function(lambda t: tf.matmul(tf.nn.tanh(tf.math.cumsum(t, axis=1) * 0.5), k),
                      input_signature=[tf.TensorSpec((2, 4), tf.float32)])
     opt, message = _optimize_warned(fn, device=device)
-    assert "Tanh" in opt.fallback_ops and "needs its neighbours (where it is cut from its neighbours)" in message
+    assert opt.fallback_ops == ["Cumsum"] and "(1 part)" in message
+    assert seen and not [name for name in seen if "_part" in name]
     t = np.random.default_rng(4).standard_normal((2, 4)).astype("float32")
     assert_close(opt(t).numpy(), fn(t).numpy(), RTOL)
+
+
+def test_a_model_tensorflow_runs_entirely_compiles_nothing(device: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No stand-in program: with nothing to compile, nothing is compiled, for the example's
+    shapes or for new ones, and the warning comes once."""
+    import sol.api
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("nothing here is worth a compile")
+
+    monkeypatch.setattr(sol.api, "compile_graph", refuse)
+    fn = tf.function(lambda t: tf.math.cumprod(tf.math.cumsum(t, axis=0), axis=1))
+    opt, message = _optimize_warned(fn, tf.TensorSpec((4, 3), tf.float32), device=device)
+    assert "(0 parts)" in message and opt.programs == [] and opt.program is None
+    for shape in ((4, 3), (2, 3)):
+        t = np.arange(np.prod(shape), dtype="float32").reshape(shape) / 7
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", SolFallbackWarning)  # warned once, at optimize
+            assert_close(opt(t).numpy(), np.cumprod(np.cumsum(t, axis=0), axis=1), RTOL)
+
+
+def test_one_fallback_warning_class_for_every_frontend() -> None:
+    import sol_pytorch.fallback
+    import sol_tensorflow.importer
+
+    assert sol_pytorch.fallback.SolFallbackWarning is sol_tensorflow.importer.SolFallbackWarning \
+        is sol.errors.SolFallbackWarning

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from sol import cache, progress
 from sol.errors import SolError
+from sol.fallback import compile_partitioned, is_partitioned
 from sol.ir import Graph
 from sol.planner.plan import GroupKind, Plan
 from sol.program import Program
-from sol.roles import CORE_PLUGIN, Device, Frontend
+from sol.roles import CORE_PLUGIN, Device, Frontend, require_supported
 from sol.sourcetext import file_name
 
 if TYPE_CHECKING:
@@ -55,10 +56,14 @@ def plan(graph: Graph, device: str | None = None, training: bool = False, option
     from sol.planner.partition import plan_graph
     from sol.plugins import manager, roles
 
+    if is_partitioned(graph):
+        raise SolError(f"graph {graph.name!r} has framework nodes (operations its framework runs): "
+                       f"sol.fallback.compile_partitioned compiles it in parts")
     options = dict(options or {})
     dev = resolve_device(device)
     manager().hook.sol_graph_imported(graph=graph, options=options)
     roles().passes.run(graph, training=training)
+    require_supported(graph, dev)  # ops the device declares unsupported: a clear error, not a codegen crash
     result = plan_graph(graph, dev, roles().backends.for_device(dev.name), options)
     manager().hook.sol_plan_ready(plan=result)
     return result
@@ -133,6 +138,9 @@ def optimize(model: Any, *example_inputs: Any, device: str | None = None, traini
     dev.prepare()
     with progress.step(_tracing(model, frontend, training)):
         graph = frontend.import_graph(model, example_inputs, options)
+    if is_partitioned(graph):  # the frontend marked what its framework runs: compiled in parts
+        parts = compile_partitioned(graph, dev.name, training=training, options=options)
+        return frontend.wrap(parts, model, graph)  # type: ignore[arg-type]  # see sol.fallback
     program = compile_graph(graph, dev.name, training=training, options=options)
     return frontend.wrap(program, model, graph)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class SolError(Exception):
     """Base class of sol's own errors."""
@@ -35,3 +37,30 @@ class DeviceUnavailableError(SolError):
 class IndexOutOfRangeError(SolError, IndexError):
     """An index read at run time (a gather's token id) lies outside its axis; an IndexError too,
     as the frameworks raise for the same input."""
+
+
+class SolFallbackWarning(UserWarning):
+    """Some operations of the model run in its framework because sol cannot compile them (one
+    warning per model, listing them). One class for every frontend, so that a filter for it
+    (``warnings.simplefilter("error", SolFallbackWarning)``) works whatever the framework."""
+
+
+_CALL_PLUMBING = frozenset({"contextlib"})
+
+
+def user_stacklevel(*framework: str) -> int:
+    """The ``stacklevel`` that makes ``warnings.warn``, called right after this, point at the
+    user's line: the first frame outside sol's own packages (``sol`` and every ``sol_*``
+    plugin), call plumbing (``contextlib``) and ``framework``'s top-level packages (``"torch"``;
+    ``"tensorflow", "keras"``), which a warning raised from inside ``nn.Module.__call__`` or a Keras
+    layer call passes through. Frontends bind their framework with ``functools.partial``, which
+    adds no frame of its own (a wrapper function would shift the level by one)."""
+    skipped = _CALL_PLUMBING | set(framework)
+    level, frame = 1, sys._getframe(1)
+    while frame is not None:
+        top = str(frame.f_globals.get("__name__", "")).split(".")[0]
+        if not (top == "sol" or top.startswith("sol_") or top in skipped):
+            break
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level

@@ -12,6 +12,10 @@ A list even for one output, as :class:`sol.program.Program`, ``compile_graph`` a
 The user's graph is never changed: passes rewrite graphs in place, so the compiled graph is built
 from a copy, parameters included (a snapshot taken at ``optimize``: changing the graph or its
 arrays afterwards changes nothing compiled; optimize again for that).
+
+Operations sol has no op for can still be part of such a network: a framework node
+(:func:`sol.fallback.mark`) whose handle is a Python callable over NumPy arrays; sol compiles
+the rest in as few parts as those nodes allow and calls the callables between them.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sol.errors import SolError
-from sol.ir import Graph, TensorType, Value
+from sol.fallback import FrameworkStep, PartitionedProgram, call_of, is_framework, is_partitioned, validate_partitioned
+from sol.ir import Graph, TensorType, Value, ValueKind
+from sol.program import check_arrays
 from sol.roles import Frontend
 
 if TYPE_CHECKING:
@@ -49,11 +55,18 @@ class IRFrontend(Frontend):
                 f"programs (graph {graph.name!r})")
         if not graph.outputs:
             raise SolError(f"graph {graph.name!r} has no outputs: set graph.outputs to the values it computes")
-        validate(graph, "building it (before sol changed anything)")
+        if is_partitioned(graph):  # nodes NumPy runs (see the module doc)
+            validate_partitioned(graph, "building it (before sol changed anything)")
+            for n in graph.nodes:
+                if is_framework(n) and not callable(call_of(n).handle):
+                    raise SolError(f"graph {graph.name!r}: framework node {n.name} has a {type(call_of(n).handle)}"
+                                   f" handle; in a sol IR graph it is a Python callable over NumPy arrays")
+        else:
+            validate(graph, "building it (before sol changed anything)")
         check_examples(graph, example_inputs)
         return _snapshot(graph)
 
-    def wrap(self, program: Program, model: Any, graph: Graph) -> CompiledGraph:
+    def wrap(self, program: Program | PartitionedProgram, model: Any, graph: Graph) -> CompiledGraph:
         return CompiledGraph(program, [v.name for v in graph.inputs])
 
 
@@ -64,7 +77,7 @@ class CompiledGraph:
     broadcasting: a wrong one is a TypeError/ValueError naming both); the result is a new list of
     arrays the caller owns, one per graph output, also for a single output."""
 
-    def __init__(self, program: Program, input_names: Sequence[str]) -> None:
+    def __init__(self, program: Program | PartitionedProgram, input_names: Sequence[str]) -> None:
         self.program = program
         self.input_names = list(input_names)
 
@@ -81,12 +94,45 @@ class CompiledGraph:
         return list(self.program.output_types)
 
     def __call__(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        return list(self.program(*inputs))
+        program = self.program
+        if isinstance(program, PartitionedProgram):
+            check_arrays(program.name, self.input_names, program.input_types, inputs)
+            outs = program.run(list(inputs), _NumpySteps())
+            # fresh arrays the caller owns, also where an output is an input, a weight or a
+            # callable's result that is (a view of) what it was given
+            return [np.array(o, copy=True) if v.kind is not ValueKind.NODE or any(
+                np.may_share_memory(o, x) for x in inputs) else o for o, v in zip(outs, program.graph.outputs)]
+        return list(program(*inputs))
 
     def __repr__(self) -> str:
         ins = ", ".join(f"{n}: {t}" for n, t in zip(self.input_names, self.input_types))
         outs = ", ".join(map(str, self.output_types))
         return f"<sol CompiledGraph {self.program.name} on {self.device}: ({ins}) -> [{outs}]>"
+
+
+class _NumpySteps:
+    """How a sol IR graph's steps run: programs on NumPy arrays; a framework node's handle is a
+    Python callable, called with its inputs' arrays, returning one array per output (one array
+    alone for a single output), each checked against the declared type: never a wrong result."""
+
+    def sol(self, index: int, program: Program, values: list[Any]) -> list[np.ndarray]:
+        return list(program(*values))
+
+    def framework(self, step: FrameworkStep, values: list[Any]) -> list[np.ndarray]:
+        env: dict[Value, Any] = dict(zip(step.inputs, values))
+        for node in step.nodes:
+            got = call_of(node).handle(*(env[v] for v in node.inputs))
+            outs = [got] if len(node.outputs) == 1 and not isinstance(got, (list, tuple)) else list(got or [])
+            if len(outs) != len(node.outputs):
+                raise SolError(f"framework node {node.name} returned {len(outs)} array(s) for "
+                               f"{len(node.outputs)} declared output(s)")
+            for v, o in zip(node.outputs, outs):
+                a = np.asarray(o)
+                if a.shape != v.shape or str(a.dtype) != v.dtype:
+                    raise SolError(f"framework node {node.name} returned {a.dtype}{list(a.shape)} for its output "
+                                   f"{v.name}, declared {v.type}")
+                env[v] = a
+        return [env[v] for v in step.outputs]
 
 
 def check_examples(graph: Graph, examples: Sequence[Any]) -> None:

@@ -62,21 +62,7 @@ class Program:
 
     def check_inputs(self, arrays: Sequence[Any]) -> None:
         """Raise TypeError/ValueError naming expected and given if the inputs don't fit."""
-        if len(arrays) != len(self.input_types):
-            raise TypeError(f"{self.name} expects {len(self.input_types)} input(s) "
-                            f"({', '.join(map(str, self.input_types))}), got {len(arrays)}")
-        for i, (a, t) in enumerate(zip(arrays, self.input_types)):
-            label = f"input {i} ({self.input_names[i]})"
-            shape = tuple(getattr(a, "shape", ()))
-            # "float32" from NumPy, "torch.float32" and the like from frameworks' own dtypes.
-            dtype = str(getattr(a, "dtype", type(a).__name__)).rsplit(".", 1)[-1]
-            if dtype != t.dtype:
-                raise TypeError(f"{label}: expected dtype {t.dtype}, got {dtype}")
-            if len(shape) != t.rank:
-                raise ValueError(f"{label}: expected rank {t.rank} with shape {t.shape}, "
-                                 f"got rank {len(shape)} with shape {shape}")
-            if shape != t.shape:
-                raise ValueError(f"{label}: expected shape {t.shape}, got {shape}")
+        check_arrays(self.name, self.input_names, self.input_types, arrays)
 
     def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
         # The common case, C-contiguous NumPy arrays of the compiled shapes and dtypes, is
@@ -94,3 +80,25 @@ class Program:
         ins = ", ".join(map(str, self.input_types))
         outs = ", ".join(map(str, self.output_types))
         return f"<sol Program {self.name} on {self.device}: ({ins}) -> ({outs})>"
+
+
+def check_arrays(name: str, input_names: Sequence[str], input_types: Sequence[TensorType],
+                 arrays: Sequence[Any]) -> None:
+    """Raise TypeError/ValueError naming expected and given if ``arrays`` do not fit ``input_types``
+    (count, dtype, rank, shape): the check of every call of a :class:`Program` or of a program
+    compiled in parts (:class:`sol.fallback.PartitionedProgram`)."""
+    if len(arrays) != len(input_types):
+        raise TypeError(f"{name} expects {len(input_types)} input(s) "
+                        f"({', '.join(map(str, input_types))}), got {len(arrays)}")
+    for i, (a, t) in enumerate(zip(arrays, input_types)):
+        label = f"input {i} ({input_names[i]})"
+        shape = tuple(getattr(a, "shape", ()))
+        # "float32" from NumPy, "torch.float32" and the like from frameworks' own dtypes.
+        dtype = str(getattr(a, "dtype", type(a).__name__)).rsplit(".", 1)[-1]
+        if dtype != t.dtype:
+            raise TypeError(f"{label}: expected dtype {t.dtype}, got {dtype}")
+        if len(shape) != t.rank:
+            raise ValueError(f"{label}: expected rank {t.rank} with shape {t.shape}, "
+                             f"got rank {len(shape)} with shape {shape}")
+        if shape != t.shape:
+            raise ValueError(f"{label}: expected shape {t.shape}, got {shape}")

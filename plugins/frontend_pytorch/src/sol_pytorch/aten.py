@@ -20,13 +20,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from sol.converters import ConverterTable
 from sol.ir import Graph, TensorType, Value, ValueKind
 
 Args = dict[str, Any]
 Result = Any  # a Value, or a tuple of Values / None for multi-output overloads
 Converter = Callable[["Emitter", Args], Result]
 
-CONVERTERS: dict[str, Converter] = {}
+CONVERTERS: ConverterTable[Converter] = ConverterTable("PyTorch")
+converts = CONVERTERS.converts
+"""Registers a converter for op names (core's :class:`~sol.converters.ConverterTable`)."""
 WEIGHT_VALUES = "pytorch.weight_values"
 """``Graph.meta`` flag: a converter folded a weight's or buffer's values into the graph (an
 attention mask buffer), so the graph holds for these values only (the trace cache keeps none)."""
@@ -35,17 +38,6 @@ attention mask buffer), so the graph holds for these values only (the trace cach
 class Unsupported(Exception):
     """A converter cannot express this use of its op (e.g. a transposed convolution). The
     importer adds the op's name and where it came from in the model."""
-
-
-def converts(*names: str) -> Callable[[Converter], Converter]:
-    def register(fn: Converter) -> Converter:
-        for name in names:
-            if name in CONVERTERS:
-                raise ValueError(f"two converters for {name}")
-            CONVERTERS[name] = fn
-        return fn
-
-    return register
 
 
 def supported_ops() -> list[str]:

@@ -1,86 +1,77 @@
-"""Cut an exported graph into parts sol compiles and nodes PyTorch runs between them.
+"""PyTorch's side of a model sol compiles in parts: the nodes PyTorch runs between them.
 
 Why this shape. :func:`~sol_pytorch.importer.classify` converts every node it can; the nodes it
 cannot (``torch.cumsum``, ``torch.fft``, a custom op) are run by PyTorch, and everything else
-should still be compiled, in as few programs as possible (each is a compile and a call).
+should still be compiled, in as few programs as possible (each is a compile and a call). With
+``mark`` the classification makes them framework nodes of the one converted graph; core cuts
+that graph (:mod:`sol.fallback`: the epoch cut, why it gives the fewest parts, parts that only
+move data run on the host), compiles the parts and runs the steps in order, and PyTorch runs its
+own nodes (:class:`sol_pytorch.variants.SplitVariant`).
 
-Regions are formed by *epochs*: a node's epoch is the number of PyTorch nodes on the longest path
-that reaches it (a PyTorch node takes the epoch of its inputs, a sol node one more than a PyTorch
-input's). All sol nodes of one epoch form one region, even where they are not connected, and the
-run order is: region 0, PyTorch nodes of epoch 0, region 1, ... A region only reads PyTorch nodes
-of lower epochs and a PyTorch node only reads regions of its own epoch or lower, so the order
-needs no cycle check and the number of programs is the smallest any cut can have along the
-longest chain of PyTorch nodes.
-
-Values cross as they are: a region's inputs are NumPy views of PyTorch's tensors and its outputs
+Values cross as they are: a part's inputs are NumPy views of PyTorch's tensors and its outputs
 become tensors over the program's result arrays (no copy either way where the memory is
-contiguous). Weights stay parameters of each region that reads them (by reference), constants
-folded during classification are folded again where they are read, and shape arithmetic stays
-Python numbers. A region that would only move data (reshape, transpose, cast, copy, concat) is
-not worth a compile and a host round trip: PyTorch runs its nodes, in place.
+contiguous). Weights stay parameters of each part that reads them (by reference), and shape
+arithmetic stays Python numbers; what only PyTorch holds (a complex tensor, a tuple) passes
+between its nodes on PyTorch's side.
 """
 
 from __future__ import annotations
 
 import operator
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import fx
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind
 
-from sol.ir import Graph
-from sol_pytorch.importer import (
-    Constant,
-    RegionError,
-    RegionImporter,
-    classify,
-    is_ignored,
-    is_static,
-    state_tensors,
-    user_outputs,
-)
+from sol import fallback as core_fallback
+from sol.errors import SolFallbackWarning
+from sol.ir import Graph, Value
+from sol_pytorch.importer import Constant, TorchCall, classify, is_static, state_tensors, user_outputs
 
-DATA_MOVEMENT = frozenset({"reshape", "transpose", "cast", "identity", "concat"})
-"""Ops of a region PyTorch runs as well as sol would (views or plain copies)."""
+__all__ = ["Part", "SolFallbackWarning", "Split", "split"]
 
 _ATTEMPTS = 16
 
 
-class SolFallbackWarning(UserWarning):
-    """Some operations of the model run in PyTorch because sol cannot compile them."""
-
-
 @dataclass
 class Part:
-    """A region sol compiles: ``sources[i]`` feeds ``graph.inputs[i]``; ``results[j]`` is set from
-    ``graph.outputs[index[j]]``."""
+    """A step sol runs: ``sources[i]`` feeds ``graph.inputs[i]``; ``graph.outputs[j]`` gives
+    ``results[j]`` (the fx nodes the values stand for; None for a value inside a conversion).
+    ``compiled``: False where it only moves data (run on the host)."""
 
     graph: Graph
-    sources: list[fx.Node]
-    results: list[fx.Node]
-    index: list[int]
+    sources: list[fx.Node | None]
+    results: list[fx.Node | None]
+    compiled: bool = True
+
+
+Leaf = Constant | tuple[str, Any]
+"""An output leaf: a Python value; ``("out", i)``, the marked graph's output i; ``("env", node)``,
+a node's value on PyTorch's side (``copy``: an input or a weight, cloned when returned)."""
 
 
 @dataclass
 class Split:
-    """A model cut into compiled parts and PyTorch nodes, in run order (``steps``)."""
+    """A model marked for core's cut: the marked graph, its steps (parts and fx nodes) in run
+    order, and what running it on PyTorch's side needs."""
 
     name: str
     ep: ExportedProgram
+    graph: Graph
     steps: list[Part | fx.Node]
     statics: dict[fx.Node, Any]  # weights (the model's tensors) and Python values known at import
     inputs: list[fx.Node]  # the forward arguments' placeholders, in order
-    leaves: list[Any]  # output leaves: fx nodes, or Constant for Python values
+    leaves: list[Leaf]
     spec: Any  # torch's pytree spec of the output structure
+    fresh: set[fx.Node] = field(default_factory=set)  # leaves returned as copies (inputs, weights)
     fallen: list[str] = field(default_factory=list)  # one line per op PyTorch runs, with its place
 
     @property
     def parts(self) -> list[Part]:
-        return [s for s in self.steps if isinstance(s, Part)]
+        """The compiled parts."""
+        return [s for s in self.steps if isinstance(s, Part) and s.compiled]
 
     def warning(self) -> str:
         parts = len(self.parts)
@@ -89,37 +80,27 @@ class Split:
                 + "\nsol_pytorch.supported_ops() lists what sol compiles; pass fallback=False to make this an error.")
 
 
-def split(ep: ExportedProgram, model: torch.nn.Module, found: Any = None) -> Split:
-    """Classify (unless ``found``, :func:`classify`'s result, is given), then cut. A node that
-    converts in the whole graph but not in its region (which should not happen) or whose PyTorch
-    consumer needs a result sol does not keep (a training-only output such as pooling indices)
-    is moved to PyTorch and the cut is made again."""
+def split(ep: ExportedProgram, model: Any, found: Any = None) -> Split:
+    """Classify with framework nodes and let core cut. A node whose PyTorch consumer needs a
+    result sol does not keep (a training-only output such as pooling indices) is moved to
+    PyTorch and the classification made again. ``found``: a classification without marks,
+    whose forced nodes are kept."""
     forced: dict[fx.Node, str] = {}
     for _ in range(_ATTEMPTS):
-        if found is None:
-            found = classify(ep, model, forced)
+        found = classify(ep, model, forced, mark=True)
         sources = {n.args[0]: f"{why}, read by PyTorch" for _, n, why in found.problems
                    if n.target is operator.getitem and n.args[0] not in found.failed}
-        if sources:
-            forced.update(sources)  # type: ignore[arg-type]
-            found = None
-            continue
-        try:
-            return _cut(ep, model, found)
-        except RegionError as exc:
-            forced[exc.node] = exc.why
-            found = None
+        if not sources:
+            return _split(ep, model, found)
+        forced.update(sources)  # type: ignore[arg-type]
     raise AssertionError(f"sol_pytorch could not cut {type(model).__name__} into compiled parts")
 
 
-def _cut(ep: ExportedProgram, model: torch.nn.Module, found: Any) -> Split:
+def _split(ep: ExportedProgram, model: Any, found: Any) -> Split:
     name = type(model).__name__
-    on_torch: set[fx.Node] = found.failed
+    graph: Graph = found.graph
     statics: dict[fx.Node, Any] = {}
     inputs: list[fx.Node] = []
-    epoch: dict[fx.Node, int] = {}
-    regions: dict[int, list[fx.Node]] = defaultdict(list)
-    torch_steps: dict[int, list[fx.Node]] = defaultdict(list)
     specs = {s.arg.name: s for s in ep.graph_signature.input_specs}
     tensors = state_tensors(ep, model)
     for node in ep.graph.nodes:
@@ -129,41 +110,51 @@ def _cut(ep: ExportedProgram, model: torch.nn.Module, found: Any) -> Split:
                 inputs.append(node)
             else:
                 statics[node] = tensors[str(spec.target)]
-            epoch[node] = 0
         elif node.op == "get_attr":  # a subgraph of a higher-order op PyTorch runs
             statics[node] = getattr(ep.graph_module, str(node.target))
-            epoch[node] = 0
-        elif node.op != "call_function" or is_ignored(node):
-            continue
-        elif node in on_torch:
-            epoch[node] = max((epoch[i] for i in node.all_input_nodes if i in epoch), default=0)
-            torch_steps[epoch[node]].append(node)
-        elif is_static(node):
-            statics[node] = found.env[node]
-            epoch[node] = 0
-        else:
-            epoch[node] = max((epoch[i] + (i in on_torch) for i in node.all_input_nodes if i in epoch), default=0)
-            regions[epoch[node]].append(node)
+        elif node.op == "call_function" and is_static(node) and node not in found.failed:
+            statics[node] = dict.get(found.env, node)
 
-    leaves = user_outputs(ep, name)
-    returned = {leaf for leaf in leaves if isinstance(leaf, fx.Node)}
+    leaves: list[Leaf] = []
+    fresh: set[fx.Node] = set()
+    index: dict[Value, int] = {}
+    for leaf in user_outputs(ep, name):
+        value = dict.get(found.env, leaf) if isinstance(leaf, fx.Node) else None
+        if not isinstance(leaf, fx.Node):
+            leaves.append(Constant(leaf))
+        elif leaf in found.failed or leaf in statics or leaf in inputs:
+            leaves.append(("env", leaf))
+            if leaf in statics or leaf in inputs:
+                fresh.add(leaf)  # returned as is, it would alias the caller's tensor
+        elif isinstance(value, Value):
+            if value not in index:
+                index[value] = len(graph.outputs)
+                graph.outputs.append(found.own_buffer(value, leaf))
+            leaves.append(("out", index[value]))
+        else:
+            leaves.append(Constant(value))
+    graph.prune_unused()
+    cut = core_fallback.partition(graph)
+    return Split(name, ep, graph, _steps(cut, found), statics, inputs, leaves, ep.call_spec.out_spec, fresh,
+                 found.problem_lines())
+
+
+def _steps(cut: core_fallback.Partition, found: Any) -> list[Part | fx.Node]:
+    """Core's steps as parts and fx nodes (for reading; core runs them)."""
+    nodes: dict[Value, fx.Node] = {}
+    for n, v in dict.items(found.env):
+        if isinstance(v, Value):
+            nodes.setdefault(v, n)
     steps: list[Part | fx.Node] = []
-    parts = 0
-    for k in sorted(set(regions) | set(torch_steps)):
-        nodes = regions.get(k, [])
-        if nodes:
-            members = set(nodes)
-            needed = [n for n in nodes if n in returned or any(
-                u not in members and not is_ignored(u) and not is_static(u) for u in n.users if u.op != "output")]
-            importer = RegionImporter(ep, model, f"{name}_part{parts}", found.env)
-            outputs = importer.convert(nodes, needed)
-            if {n.op for n in importer.graph.nodes} <= DATA_MOVEMENT:
-                steps.extend(nodes)
-            else:
-                index = {v: i for i, v in enumerate(importer.graph.outputs)}
-                steps.append(Part(importer.graph, importer.sources, needed, [index[v] for v in outputs]))
-                parts += 1
-        steps.extend(torch_steps.get(k, []))
-    return Split(name, ep, steps, statics, inputs,
-                 [leaf if isinstance(leaf, fx.Node) else Constant(leaf) for leaf in leaves],
-                 ep.call_spec.out_spec, found.problem_lines())
+    for step in cut.steps:
+        if isinstance(step, core_fallback.SolStep):
+            steps.append(Part(step.graph, [nodes.get(v) for v in step.inputs], [nodes.get(v) for v in step.outputs],
+                              step.compiled))
+        else:
+            steps.extend(_handle(n).node for n in step.nodes)
+    return steps
+
+
+def _handle(node: Any) -> TorchCall:
+    handle: TorchCall = core_fallback.call_of(node).handle
+    return handle

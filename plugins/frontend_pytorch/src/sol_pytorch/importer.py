@@ -31,10 +31,10 @@ from __future__ import annotations
 import contextlib
 import inspect
 import operator
-import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -43,8 +43,10 @@ from torch import fx
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind
 
+from sol import errors
+from sol import fallback as core_fallback
 from sol.errors import SolError, UnsupportedOpError
-from sol.ir import Graph, Value, ValueKind
+from sol.ir import Graph, Node, Value, ValueKind
 from sol_pytorch import locations
 from sol_pytorch.aten import CONVERTERS, Emitter, Unsupported, tensor_type
 from sol_pytorch.guard import TRACE_LOCK, tracing_copy
@@ -184,15 +186,9 @@ def _check_arity(model: torch.nn.Module, given: int) -> None:
 # --- tracing ----------------------------------------------------------------------------------
 
 
-def user_stacklevel() -> int:
-    """Stack level of the first caller outside sol and torch, so warnings point at the user's line
-    (also from inside ``nn.Module.__call__`` or a ``torch.compile``d frame)."""
-    level, frame = 1, sys._getframe(1)
-    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in ("sol", "sol_pytorch",
-                                                                                      "contextlib", "torch"):
-        frame = frame.f_back  # type: ignore[assignment]
-        level += 1
-    return level
+user_stacklevel = partial(errors.user_stacklevel, "torch")
+"""Stack level of the first caller outside sol and torch, so warnings point at the user's line
+(also from inside ``nn.Module.__call__`` or a ``torch.compile``d frame)."""
 
 
 def warn_training_mode(model: torch.nn.Module) -> None:
@@ -304,10 +300,13 @@ def state_tensors(ep: ExportedProgram, model: torch.nn.Module) -> dict[str, torc
     return found
 
 
-def classify(ep: ExportedProgram, model: torch.nn.Module, forced: dict[fx.Node, str] | None = None) -> _Importer:
+def classify(ep: ExportedProgram, model: torch.nn.Module, forced: dict[fx.Node, str] | None = None,
+             mark: bool = False) -> _Importer:
     """Convert every node of ``ep`` that sol can; ``.problems`` lists the others (``forced``
-    nodes among them, with the reason given), ``.failed`` holds every node PyTorch must run."""
-    importer = _Importer(ep, model, forced or {})
+    nodes among them, with the reason given), ``.failed`` holds every node PyTorch must run.
+    ``mark``: each of those becomes a framework node of the graph (:func:`sol.fallback.mark`,
+    handle :class:`TorchCall`), for core to cut the graph into parts."""
+    importer = _Importer(ep, model, forced or {}, mark=mark)
     importer.convert_all()
     return importer
 
@@ -343,7 +342,9 @@ class _Importer:
     """
 
     def __init__(self, ep: ExportedProgram, model: torch.nn.Module, forced: dict[fx.Node, str],
-                 name: str | None = None) -> None:
+                 name: str | None = None, mark: bool = False) -> None:
+        self.mark = mark
+        self.marks: dict[fx.Node, Node] = {}  # failed node -> its framework node (mark)
         self.ep = ep
         self.model = model
         self.forced = forced
@@ -380,14 +381,21 @@ class _Importer:
         raise KeyError(node)
 
     def _boundary(self, node: fx.Node) -> Value:
-        """A value PyTorch computes, read by a node sol converts: a graph input of its type."""
+        """A value PyTorch computes, read by a node sol converts: a graph input of its type (or,
+        marking, the framework node's result)."""
         val = node.meta.get("val")
         if not isinstance(val, torch.Tensor):
             raise Unsupported(f"reads a {type(val).__name__} from PyTorch")
         try:
-            return self.graph.add_input(node.name, tensor_type(val))
+            kind = tensor_type(val)
         except Unsupported:
             raise Unsupported(f"reads a {dtype_str(val)} tensor from PyTorch") from None
+        marked = self.marks.get(node)
+        if marked is not None and marked.outputs:
+            return marked.output
+        if self.mark:
+            raise Unsupported("reads a result PyTorch computes without a framework node")
+        return self.graph.add_input(node.name, kind)
 
     # --- inputs, parameters, constants --------------------------------------------------------
     def _placeholder(self, node: fx.Node) -> None:
@@ -413,6 +421,8 @@ class _Importer:
             return
         if node.target is operator.getitem and node.args[0] in self.failed:
             self.failed.add(node)  # PyTorch takes apart what PyTorch computed
+            if self.mark:
+                self._mark(node, name)
             return
         val = node.meta.get("val")
         if isinstance(val, (bool, int, float)):  # shape arithmetic, static after export
@@ -534,6 +544,30 @@ class _Importer:
     def _problem(self, node: fx.Node, op: str, why: str) -> None:
         self.problems.append((op, node, why))
         self.failed.add(node)
+        if self.mark and node.op == "call_function":
+            self._mark(node, op)
+
+    def _mark(self, node: fx.Node, op: str) -> None:
+        """``node`` as a framework node: it reads the values sol computes (or folded) through its
+        inputs; weights, the forward's arguments and Python values the wrapper holds itself;
+        what other PyTorch nodes compute is read on PyTorch's side (``after``)."""
+        reads, values, after = [], [], []
+        for a in node.all_input_nodes:
+            if a in self.failed:
+                if a in self.marks:
+                    after.append(self.marks[a])
+                continue
+            v = dict.get(self.env, a)
+            if isinstance(v, Value) and a.op != "placeholder":  # placeholders: the wrapper's own
+                reads.append(a)
+                values.append(v)
+        val = node.meta.get("val")
+        try:
+            out = [tensor_type(val)] if isinstance(val, torch.Tensor) else []
+        except Unsupported:
+            out = []  # a complex tensor: only PyTorch holds it
+        self.marks[node] = core_fallback.mark(self.graph, TorchCall(node, tuple(reads)), values, out, after=after,
+                                              label=op, source=locations.describe(node))
 
     def problem_lines(self) -> list[str]:
         """One line per distinct unsupported op and place: ``op [why] in module at file:line``."""
@@ -555,57 +589,13 @@ class _Importer:
         return UnsupportedOpError(message, op=first_op, source=locations.describe(first_node))
 
 
-class RegionImporter(_Importer):
-    """Converts one region of a classified graph (nodes sol compiles between nodes PyTorch runs)
-    into a graph of its own. What the region reads from outside becomes, in order of first use:
-    a parameter (the model's weight, by reference), a constant (folded during classification),
-    a Python value (shape arithmetic, non-tensor arguments) or a graph input, whose source node
-    ``sources`` records so the caller can feed it at run time."""
+@dataclass(frozen=True, eq=False)
+class TorchCall:
+    """The handle of a framework node: the fx node PyTorch runs, and the fx nodes through which
+    it reads the framework node's inputs (in order); its output, if any, is ``node``'s value."""
 
-    def __init__(self, ep: ExportedProgram, model: torch.nn.Module, name: str, known: dict[fx.Node, Any]) -> None:
-        super().__init__(ep, model, {}, name)
-        self.known = known
-        self.sources: list[fx.Node] = []
-
-    def convert(self, nodes: Sequence[fx.Node], needed: Sequence[fx.Node]) -> list[Value]:
-        """Convert ``nodes`` (topological order); return the values of ``needed`` (region nodes
-        read outside the region), each a node result: a pass-through gets an ``identity``."""
-        for node in nodes:
-            self._call(node)
-            if self.problems:
-                op, bad, why = self.problems[0]
-                raise RegionError(bad, why)
-        outputs = [self.own_buffer(self.env[n], n) for n in needed]
-        self.graph.outputs = list(dict.fromkeys(outputs))
-        self.graph.prune_unused()
-        return outputs
-
-    def _outside(self, node: fx.Node) -> Any:
-        if node.op == "placeholder":
-            spec = self.input_specs[node.name]
-            if spec.kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
-                name = str(spec.target)
-                return self.graph.add_param(name, numpy_view(self.tensors[name], name))
-        known = self.known.get(node)
-        if isinstance(known, Value) and known.kind is ValueKind.CONST:
-            return self.graph.add_const(known.data, hint="k")
-        if isinstance(known, Value) and known.kind is ValueKind.PARAM:
-            return self.graph.add_param(known.name, known.data)  # type: ignore[arg-type]
-        val = node.meta.get("val")
-        if not isinstance(val, torch.Tensor):
-            return known if node in self.known else val
-        v = self.graph.add_input(node.name, tensor_type(val))
-        self.sources.append(node)
-        return v
-
-
-class RegionError(Exception):
-    """A node converted during classification but not inside its region (PyTorch runs it)."""
-
-    def __init__(self, node: fx.Node, why: str) -> None:
-        super().__init__(why)
-        self.node = node
-        self.why = why
+    node: fx.Node
+    reads: tuple[fx.Node, ...]
 
 
 def output_node(ep: ExportedProgram) -> fx.Node:

@@ -7,8 +7,9 @@ shapes (batch 3 after batch 8) is imported and compiled again, once, and kept; t
 makes a shape seen before in any process cheap. Non-tensor arguments (a flag, a count) select
 Python branches while tracing, so they are part of the signature too.
 
-A variant is either *whole* (the model is one sol program) or *split* (sol's programs with
-PyTorch running the operations sol cannot compile between them; see :mod:`sol_pytorch.fallback`).
+A variant is either *whole* (the model is one sol program) or *split* (core's parts with PyTorch
+running the operations sol cannot compile between them; see :mod:`sol.fallback` and
+:mod:`sol_pytorch.fallback`).
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ import torch
 from torch import fx
 from torch.utils import _pytree as pytree
 
-from sol.ir import Graph
+from sol.errors import SolFallbackWarning
+from sol.fallback import FrameworkStep, PartitionedProgram, call_of, compile_partitioned, is_partitioned
+from sol.ir import Graph, Value
 from sol.program import Program
 from sol_pytorch import fallback, trace_cache
 from sol_pytorch.importer import (
     Constant,
     OutputLayout,
+    TorchCall,
     classify,
     example_values,
     output_layout,
@@ -105,42 +109,38 @@ def _import_traced(model: torch.nn.Module, values: tuple[Any, ...], options: dic
         raise found.unsupported()
     else:
         cut = fallback.split(ep, model, found)
-        parts = cut.parts
-        graph = parts[0].graph if parts else Graph(name=f"{cut.name}_empty")
+        graph = cut.graph
         graph.meta[SPLIT] = cut
         new = [line for line in cut.fallen if line not in (warned if warned is not None else ())]
         if new:
             if warned is not None:
                 warned.update(new)
-            warnings.warn(cut.warning(), fallback.SolFallbackWarning, stacklevel=user_stacklevel())
+            warnings.warn(cut.warning(), SolFallbackWarning, stacklevel=user_stacklevel())
     return graph
 
 
 def compile_variant(model: torch.nn.Module, values: Sequence[Any], device: str | None, options: dict[str, Any],
                     warned: set[str] | None = None) -> Variant:
-    """Import ``model`` for these argument values and compile it for ``device``."""
+    """Import ``model`` for these argument values and compile it for ``device`` (in parts where
+    PyTorch runs some operations: :mod:`sol.fallback`)."""
     from sol.api import compile_graph
 
     graph = import_model(model, values, options, warned)
+    if is_partitioned(graph):
+        return make_variant(compile_partitioned(graph, device, options=options), graph)
     return make_variant(compile_graph(graph, device, options=options), graph)
 
 
-def make_variant(program: Program, graph: Graph) -> Variant:
+def make_variant(program: Program | PartitionedProgram, graph: Graph) -> Variant:
     """The runnable variant for ``program`` (compiled from ``graph``, as :func:`import_model`
-    made it); the other parts of a split model are compiled here, for the same device."""
-    from sol.api import compile_graph
-
+    made it)."""
     key = graph.meta.get(KEY)
     if key is None:  # a graph from elsewhere: its inputs are the forward's tensors
         key = tuple((t.shape, getattr(torch, t.dtype)) for t in program.input_types)
-    cut: fallback.Split | None = graph.meta.get(SPLIT)
-    if cut is None:
-        layout = output_layout(graph) or _flat_layout(len(program.output_types))
-        return WholeVariant(key, program, layout)
-    options = graph.meta.get(OPTIONS, {})
-    parts = cut.parts
-    programs = [program] + [compile_graph(p.graph, program.device, options=options) for p in parts[1:]]
-    return SplitVariant(key, program, cut, dict(zip(map(id, parts), programs)))
+    if isinstance(program, PartitionedProgram):
+        return SplitVariant(key, program, graph.meta[SPLIT])
+    layout = output_layout(graph) or _flat_layout(len(program.output_types))
+    return WholeVariant(key, program, layout)
 
 
 # --- running ----------------------------------------------------------------------------------
@@ -181,74 +181,103 @@ class WholeVariant(Variant):
 
 
 class SplitVariant(Variant):
-    """Compiled parts and PyTorch nodes in run order, over one list of slots (one per fx node):
-    a call fills the argument slots, runs each step and reads the output leaves."""
+    """A model compiled in parts: core runs the steps in order (:meth:`PartitionedProgram.run`);
+    PyTorch's values live in one list of slots (one per fx node), where its nodes run."""
 
-    def __init__(self, key: Signature, program: Program, cut: fallback.Split, programs: dict[int, Program]) -> None:
-        super().__init__(key, program)
+    def __init__(self, key: Signature, program: PartitionedProgram, cut: fallback.Split) -> None:
+        super().__init__(key, next(iter(program.programs), None))  # type: ignore[arg-type]
+        self.partitioned = program
         self.cut = cut
-        self._programs = [programs[id(p)] for p in cut.parts]
         slot: dict[fx.Node, int] = {n: i for i, n in enumerate(cut.ep.graph.nodes)}
         self._template: list[Any] = [None] * len(slot)
         for node, value in cut.statics.items():
             self._template[slot[node]] = value
         self._inputs = [slot[n] for n in cut.inputs]
-        self._steps = [self._part_step(s, programs[id(s)], slot) if isinstance(s, fallback.Part)
-                       else self._torch_step(s, slot) for s in cut.steps]
-        fresh = set(cut.statics) | set(cut.inputs)  # returned as is, these would alias the caller's tensors
-        self._leaves: list[tuple[Constant | int, bool]] = [
-            (leaf, False) if isinstance(leaf, Constant) else (slot[leaf], leaf in fresh) for leaf in cut.leaves]
+        self._tensors = [i for i, n in enumerate(cut.inputs) if isinstance(n.meta.get("val"), torch.Tensor)]
+        self._run: dict[int, Any] = {}  # id(framework node) -> how PyTorch runs it
+        self._slots: dict[Value, int] = {}  # a framework node's outputs -> their slots
+        for step in program.steps:
+            if isinstance(step, FrameworkStep):
+                for marked in step.nodes:
+                    handle: TorchCall = call_of(marked).handle
+                    self._run[id(marked)] = _torch_node(handle, marked.inputs, slot)
+                    self._slots.update((v, slot[handle.node]) for v in marked.outputs)
+        self._leaves: list[tuple[Any, bool]] = [
+            (leaf, False) if isinstance(leaf, Constant) else
+            (leaf, False) if leaf[0] == "out" else (("env", slot[leaf[1]]), leaf[1] in cut.fresh)
+            for leaf in cut.leaves]
 
     @property
     def programs(self) -> list[Program]:
-        return list(self._programs)
+        return self.partitioned.programs
 
     @property
     def fallen(self) -> list[str]:
         return list(self.cut.fallen)
-
-    @staticmethod
-    def _part_step(part: fallback.Part, program: Program, slot: dict[fx.Node, int]) -> Any:
-        sources = [slot[n] for n in part.sources]
-        results = [(slot[n], i) for n, i in zip(part.results, part.index)]
-
-        def run(env: list[Any]) -> None:
-            outs = program(*(host_array(env[s]) for s in sources))
-            tensors = [torch_tensor(a) for a in outs]
-            for s, i in results:
-                env[s] = tensors[i]
-
-        return run
-
-    @staticmethod
-    def _torch_step(node: fx.Node, slot: dict[fx.Node, int]) -> Any:
-        target, args, kwargs, out = node.target, node.args, node.kwargs, slot[node]
-
-        def run(env: list[Any]) -> None:
-            def value(n: fx.Node) -> Any:
-                return env[slot[n]]
-
-            env[out] = target(*fx.node.map_arg(args, value), **fx.node.map_arg(kwargs, value))  # type: ignore[operator]
-
-        return run
 
     def __call__(self, values: Sequence[Any]) -> Any:
         env = list(self._template)
         for s, v in zip(self._inputs, values):
             env[s] = v
         with torch.no_grad():  # inference, as the compiled parts: PyTorch's nodes record no graph
-            for step in self._steps:
-                step(env)
+            outs = self.partitioned.run([values[i] for i in self._tensors], _TorchSteps(self, env))
         leaves, copied = [], set()
         for leaf, copy in self._leaves:
             if isinstance(leaf, Constant):
                 leaves.append(leaf.value)
                 continue
-            if copy and leaf not in copied and isinstance(env[leaf], torch.Tensor):
-                env[leaf] = env[leaf].clone()  # once: a tensor returned twice is one tensor
-                copied.add(leaf)
-            leaves.append(env[leaf])
+            kind, at = leaf
+            if kind == "out":
+                leaves.append(_as_tensor(outs[at]))
+                continue
+            if copy and at not in copied and isinstance(env[at], torch.Tensor):
+                env[at] = env[at].clone()  # once: a tensor returned twice is one tensor
+                copied.add(at)
+            leaves.append(env[at])
         return pytree.tree_unflatten(leaves, self.cut.spec)
+
+
+class _TorchSteps:
+    """One call's :class:`~sol.fallback.StepRunner`: programs on NumPy views of the tensors,
+    PyTorch's nodes on the call's slots."""
+
+    def __init__(self, variant: SplitVariant, env: list[Any]) -> None:
+        self.variant = variant
+        self.env = env
+
+    def sol(self, index: int, program: Program, values: list[Any]) -> list[torch.Tensor]:
+        return [torch_tensor(a) for a in program(*(host_array(_as_tensor(v)) for v in values))]
+
+    def framework(self, step: FrameworkStep, values: list[Any]) -> list[Any]:
+        given = dict(zip(step.inputs, values))
+        for node in step.nodes:
+            self.variant._run[id(node)](self.env, given)
+        slots = self.variant._slots
+        return [self.env[slots[v]] for v in step.outputs]
+
+
+def _torch_node(handle: TorchCall, inputs: Sequence[Value], slot: dict[fx.Node, int]) -> Any:
+    """How PyTorch runs one fx node: its sol inputs put in their slots, then the op."""
+    node = handle.node
+    target, args, kwargs, out = node.target, node.args, node.kwargs, slot[node]
+    feeds = [(v, slot[r]) for v, r in zip(inputs, handle.reads)]
+
+    def run(env: list[Any], given: dict[Value, Any]) -> None:
+        for v, s in feeds:
+            if v in given:
+                env[s] = _as_tensor(given[v])
+
+        def value(n: fx.Node) -> Any:
+            return env[slot[n]]
+
+        env[out] = target(*fx.node.map_arg(args, value), **fx.node.map_arg(kwargs, value))  # type: ignore[operator]
+
+    return run
+
+
+def _as_tensor(v: Any) -> Any:
+    """A value core hands over: a tensor already, or a weight's or constant's array."""
+    return torch_tensor(v) if isinstance(v, np.ndarray) else v
 
 
 # --- crossing between PyTorch and sol ---------------------------------------------------------

@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from sol.errors import UnsupportedOpError
+from sol import fallback as core_fallback
+from sol.errors import SolFallbackWarning, UnsupportedOpError, user_stacklevel
 from sol.ir import DTYPES, Graph, TensorType, Value, ValueKind
 from sol.ops.registry import registry
 from sol_tensorflow import ops_more  # noqa: F401  (registers its converters)
@@ -43,7 +44,7 @@ from sol_tensorflow.support import DeviceSupport, floating_dtypes, target_device
 
 TRACED_KEY = "tensorflow.traced"
 FALLBACK_KEY = "tensorflow.fallback"
-SPLIT_KEY = "tensorflow.split"
+MARKED_KEY = "tensorflow.marked"  # what the wrapper needs to run TensorFlow's steps (sol_tensorflow.fallback)
 OPTIONS_KEY = "tensorflow.options"
 DEVICE_KEY = "tensorflow.device"  # the device asked what it can compile (sol_tensorflow.support)
 FORCED_KEY = "tensorflow.forced"  # names of the ops that device cannot compile
@@ -51,8 +52,8 @@ _SKIP = frozenset({"NoOp", "Assert"})
 _FREE = frozenset({"Const", "Placeholder", "ReadVariableOp"})
 
 
-class SolFallbackWarning(UserWarning):
-    """Some operations of the model run in TensorFlow because sol cannot compile them."""
+_user_stacklevel = partial(user_stacklevel, "tensorflow", "keras")
+"""The stack level of the user's line for a warning (past sol's, TensorFlow's and Keras' frames)."""
 
 
 @dataclass
@@ -181,11 +182,24 @@ def _layer(op_name: str) -> str:
     return op_name.rsplit("/", 1)[0] if "/" in op_name else op_name
 
 
+@dataclass(frozen=True)
+class TFCall:
+    """The handle of a framework node (:func:`sol.fallback.mark`): the TensorFlow op, the
+    tensors it reads through the node's inputs and those its outputs stand for, in order."""
+
+    op: Any
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+
+
 @dataclass
 class Converted:
     graph: Graph
     problems: list[tuple[str, str, str]]  # (op type, op name, why), every op TensorFlow must run
     forced: dict[str, str] = field(default_factory=dict)  # op name -> why: converted, but not for the device
+    # marked graphs only: tensors known at optimize time, and the model outputs sol computes
+    statics: dict[str, np.ndarray] = field(default_factory=dict)
+    sol_outputs: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         return problem_lines(self.problems)
@@ -321,24 +335,30 @@ def holdable(t: Any) -> bool:
     return t.shape.is_fully_defined() and dtype_name(t.dtype) in DTYPES
 
 
-def convert(traced: Traced, support: DeviceSupport | None = None) -> Converted:
+def convert(traced: Traced, support: DeviceSupport | None = None, forced: dict[str, str] | None = None,
+            mark: bool = False) -> Converted:
     """Convert every op of ``traced``. An op that does not convert, or (with ``support``) that
-    the device cannot compile, is a problem; the conversion goes on past it (its results enter as
-    graph inputs where sol can hold them), so that every such op is found, not only the first of
-    a chain. Without problems, the graph computes the model."""
+    the device cannot compile, or that ``forced`` names, is a problem; the conversion goes on past
+    it, so that every such op is found, not only the first of a chain. Its results enter as graph
+    inputs where sol can hold them; with ``mark``, the op becomes a framework node instead
+    (:func:`sol.fallback.mark`) and the graph is the whole model, for core to cut into parts.
+    Without problems, the graph computes the model."""
     fn = traced.fn
     graph = Graph(name=traced.name)
     conv = OpConverter(traced, graph)
     conv.add_user_inputs()
+    forced = dict(forced or {})
     unheld: dict[str, str] = {}  # tensor name -> the op TensorFlow computes it with; sol cannot hold it
+    on_tf: dict[str, Any] = {}  # op name -> its framework node (mark) or None
     problems: list[tuple[str, str, str]] = []
     ops = graph_ops(traced)
     for op in ops:
-        if effect(op):
-            problems.append((op.type, op.name, "an effect (no outputs) that only TensorFlow can run"))
-            continue
         blocked = next((t for t in op.inputs if t.name in unheld), None)
-        if blocked is not None:
+        if effect(op):
+            why = "an effect (no outputs) that only TensorFlow can run"
+        elif op.name in forced:
+            why = forced[op.name]
+        elif blocked is not None:
             shape = blocked.shape.as_list() if blocked.shape.rank is not None else "[?]"
             why = f"reads {blocked.name} ({unheld[blocked.name]}), which sol cannot hold ({blocked.dtype.name}{shape})"
         else:
@@ -348,25 +368,64 @@ def convert(traced: Traced, support: DeviceSupport | None = None) -> Converted:
             except Unsupported as exc:
                 why = str(exc)
         problems.append((op.type, op.name, why))
-        for t in op.outputs:
-            if holdable(t):
+        held = [t for t in op.outputs if holdable(t)]
+        unheld.update((t.name, op.type) for t in op.outputs if not holdable(t))
+        if mark:
+            on_tf[op.name] = _mark(conv, op, held, on_tf)
+        else:
+            for t in held:
                 conv.ctx.env[t.name] = Entry(tf=graph.add_input(t.name, TensorType(
                     tuple(int(d) for d in t.shape), dtype_name(t.dtype))))
-            else:
-                unheld[t.name] = op.type
-    forced = _device_forced(traced, graph, ops, conv, support) if support is not None else {}
-    if forced:
+    found = _device_forced(traced, graph, ops, conv, support) if support is not None else {}
+    if found:
         done = {n for _, n, _ in problems}
-        problems += [(op.type, op.name, forced[op.name]) for op in ops if op.name in forced and op.name not in done]
+        problems += [(op.type, op.name, found[op.name]) for op in ops if op.name in found and op.name not in done]
         order = {op.name: i for i, op in enumerate(ops)}
         problems.sort(key=lambda p: order.get(p[1], -1))
-    if not problems:
+    converted = Converted(graph, problems, found)
+    if mark:
+        converted.statics = {name: e.static for name, e in conv.ctx.env.items() if e.static is not None}
+        _mark_outputs(conv, converted, on_tf)
+    elif not problems:
         for t in fn.outputs:
             try:
                 graph.outputs.append(conv.ctx.tf(t))
             except Unsupported as exc:
                 problems.append(("output", t.name, str(exc)))
-    return Converted(graph, problems, forced)
+    return converted
+
+
+def _sol_side(conv: OpConverter, t: Any, on_tf: dict[str, Any]) -> bool:
+    """Whether sol computes ``t`` for TensorFlow to read (TensorFlow takes constants, variable
+    reads, captured values and values known now itself: :mod:`sol_tensorflow.fallback`)."""
+    e = conv.ctx.env.get(t.name)
+    return (t.op.name not in on_tf and t.op.type not in _FREE and e is not None and e.static is None
+            and t.name not in {x.name for x in user_inputs(conv.traced)})
+
+
+def _mark(conv: OpConverter, op: Any, held: list[Any], on_tf: dict[str, Any]) -> Any:
+    """``op`` as a framework node: it reads what sol computes through its inputs, runs after the
+    framework nodes it reads from (or depends on), and its results sol can hold are its outputs."""
+    reads = [t for t in op.inputs if _sol_side(conv, t, on_tf)]
+    after = {on_tf[t.op.name] for t in op.inputs if t.op.name in on_tf}
+    after |= {on_tf[c.name] for c in op.control_inputs if c.name in on_tf}
+    types = [TensorType(tuple(int(d) for d in t.shape), dtype_name(t.dtype)) for t in held]
+    handle = TFCall(op, tuple(t.name for t in reads), tuple(t.name for t in held))
+    node = core_fallback.mark(conv.graph, handle, [conv.ctx.tf(t) for t in reads], types,
+                              after=[n for n in after if n is not None], label=op.type, source=f"{op.name} ({op.type})")
+    for t, v in zip(held, node.outputs):
+        conv.ctx.env[t.name] = Entry(tf=v)
+    return node
+
+
+def _mark_outputs(conv: OpConverter, converted: Converted, on_tf: dict[str, Any]) -> None:
+    """The model outputs sol computes are the marked graph's outputs (each a result of its own);
+    TensorFlow's, the inputs returned as they are and values known now are the wrapper's."""
+    for t in conv.traced.fn.outputs:
+        if _sol_side(conv, t, on_tf) and t.name not in converted.sol_outputs:
+            v = conv.ctx.tf(t)
+            converted.graph.outputs.append(v if v.kind is ValueKind.NODE else conv.ctx.emit("identity", [v]))
+            converted.sol_outputs.append(t.name)
 
 
 def _device_forced(traced: Traced, graph: Graph, ops: list[Any], conv: OpConverter,
@@ -426,23 +485,31 @@ def import_traced(traced: Traced, options: dict[str, Any], warned: set[str] | No
     if converted.problems:
         if options.get("fallback", True) is False:
             raise unsupported_error(traced.name, converted.problems)
-        from sol_tensorflow import fallback
-
-        cut = fallback.split(traced, converted.forced)
-        lines = problem_lines(cut.fallen)
-        if warned is None or not set(lines) <= warned:
-            warnings.warn(cut.warning(), SolFallbackWarning, stacklevel=_user_stacklevel())
-        if warned is not None:
-            warned.update(lines)
-        parts = cut.parts
-        graph = parts[0].graph if parts else _stand_in(traced)
-        graph.meta[SPLIT_KEY] = cut
+        graph = _marked(traced, converted.forced, warned)
         graph.meta[OPTIONS_KEY] = {k: v for k, v in options.items() if k not in ("training", "device")}
-        graph.meta[FALLBACK_KEY] = cut.op_types()
     graph.meta[TRACED_KEY] = traced
     graph.meta[DEVICE_KEY] = device
     graph.meta[FORCED_KEY] = frozenset(converted.forced)
     graph.meta["tensorflow.train_options"] = dict(options)  # sol_tensorflow.training.TRAIN_KEY
+    return graph
+
+
+def _marked(traced: Traced, forced: dict[str, str], warned: set[str] | None) -> Graph:
+    """The whole model with the ops TensorFlow runs marked (core cuts it into parts), warned
+    about once (lines in ``warned`` are not warned about again)."""
+    from sol_tensorflow.fallback import MarkedModel
+
+    marked = convert(traced, forced=forced, mark=True)
+    model = MarkedModel(traced.name, marked.problems, marked.statics, marked.sol_outputs)
+    lines = problem_lines(model.fallen)
+    if warned is None or not set(lines) <= warned:
+        parts = len(core_fallback.partition(marked.graph).parts)
+        warnings.warn(model.warning(parts), SolFallbackWarning, stacklevel=_user_stacklevel())
+    if warned is not None:
+        warned.update(lines)
+    graph = marked.graph
+    graph.meta[MARKED_KEY] = model
+    graph.meta[FALLBACK_KEY] = model.op_types()
     return graph
 
 
@@ -466,22 +533,3 @@ def _passive_openmp() -> None:
     spinning threads, 4-10 ms with sleeping ones (and no slower alone). libgomp reads the variable
     when it loads, i.e. with the first compiled program of the process: set it before that."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-def _stand_in(traced: Traced) -> Graph:
-    """What core compiles when TensorFlow runs the whole model: the smallest valid program (the
-    wrapper never calls it). Keeps the frontend contract (a graph to compile) without a special
-    case in core."""
-    graph = Graph(name=f"{traced.name}_fallback")
-    x = graph.add_input("x", TensorType((1,), "float32"))
-    graph.outputs.append(graph.add_node("relu", [x]).output)
-    return graph
-
-
-def _user_stacklevel() -> int:
-    level, frame = 1, sys._getframe(1)
-    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in (
-            "sol", "sol_tensorflow", "contextlib", "tensorflow", "keras"):
-        frame = frame.f_back  # type: ignore[assignment]
-        level += 1
-    return level

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from sol.converters import ConverterTable
 from sol.ir import Graph, TensorType, Value, ValueKind
 
 TO_NCHW = (0, 3, 1, 2)
@@ -41,18 +42,9 @@ class NCHW:
 
 Result = Value | NCHW | np.ndarray
 Converter = Callable[["Context", Any], Sequence[Result]]
-CONVERTERS: dict[str, Converter] = {}
-
-
-def converts(*names: str) -> Callable[[Converter], Converter]:
-    def register(fn: Converter) -> Converter:
-        for name in names:
-            if name in CONVERTERS:
-                raise ValueError(f"two converters for {name}")
-            CONVERTERS[name] = fn
-        return fn
-
-    return register
+CONVERTERS: ConverterTable[Converter] = ConverterTable("TensorFlow")
+converts = CONVERTERS.converts
+"""Registers a converter for op names (core's :class:`~sol.converters.ConverterTable`)."""
 
 
 def supported_ops() -> list[str]:

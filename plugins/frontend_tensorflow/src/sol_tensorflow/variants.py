@@ -5,8 +5,8 @@ bound on static shapes, which is where its speed comes from. A call with new sha
 after batch 8) is traced, imported and compiled again, once, and kept; the compile cache makes a
 shape seen before in any process cheap.
 
-A variant is *whole* (one program) or *split* (sol's programs with TensorFlow running the ops sol
-cannot compile between them: :mod:`sol_tensorflow.fallback`). It holds the variables' values as
+A variant is *whole* (one program) or *split* (core's parts with TensorFlow running the ops sol
+cannot compile between them: :mod:`sol.fallback`, :mod:`sol_tensorflow.fallback`). It holds the variables' values as
 they were when it was compiled; :class:`~sol_tensorflow.weights.WeightsWatch` says when they
 changed, and the variant is compiled again from the same traced graph.
 """
@@ -21,16 +21,16 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from sol.fallback import PartitionedProgram, compile_partitioned, is_partitioned
 from sol.ir import Graph
 from sol.program import Program
-from sol_tensorflow.fallback import Runner, Split
+from sol_tensorflow.fallback import Runner, runner_for
 from sol_tensorflow.graphcall import numpy_call
 from sol_tensorflow.importer import (
     DEVICE_KEY,
     FALLBACK_KEY,
     FORCED_KEY,
-    OPTIONS_KEY,
-    SPLIT_KEY,
+    MARKED_KEY,
     TRACED_KEY,
     Traced,
     convert,
@@ -68,18 +68,27 @@ class Inference:
     """One compiled inference variant (see the module doc)."""
 
     traced: Traced
-    program: Program  # the first compiled part, or the whole model
+    program: Program | None  # the whole model, or the first compiled part (None: TensorFlow runs everything)
     runner: Runner | None  # where TensorFlow runs some ops
     fallback: list[str]  # op types TensorFlow runs
     watch: WeightsWatch | None
 
     @property
     def programs(self) -> list[Program]:
-        return self.runner.programs if self.runner is not None else [self.program]
+        if self.runner is not None:
+            return self.runner.programs
+        assert self.program is not None
+        return [self.program]
 
     @property
     def key(self) -> Key:
         return key_of_specs(self.traced.specs)
+
+    @property
+    def sol_programs(self) -> list[Program]:
+        """Per step sol runs (compiled or on the host), its program (what ``run_graph`` resolves)."""
+        assert self.runner is not None
+        return self.runner.program.sol_programs
 
     def output_types(self) -> list[tuple[Any, Any]]:
         """(dtype, static shape) of each flat output, as TensorFlow traced them."""
@@ -89,6 +98,7 @@ class Inference:
         """Run on NumPy arrays (or eager tensors) now; returns NumPy arrays or eager tensors."""
         if self.runner is not None:
             return self.runner([tf.convert_to_tensor(a) for a in arrays])
+        assert self.program is not None
         return list(self.program(*(a.numpy() if hasattr(a, "numpy") else np.asarray(a) for a in arrays)))
 
     def run_eager(self, inputs: Sequence[Any]) -> list[Any]:
@@ -99,37 +109,41 @@ class Inference:
         ``current()`` when they run, so a variant compiled again later (new weights) is the one
         that runs."""
         if self.runner is not None:
-            return self.runner(list(inputs), resolve=lambda i: current().programs[i])
+            return self.runner(list(inputs), resolve=lambda i: current().sol_programs[i])
         program = self.program
-        return numpy_call(lambda *a: current().program(*a), inputs,
+        assert program is not None
+        return numpy_call(lambda *a: current().program(*a), inputs,  # type: ignore[misc]
                           [(tf.as_dtype(t.dtype), t.shape) for t in program.output_types], "sol_program")
 
 
-def from_graph(program: Program, graph: Graph, check_weights: bool = True) -> Inference:
-    """The variant ``import_graph`` + core's compile made: compiles the other parts of a split
-    model for the same device."""
+def from_graph(program: Program | PartitionedProgram, graph: Graph, check_weights: bool = True) -> Inference:
+    """The variant ``import_graph`` + core's compile made (a model compiled in parts where
+    TensorFlow runs some ops)."""
     traced: Traced = graph.meta[TRACED_KEY]
     runner: Runner | None = None
-    cut: Split | None = graph.meta.get(SPLIT_KEY)
-    if cut is not None:
-        from sol.api import compile_graph
-
-        options = graph.meta.get(OPTIONS_KEY, {})
-        parts = cut.parts
-        programs = [program] + [compile_graph(p.graph, program.device, options=options) for p in parts[1:]]
-        runner = Runner(cut, programs[:len(parts)])
+    whole: Program | None
+    if isinstance(program, PartitionedProgram):
+        runner = runner_for(traced, graph.meta[MARKED_KEY], program)
+        whole = next(iter(program.programs), None)
+    else:
+        whole = program
     watch = WeightsWatch(list(traced.snapshots.values())) if check_weights else None
-    return Inference(traced, program, runner, list(graph.meta.get(FALLBACK_KEY) or []), watch)
+    return Inference(traced, whole, runner, list(graph.meta.get(FALLBACK_KEY) or []), watch)
 
 
 def compile_variant(traced: Traced, device: str, options: dict[str, Any], warned: set[str]) -> Inference:
-    """Import ``traced`` (fresh variable snapshots) for ``device`` and compile it."""
+    """Import ``traced`` (fresh variable snapshots) for ``device`` and compile it (in parts where
+    TensorFlow runs some ops; nothing at all where it runs every op)."""
     from sol.api import compile_graph
 
     options = {k: v for k, v in options.items() if k != "training"}
     fresh = dataclasses.replace(traced, snapshots={})
     graph = import_traced(fresh, dict(options, device=device), warned)
-    program = compile_graph(graph, device, options=options)
+    program: Program | PartitionedProgram
+    if is_partitioned(graph):
+        program = compile_partitioned(graph, device, options=options)
+    else:
+        program = compile_graph(graph, device, options=options)
     return from_graph(program, graph, options.get("check_weights", True) is not False)
 
 

@@ -47,6 +47,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from sol.fallback import PartitionedProgram
 from sol.ir import Graph
 from sol.program import Program
 from sol_tensorflow.fallback import Runner
@@ -88,7 +89,7 @@ class _State:
 class SolKerasModel(keras.layers.Layer):
     """Runs the programs sol compiled from a Keras model or ``tf.function`` (see the module doc)."""
 
-    def __init__(self, program: Program, model: Any, graph: Graph) -> None:
+    def __init__(self, program: Program | PartitionedProgram, model: Any, graph: Graph) -> None:
         traced: Traced = graph.meta[TRACED_KEY]
         super().__init__(name=f"sol_{traced.name}".replace("/", "_"), trainable=True)
         self._sol_model = model  # a Keras model is tracked as a sub-layer: its variables are ours
@@ -116,7 +117,9 @@ class SolKerasModel(keras.layers.Layer):
         return state.variants.get(state.primary) or next(iter(state.variants.values()))
 
     @property
-    def program(self) -> Program:
+    def program(self) -> Program | None:
+        """The compiled program (the first part where TensorFlow runs some ops; None where it
+        runs them all)."""
         return self._sol_primary.program
 
     @property
