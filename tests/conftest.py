@@ -11,6 +11,11 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))  # devices: which devices a test runs on
 
+# The conformance kit's plugin: --sol-device / --sol-quick, the kit's device parametrization
+# (tests/conformance runs the kit). sol-core's pytest11 entry point loads the same module; this
+# line covers a checkout installed before the entry point existed (pytest loads it once).
+pytest_plugins = ["sol.testing.plugin"]
+
 _CACHE = tempfile.mkdtemp(prefix="sol-test-cache-")
 os.environ.setdefault("SOL_CACHE_DIR", _CACHE)
 
@@ -24,8 +29,3 @@ def fresh_plugins(monkeypatch: pytest.MonkeyPatch):
     sol.plugins.reset()
     yield sol.plugins
     sol.plugins.reset()
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--sol-device", action="append", default=[],
-                     help="device(s) to run the conformance suite on (default: every available one)")

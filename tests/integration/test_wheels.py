@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email
 import filecmp
+import re
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,8 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 DISTRIBUTIONS = {  # distribution -> (folder, import package, files its wheel must hold besides modules)
-    "sol-core": ("sol_core", "sol", ["sol/py.typed", "sol/ops/CATALOGUE.md"]),
+    "sol-core": ("sol_core", "sol", ["sol/py.typed", "sol/ops/CATALOGUE.md", "sol/plugin_api.py",
+                                     "sol/testing/conftest.py", "sol/testing/test_conformance.py"]),
     "sol-device-x86": ("plugins/device_x86", "sol_x86",
                        ["sol_x86/py.typed", "sol_x86/templates/network.cpp.j2", "sol_x86/templates/sol_x86_onednn.hpp",
                         "sol_x86/templates/sol_x86_onednn.cpp"]),
@@ -131,6 +133,8 @@ def test_every_artifact_carries_readme_licence_metadata_and_data(built: dict[str
             top = tar.getnames()[0].split("/")[0]
             inside = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
         assert {"README.md", "LICENSE", "pyproject.toml", "PKG-INFO"} <= inside, f"{dist}: {sorted(inside)}"
+        if dist == "sol-core":  # the plugin-author guide travels with the sources
+            assert "PLUGIN_GUIDE.md" in inside, sorted(inside)
         assert top.startswith(dist.replace("-", "_") + "-")
     core, _ = _wheel_metadata(built["sol-core"][0])
     assert core["Version"] == sol.__version__  # written once, in sol/__init__.py
@@ -180,6 +184,15 @@ def test_all_wheels_work_installed_in_a_fresh_environment(built: dict[str, tuple
     bench = run([sol, "bench", "--quick", "--models", "mlp", "--batch", "1", "--engines", "eager,onnxruntime,sol",
                  "--out", str(tmp_path / "bench")], env=env, cwd=cwd)
     assert "| mlp | 1 |" in bench and "failed" not in bench.split("Notes:")[0], bench
+
+    # The conformance kit as a vendor runs it: sol-core's `testing` extra brings pytest, the
+    # kit's plugin loads through sol-core's pytest11 entry point (no -p), the tests come from the
+    # installed wheel. Quick mode: the repository's suite runs the whole kit (tests/conformance).
+    pip(venv, "install", f"{built['sol-core'][0]}[testing]", env=env)
+    kit = run([python, "-m", "pytest", "--pyargs", "sol.testing", "--sol-device", "x86", "--sol-quick",
+               "-p", "no:cacheprovider"], env=env, cwd=cwd)
+    assert "conformance kit (quick) on: x86" in kit and "plugins: sol-core-" in kit, kit  # via the entry point
+    assert re.search(r"=+ \d+ passed in ", kit) and "failed" not in kit and "skipped" not in kit, kit
 
     svg = tmp_path / "plan.svg"
     text = run([sol, "inspect", "sol_benchmarks.zoo:small_resnet", "--input", "1,3,32,32", "--svg", str(svg)],

@@ -32,8 +32,10 @@ from sol import hookspecs
 from sol.errors import PluginError
 from sol.roles import CORE_PLUGIN
 
-PLUGIN_API = (1, 0)
-"""The plugin API this core implements; plugins declare a range it must fall in."""
+PLUGIN_API = (1, 1)
+"""The plugin API this core implements (:mod:`sol.plugin_api` lists it and states what a minor
+and a major bump mean); plugins declare a range it must fall in. 1.1: the facade
+``sol.plugin_api`` and ``DeviceCapabilities.unsupported_ops``."""
 
 log = logging.getLogger("sol")
 _LOCK = threading.RLock()  # first use from several threads at once: one fills the registries, the others wait

@@ -8,12 +8,12 @@ and unknown names with errors that list what is there.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sol.errors import PluginError
+from sol.errors import PluginError, UnsupportedOpError
 
 if TYPE_CHECKING:
     from sol.ir import Graph, Node
@@ -74,6 +74,12 @@ class DeviceCapabilities:
     ``recurrent_ops``: execution-order-constrained ops (``lstm_recurrence``, ``gru_recurrence``)
     the device renders as a RECURRENT group: a loop over time around a per-step ``h @ W_hh^T``
     and one fused cell kernel, described by :class:`sol.planner.plan.RecurrentKernel`.
+    ``unsupported_ops``: registered ops this device does not run, each with the reason (op name
+    -> "why", e.g. ``{"conv_transpose2d": "no template yet"}``); default: none, every op runs.
+    Core refuses a graph using one of them before planning, with an
+    :class:`~sol.errors.UnsupportedOpError` naming the op, where it came from and the reason
+    (:func:`unsupported_nodes`), and the conformance kit (:mod:`sol.testing`) skips their
+    tests with that reason instead of failing them.
     """
 
     vector_width: int
@@ -83,6 +89,7 @@ class DeviceCapabilities:
     preferred_layout: str = "nchw"
     recurrent_ops: frozenset[str] = frozenset()
     extra: dict[str, Any] = field(default_factory=dict)
+    unsupported_ops: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -196,6 +203,32 @@ class Device(abc.ABC):
         outputs back), for devices with memory of their own; None where the device works on the
         caller's memory or offers no model. ``sol inspect`` prints it apart from the groups."""
         return None
+
+
+def unsupported_nodes(graph: Graph, device: Device) -> list[tuple[Node, str]]:
+    """The nodes of ``graph`` whose op ``device`` declares unsupported
+    (:attr:`DeviceCapabilities.unsupported_ops`), each with the device's reason, in graph order:
+    what a frontend's fallback leaves to its framework, and what :func:`require_supported`
+    refuses."""
+    declared = device.capabilities.unsupported_ops
+    if not declared:
+        return []
+    return [(node, declared[node.op]) for node in graph.nodes if node.op in declared]
+
+
+def require_supported(graph: Graph, device: Device) -> None:
+    """Raise :class:`~sol.errors.UnsupportedOpError` for the first node of ``graph`` whose op
+    ``device`` declares unsupported, naming the op, its source, the device and its reason (all
+    such ops are listed): the error a user gets instead of a crash in the device's codegen."""
+    found = unsupported_nodes(graph, device)
+    if not found:
+        return
+    node, reason = found[0]
+    where = f" at {node.source}" if node.source else ""
+    ops = sorted({n.op for n, _ in found})
+    more = f" (unsupported ops in this graph: {', '.join(ops)})" if len(ops) > 1 else ""
+    raise UnsupportedOpError(f"op {node.op!r}{where} is not supported by device {device.name!r}: {reason}{more}",
+                             op=node.op, source=node.source)
 
 
 @dataclass(frozen=True)
