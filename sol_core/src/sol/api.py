@@ -140,7 +140,7 @@ def optimize(model: Any, *example_inputs: Any, device: str | None = None, traini
         graph = frontend.import_graph(model, example_inputs, options)
     if is_partitioned(graph):  # the frontend marked what its framework runs: compiled in parts
         parts = compile_partitioned(graph, dev.name, training=training, options=options)
-        return frontend.wrap(parts, model, graph)  # type: ignore[arg-type]  # see sol.fallback
+        return frontend.wrap(parts, model, graph)
     program = compile_graph(graph, dev.name, training=training, options=options)
     return frontend.wrap(program, model, graph)
 

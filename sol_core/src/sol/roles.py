@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from sol.errors import PluginError, UnsupportedOpError
 
 if TYPE_CHECKING:
+    from sol.fallback import PartitionedProgram
     from sol.ir import Graph, Node
     from sol.planner.plan import Group, Plan
     from sol.program import Program
@@ -133,8 +134,10 @@ class Frontend(abc.ABC):
         """Framework model + example inputs (tensors or shapes) -> :class:`Graph`."""
 
     @abc.abstractmethod
-    def wrap(self, program: Program, model: Any, graph: Graph) -> Any:
-        """Return a framework-native object that runs ``program`` like ``model`` ran."""
+    def wrap(self, program: Program | PartitionedProgram, model: Any, graph: Graph) -> Any:
+        """Return a framework-native object that runs ``program`` like ``model`` ran. A graph with
+        nodes the frontend marked for its framework (:func:`sol.fallback.mark`) arrives as a
+        :class:`~sol.fallback.PartitionedProgram`: compiled parts and framework steps in order."""
 
     def training_mode(self, model: Any) -> bool:
         """Whether ``model`` is in training mode, for ``optimize(..., training=None)``: a model the
