@@ -225,7 +225,7 @@ def test_checked_file_detects_any_damage(_private_cache: Path) -> None:
 _RENDER = """
 import sys
 from sol import codegen
-text = codegen.render("sol_x86", "elementwise.j2")
+text = codegen.render("sol_x86", "library.j2")
 sys.stdout.write("rendered %d" % len(text))
 """
 _EVIL_CODE = "import os\nos._exit(77)\n"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from sol.ir import Graph, TensorType
-from sol.lowering import GroupLowering, contiguous_strides
+from sol.lowering import CRenderer, Dialect, GroupLowering, OpStage, PointwiseStage, contiguous_strides
+from sol.lowering.records import PoolRecord
 from sol.planner.partition import plan_graph
 from sol.plugins import roles
 from sol.roles import Backend
@@ -64,3 +65,77 @@ def test_seed_group_keeps_relu_plane_in_scratch() -> None:
     assert k.outer == [2, 1000] and k.parallel_outer
     assert [(ct, n) for ct, _, n in k.locals] == [("float", 169)]
     assert [getattr(s, "op", "pointwise") for s in k.stages] == ["pointwise", "pool"]
+
+
+# --- the C-family generator: dialects, the element-wise table, typed records -------------------
+
+class ToyDialect(Dialect):
+    """A minimal dialect spelling everything its own way, to see that nothing is hard-wired."""
+
+    name = "toy"
+    min_fn, max_fn = "toy_min", "toy_max"
+    op_overrides = {"neg": lambda d, a, T, _: f"toy_negate({a[0]})"}
+    unsupported_ops = frozenset({"softmax"})
+
+    def const(self, T, value):  # type: ignore[no-untyped-def]
+        return f"TOY<{T}>({value})"
+
+    def convert(self, T, expr):  # type: ignore[no-untyped-def]
+        return f"to_{T}({expr})"
+
+    def math(self, fn, T):  # type: ignore[no-untyped-def]
+        return f"toy_{fn}_{T}"
+
+    def outer_loop(self, loop):  # type: ignore[no-untyped-def]
+        # A CUDA-like mapping: one block per outer iteration.
+        return ["const long o = blockIdx.x;", f"if (o < {loop.extent}) {{"]
+
+
+def _plan(g: Graph):  # type: ignore[no-untyped-def]
+    roles().passes.run(g)
+    return plan_graph(g, InterpreterDevice(), [ConvLibrary()])
+
+
+def test_a_dialect_renders_the_elementwise_table_with_its_own_casts_and_math_names() -> None:
+    g = Graph()
+    x = g.add_input("x", TensorType((2, 3, 4, 5)))
+    s = g.add_node("sigmoid", [x]).output
+    c = g.add_node("clamp", [s], {"min": 0.0, "max": 6.0}).output
+    n = g.add_node("neg", [c]).output
+    g.outputs = [g.add_node("cast", [n], {"dtype": "float64"}).output]
+    plan = _plan(g)
+    (grp,) = [grp for grp in plan.groups if grp.kernel is not None]
+    (stage,) = CRenderer(plan, ToyDialect()).lower(grp).stages
+    assert isinstance(stage, PointwiseStage)
+    body = "\n".join(stage.statements)
+    assert "(TOY<float>(1) / (TOY<float>(1) + toy_exp_float(-" in body  # sigmoid: constants and math
+    assert "toy_min(toy_max(r" in body and "TOY<float>(0.0)), TOY<float>(6.0))" in body  # clamp
+    assert "toy_negate(r" in body  # the dialect's own rule for one op
+    assert "const double r" in body and "= to_double(r" in body  # cast
+    assert "static_cast" not in body and "std::" not in body
+
+
+def test_the_outer_loop_hook_and_typed_records() -> None:
+    plan = _plan(seed_net())
+    (grp,) = [grp for grp in plan.groups if grp.kernel is not None]
+    ctx = CRenderer(plan, ToyDialect()).fused(grp)
+    assert ctx["outer_loop"] == ["  const long o = blockIdx.x;", "  if (o < 2000) {"]
+    assert ctx["outer_index"] == ["const long o0 = (o / 1000) % 2;", "const long o1 = (o / 1) % 1000;"]
+    assert ctx["decls"] and all(" restrict v" in d for d in ctx["decls"])
+    pool = ctx["lowered"].stages[1]
+    assert isinstance(pool, OpStage) and pool.op == "pool"
+    rec = pool.record
+    # The seed's AvgPool13 over each 13x13 ReLU plane kept in scratch (L5), one output per plane.
+    assert isinstance(rec, PoolRecord) and rec.op == "avg_pool2d" and rec.x == "L5"
+    assert (rec.H, rec.W, rec.OH, rec.OW, rec.kh, rec.sh) == (13, 13, 1, 1, 13, 13)
+    assert (rec.owlo, rec.owhi) == (0, 1)  # no padding: every window is inside the input
+
+
+def test_fusible_ops_are_derived_from_what_the_generator_lowers() -> None:
+    ops = Dialect().fusible_ops()
+    assert {"relu", "gelu", "where", "max_pool2d", "softmax", "mean", "gather", "conv2d_backward_data"} <= ops
+    # Compute-bound ops without a loop lowering, shape ops and recurrences are not fusible.
+    assert not ops & {"conv2d", "dense", "matmul", "reshape", "lstm_recurrence"}
+    toy = ToyDialect().fusible_ops()
+    assert "softmax" not in toy and ops - toy == {"softmax"}
+    assert Dialect().recurrent_ops() == {"lstm_recurrence", "gru_recurrence"}

@@ -11,21 +11,12 @@ from sol.program import Program
 from sol.roles import Availability, Compiler, Device, DeviceCapabilities, Estimate, Source
 from sol_sxaurora import compiler as cc
 from sol_sxaurora import offload, perfmodel, runtime
-from sol_sxaurora.render import NetworkRenderer, elementwise_ops
+from sol_sxaurora.render import VECTOR_LANES, NetworkRenderer, VeDialect
 
-# I/O-bound ops with a loop template in ops_ncc.j2 / ops_vel.j2 (element-wise ones: elementwise.j2).
-IO_OPS = frozenset({"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "softmax", "log_softmax", "mean", "sum",
-                    "variance", "concat", "transpose", "pad", "slice", "gather", "max", "min", "argmax", "argmin",
-                    "resize2d"})
-
-# Backward ops (sol.ops.grad_ops): loop templates in ops_ncc.j2 (no VE library has them).
-IO_OPS = IO_OPS | {"max_pool2d_backward", "max_pool2d_select", "gather_backward", "conv2d_backward_data",
-                   "conv2d_backward_weight"}
-# Execution-order-constrained ops rendered as a loop over time (recurrent_ncc.j2 / recurrent_vel.j2).
-RECURRENT_OPS = frozenset({"lstm_recurrence", "gru_recurrence"})
-VECTOR_LANES = 256
 CORES = 8
 L2_BYTES = 256 * 1024  # per core: the budget for one fused group's per-iteration scratch
+
+DIALECT = VeDialect()
 
 EMULATED = "emulated on host (no Vector Engine found)"
 
@@ -64,8 +55,10 @@ class VeDevice(Device):
 
     @property
     def capabilities(self) -> DeviceCapabilities:
-        return DeviceCapabilities(vector_width=VECTOR_LANES, fusible_ops=elementwise_ops() | IO_OPS,
-                                  local_bytes=L2_BYTES, min_parallel=CORES, recurrent_ops=RECURRENT_OPS,
+        # What the C-family generator lowers (sol.lowering): ops_ncc.j2 / ops_vel.j2 have a macro
+        # for every loop lowering, recurrent_*.j2 render every recurrent op.
+        return DeviceCapabilities(vector_width=VECTOR_LANES, fusible_ops=DIALECT.fusible_ops(),
+                                  local_bytes=L2_BYTES, min_parallel=CORES, recurrent_ops=DIALECT.recurrent_ops(),
                                   extra={"cores": CORES, "variant": cc.default_variant()})
 
     @property
@@ -74,7 +67,7 @@ class VeDevice(Device):
 
     def render(self, plan: Plan) -> Source:
         variant = plan.options.get("ve_variant") or cc.default_variant()
-        return NetworkRenderer(plan, variant).render()
+        return NetworkRenderer(plan, variant, DIALECT).render()
 
     def load(self, artifact: Path, plan: Plan, source: Source) -> Program:
         if self.emulated:

@@ -121,28 +121,33 @@ class Epilogue:
         return lines
 
 
-def conv_context(group: Group, sym: Callable[[Value], str], prep: Prepared, epilogue: Epilogue,
-                 variant: str) -> dict[str, Any]:
+def _window_context(group: Group, sym: Callable[[Value], str], prep: Prepared, epilogue: Epilogue, variant: str,
+                    op: str, og: int, column_step: int) -> dict[str, Any]:
+    """The fields conv and deconv share: sizes, window, operands, and the epilogue of ``BLOCK``
+    output pixels of one row, ``column_step`` columns apart (vel), or of one pixel (ncc)."""
     node = group.anchor
-    x, w = node.inputs[0], node.inputs[1]
-    y = node.output
-    a = node.attrs
+    x, y, a = node.inputs[0], node.output, node.attrs
     (pt, _), (pl, _) = a["padding"]
     n, c, h, wd = x.shape
-    o, cg, kh, kw = w.shape
     groups = a["groups"]
-    og = o // groups
-    s = {"op": "conv", "N": n, "C": c, "H": h, "W": wd, "O": o, "OH": y.shape[2], "OW": y.shape[3], "G": groups,
-         "CG": cg, "OG": og, "kh": kh, "kw": kw, "sh": a["stride"][0], "sw": a["stride"][1], "dh": a["dilation"][0],
-         "dw": a["dilation"][1], "pt": pt, "pl": pl, "x": sym(x), "wp": prep_ptr(prep),
-         "bias": sym(node.inputs[2]) if len(node.inputs) == 3 else None, "OB": -(-og // VLEN),
-         "block": BLOCK}
+    kh, kw = node.inputs[1].shape[2:]
+    s = {"op": op, "N": n, "C": c, "H": h, "W": wd, "O": og * groups, "OH": y.shape[2], "OW": y.shape[3],
+         "G": groups, "CG": c // groups, "OG": og, "kh": kh, "kw": kw, "sh": a["stride"][0], "sw": a["stride"][1],
+         "dh": a["dilation"][0], "dw": a["dilation"][1], "pt": pt, "pl": pl, "x": sym(x), "wp": prep_ptr(prep),
+         "bias": sym(node.inputs[2]) if len(node.inputs) == 3 else None, "OB": -(-og // VLEN), "block": BLOCK}
     if variant == "vel":
-        s["epilogue"] = [epilogue.vel(f"a{p}", ["n", "o0", "oh", f"ow + {p}" if p else "ow"]) for p in range(BLOCK)]
+        s["epilogue"] = [epilogue.vel(f"a{p}", ["n", "o0", "oh", f"ow + {p * column_step}" if p else "ow"])
+                         for p in range(BLOCK)]
         s["spill"] = epilogue.calls
     else:
         s["epilogue"] = epilogue.ncc("acc", ["n", "o0", "oh", "ow"])
     return s
+
+
+def conv_context(group: Group, sym: Callable[[Value], str], prep: Prepared, epilogue: Epilogue,
+                 variant: str) -> dict[str, Any]:
+    w = group.anchor.inputs[1]
+    return _window_context(group, sym, prep, epilogue, variant, "conv", w.shape[0] // group.anchor.attrs["groups"], 1)
 
 
 def deconv_context(group: Group, sym: Callable[[Value], str], prep: Prepared, epilogue: Epilogue,
@@ -152,26 +157,8 @@ def deconv_context(group: Group, sym: Callable[[Value], str], prep: Prepared, ep
     for columns) is a whole input pixel. In the vel variant a block shares each weight load
     between ``BLOCK`` pixels of one row spaced ``sw`` apart: they have the same taps, at
     consecutive input columns."""
-    node = group.anchor
-    x, w = node.inputs[0], node.inputs[1]
-    y = node.output
-    a = node.attrs
-    (pt, _), (pl, _) = a["padding"]
-    n, c, h, wd = x.shape
-    _, og, kh, kw = w.shape
-    groups = a["groups"]
-    sw = a["stride"][1]
-    s = {"op": "deconv", "N": n, "C": c, "H": h, "W": wd, "O": og * groups, "OH": y.shape[2], "OW": y.shape[3],
-         "G": groups, "CG": c // groups, "OG": og, "kh": kh, "kw": kw, "sh": a["stride"][0], "sw": sw,
-         "dh": a["dilation"][0], "dw": a["dilation"][1], "pt": pt, "pl": pl, "x": sym(x), "wp": prep_ptr(prep),
-         "bias": sym(node.inputs[2]) if len(node.inputs) == 3 else None, "OB": -(-og // VLEN), "block": BLOCK}
-    if variant == "vel":
-        s["epilogue"] = [epilogue.vel(f"a{p}", ["n", "o0", "oh", f"ow + {p * sw}" if p else "ow"])
-                         for p in range(BLOCK)]
-        s["spill"] = epilogue.calls
-    else:
-        s["epilogue"] = epilogue.ncc("acc", ["n", "o0", "oh", "ow"])
-    return s
+    og = group.anchor.inputs[1].shape[1]
+    return _window_context(group, sym, prep, epilogue, variant, "deconv", og, group.anchor.attrs["stride"][1])
 
 
 def gemm_context(group: Group, sym: Callable[[Value], str], prep: Prepared | None, epilogue: Epilogue,

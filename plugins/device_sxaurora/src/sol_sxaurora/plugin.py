@@ -24,6 +24,6 @@ def sol_register_devices(registry: DeviceRegistry) -> None:
 @hookimpl
 def sol_register_backends(registry: BackendRegistry) -> None:
     from sol_sxaurora.libraries import GeneratedKernels
-    from sol_sxaurora.render import elementwise_ops
+    from sol_sxaurora.render import VeDialect
 
-    registry.register(GeneratedKernels(elementwise_ops))
+    registry.register(GeneratedKernels(VeDialect().elementwise_ops))

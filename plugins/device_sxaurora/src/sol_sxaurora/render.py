@@ -13,19 +13,15 @@ them without a VE sysroot, and both compile for the host too: that is how the em
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
-import numpy as np
-
 from sol.codegen import environment, render
 from sol.errors import SolError
-from sol.ir import Node, Value
-from sol.lowering import CTYPES, GroupLowering, PointwiseStage, ctype, elementwise_renderer, numel
-from sol.planner.plan import Group, GroupKind, Plan, Storage
+from sol.ir import Value
+from sol.lowering import CRenderer, Dialect, OpStage, PointwiseStage
+from sol.planner.plan import Group, Plan
 from sol.roles import Source
-from sol.sourcetext import comment_text
 from sol_sxaurora import kernels, recurrent
 from sol_sxaurora.libraries import is_static
 from sol_sxaurora.vectorize import VectorCode, VectorOp, load, store
@@ -34,71 +30,49 @@ PACKAGE = "sol_sxaurora"
 VARIANTS = ("vel", "ncc")
 ENTRY = "network.c"
 ALIGN = 64
+VECTOR_LANES = 256
 
 
-@functools.cache
-def elementwise_ops() -> frozenset[str]:
-    """Element-wise ops the templates can generate (a macro in elementwise.j2 each)."""
-    macros = environment(PACKAGE).get_template("elementwise.j2").module
-    return frozenset(name for name in dir(macros) if not name.startswith("_") and name != "fn")
+class VeDialect(Dialect):
+    """Freestanding C11 for ncc and clang's VE target: math through the ``sol_<fn>[f]`` builtins
+    and NaN/infinity through the ``SOL_NANF``/``SOL_INFF`` macros of network.c.j2 (no libc
+    headers), NEC's ``ivdep`` on inner loops, OpenMP across the VE's cores."""
+
+    name = "ve"
+    vector_width = VECTOR_LANES
+    inner_pragma = "#pragma _NEC ivdep"
+
+    def math(self, fn: str, T: str) -> str:
+        return f"sol_{fn}{'f' if T == 'float' else ''}"
+
+    def infinity(self, T: str) -> str:
+        return self.const(T, "SOL_INFF")
+
+    def nan(self, T: str) -> str:
+        return self.const(T, "SOL_NANF")
+
+    def special_literal(self, x: float, T: str) -> str:
+        single = T == "float"
+        if math.isnan(x):
+            return "SOL_NANF" if single else "SOL_NAN"
+        return ("-" if x < 0 else "") + ("SOL_INFF" if single else "SOL_INF")
 
 
 def _aligned(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def _literal(x: Any, dtype: str) -> str:
-    if dtype == "bool":
-        return "1" if x else "0"
-    if dtype.startswith("float"):
-        single = dtype == "float32"
-        if math.isnan(x):
-            return "SOL_NANF" if single else "SOL_NAN"
-        if math.isinf(x):
-            return ("-" if x < 0 else "") + ("SOL_INFF" if single else "SOL_INF")
-        return f"{float(x)!r}" + ("f" if single else "")
-    return f"{int(x)}LL" if dtype == "int64" else str(int(x))
-
-
-class NetworkRenderer:
-    def __init__(self, plan: Plan, variant: str) -> None:
+class NetworkRenderer(CRenderer):
+    def __init__(self, plan: Plan, variant: str, dialect: VeDialect | None = None) -> None:
         if variant not in VARIANTS:
             raise SolError(f"ve: unknown code variant {variant!r}; variants are {', '.join(VARIANTS)}")
-        self.plan = plan
+        super().__init__(plan, dialect or VeDialect())
         self.variant = variant
         env = environment(PACKAGE)
-        self.scalar = elementwise_renderer(env)
+        self.scalar = self.dialect.elementwise
         self.vector = VectorCode(env.get_template("vector.j2").module, self.scalar)
         self.ops = {v: env.get_template(f"ops_{v}.j2").module for v in VARIANTS}
-        self.symbols = {v: f"v{i}" for i, v in enumerate(plan.graph.values())}
         self.prepared: list[kernels.Prepared] = []
-        self.prep_offset = 0
-
-    def sym(self, v: Value) -> str:
-        return self.symbols[v]
-
-    # --- memory ---------------------------------------------------------------------------
-    def pointer(self, v: Value, in_create: bool = False) -> str:
-        """C expression of ``v``'s device address (in a group function, or in sol_create where
-        only parameters and constants exist)."""
-        owner, slot = self.plan.memory.resolve(v)
-        ct = ctype(owner)
-        if slot.storage is Storage.PARAM:
-            return f"((const {ct}*){'params' if in_create else 'net->params'}[{slot.index}])"
-        if slot.storage is Storage.CONST:
-            return f"K{slot.index}"
-        if in_create:
-            raise SolError(f"ve: {v} is needed at load time but is not a parameter")
-        if slot.storage is Storage.INPUT:
-            return f"((const {ct}*)in[{slot.index}])"
-        if slot.storage is Storage.OUTPUT:
-            return f"(({ct}*)out[{slot.index}])"
-        return f"(({ct}*)(net->arena + {slot.index}))"
-
-    def decl(self, v: Value) -> str:
-        owner, slot = self.plan.memory.resolve(v)
-        const = "const " if slot.storage in (Storage.INPUT, Storage.PARAM, Storage.CONST) else ""
-        return f"{const}{ctype(owner)}* restrict {self.sym(v)} = {self.pointer(v)};"
 
     def prepare(self, v: Value, kind: str, dims: dict[str, int]) -> kernels.Prepared:
         static = is_static(v)
@@ -108,45 +82,21 @@ class NetworkRenderer:
         return p
 
     # --- groups -----------------------------------------------------------------------------
-    def comment(self, step: int, node: Node) -> str:
-        """``// #step op <- where it came from``: the source is model text (module paths, file
-        names), made harmless for a comment (no line break, backslash, comment end, trigraph)."""
-        src = f" <- {comment_text(node.source)}" if node.source else ""
-        return f"// #{step} {comment_text(node.op)}{src}"
-
-    def title(self, g: Group) -> str:
-        ops = ", ".join(f"#{i + 1} {n.op}" for i, n in enumerate(g.nodes))
-        if g.kind is GroupKind.LIBRARY:
-            return f"generated {g.anchor.op} kernel ({g.layer_class.value}) with fused epilogue: {ops}"
-        assert g.kernel is not None
-        over = "x".join(map(str, g.kernel.outer_shape)) or "1"
-        return f"fused loop nest ({g.layer_class.value}), depth-first over {over}: {ops}"
-
-    def _decls(self, g: Group) -> list[str]:
-        return [self.decl(v) for v in dict.fromkeys(g.inputs + g.outputs)]
+    def library_title(self, g: Group, ops: str) -> str:
+        return f"generated {g.anchor.op} kernel ({g.layer_class.value}) with fused epilogue: {ops}"
 
     def fused(self, g: Group) -> dict[str, Any]:
-        lowered = GroupLowering(g, self.sym, self.scalar, self.comment).lower()
-        outer_index = []
-        for k in range(len(lowered.outer)):
-            if lowered.outer[k] > 1:
-                inner = numel(tuple(lowered.outer[k + 1:]))
-                outer_index.append(f"const long o{k} = (o / {inner}) % {lowered.outer[k]};")
-        stages = []
-        for st in lowered.stages:
-            if st.kind == "pointwise":
-                stages.append(self._pointwise(st))
-            else:
-                stages.append({"kind": "op", "comment": st.comment, "code": self._op(st.op, st.s)})
-        return {"kind": "fused", "label": g.label, "id": g.id, "title": self.title(g), "decls": self._decls(g),
-                "outer_size": lowered.outer_size, "parallel": lowered.parallel_outer, "outer_index": outer_index,
-                "locals": lowered.locals, "stages": stages}
+        ctx = super().fused(g)
+        ctx["stages"] = [self._pointwise(st) if isinstance(st, PointwiseStage) else self._op(st)
+                         for st in ctx["lowered"].stages]
+        return ctx
 
     def _pointwise(self, st: PointwiseStage) -> dict[str, Any]:
         values = [a.value for a in st.loads + st.stores] + [op.node.output for op in st.ops]
         vectorize = self.variant == "vel" and all(v.dtype == "float32" for v in values)
         out: dict[str, Any] = {"kind": "pointwise", "loops": st.loops, "parallel": st.parallel, "work": st.work,
-                               "vector": vectorize, "statements": st.statements}
+                               "vector": vectorize, "statements": st.statements,
+                               "inner_pragma": self.dialect.inner_pragma}
         if vectorize:
             var = st.loops[-1].var
             lines = [load(a.reg, a.base, f"{a.offset} + {var} * {a.stride}" if a.stride else a.offset, a.stride)
@@ -158,16 +108,10 @@ class NetworkRenderer:
             out["statements"] = lines
         return out
 
-    def _op(self, op: str, s: dict[str, Any]) -> str:
-        s = dict(s)
-        use_vel = self.variant == "vel" and s["T"] == "float"
-        if op == "pool":
-            kw, sw, dw, pl, width = s["kw"], s["sw"], s["dw"], s["pl"], s["W"]
-            lo = -(-pl // sw)  # first output column whose window starts inside the input
-            hi = (width - 1 - (kw - 1) * dw + pl) // sw + 1  # one past the last that ends inside
-            s["owlo"], s["owhi"] = min(lo, s["OW"]), max(min(hi, s["OW"]), min(lo, s["OW"]))
+    def _op(self, st: OpStage) -> dict[str, Any]:
+        use_vel = self.variant == "vel" and st.record.T == "float"
         module = self.ops["vel" if use_vel else "ncc"]
-        return str(getattr(module, op)(s))
+        return {"kind": "op", "comment": st.comment, "code": str(getattr(module, st.op)(st.record))}
 
     def library(self, g: Group) -> dict[str, Any]:
         anchor = g.anchor
@@ -197,7 +141,7 @@ class NetworkRenderer:
             raise SolError(f"ve: no generated kernel for {anchor.op!r}")
         code = str(getattr(self.ops[self.variant], s["op"])(s))
         per_call = [prep] if prep is not None and prep.per_call else []
-        return {"kind": "library", "label": g.label, "id": g.id, "title": self.title(g), "decls": self._decls(g),
+        return {"kind": "library", "label": g.label, "id": g.id, "title": self.title(g), "decls": self.decls(g),
                 "comment": self.comment(1, anchor), "code": code, "per_call": per_call}
 
     def recurrent(self, g: Group) -> dict[str, Any]:
@@ -207,7 +151,7 @@ class NetworkRenderer:
         k = g.recurrent
         assert k is not None
         prep = ctx["prep"]
-        return {"kind": "recurrent", "label": g.label, "id": g.id, "decls": self._decls(g),
+        return {"kind": "recurrent", "label": g.label, "id": g.id, "decls": self.decls(g),
                 "title": (f"sequential loop ({g.layer_class.value}) over {k.steps} steps: #1 {g.nodes[0].op}; "
                           f"per step h @ W_hh^T and one fused {k.cell} cell pass"),
                 "comment": self.comment(1, g.nodes[0]), "code": str(module.recurrence(ctx)),  # type: ignore[attr-defined]
@@ -216,19 +160,8 @@ class NetworkRenderer:
     # --- network ----------------------------------------------------------------------------
     def render(self) -> Source:
         p = self.plan
-        groups: list[dict[str, Any]] = []
-        for g in p.groups:
-            if g.kind is GroupKind.FUSED:
-                groups.append(self.fused(g))
-            elif g.kind is GroupKind.LIBRARY:
-                groups.append(self.library(g))
-            elif g.kind is GroupKind.RECURRENT:
-                groups.append(self.recurrent(g))
-        consts = []
-        for i, c in enumerate(p.graph.consts):
-            flat = np.asarray(c.data).reshape(-1)
-            consts.append({"sym": f"K{i}", "ctype": CTYPES[c.dtype],
-                           "literals": [_literal(x, c.dtype) for x in flat.tolist()] or ["0"]})
+        groups = self.groups()
+        consts = self.consts()
         prep_offsets, offset = [], _aligned(p.memory.arena_bytes)
         for prep in self.prepared:
             prep_offsets.append(offset)

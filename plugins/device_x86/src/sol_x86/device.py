@@ -6,7 +6,6 @@ import functools
 import os
 from pathlib import Path
 
-from sol.codegen import environment
 from sol.errors import SolError
 from sol.planner.plan import Plan
 from sol.program import Program
@@ -14,20 +13,6 @@ from sol.roles import Availability, Compiler, Device, DeviceCapabilities, Source
 from sol_x86 import compiler as cc
 from sol_x86 import render, runtime
 from sol_x86.libraries import OneDNNBackend, find_onednn
-
-# I/O-bound ops with a loop template in ops.j2 (element-wise ones come from elementwise.j2); slice
-# uses the transpose loops.
-IO_OPS = frozenset({"max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "softmax", "log_softmax", "mean", "sum",
-                    "variance", "concat", "transpose", "pad", "slice", "gather", "max", "min", "argmax", "argmin",
-                    "resize2d"})
-
-# Backward ops (sol.ops.grad_ops) with loop templates in ops.j2; oneDNN takes the convolution
-# gradients when it is installed, the loops run them otherwise.
-IO_OPS = IO_OPS | {"max_pool2d_backward", "max_pool2d_select", "gather_backward", "conv2d_backward_data",
-                   "conv2d_backward_weight"}
-
-# Execution-order-constrained ops rendered as a loop over time (templates/recurrent.j2).
-RECURRENT_OPS = frozenset({"lstm_recurrence", "gru_recurrence"})
 
 
 def physical_cores() -> int:
@@ -61,14 +46,17 @@ class X86Device(Device):
         return Availability(True, f"{os.path.basename(compiler)}, {isa}, {physical_cores()} cores")
 
     @functools.cached_property
-    def capabilities(self) -> DeviceCapabilities:
+    def dialect(self) -> render.X86Dialect:
         flags = cc.cpu_flags()
-        width = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
-        macros = environment(render.PACKAGE).get_template("elementwise.j2").module
-        elementwise = {name for name in dir(macros) if not name.startswith("_")}
-        return DeviceCapabilities(vector_width=width, fusible_ops=frozenset(elementwise | IO_OPS),
+        return render.X86Dialect(vector_width=16 if "avx512f" in flags else 8 if "avx2" in flags else 4)
+
+    @functools.cached_property
+    def capabilities(self) -> DeviceCapabilities:
+        # What the C-family generator lowers (sol.lowering): ops.j2 has a macro for every loop
+        # lowering, recurrent.j2 renders every recurrent op.
+        return DeviceCapabilities(vector_width=self.dialect.vector_width, fusible_ops=self.dialect.fusible_ops(),
                                   local_bytes=192 * 1024, min_parallel=physical_cores(),
-                                  recurrent_ops=RECURRENT_OPS)
+                                  recurrent_ops=self.dialect.recurrent_ops())
 
     @property
     def compiler(self) -> Compiler:
@@ -81,7 +69,7 @@ class X86Device(Device):
             cc.RUNTIME.start()
 
     def render(self, plan: Plan) -> Source:
-        return render.NetworkRenderer(plan).render()
+        return render.NetworkRenderer(plan, dialect=self.dialect).render()
 
     def load(self, artifact: Path, plan: Plan, source: Source) -> Program:
         if source.meta.get("uses_onednn"):
@@ -108,7 +96,7 @@ class X86Device(Device):
         backends = [b.exact_variant() if isinstance(b, OneDNNBackend) else b
                     for b in roles().backends.for_device(self.name)]
         exact_plan = plan_graph(graph, self, backends, plan.options)
-        source = render.NetworkRenderer(exact_plan, exact=True).render()
+        source = render.NetworkRenderer(exact_plan, exact=True, dialect=self.dialect).render()
         if source.meta["finite_only"]:  # it would guard itself, and build its own exact variant
             raise SolError(f"x86: the exact variant of {graph.name} has finite-only post-ops")
         # The compile cache's key as core makes it (sol.api.compile_graph): source, compiler, plugins.

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
-
-import numpy as np
 
 from sol.codegen import environment, render
 from sol.errors import SolError
 from sol.ir import Node, Value
-from sol.lowering import CTYPES, GroupLowering, ctype, elementwise_renderer, numel
+from sol.lowering import CRenderer, Dialect, OuterLoop
 from sol.passes.finite import premise_of
 from sol.planner.plan import Group, GroupKind, Plan, Storage
 from sol.roles import Source
-from sol.sourcetext import comment_text
 from sol_x86 import recurrent
 from sol_x86.libraries import PostOp, epilogue, find_onednn, finite_premise, library_dims
 
@@ -36,70 +33,92 @@ _CONV_OPS = ("conv2d", "conv_transpose2d")
 _FLOAT_BITS = {"float16": 16, "float32": 32, "float64": 64}
 
 
-def _literal(x: Any, dtype: str) -> str:
-    if dtype == "bool":
-        return "true" if x else "false"
-    if dtype.startswith("float"):
-        t = ctype_of(dtype)
-        if math.isnan(x):
-            return f"std::numeric_limits<{t}>::quiet_NaN()"
-        if math.isinf(x):
-            return f"{'-' if x < 0 else ''}std::numeric_limits<{t}>::infinity()"
-        return f"{float(x)!r}" + ("f" if dtype == "float32" else "")
-    return f"{int(x)}LL" if dtype == "int64" else str(int(x))
+class X86Dialect(Dialect):
+    """C++17 with OpenMP for g++/clang: functional casts, ``std::`` math, ``__restrict``."""
+
+    name = "x86"
+    restrict = "__restrict"
+    min_fn, max_fn = "sol_min", "sol_max"  # network.cpp.j2: std::min/max semantics, by value
+    true, false = "true", "false"
+    inner_pragma = "#pragma omp simd"
+
+    def __init__(self, vector_width: int = 8) -> None:
+        self.vector_width = vector_width
+
+    def const(self, T: str, value: Any) -> str:
+        return f"{T}({value})"
+
+    def convert(self, T: str, expr: str) -> str:
+        return f"static_cast<{T}>({expr})"
+
+    def math(self, fn: str, T: str) -> str:
+        return "std::abs" if fn == "fabs" else f"std::{fn}"  # overloaded on the element type
+
+    def infinity(self, T: str) -> str:
+        return f"std::numeric_limits<{T}>::infinity()"
+
+    def nan(self, T: str) -> str:
+        return f"std::numeric_limits<{T}>::quiet_NaN()"
+
+    def pointer_cast(self, ptr: str, expr: str, reinterpret: bool = False) -> str:
+        return f"{'reinterpret' if reinterpret else 'static'}_cast<{ptr}>({expr})"
+
+    def outer_loop(self, loop: OuterLoop) -> list[str]:
+        # A parallel region only above PARALLEL_MIN_WORK elements: below, it costs more than it saves.
+        head = ([f"{self.parallel_pragma} if({loop.work} >= {PARALLEL_MIN_WORK})"] if loop.parallel else [])
+        return head + [f"for (long o = 0; o < {loop.extent}; ++o) {{"]
 
 
-def ctype_of(dtype: str) -> str:
-    return CTYPES[dtype]
+@dataclass
+class LibraryCall:
+    """One oneDNN primitive as templates/library.j2 renders it: sizes, operands, post-ops."""
+
+    id: int
+    cls: str  # the sol:: primitive class in sol_x86_onednn.hpp
+    x: str
+    w: str
+    y: str
+    x_dims: tuple[int, ...] = ()
+    w_dims: tuple[int, ...] = ()
+    y_dims: tuple[int, ...] = ()
+    stride: tuple[int, ...] = ()
+    dilation: tuple[int, ...] = ()  # oneDNN's: 0 for dense taps
+    pad_lo: tuple[int, ...] = ()
+    pad_hi: tuple[int, ...] = ()
+    groups: int = 1
+    w_init: str = "nullptr"
+    bias: str = "nullptr"
+    post: list[dict[str, Any]] = field(default_factory=list)
+    binary: list[str] = field(default_factory=list)
+    residual: str = "nullptr"
+    w_run: bool = False
+    rows: int = 0
+    k: int = 0
+    n: int = 0
+    data: bool = False
 
 
-def _dims(d: tuple[int, ...] | list[int]) -> str:
-    return "{" + ", ".join(str(int(x)) for x in d) + "}"
-
-
-class NetworkRenderer:
+class NetworkRenderer(CRenderer):
     """``exact``: the plan was made by OneDNNBackend.exact (a network's exact variant): no
     finite-only post-ops, nothing to check at run time (sol_x86.libraries)."""
 
-    def __init__(self, plan: Plan, exact: bool = False) -> None:
-        self.plan = plan
+    net = "net."  # group functions take the network by reference
+
+    def __init__(self, plan: Plan, exact: bool = False, dialect: X86Dialect | None = None) -> None:
+        super().__init__(plan, dialect or X86Dialect())
         self.allow_finite_only = not exact
         self._steps: dict[int, list[PostOp]] = {}
-        self.env = environment(PACKAGE)
-        self.ew = elementwise_renderer(self.env)
-        self.symbols: dict[Value, str] = {}
-        for i, v in enumerate(plan.graph.values()):
-            self.symbols[v] = f"v{i}"
-
-    def sym(self, v: Value) -> str:
-        return self.symbols[v]
+        self.library_macros: Any = environment(PACKAGE).get_template("library.j2").module
 
     # --- memory ---------------------------------------------------------------------------
-    def pointer(self, v: Value, in_create: bool = False) -> str:
-        """A C++ expression for ``v``'s address (inside sol_forward / a group function, or
-        inside sol_create where only parameters and constants exist)."""
-        owner, slot = self.plan.memory.resolve(v)
-        ct = ctype(owner)
-        net = "net->" if in_create else "net."
-        if slot.storage is Storage.PARAM:
-            return f"static_cast<const {ct}*>({'params' if in_create else 'net.params'}[{slot.index}])"
-        if slot.storage is Storage.CONST:
-            if self.plan.graph.consts[slot.index].type.numel > INLINE_CONST_MAX:
-                index = len(self.plan.graph.params) + slot.index  # passed at load time like a parameter
-                return f"static_cast<const {ct}*>({'params' if in_create else 'net.params'}[{index}])"
-            return f"K{slot.index}"
-        if in_create:
-            raise SolError(f"x86: {v} is needed at load time but is not a parameter")
-        if slot.storage is Storage.INPUT:
-            return f"static_cast<const {ct}*>(in[{slot.index}])"
-        if slot.storage is Storage.OUTPUT:
-            return f"static_cast<{ct}*>(out[{slot.index}])"
-        return f"reinterpret_cast<{ct}*>({net}arena + {slot.index})"
+    def inline_const(self, index: int) -> bool:
+        return self.plan.graph.consts[index].type.numel <= INLINE_CONST_MAX
 
-    def decl(self, v: Value) -> str:
-        owner, slot = self.plan.memory.resolve(v)
-        const = "const " if slot.storage in (Storage.INPUT, Storage.PARAM, Storage.CONST) else ""
-        return f"{const}{ctype(owner)}* __restrict {self.sym(v)} = {self.pointer(v)};"
+    def const_pointer(self, index: int, ct: str, params: str) -> str:
+        if self.inline_const(index):
+            return f"K{index}"
+        # Passed at load time like a parameter, after the parameters.
+        return self.dialect.pointer_cast(f"const {ct}*", f"{params}[{len(self.plan.graph.params) + index}]")
 
     # --- groups -----------------------------------------------------------------------------
     def steps(self, g: Group) -> list[PostOp]:
@@ -108,94 +127,62 @@ class NetworkRenderer:
             self._steps[g.id] = epilogue(g.anchor, g.epilogue, self.plan.graph, self.allow_finite_only)
         return self._steps[g.id]
 
-    def comment(self, step: int, node: Node) -> str:
-        """``// #step op <- where it came from``: the source is model text (module paths, file
-        names), made harmless for a comment (no line break, backslash, comment end, trigraph)."""
-        src = f" <- {comment_text(node.source)}" if node.source else ""
-        return f"// #{step} {comment_text(node.op)}{src}"
+    def alias(self, g: Group) -> dict[str, Any] | None:
+        return {"kind": "alias", "label": g.label}
 
-    def _title(self, g: Group) -> str:
-        ops = ", ".join(f"#{i + 1} {n.op}" for i, n in enumerate(g.nodes))
-        if g.kind is GroupKind.LIBRARY:
-            return f"library {g.backend} ({g.layer_class.value}): {ops}"
-        k = g.kernel
-        assert k is not None
-        over = "x".join(map(str, k.outer_shape)) or "1"
-        return f"fused loop nest ({g.layer_class.value}), depth-first over {over}: {ops}"
-
-    def fused(self, g: Group) -> dict[str, Any]:
-        lowered = GroupLowering(g, self.sym, self.ew, self.comment).lower()
-        outer_index = []
-        for k in range(len(lowered.outer)):
-            if lowered.outer[k] > 1:
-                inner = numel(tuple(lowered.outer[k + 1:]))
-                outer_index.append(f"const long o{k} = (o / {inner}) % {lowered.outer[k]};")
-        touched = [v for v in g.inputs + g.outputs]
-        return {"kind": "fused", "label": g.label, "id": g.id, "title": self._title(g),
-                "decls": [self.decl(v) for v in dict.fromkeys(touched)], "lowered": lowered,
-                "outer_index": outer_index}
+    def recurrent(self, g: Group) -> dict[str, Any]:
+        return recurrent.context(self, g, find_onednn() is not None, PARALLEL_MIN_WORK)
 
     def library(self, g: Group) -> dict[str, Any]:
+        call = self.library_call(g)
+        operands = [s.operand for s in self.steps(g) if s.kind != "bias" and s.operand is not None]
+        decls = [self.decl(v) for v in dict.fromkeys([*g.anchor.inputs, *operands, g.nodes[-1].output])]
+        return {"kind": "library", "label": g.label, "id": g.id, "title": self.title(g), "cls": call.cls,
+                "init": str(self.library_macros.init(call)).strip(), "run": str(self.library_macros.run(call)).strip(),
+                "decls": decls}
+
+    def library_call(self, g: Group) -> LibraryCall:
         anchor = g.anchor
+        if anchor.op in ("conv2d_backward_data", "conv2d_backward_weight"):
+            return self._conv_backward(g)
         steps = self.steps(g)
-        result = g.nodes[-1].output
         bias = next((s.operand for s in steps if s.kind == "bias"), None)
         post = [s for s in steps if s.kind != "bias"]
-        post_cpp = "{" + ", ".join(self._post(s) for s in post) + "}"
-        binary = [self.sym(s.operand) for s in post if s.kind == "binary" and s.operand is not None]
-        residual = next((self.sym(s.operand) for s in post if s.kind == "sum" and s.operand is not None), "nullptr")
-        operands = [s.operand for s in post if s.operand is not None]
-        decls = [self.decl(v) for v in dict.fromkeys([*anchor.inputs, *operands, result])]
-        bin_cpp = "{" + ", ".join(binary) + "}"
-        bias_ptr = self.pointer(bias, in_create=True) if bias is not None else "nullptr"
-        x = anchor.inputs[0]
-        w = anchor.inputs[1]
+        x, w = anchor.inputs[0], anchor.inputs[1]
         static_w = self.plan.memory.resolve(w)[1].storage in (Storage.PARAM, Storage.CONST)
-        w_init = self.pointer(w, True) if static_w else "nullptr"
-        w_run = "" if static_w or anchor.op == "matmul" else f", {self.sym(w)}"
-        if anchor.op == "conv2d":
+        call = LibraryCall(
+            g.id, "", self.sym(x), self.sym(w), self.sym(g.nodes[-1].output),
+            w_init=self.pointer(w, True) if static_w else "nullptr",
+            bias=self.pointer(bias, in_create=True) if bias is not None else "nullptr",
+            post=[self._post(s) for s in post],
+            binary=[self.sym(s.operand) for s in post if s.kind == "binary" and s.operand is not None],
+            residual=next((self.sym(s.operand) for s in post if s.kind == "sum" and s.operand is not None),
+                          "nullptr"),
+            w_run=not static_w)
+        if anchor.op in _CONV_OPS:
             a = anchor.attrs
             (pt, pb), (pl, pr) = a["padding"]
-            init = (f"net->op{g.id}.init({_dims(x.shape)}, {_dims(w.shape)}, {_dims(anchor.output.shape)}, "
-                    f"{_dims(a['stride'])}, {_dims([d - 1 for d in a['dilation']])}, {_dims((pt, pl))}, "
-                    f"{_dims((pb, pr))}, {a['groups']}, {w_init}, {bias_ptr}, {post_cpp}, "
-                    f"net->scratch);")
-            run = f"net.op{g.id}.run({self.sym(x)}, {self.sym(result)}, {bin_cpp}, {residual}, net.scratch{w_run});"
-            cls = "Conv"
-        elif anchor.op == "conv_transpose2d":
-            a = anchor.attrs
-            (pt, pb), (pl, pr) = a["padding"]
-            oph, opw = a["output_padding"]
             # output_padding extends the bottom/right edge: oneDNN's right padding less that much.
-            init = (f"net->op{g.id}.init({_dims(x.shape)}, {_dims(w.shape)}, {_dims(anchor.output.shape)}, "
-                    f"{_dims(a['stride'])}, {_dims([d - 1 for d in a['dilation']])}, {_dims((pt, pl))}, "
-                    f"{_dims((pb - oph, pr - opw))}, {a['groups']}, {w_init}, {bias_ptr}, {post_cpp}, "
-                    f"net->scratch);")
-            run = f"net.op{g.id}.run({self.sym(x)}, {self.sym(result)}, {bin_cpp}, {residual}, net.scratch{w_run});"
-            cls = "Deconv"
-        elif anchor.op in ("conv2d_backward_data", "conv2d_backward_weight"):
-            init, run, cls = self._conv_backward(g)
+            oph, opw = a["output_padding"] if anchor.op == "conv_transpose2d" else (0, 0)
+            call.cls = "Conv" if anchor.op == "conv2d" else "Deconv"
+            call.x_dims, call.w_dims, call.y_dims = x.shape, w.shape, anchor.output.shape
+            call.stride, call.dilation = tuple(a["stride"]), tuple(d - 1 for d in a["dilation"])
+            call.pad_lo, call.pad_hi, call.groups = (pt, pl), (pb - oph, pr - opw), a["groups"]
         elif anchor.op == "dense":
-            rows, out = library_dims(anchor)
-            init = (f"net->op{g.id}.init({rows}, {w.shape[1]}, {out}, {w_init}, {bias_ptr}, "
-                    f"{post_cpp}, net->scratch);")
-            run = f"net.op{g.id}.run({self.sym(x)}, {self.sym(result)}, {bin_cpp}, {residual}, net.scratch{w_run});"
-            cls = "Dense"
+            call.cls = "Dense"
+            call.rows, call.n = library_dims(anchor)
+            call.k = w.shape[1]
         elif anchor.op == "matmul":
-            b = w
             rank = anchor.output.type.rank
-            pad = lambda s: (1,) * (rank - len(s)) + tuple(s)  # noqa: E731
-            init = (f"net->op{g.id}.init({_dims(pad(x.shape))}, {_dims(pad(b.shape))}, "
-                    f"{_dims(anchor.output.shape)}, {post_cpp}, net->scratch);")
-            run = (f"net.op{g.id}.run({self.sym(x)}, {self.sym(b)}, {self.sym(result)}, {bin_cpp}, {residual}, "
-                   f"net.scratch);")
-            cls = "MatMul"
+            call.cls, call.w_run = "MatMul", False
+            call.x_dims = (1,) * (rank - x.type.rank) + tuple(x.shape)
+            call.w_dims = (1,) * (rank - w.type.rank) + tuple(w.shape)
+            call.y_dims = anchor.output.shape
         else:
             raise SolError(f"x86: backend {g.backend} has no binding for {anchor.op!r}")
-        return {"kind": "library", "label": g.label, "id": g.id, "title": self._title(g), "cls": cls,
-                "init": init, "run": run, "decls": decls}
+        return call
 
-    def _conv_backward(self, g: Group) -> tuple[str, str, str]:
+    def _conv_backward(self, g: Group) -> LibraryCall:
         """oneDNN's convolution backward-data / backward-weights (no epilogue: absorbs() says no)."""
         node = g.anchor
         a = node.attrs
@@ -204,20 +191,15 @@ class NetworkRenderer:
         data = node.op == "conv2d_backward_data"
         x_shape, w_shape, y_shape = ((a["shape"], second.shape, first.shape) if data
                                      else (first.shape, a["shape"], second.shape))
-        init = (f"net->op{g.id}.init({'true' if data else 'false'}, {_dims(x_shape)}, {_dims(w_shape)}, "
-                f"{_dims(y_shape)}, {_dims(a['stride'])}, {_dims([d - 1 for d in a['dilation']])}, "
-                f"{_dims((pt, pl))}, {_dims((pb, pr))}, {a['groups']});")
-        run = f"net.op{g.id}.run({self.sym(first)}, {self.sym(second)}, {self.sym(node.output)});"
-        return init, run, "ConvBackward"
+        return LibraryCall(g.id, "ConvBackward", self.sym(first), self.sym(second), self.sym(node.output),
+                           x_dims=tuple(x_shape), w_dims=tuple(w_shape), y_dims=tuple(y_shape),
+                           stride=tuple(a["stride"]), dilation=tuple(d - 1 for d in a["dilation"]),
+                           pad_lo=(pt, pl), pad_hi=(pb, pr), groups=a["groups"], data=data)
 
-    @staticmethod
-    def _post(s: PostOp) -> str:
-        if s.kind == "eltwise":  # oneDNN's C enum (dnnl_types.h); a clip's bound may be infinite
-            alpha, beta = _literal(s.alpha, "float32"), _literal(s.beta, "float32")
-            return f"sol::eltwise(dnnl_{s.alg}, {alpha}, {beta}{', true' if s.finite_only else ''})"
-        if s.kind == "binary":
-            return f"sol::binary(dnnl_{s.alg}, {_dims(s.dims)})"
-        return "sol::sum()"
+    def _post(self, s: PostOp) -> dict[str, Any]:
+        """A post-op for library.j2: oneDNN's C enum (dnnl_types.h); a clip's bound may be infinite."""
+        return {"kind": s.kind, "alg": s.alg, "alpha": self.dialect.literal(s.alpha, "float32"),
+                "beta": self.dialect.literal(s.beta, "float32"), "finite_only": s.finite_only, "dims": s.dims}
 
     def layout_links(self) -> list[str]:
         """Convolution groups whose result is read only by other convolution groups, as their
@@ -294,30 +276,15 @@ class NetworkRenderer:
     # --- network ----------------------------------------------------------------------------
     def render(self) -> Source:
         p = self.plan
-        groups: list[dict[str, Any]] = []
-        for g in p.groups:
-            if g.kind is GroupKind.FUSED:
-                groups.append(self.fused(g))
-            elif g.kind is GroupKind.LIBRARY:
-                groups.append(self.library(g))
-            elif g.kind is GroupKind.RECURRENT:
-                groups.append(recurrent.context(self, g, find_onednn() is not None, PARALLEL_MIN_WORK))
-            else:
-                groups.append({"kind": "alias", "label": g.label})
-        consts = []
-        for i, c in enumerate(p.graph.consts):
-            if c.type.numel > INLINE_CONST_MAX:
-                continue
-            flat = np.asarray(c.data).reshape(-1)
-            consts.append({"sym": f"K{i}", "ctype": ctype(c),
-                           "literals": [_literal(x, c.dtype) for x in flat.tolist()] or ["0"]})
+        groups = self.groups()
+        consts = self.consts()
         uses_onednn = any(g["kind"] == "library" or g.get("gemm") == "onednn" for g in groups)
         parts = assign_parts(groups)
         finite_inputs, finite_params = self.finite_premise()
         text = render(PACKAGE, "network.cpp.j2", name=p.graph.name, groups=groups, consts=consts, parts=parts,
                       num_params=len(p.graph.params) + len(p.graph.consts), arena_bytes=p.memory.arena_bytes,
                       uses_onednn=uses_onednn, profile=bool(p.options.get("profile")),
-                      parallel_min_work=PARALLEL_MIN_WORK, links=self.layout_links(),
+                      parallel_min_work=PARALLEL_MIN_WORK, links=self.layout_links(), dialect=self.dialect,
                       finite_guards=self.input_guards(finite_inputs))
         files = {"network.cpp": text}
         if uses_onednn:

@@ -9,12 +9,11 @@ would let the compiler contract ``scale * (o + 0.5) - 0.5`` into one FMA and rou
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from sol.ir import Node
-from sol.lowering import numel
+from sol.lowering.base import numel
+from sol.lowering.records import BaseFields, Resize2dRecord
 from sol.ops.spatial import resize_tables
 
 
@@ -23,14 +22,13 @@ def _floats(a: np.ndarray) -> list[str]:
     return [f"{float(v)!r}f" for v in a.astype(np.float32)]
 
 
-def lower(node: Node, depth: int) -> tuple[str, dict[str, Any]]:
+def lower(node: Node, depth: int, base: BaseFields) -> tuple[str, Resize2dRecord]:
     x, y = node.inputs[0], node.outputs[0]
     h, w = x.shape[-2:]
     rows, cols = resize_tables(node, (h, w))
-    s: dict[str, Any] = {"planes": numel(x.shape[depth:-2]), "H": h, "W": w, "OH": y.shape[-2], "OW": y.shape[-1],
-                         "bilinear": node.attrs["mode"] == "bilinear",
-                         "h0": rows.i0.tolist(), "w0": cols.i0.tolist()}
-    if s["bilinear"]:
-        s.update(h1=rows.i1.tolist(), w1=cols.i1.tolist(), lh0=_floats(rows.l0), lh1=_floats(rows.l1),
-                 lw0=_floats(cols.l0), lw1=_floats(cols.l1))
-    return "resize2d", s
+    rec = Resize2dRecord(**base, planes=numel(x.shape[depth:-2]), H=h, W=w, OH=y.shape[-2], OW=y.shape[-1],
+                         bilinear=node.attrs["mode"] == "bilinear", h0=rows.i0.tolist(), w0=cols.i0.tolist())
+    if rec.bilinear:
+        rec.h1, rec.w1 = rows.i1.tolist(), cols.i1.tolist()
+        rec.lh0, rec.lh1, rec.lw0, rec.lw1 = _floats(rows.l0), _floats(rows.l1), _floats(cols.l0), _floats(cols.l1)
+    return "resize2d", rec

@@ -1,40 +1,43 @@
 """Loop lowering of the index and selection ops (gather, max/min, argmax/argmin) for
 :class:`sol.lowering.GroupLowering`: sizes and C offset expressions for the devices' op macros.
 
-Kept apart from :mod:`sol.lowering` because gather addresses its operands differently from every
-other I/O-bound op: at a depth past ``axis`` one outer iteration is one (prefix, index position)
-pair, so ``x`` and the indices are offset by different parts of the outer index ``o``.
+Kept apart from :mod:`sol.lowering.loops` because gather addresses its operands differently from
+every other I/O-bound op: at a depth past ``axis`` one outer iteration is one (prefix, index
+position) pair, so ``x`` and the indices are offset by different parts of the outer index ``o``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sol.ir import Node, Value
-from sol.lowering import ctype, numel
+from sol.lowering.base import ctype, numel
+from sol.lowering.records import ArgReduceRecord, BaseFields, GatherRecord, OpRecord
 from sol.sourcetext import c_string
 
 if TYPE_CHECKING:
-    from sol.lowering import GroupLowering
+    from sol.lowering.loops import GroupLowering
+
+OPS = ("gather", "max", "min", "argmax", "argmin")
 
 
-def lower(low: GroupLowering, node: Node, depth: int) -> tuple[str, dict[str, Any]]:
-    """(op macro name, stage fields) for one index/selection node at the group's ``depth``."""
+def lower(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
+    """(op macro name, record) for one index/selection node at the group's ``depth``."""
     if node.op == "gather":
-        return "gather", _gather(low, node, depth)
+        return "gather", _gather(low, node, depth, base)
     if node.op in ("max", "min"):
-        s = low._reduce(node, depth)
-        if not s["contiguous"]:
+        rec = low._reduce(node, depth, base)
+        if not rec.contiguous:
             # The first element along every reduced axis seeds the result (no identity value
             # exists for integer max/min, and -inf would hide nothing but cost a pass).
-            s["first"] = " && ".join(f"i{ax - depth} == 0" for ax in node.attrs["axes"]) or "true"
-        return "reduce_select", s
+            rec.first = " && ".join(f"i{ax - depth} == 0" for ax in node.attrs["axes"]) or "true"
+        return "reduce_select", rec
     if node.op in ("argmax", "argmin"):
         x = node.inputs[0]
         ax = node.attrs["axis"] - depth
         inner = x.shape[depth:]
-        return "argreduce", {"TX": ctype(x), "pre": numel(inner[:ax]), "L": inner[ax],
-                             "post": numel(inner[ax + 1:])}
+        return "argreduce", ArgReduceRecord(**base, TX=ctype(x), pre=numel(inner[:ax]), L=inner[ax],
+                                            post=numel(inner[ax + 1:]))
     raise AssertionError(node.op)
 
 
@@ -46,7 +49,7 @@ def _pointer(low: GroupLowering, v: Value, offset: str) -> str:
     return f"({low.sym(v)} + {offset})" if offset != "0" else low.sym(v)
 
 
-def _gather(low: GroupLowering, node: Node, depth: int) -> dict[str, Any]:
+def _gather(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> GatherRecord:
     x, idx = node.inputs
     ax = node.attrs["axis"]
     xs, ids = x.shape, idx.shape
@@ -64,6 +67,8 @@ def _gather(low: GroupLowering, node: Node, depth: int) -> dict[str, Any]:
         i_off = f"(o % {positions}) * {numel(ids[j:])}" if outer else "0"
         pre, count = 1, numel(ids[j:])
     where = f"gather{' <- ' + node.source if node.source else ''}"
-    return {"x": _pointer(low, x, x_off), "idx": _pointer(low, idx, i_off), "TI": ctype(idx), "pre": pre,
-            "count": count, "L": xs[ax], "post": numel(xs[ax + 1:]), "axis": ax, "where": c_string(where),
-            "wrap": node.attrs["wrap"]}
+    base = base.copy()
+    base["x"] = _pointer(low, x, x_off)
+    return GatherRecord(**base, idx=_pointer(low, idx, i_off), TI=ctype(idx),
+                        pre=pre, count=count, L=xs[ax], post=numel(xs[ax + 1:]), axis=ax, where=c_string(where),
+                        wrap=node.attrs["wrap"])

@@ -6,48 +6,44 @@ stage touches is addressed through per-dimension strides over the stage's full i
 (0 for broadcast dimensions, and for the outer dimensions of per-iteration scratch), so one rule
 covers plain, broadcast and scratch operands alike. Adjacent dimensions that every operand walks
 contiguously are merged so that the innermost loop is long and vectorizes.
+
+Pointwise stages become :class:`PointwiseStage` (loops and statements, plus the same computation
+as loads, ops and stores for devices that vectorize by hand); every other op becomes an
+:class:`OpStage` holding a typed record (:mod:`sol.lowering.records`) from the lowering that
+:data:`OP_LOWERINGS` names for it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import jinja2
-
 from sol.errors import SolError
 from sol.ir import Node, Value
-from sol.ops.registry import registry
+from sol.lowering import grad, index, spatial
+from sol.lowering.base import contiguous_strides, ctype, linear, numel
+from sol.lowering.records import (
+    AdaptivePoolRecord,
+    BaseFields,
+    ConcatPart,
+    ConcatRecord,
+    CopyRecord,
+    Dim,
+    OpRecord,
+    PadRecord,
+    PoolRecord,
+    ReduceRecord,
+    ReduceRuns,
+    Run,
+    SoftmaxRecord,
+)
 from sol.planner.plan import FusedKernel, Group, Stage
 
-# C element types of sol's dtypes.
-CTYPES = {"float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t", "int8": "int8_t",
-          "uint8": "uint8_t", "bool": "bool"}
-
-
-def ctype(v: Value) -> str:
-    try:
-        return CTYPES[v.dtype]
-    except KeyError:
-        raise SolError(f"generated code does not support dtype {v.dtype} (value {v.name})") from None
-
-
-def contiguous_strides(shape: tuple[int, ...], rank: int) -> list[int]:
-    """Strides of a row-major ``shape`` right-aligned to ``rank`` dims; broadcast dims get 0."""
-    padded = (1,) * (rank - len(shape)) + tuple(shape)
-    strides = [0] * rank
-    acc = 1
-    for k in range(rank - 1, -1, -1):
-        strides[k] = 0 if padded[k] == 1 else acc
-        acc *= padded[k]
-    return strides
-
-
-def numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
+# fn(node, operand expressions, C type of the output) -> C expression of an element-wise node.
+ElementwiseFn = Callable[[Node, list[str], str], str]
+# fn(step, node) -> a comment naming the node (``// #2 relu <- model.act``).
+CommentFn = Callable[[int, Node], str]
 
 
 @dataclass
@@ -101,10 +97,12 @@ class PointwiseStage:
 
 @dataclass
 class OpStage:
+    """One op of a fused group: the device renders ``record`` with its op macro named ``op``."""
+
     kind: str
     op: str
     comment: str
-    s: dict[str, Any]
+    record: OpRecord
 
 
 @dataclass
@@ -113,15 +111,29 @@ class LoweredGroup:
     outer: list[int]
     outer_size: int
     locals: list[tuple[str, str, int]]  # (ctype, symbol, elements)
-    stages: list[Any] = field(default_factory=list)
+    stages: list[PointwiseStage | OpStage] = field(default_factory=list)
     parallel_outer: bool = True
     work: int = 0  # elements of the largest tensor the group reads or writes
 
+    @property
+    def outer_index(self) -> list[str]:
+        """C declarations of the outer loop's per-dimension counters ``o<k>`` from the flat
+        counter ``o`` (dimensions of extent 1 have none: nothing is offset by them)."""
+        lines = []
+        for k, extent in enumerate(self.outer):
+            if extent > 1:
+                lines.append(f"const long o{k} = (o / {numel(tuple(self.outer[k + 1:]))}) % {extent};")
+        return lines
+
 
 class GroupLowering:
-    """Lowers one fused group. ``sym(v)`` names a global buffer; locals are named here."""
+    """Lowers one fused group. ``sym(v)`` names a global buffer (a one-character prefix and a
+    number: locals, registers and loads reuse the number with prefixes of their own);
+    ``elementwise`` renders an element-wise node (a dialect's :meth:`sol.lowering.Dialect.elementwise`);
+    ``comment`` names a node in a comment."""
 
-    def __init__(self, group: Group, sym: Any, elementwise: Any, comment: Any) -> None:
+    def __init__(self, group: Group, sym: Callable[[Value], str], elementwise: ElementwiseFn,
+                 comment: CommentFn) -> None:
         assert group.kernel is not None
         self.group = group
         self.kernel: FusedKernel = group.kernel
@@ -226,119 +238,122 @@ class GroupLowering:
         return self.comment(self.step, node)
 
     def _op(self, node: Node, depth: int) -> OpStage:
+        lowering = OP_LOWERINGS.get(node.op)
+        if lowering is None:
+            raise SolError(f"no loop lowering for I/O-bound op {node.op!r}")
         x, y = node.inputs[0], node.outputs[0]
-        s: dict[str, Any] = {"op": node.op, "T": ctype(y), "x": self._sub_tensor(x, depth),
-                             "y": self._sub_tensor(y, depth)}
+        base = BaseFields(op=node.op, T=ctype(y), x=self._sub_tensor(x, depth), y=self._sub_tensor(y, depth))
+        macro, record = lowering(self, node, depth, base)
+        return OpStage("op", macro, self._comment(node), record)
+
+    # --- op families -------------------------------------------------------------------------
+    def _pool(self, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
+        x, y = node.inputs[0], node.outputs[0]
         a = node.attrs
-        inner_in, inner_out = x.shape[depth:], y.shape[depth:]
-        if node.op in ("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"):
-            s.update(planes=numel(inner_in[:-2]), H=x.shape[-2], W=x.shape[-1], OH=y.shape[-2], OW=y.shape[-1])
-            if node.op != "adaptive_avg_pool2d":
-                (pt, pb), (pl, pr) = a["padding"]
-                dh, dw = a.get("dilation", (1, 1))
-                s.update(kh=a["kernel"][0], kw=a["kernel"][1], sh=a["stride"][0], sw=a["stride"][1], dh=dh, dw=dw,
-                         pt=pt, pb=pb, pl=pl, pr=pr, count_include_pad=a.get("count_include_pad", True),
-                         divisor=a.get("divisor"), nan_ignore=a.get("nan") == "ignore")
-            macro = "adaptive_avg_pool2d" if node.op == "adaptive_avg_pool2d" else "pool"
-        elif node.op in ("softmax", "log_softmax"):
-            ax = a["axis"] - depth
-            # nan / masked_rows: the frameworks' special-value rules (sol.ops.reduce); log_softmax
-            # has only the defaults.
-            s.update(pre=numel(inner_in[:ax]), L=inner_in[ax], post=numel(inner_in[ax + 1:]),
-                     nan=a.get("nan", "row"), masked_rows=a.get("masked_rows", "nan"))
-            macro = node.op
-        elif node.op in ("mean", "sum"):
-            s.update(self._reduce(node, depth))
-            macro = "reduce"
-        elif node.op == "variance":
+        planes, (h, w), (oh, ow) = numel(x.shape[depth:-2]), x.shape[-2:], y.shape[-2:]
+        if node.op == "adaptive_avg_pool2d":
+            return "adaptive_avg_pool2d", AdaptivePoolRecord(**base, planes=planes, H=h, W=w, OH=oh, OW=ow)
+        (pt, pb), (pl, pr) = a["padding"]
+        dh, dw = a.get("dilation", (1, 1))
+        return "pool", PoolRecord(**base, planes=planes, H=h, W=w, OH=oh, OW=ow, kh=a["kernel"][0],
+                                  kw=a["kernel"][1], sh=a["stride"][0], sw=a["stride"][1], dh=dh, dw=dw, pt=pt,
+                                  pb=pb, pl=pl, pr=pr, count_include_pad=a.get("count_include_pad", True),
+                                  divisor=a.get("divisor"), nan_ignore=a.get("nan") == "ignore")
+
+    def _softmax(self, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
+        inner = node.inputs[0].shape[depth:]
+        ax = node.attrs["axis"] - depth
+        # nan / masked_rows: the frameworks' special-value rules (sol.ops.reduce); log_softmax
+        # has only the defaults.
+        return node.op, SoftmaxRecord(**base, pre=numel(inner[:ax]), L=inner[ax], post=numel(inner[ax + 1:]),
+                                      nan=node.attrs.get("nan", "row"),
+                                      masked_rows=node.attrs.get("masked_rows", "nan"))
+
+    def _sum(self, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
+        if node.op == "variance":
             # The reduction's fields plus the centre, shaped like the output (its sub-tensor
             # lines up with y's); templates without a form of their own take the general loops.
-            s.update(self._reduce(node, depth, general=True), centre=self._sub_tensor(node.inputs[1], depth))
-            macro = "variance"
-        elif node.op == "concat":
-            ax = a["axis"] - depth
-            parts, offset = [], 0
-            for v in node.inputs:
-                parts.append({"x": self._sub_tensor(v, depth), "len": v.shape[a["axis"]], "offset": offset})
-                offset += v.shape[a["axis"]]
-            s.update(pre=numel(inner_out[:ax]), post=numel(inner_out[ax + 1:]), total=offset, parts=parts)
-            macro = "concat"
-        elif node.op == "transpose":
-            perm = [p - depth for p in a["perm"][depth:]]
-            in_st = contiguous_strides(inner_in, len(inner_in))
-            out_st = contiguous_strides(inner_out, len(inner_out))
-            s["dims"] = [{"extent": e} for e in inner_out]
-            s["out_offset"] = _linear([out_st[j] for j in range(len(inner_out))])
-            s["in_offset"] = _linear([in_st[perm[j]] if inner_in[perm[j]] > 1 else 0 for j in range(len(inner_out))])
-            macro = "transpose"
-        elif node.op == "slice":
-            # A strided view copied out: the transpose loops with a start offset and step strides.
-            in_st = contiguous_strides(x.shape, x.type.rank)
-            start, step = [0] * x.type.rank, [1] * x.type.rank
-            for ax, b, st in zip(a["axes"], a["starts"], a["steps"]):
-                start[ax], step[ax] = b, st
-            base = sum(start[d] * in_st[d] for d in range(depth, x.type.rank))
-            s["x"] = f"({s['x']} + {base})" if base else s["x"]
-            out_st = contiguous_strides(inner_out, len(inner_out))
-            s["dims"] = [{"extent": e} for e in inner_out]
-            s["out_offset"] = _linear(out_st)
-            s["in_offset"] = _linear([in_st[depth + j] * step[depth + j] if inner_out[j] > 1 else 0
-                                      for j in range(len(inner_out))])
-            macro = "transpose"
-        elif node.op == "pad":
-            # Every output element: the input element it came from, or the pad value outside it.
-            in_st = contiguous_strides(inner_in, len(inner_in))
-            out_st = contiguous_strides(inner_out, len(inner_out))
-            s["dims"] = [{"extent": e} for e in inner_out]
-            s["out_offset"] = _linear(out_st)
-            s["in_offset"] = " + ".join(f"(i{j} - {lo}) * {in_st[j]}" if lo else f"i{j} * {in_st[j]}"
-                                        for j, (lo, _) in enumerate(a["pads"][depth:]) if in_st[j]) or "0"
-            s["inside"] = " && ".join(f"i{j} >= {lo} && i{j} < {lo + inner_in[j]}"
-                                      for j, (lo, hi) in enumerate(a["pads"][depth:]) if lo or hi) or "true"
-            s["value"] = repr(float(a["value"]))
-            macro = "pad"
-        elif node.op in ("gather", "max", "min", "argmax", "argmin"):
-            from sol import lowering_index
+            rec = self._reduce(node, depth, base, general=True)
+            rec.centre = self._sub_tensor(node.inputs[1], depth)
+            return "variance", rec
+        return "reduce", self._reduce(node, depth, base)
 
-            macro, fields = lowering_index.lower(self, node, depth)
-            s.update(fields)
-        elif node.op in _GRAD_OPS:
-            from sol import lowering_grad
+    def _concat(self, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
+        axis = node.attrs["axis"]
+        ax = axis - depth
+        inner_out = node.outputs[0].shape[depth:]
+        parts, offset = [], 0
+        for v in node.inputs:
+            parts.append(ConcatPart(self._sub_tensor(v, depth), v.shape[axis], offset))
+            offset += v.shape[axis]
+        return "concat", ConcatRecord(**base, pre=numel(inner_out[:ax]), post=numel(inner_out[ax + 1:]),
+                                      total=offset, parts=parts)
 
-            macro, fields = lowering_grad.lower(self, node, depth)
-            s.update(fields)
-        elif node.op == "resize2d":
-            from sol import lowering_spatial
+    def _transpose(self, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
+        inner_in, inner_out = node.inputs[0].shape[depth:], node.outputs[0].shape[depth:]
+        perm = [p - depth for p in node.attrs["perm"][depth:]]
+        in_st = contiguous_strides(inner_in, len(inner_in))
+        out_st = contiguous_strides(inner_out, len(inner_out))
+        return "transpose", CopyRecord(
+            **base, dims=[Dim(e) for e in inner_out], out_offset=linear(out_st),
+            in_offset=linear([in_st[perm[j]] if inner_in[perm[j]] > 1 else 0 for j in range(len(inner_out))]))
 
-            macro, fields = lowering_spatial.lower(node, depth)
-            s.update(fields)
-        else:
-            raise SolError(f"no loop lowering for I/O-bound op {node.op!r}")
-        return OpStage("op", macro, self._comment(node), s)
+    def _slice(self, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
+        # A strided view copied out: the transpose loops with a start offset and step strides.
+        x, a = node.inputs[0], node.attrs
+        inner_out = node.outputs[0].shape[depth:]
+        in_st = contiguous_strides(x.shape, x.type.rank)
+        start, step = [0] * x.type.rank, [1] * x.type.rank
+        for ax, b, st in zip(a["axes"], a["starts"], a["steps"]):
+            start[ax], step[ax] = b, st
+        first = sum(start[d] * in_st[d] for d in range(depth, x.type.rank))
+        out_st = contiguous_strides(inner_out, len(inner_out))
+        if first:
+            base = base.copy()
+            base["x"] = f"({base['x']} + {first})"
+        return "transpose", CopyRecord(
+            **base, dims=[Dim(e) for e in inner_out],
+            out_offset=linear(out_st),
+            in_offset=linear([in_st[depth + j] * step[depth + j] if inner_out[j] > 1 else 0
+                              for j in range(len(inner_out))]))
 
-    def _reduce(self, node: Node, depth: int, general: bool = False) -> dict[str, Any]:
+    def _pad(self, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
+        # Every output element: the input element it came from, or the pad value outside it.
+        inner_in, inner_out = node.inputs[0].shape[depth:], node.outputs[0].shape[depth:]
+        pads = node.attrs["pads"][depth:]
+        in_st = contiguous_strides(inner_in, len(inner_in))
+        out_st = contiguous_strides(inner_out, len(inner_out))
+        in_offset = " + ".join(f"(i{j} - {lo}) * {in_st[j]}" if lo else f"i{j} * {in_st[j]}"
+                               for j, (lo, _) in enumerate(pads) if in_st[j]) or "0"
+        inside = " && ".join(f"i{j} >= {lo} && i{j} < {lo + inner_in[j]}"
+                             for j, (lo, hi) in enumerate(pads) if lo or hi) or "true"
+        return "pad", PadRecord(**base, dims=[Dim(e) for e in inner_out], out_offset=linear(out_st),
+                                in_offset=in_offset, inside=inside, value=repr(float(node.attrs["value"])))
+
+    def _reduce(self, node: Node, depth: int, base: BaseFields, general: bool = False) -> ReduceRecord:
         x, y = node.inputs[0], node.outputs[0]
         axes = [ax - depth for ax in node.attrs["axes"]]
         inner = x.shape[depth:]
         red = numel(tuple(inner[ax] for ax in axes))
         scale = 1.0 / red if node.op in ("mean", "variance") and red else 1.0
-        fields: dict[str, Any] = {"scale": repr(scale), "out_numel": numel(y.shape[depth:]),
-                                  "runs": reduce_runs(inner, axes, numel(y.shape[depth:]), self.serial_outer)}
+        out_numel = numel(y.shape[depth:])
+        runs = reduce_runs(inner, axes, out_numel, self.serial_outer)
         contiguous = axes == list(range(axes[0], axes[-1] + 1)) and not general
         if contiguous:
-            return {**fields, "contiguous": True, "pre": numel(inner[:axes[0]]), "red": red,
-                    "post": numel(inner[axes[-1] + 1:])}
+            return ReduceRecord(**base, scale=repr(scale), out_numel=out_numel, runs=runs, contiguous=True,
+                                pre=numel(inner[:axes[0]]), red=red, post=numel(inner[axes[-1] + 1:]))
         in_st = contiguous_strides(inner, len(inner))
         kept = [d for d in range(len(inner)) if d not in axes]
         out_st_kept = contiguous_strides(tuple(inner[d] for d in kept), len(kept))
         out_st = [0] * len(inner)
         for j, d in enumerate(kept):
             out_st[d] = out_st_kept[j]
-        return {**fields, "contiguous": False, "dims": [{"extent": e} for e in inner], "in_offset": _linear(in_st),
-                "out_offset": _linear(out_st)}
+        return ReduceRecord(**base, scale=repr(scale), out_numel=out_numel, runs=runs, contiguous=False,
+                            dims=[Dim(e) for e in inner], in_offset=linear(in_st),
+                            out_offset=linear(out_st))
 
 
-def reduce_runs(shape: tuple[int, ...], axes: list[int], out_numel: int, parallel: bool) -> dict[str, Any]:
+def reduce_runs(shape: tuple[int, ...], axes: list[int], out_numel: int, parallel: bool) -> ReduceRuns:
     """A sum over ``axes`` of a row-major ``shape`` as runs of adjacent kept (K) or reduced (R)
     dims, each merged into one (extent, stride), for templates that loop over the output and
     sum each element's inputs with the contiguous run innermost:
@@ -365,45 +380,39 @@ def reduce_runs(shape: tuple[int, ...], axes: list[int], out_numel: int, paralle
             runs.append((reduced, extent, strides[d]))
     inner_reduced = not runs or runs[-1][0]
     inner = runs.pop()[1] if runs else 1
-    kept: list[dict[str, int]] = [{"extent": e, "stride": st} for red, e, st in runs if not red]
+    kept = [Run(e, st) for red, e, st in runs if not red]
     # ``k`` counts output positions outside the innermost run in both forms (every output when
     # the inner run is reduced; the outer positions, each a row of ``inner`` sums, when it is
     # kept), so the innermost kept run left in ``kept`` always steps with ``k`` itself.
     div = 1
     for run in reversed(kept):
-        run["div"] = div
-        div *= run["extent"]
+        run.div = div
+        div *= run.extent
     outer = max(out_numel // (1 if inner_reduced else inner), 1)
     tile = 256
     # Enough tiles to share among the threads when the kept inner run is all the output.
     while not inner_reduced and tile > 16 and outer * -(-inner // tile) < 16:
         tile //= 2
     tile = min(tile, inner)
-    return {"kept": kept, "reduced": [{"extent": e, "stride": st} for red, e, st in runs if red],
-            "inner": inner, "inner_reduced": inner_reduced, "outer": outer, "tile": tile,
-            "tiles": -(-inner // tile), "parallel": parallel, "work": numel(shape)}
+    return ReduceRuns(kept=kept, reduced=[Run(e, st) for red, e, st in runs if red], inner=inner,
+                      inner_reduced=inner_reduced, outer=outer, tile=tile, tiles=-(-inner // tile),
+                      parallel=parallel, work=numel(shape))
 
 
-# Backward ops lowered by sol.lowering_grad (kept in step with lowering_grad.OPS by a test).
-_GRAD_OPS = ("max_pool2d_backward", "max_pool2d_select", "gather_backward", "conv2d_backward_data",
-             "conv2d_backward_weight")
+# fn(lowering, node, depth, base record fields) -> (op macro name, record)
+OpLowering = Callable[[GroupLowering, Node, int, BaseFields], tuple[str, OpRecord]]
 
-
-def _linear(strides: list[int]) -> str:
-    terms = [f"i{j} * {s}" if s != 1 else f"i{j}" for j, s in enumerate(strides) if s]
-    return " + ".join(terms) or "0"
-
-
-def elementwise_renderer(env: jinja2.Environment, template: str = "elementwise.j2") -> Any:
-    """``fn(node, operand_exprs, ctype) -> C expression`` from a device's element-wise macros:
-    one jinja2 macro per op, named like the op, taking the operands, the C type and the op's
-    attributes."""
-    module = env.get_template(template).module
-
-    def render(node: Node, args: list[str], ct: str) -> str:
-        macro = getattr(module, node.op, None)
-        if macro is None:
-            raise SolError(f"no element-wise template for op {node.op!r} in {template}")
-        return str(macro(*args, ct, **registry.lowering_attrs(node))).strip()
-
-    return render
+# The loop lowering of every non-element-wise op a C-family device can fuse: what core generates
+# for any dialect (sol.lowering.cfamily derives a device's fusible ops from it).
+OP_LOWERINGS: dict[str, OpLowering] = {
+    **dict.fromkeys(("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"), GroupLowering._pool),
+    **dict.fromkeys(("softmax", "log_softmax"), GroupLowering._softmax),
+    **dict.fromkeys(("mean", "sum", "variance"), GroupLowering._sum),
+    "concat": GroupLowering._concat,
+    "transpose": GroupLowering._transpose,
+    "slice": GroupLowering._slice,
+    "pad": GroupLowering._pad,
+    **dict.fromkeys(index.OPS, index.lower),
+    **dict.fromkeys(grad.OPS, grad.lower),
+    "resize2d": lambda low, node, depth, base: spatial.lower(node, depth, base),
+}

@@ -1,0 +1,34 @@
+"""Lowering of planned groups to C-family code, shared by every device that generates C-like
+source.
+
+- :mod:`sol.lowering.loops`: :class:`GroupLowering` turns a fused group into loops, offsets and
+  per-op stages (index arithmetic done once, in Python);
+- :mod:`sol.lowering.records`: the typed per-op records those stages carry to a device's templates;
+- :mod:`sol.lowering.elementwise`: the element-wise op table (one C expression per op);
+- :mod:`sol.lowering.cfamily`: :class:`Dialect` (how a device spells C) and :class:`CRenderer`
+  (the scaffolding of a network renderer), which devices subclass;
+- :mod:`sol.lowering.index`, :mod:`~sol.lowering.grad`, :mod:`~sol.lowering.spatial`: the loop
+  lowerings of the index/selection ops, the backward ops and ``resize2d``.
+"""
+
+from __future__ import annotations
+
+from sol.lowering.base import CTYPES, contiguous_strides, ctype, linear, numel
+from sol.lowering.cfamily import CRenderer, Dialect, OuterLoop, indent_lines
+from sol.lowering.elementwise import ELEMENTWISE, OpRule
+from sol.lowering.loops import (
+    OP_LOWERINGS,
+    Access,
+    GroupLowering,
+    Loop,
+    LoweredGroup,
+    OpStage,
+    PointwiseOp,
+    PointwiseStage,
+    reduce_runs,
+)
+from sol.lowering.records import OpRecord
+
+__all__ = ["CTYPES", "ELEMENTWISE", "OP_LOWERINGS", "Access", "CRenderer", "Dialect", "GroupLowering", "Loop",
+           "LoweredGroup", "OpRecord", "OpRule", "OpStage", "OuterLoop", "PointwiseOp", "PointwiseStage",
+           "contiguous_strides", "ctype", "indent_lines", "linear", "numel", "reduce_runs"]

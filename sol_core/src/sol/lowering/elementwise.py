@@ -1,0 +1,125 @@
+"""The element-wise op table of the C-family generator: one C expression per op, written once
+for every dialect (:class:`sol.lowering.cfamily.Dialect` supplies the spelling of casts, typed
+constants, math functions, min/max, NaN and infinity).
+
+A rule gets the dialect, the operand expressions (registers or loads, already in parentheses
+where needed), the C type ``T`` of the result and the node's attributes (those the templates
+take: :meth:`sol.ops.registry.OpRegistry.lowering_attrs`), and returns a C expression. The
+special-value behaviour of each op is the frameworks' (see :mod:`sol.ops.elementwise`); it is
+decided here, once, so a new dialect cannot get it wrong. Comparisons and logical ops give bool
+(``T`` is bool); their operands keep their own type. A device may override single rules
+(:attr:`Dialect.op_overrides <sol.lowering.cfamily.Dialect.op_overrides>`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sol.lowering.cfamily import Dialect
+
+# rule(dialect, operand expressions, C type of the result, attributes) -> C expression
+OpRule = Callable[["Dialect", list[str], str, dict[str, Any]], str]
+
+
+def _math(fn: str) -> OpRule:
+    """A math-library call of the operands (``exp``, ``pow``: C names, float/double forms)."""
+    return lambda d, a, T, _: f"{d.math(fn, T)}({', '.join(a)})"
+
+
+def _binary(op: str) -> OpRule:
+    return lambda d, a, T, _: f"({a[0]} {op} {a[1]})"
+
+
+def _same(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+    return a[0]
+
+
+def _relu(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+    zero = d.const(T, 0)
+    return f"({a[0]} < {zero} ? {zero} : {a[0]})"
+
+
+def _hard(d: Dialect, x: str, T: str) -> str:
+    """``min(max(x + 3, 0), 6) / 6``: hardsigmoid, and hardswish's factor."""
+    return f"{d.min_fn}({d.max_fn}({x} + {d.const(T, 3)}, {d.const(T, 0)}), {d.const(T, 6)}) / {d.const(T, 6)}"
+
+
+def _gelu(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+    x, c = a[0], lambda v: d.const(T, v)
+    if attrs["approximate"] == "tanh":
+        inner = f"{c(0.7978845608028654)} * ({x} + {c(0.044715)} * {x} * {x} * {x})"
+        body = f"({c(0.5)} * {x} * ({c(1)} + {d.math('tanh', T)}({inner})))"
+    else:
+        body = f"({c(0.5)} * {x} * ({c(1)} + {d.math('erf', T)}({x} * {c(0.7071067811865476)})))"
+    # inf_to_nan: gelu(+inf) is NaN, as PyTorch's vectorized kernel computes it (sol.ops.elementwise).
+    return f"({x} == {d.infinity(T)} ? {d.nan(T)} : {body})" if attrs["inf_to_nan"] else body
+
+
+def _clamp(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+    lo, hi = attrs["min"], attrs["max"]
+    if lo is None:
+        return f"{d.min_fn}({a[0]}, {d.const(T, hi)})"
+    if hi is None:
+        return f"{d.max_fn}({a[0]}, {d.const(T, lo)})"
+    return f"{d.min_fn}({d.max_fn}({a[0]}, {d.const(T, lo)}), {d.const(T, hi)})"
+
+
+def _select(cmp: str) -> OpRule:
+    """maximum/minimum: a NaN from either operand is the result (PyTorch and TensorFlow
+    propagate it; a C max keeps only the first operand's); of two equal values (0.0 and -0.0)
+    the second, as PyTorch's vectorized kernel (maxps/minps) gives."""
+    return lambda d, a, T, _: f"(({a[0]} {cmp} {a[1]} || {a[0]} != {a[0]}) ? {a[0]} : {a[1]})"
+
+
+def _mask(cmp: str) -> OpRule:
+    """Backward-graph gradient masks (sol.ops.grad_ops): 1 where ``a cmp b``, else 0."""
+    return lambda d, a, T, _: f"({a[0]} {cmp} {a[1]} ? {d.const(T, 1)} : {d.const(T, 0)})"
+
+
+def _logical(op: str) -> OpRule:
+    return lambda d, a, T, _: f"({d.convert('bool', a[0])} {op} {d.convert('bool', a[1])})"
+
+
+ELEMENTWISE: dict[str, OpRule] = {
+    "relu": _relu,
+    "sigmoid": lambda d, a, T, _: f"({d.const(T, 1)} / ({d.const(T, 1)} + {d.math('exp', T)}(-{a[0]})))",
+    "tanh": _math("tanh"),
+    "exp": _math("exp"),
+    "log": _math("log"),
+    "sqrt": _math("sqrt"),
+    "rsqrt": lambda d, a, T, _: f"({d.const(T, 1)} / {d.math('sqrt', T)}({a[0]}))",
+    "neg": lambda d, a, T, _: f"(-{a[0]})",
+    "abs": _math("fabs"),
+    "erf": _math("erf"),
+    "silu": lambda d, a, T, _: f"({a[0]} / ({d.const(T, 1)} + {d.math('exp', T)}(-{a[0]})))",
+    "hardsigmoid": lambda d, a, T, _: f"({_hard(d, a[0], T)})",
+    "hardswish": lambda d, a, T, _: f"({a[0]} * {_hard(d, a[0], T)})",
+    "identity": _same,
+    "dropout": _same,  # inference: the identity (training graphs never keep a dropout node)
+    "leaky_relu": lambda d, a, T, at: f"({a[0]} < {d.const(T, 0)} ? {d.const(T, at['alpha'])} * {a[0]} : {a[0]})",
+    "gelu": _gelu,
+    "clamp": _clamp,
+    "cast": lambda d, a, T, _: d.convert(T, a[0]),
+    "add": _binary("+"),
+    "sub": _binary("-"),
+    "mul": _binary("*"),
+    "div": _binary("/"),
+    "maximum": _select(">"),
+    "minimum": _select("<"),
+    "pow": _math("pow"),
+    "eq": _binary("=="),
+    "ne": _binary("!="),
+    "lt": _binary("<"),
+    "le": _binary("<="),
+    "gt": _binary(">"),
+    "ge": _binary(">="),
+    "logical_not": lambda d, a, T, _: f"(!{a[0]})",
+    "logical_and": _logical("&&"),
+    "logical_or": _logical("||"),
+    "where": lambda d, a, T, _: f"({a[0]} ? {a[1]} : {a[2]})",
+    "mask_gt": _mask(">"),
+    "mask_ge": _mask(">="),
+    "broadcast_to": _same,  # the broadcast is in the loads' strides
+}

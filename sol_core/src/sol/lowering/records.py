@@ -1,0 +1,260 @@
+"""Typed per-op lowering records: what :class:`sol.lowering.GroupLowering` hands a device's op
+templates for one I/O-bound (or loop-lowered compute-bound) stage of a fused group.
+
+Every record carries the fields of :class:`OpRecord` (the node's op, the output's C element type
+``T``, and ``x``/``y``: C pointer expressions of the first input's and the output's sub-tensors
+at this outer iteration) plus the sizes and index expressions of its op family. A template reads
+them as attributes (``s.planes``, ``s.runs.inner``); the macro a record is rendered with is
+:attr:`OpStage.op <sol.lowering.OpStage>`. All index arithmetic is done here, once, so a new
+C-family device writes loops, not address calculations. Fields hold C text (pointer and offset
+expressions, literals) or numbers; nothing in them comes from model text except through
+:func:`sol.sourcetext.c_string` (``GatherRecord.where``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TypedDict
+
+
+class BaseFields(TypedDict):
+    """The :class:`OpRecord` fields, as :class:`sol.lowering.GroupLowering` hands them to an op
+    family's lowering (which adds its own and builds the record)."""
+
+    op: str
+    T: str
+    x: str
+    y: str
+
+
+@dataclass(kw_only=True)
+class OpRecord:
+    op: str  # the node's op (one macro may serve several: max/avg pooling, mean/sum)
+    T: str  # C element type of the output
+    x: str  # first input's sub-tensor
+    y: str  # the output's sub-tensor
+
+
+@dataclass
+class Dim:
+    """One loop of a general (strided) loop nest: counter ``i<j>`` from 0 to ``extent``."""
+
+    extent: int
+
+
+@dataclass(kw_only=True)
+class PlaneRecord(OpRecord):
+    """An op over ``planes`` planes of H x W giving OH x OW each (pooling, resize)."""
+
+    planes: int
+    H: int
+    W: int
+    OH: int
+    OW: int
+
+
+@dataclass(kw_only=True)
+class WindowRecord(OpRecord):
+    """A sliding window's geometry: padding (top, bottom, left, right), stride, dilation."""
+
+    pt: int
+    pb: int
+    pl: int
+    pr: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+
+
+@dataclass(kw_only=True)
+class PoolRecord(PlaneRecord, WindowRecord):
+    """max/avg pooling with a kh x kw window."""
+
+    kh: int
+    kw: int
+    count_include_pad: bool
+    divisor: int | None
+    nan_ignore: bool
+
+    @property
+    def owlo(self) -> int:
+        """First output column whose window starts inside the input (left padding ends)."""
+        return min(-(-self.pl // self.sw), self.OW)
+
+    @property
+    def owhi(self) -> int:
+        """One past the last output column whose window ends inside the input: columns in
+        [owlo, owhi) need no bounds test (a vectorizable interior)."""
+        hi = (self.W - 1 - (self.kw - 1) * self.dw + self.pl) // self.sw + 1
+        return max(min(hi, self.OW), self.owlo)
+
+
+@dataclass(kw_only=True)
+class AdaptivePoolRecord(PlaneRecord):
+    pass
+
+
+@dataclass(kw_only=True)
+class SoftmaxRecord(OpRecord):
+    """softmax / log_softmax over ``L`` elements spaced ``post`` apart, ``pre`` blocks.
+    ``nan``/``masked_rows``: the frameworks' special-value rules (:mod:`sol.ops.reduce`)."""
+
+    pre: int
+    L: int
+    post: int
+    nan: str
+    masked_rows: str
+
+
+@dataclass
+class Run:
+    """Adjacent dims of one kind merged into one: ``extent`` elements ``stride`` apart;
+    ``div`` (kept runs): the run's index is ``k / div % extent`` for output counter ``k``."""
+
+    extent: int
+    stride: int
+    div: int = 1
+
+
+@dataclass(kw_only=True)
+class ReduceRuns:
+    """A reduction as runs of kept and reduced dims (see :func:`sol.lowering.reduce_runs`)."""
+
+    kept: list[Run]
+    reduced: list[Run]
+    inner: int
+    inner_reduced: bool
+    outer: int
+    tile: int
+    tiles: int
+    parallel: bool
+    work: int
+
+
+@dataclass(kw_only=True)
+class ReduceRecord(OpRecord):
+    """mean / sum / variance / max / min. ``contiguous``: the reduced axes are adjacent (then
+    ``pre``, ``red``, ``post``), else the general form (``dims``, ``in_offset``, ``out_offset``
+    over counters ``i<j>``). ``centre`` (variance): the mean, shaped like the output. ``first``
+    (max/min, general form): the condition that an element is the first along every reduced axis."""
+
+    scale: str
+    out_numel: int
+    runs: ReduceRuns
+    contiguous: bool
+    pre: int = 0
+    red: int = 0
+    post: int = 0
+    dims: list[Dim] = field(default_factory=list)
+    in_offset: str = "0"
+    out_offset: str = "0"
+    centre: str = ""
+    first: str = ""
+
+
+@dataclass
+class ConcatPart:
+    x: str
+    len: int
+    offset: int
+
+
+@dataclass(kw_only=True)
+class ConcatRecord(OpRecord):
+    pre: int
+    post: int
+    total: int
+    parts: list[ConcatPart]
+
+
+@dataclass(kw_only=True)
+class CopyRecord(OpRecord):
+    """transpose / slice: ``y[out_offset] = x[in_offset]`` over ``dims``."""
+
+    dims: list[Dim]
+    in_offset: str
+    out_offset: str
+
+
+@dataclass(kw_only=True)
+class PadRecord(CopyRecord):
+    """``y[out_offset] = inside ? x[in_offset] : value``."""
+
+    inside: str
+    value: str
+
+
+@dataclass(kw_only=True)
+class GatherRecord(OpRecord):
+    idx: str
+    TI: str
+    pre: int
+    count: int
+    L: int
+    post: int
+    axis: int
+    where: str  # a C string literal naming the op for index errors
+    wrap: bool
+
+
+@dataclass(kw_only=True)
+class ArgReduceRecord(OpRecord):
+    TX: str
+    pre: int
+    L: int
+    post: int
+
+
+@dataclass(kw_only=True)
+class Resize2dRecord(PlaneRecord):
+    """Nearest/bilinear resize from tables of source rows/columns (and blend weights)."""
+
+    bilinear: bool
+    h0: list[int]
+    w0: list[int]
+    h1: list[int] = field(default_factory=list)
+    w1: list[int] = field(default_factory=list)
+    lh0: list[str] = field(default_factory=list)
+    lh1: list[str] = field(default_factory=list)
+    lw0: list[str] = field(default_factory=list)
+    lw1: list[str] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class PoolBackwardRecord(PlaneRecord, WindowRecord):
+    """max-pooling gradient; ``g``: the output gradient."""
+
+    kh: int
+    kw: int
+    g: str
+
+
+@dataclass(kw_only=True)
+class ConvBackwardRecord(WindowRecord):
+    """Convolution gradient (data or weights) as a loop nest; ``g``: the output gradient."""
+
+    N: int
+    C: int
+    H: int
+    W: int
+    O: int  # noqa: E741
+    CG: int
+    OG: int
+    OH: int
+    OW: int
+    kh: int
+    kw: int
+    g: str
+
+
+@dataclass(kw_only=True)
+class GatherBackwardRecord(OpRecord):
+    idx: str
+    I: str  # noqa: E741
+    pre: int
+    size: int
+    inner: int
+    nidx: int
+    wrap: bool
+    g: str
