@@ -57,6 +57,12 @@ def _guard_variable() -> Any:
         return _guard
 
 
+# Made now, when the frontend is loaded (by optimize, eagerly), not when a graph first runs a
+# program: that can be a later trace of a user's tf.function (one that first traced the original
+# model), and TensorFlow refuses variables created on a non-first trace, init_scope or not.
+_guard_variable()
+
+
 def in_save_context() -> bool:
     """Whether TensorFlow is writing a SavedModel on this thread right now."""
     try:
