@@ -40,6 +40,11 @@ DISTRIBUTIONS = {  # distribution -> (folder, import package, files its wheel mu
     "sol-frontend-tensorflow": ("plugins/frontend_tensorflow", "sol_tensorflow", ["sol_tensorflow/py.typed"]),
     "sol-benchmarks": ("benchmarks", "sol_benchmarks",
                        ["sol_benchmarks/py.typed", "sol_benchmarks/zoo.py", "sol_benchmarks/demo.py"]),
+    # The out-of-tree example device (issue #16 item 5's proof): built and installed like any
+    # third-party plugin, it must pass the conformance kit from its wheel.
+    "sol-device-c": ("examples/device_c", "sol_device_c",
+                     ["sol_device_c/py.typed", "sol_device_c/templates/network.c.j2",
+                      "sol_device_c/templates/ops.j2"]),
 }
 SEED = """
 import torch
@@ -173,6 +178,7 @@ def test_all_wheels_work_installed_in_a_fresh_environment(built: dict[str, tuple
     for dist in DISTRIBUTIONS:
         assert dist in table, table
     assert "x86: available" in table and "pytorch: available (torch " in table and "ve: available" in table
+    assert "c: available (plain C99" in table
     assert "tensorflow: unavailable: tensorflow is not installed (pip install tensorflow)" in table
     assert "failed to load" not in table and "refused" not in table
 
@@ -193,6 +199,16 @@ def test_all_wheels_work_installed_in_a_fresh_environment(built: dict[str, tuple
                "-p", "no:cacheprovider"], env=env, cwd=cwd)
     assert "conformance kit (quick) on: x86" in kit and "plugins: sol-core-" in kit, kit  # via the entry point
     assert re.search(r"=+ \d+ passed in ", kit) and "failed" not in kit and "skipped" not in kit, kit
+
+    # The example device, from its wheel, through the whole kit: every op passes but the two it
+    # declares unsupported (recurrent), which skip with its reason; threads and special values
+    # included. Run with no x86 plugin, so nothing of it can stand in for the example.
+    kit = run([python, "-m", "pytest", "--pyargs", "sol.testing", "--sol-device", "c", "-p", "no:cacheprovider",
+               "-rs"], env={**env, "SOL_DISABLE_PLUGINS": "x86"}, cwd=cwd)
+    assert "conformance kit (full) on: c" in kit, kit
+    assert re.search(r"=+ \d+ passed, \d+ skipped in ", kit), kit  # nothing failed, no errors
+    skips = re.findall(r"SKIPPED \[\d+\] .*", kit)
+    assert skips and all("c declares '" in line and "recurrent" in line for line in skips), kit
 
     svg = tmp_path / "plan.svg"
     text = run([sol, "inspect", "sol_benchmarks.zoo:small_resnet", "--input", "1,3,32,32", "--svg", str(svg)],
