@@ -15,7 +15,7 @@ from sol import roofline
 from sol.ir import Graph, TensorType
 from sol.ops.registry import LayerClass
 from sol.planner.plan import Group, GroupKind
-from sol.workload import Work, group_work, node_flops, node_work, register_flops
+from sol.workload import Work, group_work, node_flops, node_work
 
 F4 = 4  # bytes per float32
 
@@ -96,15 +96,15 @@ def test_conv_transpose_and_recurrent_layers() -> None:
     assert node_flops(gru) == t * n * (2 * 15 * 5 + 15 + 45)  # no b_hh: one add per gate
 
 
-def test_plugin_rule_overrides_layer_class_default(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_ops_own_count_overrides_the_layer_class_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The count is the OpDef's (``flops``); without one, an element-wise op counts 1 per output."""
+    from sol.ops.registry import registry
+
     g = Graph("r")
     x = g.add_input("x", TensorType((4, 4)))
     node = g.add_node("tanh", [x])
     assert node_flops(node) == 16
-    import sol.workload
-
-    monkeypatch.setattr(sol.workload, "_RULES", dict(sol.workload._RULES))
-    register_flops("tanh", lambda n: 7.0 * n.outputs[0].type.numel)
+    monkeypatch.setattr(registry.get("tanh"), "flops", lambda n: 7.0 * n.outputs[0].type.numel)
     assert node_flops(node) == 112
 
 

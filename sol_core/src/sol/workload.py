@@ -29,23 +29,21 @@ parameters, constants) once, and every value it writes for outside readers once.
 kept inside a fused group (registers, per-iteration scratch) are not memory traffic; that is the
 point of fusing. This is the minimum a perfect cache would move, the usual roofline convention.
 
-Plugins that add ops can give them a rule with :func:`register_flops`; an op without one is
+Each op's :class:`~sol.ops.registry.OpDef` names its count (``flops``: ``fn(node) -> float``,
+core's built from the functions below), a plugin's ops the same way; an op without one is
 counted by its layer class (element-wise: 1 per output element; anything else: 0).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sol.ops.registry import LayerClass
+from sol.ops.registry import FlopsFn, LayerClass
 
 if TYPE_CHECKING:
     from sol.ir import Node, Value
     from sol.planner.plan import Group
-
-FlopsFn = Callable[["Node"], float]
 
 
 @dataclass(frozen=True)
@@ -81,12 +79,12 @@ def _conv_macs(node: Node) -> float:
     return float(n * o * oh * ow * cg * kh * kw)
 
 
-def _conv2d(node: Node) -> float:
+def conv2d(node: Node) -> float:
     bias = _numel(node.outputs[0]) if len(node.inputs) == 3 else 0
     return 2.0 * _conv_macs(node) + bias
 
 
-def _conv2d_backward_data(node: Node) -> float:
+def conv2d_backward_data(node: Node) -> float:
     # The input gradient (N, C, H, W) has as many multiply-adds as the forward convolution, whose
     # output is the incoming gradient (inputs[0]) and whose weight is inputs[1].
     n, o, oh, ow = node.inputs[0].shape
@@ -94,7 +92,7 @@ def _conv2d_backward_data(node: Node) -> float:
     return 2.0 * n * o * oh * ow * cg * kh * kw
 
 
-def _conv2d_backward_weight(node: Node) -> float:
+def conv2d_backward_weight(node: Node) -> float:
     # The weight gradient (O, C/g, KH, KW) sums over every output position of the incoming
     # gradient (inputs[0], shape (N, O, OH, OW)): again the forward's multiply-adds.
     n, o, oh, ow = node.inputs[0].shape
@@ -102,7 +100,7 @@ def _conv2d_backward_weight(node: Node) -> float:
     return 2.0 * n * o * oh * ow * cg * kh * kw
 
 
-def _conv_transpose2d(node: Node) -> float:
+def conv_transpose2d(node: Node) -> float:
     # Every input pixel (N, C, H, W) meets every weight of its group: C * (O/g) * KH * KW each.
     n, c, h, w = node.inputs[0].shape
     _, og, kh, kw = node.inputs[1].shape
@@ -110,7 +108,7 @@ def _conv_transpose2d(node: Node) -> float:
     return 2.0 * n * c * h * w * og * kh * kw + bias
 
 
-def _resize2d(node: Node) -> float:
+def resize2d(node: Node) -> float:
     # Bilinear: two lerps per row pair and one between them (6 multiplies, 3 adds); nearest copies.
     return (9.0 if node.attrs["mode"] == "bilinear" else 0.0) * _numel(node.outputs[0])
 
@@ -138,75 +136,54 @@ def _recurrent(cell: str, projected: bool) -> FlopsFn:
     return rule
 
 
-def _dense(node: Node) -> float:
+def dense(node: Node) -> float:
     y = node.outputs[0]
     bias = _numel(y) if len(node.inputs) == 3 else 0
     return 2.0 * _numel(y) * node.inputs[0].shape[-1] + bias
 
 
-def _matmul(node: Node) -> float:
+def matmul(node: Node) -> float:
     return 2.0 * _numel(node.outputs[0]) * node.inputs[0].shape[-1]
 
 
-def _window(node: Node) -> float:
+def window(node: Node) -> float:
     kh, kw = node.attrs["kernel"]
     return float(_numel(node.outputs[0]) * kh * kw)
 
 
-def _per_input(node: Node) -> float:
+def per_input(node: Node) -> float:
+    """Adaptive pooling, reductions, argmax/argmin: one operation per input element."""
     return float(_numel(node.inputs[0]))
 
 
-def _per_output(per: float) -> FlopsFn:
+def per_output(per: float) -> FlopsFn:
+    """``per`` operations per output element: ``per_output(0)`` for element-wise ops that only
+    move or relabel data (identity, dropout, cast, broadcast_to)."""
     return lambda node: per * _numel(node.outputs[0])
 
 
-_RULES: dict[str, FlopsFn] = {
-    "conv2d": _conv2d,
-    "conv2d_backward_data": _conv2d_backward_data,
-    "conv2d_backward_weight": _conv2d_backward_weight,
-    "conv_transpose2d": _conv_transpose2d,
-    "lstm": _recurrent("lstm", projected=False),
-    "gru": _recurrent("gru", projected=False),
-    "lstm_recurrence": _recurrent("lstm", projected=True),
-    "gru_recurrence": _recurrent("gru", projected=True),
-    "resize2d": _resize2d,
-    "dense": _dense,
-    "matmul": _matmul,
-    "max_pool2d": _window,
-    "avg_pool2d": _window,
-    "adaptive_avg_pool2d": _per_input,
-    "mean": _per_input,
-    "sum": _per_input,
-    "variance": lambda node: 3.0 * _numel(node.inputs[0]),  # subtract, square, add
-    "max": _per_input,
-    "min": _per_input,
-    "argmax": _per_input,
-    "argmin": _per_input,
-    "softmax": _per_output(5),
-    "log_softmax": _per_output(5),
-    "batch_norm": _per_output(2),
-    # Element-wise ops that only move or relabel data.
-    "identity": _per_output(0),
-    "dropout": _per_output(0),
-    "cast": _per_output(0),
-    "broadcast_to": _per_output(0),
-}
+def variance(node: Node) -> float:
+    return 3.0 * _numel(node.inputs[0])  # subtract, square, add
 
 
-def register_flops(op: str, rule: FlopsFn) -> None:
-    """Give ``op`` a FLOP-count rule ``rule(node) -> float`` (for ops a plugin adds)."""
-    _RULES[op] = rule
+# The counts core's op definitions name (OpDef.flops), beside the functions above.
+lstm, gru = _recurrent("lstm", projected=False), _recurrent("gru", projected=False)
+lstm_recurrence, gru_recurrence = _recurrent("lstm", projected=True), _recurrent("gru", projected=True)
+softmax = per_output(5)  # softmax, log_softmax
 
 
 def node_flops(node: Node) -> float:
-    """Floating-point operations of one node under the rules in this module's docstring."""
-    rule = _RULES.get(node.op)
-    if rule is not None:
-        return float(rule(node))
+    """Floating-point operations of one node under the rules in this module's docstring: its
+    op's count (:attr:`OpDef.flops <sol.ops.registry.OpDef.flops>`), or by layer class where the
+    op gives none (element-wise: 1 per output element; any other: 0)."""
     from sol.ops.registry import registry
 
-    if node.op in registry and registry.get(node.op).layer_class is LayerClass.ELEMENTWISE:
+    if node.op not in registry:
+        return 0.0
+    opdef = registry.get(node.op)
+    if opdef.flops is not None:
+        return float(opdef.flops(node))
+    if opdef.layer_class is LayerClass.ELEMENTWISE:
         return float(sum(_numel(v) for v in node.outputs))
     return 0.0
 

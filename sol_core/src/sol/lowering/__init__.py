@@ -4,11 +4,15 @@ source.
 - :mod:`sol.lowering.loops`: :class:`GroupLowering` turns a fused group into loops, offsets and
   per-op stages (index arithmetic done once, in Python);
 - :mod:`sol.lowering.records`: the typed per-op records those stages carry to a device's templates;
-- :mod:`sol.lowering.elementwise`: the element-wise op table (one C expression per op);
+- :mod:`sol.lowering.elementwise`: the element-wise rules (one C expression per op, for any dialect);
 - :mod:`sol.lowering.cfamily`: :class:`Dialect` (how a device spells C) and :class:`CRenderer`
   (the scaffolding of a network renderer), which devices subclass;
 - :mod:`sol.lowering.index`, :mod:`~sol.lowering.grad`, :mod:`~sol.lowering.spatial`: the loop
   lowerings of the index/selection ops, the backward ops and ``resize2d``.
+
+Which rule or loop lowering an op takes is part of the op's definition
+(:class:`sol.ops.registry.OpDef`: ``c_expr``, ``c_loops``), a plugin's ops included;
+:data:`ELEMENTWISE` and :data:`OP_LOWERINGS` are read-only views of those fields by op name.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ from sol.lowering.loops import (
     GroupLowering,
     Loop,
     LoweredGroup,
+    OpLowering,
     OpStage,
     PointwiseOp,
     PointwiseStage,
     reduce_runs,
 )
-from sol.lowering.records import OpRecord
+from sol.lowering.records import BaseFields, OpRecord
 
-__all__ = ["CTYPES", "ELEMENTWISE", "OP_LOWERINGS", "Access", "CRenderer", "Dialect", "GroupLowering", "Loop",
-           "LoweredGroup", "OpRecord", "OpRule", "OpStage", "OuterLoop", "PointwiseOp", "PointwiseStage",
-           "contiguous_strides", "ctype", "indent_lines", "linear", "numel", "reduce_runs"]
+__all__ = ["CTYPES", "ELEMENTWISE", "OP_LOWERINGS", "Access", "BaseFields", "CRenderer", "Dialect", "GroupLowering",
+           "Loop", "LoweredGroup", "OpLowering", "OpRecord", "OpRule", "OpStage", "OuterLoop", "PointwiseOp",
+           "PointwiseStage", "contiguous_strides", "ctype", "indent_lines", "linear", "numel", "reduce_runs"]

@@ -10,7 +10,8 @@ work), its network template (the C ABI, memory), its op templates (one macro per
 :class:`~sol.lowering.OpStage` op, reading the typed records of :mod:`sol.lowering.records`),
 and its library glue. The element-wise ops come from one table (:mod:`sol.lowering.elementwise`)
 rendered through the dialect, and the set of ops a device can fuse is derived from what this
-generator lowers (:meth:`Dialect.fusible_ops`), not listed by hand.
+generator lowers (:meth:`Dialect.fusible_ops`: the ops whose :class:`~sol.ops.registry.OpDef`
+carries a C expression or a loop lowering), not listed by hand.
 
 Parallel mapping (:meth:`Dialect.outer_loop`): a fused group is a loop over ``o`` (the group's
 outer, depth-first iterations: batch x channel planes, say) around stages that run per
@@ -39,7 +40,7 @@ from sol.errors import SolError
 from sol.ir import Node, Value
 from sol.lowering.base import CTYPES, ctype
 from sol.lowering.elementwise import ELEMENTWISE, OpRule
-from sol.lowering.loops import OP_LOWERINGS, GroupLowering, LoweredGroup
+from sol.lowering.loops import GroupLowering, LoweredGroup
 from sol.ops.registry import LayerClass, registry
 from sol.planner.plan import Group, GroupKind, Plan, Storage
 from sol.sourcetext import comment_text
@@ -129,34 +130,45 @@ class Dialect:
         return head + [f"for (long o = 0; o < {loop.extent}; ++o) {{"]
 
     # --- element-wise ops and capabilities ----------------------------------------------------
+    def rule(self, op: str) -> OpRule | None:
+        """The element-wise rule this dialect renders ``op`` with: its own override, else the
+        op's (:attr:`OpDef.c_expr <sol.ops.registry.OpDef.c_expr>`); None where it has none or
+        the dialect does not support the op."""
+        if op in self.unsupported_ops:
+            return None
+        override = self.op_overrides.get(op)
+        if override is not None:
+            return override
+        return registry.get(op).c_expr if op in registry else None
+
     def rules(self) -> dict[str, OpRule]:
-        rules = {**ELEMENTWISE, **self.op_overrides}
-        return {op: r for op, r in rules.items() if op not in self.unsupported_ops}
+        """Every element-wise op this dialect renders, with its rule."""
+        names = {*ELEMENTWISE, *self.op_overrides}
+        return {op: r for op in sorted(names) if (r := self.rule(op)) is not None}
 
     def elementwise(self, node: Node, args: list[str], T: str) -> str:
         """The C expression of element-wise ``node`` on operand expressions ``args``, as type ``T``."""
-        rule = self.rules().get(node.op)
+        rule = self.rule(node.op)
         if rule is None:
             raise SolError(f"{self.name}: no element-wise rule for op {node.op!r}")
         return rule(self, args, T, registry.lowering_attrs(node))
 
     def elementwise_ops(self) -> frozenset[str]:
-        """Element-wise ops this dialect renders: the table's, its overrides, less unsupported."""
+        """Element-wise ops this dialect renders: the op table's, its overrides, less unsupported."""
         return frozenset(self.rules())
 
     def fusible_ops(self) -> frozenset[str]:
-        """Every registered op this generator can put in a fused group on this device: the
-        element-wise ops (by layer class) with a rule, the others with a loop lowering
-        (:data:`sol.lowering.OP_LOWERINGS`; compute-bound ones among them, such as the
-        convolution gradients, run as loops only where no backend claims them)."""
-        rules = self.rules()
+        """Every registered op this generator can put in a fused group on this device, read from
+        the op table: the element-wise ops with a C expression (``OpDef.c_expr`` or an override),
+        the others with a loop lowering (``OpDef.c_loops``; compute-bound ones among them, such as
+        the convolution gradients, run as loops only where no backend claims them)."""
         out = set()
         for name in registry.names():
-            cls = registry.get(name).layer_class
-            if cls is LayerClass.ELEMENTWISE:
-                ok = name in rules
+            opdef = registry.get(name)
+            if opdef.layer_class is LayerClass.ELEMENTWISE:
+                ok = self.rule(name) is not None
             else:
-                ok = cls is not LayerClass.ORDER_CONSTRAINED and name in OP_LOWERINGS
+                ok = opdef.layer_class is not LayerClass.ORDER_CONSTRAINED and opdef.c_loops is not None
             if ok and name not in self.unsupported_ops:
                 out.add(name)
         return frozenset(out)

@@ -1,4 +1,4 @@
-"""The element-wise op table of the C-family generator: one C expression per op, written once
+"""The element-wise rules of the C-family generator: one C expression per op, written once
 for every dialect (:class:`sol.lowering.cfamily.Dialect` supplies the spelling of casts, typed
 constants, math functions, min/max, NaN and infinity).
 
@@ -8,19 +8,23 @@ take: :meth:`sol.ops.registry.OpRegistry.lowering_attrs`), and returns a C expre
 special-value behaviour of each op is the frameworks' (see :mod:`sol.ops.elementwise`); it is
 decided here, once, so a new dialect cannot get it wrong. Comparisons and logical ops give bool
 (``T`` is bool); their operands keep their own type. A device may override single rules
-(:attr:`Dialect.op_overrides <sol.lowering.cfamily.Dialect.op_overrides>`).
+(:attr:`Dialect.op_overrides <sol.lowering.cfamily.Dialect.op_overrides>`). Each op's
+:class:`~sol.ops.registry.OpDef` names its rule (``c_expr``); :data:`ELEMENTWISE` is the view of
+them by op name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from sol.ops.registry import CExprFn, registry
 
 if TYPE_CHECKING:
     from sol.lowering.cfamily import Dialect
 
 # rule(dialect, operand expressions, C type of the result, attributes) -> C expression
-OpRule = Callable[["Dialect", list[str], str, dict[str, Any]], str]
+OpRule = CExprFn
 
 
 def _math(fn: str) -> OpRule:
@@ -32,11 +36,13 @@ def _binary(op: str) -> OpRule:
     return lambda d, a, T, _: f"({a[0]} {op} {a[1]})"
 
 
-def _same(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+def same(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+    """identity, dropout (inference: the identity; training graphs never keep a dropout node) and
+    broadcast_to (the broadcast is in the loads' strides) pass their operand through."""
     return a[0]
 
 
-def _relu(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+def relu(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
     zero = d.const(T, 0)
     return f"({a[0]} < {zero} ? {zero} : {a[0]})"
 
@@ -46,7 +52,7 @@ def _hard(d: Dialect, x: str, T: str) -> str:
     return f"{d.min_fn}({d.max_fn}({x} + {d.const(T, 3)}, {d.const(T, 0)}), {d.const(T, 6)}) / {d.const(T, 6)}"
 
 
-def _gelu(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+def gelu(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
     x, c = a[0], lambda v: d.const(T, v)
     if attrs["approximate"] == "tanh":
         inner = f"{c(0.7978845608028654)} * ({x} + {c(0.044715)} * {x} * {x} * {x})"
@@ -57,7 +63,7 @@ def _gelu(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
     return f"({x} == {d.infinity(T)} ? {d.nan(T)} : {body})" if attrs["inf_to_nan"] else body
 
 
-def _clamp(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+def clamp(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
     lo, hi = attrs["min"], attrs["max"]
     if lo is None:
         return f"{d.min_fn}({a[0]}, {d.const(T, hi)})"
@@ -82,44 +88,56 @@ def _logical(op: str) -> OpRule:
     return lambda d, a, T, _: f"({d.convert('bool', a[0])} {op} {d.convert('bool', a[1])})"
 
 
-ELEMENTWISE: dict[str, OpRule] = {
-    "relu": _relu,
-    "sigmoid": lambda d, a, T, _: f"({d.const(T, 1)} / ({d.const(T, 1)} + {d.math('exp', T)}(-{a[0]})))",
-    "tanh": _math("tanh"),
-    "exp": _math("exp"),
-    "log": _math("log"),
-    "sqrt": _math("sqrt"),
-    "rsqrt": lambda d, a, T, _: f"({d.const(T, 1)} / {d.math('sqrt', T)}({a[0]}))",
-    "neg": lambda d, a, T, _: f"(-{a[0]})",
-    "abs": _math("fabs"),
-    "erf": _math("erf"),
-    "silu": lambda d, a, T, _: f"({a[0]} / ({d.const(T, 1)} + {d.math('exp', T)}(-{a[0]})))",
-    "hardsigmoid": lambda d, a, T, _: f"({_hard(d, a[0], T)})",
-    "hardswish": lambda d, a, T, _: f"({a[0]} * {_hard(d, a[0], T)})",
-    "identity": _same,
-    "dropout": _same,  # inference: the identity (training graphs never keep a dropout node)
-    "leaky_relu": lambda d, a, T, at: f"({a[0]} < {d.const(T, 0)} ? {d.const(T, at['alpha'])} * {a[0]} : {a[0]})",
-    "gelu": _gelu,
-    "clamp": _clamp,
-    "cast": lambda d, a, T, _: d.convert(T, a[0]),
-    "add": _binary("+"),
-    "sub": _binary("-"),
-    "mul": _binary("*"),
-    "div": _binary("/"),
-    "maximum": _select(">"),
-    "minimum": _select("<"),
-    "pow": _math("pow"),
-    "eq": _binary("=="),
-    "ne": _binary("!="),
-    "lt": _binary("<"),
-    "le": _binary("<="),
-    "gt": _binary(">"),
-    "ge": _binary(">="),
-    "logical_not": lambda d, a, T, _: f"(!{a[0]})",
-    "logical_and": _logical("&&"),
-    "logical_or": _logical("||"),
-    "where": lambda d, a, T, _: f"({a[0]} ? {a[1]} : {a[2]})",
-    "mask_gt": _mask(">"),
-    "mask_ge": _mask(">="),
-    "broadcast_to": _same,  # the broadcast is in the loads' strides
-}
+# The rules, one per op (or family): each op's OpDef names its rule (``c_expr``), e.g.
+# ``OpDef("relu", ..., c_expr=relu)`` in sol.ops.elementwise.
+
+def sigmoid(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+    return f"({d.const(T, 1)} / ({d.const(T, 1)} + {d.math('exp', T)}(-{a[0]})))"
+
+
+def rsqrt(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+    return f"({d.const(T, 1)} / {d.math('sqrt', T)}({a[0]}))"
+
+
+def neg(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+    return f"(-{a[0]})"
+
+
+def silu(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+    return f"({a[0]} / ({d.const(T, 1)} + {d.math('exp', T)}(-{a[0]})))"
+
+
+def hardsigmoid(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+    return f"({_hard(d, a[0], T)})"
+
+
+def hardswish(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+    return f"({a[0]} * {_hard(d, a[0], T)})"
+
+
+def leaky_relu(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+    return f"({a[0]} < {d.const(T, 0)} ? {d.const(T, attrs['alpha'])} * {a[0]} : {a[0]})"
+
+
+def cast(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+    return d.convert(T, a[0])
+
+
+def logical_not(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+    return f"(!{a[0]})"
+
+
+def where(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+    return f"({a[0]} ? {a[1]} : {a[2]})"
+
+
+tanh, exp, log, sqrt, abs_, erf, pow_ = (_math(fn) for fn in ("tanh", "exp", "log", "sqrt", "fabs", "erf", "pow"))
+add, sub, mul, div = (_binary(op) for op in ("+", "-", "*", "/"))
+eq, ne, lt, le, gt, ge = (_binary(op) for op in ("==", "!=", "<", "<=", ">", ">="))
+maximum, minimum = _select(">"), _select("<")
+logical_and, logical_or = _logical("&&"), _logical("||")
+mask_gt, mask_ge = _mask(">"), _mask(">=")
+
+# Every registered element-wise op's rule, by name: a live view of the op table (OpDef.c_expr),
+# plugins' ops included; not a table of its own.
+ELEMENTWISE: Mapping[str, OpRule] = registry.table("c_expr")

@@ -19,9 +19,6 @@ from sol.lowering.records import BaseFields, ConvBackwardRecord, GatherBackwardR
 if TYPE_CHECKING:
     from sol.lowering.loops import GroupLowering
 
-OPS = ("max_pool2d_backward", "max_pool2d_select", "gather_backward", "conv2d_backward_data", "conv2d_backward_weight")
-
-
 def lower(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
     """(op macro name, record) for one backward node at the group's ``depth``; ``base``: the
     :class:`~sol.lowering.records.OpRecord` fields."""

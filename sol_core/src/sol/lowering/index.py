@@ -18,9 +18,6 @@ from sol.sourcetext import c_string
 if TYPE_CHECKING:
     from sol.lowering.loops import GroupLowering
 
-OPS = ("gather", "max", "min", "argmax", "argmin")
-
-
 def lower(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
     """(op macro name, record) for one index/selection node at the group's ``depth``."""
     if node.op == "gather":

@@ -9,19 +9,19 @@ contiguously are merged so that the innermost loop is long and vectorizes.
 
 Pointwise stages become :class:`PointwiseStage` (loops and statements, plus the same computation
 as loads, ops and stores for devices that vectorize by hand); every other op becomes an
-:class:`OpStage` holding a typed record (:mod:`sol.lowering.records`) from the lowering that
-:data:`OP_LOWERINGS` names for it.
+:class:`OpStage` holding a typed record (:mod:`sol.lowering.records`) from the loop lowering its
+:class:`~sol.ops.registry.OpDef` names (``c_loops``): core's I/O-bound families are below, the
+index/selection ops' in :mod:`sol.lowering.index`, the backward ops' in :mod:`sol.lowering.grad`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sol.errors import SolError
 from sol.ir import Node, Value
-from sol.lowering import grad, index, spatial
 from sol.lowering.base import contiguous_strides, ctype, linear, numel
 from sol.lowering.records import (
     AdaptivePoolRecord,
@@ -38,6 +38,7 @@ from sol.lowering.records import (
     Run,
     SoftmaxRecord,
 )
+from sol.ops.registry import CLoopsFn, registry
 from sol.planner.plan import FusedKernel, Group, Stage
 
 # fn(node, operand expressions, C type of the output) -> C expression of an element-wise node.
@@ -238,98 +239,15 @@ class GroupLowering:
         return self.comment(self.step, node)
 
     def _op(self, node: Node, depth: int) -> OpStage:
-        lowering = OP_LOWERINGS.get(node.op)
+        lowering = registry.get(node.op, node).c_loops
         if lowering is None:
-            raise SolError(f"no loop lowering for I/O-bound op {node.op!r}")
+            raise SolError(f"no loop lowering for op {node.op!r} (its OpDef has no c_loops)")
         x, y = node.inputs[0], node.outputs[0]
         base = BaseFields(op=node.op, T=ctype(y), x=self._sub_tensor(x, depth), y=self._sub_tensor(y, depth))
         macro, record = lowering(self, node, depth, base)
         return OpStage("op", macro, self._comment(node), record)
 
-    # --- op families -------------------------------------------------------------------------
-    def _pool(self, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
-        x, y = node.inputs[0], node.outputs[0]
-        a = node.attrs
-        planes, (h, w), (oh, ow) = numel(x.shape[depth:-2]), x.shape[-2:], y.shape[-2:]
-        if node.op == "adaptive_avg_pool2d":
-            return "adaptive_avg_pool2d", AdaptivePoolRecord(**base, planes=planes, H=h, W=w, OH=oh, OW=ow)
-        (pt, pb), (pl, pr) = a["padding"]
-        dh, dw = a.get("dilation", (1, 1))
-        return "pool", PoolRecord(**base, planes=planes, H=h, W=w, OH=oh, OW=ow, kh=a["kernel"][0],
-                                  kw=a["kernel"][1], sh=a["stride"][0], sw=a["stride"][1], dh=dh, dw=dw, pt=pt,
-                                  pb=pb, pl=pl, pr=pr, count_include_pad=a.get("count_include_pad", True),
-                                  divisor=a.get("divisor"), nan_ignore=a.get("nan") == "ignore")
-
-    def _softmax(self, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
-        inner = node.inputs[0].shape[depth:]
-        ax = node.attrs["axis"] - depth
-        # nan / masked_rows: the frameworks' special-value rules (sol.ops.reduce); log_softmax
-        # has only the defaults.
-        return node.op, SoftmaxRecord(**base, pre=numel(inner[:ax]), L=inner[ax], post=numel(inner[ax + 1:]),
-                                      nan=node.attrs.get("nan", "row"),
-                                      masked_rows=node.attrs.get("masked_rows", "nan"))
-
-    def _sum(self, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
-        if node.op == "variance":
-            # The reduction's fields plus the centre, shaped like the output (its sub-tensor
-            # lines up with y's); templates without a form of their own take the general loops.
-            rec = self._reduce(node, depth, base, general=True)
-            rec.centre = self._sub_tensor(node.inputs[1], depth)
-            return "variance", rec
-        return "reduce", self._reduce(node, depth, base)
-
-    def _concat(self, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
-        axis = node.attrs["axis"]
-        ax = axis - depth
-        inner_out = node.outputs[0].shape[depth:]
-        parts, offset = [], 0
-        for v in node.inputs:
-            parts.append(ConcatPart(self._sub_tensor(v, depth), v.shape[axis], offset))
-            offset += v.shape[axis]
-        return "concat", ConcatRecord(**base, pre=numel(inner_out[:ax]), post=numel(inner_out[ax + 1:]),
-                                      total=offset, parts=parts)
-
-    def _transpose(self, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
-        inner_in, inner_out = node.inputs[0].shape[depth:], node.outputs[0].shape[depth:]
-        perm = [p - depth for p in node.attrs["perm"][depth:]]
-        in_st = contiguous_strides(inner_in, len(inner_in))
-        out_st = contiguous_strides(inner_out, len(inner_out))
-        return "transpose", CopyRecord(
-            **base, dims=[Dim(e) for e in inner_out], out_offset=linear(out_st),
-            in_offset=linear([in_st[perm[j]] if inner_in[perm[j]] > 1 else 0 for j in range(len(inner_out))]))
-
-    def _slice(self, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
-        # A strided view copied out: the transpose loops with a start offset and step strides.
-        x, a = node.inputs[0], node.attrs
-        inner_out = node.outputs[0].shape[depth:]
-        in_st = contiguous_strides(x.shape, x.type.rank)
-        start, step = [0] * x.type.rank, [1] * x.type.rank
-        for ax, b, st in zip(a["axes"], a["starts"], a["steps"]):
-            start[ax], step[ax] = b, st
-        first = sum(start[d] * in_st[d] for d in range(depth, x.type.rank))
-        out_st = contiguous_strides(inner_out, len(inner_out))
-        if first:
-            base = base.copy()
-            base["x"] = f"({base['x']} + {first})"
-        return "transpose", CopyRecord(
-            **base, dims=[Dim(e) for e in inner_out],
-            out_offset=linear(out_st),
-            in_offset=linear([in_st[depth + j] * step[depth + j] if inner_out[j] > 1 else 0
-                              for j in range(len(inner_out))]))
-
-    def _pad(self, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
-        # Every output element: the input element it came from, or the pad value outside it.
-        inner_in, inner_out = node.inputs[0].shape[depth:], node.outputs[0].shape[depth:]
-        pads = node.attrs["pads"][depth:]
-        in_st = contiguous_strides(inner_in, len(inner_in))
-        out_st = contiguous_strides(inner_out, len(inner_out))
-        in_offset = " + ".join(f"(i{j} - {lo}) * {in_st[j]}" if lo else f"i{j} * {in_st[j]}"
-                               for j, (lo, _) in enumerate(pads) if in_st[j]) or "0"
-        inside = " && ".join(f"i{j} >= {lo} && i{j} < {lo + inner_in[j]}"
-                             for j, (lo, hi) in enumerate(pads) if lo or hi) or "true"
-        return "pad", PadRecord(**base, dims=[Dim(e) for e in inner_out], out_offset=linear(out_st),
-                                in_offset=in_offset, inside=inside, value=repr(float(node.attrs["value"])))
-
+    # --- helpers the op families share ---------------------------------------------------------
     def _reduce(self, node: Node, depth: int, base: BaseFields, general: bool = False) -> ReduceRecord:
         x, y = node.inputs[0], node.outputs[0]
         axes = [ax - depth for ax in node.attrs["axes"]]
@@ -399,20 +317,103 @@ def reduce_runs(shape: tuple[int, ...], axes: list[int], out_numel: int, paralle
                       parallel=parallel, work=numel(shape))
 
 
-# fn(lowering, node, depth, base record fields) -> (op macro name, record)
-OpLowering = Callable[[GroupLowering, Node, int, BaseFields], tuple[str, OpRecord]]
+# --- the loop lowerings of core's I/O-bound ops (each op's OpDef.c_loops names its own) ------------
 
-# The loop lowering of every non-element-wise op a C-family device can fuse: what core generates
-# for any dialect (sol.lowering.cfamily derives a device's fusible ops from it).
-OP_LOWERINGS: dict[str, OpLowering] = {
-    **dict.fromkeys(("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"), GroupLowering._pool),
-    **dict.fromkeys(("softmax", "log_softmax"), GroupLowering._softmax),
-    **dict.fromkeys(("mean", "sum", "variance"), GroupLowering._sum),
-    "concat": GroupLowering._concat,
-    "transpose": GroupLowering._transpose,
-    "slice": GroupLowering._slice,
-    "pad": GroupLowering._pad,
-    **dict.fromkeys(index.OPS, index.lower),
-    **dict.fromkeys(grad.OPS, grad.lower),
-    "resize2d": lambda low, node, depth, base: spatial.lower(node, depth, base),
-}
+
+def pool(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
+    x, y = node.inputs[0], node.outputs[0]
+    a = node.attrs
+    planes, (h, w), (oh, ow) = numel(x.shape[depth:-2]), x.shape[-2:], y.shape[-2:]
+    if node.op == "adaptive_avg_pool2d":
+        return "adaptive_avg_pool2d", AdaptivePoolRecord(**base, planes=planes, H=h, W=w, OH=oh, OW=ow)
+    (pt, pb), (pl, pr) = a["padding"]
+    dh, dw = a.get("dilation", (1, 1))
+    return "pool", PoolRecord(**base, planes=planes, H=h, W=w, OH=oh, OW=ow, kh=a["kernel"][0],
+                              kw=a["kernel"][1], sh=a["stride"][0], sw=a["stride"][1], dh=dh, dw=dw, pt=pt,
+                              pb=pb, pl=pl, pr=pr, count_include_pad=a.get("count_include_pad", True),
+                              divisor=a.get("divisor"), nan_ignore=a.get("nan") == "ignore")
+
+
+def softmax(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
+    inner = node.inputs[0].shape[depth:]
+    ax = node.attrs["axis"] - depth
+    # nan / masked_rows: the frameworks' special-value rules (sol.ops.reduce); log_softmax
+    # has only the defaults.
+    return node.op, SoftmaxRecord(**base, pre=numel(inner[:ax]), L=inner[ax], post=numel(inner[ax + 1:]),
+                                  nan=node.attrs.get("nan", "row"),
+                                  masked_rows=node.attrs.get("masked_rows", "nan"))
+
+
+def reduction(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
+    if node.op == "variance":
+        # The reduction's fields plus the centre, shaped like the output (its sub-tensor
+        # lines up with y's); templates without a form of their own take the general loops.
+        rec = low._reduce(node, depth, base, general=True)
+        rec.centre = low._sub_tensor(node.inputs[1], depth)
+        return "variance", rec
+    return "reduce", low._reduce(node, depth, base)
+
+
+def concat(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
+    axis = node.attrs["axis"]
+    ax = axis - depth
+    inner_out = node.outputs[0].shape[depth:]
+    parts, offset = [], 0
+    for v in node.inputs:
+        parts.append(ConcatPart(low._sub_tensor(v, depth), v.shape[axis], offset))
+        offset += v.shape[axis]
+    return "concat", ConcatRecord(**base, pre=numel(inner_out[:ax]), post=numel(inner_out[ax + 1:]),
+                                  total=offset, parts=parts)
+
+
+def transpose(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
+    inner_in, inner_out = node.inputs[0].shape[depth:], node.outputs[0].shape[depth:]
+    perm = [p - depth for p in node.attrs["perm"][depth:]]
+    in_st = contiguous_strides(inner_in, len(inner_in))
+    out_st = contiguous_strides(inner_out, len(inner_out))
+    return "transpose", CopyRecord(
+        **base, dims=[Dim(e) for e in inner_out], out_offset=linear(out_st),
+        in_offset=linear([in_st[perm[j]] if inner_in[perm[j]] > 1 else 0 for j in range(len(inner_out))]))
+
+
+def slice_(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
+    # A strided view copied out: the transpose loops with a start offset and step strides.
+    x, a = node.inputs[0], node.attrs
+    inner_out = node.outputs[0].shape[depth:]
+    in_st = contiguous_strides(x.shape, x.type.rank)
+    start, step = [0] * x.type.rank, [1] * x.type.rank
+    for ax, b, st in zip(a["axes"], a["starts"], a["steps"]):
+        start[ax], step[ax] = b, st
+    first = sum(start[d] * in_st[d] for d in range(depth, x.type.rank))
+    out_st = contiguous_strides(inner_out, len(inner_out))
+    if first:
+        base = base.copy()
+        base["x"] = f"({base['x']} + {first})"
+    return "transpose", CopyRecord(
+        **base, dims=[Dim(e) for e in inner_out],
+        out_offset=linear(out_st),
+        in_offset=linear([in_st[depth + j] * step[depth + j] if inner_out[j] > 1 else 0
+                          for j in range(len(inner_out))]))
+
+
+def pad(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
+    # Every output element: the input element it came from, or the pad value outside it.
+    inner_in, inner_out = node.inputs[0].shape[depth:], node.outputs[0].shape[depth:]
+    pads = node.attrs["pads"][depth:]
+    in_st = contiguous_strides(inner_in, len(inner_in))
+    out_st = contiguous_strides(inner_out, len(inner_out))
+    in_offset = " + ".join(f"(i{j} - {lo}) * {in_st[j]}" if lo else f"i{j} * {in_st[j]}"
+                           for j, (lo, _) in enumerate(pads) if in_st[j]) or "0"
+    inside = " && ".join(f"i{j} >= {lo} && i{j} < {lo + inner_in[j]}"
+                         for j, (lo, hi) in enumerate(pads) if lo or hi) or "true"
+    return "pad", PadRecord(**base, dims=[Dim(e) for e in inner_out], out_offset=linear(out_st),
+                            in_offset=in_offset, inside=inside, value=repr(float(node.attrs["value"])))
+
+
+# fn(lowering, node, depth, base record fields) -> (op macro name, record)
+OpLowering = CLoopsFn
+
+# The loop lowering of every registered non-element-wise op a C-family device can fuse, by name:
+# a live view of the op table (OpDef.c_loops), plugins' ops included; not a table of its own
+# (sol.lowering.cfamily derives a device's fusible ops from the op table).
+OP_LOWERINGS: Mapping[str, OpLowering] = registry.table("c_loops")

@@ -9,6 +9,8 @@ would let the compiler contract ``scale * (o + 0.5) - 0.5`` into one FMA and rou
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from sol.ir import Node
@@ -16,13 +18,16 @@ from sol.lowering.base import numel
 from sol.lowering.records import BaseFields, Resize2dRecord
 from sol.ops.spatial import resize_tables
 
+if TYPE_CHECKING:
+    from sol.lowering.loops import GroupLowering
+
 
 def _floats(a: np.ndarray) -> list[str]:
     """C float literals; the repr of the float64 holding a float32 parses back to that float32."""
     return [f"{float(v)!r}f" for v in a.astype(np.float32)]
 
 
-def lower(node: Node, depth: int, base: BaseFields) -> tuple[str, Resize2dRecord]:
+def lower(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, Resize2dRecord]:
     x, y = node.inputs[0], node.outputs[0]
     h, w = x.shape[-2:]
     rows, cols = resize_tables(node, (h, w))

@@ -6,10 +6,9 @@ from sol.ops.registry import OpDef
 
 
 def builtin_ops() -> list[OpDef]:
-    from sol.autodiff.rules import attach_builtin_rules
+    """Every builtin op, each defined whole in its family's module (gradient rule, FLOP count and
+    C lowering included), as a plugin's op would be."""
     from sol.ops import elementwise, grad_ops, gradient, index, layout, linalg, recurrent, reduce, spatial, window
 
-    ops = (elementwise.ops() + window.ops() + reduce.ops() + layout.ops() + linalg.ops() + index.ops()
-           + recurrent.ops() + spatial.ops() + gradient.ops())
-    # Every builtin op carries its gradient rule (sol.autodiff.rules), as a plugin's op would.
-    return attach_builtin_rules(ops + grad_ops.ops())
+    return (elementwise.ops() + window.ops() + reduce.ops() + layout.ops() + linalg.ops() + index.ops()
+            + recurrent.ops() + spatial.ops() + gradient.ops() + grad_ops.ops())

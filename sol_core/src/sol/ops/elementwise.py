@@ -11,7 +11,7 @@ import numpy as np
 from sol.errors import SolError
 from sol.ir import DTYPES, Node, TensorType
 from sol.ops._util import broadcast_shape, f64, same_dtype
-from sol.ops.registry import REQUIRED, LayerClass, OpDef
+from sol.ops.registry import REQUIRED, CExprFn, GradientFn, LayerClass, OpDef
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
@@ -20,18 +20,19 @@ def _same(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     return [TensorType(broadcast_shape(*(t.shape for t in types)), same_dtype(types))]
 
 
-def _unary(name: str, fn: Callable[..., np.ndarray], **attrs: Any) -> OpDef:
+def _unary(name: str, fn: Callable[..., np.ndarray], gradient: GradientFn, c_expr: CExprFn, **attrs: Any) -> OpDef:
     def ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
         return [np.asarray(fn(f64(xs[0]), **a)).astype(xs[0].dtype)]
 
-    return OpDef(name, LayerClass.ELEMENTWISE, _same, ref, (1, 1), dict(attrs))
+    return OpDef(name, LayerClass.ELEMENTWISE, _same, ref, (1, 1), dict(attrs), gradient=gradient, c_expr=c_expr)
 
 
-def _binary(name: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], **attrs: Any) -> OpDef:
+def _binary(name: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], gradient: GradientFn, c_expr: CExprFn,
+            **attrs: Any) -> OpDef:
     def ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
         return [np.asarray(fn(f64(xs[0]), f64(xs[1]))).astype(xs[0].dtype)]
 
-    return OpDef(name, LayerClass.ELEMENTWISE, _same, ref, (2, 2), dict(attrs))
+    return OpDef(name, LayerClass.ELEMENTWISE, _same, ref, (2, 2), dict(attrs), gradient=gradient, c_expr=c_expr)
 
 
 # Clamping as the frameworks write it, ``x < lo ? lo : x``: NaN passes through (no comparison
@@ -135,33 +136,41 @@ def _cast_infer(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorTy
 
 
 def ops() -> list[OpDef]:
+    # Gradient rules, C expressions and FLOP counts are imported here, when the registry is
+    # filled, not at import time (sol.ops.registry explains why).
+    from sol import workload
+    from sol.autodiff.rules import elementwise as grad
+    from sol.lowering import elementwise as c
+
     sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
     unary = [
         # nan_grad (gradient only): whether relu's and clamp's gradient passes at NaN inputs
         # ("pass": PyTorch's relu, hardtanh and relu6) or stops there ("stop": TensorFlow's, torch.clamp).
-        _unary("relu", lambda x, nan_grad: _at_least(x, 0.0), nan_grad="stop"),
-        _unary("sigmoid", sig),
-        _unary("tanh", np.tanh),
-        _unary("exp", np.exp),
-        _unary("log", np.log),
-        _unary("sqrt", np.sqrt),
-        _unary("rsqrt", lambda x: 1 / np.sqrt(x)),
-        _unary("neg", np.negative),
-        _unary("abs", np.abs),
-        _unary("silu", lambda x: x * sig(x)),
-        _unary("hardswish", lambda x: x * _relu6(x + 3) / 6),
-        _unary("hardsigmoid", lambda x: _relu6(x + 3) / 6),
-        _unary("erf", _erf),
-        _unary("identity", lambda x: x),
-        _unary("dropout", lambda x, p: x, p=0.5),
-        _unary("leaky_relu", lambda x, alpha: np.where(x >= 0, x, alpha * x), alpha=0.01),
+        _unary("relu", lambda x, nan_grad: _at_least(x, 0.0), grad.relu, c.relu, nan_grad="stop"),
+        _unary("sigmoid", sig, grad.sigmoid, c.sigmoid),
+        _unary("tanh", np.tanh, grad.tanh, c.tanh),
+        _unary("exp", np.exp, grad.exp, c.exp),
+        _unary("log", np.log, grad.log, c.log),
+        _unary("sqrt", np.sqrt, grad.sqrt, c.sqrt),
+        _unary("rsqrt", lambda x: 1 / np.sqrt(x), grad.rsqrt, c.rsqrt),
+        _unary("neg", np.negative, grad.neg, c.neg),
+        _unary("abs", np.abs, grad.abs_, c.abs_),
+        _unary("silu", lambda x: x * sig(x), grad.silu, c.silu),
+        _unary("hardswish", lambda x: x * _relu6(x + 3) / 6, grad.hardswish, c.hardswish),
+        _unary("hardsigmoid", lambda x: _relu6(x + 3) / 6, grad.hardsigmoid, c.hardsigmoid),
+        _unary("erf", _erf, grad.erf, c.erf),
+        _unary("identity", lambda x: x, grad.pass_through, c.same),
+        # dropout's reference is the identity (its training-mode mask is the frontend's: an input).
+        _unary("dropout", lambda x, p: x, grad.pass_through, c.same, p=0.5),
+        _unary("leaky_relu", lambda x, alpha: np.where(x >= 0, x, alpha * x), grad.leaky_relu, c.leaky_relu,
+               alpha=0.01),
         # inf_to_nan: gelu(+inf) is NaN, as PyTorch's (vectorized) CPU kernel computes it; the
         # PyTorch frontend sets it. Mathematically, and in TensorFlow, gelu(+inf) is +inf.
-        _unary("gelu", _gelu, approximate="none", inf_to_nan=False),
+        _unary("gelu", _gelu, grad.gelu, c.gelu, approximate="none", inf_to_nan=False),
         # bounds_grad: the gradient passes at x == min or max ("inclusive": torch.clamp) or not
         # ("exclusive": hardtanh, relu6 and TensorFlow's Relu6). The forward value is the same.
         _unary("clamp", lambda x, min, max, bounds_grad, nan_grad: _clamp(x, min, max),  # noqa: A006
-               min=None, max=None, bounds_grad="inclusive", nan_grad="stop"),
+               grad.clamp, c.clamp, min=None, max=None, bounds_grad="inclusive", nan_grad="stop"),
     ]
     by_name = {o.name: o for o in unary}
     by_name["gelu"].normalize = _check_gelu
@@ -170,22 +179,32 @@ def ops() -> list[OpDef]:
     by_name["relu"].normalize = _nan_grad_attr
     by_name["relu"].gradient_attrs = ("nan_grad",)
     by_name["leaky_relu"].normalize = _float_or_none
+    for moves_only in ("identity", "dropout"):
+        by_name[moves_only].flops = workload.per_output(0)
     binary = [
-        _binary("add", np.add), _binary("sub", np.subtract), _binary("mul", np.multiply),
+        _binary("add", np.add, grad.add, c.add), _binary("sub", np.subtract, grad.sub, c.sub),
+        _binary("mul", np.multiply, grad.mul, c.mul),
         # ties (gradient only): where both operands are equal, "split" shares the gradient evenly
         # (PyTorch's maximum/minimum), "first" gives it all to the first operand (TensorFlow's),
         # "bound" too (torch.clamp's tensor bounds); they differ at NaN (sol.autodiff.rules).
-        _binary("div", np.divide), _binary("maximum", np.maximum, ties="split"),
-        _binary("minimum", np.minimum, ties="split"), _binary("pow", _pow),
+        _binary("div", np.divide, grad.div, c.div),
+        _binary("maximum", np.maximum, grad.maximum, c.maximum, ties="split"),
+        _binary("minimum", np.minimum, grad.minimum, c.minimum, ties="split"),
+        _binary("pow", _pow, grad.pow_, c.pow_),
     ]
     for o in binary:
         if "ties" in o.attrs:
             o.normalize, o.gradient_attrs = _binary_ties, ("ties",)
+    # batch_norm has no C expression (its operands are per-channel vectors, not broadcastable as
+    # they stand): a late pass rewrites what is left of it as element-wise ops
+    # (sol.passes.batchnorm_elementwise), so no device sees it.
     bn = OpDef("batch_norm", LayerClass.ELEMENTWISE, _batch_norm_infer, _batch_norm_ref, (5, 5),
-               {"eps": 1e-5, "axis": 1}, normalize=_bn_normalize,
+               {"eps": 1e-5, "axis": 1}, normalize=_bn_normalize, gradient=grad.batch_norm,
+               flops=workload.per_output(2),  # a scale and a shift
                doc="inference BatchNorm: (x - mean) / sqrt(var + eps) * weight + bias along `axis`")
     cast = OpDef("cast", LayerClass.ELEMENTWISE, _cast_infer,
-                 lambda xs, a: [xs[0].astype(a["dtype"])], (1, 1), {"dtype": REQUIRED})
+                 lambda xs, a: [xs[0].astype(a["dtype"])], (1, 1), {"dtype": REQUIRED}, gradient=grad.cast,
+                 flops=workload.per_output(0), c_expr=c.cast)
     _mark_finite(unary + binary, bn, cast)
     return unary + binary + [bn, cast]
 

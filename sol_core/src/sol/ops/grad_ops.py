@@ -234,36 +234,53 @@ def _scatter_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
 
 
 def ops() -> list[OpDef]:
+    # Gradient rules, C lowerings and FLOP counts are imported here, when the registry is
+    # filled, not at import time (sol.ops.registry explains why).
+    from sol import workload
+    from sol.autodiff.rules import elementwise as ew_grad
+    from sol.autodiff.rules import index as index_grad
+    from sol.autodiff.rules import linalg as linalg_grad
+    from sol.autodiff.rules import window as window_grad
+    from sol.lowering import elementwise as c
+    from sol.lowering import grad as lower
+
     conv_attrs = {"shape": REQUIRED, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}
     out = [
         OpDef("mask_gt", LayerClass.ELEMENTWISE, _mask_infer, _mask(np.greater), (2, 2),
-              doc="1 where a > b else 0 (float): gradient masks"),
+              doc="1 where a > b else 0 (float): gradient masks", gradient=ew_grad.masks, c_expr=c.mask_gt),
         OpDef("mask_ge", LayerClass.ELEMENTWISE, _mask_infer, _mask(np.greater_equal), (2, 2),
-              doc="1 where a >= b else 0 (float): gradient masks"),
+              doc="1 where a >= b else 0 (float): gradient masks", gradient=ew_grad.masks, c_expr=c.mask_ge),
         OpDef("broadcast_to", LayerClass.ELEMENTWISE,
               lambda t, a: [TensorType(a["shape"], t[0].dtype)],
               lambda xs, a: [np.ascontiguousarray(np.broadcast_to(xs[0], a["shape"]))], (1, 1),
               {"shape": REQUIRED}, normalize=_broadcast_normalize,
-              doc="NumPy broadcasting of x to `shape` (the gradient of a reduction)"),
+              doc="NumPy broadcasting of x to `shape` (the gradient of a reduction)", gradient=ew_grad.broadcast_to,
+              flops=workload.per_output(0), c_expr=c.same),
         OpDef("max_pool2d_backward", LayerClass.IO_BOUND, _maxpool_bwd_infer, _maxpool_bwd_ref, (2, 2),
               {"kernel": REQUIRED, "stride": None, "padding": 0, "ceil_mode": False, "dilation": 1},
               normalize=_pool_normalize, core_dims=_core2,
-              doc="gradient of max_pool2d: inputs (x, grad_y), same attributes as the forward op"),
+              doc="gradient of max_pool2d: inputs (x, grad_y), same attributes as the forward op",
+              gradient=window_grad.max_pool2d_backward, c_loops=lower.lower),
         OpDef("max_pool2d_select", LayerClass.IO_BOUND, _maxpool_select_infer, _maxpool_select_ref, (2, 2),
               {"kernel": REQUIRED, "stride": None, "padding": 0, "ceil_mode": False, "dilation": 1},
               normalize=_pool_normalize, core_dims=_core2,
-              doc="inputs (x, t): t at the element max_pool2d picks in each window of x"),
+              doc="inputs (x, t): t at the element max_pool2d picks in each window of x",
+              gradient=window_grad.max_pool2d_select, c_loops=lower.lower),
         OpDef("gather_backward", LayerClass.IO_BOUND, _scatter_infer, _scatter_ref, (2, 2),
               {"axis": REQUIRED, "size": REQUIRED, "wrap": True}, normalize=_scatter_normalize,
               core_dims=lambda n: n.outputs[0].type.rank - n.attrs["axis"] if n.outputs else 1,
               doc="gradient of gather: inputs (indices, grad_y); rows of grad_y added at their indices "
-                  "into zeros with `size` entries along `axis`"),
+                  "into zeros with `size` entries along `axis`", gradient=index_grad.gather_backward,
+              c_loops=lower.lower),
         OpDef("conv2d_backward_data", LayerClass.COMPUTE_BOUND, _bwd_data_infer, _bwd_data_ref, (2, 2),
               dict(conv_attrs), normalize=_conv_bwd_normalize,
-              doc="gradient of conv2d w.r.t. its input: inputs (grad_y, weight), `shape` the input's"),
+              doc="gradient of conv2d w.r.t. its input: inputs (grad_y, weight), `shape` the input's",
+              gradient=linalg_grad.conv2d_backward_data, flops=workload.conv2d_backward_data, c_loops=lower.lower),
         OpDef("conv2d_backward_weight", LayerClass.COMPUTE_BOUND, _bwd_weight_infer, _bwd_weight_ref, (2, 2),
               dict(conv_attrs), normalize=_conv_bwd_normalize,
-              doc="gradient of conv2d w.r.t. its weight: inputs (x, grad_y), `shape` the weight's"),
+              doc="gradient of conv2d w.r.t. its weight: inputs (x, grad_y), `shape` the weight's",
+              gradient=linalg_grad.conv2d_backward_weight, flops=workload.conv2d_backward_weight,
+              c_loops=lower.lower),
     ]
     # Gradients of finite values are finite (sol.passes.finite): sums, products, masks and selections.
     for o in out:

@@ -38,8 +38,12 @@ def _no_gradient(ctx: GradContext, grads: list[Any]) -> list[Any]:
 
 
 def ops() -> list[OpDef]:
+    from sol import workload  # when the registry is filled (sol.ops.registry explains why)
+
     return [
+        # No C expression: removed before planning. 0 FLOPs: it computes nothing.
         OpDef("stop_gradient", LayerClass.ELEMENTWISE, _same, _reference, (1, 1), gradient=_no_gradient,
+              flops=workload.per_output(0),
               doc="the identity forward; no gradient flows through it (detach, no_grad blocks, "
                   "tf.stop_gradient); removed before planning"),
     ]

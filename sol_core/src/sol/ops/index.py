@@ -25,7 +25,7 @@ from sol.errors import SolError
 from sol.ir import Node, TensorType, ValueKind
 from sol.ops._util import axis, broadcast_shape, same_dtype
 from sol.ops.reduce import _axes_normalize, _reduce_core, _reduce_infer
-from sol.ops.registry import REQUIRED, LayerClass, OpDef
+from sol.ops.registry import REQUIRED, CExprFn, LayerClass, OpDef
 
 INDEX_DTYPES = ("int64", "int32", "int8", "uint8")
 
@@ -89,21 +89,26 @@ def _compare_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorTyp
     return [TensorType(broadcast_shape(*(t.shape for t in types)), "bool")]
 
 
-def _compare(name: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> OpDef:
+def _compare(name: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], c_expr: CExprFn) -> OpDef:
+    from sol.autodiff.rules import no_gradient  # boolean results
+
     # Compared in the operands' own dtype (no float64 round trip: int64 ids compare exactly).
     return OpDef(name, LayerClass.ELEMENTWISE, _compare_infer,
                  lambda xs, a: [np.asarray(fn(xs[0], xs[1]), dtype=bool)], (2, 2),
-                 doc=f"a {name} b -> bool, broadcasting; operands of one dtype")
+                 doc=f"a {name} b -> bool, broadcasting; operands of one dtype", gradient=no_gradient, c_expr=c_expr)
 
 
 def _logical_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     return [TensorType(broadcast_shape(*(t.shape for t in types)), "bool")]
 
 
-def _logical(name: str, fn: Callable[..., np.ndarray], arity: int) -> OpDef:
+def _logical(name: str, fn: Callable[..., np.ndarray], arity: int, c_expr: CExprFn) -> OpDef:
+    from sol.autodiff.rules import no_gradient  # boolean results
+
     return OpDef(name, LayerClass.ELEMENTWISE, _logical_infer,
                  lambda xs, a: [np.asarray(fn(*(x.astype(bool) for x in xs)), dtype=bool)], (arity, arity),
-                 doc="operands of any dtype read as truth values (nonzero is true) -> bool")
+                 doc="operands of any dtype read as truth values (nonzero is true) -> bool", gradient=no_gradient,
+                 c_expr=c_expr)
 
 
 def _where_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
@@ -173,6 +178,14 @@ def _arg_core(node: Node) -> int:
 
 
 def ops() -> list[OpDef]:
+    # Gradient rules, C lowerings and FLOP counts are imported here, when the registry is
+    # filled, not at import time (sol.ops.registry explains why).
+    from sol import workload
+    from sol.autodiff.rules import index as grad
+    from sol.autodiff.rules import no_gradient
+    from sol.lowering import elementwise as c
+    from sol.lowering import index as lower
+
     out = [
         OpDef("gather", LayerClass.PARAM_BOUND, _gather_infer, _gather_ref, (2, 2),
               {"axis": 0, "wrap": True, "padding": None},
@@ -180,24 +193,32 @@ def ops() -> list[OpDef]:
               doc="numpy.take(x, indices, axis): embedding lookup; indices in [-n, n) (wrap=True: negative "
                   "ones count from the end) or [0, n) (wrap=False: PyTorch's and TensorFlow's rule); others "
                   "are an error. padding: a row of x whose gradient is zero (PyTorch's padding_idx); "
-                  "the lookup is unaffected"),
-        _compare("eq", np.equal), _compare("ne", np.not_equal), _compare("lt", np.less),
-        _compare("le", np.less_equal), _compare("gt", np.greater), _compare("ge", np.greater_equal),
-        _logical("logical_not", np.logical_not, 1), _logical("logical_and", np.logical_and, 2),
-        _logical("logical_or", np.logical_or, 2),
+                  "the lookup is unaffected", gradient=grad.gather, c_loops=lower.lower),
+        _compare("eq", np.equal, c.eq), _compare("ne", np.not_equal, c.ne), _compare("lt", np.less, c.lt),
+        _compare("le", np.less_equal, c.le), _compare("gt", np.greater, c.gt),
+        _compare("ge", np.greater_equal, c.ge),
+        _logical("logical_not", np.logical_not, 1, c.logical_not),
+        _logical("logical_and", np.logical_and, 2, c.logical_and),
+        _logical("logical_or", np.logical_or, 2, c.logical_or),
         OpDef("where", LayerClass.ELEMENTWISE, _where_infer,
               lambda xs, a: [np.where(xs[0], xs[1], xs[2]).astype(xs[1].dtype)], (3, 3),
-              doc="cond ? a : b, broadcasting all three; masked_fill lowers to it"),
+              doc="cond ? a : b, broadcasting all three; masked_fill lowers to it", gradient=grad.where,
+              c_expr=c.where),
         OpDef("max", LayerClass.IO_BOUND, _select_infer, _select_reduce(np.max), (1, 1),
               {"axes": REQUIRED, "keepdims": False, "ties": "split"}, normalize=_ties_normalize,
-              core_dims=_reduce_core, doc=_TIES, gradient_attrs=("ties",)),
+              core_dims=_reduce_core, doc=_TIES, gradient_attrs=("ties",), gradient=grad.max_or_min,
+              flops=workload.per_input, c_loops=lower.lower),
         OpDef("min", LayerClass.IO_BOUND, _select_infer, _select_reduce(np.min), (1, 1),
               {"axes": REQUIRED, "keepdims": False, "ties": "split"}, normalize=_ties_normalize,
-              core_dims=_reduce_core, doc=_TIES, gradient_attrs=("ties",)),
+              core_dims=_reduce_core, doc=_TIES, gradient_attrs=("ties",), gradient=grad.max_or_min,
+              flops=workload.per_input, c_loops=lower.lower),
+        # Integer results: no gradient.
         OpDef("argmax", LayerClass.IO_BOUND, _arg_infer, _arg_ref(np.argmax), (1, 1),
-              {"axis": REQUIRED, "keepdims": False}, normalize=_arg_normalize, core_dims=_arg_core),
+              {"axis": REQUIRED, "keepdims": False}, normalize=_arg_normalize, core_dims=_arg_core,
+              gradient=no_gradient, flops=workload.per_input, c_loops=lower.lower),
         OpDef("argmin", LayerClass.IO_BOUND, _arg_infer, _arg_ref(np.argmin), (1, 1),
-              {"axis": REQUIRED, "keepdims": False}, normalize=_arg_normalize, core_dims=_arg_core),
+              {"axis": REQUIRED, "keepdims": False}, normalize=_arg_normalize, core_dims=_arg_core,
+              gradient=no_gradient, flops=workload.per_input, c_loops=lower.lower),
     ]
     # Selections, comparisons and lookups make no NaN or infinity of their own (sol.passes.finite).
     for o in out:

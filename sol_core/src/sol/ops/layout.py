@@ -99,27 +99,37 @@ def _slice_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
 
 
 def ops() -> list[OpDef]:
+    # Gradient rules and loop lowerings are imported here, when the registry is
+    # filled, not at import time (sol.ops.registry explains why).
+    from sol.autodiff.rules import layout as grad
+    from sol.lowering import loops
+
+    # Data movement: 0 FLOPs (the default of every layer class but element-wise).
     out = [
         OpDef("concat", LayerClass.IO_BOUND, _concat_infer,
               lambda xs, a: [np.concatenate(xs, axis=a["axis"])], (1, 1 << 16), {"axis": REQUIRED},
               normalize=lambda at, t: {"axis": axis(int(at["axis"]), t[0].rank)},
-              core_dims=lambda n: n.outputs[0].type.rank - n.attrs["axis"]),
+              core_dims=lambda n: n.outputs[0].type.rank - n.attrs["axis"], gradient=grad.concat,
+              c_loops=loops.concat),
         OpDef("transpose", LayerClass.IO_BOUND,
               lambda t, a: [TensorType(tuple(t[0].shape[p] for p in a["perm"]), t[0].dtype)],
               lambda xs, a: [np.ascontiguousarray(np.transpose(xs[0], a["perm"]))], (1, 1),
-              {"perm": REQUIRED}, normalize=_transpose_normalize, core_dims=_transpose_core),
+              {"perm": REQUIRED}, normalize=_transpose_normalize, core_dims=_transpose_core,
+              gradient=grad.transpose, c_loops=loops.transpose),
         OpDef("pad", LayerClass.IO_BOUND,
               lambda t, a: [TensorType(tuple(d + lo + hi for d, (lo, hi) in zip(t[0].shape, a["pads"])), t[0].dtype)],
               lambda xs, a: [np.pad(xs[0], a["pads"], constant_values=a["value"])], (1, 1),
               {"pads": REQUIRED, "value": 0.0}, normalize=_pad_normalize, core_dims=_pad_core,
+              gradient=grad.pad, c_loops=loops.pad,
               doc="constant padding: pads is one (before, after) pair per axis"),
         OpDef("slice", LayerClass.IO_BOUND, _slice_infer, _slice_ref, (1, 1),
               {"axes": REQUIRED, "starts": REQUIRED, "stops": REQUIRED, "steps": None},
               normalize=_slice_normalize, core_dims=lambda n: n.inputs[0].type.rank - min(n.attrs["axes"]),
+              gradient=grad.slice_, c_loops=loops.slice_,
               doc="x[start:stop:step] along each of axes (Python slice rules)"),
         OpDef("reshape", LayerClass.SHAPE, lambda t, a: [TensorType(a["shape"], t[0].dtype)],
               lambda xs, a: [xs[0].reshape(a["shape"])], (1, 1), {"shape": REQUIRED},
-              normalize=_reshape_normalize),
+              normalize=_reshape_normalize, gradient=grad.reshape),  # an alias of its input: no code
     ]
     # Moving values makes none (sol.passes.finite); pad adds its value.
     for o in out:

@@ -103,12 +103,21 @@ def _matmul_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType
 
 
 def ops() -> list[OpDef]:
+    # Gradient rules and FLOP counts are imported here, when the registry is
+    # filled, not at import time (sol.ops.registry explains why).
+    from sol import workload
+    from sol.autodiff.rules import linalg as grad
+
+    # No generated C lowering (c_loops None): a device's library backend claims these.
     out = [
         OpDef("conv2d", LayerClass.COMPUTE_BOUND, _conv_infer, _conv_ref, (2, 3),
-              {"stride": 1, "padding": 0, "dilation": 1, "groups": 1}, normalize=_conv_normalize),
-        OpDef("dense", LayerClass.PARAM_BOUND, _dense_infer, _dense_ref, (2, 3)),
+              {"stride": 1, "padding": 0, "dilation": 1, "groups": 1}, normalize=_conv_normalize,
+              gradient=grad.conv2d, flops=workload.conv2d),
+        OpDef("dense", LayerClass.PARAM_BOUND, _dense_infer, _dense_ref, (2, 3), gradient=grad.dense,
+              flops=workload.dense),
         OpDef("matmul", LayerClass.COMPUTE_BOUND, _matmul_infer,
-              lambda xs, a: [np.matmul(f64(xs[0]), f64(xs[1])).astype(xs[0].dtype)], (2, 2)),
+              lambda xs, a: [np.matmul(f64(xs[0]), f64(xs[1])).astype(xs[0].dtype)], (2, 2), gradient=grad.matmul,
+              flops=workload.matmul),
     ]
     # Sums of products of finite values are finite, overflow aside (sol.passes.finite).
     for o in out:

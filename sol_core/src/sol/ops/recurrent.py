@@ -179,17 +179,28 @@ def _normalize(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]
 
 
 def ops() -> list[OpDef]:
+    # Gradient rules and FLOP counts are imported here, when the registry is
+    # filled, not at import time (sol.ops.registry explains why).
+    from sol import workload
+    from sol.autodiff.rules import recurrent as grad
+
+    # No C lowering on the OpDef: the recurrences run as RECURRENT groups in a device's own
+    # templates (Dialect.recurrent_ops), lstm/gru are split into an input GEMM and those first.
     oc = LayerClass.ORDER_CONSTRAINED
     out = [
         OpDef("lstm", oc, _full_infer("lstm"), _lstm_ref, (5, 7), {"reverse": False}, normalize=_normalize,
+              gradient=grad.lstm, flops=workload.lstm,
               doc="one LSTM layer, one direction: (x, h0, c0, w_ih, w_hh[, b_ih, b_hh]) -> (y, h_n, c_n)"),
         OpDef("gru", oc, _full_infer("gru"), _gru_ref, (4, 6), {"reverse": False}, normalize=_normalize,
+              gradient=grad.gru, flops=workload.gru,
               doc="one GRU layer, one direction: (x, h0, w_ih, w_hh[, b_ih, b_hh]) -> (y, h_n)"),
         OpDef("lstm_recurrence", oc, _recurrence_infer("lstm_recurrence"), _lstm_recurrence_ref, (4, 5),
-              {"reverse": False}, normalize=_normalize,
+              {"reverse": False}, normalize=_normalize, gradient=grad.lstm_recurrence,
+              flops=workload.lstm_recurrence,
               doc="LSTM over projected gates: (gx, h0, c0, w_hh[, b_hh]) -> (y, h_n, c_n)"),
         OpDef("gru_recurrence", oc, _recurrence_infer("gru_recurrence"), _gru_recurrence_ref, (3, 4),
-              {"reverse": False}, normalize=_normalize,
+              {"reverse": False}, normalize=_normalize, gradient=grad.gru_recurrence,
+              flops=workload.gru_recurrence,
               doc="GRU over projected gates: (gx, h0, w_hh[, b_hh]) -> (y, h_n)"),
     ]
     # sigmoid and tanh gates keep the state finite (sol.passes.finite).

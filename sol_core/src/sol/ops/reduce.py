@@ -111,21 +111,31 @@ def _variance_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
 
 
 def ops() -> list[OpDef]:
+    # Gradient rules, loop lowerings and FLOP counts are imported here, when the registry is
+    # filled, not at import time (sol.ops.registry explains why).
+    from sol import workload
+    from sol.autodiff.rules import reduce as grad
+    from sol.lowering import loops
+
     out = [
         OpDef("softmax", LayerClass.IO_BOUND, lambda t, a: [t[0]], _softmax_ref(False), (1, 1),
               {"axis": REQUIRED, "nan": "row", "masked_rows": "nan"}, normalize=_softmax_normalize,
-              core_dims=_softmax_core),
+              core_dims=_softmax_core, gradient=grad.softmax, flops=workload.softmax, c_loops=loops.softmax),
         OpDef("log_softmax", LayerClass.IO_BOUND, lambda t, a: [t[0]], _softmax_ref(True), (1, 1),
-              {"axis": REQUIRED}, normalize=_axis_normalize, core_dims=_softmax_core),
+              {"axis": REQUIRED}, normalize=_axis_normalize, core_dims=_softmax_core,
+              gradient=grad.log_softmax, flops=workload.softmax, c_loops=loops.softmax),
         OpDef("mean", LayerClass.IO_BOUND, _reduce_infer, _reduce_ref(np.mean), (1, 1),
-              {"axes": REQUIRED, "keepdims": False}, normalize=_axes_normalize, core_dims=_reduce_core),
+              {"axes": REQUIRED, "keepdims": False}, normalize=_axes_normalize, core_dims=_reduce_core,
+              gradient=grad.sum_or_mean, flops=workload.per_input, c_loops=loops.reduction),
         OpDef("sum", LayerClass.IO_BOUND, _reduce_infer, _reduce_ref(np.sum), (1, 1),
-              {"axes": REQUIRED, "keepdims": False}, normalize=_axes_normalize, core_dims=_reduce_core),
+              {"axes": REQUIRED, "keepdims": False}, normalize=_axes_normalize, core_dims=_reduce_core,
+              gradient=grad.sum_or_mean, flops=workload.per_input, c_loops=loops.reduction),
         # mean((x - centre)^2) over axes: BatchNorm's batch variance about the batch mean in one
         # pass that writes nothing but the result (as sub, mul, mean it wrote and read back the
         # full-size deviations and their squares).
         OpDef("variance", LayerClass.IO_BOUND, _variance_infer, _variance_ref, (2, 2),
-              {"axes": REQUIRED, "keepdims": False}, normalize=_axes_normalize, core_dims=_reduce_core),
+              {"axes": REQUIRED, "keepdims": False}, normalize=_axes_normalize, core_dims=_reduce_core,
+              gradient=grad.variance, flops=workload.variance, c_loops=loops.reduction),
     ]
     # softmax subtracts the row's maximum (exp <= 1, sum >= 1); a mean or variance over no element
     # is 0/0 (sol.passes.finite).

@@ -1,16 +1,29 @@
-"""The op registry: what every operation in sol's IR means.
+"""The op registry: what every operation in sol's IR means, in one table.
 
-Each :class:`OpDef` carries the op's shape/dtype rule, its layer class (the seed's five classes,
-which drive the planner), its NumPy reference implementation (the ground truth for tests and
-``sol.debug.compare``) and, for I/O-bound ops, how many trailing dimensions it works across (the
-rest are independent loops the planner may share with neighbouring ops: depth-first fusion).
-Plugins add ops through the ``sol_register_ops`` hook with the same :class:`OpDef`.
+Each :class:`OpDef` carries everything core knows about an op: its shape/dtype rule, its layer
+class (the seed's five classes, which drive the planner), its NumPy reference implementation (the
+ground truth for tests and ``sol.debug.compare``), for I/O-bound ops how many trailing dimensions
+it works across (the rest are independent loops the planner may share with neighbouring ops:
+depth-first fusion), its gradient rule (:mod:`sol.autodiff`), its FLOP count
+(:mod:`sol.workload`) and its C-family lowering (:mod:`sol.lowering`: an element-wise expression
+rule or a loop lowering). Nothing about an op lives in a table keyed by its name elsewhere: the
+views :data:`sol.lowering.ELEMENTWISE` and :data:`sol.lowering.OP_LOWERINGS` are read from here
+(:meth:`OpRegistry.table`). Plugins add ops through the ``sol_register_ops`` hook with the same
+:class:`OpDef` and the same fields.
+
+Import order (why no cycle): this module imports nothing of autodiff, lowering or workload at
+run time (their callables' types are named under ``TYPE_CHECKING``). Core's op modules
+(:mod:`sol.ops.elementwise`, ...) import the rule, lowering and counting modules they reference
+*inside* their ``ops()`` function, which runs once, when the registry is filled on first use: those
+modules use the op modules' helpers (``sol.ops.spatial.resize_tables``, ``sol.ops.window``'s
+window bounds) and the planner's types, so importing them at the op modules' import time would
+be a cycle. Building the table late keeps every module importable on its own.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +34,9 @@ from sol.roles import NameClaims
 
 if TYPE_CHECKING:
     from sol.ir import Node, TensorType
+    from sol.lowering.cfamily import Dialect
+    from sol.lowering.loops import GroupLowering
+    from sol.lowering.records import BaseFields, OpRecord
 
 
 class LayerClass(enum.Enum):
@@ -39,6 +55,15 @@ ReferenceFn = Callable[[list[np.ndarray], dict[str, Any]], list[np.ndarray]]
 CoreDimsFn = Callable[["Node"], int]
 # (builder, forward node, output gradients) -> input gradients; see sol.autodiff.rules.
 GradientFn = Callable[..., list[Any]]
+# node -> floating-point operations (sol.workload states the counting conventions).
+FlopsFn = Callable[["Node"], float]
+# (dialect, operand expressions, C type of the result, lowering attributes) -> C expression of
+# one element of an element-wise op (sol.lowering.elementwise; also sol.lowering.OpRule).
+CExprFn = Callable[["Dialect", list[str], str, dict[str, Any]], str]
+# (group lowering, node, depth, base record fields) -> (op macro name, typed record): the loop
+# lowering of a non-element-wise op inside a fused group (sol.lowering.loops; also
+# sol.lowering.OpLowering).
+CLoopsFn = Callable[["GroupLowering", "Node", int, "BaseFields"], "tuple[str, OpRecord]"]
 
 
 @dataclass
@@ -50,6 +75,18 @@ class OpDef:
     ``core_dims`` (I/O-bound ops) returns how many trailing dims of the output one instance
     spans: a pooling op spans H and W (2), softmax over axis a of a rank-r tensor spans r - a.
     ``gradient`` is the op's gradient rule (:mod:`sol.autodiff.rules` documents the contract).
+
+    What each field's ``None`` means (the op's definition says it, nowhere else does):
+
+    - ``gradient=None``: no gradient rule; differentiating through the op is an error naming it
+      (an op whose outputs take no gradient, comparisons say, gives
+      :func:`sol.autodiff.rules.no_gradient` instead);
+    - ``flops=None``: counted by its layer class, 1 FLOP per output element for an element-wise
+      op and 0 for any other (:mod:`sol.workload`);
+    - ``c_expr=None`` (element-wise ops) / ``c_loops=None`` (the others): no generated C-family
+      lowering; the op runs only where a library backend claims it (or a device's own
+      ``Dialect.op_overrides`` spells it). An element-wise op takes no ``c_loops`` and any
+      other op no ``c_expr`` (:meth:`OpRegistry.register` refuses the mix).
     """
 
     name: str
@@ -74,6 +111,23 @@ class OpDef:
     # passes at the bounds, which PyTorch's hardtanh and clamp answer differently). Devices never
     # see them: the forward computation is the same either way (lowering_attrs drops them).
     gradient_attrs: tuple[str, ...] = ()
+    # FLOPs of one node (sol.workload); None: by layer class (see above).
+    flops: FlopsFn | None = None
+    # C-family code (sol.lowering): an element-wise op's expression rule, written once for every
+    # dialect, or another op's loop lowering into a typed record for the device's op macro.
+    c_expr: CExprFn | None = None
+    c_loops: CLoopsFn | None = None
+
+    def check(self) -> None:
+        """Refuse a definition whose lowering does not fit its layer class: the planner puts an
+        element-wise op into pointwise stages (an expression) and every other op into op stages
+        (a loop lowering), so the other field would never be read."""
+        elementwise = self.layer_class is LayerClass.ELEMENTWISE
+        if elementwise and self.c_loops is not None:
+            raise SolError(f"op {self.name!r} is element-wise: give it a C expression (c_expr), not c_loops")
+        if not elementwise and self.c_expr is not None:
+            raise SolError(f"op {self.name!r} is {self.layer_class.value}: give it a loop lowering (c_loops), "
+                           f"not c_expr (an expression is for element-wise ops)")
 
     def normalize_attrs(self, attrs: dict[str, Any], in_types: list[TensorType]) -> dict[str, Any]:
         unknown = set(attrs) - set(self.attrs)
@@ -111,6 +165,7 @@ class OpRegistry:
         self.current_plugin = "?"
 
     def register(self, opdef: OpDef) -> OpDef:
+        opdef.check()
         self.claims.claim(opdef.name, self.current_plugin)
         self._ops[opdef.name] = opdef
         return opdef
@@ -140,6 +195,12 @@ class OpRegistry:
         _ensure_loaded()
         return sorted(self._ops)
 
+    def table(self, field_name: str) -> Mapping[str, Any]:
+        """A live, read-only view ``op name -> OpDef.<field_name>`` over the registered ops that
+        have one (not None): what used to be side tables keyed by op name
+        (:data:`sol.lowering.ELEMENTWISE`, :data:`sol.lowering.OP_LOWERINGS`) are these views."""
+        return OpFieldView(self, field_name)
+
     def layer_class(self, node: Node) -> LayerClass:
         return self.get(node.op, node).layer_class
 
@@ -149,6 +210,34 @@ class OpRegistry:
     def lowering_attrs(self, node: Node) -> dict[str, Any]:
         """The attributes a device's templates take for ``node``: all but the gradient-only ones."""
         return lowering_attrs(self.get(node.op, node), node.attrs)
+
+
+class OpFieldView(Mapping[str, Any]):
+    """See :meth:`OpRegistry.table`. Read on every access, so ops a plugin registers later (and
+    ops a withdrawn plugin took back) show as they are."""
+
+    def __init__(self, ops: OpRegistry, field_name: str) -> None:
+        if field_name not in OpDef.__dataclass_fields__:
+            raise SolError(f"OpDef has no field {field_name!r}")
+        self._ops, self._field = ops, field_name
+
+    def __getitem__(self, name: str) -> Any:
+        value = getattr(self._ops.get(name), self._field) if name in self._ops else None
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._ops and getattr(self._ops.get(name), self._field) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([n for n in self._ops.names() if getattr(self._ops.get(n), self._field) is not None])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"<op registry view: {self._field} of {len(self)} ops>"
 
 
 def lowering_attrs(opdef: OpDef, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -139,14 +139,23 @@ def _adaptive_normalize(attrs: dict[str, Any], types: list[TensorType]) -> dict[
 
 
 def ops() -> list[OpDef]:
+    # Gradient rules, loop lowerings and FLOP counts are imported here, when the registry is
+    # filled, not at import time (sol.ops.registry explains why).
+    from sol import workload
+    from sol.autodiff.rules import window as grad
+    from sol.lowering import loops
+
     pool = {"kernel": REQUIRED, "stride": None, "padding": 0, "ceil_mode": False}
     out = [
         OpDef("max_pool2d", LayerClass.IO_BOUND, _pool_infer, _max_ref, (1, 1),
-              {**pool, "dilation": 1, "nan": "propagate"}, normalize=_normalize, core_dims=_core2),
+              {**pool, "dilation": 1, "nan": "propagate"}, normalize=_normalize, core_dims=_core2,
+              gradient=grad.max_pool2d, flops=workload.window, c_loops=loops.pool),
         OpDef("avg_pool2d", LayerClass.IO_BOUND, _pool_infer, _avg_ref, (1, 1),
-              {**pool, "count_include_pad": True, "divisor": None}, normalize=_normalize, core_dims=_core2),
+              {**pool, "count_include_pad": True, "divisor": None}, normalize=_normalize, core_dims=_core2,
+              gradient=grad.avg_pool2d, flops=workload.window, c_loops=loops.pool),
         OpDef("adaptive_avg_pool2d", LayerClass.IO_BOUND, _adaptive_infer, _adaptive_ref, (1, 1),
-              {"output_size": REQUIRED}, normalize=_adaptive_normalize, core_dims=_core2),
+              {"output_size": REQUIRED}, normalize=_adaptive_normalize, core_dims=_core2,
+              gradient=grad.adaptive_avg_pool2d, flops=workload.per_input, c_loops=loops.pool),
     ]
     # Every window holds part of the input (pool_out); an average divides by its count or a
     # divisor, which must not be 0 (sol.passes.finite).

@@ -1,6 +1,7 @@
 """Gradient rules of core's builtin ops, one module per op family as in :mod:`sol.ops`
 (elementwise, reduce, layout, window, linalg, index, recurrent; the backward-only ops of
-:mod:`sol.ops.grad_ops` beside the ops they differentiate).
+:mod:`sol.ops.grad_ops` beside the ops they differentiate). Each op's
+:class:`~sol.ops.registry.OpDef` names its rule (``gradient=``); nothing here is keyed by op name.
 
 A rule is ``rule(ctx, grads) -> list[Value | None]`` (see :class:`sol.autodiff.GradContext`):
 ``grads[k]`` is the gradient of output k (or None), the result one gradient per input (None for
@@ -15,44 +16,12 @@ gradients match its framework's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from sol.autodiff.builder import GradContext
 from sol.ir import Value
-from sol.ops.registry import GradientFn, OpDef
 
 Grads = list[Value | None]
-RULES: dict[str, GradientFn] = {}
-
-
-def rule(*names: str) -> Callable[[GradientFn], GradientFn]:
-    def register(fn: GradientFn) -> GradientFn:
-        for n in names:
-            RULES[n] = fn
-        return fn
-
-    return register
-
-
-def attach_builtin_rules(ops: list[OpDef]) -> list[OpDef]:
-    """Give each builtin op its rule (ops that already carry one keep it)."""
-    for op in ops:
-        if op.gradient is None:
-            op.gradient = RULES.get(op.name)
-    return ops
 
 
 def no_gradient(ctx: GradContext, grads: Grads) -> Grads:
     """For ops whose outputs are not differentiable (integer or boolean results, selections)."""
     return [None] * len(ctx.node.inputs)
-
-
-def _register_families() -> None:
-    """Import the rule modules: each registers its rules into RULES with @rule."""
-    from sol.autodiff.rules import elementwise, index, layout, linalg, recurrent, reduce, window  # noqa: F401
-
-    RULES.update(lstm=recurrent.lstm, gru=recurrent.gru, lstm_recurrence=recurrent.lstm_recurrence,
-                 gru_recurrence=recurrent.gru_recurrence)
-
-
-_register_families()

@@ -7,7 +7,6 @@ import math
 from collections.abc import Callable
 
 from sol.autodiff.builder import GradContext
-from sol.autodiff.rules import RULES, rule
 from sol.autodiff.rules._common import Grads, _compare_k, _k, _selected, _stopped
 from sol.ir import Node, Value
 from sol.ops.registry import GradientFn
@@ -25,14 +24,12 @@ def _unary(fn: Callable[[GradContext, Value], Value]) -> GradientFn:
     return grad
 
 
-@rule("identity", "dropout")
-def _pass_through(ctx: GradContext, grads: Grads) -> Grads:
+def pass_through(ctx: GradContext, grads: Grads) -> Grads:
     # dropout's reference is the identity (its training-mode mask is the frontend's: an input).
     return [grads[0]]
 
 
-@rule("neg")
-def _neg(ctx: GradContext, grads: Grads) -> Grads:
+def neg(ctx: GradContext, grads: Grads) -> Grads:
     assert grads[0] is not None
     return [ctx.op("neg", grads[0])]
 
@@ -101,10 +98,12 @@ def _gelu(ctx: GradContext, g: Value) -> Value:
     return ctx.op("add", cdf, ctx.op("mul", x, pdf))
 
 
-for _name, _fn in {"sigmoid": _sigmoid, "tanh": _tanh, "log": _log, "sqrt": _sqrt, "rsqrt": _rsqrt, "abs": _abs,
-                   "silu": _silu, "erf": _erf, "leaky_relu": _leaky_relu, "gelu": _gelu,
-                   "exp": lambda ctx, g: ctx.y()}.items():
-    RULES[_name] = _unary(_fn)
+def _exp(ctx: GradContext, g: Value) -> Value:
+    return ctx.y()
+
+
+sigmoid, tanh, log, sqrt, rsqrt, abs_, silu, erf, leaky_relu, gelu, exp = (
+    _unary(fn) for fn in (_sigmoid, _tanh, _log, _sqrt, _rsqrt, _abs, _silu, _erf, _leaky_relu, _gelu, _exp))
 
 
 # Piecewise ops whose gradient is zero on some pieces: PyTorch *selects* there (``where(inside,
@@ -112,8 +111,7 @@ for _name, _fn in {"sigmoid": _sigmoid, "tanh": _tanh, "log": _log, "sqrt": _sqr
 # mask would pass NaN (0 * inf) on; the rules select too.
 
 
-@rule("relu")
-def _relu(ctx: GradContext, grads: Grads) -> Grads:
+def relu(ctx: GradContext, grads: Grads) -> Grads:
     g = grads[0]  # the gradient where x > 0; at NaN, PyTorch passes it (x <= 0 stops), TensorFlow does not
     assert g is not None
     if ctx.attrs["nan_grad"] == "pass":
@@ -121,8 +119,7 @@ def _relu(ctx: GradContext, grads: Grads) -> Grads:
     return _selected(ctx, _compare_k(ctx, "gt", 0.0), g)
 
 
-@rule("clamp")
-def _clamp(ctx: GradContext, grads: Grads) -> Grads:
+def clamp(ctx: GradContext, grads: Grads) -> Grads:
     """torch.clamp and tf.clip_by_value pass the gradient where min <= x <= max, TF's Relu6 where
     min < x < max (NaN stops in all three); hardtanh and relu6 stop it where x <= min or x >= max
     (NaN passes)."""
@@ -142,16 +139,14 @@ def _clamp(ctx: GradContext, grads: Grads) -> Grads:
     return _selected(ctx, masks[0] if len(masks) == 1 else ctx.op("logical_and", *masks), g)
 
 
-@rule("hardsigmoid")
-def _hardsigmoid(ctx: GradContext, grads: Grads) -> Grads:
+def hardsigmoid(ctx: GradContext, grads: Grads) -> Grads:
     g = grads[0]  # PyTorch: 1/6 strictly inside (-3, 3)
     assert g is not None
     inside = ctx.op("logical_and", _compare_k(ctx, "gt", -3.0), _compare_k(ctx, "lt", 3.0))
     return _selected(ctx, inside, ctx.op("mul", g, _k(ctx, 1.0 / 6.0)))
 
 
-@rule("hardswish")
-def _hardswish(ctx: GradContext, grads: Grads) -> Grads:
+def hardswish(ctx: GradContext, grads: Grads) -> Grads:
     g = grads[0]  # PyTorch: 0 up to -3 (x <= -3), x / 3 + 1/2 inside (-3, 3), g from 3 on and at NaN
     assert g is not None
     x = ctx.x(0)
@@ -160,8 +155,7 @@ def _hardswish(ctx: GradContext, grads: Grads) -> Grads:
     return _stopped(ctx, _compare_k(ctx, "le", -3.0), middle)
 
 
-@rule("cast")
-def _cast(ctx: GradContext, grads: Grads) -> Grads:
+def cast(ctx: GradContext, grads: Grads) -> Grads:
     g = grads[0]
     assert g is not None
     src = ctx.in_type(0).dtype
@@ -260,24 +254,20 @@ def _pow(ctx: GradContext, g: Value) -> tuple[Value | None, Value | None]:
     return ga, gb
 
 
-for _name, _bfn in {"add": _add, "sub": _sub, "mul": _mul, "div": _div, "maximum": _maximum,
-                    "minimum": _minimum, "pow": _pow}.items():
-    RULES[_name] = _binary(_bfn)
+add, sub, mul, div, maximum, minimum, pow_ = (
+    _binary(fn) for fn in (_add, _sub, _mul, _div, _maximum, _minimum, _pow))
 
 
-@rule("mask_gt", "mask_ge")
-def _masks(ctx: GradContext, grads: Grads) -> Grads:
+def masks(ctx: GradContext, grads: Grads) -> Grads:
     return [None, None]  # piecewise constant: zero almost everywhere
 
 
-@rule("broadcast_to")
-def _broadcast_to(ctx: GradContext, grads: Grads) -> Grads:
+def broadcast_to(ctx: GradContext, grads: Grads) -> Grads:
     assert grads[0] is not None
     return [ctx.reduce_to(grads[0], ctx.in_type(0).shape)]
 
 
-@rule("batch_norm")
-def _batch_norm(ctx: GradContext, grads: Grads) -> Grads:
+def batch_norm(ctx: GradContext, grads: Grads) -> Grads:
     """Inference formula y = (x - mean) * r * w + b with r = 1/sqrt(var + eps), per channel."""
     g = grads[0]
     assert g is not None

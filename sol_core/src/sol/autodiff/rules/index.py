@@ -5,18 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from sol.autodiff.builder import GradContext
-from sol.autodiff.rules import RULES, no_gradient, rule
 from sol.autodiff.rules._common import Grads
 from sol.ir import Value
 
 # --- index and selection ops (ops/index.py) ------------------------------------------------------
 
-for _name in ("eq", "ne", "lt", "le", "gt", "ge", "logical_not", "logical_and", "logical_or", "argmax", "argmin"):
-    RULES[_name] = no_gradient  # boolean or integer results
+# Comparisons, logical ops and argmax/argmin give boolean or integer results: their OpDefs take
+# sol.autodiff.rules.no_gradient.
 
 
-@rule("where")
-def _where(ctx: GradContext, grads: Grads) -> Grads:
+def where(ctx: GradContext, grads: Grads) -> Grads:
     g = grads[0]
     assert g is not None
     cond, zero = ctx.x(0), ctx.const(0.0, g)
@@ -25,8 +23,7 @@ def _where(ctx: GradContext, grads: Grads) -> Grads:
             ctx.reduce_to(ctx.op("where", cond, zero, g), ctx.in_type(2).shape) if ctx.need[2] else None]
 
 
-@rule("max", "min")
-def _select(ctx: GradContext, grads: Grads) -> Grads:
+def max_or_min(ctx: GradContext, grads: Grads) -> Grads:
     """``ties="split"`` (PyTorch's amax/amin): the gradient is shared evenly by the elements
     equal to the result. ``ties="first"`` (PyTorch's ``max(x, dim)``): it goes to the element
     argmax/argmin names (the first of them, or the first NaN), selected, as eager does."""
@@ -50,8 +47,7 @@ def _select(ctx: GradContext, grads: Grads) -> Grads:
     return [ctx.op("mul", hit, ctx.op("div", g, count))]
 
 
-@rule("gather")
-def _gather(ctx: GradContext, grads: Grads) -> Grads:
+def gather(ctx: GradContext, grads: Grads) -> Grads:
     g = grads[0]
     assert g is not None
     a = ctx.attrs
@@ -74,8 +70,7 @@ def _without_padding_rows(ctx: GradContext, g: Value, row: int, size: int) -> Va
     return ctx.op("where", keep, g, ctx.const(0.0, g))
 
 
-@rule("gather_backward")
-def _gather_bwd(ctx: GradContext, grads: Grads) -> Grads:
+def gather_backward(ctx: GradContext, grads: Grads) -> Grads:
     g = grads[0]
     assert g is not None  # linear in the gradient rows: reading them back is a gather
     return [None, ctx.op("gather", g, ctx.x(0), axis=ctx.attrs["axis"], wrap=ctx.attrs["wrap"])]

@@ -5,28 +5,24 @@ from __future__ import annotations
 import numpy as np
 
 from sol.autodiff.builder import GradContext
-from sol.autodiff.rules import rule
 from sol.autodiff.rules._common import Grads
 
 # --- data movement ------------------------------------------------------------------------------
 
 
-@rule("reshape")
-def _reshape(ctx: GradContext, grads: Grads) -> Grads:
+def reshape(ctx: GradContext, grads: Grads) -> Grads:
     assert grads[0] is not None
     return [ctx.op("reshape", grads[0], shape=ctx.in_type(0).shape)]
 
 
-@rule("transpose")
-def _transpose(ctx: GradContext, grads: Grads) -> Grads:
+def transpose(ctx: GradContext, grads: Grads) -> Grads:
     assert grads[0] is not None
     perm = ctx.attrs["perm"]
     inverse = tuple(int(i) for i in np.argsort(perm))
     return [ctx.op("transpose", grads[0], perm=inverse)]
 
 
-@rule("concat")
-def _concat(ctx: GradContext, grads: Grads) -> Grads:
+def concat(ctx: GradContext, grads: Grads) -> Grads:
     g = grads[0]
     assert g is not None
     axis = ctx.attrs["axis"]
@@ -39,8 +35,7 @@ def _concat(ctx: GradContext, grads: Grads) -> Grads:
     return out
 
 
-@rule("pad")
-def _pad(ctx: GradContext, grads: Grads) -> Grads:
+def pad(ctx: GradContext, grads: Grads) -> Grads:
     g = grads[0]
     assert g is not None
     shape = ctx.in_type(0).shape
@@ -52,8 +47,7 @@ def _pad(ctx: GradContext, grads: Grads) -> Grads:
                    stops=tuple(pads[a][0] + shape[a] for a in axes))]
 
 
-@rule("slice")
-def _slice(ctx: GradContext, grads: Grads) -> Grads:
+def slice_(ctx: GradContext, grads: Grads) -> Grads:
     """Zeros around the gradient: a pad per axis; a step s > 1 first interleaves s - 1 zeros
     after each element (reshape to (..., n, 1, ...), pad the new axis to s, reshape back)."""
     g = grads[0]

@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 
 from sol.autodiff.builder import GradContext
-from sol.autodiff.rules import rule
 from sol.autodiff.rules._common import Grads
 from sol.ir import Value
 
@@ -18,8 +17,7 @@ def _conv_attrs(a: dict[str, Any]) -> dict[str, Any]:
     return {"stride": a["stride"], "padding": a["padding"], "dilation": a["dilation"], "groups": a["groups"]}
 
 
-@rule("conv2d")
-def _conv2d(ctx: GradContext, grads: Grads) -> Grads:
+def conv2d(ctx: GradContext, grads: Grads) -> Grads:
     g = grads[0]
     assert g is not None
     a = _conv_attrs(ctx.attrs)
@@ -33,8 +31,7 @@ def _conv2d(ctx: GradContext, grads: Grads) -> Grads:
     return out
 
 
-@rule("conv2d_backward_data")
-def _conv_bwd_data(ctx: GradContext, grads: Grads) -> Grads:
+def conv2d_backward_data(ctx: GradContext, grads: Grads) -> Grads:
     """Linear in both inputs: dgy is a convolution of the gradient, dw a weight gradient."""
     g = grads[0]
     assert g is not None
@@ -47,8 +44,7 @@ def _conv_bwd_data(ctx: GradContext, grads: Grads) -> Grads:
     return out
 
 
-@rule("conv2d_backward_weight")
-def _conv_bwd_weight(ctx: GradContext, grads: Grads) -> Grads:
+def conv2d_backward_weight(ctx: GradContext, grads: Grads) -> Grads:
     g = grads[0]
     assert g is not None
     a = _conv_attrs(ctx.attrs)
@@ -72,8 +68,7 @@ def _t(ctx: GradContext, v: Value) -> Value:
     return ctx.op("transpose", v, perm=perm)
 
 
-@rule("dense")
-def _dense(ctx: GradContext, grads: Grads) -> Grads:
+def dense(ctx: GradContext, grads: Grads) -> Grads:
     """y = x W^T + b: dx = g W, dW = g^T x (batch folded into rows), db = sum of g's rows."""
     g = grads[0]
     assert g is not None
@@ -89,8 +84,7 @@ def _dense(ctx: GradContext, grads: Grads) -> Grads:
     return out
 
 
-@rule("matmul")
-def _matmul(ctx: GradContext, grads: Grads) -> Grads:
+def matmul(ctx: GradContext, grads: Grads) -> Grads:
     g = grads[0]
     assert g is not None
     out: Grads = [None, None]

@@ -5,14 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from sol.autodiff.builder import GradContext
-from sol.autodiff.rules import rule
 from sol.autodiff.rules._common import Grads
 
 # --- reductions, normalizations -----------------------------------------------------------------
 
 
-@rule("sum", "mean")
-def _reduce(ctx: GradContext, grads: Grads) -> Grads:
+def sum_or_mean(ctx: GradContext, grads: Grads) -> Grads:
     g = grads[0]
     assert g is not None
     shape = ctx.in_type(0).shape
@@ -24,8 +22,7 @@ def _reduce(ctx: GradContext, grads: Grads) -> Grads:
     return [out]
 
 
-@rule("variance")
-def _variance(ctx: GradContext, grads: Grads) -> Grads:
+def variance(ctx: GradContext, grads: Grads) -> Grads:
     """v = mean((x - c)^2): dx = g * 2 (x - c) / N, dc = -sum(dx) over the reduced axes."""
     g = grads[0]
     assert g is not None
@@ -41,8 +38,7 @@ def _variance(ctx: GradContext, grads: Grads) -> Grads:
     return out
 
 
-@rule("softmax")
-def _softmax(ctx: GradContext, grads: Grads) -> Grads:
+def softmax(ctx: GradContext, grads: Grads) -> Grads:
     g = grads[0]
     assert g is not None
     y = ctx.y()  # dx = y (g - sum(g y))
@@ -50,8 +46,7 @@ def _softmax(ctx: GradContext, grads: Grads) -> Grads:
     return [ctx.op("mul", y, ctx.op("sub", g, s))]
 
 
-@rule("log_softmax")
-def _log_softmax(ctx: GradContext, grads: Grads) -> Grads:
+def log_softmax(ctx: GradContext, grads: Grads) -> Grads:
     g = grads[0]
     assert g is not None
     s = ctx.op("sum", g, axes=(ctx.attrs["axis"],), keepdims=True)  # dx = g - softmax(x) sum(g)

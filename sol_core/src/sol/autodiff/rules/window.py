@@ -7,15 +7,13 @@ from typing import Any
 import numpy as np
 
 from sol.autodiff.builder import GradContext
-from sol.autodiff.rules import rule
 from sol.autodiff.rules._common import Grads, _pool_attrs
 from sol.ops.window import adaptive_bounds
 
 # --- windows --------------------------------------------------------------------------------
 
 
-@rule("max_pool2d")
-def _max_pool(ctx: GradContext, grads: Grads) -> Grads:
+def max_pool2d(ctx: GradContext, grads: Grads) -> Grads:
     assert grads[0] is not None
     a = ctx.attrs
     return [ctx.op("max_pool2d_backward", ctx.x(0), grads[0], **_pool_attrs(a))]
@@ -36,8 +34,7 @@ def avg_pool_counts(a: dict[str, Any], h: int, w: int, oh: int, ow: int) -> np.n
     return np.outer(extent(h, oh, kh, sh, pt, pb), extent(w, ow, kw, sw, pl, pr)).astype(np.float64)
 
 
-@rule("avg_pool2d")
-def _avg_pool(ctx: GradContext, grads: Grads) -> Grads:
+def avg_pool2d(ctx: GradContext, grads: Grads) -> Grads:
     """Each output gradient, divided by its window's divisor, spreads evenly over its window: the
     input gradient of a depthwise convolution with an all-ones kernel (a library primitive)."""
     g = grads[0]
@@ -68,8 +65,7 @@ def _window_matrix(size: int, out: int) -> np.ndarray:
     return m
 
 
-@rule("adaptive_avg_pool2d")
-def _adaptive_avg_pool(ctx: GradContext, grads: Grads) -> Grads:
+def adaptive_avg_pool2d(ctx: GradContext, grads: Grads) -> Grads:
     """y = A x B^T per plane (A, B average the windows), so dx = A^T g B: two matrix products
     with constant matrices; global pooling is a plain broadcast."""
     g = grads[0]
@@ -84,8 +80,7 @@ def _adaptive_avg_pool(ctx: GradContext, grads: Grads) -> Grads:
 
 
 
-@rule("max_pool2d_backward")
-def _max_pool_bwd(ctx: GradContext, grads: Grads) -> Grads:
+def max_pool2d_backward(ctx: GradContext, grads: Grads) -> Grads:
     """Piecewise constant in x; linear in the output gradient, and its transpose reads the
     incoming gradient back at the chosen positions."""
     g = grads[0]
@@ -93,8 +88,7 @@ def _max_pool_bwd(ctx: GradContext, grads: Grads) -> Grads:
     return [None, ctx.op("max_pool2d_select", ctx.x(0), g, **_pool_attrs(ctx.attrs))]
 
 
-@rule("max_pool2d_select")
-def _max_pool_select(ctx: GradContext, grads: Grads) -> Grads:
+def max_pool2d_select(ctx: GradContext, grads: Grads) -> Grads:
     g = grads[0]
     assert g is not None
     return [None, ctx.op("max_pool2d_backward", ctx.x(0), g, **_pool_attrs(ctx.attrs))]
