@@ -223,3 +223,13 @@ def test_sol_demo_command_runs_the_packaged_demo(tmp_path: Path) -> None:
                          capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
     assert out.returncode == 0, out.stdout + out.stderr
     assert "correctness:           OK (within 1e-3)" in out.stdout
+
+
+def test_every_engine_gets_one_thread_per_physical_core_as_sols_cpu_device() -> None:
+    """The harness counts cores with core's sol.host (it used to import the x86 plugin's copy and
+    count logical CPUs when that plugin was missing)."""
+    import sol.host
+    from sol_benchmarks import harness
+
+    assert harness.physical_cores is sol.host.physical_cores
+    assert harness.machine_info(1)["physical_cores"] == sol.host.physical_cores()

@@ -7,6 +7,7 @@ compile through the public API and compare with PyTorch eager.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import warnings
@@ -192,3 +193,44 @@ def test_a_model_sol_can_compile_nothing_of_still_runs(device: str) -> None:
     with pytest.warns(SolFallbackWarning, match=r"2 operation\(s\) of Fn.*\(0 parts\)"):
         fast = sol.optimize(model, x, device=device)
     _same(fast(x), model(x), rtol=1e-4)
+    assert repr(fast).startswith("SolModule(Fn on "), "a partitioned program shows as a compiled one"
+
+
+def test_a_model_pytorch_trains_entirely_compiles_nothing(device: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training with an op sol cannot convert: PyTorch trains the whole model (gradients through a
+    partly compiled model are not supported), so nothing is compiled, for the example's shapes or
+    for new ones (TensorFlow's behaviour too); eager's outputs and gradients, one warning."""
+    import sol.api
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("PyTorch trains this model: nothing to compile")
+
+    class Cumulative(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cumsum(self.fc(x), dim=1)
+
+    monkeypatch.setattr(sol.api, "compile_graph", refuse)
+    torch.manual_seed(0)
+    model = Cumulative().train()
+    eager = copy.deepcopy(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fast = sol.optimize(model, torch.randn(2, 4), device=device)
+        for batch in (2, 5):  # 5: a new shape, a training variant of its own
+            x = torch.randn(batch, 4)
+            got, want = fast(x), eager(x)
+            _same(got, want, rtol=1e-6)
+            (got * got).sum().backward()
+            (want * want).sum().backward()
+    fell = [w for w in caught if issubclass(w.category, SolFallbackWarning)]
+    assert len(fell) == 1 and "PyTorch trains the whole model" in str(fell[0].message), [str(w.message) for w in fell]
+    for p, q in zip(model.parameters(), eager.parameters()):
+        assert p.grad is not None and q.grad is not None
+        _same(p.grad, q.grad, rtol=1e-6)
+    variants = list(fast._train_variants.values())
+    assert len(variants) == 2 and all(v.programs == [] and v.fallen for v in variants)
+    assert repr(fast).startswith("SolModule(Cumulative on ")

@@ -1,4 +1,4 @@
-"""Index and selection ATen operations (sol_pytorch/aten_index.py) against PyTorch eager: embedding
+"""Index and selection ATen operations (sol_pytorch/aten/index.py) against PyTorch eager: embedding
 and index_select (gather), comparisons, logical ops, where / masked_fill, max/min/argmax/argmin,
 dtype conversions, integer and bool graph inputs.
 

@@ -1,4 +1,4 @@
-"""Token-model ops in the TensorFlow frontend (sol_tensorflow/ops_index.py) against TensorFlow:
+"""Token-model ops in the TensorFlow frontend (sol_tensorflow/ops/index.py) against TensorFlow:
 Keras ``Embedding`` (GatherV2) with int32 and int64 ids, ``tf.nn.embedding_lookup`` on a
 variable (ResourceGather), comparisons, logical ops, Select/SelectV2, ArgMax/ArgMin, Max/Min."""
 

@@ -1,4 +1,4 @@
-"""Keras layers beyond the first slice (sol_tensorflow.ops_more): transposed convolutions,
+"""Keras layers beyond the first slice (sol_tensorflow.ops: spatial, layout, elementwise): transposed convolutions,
 up-sampling and resizing, ELU/SELU/softsign; each against TensorFlow (rtol 1e-4), compiled whole."""
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from sol.plugin_api import physical_cores  # every engine's default thread count, as sol's CPU device's pool
 from sol.roofline import cpu_model
 from sol_benchmarks import engines
 from sol_benchmarks.ceilings import thread_env
@@ -100,17 +101,6 @@ class BenchResult:
     ceilings: dict[str, Any] | None
     started: str
     seconds: float = 0.0
-
-
-def physical_cores() -> int:
-    """The thread count every engine gets by default: one per physical core (sol's x86 device
-    sizes its own pool the same way)."""
-    try:
-        from sol_x86.device import physical_cores as cores
-
-        return cores()
-    except ImportError:
-        return os.cpu_count() or 1
 
 
 def _version(dist: str) -> str:

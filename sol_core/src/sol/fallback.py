@@ -338,6 +338,10 @@ class PartitionedProgram:
         return [p for s, p in zip(self.partition.sol_steps, self.sol_programs) if s.compiled]
 
     @property
+    def input_names(self) -> list[str]:
+        return [v.name for v in self.graph.inputs]
+
+    @property
     def input_types(self) -> list[TensorType]:
         return [v.type for v in self.graph.inputs]
 

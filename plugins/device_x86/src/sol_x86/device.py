@@ -8,27 +8,12 @@ from pathlib import Path
 
 from sol.errors import SolError
 from sol.planner.plan import Plan
+from sol.plugin_api import physical_cores
 from sol.program import Program
 from sol.roles import Availability, Compiler, Device, DeviceCapabilities, Source
 from sol_x86 import compiler as cc
 from sol_x86 import render, runtime
 from sol_x86.libraries import OneDNNBackend, find_onednn
-
-
-def physical_cores() -> int:
-    """Cores, not hyper-threads: two threads per core only fight over the same FPUs."""
-    try:
-        seen = set()
-        for block in Path("/proc/cpuinfo").read_text().split("\n\n"):
-            fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
-            fields = {k.strip(): v.strip() for k, v in fields.items()}
-            if "core id" in fields:
-                seen.add((fields.get("physical id", "0"), fields["core id"]))
-        if seen:
-            return len(seen)
-    except OSError:
-        pass
-    return os.cpu_count() or 1
 
 
 class X86Device(Device):

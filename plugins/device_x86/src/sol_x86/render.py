@@ -12,6 +12,7 @@ from sol.ir import Node, Value
 from sol.lowering import CRenderer, Dialect, OuterLoop
 from sol.passes.finite import premise_of
 from sol.planner.plan import Group, GroupKind, Plan, Storage
+from sol.plugin_api import physical_cores
 from sol.roles import Source
 from sol_x86 import recurrent
 from sol_x86.libraries import PostOp, epilogue, find_onednn, finite_premise, library_dims
@@ -309,8 +310,6 @@ def assign_parts(groups: list[dict[str, Any]]) -> int:
     and return the number of parts: one for a network whose generated loops are small, else one
     per physical core, filled largest group first into the lightest part (part 0 also compiles
     sol_create / sol_forward and the library glue, counted as its starting load)."""
-    from sol_x86.device import physical_cores  # the device module imports this one
-
     fused = [g for g in groups if g["kind"] == "fused"]
     sizes = {g["id"]: _lines(g) for g in fused}
     total = sum(sizes.values())

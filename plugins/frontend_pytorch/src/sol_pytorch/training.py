@@ -27,7 +27,7 @@ Gradient stops are core's ``stop_gradient`` (:mod:`sol.ops.gradient`): ``x.detac
 ``torch.inference_mode()``. ``nn.Embedding(padding_idx=...)`` is a gather whose gradient skips
 that row; ``scale_grad_by_freq`` and ``sparse`` embeddings are refused (PyTorch trains them).
 
-Training-mode semantics (see :mod:`sol_pytorch.aten_training`): BatchNorm normalizes with batch
+Training-mode semantics (see :mod:`sol_pytorch.aten.training`): BatchNorm normalizes with batch
 statistics and the new running statistics (and ``num_batches_tracked``) are outputs of the
 forward program, written into the model's buffers after each call (InstanceNorm's with
 ``track_running_stats`` too, which ``torch.export`` does not record: :meth:`TrainingImporter._instance_norm`);
@@ -38,7 +38,9 @@ Tracing (``torch.export``) neither moves the RNG nor touches the real buffers; a
 keyed on the argument signature, the modes of all submodules and which parameters and inputs
 require grad, so switching any of them compiles (once) rather than computing the wrong thing.
 A model sol cannot compile completely trains in eager PyTorch (one warning; ``fallback=False``
-raises instead): gradients through a partly compiled model are not supported.
+raises instead): gradients through a partly compiled model are not supported. Its graph is then
+one framework node standing for the whole model (:func:`_eager_graph`), so core compiles nothing
+for it (:func:`sol.fallback.compile_partitioned` of a graph without sol nodes).
 """
 
 from __future__ import annotations
@@ -60,11 +62,12 @@ from torch.utils import _pytree as pytree
 from sol.autodiff import Differentiated, TrainingProgram, differentiate
 from sol.autodiff.differentiate import SavedSource
 from sol.errors import UnsupportedOpError
+from sol.fallback import PartitionedProgram, compile_partitioned, is_partitioned, mark
 from sol.ir import Graph, Value
 from sol.program import Program
 from sol_pytorch import fallback, locations
 from sol_pytorch.aten import Unsupported, tensor_type
-from sol_pytorch.aten_training import CUMULATIVE_MOMENTUM, RANDOM_KEY, RandomInput, instance_norm_training
+from sol_pytorch.aten.training import CUMULATIVE_MOMENTUM, RANDOM_KEY, RandomInput, instance_norm_training
 from sol_pytorch.guard import TRACE_LOCK, tracing_copy
 from sol_pytorch.importer import (
     LAYOUT_KEY,
@@ -146,7 +149,7 @@ def _is_scalar(v: Any) -> bool:
 def _tracing(model: torch.nn.Module) -> Iterator[None]:
     """Trace without side effects on the user's RNG, and with ``momentum=None`` BatchNorms
     made traceable (their factor is computed in Python from a buffer; see
-    :data:`~sol_pytorch.aten_training.CUMULATIVE_MOMENTUM`)."""
+    :data:`~sol_pytorch.aten.training.CUMULATIVE_MOMENTUM`)."""
     cumulative = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
                   and m.training and m.track_running_stats and m.momentum is None]
     for m in cumulative:
@@ -427,7 +430,9 @@ def import_training(model: torch.nn.Module, example_inputs: Sequence[Any], optio
 
 def _eager_graph(importer: TrainingImporter, key: TrainingKey, options: dict[str, Any],
                  warned: set[str] | None) -> Graph:
-    """PyTorch runs the whole model: the graph compiled is empty."""
+    """PyTorch trains the whole model: a graph of one framework node (no values in or out),
+    which core cuts into no sol part, so nothing is compiled (an empty graph would still be a
+    compile, and a program that does nothing)."""
     lines = importer.problem_lines()
     new = [line for line in lines if line not in (warned if warned is not None else ())]
     if new:
@@ -437,6 +442,7 @@ def _eager_graph(importer: TrainingImporter, key: TrainingKey, options: dict[str
                       f"PyTorch trains the whole model (gradients through a partly compiled model are not "
                       f"supported):\n" + "\n".join(lines), fallback.SolFallbackWarning, stacklevel=user_stacklevel())
     graph = Graph(name=f"{importer.graph.name}_eager")
+    mark(graph, None, [], [], label="PyTorch trains the whole model")
     graph.meta.update({KEY: key[0], OPTIONS: dict(options)})
     graph.meta[TRAIN_KEY] = TrainingImport(key, [], OutputLayout(None, ()), 0, [], fallen=lines)
     return graph
@@ -448,18 +454,21 @@ def _eager_graph(importer: TrainingImporter, key: TrainingKey, options: dict[str
 class TrainingVariant:
     """One compiled training variant: called with the forward arguments (validated)."""
 
-    def __init__(self, model: torch.nn.Module, info: TrainingImport, forward: Program,
+    def __init__(self, model: torch.nn.Module, info: TrainingImport, forward: Program | PartitionedProgram,
                  backward: Program | None) -> None:
         self.model = model
         self.info = info
         self.key = info.key
-        self.program = forward
+        self.program = forward  # partitioned (with no compiled part) where PyTorch trains the whole model
         self.training_program = (TrainingProgram(info.diff, forward, backward)
-                                 if info.diff is not None and backward is not None else None)
+                                 if info.diff is not None and backward is not None and isinstance(forward, Program)
+                                 else None)
         self._wrt = set(info.diff.wrt_inputs) if info.diff is not None else set()
 
     @property
     def programs(self) -> list[Program]:
+        if isinstance(self.program, PartitionedProgram):
+            return self.program.programs  # none: PyTorch trains the whole model
         tp = self.training_program
         return [self.program] if tp is None else [tp.forward_program, tp.backward_program]
 
@@ -471,6 +480,7 @@ class TrainingVariant:
         info = self.info
         if info.fallen:
             return self.model(*values)
+        assert isinstance(self.program, Program)  # a partitioned one only where the model fell back
         args = [v for v in values if isinstance(v, torch.Tensor)]
         tensors = []
         for _, src in info.feeds:  # masks are drawn in graph order: eager's order
@@ -551,7 +561,7 @@ def _saved_kind(source: SavedSource, num_outputs: int) -> str:
     return "output" if source.index < num_outputs else "extra"
 
 
-def make_variant(program: Program, graph: Graph, model: torch.nn.Module) -> TrainingVariant:
+def make_variant(program: Program | PartitionedProgram, graph: Graph, model: torch.nn.Module) -> TrainingVariant:
     """The training variant for ``program`` (compiled from ``graph`` as :func:`import_training`
     made it); the backward is compiled here, for the same device."""
     from sol.api import compile_graph
@@ -570,4 +580,6 @@ def compile_variant(model: torch.nn.Module, values: Sequence[Any], device: str |
     from sol.api import compile_graph
 
     graph = import_training(model, values, options, warned)
+    if is_partitioned(graph):  # PyTorch trains the whole model: nothing to compile
+        return make_variant(compile_partitioned(graph, device, training=True, options=options), graph, model)
     return make_variant(compile_graph(graph, device, training=True, options=options), graph, model)

@@ -12,7 +12,7 @@ from typing import Any
 __all__ = ["optimize", "SolKerasModel", "supported_ops"]
 
 # supported_ops from the module that imports every converter module (each registers its ops)
-_LAZY = {"SolKerasModel": "sol_tensorflow.wrapper", "supported_ops": "sol_tensorflow.ops_more"}
+_LAZY = {"SolKerasModel": "sol_tensorflow.wrapper", "supported_ops": "sol_tensorflow.ops"}
 
 
 def optimize(model: Any, *example_inputs: Any, **options: Any) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from sol.ir import Value
-from sol_pytorch.aten import Args, Emitter, Unsupported, _slice, converts
+from sol_pytorch.aten.base import Args, Emitter, Unsupported, _slice, converts
 
 
 def _weights(op: str, a: Args, layers: int, directions: int) -> list[list[Value]]:

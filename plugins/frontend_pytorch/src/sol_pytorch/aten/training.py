@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from sol.ir import TensorType, Value
-from sol_pytorch.aten import Args, Emitter, Unsupported, _batch_norm, _tensor, converts
+from sol_pytorch.aten.base import CONVERTERS, Args, Emitter, Unsupported, _batch_norm, _tensor, converts
 
 RANDOM_KEY = "pytorch.random_inputs"
 """``Graph.meta`` key: the list of :class:`RandomInput` a training import fills."""
@@ -225,8 +225,6 @@ def instance_norm_training(em: Emitter, a: Args, running_mean: Value, running_va
     buffers become the mean over the batch of those copies:
     ``(1 - m) * running + m * mean_over_batch(statistic)``. ``running_mean``/``running_var``:
     the buffers' current values (a module called twice in one forward reads its first update)."""
-    from sol_pytorch.aten import CONVERTERS
-
     x = _tensor(a, "input")
     if x.type.rank < 3 or not x.dtype.startswith("float"):
         raise Unsupported(f"instance_norm with running statistics of a {x.type}")

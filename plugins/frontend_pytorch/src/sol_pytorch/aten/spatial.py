@@ -1,7 +1,6 @@
-"""ATen converters for decoder-style image models (U-Net and friends): transposed convolution,
-upsampling (nearest, nearest-exact, bilinear) and group / instance normalization.
-
-Registered into :data:`sol_pytorch.aten.CONVERTERS` when :mod:`sol_pytorch.aten` is imported.
+"""ATen converters for decoder-style image models (U-Net and friends): transposed convolution and
+upsampling (nearest, nearest-exact, bilinear), as core's :mod:`sol.ops.spatial`. Group and
+instance normalization are in :mod:`sol_pytorch.aten.reduce`.
 """
 
 from __future__ import annotations
@@ -9,10 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from sol.ir import Value
-from sol_pytorch.aten import Args, Emitter, Unsupported, _batch_norm, _tensor, converts
+from sol_pytorch.aten.base import Args, Emitter, Unsupported, _tensor, converts
 
 # --- transposed convolution -------------------------------------------------------------------
 
@@ -97,54 +94,3 @@ def _upsample_bilinear_vec(em: Emitter, a: Args) -> Value:
 @converts("aten.upsample_bilinear2d.default")
 def _upsample_bilinear(em: Emitter, a: Args) -> Value:
     return _resize(em, _tensor(a, "self"), "bilinear", a["align_corners"], (a.get("scales_h"), a.get("scales_w")))
-
-
-# --- group and instance normalization ---------------------------------------------------------
-
-
-def group_norm(em: Emitter, x: Value, groups: int, weight: Any, bias: Any, eps: float) -> Value:
-    """(x - mean) * rsqrt(var + eps) per (sample, group), then the per-channel affine.
-
-    A decomposition into mean / sub / mul / rsqrt / add rather than a core op: computed in the
-    (N, G, C/G, H*W) view, every step (statistics and affine) shares the outer (N, G) loops, so
-    the planner fuses the whole normalization into one depth-first loop nest whose per-group
-    slice stays in scratch memory, on every device, without a template of its own. The affine
-    parameters are reshaped to (G, C/G, 1) so that they broadcast in that same view."""
-    if x.type.rank < 2:
-        raise Unsupported(f"group_norm of a rank-{x.type.rank} tensor")
-    n, c = x.shape[:2]
-    if groups < 1 or c % groups:
-        raise Unsupported(f"group_norm with {groups} groups of {c} channels")
-    cg, dt = c // groups, x.dtype
-    hw = int(np.prod(x.shape[2:], dtype=np.int64))
-    v = em.reshape(x, (n, groups, cg, hw))
-    mean = em.emit("mean", [v], axes=(2, 3), keepdims=True)
-    d = em.emit("sub", [v, mean])
-    var = em.emit("mean", [em.emit("mul", [d, d])], axes=(2, 3), keepdims=True)
-    y = em.emit("mul", [d, em.emit("rsqrt", [em.emit("add", [var, em.const(eps, dt)])])])
-    if weight is not None:
-        y = em.emit("mul", [y, em.reshape(em.operand(weight, dt), (groups, cg, 1))])
-    if bias is not None:
-        y = em.emit("add", [y, em.reshape(em.operand(bias, dt), (groups, cg, 1))])
-    return em.reshape(y, x.shape)
-
-
-@converts("aten.group_norm.default")
-def _group_norm(em: Emitter, a: Args) -> Value:
-    return group_norm(em, _tensor(a, "input"), int(a["num_groups"]), a["weight"], a["bias"], float(a["eps"]))
-
-
-@converts("aten.native_group_norm.default")
-def _native_group_norm(em: Emitter, a: Args) -> tuple[Value, None, None]:
-    y = group_norm(em, _tensor(a, "input"), int(a["group"]), a["weight"], a["bias"], float(a["eps"]))
-    return y, None, None  # saved mean / rstd: training only
-
-
-@converts("aten.instance_norm.default")
-def _instance_norm(em: Emitter, a: Args) -> Value:
-    """Per-sample statistics: group_norm with one group per channel; with tracked running
-    statistics in eval mode (use_input_stats=False) it is a batch_norm."""
-    x = _tensor(a, "input")
-    if a["use_input_stats"]:
-        return group_norm(em, x, x.shape[1], a["weight"], a["bias"], float(a["eps"]))
-    return _batch_norm(em, x, a["weight"], a["bias"], a["running_mean"], a["running_var"], a["eps"])

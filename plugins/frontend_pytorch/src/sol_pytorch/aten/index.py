@@ -1,7 +1,6 @@
 """ATen converters for token models: embedding lookups, comparisons and masks, selecting
-reductions. Registered into :data:`sol_pytorch.aten.CONVERTERS` on import (aten.py imports this
-module last), in the same style: one small converter per overload, result types from the node's
-fake tensor.
+reductions, in the style of every family: one small converter per overload, result types from
+the node's fake tensor.
 """
 
 from __future__ import annotations
@@ -11,7 +10,8 @@ from typing import Any
 import torch
 
 from sol.ir import Value
-from sol_pytorch.aten import Args, Emitter, Unsupported, _tensor, converts, dtype_name
+from sol_pytorch.aten.base import Args, Emitter, Unsupported, _tensor, converts, dtype_name
+from sol_pytorch.aten.training import RANDOM_KEY
 
 # --- gather ------------------------------------------------------------------------------------
 
@@ -32,8 +32,6 @@ def _embedding(em: Emitter, a: Args) -> Value:
 
 def training_import(em: Emitter) -> bool:
     """Whether ``em`` builds a graph sol will differentiate (a training import)."""
-    from sol_pytorch.aten_training import RANDOM_KEY
-
     return RANDOM_KEY in em.graph.meta
 
 

@@ -1,92 +1,23 @@
-"""More TensorFlow op converters (registered into :data:`sol_tensorflow.ops.CONVERTERS` on import):
-what Keras' transposed convolutions, up-sampling and resizing layers and a few activations lower
-to. Same contract as :mod:`sol_tensorflow.ops`; the importer checks each result's shape against
-TensorFlow's.
-"""
+"""Spatial TensorFlow converters, as core's :mod:`sol.ops.spatial`: transposed convolution
+(``Conv2DBackpropInput``: Keras' Conv2DTranspose and Conv1DTranspose) and image resizing
+(``ResizeBilinear``, ``ResizeNearestNeighbor``: Keras' Resizing and bilinear UpSampling2D)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sol.ir import Value
-from sol_tensorflow.ops import (
+from sol_tensorflow.ops.base import (
     NCHW,
     Context,
     Result,
     Unsupported,
     _check_nhwc,
-    _elementwise,
     _hw,
     attr,
     converts,
     dtype_name,
     same_padding,
-    supported_ops,
 )
-
-__all__ = ["supported_ops"]  # with this module's converters registered
-
-# --- activations written with sol's element-wise ops --------------------------------------------
-
-
-def _elu_tail(ctx: Context, x: Value) -> Value:
-    """exp(min(x, 0)) - 1: ELU's negative branch, 0 for x >= 0 (and no overflow for large x)."""
-    zero, one = ctx.const(0.0, x.dtype), ctx.const(1.0, x.dtype)
-    return ctx.emit("sub", [ctx.emit("exp", [ctx.emit("minimum", [x, zero], ties="first")]), one])
-
-
-def _negative_branch(ctx: Context, x: Value, negative: Value, positive: Value) -> Value:
-    """``where(x < 0, negative, positive)``: TensorFlow's EluGrad/SeluGrad take the positive
-    branch's gradient at 0 and at NaN, which selecting gives (a sum of pieces would not)."""
-    return ctx.emit("where", [ctx.emit("lt", [x, ctx.const(0.0, x.dtype)]), negative, positive])
-
-
-@converts("Elu")
-def _elu(ctx: Context, op: Any) -> list[Result]:
-    return _elementwise(ctx, op, lambda xs: _negative_branch(ctx, xs[0], _elu_tail(ctx, xs[0]), xs[0]))
-
-
-# TensorFlow's SELU constants (tf.nn.selu; Klambauer et al.)
-_SELU_ALPHA = 1.6732632423543772848170429916717
-_SELU_SCALE = 1.0507009873554804934193349852946
-
-
-@converts("Selu")
-def _selu(ctx: Context, op: Any) -> list[Result]:
-    def build(xs: list[Value]) -> Value:
-        x = xs[0]
-        pos = ctx.emit("mul", [x, ctx.const(_SELU_SCALE, x.dtype)])
-        neg = ctx.emit("mul", [_elu_tail(ctx, x), ctx.const(_SELU_SCALE * _SELU_ALPHA, x.dtype)])
-        return _negative_branch(ctx, x, neg, pos)
-
-    return _elementwise(ctx, op, build)
-
-
-@converts("Softsign")
-def _softsign(ctx: Context, op: Any) -> list[Result]:
-    def build(xs: list[Value]) -> Value:
-        x = xs[0]
-        return ctx.emit("div", [x, ctx.emit("add", [ctx.const(1.0, x.dtype), ctx.emit("abs", [x])])])
-
-    return _elementwise(ctx, op, build)
-
-
-# --- tiling (Keras' nearest UpSampling2D repeats rows and columns with Tile) -------------------
-
-
-@converts("Tile")
-def _tile(ctx: Context, op: Any) -> list[Result]:
-    """Each axis repeated ``m`` times is the concatenation of ``m`` copies along it."""
-    x, multiples_t = op.inputs
-    multiples = [int(m) for m in ctx.need_static(multiples_t, "tile multiples")]
-    v = ctx.tf(x)
-    for axis, m in enumerate(multiples):
-        if m == 0:
-            raise Unsupported("tiling to an empty tensor")
-        if m > 1:
-            v = ctx.emit("concat", [v] * m, axis=axis)
-    return [v]
-
 
 # --- resizing ---------------------------------------------------------------------------------
 

@@ -1,7 +1,6 @@
 """TensorFlow converters for token models: gathers (Keras ``Embedding``, ``tf.gather``),
 comparisons, logical ops, ``Select``/``SelectV2`` (``tf.where``), ArgMax/ArgMin and general
-Min. Registered into :data:`sol_tensorflow.ops.CONVERTERS` on import (ops.py imports this module
-last), in the same style.
+Max and Min (the selecting reductions, as core's :mod:`sol.ops.index`).
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from sol.ir import Value
-from sol_tensorflow.ops import Context, Result, Unsupported, _layout_of, _wrap, attr, converts, dtype_name
+from sol_tensorflow.ops.base import NCHW, Context, Result, Unsupported, _layout_of, _wrap, attr, converts, dtype_name
 
 # --- gather ------------------------------------------------------------------------------------
 
@@ -81,7 +80,7 @@ def _select(ctx: Context, op: Any) -> list[Result]:
     return [_wrap(ctx.emit("where", [cond, x, y]), nchw)]
 
 
-# --- argmax / argmin, min --------------------------------------------------------------------------
+# --- argmax / argmin, max, min -------------------------------------------------------------------
 
 
 @converts("ArgMax", "ArgMin")
@@ -108,3 +107,19 @@ def reduce_select(ctx: Context, op: Any, kind: str) -> Result:
 @converts("Min")
 def _reduce_min(ctx: Context, op: Any) -> list[Result]:
     return [reduce_select(ctx, op, "min")]
+
+
+@converts("Max")
+def _reduce_max(ctx: Context, op: Any) -> list[Result]:
+    """The spatial maximum of an image (GlobalMaxPooling2D) is a max pool over the whole plane
+    (it stays in NCHW); other maxima are max reductions."""
+    x, axes_t = op.inputs
+    axes = sorted({int(a) % max(len(x.shape), 1) for a in np.atleast_1d(ctx.need_static(axes_t, "axes"))})
+    if len(x.shape) != 4 or axes != [1, 2]:
+        return [reduce_select(ctx, op, "max")]  # any other maximum: sol's max reduction
+    h, w = int(x.shape[1]), int(x.shape[2])
+    y = ctx.emit("max_pool2d", [ctx.nchw(x)], kernel=(h, w), stride=(h, w))
+    if attr(op, "keep_dims", False):
+        return [NCHW(y)]
+    return [ctx.reshape(y, (int(x.shape[0]), int(x.shape[3])))]
+
