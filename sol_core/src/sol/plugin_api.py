@@ -64,6 +64,16 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "OpRegistry": ("sol.ops.registry", "OpRegistry"),
     "LayerClass": ("sol.ops.registry", "LayerClass"),
     "REQUIRED": ("sol.ops.registry", "REQUIRED"),
+    # what an OpDef carries besides its shape rule and reference (the one op table): the gradient
+    # rule's context and types, the FLOP count's type, and the counts a report divides by times
+    # (the C expression and loop lowering types are the lowering's OpRule and OpLowering)
+    "GradContext": ("sol.autodiff", "GradContext"),
+    "GradientFn": ("sol.ops.registry", "GradientFn"),
+    "no_gradient": ("sol.autodiff.rules", "no_gradient"),
+    "FlopsFn": ("sol.ops.registry", "FlopsFn"),
+    "Work": ("sol.workload", "Work"),
+    "node_flops": ("sol.workload", "node_flops"),
+    "group_work": ("sol.workload", "group_work"),
     # IR
     "DTYPES": ("sol.ir", "DTYPES"),
     "Graph": ("sol.ir", "Graph"),
@@ -81,9 +91,17 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Slot": ("sol.planner.plan", "Slot"),
     "Storage": ("sol.planner.plan", "Storage"),
     "Program": ("sol.program", "Program"),
+    # device memory: the allocator role, the buffers programs run on, host memory (the default)
+    "DeviceMemory": ("sol.roles", "DeviceMemory"),
+    "Buffer": ("sol.memory", "Buffer"),
+    "HostMemory": ("sol.memory", "HostMemory"),
+    "HOST_MEMORY": ("sol.memory", "HOST"),
+    "DLPACK_CPU": ("sol.memory", "DLPACK_CPU"),
     # finiteness analysis: where a library epilogue that drops NaN is exact
     "may_be_nonfinite": ("sol.passes.finite", "may_be_nonfinite"),
     "premise_of": ("sol.passes.finite", "premise_of"),
+    # the host machine (a CPU device sizes its thread pool by it)
+    "physical_cores": ("sol.host", "physical_cores"),
     # templates and generated-source text (untrusted names made safe for C comments, strings, files)
     "template_environment": ("sol.codegen", "environment"),
     "render_template": ("sol.codegen", "render"),
@@ -168,11 +186,13 @@ if TYPE_CHECKING:  # the table above, for type checkers (`X as X`: an explicit r
     from sol.api import compile_graph as compile_graph
     from sol.api import optimize as optimize
     from sol.autodiff import Differentiated as Differentiated
+    from sol.autodiff import GradContext as GradContext
     from sol.autodiff import SavedSource as SavedSource
     from sol.autodiff import TrainingProgram as TrainingProgram
     from sol.autodiff import compile_training as compile_training
     from sol.autodiff import differentiate as differentiate
     from sol.autodiff import params_to_inputs as params_to_inputs
+    from sol.autodiff.rules import no_gradient as no_gradient
     from sol.cache import cache_dir as cache_dir
     from sol.cache import discard as cache_discard  # noqa: F401
     from sol.cache import get_or_build as cache_get_or_build  # noqa: F401
@@ -204,6 +224,7 @@ if TYPE_CHECKING:  # the table above, for type checkers (`X as X`: an explicit r
     from sol.fallback import is_partitioned as is_partitioned
     from sol.fallback import mark as mark_framework_node  # noqa: F401
     from sol.fallback import partition as partition
+    from sol.host import physical_cores as physical_cores
     from sol.ir import DTYPES as DTYPES
     from sol.ir import Graph as Graph
     from sol.ir import Node as Node
@@ -211,7 +232,13 @@ if TYPE_CHECKING:  # the table above, for type checkers (`X as X`: an explicit r
     from sol.ir import Value as Value
     from sol.ir import ValueKind as ValueKind
     from sol.lowering import *  # noqa: F403  (its __all__: see LOWERING)
+    from sol.memory import DLPACK_CPU as DLPACK_CPU
+    from sol.memory import HOST as HOST_MEMORY  # noqa: F401
+    from sol.memory import Buffer as Buffer
+    from sol.memory import HostMemory as HostMemory
     from sol.ops.registry import REQUIRED as REQUIRED
+    from sol.ops.registry import FlopsFn as FlopsFn
+    from sol.ops.registry import GradientFn as GradientFn
     from sol.ops.registry import LayerClass as LayerClass
     from sol.ops.registry import OpDef as OpDef
     from sol.ops.registry import OpRegistry as OpRegistry
@@ -238,6 +265,7 @@ if TYPE_CHECKING:  # the table above, for type checkers (`X as X`: an explicit r
     from sol.roles import Compiler as Compiler
     from sol.roles import Device as Device
     from sol.roles import DeviceCapabilities as DeviceCapabilities
+    from sol.roles import DeviceMemory as DeviceMemory
     from sol.roles import DeviceRegistry as DeviceRegistry
     from sol.roles import Estimate as Estimate
     from sol.roles import Frontend as Frontend
@@ -249,3 +277,6 @@ if TYPE_CHECKING:  # the table above, for type checkers (`X as X`: an explicit r
     from sol.sourcetext import c_string as c_string
     from sol.sourcetext import comment_text as comment_text
     from sol.sourcetext import file_name as file_name
+    from sol.workload import Work as Work
+    from sol.workload import group_work as group_work
+    from sol.workload import node_flops as node_flops

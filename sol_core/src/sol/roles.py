@@ -16,8 +16,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from sol.errors import PluginError, UnsupportedOpError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from sol.fallback import PartitionedProgram
-    from sol.ir import Graph, Node
+    from sol.ir import Graph, Node, TensorType
+    from sol.memory import Buffer
     from sol.planner.plan import Group, Plan
     from sol.program import Program
 
@@ -91,6 +94,13 @@ class DeviceCapabilities:
     recurrent_ops: frozenset[str] = frozenset()
     extra: dict[str, Any] = field(default_factory=dict)
     unsupported_ops: Mapping[str, str] = field(default_factory=dict)
+    concurrent_calls: bool = True
+    """Whether one program may run several calls at once, from several threads: True means
+    each call is independent (no output or scratch memory shared between calls), so core calls
+    it from whichever threads the user's calls come from. False: :class:`~sol.program.Program`
+    serializes the calls of one program with a lock (devices that can run only one call at a
+    time, e.g. one set of device buffers per network). Either way the program runs on the
+    caller's thread; frontends never move calls to threads of their own."""
 
 
 @dataclass
@@ -161,10 +171,108 @@ class Frontend(abc.ABC):
         return Availability(True)
 
 
+class DeviceMemory(abc.ABC):
+    """A device's allocator: where a program's inputs, outputs and parameters live, and the
+    copies between that memory, the host and itself (``Device.memory``; default: host memory,
+    :data:`sol.memory.HOST`). Buffers are :class:`sol.memory.Buffer` s of this memory.
+
+    ``stream``: the device's stream or queue an allocation or copy is ordered on, for devices
+    that have them (None: the device's default; devices without streams ignore it and finish
+    the copy before returning). A copy on a stream is complete only after
+    :meth:`synchronize` of that stream, or for later work on the same stream.
+
+    Threading: every method may be called from several threads at once (lock inside where
+    the device needs it). Memory is never shared between two devices or two device processes:
+    a buffer is valid only with the memory that made it.
+    """
+
+    device: str  # the device's name, e.g. "ve"; "host" for host memory
+    shares_host: bool = False
+    """True where the host addresses this memory directly (a pointer is a host pointer): then
+    framework CPU tensors and NumPy arrays are used in place, and ``Buffer.numpy()`` works."""
+    dlpack_device: tuple[int, int] | None = None
+    """This memory as a DLPack device ``(device_type, device_id)`` (``(1, 0)``: CPU); None where
+    no framework can address it (then tensors cross by copies through the host)."""
+
+    @abc.abstractmethod
+    def allocate(self, type: TensorType, stream: Any = None) -> Buffer:
+        """A new C-contiguous buffer of ``type`` (its contents undefined)."""
+
+    @abc.abstractmethod
+    def free(self, buffer: Buffer) -> None:
+        """Release a buffer :meth:`allocate` returned (using it later is an error). Buffers not
+        freed explicitly are released with their owner object (garbage collection)."""
+
+    @abc.abstractmethod
+    def copy_from_host(self, dst: Buffer, src: np.ndarray, stream: Any = None) -> None:
+        """Copy the C-contiguous host array ``src`` (of ``dst``'s type) into ``dst``."""
+
+    @abc.abstractmethod
+    def copy_to_host(self, dst: np.ndarray, src: Buffer, stream: Any = None) -> None:
+        """Copy ``src`` into the C-contiguous host array ``dst`` (of ``src``'s type)."""
+
+    def copy(self, dst: Buffer, src: Buffer, stream: Any = None) -> None:
+        """Copy ``src`` into ``dst`` (same type), both in this memory. Default: through a host
+        array; a device with a device-to-device copy overrides it."""
+        import numpy as np
+
+        if dst.type != src.type:
+            raise ValueError(f"copy: {src.type} does not fit {dst.type}")
+        staging = np.empty(src.type.shape, np.dtype(src.type.dtype))
+        self.copy_to_host(staging, src, stream)
+        self.synchronize(stream)
+        self.copy_from_host(dst, staging, stream)
+
+    def synchronize(self, stream: Any = None) -> None:
+        """Wait until the work queued on ``stream`` is done. Default: nothing (no streams)."""
+        return None
+
+    def from_host(self, array: np.ndarray, stream: Any = None) -> Buffer:
+        """A new buffer of this memory holding a copy of ``array``."""
+        import numpy as np
+
+        from sol.ir import TensorType
+
+        array = np.ascontiguousarray(array)
+        buffer = self.allocate(TensorType(array.shape, str(array.dtype)), stream)
+        self.copy_from_host(buffer, array, stream)
+        return buffer
+
+    def to_host(self, buffer: Buffer, stream: Any = None) -> np.ndarray:
+        """A host array holding a copy of ``buffer`` (complete when this returns)."""
+        import numpy as np
+
+        out = np.empty(buffer.type.shape, np.dtype(buffer.type.dtype))
+        self.copy_to_host(out, buffer, stream)
+        self.synchronize(stream)
+        return out
+
+    def from_dlpack(self, tensor: Any) -> Buffer:
+        """A framework tensor whose DLPack device is :attr:`dlpack_device` as a buffer of this
+        memory, in place (no copy; the buffer keeps the tensor alive). Default: BufferError,
+        for memory no framework addresses."""
+        raise BufferError(f"{self.device} memory takes no DLPack tensors: copy through the host (from_host)")
+
+
 class Device(abc.ABC):
-    """A place programs run: assembled from renderer, compiler and runtime (tinygrad-style)."""
+    """A place programs run: assembled from renderer, compiler and runtime (tinygrad-style).
+
+    Threading (the contract; ``sol_core/PLUGIN_GUIDE.md``, "Memory and threading"): a
+    program runs on the thread that calls it. Whether several threads may call one program at
+    once is the device's answer, ``capabilities.concurrent_calls``. Thread pools the device's
+    code uses (OpenMP, a vendor library's) and their wait policy are the device's business:
+    set up by the device before its runtime loads, never by a frontend.
+    """
 
     name: str  # "x86", "cuda", "ve", ...
+
+    @property
+    def memory(self) -> DeviceMemory:
+        """The device's allocator, on which its programs run (``Program.memory``). Default: host
+        memory (:data:`sol.memory.HOST`), for devices whose code runs on the caller's memory."""
+        from sol.memory import HOST
+
+        return HOST
 
     @abc.abstractmethod
     def availability(self) -> Availability: ...

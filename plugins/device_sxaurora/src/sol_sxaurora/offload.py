@@ -9,6 +9,11 @@ runtime speaks only this interface, so the same protocol runs
   against a separate emulated device memory: private buffers that only ``write``/``read`` fill
   and drain, pre-filled with NaN bytes. A runtime that forgets a copy therefore computes NaN (or
   returns NaN), never silently the right answer from host memory it should not see.
+
+The process's memory is the device's allocator in sol's plugin contract: :class:`VeMemory`
+(``Device.memory``, ``Program.memory``), whose buffers (:class:`sol.memory.Buffer`, owned by a
+:class:`DeviceBuffer`) are what the network runtime allocates too. Each emulated process is an
+address space of its own: a buffer of one is refused by another, as on a real VE.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import importlib.util
 import mmap
 import os
 import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,9 @@ from typing import Any
 import numpy as np
 
 from sol.errors import SolError
+from sol.ir import TensorType
+from sol.memory import Buffer
+from sol.roles import DeviceMemory
 
 UNWRITTEN = 0xFF  # fresh emulated device memory: every float reads as NaN
 
@@ -39,6 +48,7 @@ class DeviceBuffer:
     owner: OffloadProcess
     handle: Any = None  # the implementation's own object (py-veo's VEMemPtr, an mmap)
     freed: bool = False
+    release: Any = None  # frees the allocation once: explicitly (OffloadProcess.free) or as garbage
 
 
 @dataclass(eq=False)
@@ -70,7 +80,10 @@ class OffloadProcess(abc.ABC):
 
     def __init__(self) -> None:
         self.counters = Counters()
-        self.lock = threading.Lock()  # one request at a time per process
+        # One request at a time per process; re-entrant: the network runtime holds it across a
+        # whole call while allocating and copying through the memory role (which takes it too).
+        self.lock = threading.RLock()
+        self.memory = VeMemory(self)
 
     @abc.abstractmethod
     def load_library(self, path: Path) -> Library:
@@ -84,7 +97,8 @@ class OffloadProcess(abc.ABC):
     def _alloc(self, nbytes: int) -> DeviceBuffer: ...
 
     @abc.abstractmethod
-    def _free(self, buf: DeviceBuffer) -> None: ...
+    def _free(self, handle: Any) -> None:
+        """Release the allocation ``handle`` (a DeviceBuffer's) stands for."""
 
     @abc.abstractmethod
     def _write(self, buf: DeviceBuffer, data: np.ndarray) -> None: ...
@@ -96,13 +110,25 @@ class OffloadProcess(abc.ABC):
     def _call(self, lib: Library, function: str, args: list[int]) -> int: ...
 
     def alloc(self, nbytes: int) -> DeviceBuffer:
-        return self._alloc(max(int(nbytes), 1))
+        """Device memory of ``nbytes``; released by :meth:`free`, or when the returned object is
+        garbage (a buffer a caller dropped does not stay allocated on the device)."""
+        buf = self._alloc(max(int(nbytes), 1))
+        buf.release = weakref.finalize(buf, self._release, buf.handle)
+        return buf
 
     def free(self, buf: DeviceBuffer) -> None:
         if not buf.freed:
             self._check(buf, 0)
             buf.freed = True
-            self._free(buf)
+            buf.handle = None
+            if buf.release is not None:
+                buf.release()
+
+    def _release(self, handle: Any) -> None:
+        try:
+            self._free(handle)
+        except Exception:  # noqa: BLE001 - at interpreter exit the device process may be gone
+            pass
 
     def write(self, buf: DeviceBuffer, data: np.ndarray) -> None:
         """Copy a C-contiguous host array to the start of ``buf``."""
@@ -168,9 +194,9 @@ class EmulatedProcess(OffloadProcess):
         ctypes.memset(addr, UNWRITTEN, size)
         return DeviceBuffer(addr, nbytes, self, region)
 
-    def _free(self, buf: DeviceBuffer) -> None:
-        # The mapping is released with the buffer object (a live ctypes view pins it until then).
-        buf.handle = None
+    def _free(self, handle: Any) -> None:
+        # The mapping is unmapped once nothing refers to it (a live ctypes view pins it until then).
+        return None
 
     def _write(self, buf: DeviceBuffer, data: np.ndarray) -> None:
         ctypes.memmove(buf.addr, data.ctypes.data, data.nbytes)
@@ -212,8 +238,8 @@ class VeoProcess(OffloadProcess):
         ptr = self.proc.alloc_mem(nbytes)
         return DeviceBuffer(int(ptr.addr), nbytes, self, ptr)
 
-    def _free(self, buf: DeviceBuffer) -> None:
-        self.proc.free_mem(buf.handle)
+    def _free(self, handle: Any) -> None:
+        self.proc.free_mem(handle)
 
     def _write(self, buf: DeviceBuffer, data: np.ndarray) -> None:
         self.proc.write_mem(buf.handle, data, data.nbytes)
@@ -232,6 +258,59 @@ class VeoProcess(OffloadProcess):
             fn.ret_type("long")
             lib.functions[key] = fn
         return int(fn(self.ctx, *args).wait_result())
+
+
+# --- the allocator role -------------------------------------------------------------------------
+
+class VeMemory(DeviceMemory):
+    """The memory of one VE process (or its emulation) as sol's allocator role: buffers are
+    :class:`DeviceBuffer` s of the process (a VE address each), copies are the process's
+    explicit writes and reads (counted in ``counters``). No framework addresses VE memory
+    (no DLPack device): tensors cross through host arrays. There are no streams here: every
+    copy is complete when it returns. Thread-safe: each request holds the process's lock."""
+
+    device = "ve"
+    shares_host = False
+    dlpack_device = None
+
+    def __init__(self, proc: OffloadProcess) -> None:
+        self.proc = proc
+
+    def allocate(self, type: TensorType, stream: Any = None) -> Buffer:
+        """Fresh device memory: on the emulation, NaN bytes until written."""
+        with self.proc.lock:
+            buf = self.proc.alloc(type.nbytes)
+        return Buffer(self, buf.addr, type, None, buf)
+
+    def free(self, buffer: Buffer) -> None:
+        owner = self._owned(buffer)
+        with self.proc.lock:
+            self.proc.free(owner)
+        buffer.ptr, buffer.owner = 0, None
+
+    def copy_from_host(self, dst: Buffer, src: np.ndarray, stream: Any = None) -> None:
+        _fits(dst.type, src)
+        with self.proc.lock:
+            self.proc.write(self._owned(dst), src)
+
+    def copy_to_host(self, dst: np.ndarray, src: Buffer, stream: Any = None) -> None:
+        _fits(src.type, dst)
+        with self.proc.lock:
+            self.proc.read(self._owned(src), dst)
+
+    def _owned(self, buffer: Buffer) -> DeviceBuffer:
+        owner = buffer.owner
+        if buffer.memory is not self or not isinstance(owner, DeviceBuffer):
+            raise SolError(f"ve: {buffer!r} is not a buffer of this VE process")
+        return owner
+
+    def __repr__(self) -> str:
+        return f"<sol VE memory, {self.proc.description}>"
+
+
+def _fits(t: TensorType, array: np.ndarray) -> None:
+    if tuple(array.shape) != t.shape or str(array.dtype) != t.dtype:
+        raise SolError(f"ve: a host array {array.dtype}{list(array.shape)} does not fit a device buffer of {t}")
 
 
 # --- hardware detection -------------------------------------------------------------------------

@@ -5,6 +5,12 @@ workspace (network state, intermediate tensors, re-laid-out weights) and one buf
 output are allocated on the VE, and the tables of their VE addresses written once; ``sol_create``
 runs on the VE. Per forward: copy each input in, ONE offloaded call (``sol_forward``: every kernel
 of the network runs on the VE), copy each output back.
+
+Every device buffer comes from the process's allocator role (:class:`~sol_sxaurora.offload.VeMemory`,
+``program.memory``). ``program.run(buffers)`` runs on buffers already in VE memory: no copy
+at all, the network reads and writes them where they are (:meth:`NetworkOnDevice.run_into`);
+``program(*arrays)`` copies host arrays in and results out. Calls of networks on one VE process
+are serialized (one request at a time per process), whichever thread makes them.
 """
 
 from __future__ import annotations
@@ -14,16 +20,19 @@ from pathlib import Path
 import numpy as np
 
 from sol.errors import IndexOutOfRangeError, SolError
+from sol.ir import TensorType
+from sol.memory import Buffer
 from sol.planner.plan import Plan
 from sol.program import Program
-from sol_sxaurora.offload import DeviceBuffer, OffloadProcess
+from sol_sxaurora.offload import OffloadProcess
 
 ABI_VERSION = 1
 ERR_LEN = 2048
 
 
-def _addresses(bufs: list[DeviceBuffer]) -> np.ndarray:
-    return np.array([b.addr for b in bufs] or [0], dtype=np.uint64)
+def _addresses(bufs: list[Buffer]) -> np.ndarray:
+    """A table of device addresses, as int64 (sol's dtypes have no uint64; the bits are the same)."""
+    return np.array([b.ptr for b in bufs] or [0], dtype=np.uint64).view(np.int64)
 
 
 class NetworkOnDevice:
@@ -31,8 +40,9 @@ class NetworkOnDevice:
 
     def __init__(self, proc: OffloadProcess, artifact: Path, plan: Plan) -> None:
         self.proc = proc
+        self.memory = memory = proc.memory
         self.name = plan.graph.name
-        self._owned: list[DeviceBuffer] = []
+        self._owned: list[Buffer] = []
         self.handle = 0
         self._loaded = False  # the library is in the device process (unloaded by close)
         graph = plan.graph
@@ -42,41 +52,45 @@ class NetworkOnDevice:
             abi = proc.call(lib, "sol_abi_version")
             if abi != ABI_VERSION:
                 raise SolError(f"{artifact}: network ABI {abi}, this sol-device-sxaurora speaks {ABI_VERSION}")
-            self.err = self._alloc(ERR_LEN)
+            self.err = self._alloc(TensorType((ERR_LEN,), "uint8"))
             # Parameters: on the device once, for the network's lifetime.
-            self.params = []
-            for v in graph.params:
-                data = np.ascontiguousarray(v.data)
-                buf = self._alloc(data.nbytes)
-                proc.write(buf, data)
-                self.params.append(buf)
+            self.params = [self._keep(memory.from_host(np.ascontiguousarray(v.data))) for v in graph.params]
             self.param_table = self._table(self.params)
-            self.workspace = self._alloc(proc.call(lib, "sol_workspace_bytes"))
-            self.inputs = [self._alloc(v.type.nbytes) for v in graph.inputs]
-            self.outputs = [self._alloc(v.type.nbytes) for v in graph.outputs]
+            self.workspace = self._alloc(TensorType((max(proc.call(lib, "sol_workspace_bytes"), 1),), "uint8"))
+            self.inputs = [self._alloc(v.type) for v in graph.inputs]
+            self.outputs = [self._alloc(v.type) for v in graph.outputs]
             self.in_table = self._table(self.inputs)
             self.out_table = self._table(self.outputs)
-            handle = proc.call(lib, "sol_create", self.param_table, self.workspace, self.err, ERR_LEN)
+            # Address tables for calls on the caller's device buffers (run_into), written per call.
+            self.run_in_table = self._alloc(TensorType((max(len(self.inputs), 1),), "int64"))
+            self.run_out_table = self._alloc(TensorType((max(len(self.outputs), 1),), "int64"))
+            handle = proc.call(lib, "sol_create", self.param_table.owner, self.workspace.owner, self.err.owner,
+                               ERR_LEN)
             if not handle:
                 raise SolError(f"sol ve: creating network {self.name} failed: {self._message()}")
             self.handle = handle
         self.out_types = [(v.shape, np.dtype(v.dtype)) for v in graph.outputs]
 
-    def _alloc(self, nbytes: int) -> DeviceBuffer:
-        buf = self.proc.alloc(nbytes)
+    def _keep(self, buf: Buffer) -> Buffer:
         self._owned.append(buf)
         return buf
 
-    def _table(self, bufs: list[DeviceBuffer]) -> DeviceBuffer:
-        addrs = _addresses(bufs)
-        table = self._alloc(addrs.nbytes)
-        self.proc.write(table, addrs)
-        return table
+    def _alloc(self, t: TensorType) -> Buffer:
+        return self._keep(self.memory.allocate(t))
+
+    def _table(self, bufs: list[Buffer]) -> Buffer:
+        return self._keep(self.memory.from_host(_addresses(bufs)))
 
     def _message(self) -> str:
-        raw = np.zeros(ERR_LEN, np.uint8)
-        self.proc.read(self.err, raw)
+        raw = self.memory.to_host(self.err)
         return bytes(raw).split(b"\0", 1)[0].decode(errors="replace")
+
+    def _forward(self, in_table: Buffer, out_table: Buffer) -> None:
+        proc = self.proc
+        rc = proc.call(self.lib, "sol_forward", self.handle, in_table.owner, out_table.owner, self.err.owner, ERR_LEN)
+        if rc != 0:
+            error = IndexOutOfRangeError if rc == 2 else SolError  # 2: a gather index out of range
+            raise error(f"sol ve: {self.name} failed on {proc.description}: {self._message()}")
 
     def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         proc = self.proc
@@ -85,14 +99,20 @@ class NetworkOnDevice:
             out.reshape(-1).view(np.uint8).fill(0xFF)
         with proc.lock:  # one set of device buffers: calls on one network are serialized
             for buf, a in zip(self.inputs, inputs):
-                proc.write(buf, a)
-            rc = proc.call(self.lib, "sol_forward", self.handle, self.in_table, self.out_table, self.err, ERR_LEN)
-            if rc != 0:
-                error = IndexOutOfRangeError if rc == 2 else SolError  # 2: a gather index out of range
-                raise error(f"sol ve: {self.name} failed on {proc.description}: {self._message()}")
+                proc.write(buf.owner, a)
+            self._forward(self.in_table, self.out_table)
             for buf, out in zip(self.outputs, outputs):
-                proc.read(buf, out)
+                proc.read(buf.owner, out)
         return outputs
+
+    def run_into(self, inputs: list[Buffer], outputs: list[Buffer]) -> None:
+        """One forward on buffers in this process's memory (core checked them): the network
+        reads and writes them where they are; only their two address tables are written."""
+        memory = self.memory
+        with self.proc.lock:
+            memory.copy_from_host(self.run_in_table, _addresses(inputs))
+            memory.copy_from_host(self.run_out_table, _addresses(outputs))
+            self._forward(self.run_in_table, self.run_out_table)
 
     def close(self) -> None:
         """Destroy the network, free its device memory and unload its library from the device
@@ -106,7 +126,7 @@ class NetworkOnDevice:
                 proc.call(self.lib, "sol_destroy", self.handle)
                 self.handle = 0
             for buf in self._owned:
-                proc.free(buf)
+                self.memory.free(buf)
             self._owned.clear()
             if getattr(self, "_loaded", False):
                 self._loaded = False
@@ -123,4 +143,5 @@ def load(proc: OffloadProcess, artifact: Path, plan: Plan, device: str, info: di
     net = NetworkOnDevice(proc, artifact, plan)
     g = plan.graph
     return Program(g.name, device, [v.name for v in g.inputs], [v.type for v in g.inputs],
-                   [v.type for v in g.outputs], net, info={**info, "offload": proc, "library": net.lib}, keepalive=net)
+                   [v.type for v in g.outputs], net, info={**info, "offload": proc, "library": net.lib}, keepalive=net,
+                   memory=proc.memory, run_into=net.run_into)

@@ -8,12 +8,22 @@ Lifetime: a network's library stays loaded exactly as long as its :class:`Networ
 process that optimizes and drops many models does not keep every library mapped. The shared
 oneDNN runtime library (``libsol_x86_onednn.so``) is a dependency of the networks and stays
 loaded while any network needs it, as the dynamic loader counts.
+
+Memory and threads (the plugin contract, ``sol_core/PLUGIN_GUIDE.md``): a network runs on the
+caller's memory (the device keeps core's default, host memory), so a contiguous CPU tensor is
+used in place: ``Program.run`` hands its pointer to ``sol_forward`` as it is, and the outputs
+are written where the caller says (:meth:`NetworkLibrary.run_into`). One network may be called
+from several threads at once: every call gets its own outputs and pointer tables, and the
+network's scratch is per call (network.cpp.j2). Calls run on the caller's thread, whichever it
+is: nothing here is tied to the thread that loaded the network. The OpenMP thread pool is this
+device's, and so is its wait policy (:func:`openmp_wait_policy`).
 """
 
 from __future__ import annotations
 
 import _ctypes
 import ctypes
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -22,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from sol.errors import IndexOutOfRangeError, SolError
+from sol.memory import Buffer
 from sol.planner.plan import Plan
 from sol.program import Program
 
@@ -75,6 +86,32 @@ class NonFiniteInput(Exception):
 
 _preloaded: dict[str, ctypes.CDLL] = {}
 
+# Frameworks whose own thread pools spin between their ops (TensorFlow's Eigen pool: its
+# workers busy-wait for new work after each op).
+_SPINNING_POOLS = ("tensorflow",)
+
+
+def openmp_wait_policy() -> str | None:
+    """Choose how this device's OpenMP threads wait between parallel regions, before the first
+    library that loads libgomp (a network, or the oneDNN runtime): libgomp reads
+    ``OMP_WAIT_POLICY`` once, when it loads, and offers no call to change it later.
+
+    ``PASSIVE`` (sleep when idle) when a framework whose own thread pools spin is in the process
+    and the user set no policy. Why: spinning OpenMP threads and spinning framework threads
+    starve each other. Measured on a 2-core machine: a Keras MobileNetV2 (batch 1, 32x32) took
+    750-1100 ms per sol call right after a TensorFlow call with spinning threads, 4-10 ms with
+    sleeping ones (up to 100x), and no slower alone. Otherwise libgomp's default (spin briefly,
+    then sleep) stays: it wakes fastest for back-to-back calls. Returns the policy in force
+    (None: libgomp's default)."""
+    if "OMP_WAIT_POLICY" not in os.environ and any(sys.modules.get(m) is not None for m in _SPINNING_POOLS):
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return os.environ.get("OMP_WAIT_POLICY")
+
+
+def _load_library(path: str) -> ctypes.CDLL:
+    openmp_wait_policy()
+    return ctypes.CDLL(path)
+
 
 def preload(path: Path) -> None:
     """Load the oneDNN runtime library on its own, once per process, before any network that
@@ -83,7 +120,7 @@ def preload(path: Path) -> None:
     which ties the network to it: that network could never be unloaded (dlclose keeps it)."""
     key = str(path)
     if key not in _preloaded:
-        _preloaded[key] = ctypes.CDLL(key)
+        _preloaded[key] = _load_library(key)
 
 
 class NetworkLibrary:
@@ -93,7 +130,7 @@ class NetworkLibrary:
     _library: int | None = None  # the dlopen handle, closed once the network is destroyed
 
     def __init__(self, artifact: Path, plan: Plan) -> None:
-        lib = ctypes.CDLL(str(artifact))
+        lib = _load_library(str(artifact))
         self._library = lib._handle
         lib.sol_abi_version.restype = ctypes.c_int
         if lib.sol_abi_version() != ABI_VERSION:
@@ -132,13 +169,23 @@ class NetworkLibrary:
         # shared one could be overwritten by a concurrent call on another thread.
         ins = self._in_array(*[a.__array_interface__["data"][0] for a in inputs])
         outs = self._out_array(*[a.__array_interface__["data"][0] for a in outputs])
-        rc = self._forward(self.handle, ins, outs, self._err, _ERR_LEN)
+        self._check(self._forward(self.handle, ins, outs, self._err, _ERR_LEN))
+        return outputs
+
+    def run_into(self, inputs: list[Buffer], outputs: list[Buffer]) -> None:
+        """One forward on buffers of host memory (core checked them: types, contiguous, the
+        outputs apart from the inputs): their pointers go to ``sol_forward`` as they are, so a
+        framework's tensors are read and written in place."""
+        ins = self._in_array(*[b.ptr for b in inputs])
+        outs = self._out_array(*[b.ptr for b in outputs])
+        self._check(self._forward(self.handle, ins, outs, self._err, _ERR_LEN))
+
+    def _check(self, rc: int) -> None:
         if rc == 3:
             raise NonFiniteInput(self._err.value.decode(errors="replace"))
         if rc != 0:
             error = IndexOutOfRangeError if rc == 2 else SolError
             raise error(f"sol x86: {self.name} failed: {self._err.value.decode(errors='replace')}")
-        return outputs
 
     def describe(self) -> str:
         """Per library group: the implementation the library chose and its layout conversions."""
@@ -218,6 +265,18 @@ class FiniteGuard:
         self.exact_calls += 1
         return exact(*inputs)
 
+    def run_into(self, inputs: list[Buffer], outputs: list[Buffer]) -> None:
+        """:meth:`__call__` on buffers (``Program.run``)."""
+        if not self.nonfinite_params:
+            try:
+                self.fast.run_into(inputs, outputs)
+                return
+            except NonFiniteInput:  # nothing ran: the outputs are untouched
+                pass
+        exact = self.exact()
+        self.exact_calls += 1
+        exact.run(inputs, outputs)
+
 
 def _all_finite(a: np.ndarray) -> bool:
     return not np.issubdtype(a.dtype, np.floating) or bool(np.isfinite(a).all())
@@ -232,10 +291,10 @@ def load(artifact: Path, plan: Plan, device: str, exact: Callable[[], Program] |
     g = plan.graph
     groups = len(plan.groups)
     info: dict[str, object] = {"libraries": net.describe()}
-    runner: Callable[[list[np.ndarray]], list[np.ndarray]] = net
+    runner: NetworkLibrary | FiniteGuard = net
     if exact is not None:
         guard = FiniteGuard(net, finite_params or [], exact)
         info["finite_guard"] = runner = guard
     return Program(g.name, device, [v.name for v in g.inputs], [v.type for v in g.inputs],
                    [v.type for v in g.outputs], runner, info=info, keepalive=runner,
-                   profiler=lambda: net.profile(groups))
+                   profiler=lambda: net.profile(groups), run_into=runner.run_into)

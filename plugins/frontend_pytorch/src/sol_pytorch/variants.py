@@ -15,6 +15,7 @@ running the operations sol cannot compile between them; see :mod:`sol.fallback` 
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from torch.utils import _pytree as pytree
 from sol.errors import SolFallbackWarning
 from sol.fallback import FrameworkStep, PartitionedProgram, call_of, compile_partitioned, is_partitioned
 from sol.ir import Graph, Value
+from sol.memory import Buffer
 from sol.program import Program
 from sol_pytorch import fallback, trace_cache
 from sol_pytorch.importer import (
@@ -174,8 +176,7 @@ class WholeVariant(Variant):
         self.layout = layout
 
     def __call__(self, values: Sequence[Any]) -> Any:
-        arrays = [host_array(v) for v in values if isinstance(v, torch.Tensor)]
-        tensors = [torch_tensor(a) for a in self.program(*arrays)]
+        tensors = run_program(self.program, [v for v in values if isinstance(v, torch.Tensor)])
         leaves = [s.value if isinstance(s, Constant) else tensors[s] for s in self.layout.slots]
         return pytree.tree_unflatten(leaves, self.layout.spec)
 
@@ -246,7 +247,7 @@ class _TorchSteps:
         self.env = env
 
     def sol(self, index: int, program: Program, values: list[Any]) -> list[torch.Tensor]:
-        return [torch_tensor(a) for a in program(*(host_array(_as_tensor(v)) for v in values))]
+        return run_program(program, [_as_tensor(v) for v in values])
 
     def framework(self, step: FrameworkStep, values: list[Any]) -> list[Any]:
         given = dict(zip(step.inputs, values))
@@ -288,6 +289,73 @@ def _flat_layout(n: int) -> OutputLayout:
     leaves = list(range(n))
     spec = pytree.tree_flatten(leaves[0] if n == 1 else tuple(leaves))[1]
     return OutputLayout(spec, tuple(leaves))
+
+
+CPU = torch.empty(0).__dlpack_device__()
+"""A CPU tensor's DLPack device, ``(1, 0)``: memory with this DLPack device is PyTorch's CPU memory."""
+
+
+class InPlace:
+    """How one program's calls cross from PyTorch to sol in place (see :func:`run_program`):
+    per input and output, its type, shape and torch dtype, looked up once per program."""
+
+    __slots__ = ("memory", "host", "inputs", "outputs")
+
+    def __init__(self, program: Program) -> None:
+        self.memory = program.memory
+        self.host = program.memory.shares_host
+        self.inputs = [(t, t.shape, getattr(torch, t.dtype)) for t in program.input_types]
+        self.outputs = [(t, t.shape, getattr(torch, t.dtype)) for t in program.output_types]
+
+    def __call__(self, program: Program, tensors: Sequence[Any]) -> list[torch.Tensor] | None:
+        """The program run on the tensors' own memory, the results written into new torch
+        tensors; None where a tensor does not fit (not a contiguous CPU tensor of the compiled
+        shape and dtype): then the caller takes the host-array route, which checks and says why."""
+        memory = self.memory
+        if len(tensors) != len(self.inputs):
+            return None
+        ins = []
+        for t, (tt, shape, dtype) in zip(tensors, self.inputs):
+            if not isinstance(t, torch.Tensor) or not t.is_cpu or t.dtype is not dtype or t.shape != shape \
+                    or not t.is_contiguous() or t.is_neg():
+                return None
+            ins.append(Buffer(memory, t.data_ptr(), tt, None, t))
+        if self.host:
+            return [torch.from_numpy(b.numpy()) for b in program.run(ins)]
+        return [torch.from_dlpack(b) for b in program.run(ins)]  # type: ignore[arg-type]
+
+
+_IN_PLACE: weakref.WeakKeyDictionary[Program, InPlace | None] = weakref.WeakKeyDictionary()
+
+
+def in_place(program: Program) -> InPlace | None:
+    """The in-place route for ``program``, or None where its memory is not PyTorch's CPU memory
+    (its DLPack device is not the CPU's) or its device stages buffers through the host anyway."""
+    try:
+        return _IN_PLACE[program]
+    except KeyError:
+        route = InPlace(program) if program.runs_in_place and program.memory.dlpack_device == CPU else None
+        _IN_PLACE[program] = route
+        return route
+
+
+def run_program(program: Program, tensors: Sequence[Any]) -> list[torch.Tensor]:
+    """``program`` on PyTorch tensors, returning tensors.
+
+    Where the program's memory is PyTorch's (x86: host memory, DLPack device CPU) and its
+    device runs on buffers directly, the tensors are used in place: their pointers go to the
+    device, and the outputs are new torch tensors the program writes into; no copy either way.
+    Why outputs allocated by PyTorch rather than program memory wrapped through DLPack: the
+    results are then ordinary tensors of PyTorch's own allocator (no NumPy base object kept
+    alive, resizable, aligned as PyTorch aligns), and ``torch.empty`` costs less than exporting
+    and importing a DLPack capsule per output. Elsewhere (a device with memory of its own):
+    host arrays in, host arrays out, the device copying (:meth:`Program.__call__`)."""
+    route = in_place(program)
+    if route is not None:
+        outs = route(program, tensors)
+        if outs is not None:
+            return outs
+    return [torch_tensor(a) for a in program(*(host_array(t) for t in tensors))]
 
 
 def host_array(t: torch.Tensor) -> np.ndarray:

@@ -25,7 +25,6 @@ programs that save nothing.
 from __future__ import annotations
 
 import dataclasses
-import os
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
@@ -38,7 +37,6 @@ from sol import fallback as core_fallback
 from sol.errors import SolFallbackWarning, UnsupportedOpError, user_stacklevel
 from sol.ir import DTYPES, Graph, TensorType, Value, ValueKind
 from sol.ops.registry import registry
-from sol_tensorflow import ops_more  # noqa: F401  (registers its converters)
 from sol_tensorflow.ops import CONVERTERS, NCHW, Context, Entry, Unsupported, dtype_name
 from sol_tensorflow.support import DeviceSupport, floating_dtypes, target_device
 
@@ -473,7 +471,6 @@ def import_model(model: Any, example_inputs: tuple[Any, ...], options: dict[str,
     """Trace and convert ``model`` for the device ``optimize`` compiles for; see the module doc
     for unsupported ops. Warns once listing the ops TensorFlow runs, leaving out a warning whose
     every line is in ``warned`` already (a model compiled again for other shapes)."""
-    _passive_openmp()
     return import_traced(trace(model, example_inputs), options, warned)
 
 
@@ -523,13 +520,3 @@ def unsupported_error(name: str, problems: list[tuple[str, str, str]]) -> Unsupp
             "default) TensorFlow runs them and sol compiles the rest.")
     first = problems[0]
     return UnsupportedOpError(text, op=first[0], source=first[1])
-
-
-def _passive_openmp() -> None:
-    """Let compiled programs' OpenMP threads sleep when idle (``OMP_WAIT_POLICY=PASSIVE``) unless
-    the user chose otherwise. Why: TensorFlow's own thread pools keep spinning between ops, and
-    OpenMP threads spinning beside them starve each other. Measured on a 2-core machine: a Keras
-    MobileNetV2 (batch 1, 32x32) took 750-1100 ms per sol call right after a TensorFlow call with
-    spinning threads, 4-10 ms with sleeping ones (and no slower alone). libgomp reads the variable
-    when it loads, i.e. with the first compiled program of the process: set it before that."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

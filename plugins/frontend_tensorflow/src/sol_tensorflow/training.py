@@ -48,11 +48,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
@@ -74,6 +72,7 @@ from sol_tensorflow.importer import (
 )
 from sol_tensorflow.ops import Entry, Unsupported, dtype_name
 from sol_tensorflow.support import DeviceSupport
+from sol_tensorflow.variants import run_eager
 
 _ASSIGN = "AssignVariableOp"
 _NO_GRADIENT = "PreventGradient"  # its gradient is an error in TensorFlow
@@ -310,32 +309,15 @@ def _prelude(traced: Traced, members: list[Any], results: list[str]) -> Prelude:
 
 # --- running ------------------------------------------------------------------------------------
 
-_WORKER: ThreadPoolExecutor | None = None
-
-
-def on_worker(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run ``fn(*args)`` on sol's one training thread. Why: on x86, a oneDNN convolution whose
-    weights arrive at run time (as trained weights do) crashes when it runs on another thread
-    than the one that created it, and TensorFlow calls a ``numpy_function`` on threads of its own
-    pool. So the training programs are created and run on one thread. (Reported as an x86 device
-    bug; remove this once programs are thread-agnostic.)"""
-    global _WORKER
-    if _WORKER is None:
-        _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sol-training")
-    return _WORKER.submit(fn, *args).result()
-
-
-def _call(program: Program, *arrays: Any) -> list[np.ndarray]:
-    return on_worker(program, *arrays)
-
-
 def run_program(program: Program, values: Sequence[Any]) -> list[Any]:
-    """``program`` on tensors: directly when eager, else as a ``tf.numpy_function``."""
+    """``program`` on tensors, on the calling thread: directly when eager (in place where the
+    program's memory is the host's: :func:`sol_tensorflow.variants.run_eager`), else as a
+    ``tf.numpy_function`` (which TensorFlow runs on threads of its own pool: programs are
+    callable from any thread, the device's contract)."""
     if tf.executing_eagerly():
-        arrays = [v.numpy() if hasattr(v, "numpy") else np.asarray(v) for v in values]
-        return [tf.convert_to_tensor(a) for a in _call(program, *arrays)]
-    return numpy_call(lambda *a: _call(program, *a), values,
-                      [(tf.as_dtype(t.dtype), t.shape) for t in program.output_types], "sol_training_program")
+        return run_eager(program, values)
+    return numpy_call(program, values, [(tf.as_dtype(t.dtype), t.shape) for t in program.output_types],
+                      "sol_training_program")
 
 
 class TrainingVariant:
@@ -355,11 +337,11 @@ class TrainingVariant:
             return
         graph = converted.graph
         differentiable = [i for i in range(converted.num_outputs) if graph.outputs[i].dtype.startswith("float")]
-        if converted.wrt and differentiable:  # created on the thread that runs them: see on_worker
-            self.training_program = on_worker(lambda: compile_training(
-                graph, [graph.inputs[i] for i in converted.wrt], device, options=options, outputs=differentiable))
+        if converted.wrt and differentiable:
+            self.training_program = compile_training(
+                graph, [graph.inputs[i] for i in converted.wrt], device, options=options, outputs=differentiable)
         else:
-            self.program = on_worker(lambda: compile_graph(graph, device, training=True, options=options))
+            self.program = compile_graph(graph, device, training=True, options=options)
 
     @property
     def programs(self) -> list[Program]:

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from sol.fallback import PartitionedProgram, compile_partitioned, is_partitioned
 from sol.ir import Graph
+from sol.memory import DLPACK_CPU, Buffer
 from sol.program import Program
 from sol_tensorflow.fallback import Runner, runner_for
 from sol_tensorflow.graphcall import numpy_call
@@ -99,10 +100,13 @@ class Inference:
         if self.runner is not None:
             return self.runner([tf.convert_to_tensor(a) for a in arrays])
         assert self.program is not None
-        return list(self.program(*(a.numpy() if hasattr(a, "numpy") else np.asarray(a) for a in arrays)))
+        return list(self.program(*host_arrays(arrays)))
 
     def run_eager(self, inputs: Sequence[Any]) -> list[Any]:
-        return [tf.convert_to_tensor(o) for o in self.run_arrays(inputs)]
+        if self.runner is not None:
+            return [tf.convert_to_tensor(o) for o in self.run_arrays(inputs)]
+        assert self.program is not None
+        return run_eager(self.program, inputs)
 
     def run_graph(self, inputs: Sequence[Any], current: Callable[[], Inference]) -> list[Any]:
         """Inside a ``tf.function``: the programs run through ``tf.numpy_function`` and look up
@@ -156,3 +160,67 @@ def probed_for(graph: Graph, device: str) -> bool:
     traced: Traced = graph.meta[TRACED_KEY]
     probe = dataclasses.replace(traced, snapshots={})
     return set(convert(probe, DeviceSupport(device)).forced) == set(graph.meta[FORCED_KEY])
+
+
+# --- crossing between TensorFlow and sol ------------------------------------------------------
+
+ALIGN = 64
+"""TensorFlow's tensor alignment (``EIGEN_MAX_ALIGN_BYTES``): its kernels map tensors as aligned
+Eigen tensors, so memory handed to TensorFlow in place must be aligned so."""
+
+
+def host_arrays(values: Sequence[Any]) -> list[np.ndarray]:
+    """NumPy views of eager CPU tensors through DLPack, with no copy (``tensor.numpy()`` copies:
+    120 us for a 4 MB tensor, against about 1 us); NumPy arrays as they are."""
+    return [host_array(v) for v in values]
+
+
+def host_array(v: Any) -> np.ndarray:
+    if isinstance(v, np.ndarray):
+        return v
+    if isinstance(v, tf.Tensor) and hasattr(v, "__dlpack__"):
+        try:
+            return np.from_dlpack(v)  # read-only: sol never writes an input
+        except (BufferError, TypeError, RuntimeError):  # not in host memory, or a dtype DLPack lacks
+            pass
+    return v.numpy() if hasattr(v, "numpy") else np.asarray(v)
+
+
+def to_tensor(a: np.ndarray) -> Any:
+    """A host array as an eager tensor, in place (DLPack) where TensorFlow can take its memory as
+    it is (C-contiguous, writable, aligned as TensorFlow aligns), else a copy
+    (``tf.convert_to_tensor`` always copies: 15 us for 64 bytes, 0.5 ms for 4 MB)."""
+    if a.flags.c_contiguous and a.flags.writeable and a.__array_interface__["data"][0] % ALIGN == 0:
+        try:
+            return tf.experimental.dlpack.from_dlpack(a.__dlpack__())
+        except Exception:  # noqa: BLE001 - a dtype TensorFlow takes no DLPack for (bool): copy it
+            pass
+    return tf.convert_to_tensor(a)
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on an :data:`ALIGN` boundary."""
+    nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+    raw = np.empty(nbytes + ALIGN, np.uint8)
+    start = -raw.__array_interface__["data"][0] % ALIGN
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def run_eager(program: Program, values: Sequence[Any]) -> list[Any]:
+    """``program`` on eager tensors, returning eager tensors. Where the program's memory is
+    the host's (DLPack device CPU, x86) and its device runs on buffers directly, no copy is
+    made: the inputs are the tensors' own memory (DLPack), the outputs are aligned arrays the
+    program writes into and TensorFlow then takes in place (DLPack). Elsewhere host arrays in,
+    host arrays out (the device copying), taken in place where aligned."""
+    arrays = host_arrays(values)
+    memory = program.memory
+    if program.runs_in_place and memory.dlpack_device == (DLPACK_CPU, 0) and len(arrays) == len(program.input_types) \
+            and all(a.shape == t.shape and a.dtype == t.dtype and a.flags.c_contiguous
+                    for a, t in zip(arrays, program.input_types)):
+        ins = [Buffer(memory, a.__array_interface__["data"][0], t, None, a)
+               for a, t in zip(arrays, program.input_types)]
+        outs = [aligned_empty(t.shape, np.dtype(t.dtype)) for t in program.output_types]
+        program.run(ins, [Buffer(memory, o.__array_interface__["data"][0], t, None, o)
+                          for o, t in zip(outs, program.output_types)])
+        return [to_tensor(o) for o in outs]
+    return [to_tensor(np.asarray(o)) for o in program(*arrays)]

@@ -28,8 +28,9 @@ differentiable, reading the variables at every call (:mod:`sol_tensorflow.traini
 Threads: calls may come from several threads at once. Tracing and compiling a variant happen
 under one lock per layer (one variant at a time; running compiled variants takes no lock); an
 exception while tracing or compiling leaves no variant behind, so the layer and the model are as
-before. Training programs run on sol's one training thread (:func:`sol_tensorflow.training.on_worker`),
-which never takes this lock, so waiting for it while holding the lock cannot deadlock.
+before. Programs, inference and training alike, run on the calling thread (or, inside a graph, on
+the thread TensorFlow runs the ``tf.numpy_function`` on): whether calls may overlap is the
+device's answer (sol's plugin contract), not this frontend's.
 
 Saving: a model holding this layer cannot be saved as a SavedModel or ``.keras`` file (the programs
 are native code of this process); the error says to save the original model and optimize it after
