@@ -164,7 +164,7 @@ def test_plugins_rows_for_unavailable_failed_and_refused_plugins(fresh_plugins, 
                      r"offlinelib\)$", rows["offline"])
     assert rows["broken"].endswith("failed to load: ModuleNotFoundError: No module named 'sol_test_no_such_module'")
     assert "refused: plugin 'oldvendor' (?) supports sol plugin API >=2.0,<3, but this sol-core implements " \
-           "plugin API 1.1" in rows["oldvendor"]
+           "plugin API 1.2" in rows["oldvendor"]
     assert "refused: " in rows["unknownhook"] and "sol_no_such_hook" in rows["unknownhook"]
     assert re.search(r" - +failed in sol_register_devices: RuntimeError: driver library libnpu.so not found$",
                      rows["npu"])

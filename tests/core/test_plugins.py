@@ -74,7 +74,7 @@ def test_disable_plugins_blocks_by_name(monkeypatch) -> None:
 
 def test_incompatible_api_is_refused_naming_both_versions(fresh_plugins) -> None:
     old = _module("old_vendor", api=">=2.0,<3")
-    with pytest.raises(PluginError, match=r"old_vendor.*>=2.0,<3.*plugin API 1.1"):
+    with pytest.raises(PluginError, match=r"old_vendor.*>=2.0,<3.*plugin API 1.2"):
         fresh_plugins.register(old)
 
 

@@ -10,7 +10,7 @@ import pluggy
 if TYPE_CHECKING:
     from sol.roles import BackendRegistry, DeviceRegistry
 
-SOL_PLUGIN_API = ">=1.0,<2"
+SOL_PLUGIN_API = ">=1.2,<2"
 hookimpl = pluggy.HookimplMarker("sol")
 
 
