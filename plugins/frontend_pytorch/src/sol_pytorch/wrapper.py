@@ -92,8 +92,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn.modules import module as _module
 from torch.utils import _pytree as pytree
 
-from sol.ir import Graph
-from sol.program import Program
+from sol.plugin_api import Graph, PartitionedProgram, Program
 from sol_pytorch import fallback
 from sol_pytorch import training as sol_training  # (a module-level name: SolModule.training is the mode)
 from sol_pytorch.importer import SCALARS, describe_value, user_stacklevel
@@ -140,7 +139,7 @@ class ForwardSignature:
 class SolModule(torch.nn.Module):
     """Runs the programs sol compiled from ``model`` on PyTorch tensors (see the module doc)."""
 
-    def __init__(self, program: Program, model: torch.nn.Module, graph: Graph) -> None:
+    def __init__(self, program: Program | PartitionedProgram, model: torch.nn.Module, graph: Graph) -> None:
         super().__init__()
         self.graph_name = type(model).__name__
         self._device = program.device

@@ -5,9 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from sol.ir import Graph
-from sol.program import Program
-from sol.roles import Availability, Frontend, framework_availability
+from sol.plugin_api import Availability, Frontend, Graph, PartitionedProgram, Program, framework_availability
 
 
 def availability() -> Availability:
@@ -40,7 +38,7 @@ class TensorFlowFrontend(Frontend):
 
         return import_model(model, example_inputs, options)
 
-    def wrap(self, program: Program, model: Any, graph: Graph) -> Any:
+    def wrap(self, program: Program | PartitionedProgram, model: Any, graph: Graph) -> Any:
         from sol_tensorflow.wrapper import SolKerasModel
 
         return SolKerasModel(program, model, graph)
