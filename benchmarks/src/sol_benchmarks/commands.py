@@ -11,7 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from sol.commands import Command
+from sol.plugin_api import Command
 
 DEVICE = "x86"  # the device the harness runs sol on, and whose ceilings it measures
 

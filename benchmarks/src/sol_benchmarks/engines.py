@@ -148,7 +148,7 @@ def _sol_optimize(model: Any, x: Any, phase: str, notes: list[str]) -> Any:
     """``sol.optimize`` on x86 (for training when ``model`` is in train mode), noting a
     fallback to PyTorch and a warm process that missed the compile cache."""
     import sol
-    from sol.errors import SolError
+    from sol.plugin_api import SolError
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

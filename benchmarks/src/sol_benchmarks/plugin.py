@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from sol.commands import CommandRegistry
+    from sol.plugin_api import CommandRegistry
     from sol.roofline import Ceilings
 
 SOL_PLUGIN_API = ">=1.0,<2"

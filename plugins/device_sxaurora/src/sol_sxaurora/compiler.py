@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from sol.errors import CompileError
-from sol.roles import Compiler, Source
+from sol.plugin_api import CompileError, Compiler, Source
 
 VE_TARGET = "--target=ve-unknown-linux-gnu"
 NCC_DEFAULT = "/opt/nec/ve/bin/ncc"

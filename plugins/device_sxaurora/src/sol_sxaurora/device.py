@@ -5,10 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sol.errors import SolError
-from sol.planner.plan import Group, Plan
-from sol.program import Program
-from sol.roles import Availability, Compiler, Device, DeviceCapabilities, Estimate, Source
+from sol.plugin_api import (
+    Availability,
+    Compiler,
+    Device,
+    DeviceCapabilities,
+    Estimate,
+    Group,
+    Plan,
+    Program,
+    SolError,
+    Source,
+)
 from sol_sxaurora import compiler as cc
 from sol_sxaurora import offload, perfmodel, runtime
 from sol_sxaurora.render import VECTOR_LANES, NetworkRenderer, VeDialect

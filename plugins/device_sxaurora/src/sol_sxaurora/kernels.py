@@ -17,10 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sol.errors import SolError
-from sol.ir import Node, Value
-from sol.lowering import contiguous_strides, numel
-from sol.planner.plan import Group
+from sol.plugin_api import Group, Node, SolError, Value, contiguous_strides, numel
 from sol_sxaurora.vectorize import VectorCode, VectorOp, load, store
 
 VLEN = 256

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sol.ir import Graph, Node, Value, ValueKind
-from sol.ops.registry import LayerClass, registry
-from sol.roles import Backend
+from sol.plugin_api import Backend, Graph, LayerClass, Node, Value, ValueKind
+from sol.plugin_api import op_registry as registry
 
 ANCHORS = ("conv2d", "conv_transpose2d", "dense", "matmul")
 

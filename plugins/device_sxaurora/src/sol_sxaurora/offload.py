@@ -31,10 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from sol.errors import SolError
-from sol.ir import TensorType
-from sol.memory import Buffer
-from sol.roles import DeviceMemory
+from sol.plugin_api import Buffer, DeviceMemory, SolError, TensorType
 
 UNWRITTEN = 0xFF  # fresh emulated device memory: every float reads as NaN
 

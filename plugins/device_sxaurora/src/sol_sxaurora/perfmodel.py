@@ -13,9 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sol.ir import Node, Value
-from sol.planner.plan import Group, GroupKind, Plan, Storage
-from sol.roles import Estimate
+from sol.plugin_api import Estimate, Group, GroupKind, Node, Plan, Storage, Value
 
 
 @dataclass(frozen=True)

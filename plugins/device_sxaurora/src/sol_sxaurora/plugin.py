@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from sol.roles import BackendRegistry, DeviceRegistry
+    from sol.plugin_api import BackendRegistry, DeviceRegistry
 
 SOL_PLUGIN_API = ">=1.2,<2"
 hookimpl = pluggy.HookimplMarker("sol")

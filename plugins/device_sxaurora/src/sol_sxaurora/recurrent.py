@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sol.errors import SolError
-from sol.planner.plan import Group
+from sol.plugin_api import Group, SolError
 
 if TYPE_CHECKING:
     from sol_sxaurora.render import NetworkRenderer

@@ -16,12 +16,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sol.codegen import environment, render
-from sol.errors import SolError
-from sol.ir import Value
-from sol.lowering import CRenderer, Dialect, OpStage, PointwiseStage
-from sol.planner.plan import Group, Plan
-from sol.roles import Source
+from sol.plugin_api import CRenderer, Dialect, Group, OpStage, Plan, PointwiseStage, SolError, Source, Value
+from sol.plugin_api import render_template as render
+from sol.plugin_api import template_environment as environment
 from sol_sxaurora import kernels, recurrent
 from sol_sxaurora.libraries import is_static
 from sol_sxaurora.vectorize import VectorCode, VectorOp, load, store

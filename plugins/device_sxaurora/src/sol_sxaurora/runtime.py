@@ -19,11 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sol.errors import IndexOutOfRangeError, SolError
-from sol.ir import TensorType
-from sol.memory import Buffer
-from sol.planner.plan import Plan
-from sol.program import Program
+from sol.plugin_api import Buffer, IndexOutOfRangeError, Plan, Program, SolError, TensorType
 from sol_sxaurora.offload import OffloadProcess
 
 ABI_VERSION = 1

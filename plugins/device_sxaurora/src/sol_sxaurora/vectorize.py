@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sol.ir import Node
-from sol.ops.registry import registry
+from sol.plugin_api import Node
+from sol.plugin_api import op_registry as registry
 
 FLOAT_BYTES = 4
 

@@ -21,8 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 from sol import cache, progress
-from sol.errors import CompileError
-from sol.roles import Compiler, Source
+from sol.plugin_api import CompileError, Compiler, Source
 from sol_x86.libraries import find_onednn
 
 log = logging.getLogger("sol")

@@ -6,11 +6,17 @@ import functools
 import os
 from pathlib import Path
 
-from sol.errors import SolError
-from sol.planner.plan import Plan
-from sol.plugin_api import physical_cores
-from sol.program import Program
-from sol.roles import Availability, Compiler, Device, DeviceCapabilities, Source
+from sol.plugin_api import (
+    Availability,
+    Compiler,
+    Device,
+    DeviceCapabilities,
+    Plan,
+    Program,
+    SolError,
+    Source,
+    physical_cores,
+)
 from sol_x86 import compiler as cc
 from sol_x86 import render, runtime
 from sol_x86.libraries import OneDNNBackend, find_onednn
@@ -75,7 +81,8 @@ class X86Device(Device):
         from sol import cache, progress
         from sol.autodiff.graphs import clone_graph
         from sol.planner.partition import plan_graph
-        from sol.plugins import records, roles
+        from sol.plugin_api import plugin_records as records
+        from sol.plugin_api import plugin_roles as roles
 
         graph, _ = clone_graph(plan.graph)  # the planner rewrites its graph; plan.graph stays as it is
         backends = [b.exact_variant() if isinstance(b, OneDNNBackend) else b

@@ -17,9 +17,7 @@ from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
-from sol.ir import Graph, Node, Value, ValueKind
-from sol.passes.finite import may_be_nonfinite
-from sol.roles import Availability, Backend
+from sol.plugin_api import Availability, Backend, Graph, Node, Value, ValueKind, may_be_nonfinite
 
 # sol op -> (oneDNN eltwise algorithm, alpha, beta); attribute-dependent ones are in _eltwise().
 # These agree with the frameworks at NaN and infinity too. relu (slope 0), which oneDNN computes

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sol.errors import SolError
-from sol.lowering import ctype
-from sol.planner.plan import Group, Storage
+from sol.plugin_api import Group, SolError, Storage, ctype
 
 if TYPE_CHECKING:
     from sol_x86.render import NetworkRenderer

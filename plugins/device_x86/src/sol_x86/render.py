@@ -6,14 +6,23 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from sol.codegen import environment, render
-from sol.errors import SolError
-from sol.ir import Node, Value
-from sol.lowering import CRenderer, Dialect, OuterLoop
-from sol.passes.finite import premise_of
-from sol.planner.plan import Group, GroupKind, Plan, Storage
-from sol.plugin_api import physical_cores
-from sol.roles import Source
+from sol.plugin_api import (
+    CRenderer,
+    Dialect,
+    Group,
+    GroupKind,
+    Node,
+    OuterLoop,
+    Plan,
+    SolError,
+    Source,
+    Storage,
+    Value,
+    physical_cores,
+    premise_of,
+)
+from sol.plugin_api import render_template as render
+from sol.plugin_api import template_environment as environment
 from sol_x86 import recurrent
 from sol_x86.libraries import PostOp, epilogue, find_onednn, finite_premise, library_dims
 

@@ -31,10 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sol.errors import IndexOutOfRangeError, SolError
-from sol.memory import Buffer
-from sol.planner.plan import Plan
-from sol.program import Program
+from sol.plugin_api import Buffer, IndexOutOfRangeError, Plan, Program, SolError
 
 ABI_VERSION = 1
 _ERR_LEN = 2048

@@ -41,7 +41,7 @@ def optimize(model: Any, *example_inputs: Any, **options: Any) -> Any:
 
     ``torch.compile(model, backend="sol")`` uses the same machinery (:mod:`sol_pytorch.dynamo`).
     """
-    from sol.api import optimize as _optimize
+    from sol.plugin_api import optimize as _optimize
 
     return _optimize(model, *example_inputs, **options)
 
@@ -54,7 +54,7 @@ def __getattr__(name: str) -> Any:
 
 
 def _require_framework(name: str) -> None:
-    from sol.roles import require_framework
+    from sol.plugin_api import require_framework
     from sol_pytorch.frontend import availability
 
     require_framework(availability(), f"sol.pytorch.{name}", "PyTorch")

@@ -26,8 +26,7 @@ from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind
 
 from sol import fallback as core_fallback
-from sol.errors import SolFallbackWarning
-from sol.ir import Graph, Value
+from sol.plugin_api import Graph, SolFallbackWarning, Value
 from sol_pytorch.importer import Constant, TorchCall, classify, is_static, state_tensors, user_outputs
 
 __all__ = ["Part", "SolFallbackWarning", "Split", "split"]

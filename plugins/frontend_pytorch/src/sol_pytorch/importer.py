@@ -45,8 +45,7 @@ from torch.export.graph_signature import InputKind, OutputKind
 
 from sol import errors
 from sol import fallback as core_fallback
-from sol.errors import SolError, UnsupportedOpError
-from sol.ir import Graph, Node, Value, ValueKind
+from sol.plugin_api import Graph, Node, SolError, UnsupportedOpError, Value, ValueKind
 from sol_pytorch import locations
 from sol_pytorch.aten import CONVERTERS, Emitter, Unsupported, tensor_type
 from sol_pytorch.guard import TRACE_LOCK, tracing_copy

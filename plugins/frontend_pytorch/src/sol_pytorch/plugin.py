@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from sol.roles import FrontendRegistry
+    from sol.plugin_api import FrontendRegistry
 
 SOL_PLUGIN_API = ">=1.2,<2"
 hookimpl = pluggy.HookimplMarker("sol")

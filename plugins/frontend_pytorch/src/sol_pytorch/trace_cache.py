@@ -57,8 +57,7 @@ import numpy as np
 import torch
 
 from sol import cache
-from sol.errors import CacheError
-from sol.ir import Graph, ValueKind
+from sol.plugin_api import CacheError, Graph, ValueKind
 
 log = logging.getLogger("sol")
 
@@ -119,7 +118,8 @@ def _argument(v: Any) -> Any:
 
 
 def _environment() -> str:
-    from sol.plugins import manager, records
+    from sol.plugin_api import plugin_records as records
+    from sol.plugins import manager
 
     versions = ";".join(f"{r.name}={r.version}" for r in sorted(records(), key=lambda r: r.name))
     # the imported graph is made by this frontend's converters and core's IR and op rules (which

@@ -59,12 +59,20 @@ from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind
 from torch.utils import _pytree as pytree
 
-from sol.autodiff import Differentiated, TrainingProgram, differentiate
 from sol.autodiff.differentiate import SavedSource
-from sol.errors import UnsupportedOpError
-from sol.fallback import PartitionedProgram, compile_partitioned, is_partitioned, mark
-from sol.ir import Graph, Value
-from sol.program import Program
+from sol.plugin_api import (
+    Differentiated,
+    Graph,
+    PartitionedProgram,
+    Program,
+    TrainingProgram,
+    UnsupportedOpError,
+    Value,
+    compile_partitioned,
+    differentiate,
+    is_partitioned,
+)
+from sol.plugin_api import mark_framework_node as mark
 from sol_pytorch import fallback, locations
 from sol_pytorch.aten import Unsupported, tensor_type
 from sol_pytorch.aten.training import CUMULATIVE_MOMENTUM, RANDOM_KEY, RandomInput, instance_norm_training
@@ -564,7 +572,7 @@ def _saved_kind(source: SavedSource, num_outputs: int) -> str:
 def make_variant(program: Program | PartitionedProgram, graph: Graph, model: torch.nn.Module) -> TrainingVariant:
     """The training variant for ``program`` (compiled from ``graph`` as :func:`import_training`
     made it); the backward is compiled here, for the same device."""
-    from sol.api import compile_graph
+    from sol.plugin_api import compile_graph
 
     info: TrainingImport = graph.meta[TRAIN_KEY]
     backward = None
@@ -577,7 +585,7 @@ def make_variant(program: Program | PartitionedProgram, graph: Graph, model: tor
 def compile_variant(model: torch.nn.Module, values: Sequence[Any], device: str | None, options: dict[str, Any],
                     warned: set[str] | None = None) -> TrainingVariant:
     """Import ``model`` for training with these arguments and compile both programs."""
-    from sol.api import compile_graph
+    from sol.plugin_api import compile_graph
 
     graph = import_training(model, values, options, warned)
     if is_partitioned(graph):  # PyTorch trains the whole model: nothing to compile

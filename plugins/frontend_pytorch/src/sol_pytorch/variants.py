@@ -24,11 +24,18 @@ import torch
 from torch import fx
 from torch.utils import _pytree as pytree
 
-from sol.errors import SolFallbackWarning
-from sol.fallback import FrameworkStep, PartitionedProgram, call_of, compile_partitioned, is_partitioned
-from sol.ir import Graph, Value
-from sol.memory import Buffer
-from sol.program import Program
+from sol.plugin_api import (
+    Buffer,
+    FrameworkStep,
+    Graph,
+    PartitionedProgram,
+    Program,
+    SolFallbackWarning,
+    Value,
+    call_of,
+    compile_partitioned,
+    is_partitioned,
+)
 from sol_pytorch import fallback, trace_cache
 from sol_pytorch.importer import (
     Constant,
@@ -125,7 +132,7 @@ def compile_variant(model: torch.nn.Module, values: Sequence[Any], device: str |
                     warned: set[str] | None = None) -> Variant:
     """Import ``model`` for these argument values and compile it for ``device`` (in parts where
     PyTorch runs some operations: :mod:`sol.fallback`)."""
-    from sol.api import compile_graph
+    from sol.plugin_api import compile_graph
 
     graph = import_model(model, values, options, warned)
     if is_partitioned(graph):

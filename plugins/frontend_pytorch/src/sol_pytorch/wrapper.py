@@ -536,7 +536,7 @@ def _recompute(module: SolModule, variant: Variant, values: list[Any]) -> Any:
 
 def _restore(model: torch.nn.Module, examples: tuple[Any, ...], device: str, training: bool,
              options: dict[str, Any]) -> SolModule:
-    from sol.api import optimize
+    from sol.plugin_api import optimize
 
     restored: SolModule = optimize(model, *examples, device=device, training=training, **options)
     return restored

@@ -36,7 +36,7 @@ def optimize(model: Any, *example_inputs: Any, **options: Any) -> Any:
       the values the program was compiled with, and compiles again when they changed (about 5-10 us
       per variable); ``check_weights=False`` reads them once, at optimize time.
     """
-    from sol.api import optimize as _optimize
+    from sol.plugin_api import optimize as _optimize
 
     return _optimize(model, *example_inputs, **options)
 
@@ -49,7 +49,7 @@ def __getattr__(name: str) -> Any:
 
 
 def _require_framework(name: str) -> None:
-    from sol.roles import require_framework
+    from sol.plugin_api import require_framework
     from sol_tensorflow.frontend import availability
 
     require_framework(availability(), f"sol.tensorflow.{name}", "TensorFlow")

@@ -38,10 +38,16 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
-from sol.errors import SolFallbackWarning
-from sol.fallback import FrameworkStep, PartitionedProgram, SolStep, call_of
-from sol.ir import Graph, Value
-from sol.program import Program
+from sol.plugin_api import (
+    FrameworkStep,
+    Graph,
+    PartitionedProgram,
+    Program,
+    SolFallbackWarning,
+    SolStep,
+    Value,
+    call_of,
+)
 from sol_tensorflow.graphcall import numpy_call
 from sol_tensorflow.importer import TFCall, Traced, graph_ops, problem_lines, user_inputs
 

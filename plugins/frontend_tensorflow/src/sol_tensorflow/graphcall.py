@@ -25,7 +25,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from sol.errors import SolError
+from sol.plugin_api import SolError
 
 SAVE_ADVICE = ("sol's compiled programs are native code loaded into this process, which a saved graph cannot "
                "refer to (a new process would run another function or none). Save the original model instead "

@@ -34,9 +34,17 @@ import numpy as np
 import tensorflow as tf
 
 from sol import fallback as core_fallback
-from sol.errors import SolFallbackWarning, UnsupportedOpError, user_stacklevel
-from sol.ir import DTYPES, Graph, TensorType, Value, ValueKind
-from sol.ops.registry import registry
+from sol.plugin_api import (
+    DTYPES,
+    Graph,
+    SolFallbackWarning,
+    TensorType,
+    UnsupportedOpError,
+    Value,
+    ValueKind,
+    user_stacklevel,
+)
+from sol.plugin_api import op_registry as registry
 from sol_tensorflow.ops import CONVERTERS, NCHW, Context, Entry, Unsupported, dtype_name
 from sol_tensorflow.support import DeviceSupport, floating_dtypes, target_device
 

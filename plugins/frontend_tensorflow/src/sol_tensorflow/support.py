@@ -22,9 +22,8 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sol.errors import SolError
-from sol.ir import Graph, Node
-from sol.ops.registry import LayerClass, registry
+from sol.plugin_api import Graph, LayerClass, Node, SolError
+from sol.plugin_api import op_registry as registry
 
 log = logging.getLogger("sol")
 _LIBRARY = (LayerClass.COMPUTE_BOUND, LayerClass.PARAM_BOUND)
@@ -32,7 +31,7 @@ _LIBRARY = (LayerClass.COMPUTE_BOUND, LayerClass.PARAM_BOUND)
 
 def generated_dtypes() -> frozenset[str]:
     """The dtypes core's C-family code generators have a C type for."""
-    from sol.lowering import CTYPES
+    from sol.plugin_api import CTYPES
 
     return frozenset(CTYPES)
 
@@ -41,7 +40,7 @@ class DeviceSupport:
     """What ``device`` cannot compile of a converted graph (see the module doc)."""
 
     def __init__(self, device: str) -> None:
-        from sol.plugins import roles
+        from sol.plugin_api import plugin_roles as roles
 
         self.device = roles().devices.get(device)
         self.backends = roles().backends.for_device(self.device.name)
@@ -67,7 +66,7 @@ class DeviceSupport:
         first = self.flagged(graph)
         if not first:
             return []
-        from sol.plugins import roles
+        from sol.plugin_api import plugin_roles as roles
 
         probe = fresh()
         if not probe.outputs:  # ops sol cannot convert cut the graph: keep every result it computes

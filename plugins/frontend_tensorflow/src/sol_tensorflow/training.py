@@ -54,10 +54,17 @@ from typing import Any
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
-from sol.autodiff import TrainingProgram, compile_training, params_to_inputs
-from sol.errors import UnsupportedOpError
-from sol.ir import DTYPES, Graph, TensorType, ValueKind
-from sol.program import Program
+from sol.plugin_api import (
+    DTYPES,
+    Graph,
+    Program,
+    TensorType,
+    TrainingProgram,
+    UnsupportedOpError,
+    ValueKind,
+    compile_training,
+    params_to_inputs,
+)
 from sol_tensorflow.graphcall import numpy_call
 from sol_tensorflow.importer import (
     OpConverter,
@@ -325,7 +332,7 @@ class TrainingVariant:
 
     def __init__(self, model: Any, training: bool, converted: TrainingGraph, device: str,
                  options: dict[str, Any]) -> None:
-        from sol.api import compile_graph
+        from sol.plugin_api import compile_graph
 
         self.model = model
         self.training = training

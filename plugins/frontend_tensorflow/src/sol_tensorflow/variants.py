@@ -21,10 +21,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from sol.fallback import PartitionedProgram, compile_partitioned, is_partitioned
-from sol.ir import Graph
-from sol.memory import DLPACK_CPU, Buffer
-from sol.program import Program
+from sol.plugin_api import DLPACK_CPU, Buffer, Graph, PartitionedProgram, Program, compile_partitioned, is_partitioned
 from sol_tensorflow.fallback import Runner, runner_for
 from sol_tensorflow.graphcall import numpy_call
 from sol_tensorflow.importer import (
@@ -138,7 +135,7 @@ def from_graph(program: Program | PartitionedProgram, graph: Graph, check_weight
 def compile_variant(traced: Traced, device: str, options: dict[str, Any], warned: set[str]) -> Inference:
     """Import ``traced`` (fresh variable snapshots) for ``device`` and compile it (in parts where
     TensorFlow runs some ops; nothing at all where it runs every op)."""
-    from sol.api import compile_graph
+    from sol.plugin_api import compile_graph
 
     options = {k: v for k, v in options.items() if k != "training"}
     fresh = dataclasses.replace(traced, snapshots={})

@@ -48,9 +48,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sol.fallback import PartitionedProgram
-from sol.ir import Graph
-from sol.program import Program
+from sol.plugin_api import Graph, PartitionedProgram, Program
 from sol_tensorflow.fallback import Runner
 from sol_tensorflow.graphcall import numpy_call, refuse_saving
 from sol_tensorflow.importer import TRACED_KEY, Traced, problem_lines, trace

@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sol.converters import ConverterTable
-from sol.ir import Graph, TensorType, Value
+from sol.plugin_api import ConverterTable, Graph, TensorType, Value
 
 Args = dict[str, Any]
 Result = Any  # a Value, or a tuple of Values / None for multi-output overloads

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from sol.ir import Value
+from sol.plugin_api import Value
 from sol_pytorch.aten.base import Args, Converter, Emitter, Unsupported, _scaled, _tensor, converts
 
 # --- element-wise -----------------------------------------------------------------------------

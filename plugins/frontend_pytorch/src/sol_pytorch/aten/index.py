@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from sol.ir import Value
+from sol.plugin_api import Value
 from sol_pytorch.aten.base import Args, Emitter, Unsupported, _tensor, converts, dtype_name
 from sol_pytorch.aten.training import RANDOM_KEY
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from sol.ir import Value
+from sol.plugin_api import Value
 from sol_pytorch.aten.base import Args, Emitter, Unsupported, _slice, _swap, _tensor, converts
 
 # --- shapes and data movement -----------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from sol.ir import Value, ValueKind
+from sol.plugin_api import Value, ValueKind
 from sol_pytorch.aten.base import WEIGHT_VALUES, Args, Emitter, Unsupported, _scaled, _swap, _tensor, converts
 from sol_pytorch.aten.spatial import conv_transpose
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sol.ir import Value
+from sol.plugin_api import Value
 from sol_pytorch.aten.base import Args, Emitter, Unsupported, _slice, converts
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from sol.ir import Value
+from sol.plugin_api import Value
 from sol_pytorch.aten.base import Args, Converter, Emitter, Unsupported, _batch_norm, _tensor, converts
 from sol_pytorch.aten.training import batch_norm_batch_stats
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sol.ir import Value
+from sol.plugin_api import Value
 from sol_pytorch.aten.base import Args, Emitter, Unsupported, _tensor, converts
 
 # --- transposed convolution -------------------------------------------------------------------

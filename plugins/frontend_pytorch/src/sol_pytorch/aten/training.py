@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sol.ir import TensorType, Value
+from sol.plugin_api import TensorType, Value
 from sol_pytorch.aten.base import CONVERTERS, Args, Emitter, Unsupported, _batch_norm, _tensor, converts
 
 RANDOM_KEY = "pytorch.random_inputs"

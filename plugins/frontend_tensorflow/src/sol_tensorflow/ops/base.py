@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from sol.converters import ConverterTable
-from sol.ir import Graph, TensorType, Value
+from sol.plugin_api import ConverterTable, Graph, TensorType, Value
 
 TO_NCHW = (0, 3, 1, 2)
 TO_NHWC = (0, 2, 3, 1)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from sol.ir import Value
+from sol.plugin_api import Value
 from sol_tensorflow.ops.base import (
     NCHW,
     Context,

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from sol.ir import Value
+from sol.plugin_api import Value
 from sol_tensorflow.ops.base import NCHW, Context, Result, Unsupported, _layout_of, _wrap, attr, converts, dtype_name
 
 # --- gather ------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sol.ir import Value, ValueKind
+from sol.plugin_api import Value, ValueKind
 from sol_tensorflow.ops.base import (
     NCHW,
     Context,
