@@ -42,16 +42,22 @@ def device_params(config: pytest.Config) -> list[Any]:
     from sol.testing import REFERENCE_DEVICE
 
     names = list(dict.fromkeys(config.getoption("sol_device"))) or [*roles().devices.names(), REFERENCE_DEVICE]
-    params = []
-    for name in dict.fromkeys(names):
-        why = ""
-        if name in roles().devices:
-            avail = roles().devices.get(name).availability()
-            why = "" if avail.available else f"{name} unavailable: {avail.detail}"
-        elif name != REFERENCE_DEVICE:
-            why = f"{name} is not installed (installed devices: {', '.join(roles().devices.names()) or 'none'})"
-        params.append(pytest.param(name, id=name, marks=pytest.mark.skip(reason=why) if why else ()))
-    return params
+    return [device_param(name, REFERENCE_DEVICE) for name in dict.fromkeys(names)]
+
+
+def device_param(name: str, registered_later: str | None = None) -> Any:
+    """``name`` as a pytest parameter: a skip saying why where the device is not installed or
+    cannot run here (no hardware). ``registered_later`` is a device the tests register themselves
+    (the reference device): not installed, yet never a skip."""
+    from sol.plugins import roles
+
+    why = ""
+    if name in roles().devices:
+        avail = roles().devices.get(name).availability()
+        why = "" if avail.available else f"{name} unavailable: {avail.detail}"
+    elif name != registered_later:
+        why = f"{name} is not installed (installed devices: {', '.join(roles().devices.names()) or 'none'})"
+    return pytest.param(name, id=name, marks=pytest.mark.skip(reason=why) if why else ())
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
