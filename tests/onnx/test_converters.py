@@ -1,0 +1,55 @@
+"""Converters whose ONNX backend cases give the deciding inputs at run time (sol needs them when
+optimizing, so those cases are excluded): checked here against ONNX Runtime with the values as
+initializers, as exporters write them. Many nodes in one model: one compile."""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import helper
+from onnx_helpers import init, model, run_ort, tensor
+
+import sol.onnx
+
+# mode, coordinate_transformation_mode, nearest_mode, scales, sizes: the resizes PyTorch's exporter
+# writes (nearest/asymmetric/floor, linear/half_pixel or align_corners), up, down and uneven
+RESIZES = [("nearest", "asymmetric", "floor", [1, 1, 2, 2], None),
+           ("nearest", "asymmetric", "floor", None, [2, 3, 7, 5]),
+           ("nearest", "asymmetric", "floor", [1, 1, 1.5, 2.5], None),
+           ("linear", "half_pixel", None, [1, 1, 2, 2], None),
+           ("linear", "half_pixel", None, None, [2, 3, 7, 3]),
+           ("linear", "align_corners", None, None, [2, 3, 9, 11]),
+           ("linear", "pytorch_half_pixel", None, [1, 1, 0.5, 0.5], None)]
+
+
+def test_resize_reshape_slice_and_friends_with_known_arguments() -> None:
+    nodes, outs = [], []
+    inits = [init("roi", np.zeros(0, np.float32)), init("none", np.zeros(0, np.float32))]
+    for i, (mode, coords, nearest, scales, sizes) in enumerate(RESIZES):
+        kw = {"mode": mode, "coordinate_transformation_mode": coords, **({"nearest_mode": nearest} if nearest else {})}
+        if scales:
+            inits.append(init(f"s{i}", np.array(scales, np.float32)))
+            args = ["x", "roi", f"s{i}"]
+        else:
+            inits.append(init(f"z{i}", np.array(sizes, np.int64)))
+            args = ["x", "roi", "none", f"z{i}"]
+        nodes.append(helper.make_node("Resize", args, [f"y{i}"], name=f"resize{i}", **kw))
+    inits += [init("shape", np.array([0, -1, 4], np.int64)), init("starts", np.array([1, -3], np.int64)),
+              init("ends", np.array([6, 100], np.int64)), init("axes", np.array([2, 3], np.int64)),
+              init("steps", np.array([2, 1], np.int64)), init("uaxes", np.array([0, 3], np.int64)),
+              init("reduce", np.array([1, -1], np.int64)), init("pads", np.array([0, 0, 1, -1, 0, 0, 2, 0], np.int64))]
+    nodes += [helper.make_node("Reshape", ["x", "shape"], ["reshaped"]),
+              helper.make_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["sliced"]),
+              helper.make_node("Unsqueeze", ["sliced", "uaxes"], ["unsqueezed"]),
+              helper.make_node("ReduceMean", ["x", "reduce"], ["mean"], keepdims=0),
+              helper.make_node("Pad", ["x", "pads"], ["padded"]),
+              helper.make_node("Split", ["x"], ["left", "right"], axis=3, num_outputs=2)]
+    names = [f"y{i}" for i in range(len(RESIZES))] + ["reshaped", "sliced", "unsqueezed", "mean", "padded", "left",
+                                                      "right"]
+    outs = [tensor(n, ["a", "b", "c", "d", "e"][:5 if n == "unsqueezed" else 3 if n == "reshaped" else
+                                                  2 if n == "mean" else 4]) for n in names]
+    proto = model(nodes, [tensor("x", [2, 3, 6, 4])], outs, inits, opset=18)
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 4)).astype(np.float32)
+    got = sol.onnx.optimize(proto, fallback=False)(x)
+    for name, g, want in zip(names, got, run_ort(proto, {"x": x})):
+        assert g.shape == want.shape, name
+        np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-6, err_msg=name)
