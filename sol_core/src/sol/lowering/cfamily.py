@@ -274,7 +274,7 @@ class CRenderer:
 
     # --- groups -----------------------------------------------------------------------------
     def lower(self, g: Group) -> LoweredGroup:
-        return GroupLowering(g, self.sym, self.dialect.elementwise, self.comment).lower()
+        return GroupLowering(g, self.sym, self.dialect.elementwise, self.comment, self.dialect.literal).lower()
 
     def fused(self, g: Group) -> dict[str, Any]:
         """The template context of a fused group: its lowering (``lowered``), the counters of

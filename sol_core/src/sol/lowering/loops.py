@@ -16,6 +16,7 @@ index/selection ops' in :mod:`sol.lowering.index`, the backward ops' in :mod:`so
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,20 +128,33 @@ class LoweredGroup:
         return lines
 
 
+def _pad_value(low: GroupLowering, x: float, dtype: str) -> str:
+    """Finite values as Python writes them (the template casts), NaN and infinities as the dialect spells them."""
+    return repr(x) if math.isfinite(x) else low.literal(x, dtype)
+
+
+def _plain_literal(x: Any, dtype: str) -> str:
+    if isinstance(x, float) and not math.isfinite(x):
+        raise SolError(f"a {x} constant needs a dialect to spell it (GroupLowering(..., literal=dialect.literal))")
+    return repr(x)
+
+
 class GroupLowering:
     """Lowers one fused group. ``sym(v)`` names a global buffer (a one-character prefix and a
     number: locals, registers and loads reuse the number with prefixes of their own);
     ``elementwise`` renders an element-wise node (a dialect's :meth:`sol.lowering.Dialect.elementwise`);
-    ``comment`` names a node in a comment."""
+    ``comment`` names a node in a comment; ``literal(x, dtype)`` spells a constant of the model's
+    (a pad value: NaN and infinities have no portable C spelling, :meth:`sol.lowering.Dialect.literal`)."""
 
     def __init__(self, group: Group, sym: Callable[[Value], str], elementwise: ElementwiseFn,
-                 comment: CommentFn) -> None:
+                 comment: CommentFn, literal: Callable[[Any, str], str] | None = None) -> None:
         assert group.kernel is not None
         self.group = group
         self.kernel: FusedKernel = group.kernel
         self.sym = sym
         self.ew = elementwise
         self.comment = comment
+        self.literal = literal or _plain_literal
         self.local_sym = {v: f"L{sym(v)[1:]}" for v in self.kernel.locals}
         self.step = 0
         self.serial_outer = False
@@ -407,7 +421,8 @@ def pad(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[s
     inside = " && ".join(f"i{j} >= {lo} && i{j} < {lo + inner_in[j]}"
                          for j, (lo, hi) in enumerate(pads) if lo or hi) or "true"
     return "pad", PadRecord(**base, dims=[Dim(e) for e in inner_out], out_offset=linear(out_st),
-                            in_offset=in_offset, inside=inside, value=repr(float(node.attrs["value"])))
+                            in_offset=in_offset, inside=inside,
+                            value=_pad_value(low, float(node.attrs["value"]), node.outputs[0].dtype))
 
 
 # fn(lowering, node, depth, base record fields) -> (op macro name, record)

@@ -96,7 +96,10 @@ CASES: dict[str, list[Case]] = {
                   ([(2, 3, 4)], {"perm": (0, 2, 1)})],
     "pad": [([(2, 3, 4, 5)], {"pads": ((0, 0), (0, 0), (1, 2), (2, 1))}),
             ([(2, 3, 4)], {"pads": ((0, 0), (1, 0), (0, 0)), "value": -1.5}),
-            ([(3, 7)], {"pads": ((2, 1), (0, 3))})],
+            ([(3, 7)], {"pads": ((2, 1), (0, 3))}),
+            # max pooling pads with -inf (ONNX Pad, PyTorch's F.pad(value=-inf)): no C literal spells it
+            ([(2, 3, 4)], {"pads": ((0, 0), (1, 1), (2, 0)), "value": float("-inf")}),
+            ([(3, 5)], {"pads": ((1, 0), (0, 2)), "value": float("nan")})],
     "slice": [([(2, 6, 5, 7)], {"axes": (2, 3), "starts": (1, -5), "stops": (4, 100), "steps": (1, 2)}),
               ([(4, 9)], {"axes": (1,), "starts": (2,), "stops": (3,)}),
               ([(6, 3, 4)], {"axes": (0, 2), "starts": (1, 0), "stops": (6, 4), "steps": (3, 2)})],
