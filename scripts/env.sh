@@ -30,7 +30,7 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
     "onnxruntime==1.32.0" "onnx==1.23.2" "onnxscript==0.7.2" "matplotlib==3.11.2"
   "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT/sol_core" -e "$ROOT/plugins/device_x86" \
     -e "$ROOT/plugins/frontend_pytorch" -e "$ROOT/plugins/device_sxaurora" -e "$ROOT/plugins/frontend_tensorflow" \
-    -e "$ROOT/benchmarks"
+    -e "$ROOT/plugins/frontend_onnx" -e "$ROOT/benchmarks"
   echo "$want" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -38,6 +38,7 @@ DISTRIBUTIONS = {  # distribution -> (folder, import package, files its wheel mu
                              "sol_sxaurora/templates/velintrin_emu.h"]),
     "sol-frontend-pytorch": ("plugins/frontend_pytorch", "sol_pytorch", ["sol_pytorch/py.typed"]),
     "sol-frontend-tensorflow": ("plugins/frontend_tensorflow", "sol_tensorflow", ["sol_tensorflow/py.typed"]),
+    "sol-frontend-onnx": ("plugins/frontend_onnx", "sol_onnx", ["sol_onnx/py.typed"]),
     "sol-benchmarks": ("benchmarks", "sol_benchmarks",
                        ["sol_benchmarks/py.typed", "sol_benchmarks/zoo.py", "sol_benchmarks/demo.py"]),
     # The out-of-tree example device (issue #16 item 5's proof): built and installed like any
@@ -178,7 +179,7 @@ def test_all_wheels_work_installed_in_a_fresh_environment(built: dict[str, tuple
     for dist in DISTRIBUTIONS:
         assert dist in table, table
     assert "x86: available" in table and "pytorch: available (torch " in table and "ve: available" in table
-    assert "c: available (plain C99" in table
+    assert "c: available (plain C99" in table and "onnx: available" in table
     assert "tensorflow: unavailable: tensorflow is not installed (pip install tensorflow)" in table
     assert "failed to load" not in table and "refused" not in table
 
