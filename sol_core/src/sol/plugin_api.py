@@ -102,6 +102,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "premise_of": ("sol.passes.finite", "premise_of"),
     # the host machine (a CPU device sizes its thread pool by it)
     "physical_cores": ("sol.host", "physical_cores"),
+    # a value computed from constants (or weights) while converting: a frontend's shape arithmetic
+    "known_value": ("sol.passes.simplify", "known_value"),
     # templates and generated-source text (untrusted names made safe for C comments, strings, files)
     "template_environment": ("sol.codegen", "environment"),
     "render_template": ("sol.codegen", "render"),
@@ -246,6 +248,7 @@ if TYPE_CHECKING:  # the table above, for type checkers (`X as X`: an explicit r
     from sol.passes.finite import may_be_nonfinite as may_be_nonfinite
     from sol.passes.finite import premise_of as premise_of
     from sol.passes.manager import PassRegistry as PassRegistry
+    from sol.passes.simplify import known_value as known_value
     from sol.planner.plan import FusedKernel as FusedKernel
     from sol.planner.plan import Group as Group
     from sol.planner.plan import GroupKind as GroupKind

@@ -39,10 +39,9 @@ from sol.plugin_api import (
     SolFallbackWarning,
     TensorType,
     UnsupportedOpError,
-    Value,
     ValueKind,
+    known_value,
     mark_framework_node,
-    op_registry,
     partition,
     user_stacklevel,
 )
@@ -312,7 +311,7 @@ class Converter:
                 entry = Entry(static=r)
                 got = TensorType(r.shape, str(r.dtype)) if str(r.dtype) in DTYPES else None
             else:
-                value = _evaluate(r) if folded else None
+                value = known_value(r, params=True) if folded else None
                 entry = Entry(static=value) if value is not None else Entry(value=r)
                 got = r.type
             want = known_type(self.types.get(name))
@@ -395,18 +394,6 @@ class _LazyInitializer(Entry):
         self._array = value
 
 
-def _evaluate(v: Value) -> np.ndarray | None:
-    """``v``'s value when it is computed from known arrays only (core's NumPy references), else None."""
-    if v.kind in (ValueKind.CONST, ValueKind.PARAM):
-        return v.data
-    node = v.producer
-    if node is None:
-        return None
-    inputs = [_evaluate(i) for i in node.inputs]
-    if any(i is None for i in inputs):
-        return None
-    out = op_registry.run_reference(node, inputs)[node.outputs.index(v)]  # type: ignore[arg-type]
-    return np.asarray(out).astype(v.dtype, copy=False).reshape(v.shape)
 
 
 def _drop_dead(graph: Graph) -> None:

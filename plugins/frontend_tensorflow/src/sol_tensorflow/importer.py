@@ -42,9 +42,9 @@ from sol.plugin_api import (
     UnsupportedOpError,
     Value,
     ValueKind,
+    known_value,
     user_stacklevel,
 )
-from sol.plugin_api import op_registry as registry
 from sol_tensorflow.ops import CONVERTERS, NCHW, Context, Entry, Unsupported, dtype_name
 from sol_tensorflow.support import DeviceSupport, floating_dtypes, target_device
 
@@ -282,24 +282,12 @@ class OpConverter:
         for t, r in zip(op.outputs, results):
             entry = _entry(t, r)
             if static:  # TensorFlow cannot fold it (a slice of a shape): sol's references can
-                value = _evaluate(entry.tf) if entry.tf is not None else None
+                value = known_value(entry.tf) if entry.tf is not None else None
                 if value is not None:
                     entry = Entry(static=value)
             ctx.env[t.name] = entry
 
 
-def _evaluate(v: Value) -> np.ndarray | None:
-    """``v``'s value when it is computed from constants only (NumPy references), else None."""
-    if v.kind is ValueKind.CONST:
-        return v.data
-    node = v.producer
-    if node is None:
-        return None
-    inputs = [_evaluate(i) for i in node.inputs]
-    if any(i is None for i in inputs):
-        return None
-    out = registry.run_reference(node, inputs)[node.outputs.index(v)]  # type: ignore[arg-type]
-    return np.asarray(out).astype(v.dtype, copy=False).reshape(v.shape)
 
 
 def user_inputs(traced: Traced) -> list[Any]:

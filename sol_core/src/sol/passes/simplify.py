@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from sol.ir import Graph, ValueKind
+from typing import Any
+
+import numpy as np
+
+from sol.ir import Graph, Value, ValueKind
 
 
 def dead_code(graph: Graph) -> bool:
@@ -17,6 +21,24 @@ def dead_code(graph: Graph) -> bool:
     before = len(graph.params) + len(graph.consts)
     graph.prune_unused()
     return changed or before != len(graph.params) + len(graph.consts)
+
+
+def known_value(v: Value, params: bool = False) -> Any:
+    """``v``'s array when it is computed from constants only (and from parameters' current
+    values, with ``params``) by the ops' NumPy references, else None. Frontends ask while
+    converting (a shape or an axis computed in the graph must be known when optimizing)."""
+    from sol.ops.registry import registry
+
+    if v.kind is ValueKind.CONST or (params and v.kind is ValueKind.PARAM):
+        return v.data
+    node = v.producer
+    if node is None:
+        return None
+    inputs = [known_value(i, params) for i in node.inputs]
+    if any(i is None for i in inputs):
+        return None
+    out = registry.run_reference(node, inputs)[node.outputs.index(v)]
+    return np.asarray(out).astype(v.dtype, copy=False).reshape(v.shape)
 
 
 def _fold(graph: Graph, foldable: tuple[ValueKind, ...], as_param: bool) -> bool:
