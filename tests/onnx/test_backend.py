@@ -20,6 +20,7 @@ import numpy as np
 import onnx.backend.test
 import pytest
 from onnx.backend.test.loader import load_model_tests
+
 from sol_onnx.backend import SolBackend, SolBackendRep
 
 EXCLUSIONS = Path(__file__).with_name("backend_exclusions.txt")
