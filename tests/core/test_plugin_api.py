@@ -38,13 +38,6 @@ MODULE_MOVES = {
 EXCEPTIONS = {
     ("sol", "*module*"): "sol_pytorch.locations reads sol's install folder (`import sol`; sol.__file__) to tell "
                          "sol's stack frames from the user's: the package itself, not an API",
-    ("sol.planner.partition", "plan_graph"): "x86 re-plans a clone of its plan for the exact (NaN-keeping) twin; "
-                                             "a device-neutral 'plan variants' service in core should replace it "
-                                             "before a third-party device needs the same",
-    ("sol.autodiff.graphs", "clone_graph"): "with plan_graph above: x86's exact twin",
-    ("sol.plugins", "manager"): "sol_pytorch's trace cache keys on the plugins that register ops (pluggy's "
-                                "hook implementations); plugin_records is the facade's view, which should "
-                                "grow the ops each plugin registered",
 }
 
 

@@ -21,6 +21,7 @@ import pytest
 
 import sol
 from sol import progress
+from sol.config import config
 from sol.ir import Graph
 from sol.program import Program
 from sol.roles import Frontend
@@ -141,11 +142,13 @@ class ToyModel:
 
 class ToyFrontend(Frontend):
     name, module = "toy", "toy"
+    seen: list[dict[str, Any]] = []  # the options each import got
 
     def accepts(self, model: Any) -> bool:
         return isinstance(model, ToyModel)
 
     def import_graph(self, model: Any, example_inputs: tuple[Any, ...], options: dict[str, Any]) -> Graph:
+        self.seen.append(dict(options))
         return seed_net()
 
     def wrap(self, program: Program, model: Any, graph: Graph) -> Any:
@@ -178,6 +181,24 @@ def test_optimize_shows_tracing_and_compiling(fresh_plugins: Any, tmp_path: Path
     monkeypatch.setattr(sys, "stderr", quiet)
     sol.optimize(ToyModel(), device="interp")
     assert quiet.getvalue() == ""
+
+
+def test_the_frontend_is_told_the_device_optimize_compiles_for(fresh_plugins: Any, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frontend asks the device what it can compile (its fallback): optimize and explain name
+    the device they resolved, the default one included, in ``options["device"]``."""
+    monkeypatch.setenv("SOL_CACHE_DIR", str(tmp_path))
+    _toy_plugins(fresh_plugins)
+    ToyFrontend.seen.clear()
+    sol.optimize(ToyModel(), device="interp")
+    before = config["device"]
+    config["device"] = "interp"  # sol.device.set("interp")
+    try:
+        sol.optimize(ToyModel())
+        sol.explain(ToyModel())
+    finally:
+        config["device"] = before
+    assert [o.get("device") for o in ToyFrontend.seen] == ["interp"] * 3
 
 
 # --- a real terminal, a real model ------------------------------------------------------------

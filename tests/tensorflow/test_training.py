@@ -285,3 +285,31 @@ def test_piecewise_gradients_at_nan_zero_and_ties_as_tensorflow() -> None:
         out.extend(g.numpy() for g in tape.gradient(loss, [x, y]))
     for g, r in zip(got, want):
         np.testing.assert_allclose(g, r, rtol=RTOL, atol=1e-6)
+
+
+def test_max_pool_gradient_skips_nan_as_tensorflow() -> None:
+    """TensorFlow's max pooling ignores NaN (a window's maximum is its largest number; an all-NaN
+    window gives the lowest float) and its gradient goes where the forward's maximum is: to the
+    largest non-NaN element, the first of equal ones, the first element of an all-NaN window. sol's
+    gradient routed to the NaN before."""
+
+    def build() -> keras.Model:
+        x = keras.Input((4, 6, 2), name="x")
+        return keras.Model(x, L.MaxPool2D(2, strides=2, name="pool")(x), name="pool")
+
+    nan, inf = float("nan"), float("inf")
+    plane = np.array([[1.0, nan, 3.0, 2.0, nan, nan],
+                      [0.0, 5.0, nan, nan, nan, nan],
+                      [1.0, 1.0, -inf, -inf, 2.0, 7.0],
+                      [1.0, 1.0, nan, -inf, inf, nan]], np.float32)
+    x = tf.constant(np.stack([plane, -plane], -1)[None])
+    opt = sol.optimize(build(), x, device="x86")
+    got, want = [], []
+    for call, out in ((opt, got), (build(), want)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = call(x)
+            loss = tf.reduce_sum(y * tf.reshape(tf.range(1.0, 1.0 + y.shape.num_elements()), y.shape))
+        out.extend([y.numpy(), tape.gradient(loss, x).numpy()])
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])

@@ -14,7 +14,7 @@ from sol.fallback import compile_partitioned, is_partitioned
 from sol.ir import Graph
 from sol.planner.plan import GroupKind, Plan
 from sol.program import Program
-from sol.roles import CORE_PLUGIN, Device, Frontend, require_supported
+from sol.roles import CORE_PLUGIN, Backend, Device, Frontend, Source, require_supported
 from sol.sourcetext import file_name
 
 if TYPE_CHECKING:
@@ -72,22 +72,46 @@ def plan(graph: Graph, device: str | None = None, training: bool = False, option
 def compile_graph(graph: Graph, device: str | None = None, training: bool = False,
                   options: dict | None = None) -> Program:
     """Graph -> loaded Program: passes, planner, codegen, compile (cached), load."""
-    from sol.plugins import manager, records, roles
+    from sol.plugins import roles
 
     _configure_logging()
     the_plan = plan(graph, device, training, options)
     dev = roles().devices.get(the_plan.device)
-    t0 = time.perf_counter()
     source = dev.render(the_plan)
     _keep_sources(graph.name, source.files)
+    return build_program(the_plan, dev, source, what=" (training)" if training else "")
+
+
+def replan(the_plan: Plan, backends: list[Backend] | None = None, options: dict | None = None) -> Plan:
+    """``the_plan``'s graph planned again, e.g. with other library backends (a device's
+    variant of a network: x86's exact twin without finite-only fusions). The planner rewrites the
+    graph it plans, so this plans a structural copy: ``the_plan`` stays as it is. ``backends``:
+    default, the device's registered ones; ``options``: default, the plan's."""
+    from sol.autodiff.graphs import clone_graph
+    from sol.planner.partition import plan_graph
+    from sol.plugins import roles
+
+    dev = roles().devices.get(the_plan.device)
+    graph, _ = clone_graph(the_plan.graph)
+    chosen = roles().backends.for_device(dev.name) if backends is None else backends
+    return plan_graph(graph, dev, chosen, the_plan.options if options is None else options)
+
+
+def build_program(the_plan: Plan, dev: Device, source: Source, what: str = "") -> Program:
+    """Compile ``source`` (rendered from ``the_plan`` by ``dev``) through the compile cache and
+    load it: what ``compile_graph`` does after rendering, for devices that render a variant of a
+    plan themselves. The cache key is the source, the compiler and every plugin's version.
+    ``what``: said after the graph's name in the progress line (" (training)")."""
+    from sol.plugins import manager, records
+
+    t0 = time.perf_counter()
+    graph = the_plan.graph
     versions = ";".join(f"{r.name}={r.version}" for r in sorted(records(), key=lambda r: r.name))
     key = cache.key_of(source.text, dev.compiler.identity(), versions)
 
     def build(tmp: Path) -> Path:  # only on a cache miss
         groups = sum(g.kind is not GroupKind.ALIAS for g in the_plan.groups)
-        what = f"compiling {graph.name}{' (training)' if training else ''} for {dev.name}: " \
-               f"{groups} group{'' if groups == 1 else 's'}"
-        with progress.step(what):
+        with progress.step(f"compiling {graph.name}{what} for {dev.name}: {groups} group{'' if groups == 1 else 's'}"):
             return dev.compiler.compile(source, tmp)
 
     artifact, cached = cache.get_or_build(key, build)
@@ -135,6 +159,7 @@ def optimize(model: Any, *example_inputs: Any, device: str | None = None, traini
     # The device first (cheap): its one-time work (e.g. building a runtime library) then runs in
     # the background while the frontend traces the model.
     dev = resolve_device(device, stacklevel=3)
+    options["device"] = dev.name  # the frontend asks this device what it compiles (its fallback)
     dev.prepare()
     with progress.step(_tracing(model, frontend, training)):
         graph = frontend.import_graph(model, example_inputs, options)
@@ -152,9 +177,10 @@ def explain(model: Any, *example_inputs: Any, device: str | None = None, **optio
 
     _configure_logging()
     frontend = frontend_for(model)
+    dev = resolve_device(device, stacklevel=3)
     with progress.step(_tracing(model, frontend, False)):
-        graph = frontend.import_graph(model, example_inputs, dict(options))
-    the_plan = plan(graph, device, False, options)
+        graph = frontend.import_graph(model, example_inputs, dict(options, device=dev.name))
+    the_plan = plan(graph, dev.name, False, options)
     return Explanation(the_plan, roles().devices.get(the_plan.device))
 
 

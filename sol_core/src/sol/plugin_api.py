@@ -123,6 +123,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "selected_device_index": ("sol.device_select", "index"),
     # compiling and training, for frontends
     "compile_graph": ("sol.api", "compile_graph"),
+    "replan": ("sol.api", "replan"),  # a device's variant of a plan (other backends), on a copy
+    "build_program": ("sol.api", "build_program"),  # compile (cached) and load a variant's source
     "optimize": ("sol.api", "optimize"),
     "compile_training": ("sol.autodiff", "compile_training"),
     "differentiate": ("sol.autodiff", "differentiate"),
@@ -132,6 +134,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "TrainingProgram": ("sol.autodiff", "TrainingProgram"),
     # partitioned graphs: what a frontend cannot convert runs in its framework (sol.fallback)
     "ConverterTable": ("sol.converters", "ConverterTable"),
+    "ConversionContext": ("sol.converters", "ConversionContext"),
+    "Partition": ("sol.fallback", "Partition"),
     "mark_framework_node": ("sol.fallback", "mark"),
     "partition": ("sol.fallback", "partition"),
     "is_partitioned": ("sol.fallback", "is_partitioned"),
@@ -185,8 +189,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # the table above, for type checkers (`X as X`: an explicit re-export)
+    from sol.api import build_program as build_program
     from sol.api import compile_graph as compile_graph
     from sol.api import optimize as optimize
+    from sol.api import replan as replan
     from sol.autodiff import Differentiated as Differentiated
     from sol.autodiff import GradContext as GradContext
     from sol.autodiff import SavedSource as SavedSource
@@ -205,6 +211,7 @@ if TYPE_CHECKING:  # the table above, for type checkers (`X as X`: an explicit r
     from sol.codegen import render as render_template  # noqa: F401
     from sol.commands import Command as Command
     from sol.commands import CommandRegistry as CommandRegistry
+    from sol.converters import ConversionContext as ConversionContext
     from sol.converters import ConverterTable as ConverterTable
     from sol.device_select import get as selected_device  # noqa: F401
     from sol.device_select import index as selected_device_index  # noqa: F401
@@ -219,6 +226,7 @@ if TYPE_CHECKING:  # the table above, for type checkers (`X as X`: an explicit r
     from sol.errors import user_stacklevel as user_stacklevel
     from sol.fallback import FrameworkCall as FrameworkCall
     from sol.fallback import FrameworkStep as FrameworkStep
+    from sol.fallback import Partition as Partition
     from sol.fallback import PartitionedProgram as PartitionedProgram
     from sol.fallback import SolStep as SolStep
     from sol.fallback import call_of as call_of

@@ -329,9 +329,9 @@ def node_number() -> int:
             return int(env)
         except ValueError:
             raise SolError(f"VE_NODE_NUMBER must be a VE node number, got {env!r}") from None
-    from sol import device_select
+    from sol.plugin_api import selected_device_index
 
-    return device_select.index()
+    return selected_device_index()
 
 
 _processes: dict[int, VeoProcess] = {}

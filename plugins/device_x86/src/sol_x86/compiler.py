@@ -20,8 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from importlib import resources
 from pathlib import Path
 
-from sol import cache, progress
-from sol.plugin_api import CompileError, Compiler, Source
+from sol.plugin_api import CompileError, Compiler, Source, cache_dir, cache_get_or_build, cache_key, progress_step
 from sol_x86.libraries import find_onednn
 
 log = logging.getLogger("sol")
@@ -112,7 +111,7 @@ def _compile_parts(compiler: str, flags: list[str], entry: Path, parts: int, inc
     objects = [entry.with_name(f"{entry.stem}.part{k}.o") for k in range(parts)]
     commands = [[compiler, *flags, f"-DSOL_PART={k}", "-c", "-o", str(obj), str(entry), *includes]
                 for k, obj in enumerate(objects)]
-    with ThreadPoolExecutor(max_workers=parts) as pool, progress.step(f"g++: {parts} parts", total=parts) as step:
+    with ThreadPoolExecutor(max_workers=parts) as pool, progress_step(f"g++: {parts} parts", total=parts) as step:
         jobs = [pool.submit(_try, cmd, str(entry)) for cmd in commands]
         for _ in as_completed(jobs):
             step.advance()
@@ -169,7 +168,7 @@ class RuntimeLibrary:
         onednn = find_onednn()
         where = f"{onednn.version} {onednn.include} {onednn.lib}" if onednn else "none"
         identity = f"{path} {_cxx_version(path)} {' '.join(flags)} onednn={where}"
-        return cache.key_of(_template(RUNTIME_HEADER), _template(RUNTIME_SOURCE), identity), compiler, flags
+        return cache_key(_template(RUNTIME_HEADER), _template(RUNTIME_SOURCE), identity), compiler, flags
 
     def start(self) -> None:
         """Start building (or finding) the library on a daemon thread, unless that has begun."""
@@ -184,7 +183,7 @@ class RuntimeLibrary:
             if mine:
                 self._work(spec, future)
             elif not future.done():  # building on another thread (prepare): say what this waits for
-                with progress.step("waiting for the x86 runtime library (built once)"):
+                with progress_step("waiting for the x86 runtime library (built once)"):
                     future.exception()  # only waits; the outcome is taken below
             try:
                 found = future.result()
@@ -200,7 +199,7 @@ class RuntimeLibrary:
         """This environment's build: (spec, its future, whether the caller must run it)."""
         spec = self._spec()
         with self._lock:
-            slot = (str(cache.cache_dir()), spec[0])
+            slot = (str(cache_dir()), spec[0])
             future = self._jobs.get(slot)
             if future is not None:
                 return spec, future, False
@@ -209,14 +208,14 @@ class RuntimeLibrary:
 
     def _forget(self, key: str, future: Future[Path]) -> None:
         with self._lock:
-            slot = (str(cache.cache_dir()), key)
+            slot = (str(cache_dir()), key)
             if self._jobs.get(slot) is future:
                 del self._jobs[slot]
 
     def _work(self, spec: tuple[str, str | None, list[str]], future: Future[Path], background: bool = False) -> None:
         key, compiler, flags = spec
         try:
-            artifact, cached = cache.get_or_build(key, lambda outdir: self._build(compiler, flags, outdir, background))
+            artifact, cached = cache_get_or_build(key, lambda outdir: self._build(compiler, flags, outdir, background))
             if not cached:
                 log.info("sol: built the x86 runtime library %s", artifact)
             future.set_result(artifact)
@@ -234,7 +233,7 @@ class RuntimeLibrary:
         artifact = outdir / f"lib{RUNTIME_NAME}.so"
         cmd = [compiler, *flags, "-o", str(artifact), str(outdir / RUNTIME_SOURCE), f"-I{outdir}",
                f"-I{onednn.include}", f"-L{onednn.lib}", "-ldnnl", f"-Wl,-rpath,{onednn.lib}"]
-        with progress.step("building the x86 runtime library (once per compiler and oneDNN)", background=background):
+        with progress_step("building the x86 runtime library (once per compiler and oneDNN)", background=background):
             _run(cmd, f"the x86 runtime library {outdir / RUNTIME_SOURCE}")
         return artifact
 

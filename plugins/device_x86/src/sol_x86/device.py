@@ -9,6 +9,7 @@ from pathlib import Path
 from sol.plugin_api import (
     Availability,
     Compiler,
+    DeployTarget,
     Device,
     DeviceCapabilities,
     Plan,
@@ -62,6 +63,12 @@ class X86Device(Device):
     def render(self, plan: Plan) -> Source:
         return render.NetworkRenderer(plan, dialect=self.dialect).render()
 
+    def deploy(self, target: DeployTarget) -> list[str]:
+        """The plans as a C library without Python (``sol.deploy``): :mod:`sol_x86.deploy`."""
+        from sol_x86 import deploy
+
+        return deploy.deploy(self, target)
+
     def load(self, artifact: Path, plan: Plan, source: Source) -> Program:
         if source.meta.get("uses_onednn"):
             # A network found in the cache needs its runtime library there too (found, or built
@@ -78,29 +85,13 @@ class X86Device(Device):
         """``plan``'s network planned again without finite-only fusions (the same passes' result,
         the same planner, oneDNN absorbing only the epilogues exact at NaN and infinity), compiled
         or found in the compile cache, and loaded."""
-        from sol import cache, progress
-        from sol.autodiff.graphs import clone_graph
-        from sol.planner.partition import plan_graph
-        from sol.plugin_api import plugin_records as records
+        from sol.plugin_api import build_program, replan
         from sol.plugin_api import plugin_roles as roles
 
-        graph, _ = clone_graph(plan.graph)  # the planner rewrites its graph; plan.graph stays as it is
         backends = [b.exact_variant() if isinstance(b, OneDNNBackend) else b
                     for b in roles().backends.for_device(self.name)]
-        exact_plan = plan_graph(graph, self, backends, plan.options)
+        exact_plan = replan(plan, backends)
         source = render.NetworkRenderer(exact_plan, exact=True, dialect=self.dialect).render()
         if source.meta["finite_only"]:  # it would guard itself, and build its own exact variant
-            raise SolError(f"x86: the exact variant of {graph.name} has finite-only post-ops")
-        # The compile cache's key as core makes it (sol.api.compile_graph): source, compiler, plugins.
-        versions = ";".join(f"{r.name}={r.version}" for r in sorted(records(), key=lambda r: r.name))
-        key = cache.key_of(source.text, self.compiler.identity(), versions)
-
-        def build(tmp: Path) -> Path:
-            with progress.step(f"compiling {graph.name} (exact variant, for non-finite values) for {self.name}"):
-                return self.compiler.compile(source, tmp)
-
-        artifact, cached = cache.get_or_build(key, build)
-        program = self.load(artifact, exact_plan, source)
-        program.info.update(plan=exact_plan, cached=cached, cache_key=key, artifact=str(artifact),
-                            source_meta=source.meta)
-        return program
+            raise SolError(f"x86: the exact variant of {plan.graph.name} has finite-only post-ops")
+        return build_program(exact_plan, self, source, what=" (exact variant, for non-finite values)")

@@ -124,7 +124,7 @@ class SolInferenceSession:
         """The session of what ``sol.optimize`` imported and compiled."""
         first = Variant(program, graph)
         imported, options = first.imported, graph.meta.get(OPTIONS_KEY, {})
-        if imported.device != program.device:  # imported for the default device, compiled for another
+        if imported.device != program.device:  # imported for another device (not through optimize)
             warned = set(_lines(imported))
             again = import_loaded(imported.loaded, imported.specs, dict(options, device=program.device), warn=False)
             if _nodes(again.meta[IMPORT_KEY]) != _nodes(imported):  # that device needs another cut

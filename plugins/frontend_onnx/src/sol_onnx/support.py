@@ -10,9 +10,10 @@ The answer is a prediction from the registries the planner reads, on the node as
 (core's passes may still rewrite it into something the device has: then ONNX Runtime runs a node
 sol could have compiled, slower but right); a node it accepts that the planner still refuses is
 an error as before, never a wrong result. With ``fallback=False`` nothing is asked: the planner's
-own error names the op and the device. Which device: ``device=`` where the caller names it, else
-the selected one (``sol.device.set``); the session asks again for the device a program was
-compiled for (:func:`sol_onnx.session.SolInferenceSession.from_compiled`).
+own error names the op and the device. Which device: the one ``optimize`` resolved, which core
+passes as ``options["device"]``; an import made elsewhere asks the selected one
+(``sol.device.set``), and the session checks the cut against the device a program was compiled
+for (:func:`sol_onnx.session.SolInferenceSession.from_compiled`).
 """
 
 from __future__ import annotations

@@ -25,9 +25,8 @@ from torch import fx
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind
 
-from sol import fallback as core_fallback
-from sol.plugin_api import Graph, SolFallbackWarning, Value
-from sol_pytorch.importer import Constant, TorchCall, classify, is_static, state_tensors, user_outputs
+from sol.plugin_api import Graph, Partition, SolFallbackWarning, SolStep, Value, call_of, partition
+from sol_pytorch.importer import Constant, TorchCall, classify, is_static, out_spec, state_tensors, user_outputs
 
 __all__ = ["Part", "SolFallbackWarning", "Split", "split"]
 
@@ -133,12 +132,12 @@ def _split(ep: ExportedProgram, model: Any, found: Any) -> Split:
         else:
             leaves.append(Constant(value))
     graph.prune_unused()
-    cut = core_fallback.partition(graph)
-    return Split(name, ep, graph, _steps(cut, found), statics, inputs, leaves, ep.call_spec.out_spec, fresh,
+    cut = partition(graph)
+    return Split(name, ep, graph, _steps(cut, found), statics, inputs, leaves, out_spec(ep), fresh,
                  found.problem_lines())
 
 
-def _steps(cut: core_fallback.Partition, found: Any) -> list[Part | fx.Node]:
+def _steps(cut: Partition, found: Any) -> list[Part | fx.Node]:
     """Core's steps as parts and fx nodes (for reading; core runs them)."""
     nodes: dict[Value, fx.Node] = {}
     for n, v in dict.items(found.env):
@@ -146,7 +145,7 @@ def _steps(cut: core_fallback.Partition, found: Any) -> list[Part | fx.Node]:
             nodes.setdefault(v, n)
     steps: list[Part | fx.Node] = []
     for step in cut.steps:
-        if isinstance(step, core_fallback.SolStep):
+        if isinstance(step, SolStep):
             steps.append(Part(step.graph, [nodes.get(v) for v in step.inputs], [nodes.get(v) for v in step.outputs],
                               step.compiled))
         else:
@@ -155,5 +154,5 @@ def _steps(cut: core_fallback.Partition, found: Any) -> list[Part | fx.Node]:
 
 
 def _handle(node: Any) -> TorchCall:
-    handle: TorchCall = core_fallback.call_of(node).handle
+    handle: TorchCall = call_of(node).handle
     return handle

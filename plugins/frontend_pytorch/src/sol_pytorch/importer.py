@@ -29,10 +29,12 @@ the nodes sol cannot convert, not everything downstream of them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import operator
 import warnings
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -43,12 +45,13 @@ from torch import fx
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind
 
-from sol import errors
-from sol import fallback as core_fallback
-from sol.plugin_api import Graph, Node, SolError, UnsupportedOpError, Value, ValueKind
+from sol.plugin_api import Graph, Node, SolError, UnsupportedOpError, Value, ValueKind, mark_framework_node
+from sol.plugin_api import user_stacklevel as core_user_stacklevel
 from sol_pytorch import locations
 from sol_pytorch.aten import CONVERTERS, Emitter, Unsupported, tensor_type
+from sol_pytorch.aten.base import DATA_DEPENDENT
 from sol_pytorch.guard import TRACE_LOCK, tracing_copy
+from sol_pytorch.structure import NotFlattenable, Rebuild, Restructured, flattening_forward
 
 TRAINING_MODE_MESSAGE = ("the model is in training mode, but sol compiles its eval-mode behaviour here "
                          "(training=False); call model.eval() to silence (optimize puts the model in eval mode, "
@@ -65,6 +68,17 @@ _IGNORED = frozenset({
     "aten._assert_async.default", "aten.sym_constrain_range_for_size.default",
     "aten.sym_constrain_range.default",
 })
+
+
+RUN_TIME_SIZE = "a size known only at run time"
+"""Why arithmetic on a data-dependent size (``nonzero(x).shape[0]``) is PyTorch's: listed with
+the operation that made the size, not on its own line."""
+
+
+def _data_dependent(val: Any) -> bool:
+    """Whether a node's fake result has a shape that depends on tensor values (``nonzero``)."""
+    vals = val if isinstance(val, (tuple, list)) else (val,)
+    return any(isinstance(v, torch.Tensor) and any(not isinstance(d, int) for d in v.shape) for v in vals)
 
 
 class SolTrainingModeWarning(UserWarning):
@@ -110,13 +124,76 @@ def import_module(model: torch.nn.Module, example_inputs: Sequence[Any], options
 def trace(model: torch.nn.Module, example_inputs: Sequence[Any], options: dict[str, Any]) -> ExportedProgram:
     """``torch.export`` of the model's eval-mode behaviour, ready for conversion (training
     imports: :mod:`sol_pytorch.training`). The model itself is not touched: a copy of it is
-    switched to eval mode and traced (:mod:`sol_pytorch.guard`)."""
+    switched to eval mode and traced (:mod:`sol_pytorch.guard`). Raises :class:`NotExportable`
+    where ``torch.export`` cannot take the model."""
     examples = example_values(model, example_inputs)
     with TRACE_LOCK:
         twin = tracing_copy(model)
         with eval_mode(twin):
-            exported = export(twin, examples)
-        return prepare(exported)
+            exported, rebuild = export_structured(twin, examples)
+        return remember_rebuild(prepare(exported), rebuild)
+
+
+class NotExportable(SolError):
+    """``torch.export`` cannot take the model as it is (data-dependent control flow, inputs
+    it does not know, ...): ``reason`` says why in one line; the exception is the cause."""
+
+    def __init__(self, model_name: str, reason: str) -> None:
+        super().__init__(f"torch.export cannot trace {model_name}: {reason}")
+        self.reason = reason
+
+
+def export_failure(exc: BaseException) -> str:
+    """One line saying why ``torch.export`` failed (its messages run to pages)."""
+    from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
+
+    if isinstance(exc, GuardOnDataDependentSymNode) or "data-dependent" in str(exc):
+        return ("Python code branches on, or takes a size from, a tensor's values (data-dependent control "
+                "flow or shape, e.g. `if x.sum() > 0:`, `.item()`, `.tolist()`)")
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    first = first if len(first) <= 240 else first[:237] + "..."
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def export_structured(model: torch.nn.Module, examples: tuple[Any, ...],
+                      exporter: Callable[[torch.nn.Module, tuple[Any, ...]], ExportedProgram] | None = None,
+                      ) -> tuple[ExportedProgram, Rebuild | None]:
+    """:func:`export`, with a result of any structure (:mod:`sol_pytorch.structure`): where it
+    holds objects ``torch.export`` does not know, the trace returns their tensors flat and the
+    :class:`Rebuild` says how to build the result again. ``model`` is a :func:`tracing_copy`
+    (its ``forward`` is swapped for the trace). Raises :class:`NotExportable` where
+    ``torch.export`` fails (the cause chained)."""
+    found: list[Rebuild] = []
+    forward = model.forward
+    model.forward = functools.wraps(forward)(flattening_forward(forward, found))  # type: ignore[method-assign]
+    try:
+        ep = (exporter or export)(model, examples)
+    except NotFlattenable as exc:
+        raise NotExportable(type(model).__name__, f"its result holds {exc}") from exc
+    except SolError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever torch.export raises: the caller decides what to do
+        raise NotExportable(type(model).__name__, export_failure(exc)) from exc
+    finally:
+        del model.forward
+    return ep, (found[0] if found else None)
+
+
+_REBUILDS: weakref.WeakKeyDictionary[ExportedProgram, Rebuild] = weakref.WeakKeyDictionary()
+
+
+def remember_rebuild(ep: ExportedProgram, rebuild: Rebuild | None) -> ExportedProgram:
+    if rebuild is not None:
+        _REBUILDS[ep] = rebuild
+    return ep
+
+
+def out_spec(ep: ExportedProgram) -> Any:
+    """How the program's output leaves make the model's result: the exported program's pytree
+    spec, or a :class:`Restructured` one where the result held objects pytree does not know."""
+    rebuild = _REBUILDS.get(ep)
+    spec = ep.call_spec.out_spec
+    return spec if rebuild is None else Restructured(spec, rebuild)
 
 
 # --- example inputs ---------------------------------------------------------------------------
@@ -185,7 +262,7 @@ def _check_arity(model: torch.nn.Module, given: int) -> None:
 # --- tracing ----------------------------------------------------------------------------------
 
 
-user_stacklevel = partial(errors.user_stacklevel, "torch")
+user_stacklevel = partial(core_user_stacklevel, "torch")
 """Stack level of the first caller outside sol and torch, so warnings point at the user's line
 (also from inside ``nn.Module.__call__`` or a ``torch.compile``d frame)."""
 
@@ -427,6 +504,12 @@ class _Importer:
         if isinstance(val, (bool, int, float)):  # shape arithmetic, static after export
             self.env[node] = val
             return
+        if isinstance(val, (torch.SymInt, torch.SymFloat, torch.SymBool)):  # a size known at run time only
+            self._problem(node, name, RUN_TIME_SIZE)
+            return
+        if _data_dependent(val):
+            self._problem(node, name, DATA_DEPENDENT)
+            return
         if node.target is operator.getitem:
             self._getitem(node)
             return
@@ -530,7 +613,7 @@ class _Importer:
                 index[v] = len(self.graph.outputs)
                 self.graph.outputs.append(self.own_buffer(v, leaf))
             slots.append(index[v])
-        self.graph.meta[LAYOUT_KEY] = OutputLayout(self.ep.call_spec.out_spec, tuple(slots))
+        self.graph.meta[LAYOUT_KEY] = OutputLayout(out_spec(self.ep), tuple(slots))
 
     def own_buffer(self, v: Value, leaf: fx.Node) -> Value:
         """An input, weight or constant returned as is gets a copy: outputs are fresh tensors."""
@@ -565,13 +648,15 @@ class _Importer:
             out = [tensor_type(val)] if isinstance(val, torch.Tensor) else []
         except Unsupported:
             out = []  # a complex tensor: only PyTorch holds it
-        self.marks[node] = core_fallback.mark(self.graph, TorchCall(node, tuple(reads)), values, out, after=after,
+        self.marks[node] = mark_framework_node(self.graph, TorchCall(node, tuple(reads)), values, out, after=after,
                                               label=op, source=locations.describe(node))
 
     def problem_lines(self) -> list[str]:
         """One line per distinct unsupported op and place: ``op [why] in module at file:line``."""
         lines, seen = [], set()
         for op, node, why in self.problems:
+            if why == RUN_TIME_SIZE:
+                continue
             where = locations.describe_long(node)
             if (op, why, where) in seen:
                 continue

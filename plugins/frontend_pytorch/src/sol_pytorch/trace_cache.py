@@ -56,8 +56,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sol import cache
-from sol.plugin_api import CacheError, Graph, ValueKind
+from sol.plugin_api import CacheError, Graph, ValueKind, cache_discard, cache_get_or_build, cache_key, cache_lookup
 
 log = logging.getLogger("sol")
 
@@ -108,7 +107,7 @@ def model_key(model: torch.nn.Module, values: Sequence[Any], options: dict[str, 
         counts["unkeyable"] += 1
         log.debug("sol: %s is traced every time (no trace cache key: %s)", type(model).__name__, exc)
         return None
-    return cache.key_of("pytorch-trace", *parts)
+    return cache_key("pytorch-trace", *parts)
 
 
 def _argument(v: Any) -> Any:
@@ -119,14 +118,13 @@ def _argument(v: Any) -> Any:
 
 def _environment() -> str:
     from sol.plugin_api import plugin_records as records
-    from sol.plugins import manager
 
-    versions = ";".join(f"{r.name}={r.version}" for r in sorted(records(), key=lambda r: r.name))
+    plugins = records()
+    versions = ";".join(f"{r.name}={r.version}" for r in sorted(plugins, key=lambda r: r.name))
     # the imported graph is made by this frontend's converters and core's IR and op rules (which
     # plugins may add to): their code, which a development checkout changes without a version bump
     makers = {"sol", __name__.split(".")[0]}
-    for impl in manager().hook.sol_register_ops.get_hookimpls():
-        makers.add(getattr(impl.plugin, "__name__", "?").split(".")[0])
+    makers.update(r.module.split(".")[0] for r in plugins if any(role.startswith("op:") for role in r.roles))
     autocast = (torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"))
     return "|".join((sys.version, torch.__version__, np.__version__, versions, _sources(tuple(sorted(makers))),
                      str(torch.get_default_dtype()), str(autocast)))
@@ -422,7 +420,7 @@ def store(key: str, graph: Graph, model: torch.nn.Module) -> None:
         return path
 
     try:
-        cache.get_or_build(key, write)
+        cache_get_or_build(key, write)
         counts["stored"] += 1
     except (OSError, CacheError) as exc:  # a read-only or full cache: tracing again next time is all it costs
         log.warning("sol: could not write the trace cache entry %s: %s", key, exc)
@@ -433,7 +431,7 @@ def load(key: str, model: torch.nn.Module) -> Graph | None:
     or unusable (an unusable entry is removed, with a warning, so the next store replaces it)."""
     from sol_pytorch.importer import numpy_view, quiet_torch
 
-    path = cache.lookup(key)  # a damaged entry (checksum) is removed there, with a warning
+    path = cache_lookup(key)  # a damaged entry (checksum) is removed there, with a warning
     if path is None:
         counts["miss"] += 1
         return None
@@ -446,7 +444,7 @@ def load(key: str, model: torch.nn.Module) -> Graph | None:
     except Exception as exc:  # noqa: BLE001 - e.g. an entry from another build: trace instead
         log.warning("sol: trace cache entry %s is unusable (%s: %s); tracing again", path.parent,
                     type(exc).__name__, exc)
-        cache.discard(key)
+        cache_discard(key)
         counts["miss"] += 1
         return None
     counts["hit"] += 1

@@ -59,12 +59,12 @@ from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind
 from torch.utils import _pytree as pytree
 
-from sol.autodiff.differentiate import SavedSource
 from sol.plugin_api import (
     Differentiated,
     Graph,
     PartitionedProgram,
     Program,
+    SavedSource,
     TrainingProgram,
     UnsupportedOpError,
     Value,
@@ -80,6 +80,7 @@ from sol_pytorch.guard import TRACE_LOCK, tracing_copy
 from sol_pytorch.importer import (
     LAYOUT_KEY,
     SCALARS,
+    NotExportable,
     Constant,
     OutputLayout,
     _decompose,
@@ -87,11 +88,15 @@ from sol_pytorch.importer import (
     _op_name,
     describe_value,
     example_values,
+    export_structured,
+    out_spec,
     output_node,
     prepare,
     quiet_torch,
+    remember_rebuild,
     user_stacklevel,
 )
+from sol_pytorch.structure import unflatten
 from sol_pytorch.variants import KEY, OPTIONS, host_array, signature, torch_tensor
 
 TRAIN_KEY = "pytorch.training"
@@ -184,8 +189,8 @@ def trace_training(model: torch.nn.Module, values: tuple[Any, ...]) -> ExportedP
         twin = tracing_copy(model)
         _without_hooks(twin)
         with _tracing(twin):
-            ep = _export_with_grad(twin, values)
-        return prepare(stop_gradient_regions(ep))
+            ep, rebuild = export_structured(twin, values, _export_with_grad)
+        return remember_rebuild(prepare(stop_gradient_regions(ep)), rebuild)
 
 
 def _without_hooks(twin: torch.nn.Module) -> None:
@@ -375,7 +380,7 @@ class TrainingImporter(_Importer):
                 index[v] = len(self.graph.outputs)
                 self.graph.outputs.append(self.own_buffer(v, leaf))
             slots.append(index[v])
-        self.graph.meta[LAYOUT_KEY] = OutputLayout(self.ep.call_spec.out_spec, tuple(slots))
+        self.graph.meta[LAYOUT_KEY] = OutputLayout(out_spec(self.ep), tuple(slots))
         for s, leaf in zip(specs, results):
             if s.kind is OutputKind.BUFFER_MUTATION:
                 v = self.env[leaf]
@@ -409,13 +414,24 @@ def import_training(model: torch.nn.Module, example_inputs: Sequence[Any], optio
     if len(given) != len(values):  # one tuple of inputs, unpacked
         given = tuple(given[0])
     key = variant_key(model, signature(values), given)
-    ep = trace_training(model, values)
+    try:
+        ep = trace_training(model, values)
+    except NotExportable as exc:
+        if not options.get("fallback", True):
+            raise
+        name = type(model).__name__
+        return _eager_graph(name, [f"  {exc.reason}"], key, options, warned,
+                            f"torch.export cannot trace {name} for training; PyTorch trains the whole model:")
     importer = TrainingImporter(ep, model)
     importer.convert_all()
     if importer.problems:
         if not options.get("fallback", True):
             raise importer.unsupported()
-        return _eager_graph(importer, key, options, warned)
+        lines = importer.problem_lines()
+        return _eager_graph(importer.graph.name, lines, key, options, warned,
+                            f"sol cannot compile {len(lines)} operation(s) of {importer.graph.name} for training; "
+                            f"PyTorch trains the whole model (gradients through a partly compiled model are not "
+                            f"supported):")
     graph = importer.finish()
     randoms: list[RandomInput] = graph.meta.pop(RANDOM_KEY)
     by_name = {r.name: r for r in randoms}
@@ -436,20 +452,18 @@ def import_training(model: torch.nn.Module, example_inputs: Sequence[Any], optio
     return graph
 
 
-def _eager_graph(importer: TrainingImporter, key: TrainingKey, options: dict[str, Any],
-                 warned: set[str] | None) -> Graph:
+def _eager_graph(name: str, lines: list[str], key: TrainingKey, options: dict[str, Any],
+                 warned: set[str] | None, header: str) -> Graph:
     """PyTorch trains the whole model: a graph of one framework node (no values in or out),
     which core cuts into no sol part, so nothing is compiled (an empty graph would still be a
-    compile, and a program that does nothing)."""
-    lines = importer.problem_lines()
+    compile, and a program that does nothing). Warns ``header`` and ``lines`` (the lines not
+    in ``warned`` yet)."""
     new = [line for line in lines if line not in (warned if warned is not None else ())]
     if new:
         if warned is not None:
             warned.update(new)
-        warnings.warn(f"sol cannot compile {len(lines)} operation(s) of {importer.graph.name} for training; "
-                      f"PyTorch trains the whole model (gradients through a partly compiled model are not "
-                      f"supported):\n" + "\n".join(lines), fallback.SolFallbackWarning, stacklevel=user_stacklevel())
-    graph = Graph(name=f"{importer.graph.name}_eager")
+        warnings.warn(header + "\n" + "\n".join(lines), fallback.SolFallbackWarning, stacklevel=user_stacklevel())
+    graph = Graph(name=f"{name}_eager")
     mark(graph, None, [], [], label="PyTorch trains the whole model")
     graph.meta.update({KEY: key[0], OPTIONS: dict(options)})
     graph.meta[TRAIN_KEY] = TrainingImport(key, [], OutputLayout(None, ()), 0, [], fallen=lines)
@@ -504,7 +518,7 @@ class TrainingVariant:
             for ref, new in zip(info.updates, results[info.outputs:]):
                 ref.get().copy_(new)
         leaves = [s.value if isinstance(s, Constant) else results[s] for s in info.layout.slots]
-        return pytree.tree_unflatten(leaves, info.layout.spec)
+        return unflatten(leaves, info.layout.spec)
 
 
 class _SolFunction(torch.autograd.Function):

@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from sol import fallback as core_fallback
 from sol.plugin_api import (
     DTYPES,
     Graph,
@@ -43,6 +42,8 @@ from sol.plugin_api import (
     Value,
     ValueKind,
     known_value,
+    mark_framework_node,
+    partition,
     user_stacklevel,
 )
 from sol_tensorflow.ops import CONVERTERS, NCHW, Context, Entry, Unsupported, dtype_name
@@ -405,7 +406,7 @@ def _mark(conv: OpConverter, op: Any, held: list[Any], on_tf: dict[str, Any]) ->
     after |= {on_tf[c.name] for c in op.control_inputs if c.name in on_tf}
     types = [TensorType(tuple(int(d) for d in t.shape), dtype_name(t.dtype)) for t in held]
     handle = TFCall(op, tuple(t.name for t in reads), tuple(t.name for t in held))
-    node = core_fallback.mark(conv.graph, handle, [conv.ctx.tf(t) for t in reads], types,
+    node = mark_framework_node(conv.graph, handle, [conv.ctx.tf(t) for t in reads], types,
                               after=[n for n in after if n is not None], label=op.type, source=f"{op.name} ({op.type})")
     for t, v in zip(held, node.outputs):
         conv.ctx.env[t.name] = Entry(tf=v)
@@ -496,7 +497,7 @@ def _marked(traced: Traced, forced: dict[str, str], warned: set[str] | None) -> 
     model = MarkedModel(traced.name, marked.problems, marked.statics, marked.sol_outputs)
     lines = problem_lines(model.fallen)
     if warned is None or not set(lines) <= warned:
-        parts = len(core_fallback.partition(marked.graph).parts)
+        parts = len(partition(marked.graph).parts)
         warnings.warn(model.warning(parts), SolFallbackWarning, stacklevel=_user_stacklevel())
     if warned is not None:
         warned.update(lines)

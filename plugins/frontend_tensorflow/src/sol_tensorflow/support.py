@@ -10,10 +10,9 @@ any other op sol cannot compile: one warning, the rest compiled, never an error 
 
 The answer is a prediction from the same registries the planner reads, taken after core's passes
 where it matters (:meth:`DeviceSupport.confirmed`); a node it accepts that the planner still
-refuses raises as before (never a wrong result). Which device: the frontend learns it only from
-the options (:func:`target_device`; core passes none today, so the default device, which is the
-one ``optimize`` uses unless ``device=`` names another); the wrapper asks again with the device
-the program was compiled for and imports again where the answers differ.
+refuses raises as before (never a wrong result). Which device: the one ``optimize`` resolved,
+which core passes as ``options["device"]`` (:func:`target_device`); a later variant compiled for
+another device asks that device and imports again where the answers differ.
 """
 
 from __future__ import annotations
@@ -123,11 +122,11 @@ def floating_dtypes(nodes: Sequence[Node]) -> set[str]:
 
 
 def target_device(options: dict[str, Any]) -> str:
-    """The device ``optimize`` compiles for, as far as the frontend can know it: the one named in
-    the options where core passes it, else the default device (``sol.device.set``)."""
+    """The device ``optimize`` compiles for: ``options["device"]``, which core sets; else (an
+    import called outside ``optimize``) the default device (``sol.device.set``)."""
     name = options.get("device")
     if isinstance(name, str) and name:
         return name
-    from sol import device_select
+    from sol.plugin_api import selected_device
 
-    return device_select.get()
+    return selected_device()

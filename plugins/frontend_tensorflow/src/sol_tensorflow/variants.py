@@ -151,7 +151,7 @@ def compile_variant(traced: Traced, device: str, options: dict[str, Any], warned
 def probed_for(graph: Graph, device: str) -> bool:
     """Whether the import that made ``graph`` asked ``device`` what it can compile, or another
     device that answers the same for this model (then what core compiled is what ``device``
-    needs). The frontend only learns the device ``optimize`` compiles for from the program."""
+    needs)."""
     if graph.meta.get(DEVICE_KEY) == device:
         return True
     traced: Traced = graph.meta[TRACED_KEY]

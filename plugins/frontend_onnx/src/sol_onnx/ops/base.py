@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from onnx import helper
 
-from sol.plugin_api import ConverterTable, Graph, TensorType, Value
+from sol.plugin_api import ConversionContext, ConverterTable, Graph, TensorType, Value
 
 ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 10: "float16",
                11: "float64"}
@@ -52,35 +52,20 @@ class Entry:
     initializer: bool = False
 
 
-class Context:
-    """The graph being built and the ONNX tensors converted so far."""
+class Context(ConversionContext[Entry]):
+    """The graph being built and the ONNX tensors converted so far (keyed by tensor name)."""
+
+    unsupported = Unsupported
 
     def __init__(self, graph: Graph, opset: int) -> None:
-        self.graph = graph
+        super().__init__(graph)
         self.opset = opset
-        self.env: dict[str, Entry] = {}
-        self.source: str | None = None
         self._params = 0
 
     # --- reading operands -----------------------------------------------------------------
     def has(self, node: Any, i: int) -> bool:
         """Whether optional input ``i`` of ``node`` is given (ONNX marks an absent one with '')."""
         return len(node.input) > i and node.input[i] != ""
-
-    def entry(self, name: str) -> Entry:
-        try:
-            return self.env[name]
-        except KeyError:
-            raise Unsupported(f"input {name!r} was not converted") from None
-
-    def static(self, name: str) -> np.ndarray | None:
-        return self.entry(name).static
-
-    def need_static(self, name: str, what: str) -> np.ndarray:
-        value = self.static(name)
-        if value is None:
-            raise Unsupported(f"{what} ({name!r}) must be known when optimizing, not computed at run time")
-        return value
 
     def value(self, name: str) -> Value:
         """The tensor as an IR value: a weight becomes a parameter (by reference), another known
@@ -98,17 +83,7 @@ class Context:
     def inputs(self, node: Any) -> list[Value]:
         return [self.value(n) for n in node.input if n]
 
-    # --- building -------------------------------------------------------------------------
-    def emit(self, op: str, inputs: Sequence[Value], **attrs: Any) -> Value:
-        return self.graph.add_node(op, list(inputs), attrs, source=self.source).output
-
-    def const(self, value: Any, dtype: str | None = None) -> Value:
-        return self.graph.add_const(np.asarray(value, dtype=dtype), hint="k")
-
-    def reshape(self, v: Value, shape: Sequence[int]) -> Value:
-        shape = tuple(int(d) for d in shape)
-        return v if v.shape == shape else self.emit("reshape", [v], shape=shape)
-
+    # --- building (emit, const, reshape: ConversionContext) -------------------------------
     def cast(self, v: Value, dtype: str) -> Value:
         return v if v.dtype == dtype else self.emit("cast", [v], dtype=dtype)
 

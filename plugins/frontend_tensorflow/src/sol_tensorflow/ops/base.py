@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from sol.plugin_api import ConverterTable, Graph, TensorType, Value
+from sol.plugin_api import ConversionContext, ConverterTable, TensorType, Value
 
 TO_NCHW = (0, 3, 1, 2)
 TO_NHWC = (0, 2, 3, 1)
@@ -55,30 +55,18 @@ class Entry:
     nchw: Value | None = None
 
 
-class Context:
-    """The graph being built and the TensorFlow tensors converted so far."""
+class Context(ConversionContext[Entry]):
+    """The graph being built and the TensorFlow tensors converted so far (keyed by tensor name)."""
 
-    def __init__(self, graph: Graph) -> None:
-        self.graph = graph
-        self.env: dict[str, Entry] = {}
-        self.source: str | None = None
+    unsupported = Unsupported
 
-    # --- reading operands -----------------------------------------------------------------
-    def entry(self, t: Any) -> Entry:
-        try:
-            return self.env[t.name]
-        except KeyError:
-            raise Unsupported(f"input {t.name} was not converted") from None
+    def key(self, t: Any) -> str:
+        return str(t.name)
 
-    def static(self, t: Any) -> np.ndarray | None:
-        return self.entry(t).static
+    def label(self, t: Any) -> str:
+        return str(t.name)
 
-    def need_static(self, t: Any, what: str) -> np.ndarray:
-        value = self.static(t)
-        if value is None:
-            raise Unsupported(f"{what} ({t.name}) must be known when optimizing, not computed at run time")
-        return value
-
+    # --- reading operands (entry, static, need_static: ConversionContext) -----------------
     def is_nchw(self, t: Any) -> bool:
         e = self.entry(t)
         return e.nchw is not None and e.tf is None
@@ -114,16 +102,7 @@ class Context:
         v = self.reshape(v, (1,) * (rank - len(t.shape)) + tuple(v.shape))
         return self.emit("transpose", [v], perm=TO_NCHW)
 
-    # --- building -------------------------------------------------------------------------
-    def emit(self, op: str, inputs: Sequence[Value], **attrs: Any) -> Value:
-        return self.graph.add_node(op, list(inputs), attrs, source=self.source).output
-
-    def const(self, value: Any, dtype: str | None = None) -> Value:
-        return self.graph.add_const(np.asarray(value, dtype=dtype), hint="k")
-
-    def reshape(self, v: Value, shape: Sequence[int]) -> Value:
-        shape = tuple(int(d) for d in shape)
-        return v if v.shape == shape else self.emit("reshape", [v], shape=shape)
+    # --- building (emit, const, reshape: ConversionContext) -------------------------------
 
     def transpose(self, v: Value, perm: Sequence[int]) -> Value:
         perm = tuple(int(p) % max(v.type.rank, 1) for p in perm)

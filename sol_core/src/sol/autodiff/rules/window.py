@@ -14,9 +14,15 @@ from sol.ops.window import adaptive_bounds
 
 
 def max_pool2d(ctx: GradContext, grads: Grads) -> Grads:
+    """Each window's gradient goes to the element the forward picked. Where the forward ignores
+    NaN (TensorFlow), that is its largest non-NaN element, or the first of an all-NaN window: the
+    routing of ``max_pool2d_backward`` (first maximum, NaN winning) on ``x`` with NaN as -inf."""
     assert grads[0] is not None
     a = ctx.attrs
-    return [ctx.op("max_pool2d_backward", ctx.x(0), grads[0], **_pool_attrs(a))]
+    x = ctx.x(0)
+    if a.get("nan", "propagate") == "ignore":
+        x = ctx.op("where", ctx.op("ne", x, x), ctx.const(-np.inf, x), x)
+    return [ctx.op("max_pool2d_backward", x, grads[0], **_pool_attrs(a))]
 
 
 def avg_pool_counts(a: dict[str, Any], h: int, w: int, oh: int, ow: int) -> np.ndarray:
