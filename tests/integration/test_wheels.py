@@ -29,7 +29,8 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 DISTRIBUTIONS = {  # distribution -> (folder, import package, files its wheel must hold besides modules)
     "sol-core": ("sol_core", "sol", ["sol/py.typed", "sol/ops/CATALOGUE.md", "sol/plugin_api.py",
-                                     "sol/testing/conftest.py", "sol/testing/test_conformance.py"]),
+                                     "sol/testing/conftest.py", "sol/testing/test_conformance.py",
+                                     "sol/lowering/templates/ops.j2", "sol/lowering/templates/groups.j2"]),
     "sol-device-x86": ("plugins/device_x86", "sol_x86",
                        ["sol_x86/py.typed", "sol_x86/templates/network.cpp.j2", "sol_x86/templates/sol_x86_onednn.hpp",
                         "sol_x86/templates/sol_x86_onednn.cpp"]),
@@ -44,8 +45,7 @@ DISTRIBUTIONS = {  # distribution -> (folder, import package, files its wheel mu
     # The out-of-tree example device (issue #16 item 5's proof): built and installed like any
     # third-party plugin, it must pass the conformance kit from its wheel.
     "sol-device-c": ("examples/device_c", "sol_device_c",
-                     ["sol_device_c/py.typed", "sol_device_c/templates/network.c.j2",
-                      "sol_device_c/templates/ops.j2"]),
+                     ["sol_device_c/py.typed", "sol_device_c/templates/network.c.j2"]),
 }
 SEED = """
 import torch

@@ -72,9 +72,13 @@ def _template_code_cache() -> jinja2.BytecodeCache | None:
 
 @functools.cache
 def environment(package: str, folder: str = "templates") -> jinja2.Environment:
-    """The jinja2 environment for templates shipped as package data in ``package/folder``."""
+    """The jinja2 environment for templates shipped as package data in ``package/folder``; it
+    also finds the C-family generator's shipped templates, as ``sol/<name>``
+    (:data:`sol.lowering.TEMPLATES`)."""
+    from sol.lowering.cfamily import template_loader
+
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader(package, folder),
+        loader=jinja2.ChoiceLoader([template_loader(), jinja2.PackageLoader(package, folder)]),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

@@ -2,10 +2,10 @@
 compiler into a shared object, loaded with ctypes.
 
 Everything comes from ``sol.plugin_api``: the C-family generator (``Dialect``, ``CRenderer``,
-``GroupLowering`` and its typed records) lowers fused groups; this module adds the dialect (the
-defaults are plain C99 already: only the OpenMP pragma goes), the network template's context,
-loop templates for the compute-bound ops the generator has no loop lowering for (claimed by
-:class:`LoopBackend`, so they arrive as LIBRARY groups), the compiler and the runtime.
+its typed records and shipped op templates) lowers fused groups, and its reference loops run the
+compute-bound ops (``reference_loops``, registered in plugin.py); this module adds the dialect
+(the defaults are plain C99 already: only the OpenMP pragma goes), the network template's
+context, the compiler and the runtime.
 """
 
 from __future__ import annotations
@@ -16,29 +16,22 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from sol.plugin_api import (
     Availability,
-    Backend,
     CompileError,
     Compiler,
     CRenderer,
     Device,
     DeviceCapabilities,
     Dialect,
-    Graph,
-    Group,
     IndexOutOfRangeError,
-    Node,
     Plan,
     Program,
     SolError,
     Source,
-    ctype,
-    numel,
     render_template,
 )
 
@@ -48,8 +41,6 @@ ENTRY = "network.c"
 # -fno-strict-aliasing: the arena is one byte buffer that groups view as different element types.
 FLAGS = ("-std=c99", "-O2", "-fPIC", "-shared", "-ffp-contract=off", "-fno-strict-aliasing")
 ERR_LEN = 512
-# Ops the generator has no loop lowering for: their loops are this device's (templates/ops.j2).
-LOOP_OPS = frozenset({"conv2d", "conv_transpose2d", "dense", "matmul"})
 UNSUPPORTED = {op: "the example C device has no recurrent (loop over time) template"
                for op in ("lstm_recurrence", "gru_recurrence")}
 
@@ -96,70 +87,14 @@ class CCompiler(Compiler):
         return artifact
 
 
-class LoopBackend(Backend):
-    """Claims the compute-bound ops for the C device's own loop templates: the planner runs a
-    compute-bound op only where a backend claims it (no epilogue: the element-wise ops after it
-    form fused groups of their own)."""
-
-    name = "c-loops"
-    device = "c"
-
-    def claims(self, node: Node, graph: Graph) -> bool:
-        return node.op in LOOP_OPS and node.output.dtype in ("float32", "float64")
-
-
 class NetworkRenderer(CRenderer):
-    """The plan as the context of templates/network.c.j2."""
-
-    def fused(self, g: Group) -> dict[str, Any]:
-        ctx = super().fused(g)
-        ctx["stages"] = ctx["lowered"].stages  # pointwise stages and typed op records (ops.j2)
-        return ctx
-
-    def library(self, g: Group) -> dict[str, Any]:
-        node = g.anchor
-        x, w, y = node.inputs[0], node.inputs[1], node.output
-        s: dict[str, Any] = {"op": node.op, "T": ctype(y), "x": self.sym(x),
-                             "w": self.sym(w), "y": self.sym(y),
-                             "b": self.sym(node.inputs[2]) if len(node.inputs) > 2 else ""}
-        if node.op in ("conv2d", "conv_transpose2d"):
-            s.update(self._conv(node))
-        elif node.op == "dense":
-            s.update(R=numel(x.shape[:-1]), N=w.shape[0], K=w.shape[1])
-        else:  # matmul: offsets of each output batch's operands (broadcast batch dims repeat one)
-            batch = y.shape[:-2]
-            s.update(M=x.shape[-2], K=x.shape[-1], N=w.shape[-1], B=numel(batch),
-                     a_off=_batch_offsets(x.shape, batch), b_off=_batch_offsets(w.shape, batch))
-        return {"kind": "library", "label": g.label, "title": self.title(g), "decls": self.decls(g),
-                "comment": self.comment(1, node), "s": s}
-
-    @staticmethod
-    def _conv(node: Node) -> dict[str, Any]:
-        """Sizes of a convolution: x (N, C, H, W); conv2d's weight (O, C/g, kh, kw), the
-        transposed one's (C, O/g, kh, kw); y (N, O, OH, OW)."""
-        a = node.attrs
-        (pt, _), (pl, _) = a["padding"]
-        n, c, h, wd = node.inputs[0].shape
-        _, o, oh, ow = node.output.shape
-        kh, kw = node.inputs[1].shape[2:]
-        g = a["groups"]
-        return {"N": n, "C": c, "H": h, "W": wd, "O": o, "OH": oh, "OW": ow, "kh": kh, "kw": kw, "CG": c // g,
-                "OG": o // g, "sh": a["stride"][0], "sw": a["stride"][1], "dh": a["dilation"][0],
-                "dw": a["dilation"][1], "pt": pt, "pl": pl}
+    """The plan as the context of templates/network.c.j2: the generator's group contexts (fused
+    groups, and the reference loops' LIBRARY groups) and the dialect its shipped templates read."""
 
     def render(self) -> Source:
-        p = self.plan
-        text = render_template(PACKAGE, "network.c.j2", name=p.graph.name, groups=self.groups(),
-                               consts=self.consts())
+        text = render_template(PACKAGE, "network.c.j2", name=self.plan.graph.name, groups=self.groups(),
+                               consts=self.consts(), dialect=self.dialect)
         return Source({ENTRY: text}, entry=ENTRY)
-
-
-def _batch_offsets(shape: tuple[int, ...], batch: tuple[int, ...]) -> list[int]:
-    """Element offset of each of ``batch``'s matrices (row-major) in an operand of ``shape``,
-    whose batch dims broadcast against ``batch``."""
-    own = shape[:-2]
-    index = np.arange(numel(own)).reshape((1,) * (len(batch) - len(own)) + own)
-    return (np.broadcast_to(index, batch).reshape(-1) * numel(shape[-2:])).tolist()
 
 
 class Network:

@@ -10,8 +10,8 @@ from sol.plugin_api import hookimpl
 if TYPE_CHECKING:
     from sol.plugin_api import BackendRegistry, DeviceRegistry
 
-# Written against plugin API 1.1 (DeviceCapabilities.unsupported_ops, the lowering in the facade).
-SOL_PLUGIN_API = ">=1.1,<2"
+# Written against plugin API 1.2 (the reference loops and the shipped op templates of the generator).
+SOL_PLUGIN_API = ">=1.2,<2"
 
 
 @hookimpl
@@ -23,6 +23,8 @@ def sol_register_devices(registry: DeviceRegistry) -> None:
 
 @hookimpl
 def sol_register_backends(registry: BackendRegistry) -> None:
-    from sol_device_c.device import LoopBackend
+    """The generator's reference loops run conv2d, conv_transpose2d, dense and matmul here (the
+    device has no vendor library); they arrive as LIBRARY groups its shipped templates render."""
+    from sol.plugin_api import reference_loops
 
-    registry.register(LoopBackend())
+    registry.register(reference_loops("c"))

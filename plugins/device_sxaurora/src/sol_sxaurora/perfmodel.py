@@ -1,7 +1,9 @@
 """A roofline model of a VE Type 20B, for ``sol inspect`` where no VE is at hand.
 
-Each group's time is max(flops / peak, bytes / bandwidth) plus a fixed cost for starting its
-parallel loop on the VE's cores. ``bytes`` is what crosses the group's boundary (its inputs,
+Each group's time is max(operations / peak, bytes / bandwidth) plus a fixed cost for starting
+its parallel loop on the VE's cores. The FLOPs are the op table's (``OpDef.flops``, the counts
+every report uses); the operations add only what a transcendental function costs the VE beyond
+its 1 FLOP (:func:`function_overhead`). ``bytes`` is what crosses the group's boundary (its inputs,
 parameters included, and outputs), read or written once from HBM2: the model assumes a group's
 working set stays in the 16 MB last-level cache while the group runs, which is what the depth-first
 fusion aims for; a group whose boundary traffic alone exceeds the LLC is reported as such. Copies
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sol.plugin_api import Estimate, Group, GroupKind, Node, Plan, Storage, Value
+from sol.plugin_api import Estimate, Group, GroupKind, Node, Plan, Storage, Value, node_flops
 
 
 @dataclass(frozen=True)
@@ -37,45 +39,29 @@ class VectorEngine:
 
 TYPE_20B = VectorEngine()
 
-# Rough operation counts per output element of element-wise ops without a single VE instruction.
-_TRANSCENDENTAL = {"exp": 10, "log": 10, "tanh": 12, "erf": 12, "sigmoid": 12, "silu": 13, "gelu": 16,
-                   "pow": 20, "sqrt": 4, "rsqrt": 5, "div": 4}
+# The op table counts a function (exp, tanh, a division) as 1 FLOP per element
+# (sol.workload); the VE has no single instruction for it. What one costs beyond that FLOP, in
+# vector operations per element, is this model's only addition to the op table's counts.
+_FUNCTION_COST = {"exp": 10, "log": 10, "tanh": 12, "erf": 12, "sigmoid": 12, "silu": 13, "gelu": 16,
+                  "pow": 20, "sqrt": 4, "rsqrt": 5, "div": 4}
+# Functions per output element of ops that are not one function themselves: softmax's exp, the
+# gates of a recurrence step (per hidden unit: LSTM 3 sigmoids and 2 tanh, GRU 2 and 1).
+_FUNCTIONS_INSIDE = {"softmax": ("exp",), "log_softmax": ("exp",),
+                     "lstm_recurrence": ("sigmoid",) * 3 + ("tanh",) * 2,
+                     "gru_recurrence": ("sigmoid",) * 2 + ("tanh",)}
 
 
-def node_flops(node: Node) -> float:
-    """Floating-point operations of one node (multiply-add = 2)."""
-    y = node.outputs[0]
-    a = node.attrs
-    if node.op == "conv2d":
-        n, o, oh, ow = y.shape
-        _, cg, kh, kw = node.inputs[1].shape
-        return 2.0 * n * o * oh * ow * cg * kh * kw + (y.type.numel if len(node.inputs) == 3 else 0)
-    if node.op == "conv_transpose2d":  # every input pixel meets every weight of its group
-        n, c, h, w = node.inputs[0].shape
-        _, og, kh, kw = node.inputs[1].shape
-        return 2.0 * n * c * h * w * og * kh * kw + (y.type.numel if len(node.inputs) == 3 else 0)
-    if node.op == "resize2d":
-        return 9.0 * y.type.numel if a["mode"] == "bilinear" else 0.0
-    if node.op in ("lstm_recurrence", "gru_recurrence"):  # per step: h @ W_hh^T, then the gates
-        w_hh = node.inputs[3 if node.op == "lstm_recurrence" else 2]
-        per_unit = 4 * _TRANSCENDENTAL["sigmoid"] if node.op == "lstm_recurrence" else 3 * _TRANSCENDENTAL["sigmoid"]
-        return 2.0 * y.type.numel * w_hh.shape[0] + float(y.type.numel * (per_unit + 6))
-    if node.op == "dense":
-        k = node.inputs[0].shape[-1]
-        return 2.0 * y.type.numel * k + (y.type.numel if len(node.inputs) == 3 else 0)
-    if node.op == "matmul":
-        return 2.0 * y.type.numel * node.inputs[0].shape[-1]
-    if node.op in ("max_pool2d", "avg_pool2d"):
-        return float(y.type.numel * a["kernel"][0] * a["kernel"][1])
-    if node.op in ("adaptive_avg_pool2d", "mean", "sum"):
-        return float(node.inputs[0].type.numel)
-    if node.op in ("softmax", "log_softmax"):
-        return float(y.type.numel * (3 + _TRANSCENDENTAL["exp"]))
-    if node.op in ("concat", "transpose", "reshape", "identity", "dropout", "gather"):
-        return 0.0
-    if node.op == "batch_norm":
-        return 2.0 * y.type.numel
-    return float(y.type.numel * _TRANSCENDENTAL.get(node.op, 1))
+def function_overhead(node: Node) -> float:
+    """Operations the VE spends on ``node``'s transcendental functions beyond the op table's
+    1 FLOP each (``_FUNCTION_COST`` minus 1, per function, per output element)."""
+    functions = _FUNCTIONS_INSIDE.get(node.op, (node.op,) if node.op in _FUNCTION_COST else ())
+    return float(sum(_FUNCTION_COST[f] - 1 for f in functions) * node.outputs[0].type.numel)
+
+
+def ve_operations(node: Node) -> float:
+    """What the compute roof divides: the op table's FLOPs (:func:`sol.workload.node_flops`,
+    every op's ``OpDef.flops``) plus the VE's function overhead."""
+    return node_flops(node) + function_overhead(node)
 
 
 def _bytes(values: list[Value]) -> int:
@@ -97,10 +83,10 @@ def _unread_table_bytes(group: Group) -> int:
 def estimate(group: Group, plan: Plan, ve: VectorEngine = TYPE_20B) -> Estimate | None:
     if group.kind is GroupKind.ALIAS:
         return None
-    flops = sum(node_flops(n) for n in group.nodes)
+    flops = sum(node_flops(n) for n in group.nodes)  # the op table's count, as every report has it
     moved = _bytes(group.inputs + group.outputs) - _unread_table_bytes(group)
     single = all(v.dtype != "float64" for v in group.outputs)
-    compute = flops / (ve.fp32_flops if single else ve.fp64_flops)
+    compute = sum(ve_operations(n) for n in group.nodes) / (ve.fp32_flops if single else ve.fp64_flops)
     memory = moved / ve.hbm_bytes_per_s
     bound = "compute" if compute >= memory else "memory"
     if moved > ve.llc_bytes:

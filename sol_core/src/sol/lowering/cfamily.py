@@ -36,18 +36,37 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import jinja2
+
 from sol.errors import SolError
 from sol.ir import Node, Value
 from sol.lowering.base import CTYPES, ctype
+from sol.lowering.compute import reference_record
 from sol.lowering.elementwise import ELEMENTWISE, OpRule
 from sol.lowering.loops import GroupLowering, LoweredGroup
 from sol.ops.registry import LayerClass, registry
 from sol.planner.plan import Group, GroupKind, Plan, Storage
 from sol.sourcetext import comment_text
 
-# The execution-order-constrained ops a RECURRENT group holds (the planner's RecurrentKernel);
-# lstm/gru themselves are split into an input GEMM and these before planning.
-RECURRENT_OPS = frozenset({"lstm_recurrence", "gru_recurrence"})
+# The prefix under which every template environment core gives a plugin
+# (``sol.plugin_api.template_environment``) finds the generator's shipped templates
+# (``sol/lowering/templates``): ``{% import "sol/ops.j2" as ops with context %}`` (one macro per
+# op record, plain C in the dialect's spelling: the context needs ``dialect``) and
+# ``{% import "sol/groups.j2" as groups with context %}`` (``groups.body(g)``: a group's code).
+TEMPLATES = "sol"
+
+
+def template_loader() -> jinja2.BaseLoader:
+    """The loader of the shipped templates, under :data:`TEMPLATES` (core's templates first, so
+    a plugin's file of the same name cannot stand in for them by accident)."""
+    return jinja2.PrefixLoader({TEMPLATES: jinja2.PackageLoader("sol.lowering", "templates")})
+
+
+def recurrent_op_names() -> frozenset[str]:
+    """The ops a RECURRENT group holds (the planner's RecurrentKernel), read from the op table:
+    every op whose :class:`~sol.ops.registry.OpDef` says ``recurrent=True``, a plugin's included
+    (lstm/gru themselves are split into an input GEMM and these before planning)."""
+    return frozenset(name for name in registry.names() if registry.get(name).recurrent)
 
 
 @dataclass(frozen=True)
@@ -101,6 +120,10 @@ class Dialect:
 
     def nan(self, T: str) -> str:
         return self.const(T, "NAN")
+
+    def lowest(self, T: str) -> str:
+        """The lowest finite value of floating type ``T`` (a max that skips NaN starts there)."""
+        return self.const(T, "-FLT_MAX" if T == "float" else "-DBL_MAX")
 
     def special_literal(self, x: float, T: str) -> str:
         """A NaN or (signed) infinity as a constant initializer."""
@@ -176,7 +199,7 @@ class Dialect:
     def recurrent_ops(self) -> frozenset[str]:
         """The ops a RECURRENT group renders (:func:`sol.planner.partition.recurrent_kernel`
         describes them), if the device has recurrent templates."""
-        return RECURRENT_OPS if self.recurrent else frozenset()
+        return recurrent_op_names() if self.recurrent else frozenset()
 
 
 def indent_lines(lines: list[str], level: int) -> list[str]:
@@ -286,7 +309,14 @@ class CRenderer:
                 "outer_loop": indent_lines(self.dialect.outer_loop(loop), 2)}
 
     def library(self, g: Group) -> dict[str, Any]:
-        raise SolError(f"{self.dialect.name}: no library binding for {g.anchor.op!r}")
+        """The template context of a LIBRARY group. The default renders the generator's
+        reference loops (:mod:`sol.lowering.compute`; the shipped templates' macro ``op``,
+        :attr:`record` a typed record): what the reference-loops backend
+        (:func:`~sol.lowering.reference_loops`) claims. A device with a vendor library overrides
+        this for its backend's groups and calls ``super().library(g)`` for the others."""
+        macro, record = reference_record(g, self.sym, self.dialect.name)
+        return {"kind": "library", "label": g.label, "id": g.id, "title": self.title(g), "decls": self.decls(g),
+                "comment": self.comment(1, g.anchor), "op": macro, "record": record}
 
     def recurrent(self, g: Group) -> dict[str, Any]:
         raise SolError(f"{self.dialect.name}: no recurrent template for {g.nodes[0].op!r}")

@@ -231,8 +231,9 @@ class PoolBackwardRecord(PlaneRecord, WindowRecord):
 
 
 @dataclass(kw_only=True)
-class ConvBackwardRecord(WindowRecord):
-    """Convolution gradient (data or weights) as a loop nest; ``g``: the output gradient."""
+class ConvGeometry(WindowRecord):
+    """A 2-D convolution's sizes: input (N, C, H, W), output (N, O, OH, OW), a kh x kw kernel,
+    ``CG``/``OG`` input/output channels per group (C / groups, O / groups)."""
 
     N: int
     C: int
@@ -245,7 +246,52 @@ class ConvBackwardRecord(WindowRecord):
     OW: int
     kh: int
     kw: int
+
+
+@dataclass(kw_only=True)
+class ConvBackwardRecord(ConvGeometry):
+    """Convolution gradient (data or weights) as a loop nest; ``g``: the output gradient."""
+
     g: str
+
+
+# --- compute-bound ops as a LIBRARY group of the reference loops (sol.lowering.compute) -----------
+
+
+@dataclass(kw_only=True)
+class ConvRecord(ConvGeometry):
+    """conv2d (weight (O, CG, kh, kw)) or conv_transpose2d (weight (C, OG, kh, kw); its output
+    padding is in OH/OW). ``w``: the weight, ``b``: the bias ("" when the node has none: core's
+    passes may have moved it into an element-wise add after the op)."""
+
+    w: str
+    b: str
+
+
+@dataclass(kw_only=True)
+class DenseRecord(OpRecord):
+    """dense: y (R, N) = x (R, K) @ w (N, K)^T (+ b), every leading dim of x folded into R."""
+
+    w: str
+    b: str
+    R: int
+    N: int
+    K: int
+
+
+@dataclass(kw_only=True)
+class MatmulRecord(OpRecord):
+    """matmul: ``B`` output matrices (M, N) = x (M, K) @ w (K, N), ``w`` the second operand;
+    ``x_off``/``w_off``: the element offset of each output matrix's operands (a broadcast batch
+    dim repeats an offset), so one flat loop over ``B`` covers every batch shape."""
+
+    w: str
+    M: int
+    K: int
+    N: int
+    B: int
+    x_off: list[int]
+    w_off: list[int]
 
 
 @dataclass(kw_only=True)
@@ -258,3 +304,35 @@ class GatherBackwardRecord(OpRecord):
     nidx: int
     wrap: bool
     g: str
+
+
+# --- gather_elements and cumsum (sol.lowering.index) ---------------------------------------------
+
+
+@dataclass(kw_only=True)
+class GatherElementsRecord(OpRecord):
+    """torch.gather: for every output position (a loop nest over ``dims``, counters ``i<j>``),
+    ``idx[out_offset]`` picks the element ``x[x_offset + index * stride]`` (``x_offset``: the
+    position's offset in x without the axis term). An index outside [0, L) is reported, its
+    element zeroed and never read."""
+
+    idx: str
+    TI: str
+    dims: list[Dim]
+    out_offset: str
+    x_offset: str
+    stride: int
+    L: int
+    axis: int
+    where: str  # a C string literal naming the op for index errors
+
+
+@dataclass(kw_only=True)
+class CumsumRecord(OpRecord):
+    """A running sum along the middle axis of (pre, L, post): ``ACC`` is the accumulator's C type
+    (double for floating point, PyTorch's CPU rule; the element type for integers)."""
+
+    pre: int
+    L: int
+    post: int
+    ACC: str

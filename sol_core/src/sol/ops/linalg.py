@@ -107,17 +107,19 @@ def ops() -> list[OpDef]:
     # filled, not at import time (sol.ops.registry explains why).
     from sol import workload
     from sol.autodiff.rules import linalg as grad
+    from sol.lowering import compute
 
-    # No generated C lowering (c_loops None): a device's library backend claims these.
+    # Not fusible (c_loops None): a device's library backend claims these, or the generator's
+    # reference loops (c_reference) where a device registers them (sol.lowering.reference_loops).
     out = [
         OpDef("conv2d", LayerClass.COMPUTE_BOUND, _conv_infer, _conv_ref, (2, 3),
               {"stride": 1, "padding": 0, "dilation": 1, "groups": 1}, normalize=_conv_normalize,
-              gradient=grad.conv2d, flops=workload.conv2d),
+              gradient=grad.conv2d, flops=workload.conv2d, c_reference=compute.conv),
         OpDef("dense", LayerClass.PARAM_BOUND, _dense_infer, _dense_ref, (2, 3), gradient=grad.dense,
-              flops=workload.dense),
+              flops=workload.dense, c_reference=compute.dense),
         OpDef("matmul", LayerClass.COMPUTE_BOUND, _matmul_infer,
               lambda xs, a: [np.matmul(f64(xs[0]), f64(xs[1])).astype(xs[0].dtype)], (2, 2), gradient=grad.matmul,
-              flops=workload.matmul),
+              flops=workload.matmul, c_reference=compute.matmul),
     ]
     # Sums of products of finite values are finite, overflow aside (sol.passes.finite).
     for o in out:

@@ -184,8 +184,9 @@ def ops() -> list[OpDef]:
     from sol import workload
     from sol.autodiff.rules import recurrent as grad
 
-    # No C lowering on the OpDef: the recurrences run as RECURRENT groups in a device's own
-    # templates (Dialect.recurrent_ops), lstm/gru are split into an input GEMM and those first.
+    # No C lowering on the OpDef: the recurrences (recurrent=True) run as RECURRENT groups in a
+    # device's own templates (Dialect.recurrent_ops reads the flag); lstm/gru are split into an
+    # input GEMM and those first, so they never reach a device.
     oc = LayerClass.ORDER_CONSTRAINED
     out = [
         OpDef("lstm", oc, _full_infer("lstm"), _lstm_ref, (5, 7), {"reverse": False}, normalize=_normalize,
@@ -196,11 +197,11 @@ def ops() -> list[OpDef]:
               doc="one GRU layer, one direction: (x, h0, w_ih, w_hh[, b_ih, b_hh]) -> (y, h_n)"),
         OpDef("lstm_recurrence", oc, _recurrence_infer("lstm_recurrence"), _lstm_recurrence_ref, (4, 5),
               {"reverse": False}, normalize=_normalize, gradient=grad.lstm_recurrence,
-              flops=workload.lstm_recurrence,
+              flops=workload.lstm_recurrence, recurrent=True,
               doc="LSTM over projected gates: (gx, h0, c0, w_hh[, b_hh]) -> (y, h_n, c_n)"),
         OpDef("gru_recurrence", oc, _recurrence_infer("gru_recurrence"), _gru_recurrence_ref, (3, 4),
               {"reverse": False}, normalize=_normalize, gradient=grad.gru_recurrence,
-              flops=workload.gru_recurrence,
+              flops=workload.gru_recurrence, recurrent=True,
               doc="GRU over projected gates: (gx, h0, w_hh[, b_hh]) -> (y, h_n)"),
     ]
     # sigmoid and tanh gates keep the state finite (sol.passes.finite).

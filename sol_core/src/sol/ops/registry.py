@@ -33,7 +33,7 @@ from sol.errors import SolError, UnsupportedOpError
 from sol.roles import NameClaims
 
 if TYPE_CHECKING:
-    from sol.ir import Node, TensorType
+    from sol.ir import Node, TensorType, Value
     from sol.lowering.cfamily import Dialect
     from sol.lowering.loops import GroupLowering
     from sol.lowering.records import BaseFields, OpRecord
@@ -64,6 +64,10 @@ CExprFn = Callable[["Dialect", list[str], str, dict[str, Any]], str]
 # lowering of a non-element-wise op inside a fused group (sol.lowering.loops; also
 # sol.lowering.OpLowering).
 CLoopsFn = Callable[["GroupLowering", "Node", int, "BaseFields"], "tuple[str, OpRecord]"]
+# (buffer names, node, base record fields) -> (op macro name, typed record): a compute-bound op's
+# reference loops, run as a LIBRARY group where no vendor library claims the op
+# (sol.lowering.compute; also sol.lowering.ReferenceLowering).
+CReferenceFn = Callable[[Callable[["Value"], str], "Node", "BaseFields"], "tuple[str, OpRecord]"]
 
 
 @dataclass
@@ -86,7 +90,12 @@ class OpDef:
     - ``c_expr=None`` (element-wise ops) / ``c_loops=None`` (the others): no generated C-family
       lowering; the op runs only where a library backend claims it (or a device's own
       ``Dialect.op_overrides`` spells it). An element-wise op takes no ``c_loops`` and any
-      other op no ``c_expr`` (:meth:`OpRegistry.register` refuses the mix).
+      other op no ``c_expr`` (:meth:`OpRegistry.register` refuses the mix);
+    - ``c_reference=None`` (compute-bound ops): no reference loops; the op runs only where a
+      library backend claims it or it has ``c_loops`` (the reference-loops backend,
+      :func:`sol.lowering.reference_loops`, claims the ops that have one);
+    - ``recurrent=False``: the op does not reach devices as a RECURRENT group (a loop over time
+      a device renders; :meth:`sol.lowering.Dialect.recurrent_ops` lists the ops that do).
     """
 
     name: str
@@ -117,6 +126,12 @@ class OpDef:
     # dialect, or another op's loop lowering into a typed record for the device's op macro.
     c_expr: CExprFn | None = None
     c_loops: CLoopsFn | None = None
+    # A compute-bound op's stand-alone loop nest (sol.lowering.compute): the typed record of the
+    # C-family generator's reference loops, rendered where no vendor library claims the op.
+    c_reference: CReferenceFn | None = None
+    # An execution-order-constrained op that planners hand devices as a RECURRENT group (a loop
+    # over time in the device's templates); lstm/gru are not (a pass splits them first).
+    recurrent: bool = False
 
     def check(self) -> None:
         """Refuse a definition whose lowering does not fit its layer class: the planner puts an
@@ -128,6 +143,13 @@ class OpDef:
         if not elementwise and self.c_expr is not None:
             raise SolError(f"op {self.name!r} is {self.layer_class.value}: give it a loop lowering (c_loops), "
                            f"not c_expr (an expression is for element-wise ops)")
+        if self.c_reference is not None and self.layer_class not in (LayerClass.COMPUTE_BOUND,
+                                                                      LayerClass.PARAM_BOUND):
+            raise SolError(f"op {self.name!r} is {self.layer_class.value}: reference loops (c_reference) are for "
+                           f"compute- and parameter-bound ops, which a library group runs")
+        if self.recurrent and self.layer_class is not LayerClass.ORDER_CONSTRAINED:
+            raise SolError(f"op {self.name!r} is {self.layer_class.value}: only an execution-order-constrained op "
+                           f"runs as a recurrent group (recurrent=True)")
 
     def normalize_attrs(self, attrs: dict[str, Any], in_types: list[TensorType]) -> dict[str, Any]:
         unknown = set(attrs) - set(self.attrs)

@@ -244,12 +244,14 @@ def ops() -> list[OpDef]:
     # FLOP counts and resize2d's loop lowering are imported here, when the registry is
     # filled, not at import time (sol.ops.registry explains why).
     from sol import workload
+    from sol.lowering import compute
     from sol.lowering import spatial as lower
 
     out = [
         OpDef("conv_transpose2d", LayerClass.COMPUTE_BOUND, _deconv_infer, _deconv_ref, (2, 3),
               {"stride": 1, "padding": 0, "output_padding": 0, "dilation": 1, "groups": 1},
-              normalize=_deconv_normalize, gradient=_deconv_grad, flops=workload.conv_transpose2d,  # library only
+              normalize=_deconv_normalize, gradient=_deconv_grad, flops=workload.conv_transpose2d,
+              c_reference=compute.conv,  # a library or the reference loops (sol.lowering.compute)
               doc="transposed convolution (the gradient of conv2d w.r.t. its input); weight (C, O/groups, kh, kw)"),
         OpDef("resize2d", LayerClass.IO_BOUND, _resize_infer, _resize_ref, (1, 1),
               {"size": REQUIRED, "mode": "nearest", "align_corners": False, "scales": None},
