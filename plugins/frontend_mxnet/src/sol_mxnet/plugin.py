@@ -1,0 +1,19 @@
+"""Hook implementations of the MXNet frontend. Importing this module does not import MXNet."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sol.plugin_api import hookimpl
+
+if TYPE_CHECKING:
+    from sol.plugin_api import FrontendRegistry
+
+SOL_PLUGIN_API = ">=1.2,<2"
+
+
+@hookimpl
+def sol_register_frontends(registry: FrontendRegistry) -> None:
+    from sol_mxnet.frontend import MXNetFrontend
+
+    registry.register(MXNetFrontend())
