@@ -13,4 +13,5 @@ from sol.testing.cases import (  # noqa: F401
     Case,
     Input,
     Step,
+    in_domain,
 )

@@ -72,6 +72,13 @@ for _name, _fn in {
     "neg": torch.neg, "identity": lambda x: x.clone(),
 }.items():
     case("unary", _name, _fn, S)
+for _name in ("sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "floor", "ceil",
+              "round", "trunc", "sign", "isnan", "isinf", "isposinf", "isneginf"):
+    case("math", _name, getattr(torch, _name), S)
+case("math", "halves", lambda x: (torch.round(x), torch.trunc(x), torch.floor(x), torch.ceil(x), torch.sign(x)),
+     torch.tensor([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, -0.0, 0.0, 3.49, -3.51, 1e30, nan, inf, -inf, 7.0, -7.0]))
+case("math", "domains", lambda x: (torch.asin(x), torch.acos(x), torch.atanh(x), torch.acosh(x)),
+     torch.tensor([-1.0, 1.0, -1.5, 1.5, 0.99, -0.99, 0.0, -0.0, 2.0, 1.0, nan, inf, -inf, 0.5, 3.0, -3.0]))
 for _e in (0.5, -0.5, 2, 3, -1, -2, 1.5, 0):
     case("pow", f"x**{_e}", lambda x, e=_e: x ** e, S)
 case("pow", "2**x", lambda x: 2.0 ** x, S)

@@ -79,3 +79,21 @@ def test_keras_softmax_over_channels_keeps_nan_to_its_entry(device: str) -> None
     x[1, 2, 2, 3] = inf
     _nan_equal(sol.optimize(model, x, device=device, fallback=False)(x).numpy(), model(x).numpy(),
                "Conv2D then Softmax")
+
+
+def test_math_functions_at_special_values_as_tensorflow(device: str) -> None:
+    """Trigonometric, hyperbolic, rounding and classifying ops at NaN, +-inf, -0.0, halves and
+    outside their domains (tf.round and tf.math.rint round half to even; tf.sign(NaN) is NaN)."""
+    x = np.array([nan, inf, -inf, -0.0, 0.0, 0.5, -0.5, 1.5, 2.5, -2.5, 1.0, -1.0, 0.99, 3.7, -3.7, 1e30],
+                 "float32")
+    fns = [tf.sin, tf.cos, tf.tan, tf.asin, tf.acos, tf.atan, tf.sinh, tf.cosh, tf.asinh, tf.acosh, tf.atanh,
+           tf.floor, tf.math.ceil, tf.round, tf.math.rint, tf.sign]
+
+    @tf.function
+    def f(t: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        return (*(fn(t) for fn in fns), tf.math.is_nan(t), tf.math.is_inf(t))
+
+    want = [w.numpy() for w in f(x)]
+    got = [g.numpy() for g in sol.optimize(f, x, device=device, fallback=False)(x)]
+    for fn, g, w in zip([*fns, tf.math.is_nan, tf.math.is_inf], got, want):
+        _nan_equal(g, w, fn.__name__)

@@ -141,3 +141,31 @@ mask_gt, mask_ge = _mask(">"), _mask(">=")
 # Every registered element-wise op's rule, by name: a live view of the op table (OpDef.c_expr),
 # plugins' ops included; not a table of its own.
 ELEMENTWISE: Mapping[str, OpRule] = registry.table("c_expr")
+
+
+# Trigonometric, hyperbolic and rounding functions: C99's math library has each; ``nearbyint``
+# rounds half to even under the default rounding mode (torch.round, tf.round, ONNX Round).
+sin, cos, tan, asin, acos, atan, sinh, cosh, asinh, acosh, atanh, floor, ceil, round_ = (
+    _math(fn) for fn in ("sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh",
+                         "floor", "ceil", "nearbyint"))
+
+
+def sign(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+    """-1, 0 or 1 (-0.0 gives 0); at NaN, NaN (NumPy, TensorFlow, ONNX) or 0 (``nan="zero"``:
+    PyTorch's sign)."""
+    x, one, zero = a[0], d.const(T, 1), d.const(T, 0)
+    body = f"({x} > {zero} ? {one} : ({x} < {zero} ? -{one} : {zero}))"
+    return body if attrs["nan"] == "zero" else f"({x} != {x} ? {x} : {body})"
+
+
+def isnan(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+    return f"({a[0]} != {a[0]})"
+
+
+def isinf(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
+    """``T`` is the result's (bool): the infinity compared against is the operand's, spelled
+    through a conversion of the operand's own expression type (double covers float)."""
+    inf = d.infinity("double")
+    checks = {"both": f"({a[0]} == {inf} || {a[0]} == -{inf})", "positive": f"({a[0]} == {inf})",
+              "negative": f"({a[0]} == -{inf})"}
+    return checks[attrs["sign"]]

@@ -172,6 +172,7 @@ def ops() -> list[OpDef]:
         _unary("clamp", lambda x, min, max, bounds_grad, nan_grad: _clamp(x, min, max),  # noqa: A006
                grad.clamp, c.clamp, min=None, max=None, bounds_grad="inclusive", nan_grad="stop"),
     ]
+    unary += _math_ops(grad, c)
     by_name = {o.name: o for o in unary}
     by_name["gelu"].normalize = _check_gelu
     by_name["clamp"].normalize = _clamp_attrs
@@ -206,13 +207,69 @@ def ops() -> list[OpDef]:
                  lambda xs, a: [xs[0].astype(a["dtype"])], (1, 1), {"dtype": REQUIRED}, gradient=grad.cast,
                  flops=workload.per_output(0), c_expr=c.cast)
     _mark_finite(unary + binary, bn, cast)
-    return unary + binary + [bn, cast]
+    return unary + binary + [bn, cast] + _classifiers(c)
+
+
+def _math_ops(grad: Any, c: Any) -> list[OpDef]:
+    """Trigonometric, hyperbolic and rounding functions (NumPy's are the references)."""
+    trig = [_unary(name, getattr(np, name if name[0] != "a" or name == "abs" else "arc" + name[1:]),
+                   getattr(grad, name), getattr(c, name))
+            for name in ("sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh")]
+    steps = [_unary("floor", np.floor, grad.zero, c.floor), _unary("ceil", np.ceil, grad.zero, c.ceil),
+             # half to even (NumPy's, PyTorch's, TensorFlow's and ONNX's round)
+             _unary("round", np.round, grad.zero, c.round_),
+             # nan: "keep" (NumPy, TensorFlow, ONNX: sign(NaN) is NaN) or "zero" (PyTorch: 0)
+             _unary("sign", _sign, grad.zero, c.sign, nan="keep")]
+    steps[-1].normalize = _sign_attrs
+    return trig + steps
+
+
+def _sign(x: np.ndarray, nan: str) -> np.ndarray:
+    y = np.sign(x)
+    return np.where(np.isnan(x), 0.0, y) if nan == "zero" else y
+
+
+def _sign_attrs(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
+    if attrs["nan"] not in ("keep", "zero"):
+        raise SolError(f"sign: nan must be 'keep' or 'zero', got {attrs['nan']!r}")
+    return attrs
+
+
+def _classify_infer(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    if not types[0].dtype.startswith("float"):
+        raise SolError(f"isnan/isinf take floating-point tensors, got {types[0].dtype}")
+    return [TensorType(types[0].shape, "bool")]
+
+
+def _classifiers(c: Any) -> list[OpDef]:
+    """isnan and isinf: bool results (no gradient). ``sign`` of isinf: which infinities count."""
+    from sol.autodiff.rules import no_gradient
+
+    def isinf_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+        x = xs[0]
+        return [{"both": np.isinf(x), "positive": np.isposinf(x), "negative": np.isneginf(x)}[a["sign"]]]
+
+    def isinf_attrs(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
+        if attrs["sign"] not in ("both", "positive", "negative"):
+            raise SolError(f"isinf: sign must be 'both', 'positive' or 'negative', got {attrs['sign']!r}")
+        return attrs
+
+    isnan = OpDef("isnan", LayerClass.ELEMENTWISE, _classify_infer, lambda xs, a: [np.isnan(xs[0])], (1, 1),
+                  gradient=no_gradient, c_expr=c.isnan, doc="x != x -> bool")
+    isinf = OpDef("isinf", LayerClass.ELEMENTWISE, _classify_infer, isinf_ref, (1, 1), {"sign": "both"},
+                  normalize=isinf_attrs, gradient=no_gradient, c_expr=c.isinf,
+                  doc="x is +inf or -inf (sign: both, positive, negative) -> bool")
+    for o in (isnan, isinf):
+        o.preserves_finite = True
+    return [isnan, isinf]
 
 
 # Ops computing finite results from finite inputs, overflow aside (sol.passes.finite). Not here:
 # exp (overflows at 89), log, sqrt, rsqrt and div (outside their domain or at 0), pow (both).
 _PRESERVE_FINITE = ("relu", "sigmoid", "tanh", "neg", "abs", "silu", "hardswish", "hardsigmoid", "erf", "identity",
-                    "dropout", "leaky_relu", "gelu", "add", "sub", "mul", "maximum", "minimum")
+                    "dropout", "leaky_relu", "gelu", "add", "sub", "mul", "maximum", "minimum",
+                    # not asin/acos/acosh/atanh (NaN outside their domain), sinh/cosh (overflow)
+                    "sin", "cos", "tan", "atan", "asinh", "floor", "ceil", "round", "sign")
 
 
 def _mark_finite(ops: list[OpDef], bn: OpDef, cast: OpDef) -> None:

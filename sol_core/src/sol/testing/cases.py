@@ -28,12 +28,33 @@ class Input:
 
 Case = tuple[list[Any], dict[str, Any]]  # inputs: shapes (standard-normal float32) or Inputs
 
-UNARY = ["relu", "sigmoid", "tanh", "exp", "neg", "abs", "silu", "hardswish", "hardsigmoid", "erf"]
+UNARY = ["relu", "sigmoid", "tanh", "exp", "neg", "abs", "silu", "hardswish", "hardsigmoid", "erf",
+         "sin", "cos", "tan", "atan", "sinh", "cosh", "asinh", "floor", "ceil", "round", "sign"]
 POSITIVE_UNARY = ["log", "sqrt", "rsqrt"]  # inputs are made positive
+UNIT_UNARY = ["asin", "acos", "atanh"]  # inputs are drawn inside (-1, 1)
+ABOVE_ONE_UNARY = ["acosh"]  # inputs are made > 1
+
+
+def in_domain(op: str, idx: int, a: Any) -> Any:
+    """Standard-normal data for input ``idx`` of ``op`` moved into the op's domain where it has
+    one (logs, square roots, variances, bases of a real power, inverse trigonometry): outside it
+    the result is NaN, which the special-value tests cover, and finite differences mean nothing."""
+    import numpy as np
+
+    if op in POSITIVE_UNARY or (op == "batch_norm" and idx == 2) or (op == "pow" and idx == 0):
+        return np.abs(a) + 0.5
+    if op in UNIT_UNARY:
+        return np.tanh(a) * 0.9
+    if op in ABOVE_ONE_UNARY:
+        return np.abs(a) + 1.1
+    return a
 BINARY = ["add", "sub", "mul", "div", "maximum", "minimum"]
 
 CASES: dict[str, list[Case]] = {
-    **{op: [([(2, 3, 5, 7)], {}), ([(4, 33)], {})] for op in UNARY + POSITIVE_UNARY},
+    **{op: [([(2, 3, 5, 7)], {}), ([(4, 33)], {})] for op in UNARY + POSITIVE_UNARY + UNIT_UNARY + ABOVE_ONE_UNARY},
+    "sign": [([(2, 3, 5, 7)], {}), ([(4, 33)], {"nan": "zero"})],
+    "isnan": [([(4, 33)], {})],
+    "isinf": [([(4, 33)], {}), ([(3, 7)], {"sign": "positive"}), ([(3, 7)], {"sign": "negative"})],
     **{op: [([(2, 3, 5, 7), (2, 3, 5, 7)], {}), ([(2, 3, 5, 7), (3, 1, 1)], {}), ([(4, 33), (33,)], {}),
             ([(2, 1, 6), (1, 5, 1)], {})] for op in BINARY},
     "pow": [([(2, 3, 4), (2, 3, 4)], {})],
@@ -146,6 +167,14 @@ CASES: dict[str, list[Case]] = {
                ([Input((9,), "int64", -50, 50, static=True), Input((4, 3), "int64", 0, 9)], {"axis": 0}),
                # padding (PyTorch's padding_idx) changes only the gradient: the lookup reads row 0 as any
                ([(6, 3), Input((2, 4), "int64", 0, 6)], {"axis": 0, "wrap": False, "padding": 0})],
+    # torch.gather: indices of x's rank, smaller than x in other dims too; x a weight or computed.
+    "gather_elements": [([(3, 5), Input((3, 4), "int64", 0, 5)], {"axis": 1}),
+                        ([Input((6, 4), static=True), Input((2, 3), "int32", 0, 6)], {"axis": 0}),
+                        ([(2, 3, 4), Input((2, 3, 7), "int64", 0, 4)], {"axis": -1}),
+                        ([Input((2, 5), "int64", -9, 9), Input((2, 5), "int64", 0, 5)], {"axis": 1})],
+    # Running sums: along the last axis, a middle one, the first; integers (position ids).
+    "cumsum": [([(2, 3, 17)], {"axis": 2}), ([(2, 5, 3)], {"axis": 1}), ([(6, 4)], {"axis": 0}),
+               ([Input((3, 9), "int64", 0, 2)], {"axis": 1}), ([Input((2, 8), "int32", -3, 3)], {"axis": -1})],
     **{op: [([Input((2, 3, 4), "float32", -2, 3), Input((2, 3, 4), "float32", -2, 3)], {}),
             ([Input((4, 5), "int64", 0, 4), Input((5,), "int64", 0, 4)], {}),
             ([Input((3, 1), "bool"), Input((1, 4), "bool")], {})]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sol.ir import Graph, TensorType, Value, ValueKind
-from sol.testing.cases import CASES, PATTERNS, POSITIVE_UNARY, SPECIAL_EXCLUDED, Input
+from sol.testing.cases import CASES, PATTERNS, SPECIAL_EXCLUDED, Input, in_domain
 
 SPECIALS = np.array([np.nan, np.inf, -np.inf, -0.0])
 # Inputs that are weights or statistics in a model: parameters, placed on the device once.
@@ -32,9 +32,7 @@ def case_data(op: str, idx: int, spec: tuple[int, ...] | Input, rng: np.random.G
     where the op needs it), else what the :class:`Input` asks for."""
     if isinstance(spec, Input):
         return typed_data(spec, rng)
-    a: np.ndarray = rng.standard_normal(spec).astype(np.float32)
-    if op in POSITIVE_UNARY or (op == "batch_norm" and idx == 2) or (op == "pow" and idx == 0):
-        a = np.abs(a) + 0.5
+    a: np.ndarray = in_domain(op, idx, rng.standard_normal(spec)).astype(np.float32)
     return a
 
 

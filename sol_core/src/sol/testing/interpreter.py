@@ -36,6 +36,7 @@ from sol.plugin_api import (
     Value,
     hookimpl,
     op_registry,
+    recurrent_op_names,
 )
 
 SOL_PLUGIN_API = ">=1.0,<2"
@@ -53,7 +54,6 @@ FUSIBLE = frozenset({
     "max", "min", "argmax", "argmin",
     "conv_transpose2d", "resize2d",
 })
-RECURRENT = frozenset({"lstm_recurrence", "gru_recurrence"})
 
 
 class TextCompiler(Compiler):
@@ -102,7 +102,7 @@ class InterpreterDevice(Device):
 
     def _capabilities(self, fusible: frozenset[str]) -> DeviceCapabilities:
         return DeviceCapabilities(vector_width=1, fusible_ops=fusible, local_bytes=self._local_bytes,
-                                  recurrent_ops=RECURRENT, unsupported_ops=self._unsupported)
+                                  recurrent_ops=recurrent_op_names(), unsupported_ops=self._unsupported)
 
     @staticmethod
     @functools.lru_cache(maxsize=4)

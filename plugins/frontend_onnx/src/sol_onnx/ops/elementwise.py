@@ -12,12 +12,15 @@ from sol_onnx.ops.base import ONNX_DTYPES, Context, Unsupported, attr, converts
 
 FLOATS = ("float32", "float64", "float16")
 
+_MATH = ("Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Floor", "Ceil",
+         "Round")
 _UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "Log": "log", "Sqrt": "sqrt",
-          "Neg": "neg", "Abs": "abs", "Erf": "erf", "Identity": "identity", "HardSwish": "hardswish"}
+          "Neg": "neg", "Abs": "abs", "Erf": "erf", "Identity": "identity", "HardSwish": "hardswish",
+          "Sign": "sign", **{name: name.lower() for name in _MATH}}
 _BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Equal": "eq", "Less": "lt",
            "LessOrEqual": "le", "Greater": "gt", "GreaterOrEqual": "ge", "And": "logical_and",
            "Or": "logical_or"}
-_FLOAT_ONLY = {"Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Erf", "HardSwish"}
+_FLOAT_ONLY = {"Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Erf", "HardSwish", *_MATH}
 
 
 def _float(v: Value, what: str) -> None:
@@ -30,9 +33,23 @@ def unary(ctx: Context, node: Any) -> list[Value]:
     (x,) = ctx.inputs(node)
     if node.op_type in _FLOAT_ONLY:
         _float(x, node.op_type)
-    if node.op_type in ("Relu", "Neg", "Abs") and x.dtype.startswith("uint"):
+    if node.op_type in ("Relu", "Neg", "Abs", "Sign") and x.dtype.startswith("uint"):
         raise Unsupported(f"{node.op_type} of {x.dtype}")
     return [ctx.emit(_UNARY[node.op_type], [x])]
+
+
+@converts("IsNaN", "IsInf")
+def classify(ctx: Context, node: Any) -> list[Value | np.ndarray]:
+    """IsNaN; IsInf with ``detect_positive``/``detect_negative`` (both by default)."""
+    x = ctx.value(node.input[0])
+    _float(x, node.op_type)
+    if node.op_type == "IsNaN":
+        return [ctx.emit("isnan", [x])]
+    positive, negative = bool(attr(node, "detect_positive", 1)), bool(attr(node, "detect_negative", 1))
+    if not (positive or negative):  # detects nothing: all false
+        return [ctx.emit("broadcast_to", [ctx.const(False)], shape=x.shape)]
+    sign = "both" if positive and negative else "positive" if positive else "negative"
+    return [ctx.emit("isinf", [x], sign=sign)]
 
 
 @converts(*_BINARY)
@@ -294,14 +311,3 @@ def shrink(ctx: Context, node: Any) -> list[Value]:
                              ctx.scalar(0.0, x)])
     return [ctx.emit("where", [ctx.emit("gt", [x, ctx.scalar(lambd, x)]), ctx.emit("sub", [x, ctx.scalar(bias, x)]),
                                low])]
-
-
-@converts("Sign")
-def sign(ctx: Context, node: Any) -> list[Value]:
-    """-1, 0 or 1; NaN stays NaN (x != x picks it)."""
-    (x,) = ctx.inputs(node)
-    _float(x, "Sign")
-    one, zero = ctx.scalar(1.0, x), ctx.scalar(0.0, x)
-    s = ctx.emit("where", [ctx.emit("gt", [x, zero]), one,
-                           ctx.emit("where", [ctx.emit("lt", [x, zero]), ctx.scalar(-1.0, x), zero])])
-    return [ctx.emit("where", [ctx.emit("ne", [x, x]), x, s])]

@@ -28,6 +28,48 @@ def _unary(op: str) -> Converter:
 for _name in _UNARY:
     converts(f"aten.{_name}.default")(_unary(_name))
 
+_MATH = ("sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh")
+for _name in _MATH:  # integer operands compute in the result's floating type (PyTorch promotes)
+    converts(f"aten.{_name}.default")(_unary(_name))
+
+
+def _rounding(op: str) -> Converter:
+    def convert(em: Emitter, a: Args) -> Value:
+        x = _tensor(a, "self")
+        if not x.dtype.startswith("float"):
+            return em.emit("identity", [x])  # integers are whole already (PyTorch returns them as they are)
+        if op == "trunc":  # toward zero: floor above 0, ceil below (NaN and -0.0 pass through either)
+            below = em.emit("lt", [x, em.const(0.0, x.dtype)])
+            return em.emit("where", [below, em.emit("ceil", [x]), em.emit("floor", [x])])
+        return em.emit(op, [x])
+
+    return convert
+
+
+for _name in ("floor", "ceil", "round", "trunc"):
+    converts(f"aten.{_name}.default")(_rounding(_name))
+
+
+@converts("aten.sign.default")
+def _sign(em: Emitter, a: Args) -> Value:
+    return em.emit("sign", [_tensor(a, "self")], nan="zero")  # torch.sign(nan) is 0
+
+
+def _classify(op: str) -> Converter:
+    def convert(em: Emitter, a: Args) -> Value:
+        x = _tensor(a, "self")
+        if not x.dtype.startswith("float"):  # an integer is never NaN nor infinite
+            return em.emit("broadcast_to", [em.const(False, "bool")], shape=x.shape)
+        if op == "isnan":
+            return em.emit("isnan", [x])
+        return em.emit("isinf", [x], sign={"isinf": "both", "isposinf": "positive", "isneginf": "negative"}[op])
+
+    return convert
+
+
+for _name in ("isnan", "isinf", "isposinf", "isneginf"):
+    converts(f"aten.{_name}.default")(_classify(_name))
+
 
 @converts("aten.gelu.default")
 def _gelu(em: Emitter, a: Args) -> Value:

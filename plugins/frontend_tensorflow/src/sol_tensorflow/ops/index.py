@@ -60,6 +60,12 @@ def _compare(ctx: Context, op: Any) -> list[Result]:
     return [_wrap(ctx.emit(_COMPARE[op.type], [a, b]), nchw)]
 
 
+@converts("IsNan", "IsInf")
+def _classify(ctx: Context, op: Any) -> list[Result]:
+    (x,), nchw = _operands(ctx, op, [op.inputs[0]])
+    return [_wrap(ctx.emit("isnan" if op.type == "IsNan" else "isinf", [x]), nchw)]
+
+
 @converts(*_LOGICAL)
 def _logical(ctx: Context, op: Any) -> list[Result]:
     xs, nchw = _operands(ctx, op, list(op.inputs))

@@ -349,3 +349,72 @@ def _batch_norm_training(ctx: GradContext, g: Value, bc: Callable[[Value], Value
     if ctx.need[4]:
         out[4] = gsum
     return out
+
+
+# --- trigonometric and hyperbolic functions -------------------------------------------------
+# Each derivative is written as the frameworks compute it, so that the edges come out as theirs:
+# asin/acos/atanh at +-1 and acosh at 1 divide by zero (an infinite gradient), NaN propagates.
+
+
+def _inverse_sqrt(ctx: GradContext, radicand: Value) -> Value:
+    return ctx.op("div", _k(ctx, 1.0), ctx.op("sqrt", radicand))
+
+
+def _sin(ctx: GradContext, g: Value) -> Value:
+    return ctx.op("cos", ctx.x(0))
+
+
+def _cos(ctx: GradContext, g: Value) -> Value:
+    return ctx.op("neg", ctx.op("sin", ctx.x(0)))
+
+
+def _tan(ctx: GradContext, g: Value) -> Value:
+    y = ctx.y()  # d/dx tan x = 1 + tan^2 x
+    return ctx.op("add", _k(ctx, 1.0), ctx.op("mul", y, y))
+
+
+def _asin(ctx: GradContext, g: Value) -> Value:
+    x = ctx.x(0)
+    return _inverse_sqrt(ctx, ctx.op("sub", _k(ctx, 1.0), ctx.op("mul", x, x)))
+
+
+def _acos(ctx: GradContext, g: Value) -> Value:
+    return ctx.op("neg", _asin(ctx, g))
+
+
+def _atan(ctx: GradContext, g: Value) -> Value:
+    x = ctx.x(0)
+    return ctx.op("div", _k(ctx, 1.0), ctx.op("add", _k(ctx, 1.0), ctx.op("mul", x, x)))
+
+
+def _sinh(ctx: GradContext, g: Value) -> Value:
+    return ctx.op("cosh", ctx.x(0))
+
+
+def _cosh(ctx: GradContext, g: Value) -> Value:
+    return ctx.op("sinh", ctx.x(0))
+
+
+def _asinh(ctx: GradContext, g: Value) -> Value:
+    x = ctx.x(0)
+    return _inverse_sqrt(ctx, ctx.op("add", ctx.op("mul", x, x), _k(ctx, 1.0)))
+
+
+def _acosh(ctx: GradContext, g: Value) -> Value:
+    x = ctx.x(0)
+    return _inverse_sqrt(ctx, ctx.op("sub", ctx.op("mul", x, x), _k(ctx, 1.0)))
+
+
+def _atanh(ctx: GradContext, g: Value) -> Value:
+    x = ctx.x(0)
+    return ctx.op("div", _k(ctx, 1.0), ctx.op("sub", _k(ctx, 1.0), ctx.op("mul", x, x)))
+
+
+sin, cos, tan, asin, acos, atan, sinh, cosh, asinh, acosh, atanh = (
+    _unary(fn) for fn in (_sin, _cos, _tan, _asin, _acos, _atan, _sinh, _cosh, _asinh, _acosh, _atanh))
+
+
+def zero(ctx: GradContext, grads: Grads) -> Grads:
+    """Step functions (floor, ceil, round, sign): a zero gradient everywhere, also where the
+    gradient from above is NaN or infinite (PyTorch's and TensorFlow's rules return zeros)."""
+    return [ctx.zeros(ctx.in_type(0))]
