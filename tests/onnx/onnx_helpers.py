@@ -30,7 +30,8 @@ def mlp_with(op: str = "CumSum", batch: Any = "N", seed: int = 0) -> Any:
              helper.make_node("Relu", ["h"], ["r"], name="relu")]
     inits = [init("W", rng.standard_normal((4, 6)).astype(np.float32))]
     if op == "CumSum":
-        nodes.append(helper.make_node("CumSum", ["r", "axis"], ["c"], name="my_cumsum"))
+        # reverse=1: a running sum from the end, which sol does not convert (ONNX Runtime runs it)
+        nodes.append(helper.make_node("CumSum", ["r", "axis"], ["c"], name="my_cumsum", reverse=1))
         inits.append(init("axis", np.array(1, np.int64)))
     else:
         nodes.append(helper.make_node(op, ["r"], ["c"], name=f"my_{op.lower()}"))

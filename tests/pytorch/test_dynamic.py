@@ -80,7 +80,7 @@ def test_a_model_with_fallback_takes_a_new_batch_without_warning_again(device: s
             self.fc = nn.Linear(4, 4)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.tanh(torch.cumsum(self.fc(x), 1))
+            return torch.tanh(torch.cumprod(self.fc(x), 1))
 
     model = Cum().eval()
     with pytest.warns(SolFallbackWarning):

@@ -49,7 +49,7 @@ class SoftClip(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        return torch.cumsum(x, -1).clamp(-4, 4)  # fallback: cumsum in a Function
+        return torch.cumprod(x, -1).clamp(-4, 4)  # fallback: cumprod in a Function
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
@@ -100,7 +100,7 @@ def test_unsupported_ops_run_in_pytorch_with_one_warning_and_match_eager(device:
     message = str(ours[0].message)
     for op, marker in [("soltest.halfsum.default", "# fallback: custom op"),
                        ("aten.max_pool2d_with_indices.default", "# fallback: indices returned"),
-                       ("aten.cumsum.default", "# fallback: cumsum in a Function"),
+                       ("aten.cumprod.default", "# fallback: cumprod in a Function"),
                        ("aten._fft_r2c.default", "# fallback: fft"),
                        ("aten.abs.default [reads a complex64 tensor from PyTorch]", "# fallback: fft")]:
         assert re.search(rf"{re.escape(op)}.* at .*{HERE}:{_line(marker)}", message), (op, message)
@@ -139,11 +139,11 @@ def _ops(part: fallback.Part) -> list[str]:
 
 
 def test_regions_are_as_few_as_the_chain_of_pytorch_ops_allows() -> None:
-    """relu and the independent tanh branch share part 0; the chain cumsum -> cumsum needs no
+    """relu and the independent tanh branch share part 0; the chain cumprod -> cumprod needs no
     part between; sigmoid and the add that joins the branches form part 1."""
 
     def fn(x: torch.Tensor) -> torch.Tensor:
-        a = torch.cumsum(torch.cumsum(torch.relu(x), 1), 0)
+        a = torch.cumprod(torch.cumprod(torch.relu(x), 1), 0)
         return torch.sigmoid(a) + torch.tanh(x) * 3
 
     cut = _split(Fn(fn).eval(), (4, 5))
@@ -152,13 +152,13 @@ def test_regions_are_as_few_as_the_chain_of_pytorch_ops_allows() -> None:
     first, second = cut.parts
     assert sorted(_ops(first)) == ["mul", "relu", "tanh"]
     assert sorted(_ops(second)) == ["add", "sigmoid"]
-    assert [n.name for n in first.results] == ["relu", "mul"], "results read later: by cumsum and by the add"
+    assert [n.name for n in first.results] == ["relu", "mul"], "results read later: by cumprod and by the add"
     assert len(cut.fallen) == 1, "one line per op and place"
 
 
 def test_a_region_that_only_moves_data_is_left_to_pytorch() -> None:
-    cut = _split(Fn(lambda x: torch.cumsum(x.view(2, 6).t(), 0).reshape(-1)).eval(), (3, 4))
-    assert cut.parts == [], "views around the cumsum: nothing worth a compile"
+    cut = _split(Fn(lambda x: torch.cumprod(x.view(2, 6).t(), 0).reshape(-1)).eval(), (3, 4))
+    assert cut.parts == [], "views around the cumprod: nothing worth a compile"
 
 
 def test_weights_are_read_in_place_by_every_part_that_uses_them() -> None:
@@ -168,7 +168,7 @@ def test_weights_are_read_in_place_by_every_part_that_uses_them() -> None:
             self.fc = nn.Linear(4, 4)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.fc(torch.cumsum(self.fc(x), 1))
+            return self.fc(torch.cumprod(self.fc(x), 1))
 
     model = TwoUses().eval()
     cut = _split(model, (2, 4))
@@ -211,7 +211,7 @@ def test_a_model_pytorch_trains_entirely_compiles_nothing(device: str, monkeypat
             self.fc = nn.Linear(4, 3)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.cumsum(self.fc(x), dim=1)
+            return torch.cumprod(self.fc(x), dim=1)
 
     monkeypatch.setattr(sol.api, "compile_graph", refuse)
     torch.manual_seed(0)

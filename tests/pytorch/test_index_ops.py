@@ -1,6 +1,7 @@
 """Index and selection ATen operations (sol_pytorch/aten/index.py) against PyTorch eager: embedding
 and index_select (gather), comparisons, logical ops, where / masked_fill, max/min/argmax/argmin,
-dtype conversions, integer and bool graph inputs.
+dtype conversions, integer and bool graph inputs; torch.gather, cumsum, advanced indexing and
+attention with masks computed at run time (what transformers' models use).
 
 As in test_ops.py: ``test_reference`` runs each imported case with the ops' NumPy references,
 ``test_device`` compiles each family as one model on every device and compares with PyTorch
@@ -19,7 +20,7 @@ from torch import nn
 
 import sol
 
-from op_cases import Cases, check_device, check_reference, checked_arrays, r
+from op_cases import Cases, Fn, check_device, check_reference, checked_arrays, r
 
 torch.manual_seed(0)
 
@@ -107,6 +108,39 @@ case("convert", "sum-of-bool", lambda x: (x > 0).sum(dim=1), r(3, 7))
 case("convert", "int-arithmetic", lambda i, j: (i + j * 3 - 1, i * j), ints(9, 3, 4), ints(9, 4))
 case("convert", "arange-plus-ids", lambda i: i + torch.arange(i.shape[-1]), ints(9, 2, 5))
 
+# --- torch.gather, cumsum, advanced indexing, attention masks: what transformers' models use --------------
+case("gather_elements", "dim1", lambda x, i: torch.gather(x, 1, i), r(3, 5), ints(5, 3, 4))
+case("gather_elements", "dim0-smaller-index", lambda x, i: torch.gather(x, 0, i) * 2, r(6, 4), ints(6, 2, 3))
+case("gather_elements", "last-dim-3d-computed", lambda x, i: torch.gather(torch.tanh(x), -1, i), r(2, 3, 4),
+     ints(4, 2, 3, 7))
+case("gather_elements", "token-type-ids", lambda t, p: torch.gather(t.expand(p.shape[0], -1), 1, p),  # BERT's
+     ints(2, 1, 8), ints(8, 3, 5))
+case("cumsum", "last-dim", lambda x: torch.cumsum(x, -1), r(2, 3, 9))
+case("cumsum", "middle-dim", lambda x: x.cumsum(1) + 1, r(2, 5, 3))
+case("cumsum", "position-ids-int32",  # RoBERTa's create_position_ids_from_input_ids
+     lambda ids: (torch.cumsum(ids.ne(1).int(), dim=1).type_as(ids) * ids.ne(1)) + 1, ints(5, 3, 7))
+case("cumsum", "bool-gives-int64", lambda m: m.cumsum(0), coin(5, 3))
+case("index", "arange-grid-mask",  # transformers' padding mask: mask[batch_idx, kv_idx]
+     lambda m: m[torch.arange(m.shape[0])[:, None, None, None], torch.arange(m.shape[1])[None, None, None, :]],
+     coin(3, 6))
+case("index", "one-runtime-negative", lambda x, i: x[:, i], r(3, 6, 2), ints(6, 4, low=-6))
+case("index", "arange-and-runtime", lambda h, ids: h[torch.arange(h.shape[0]), ids.argmax(-1)],  # CLIP's pooling
+     r(3, 5, 4), ints(9, 3, 5))
+case("index", "two-runtime-negative", lambda x, i, j: x[i, j] + 1, r(4, 5, 3), ints(4, 2, 3, low=-4),
+     ints(5, 3, low=-5))
+case("attention", "runtime-bool-mask",
+     lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=(m > 0)[:, None, None, :]),
+     r(2, 2, 4, 8), r(2, 2, 6, 8), r(2, 2, 6, 8), torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]]))
+case("attention", "runtime-bool-mask-hidden-row",  # a query that sees nothing: zeros, as PyTorch gives
+     lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m), r(1, 2, 3, 4), r(1, 2, 5, 4),
+     r(1, 2, 5, 4), torch.tensor([[True] * 5, [False] * 5, [True, False, True, False, True]]))
+case("attention", "runtime-additive-mask",
+     lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m * -3.0), r(2, 2, 4, 8), r(2, 2, 4, 8),
+     r(2, 2, 4, 8), r(2, 1, 4, 4))
+case("attention", "grouped-query-causal",
+     lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True), r(2, 4, 5, 8),
+     r(2, 2, 5, 8), r(2, 2, 5, 8))
+
 BY_ID = CASES.by_id()
 FAMILIES = CASES.families()
 
@@ -148,3 +182,34 @@ def test_embedding_index_out_of_range(device: str, bad_id: int) -> None:
     with pytest.raises(IndexError, match=f"index {bad_id} is out of range for axis 0 of size 10"):
         fast(bad)
     torch.testing.assert_close(fast(ids), model(ids).detach())  # the network still works afterwards
+
+
+def test_torch_gather_index_out_of_range(device: str) -> None:
+    """torch.gather with an index outside the axis (a negative one too) is an error naming the op
+    (an IndexError; eager raises a RuntimeError), never a read of a neighbouring element."""
+    model = Fn(lambda x, i: torch.gather(x, 1, i))
+    x, i = r(3, 5), ints(5, 3, 2)
+    fast = sol.optimize(model, x, i, device=device, fallback=False)
+    torch.testing.assert_close(fast(x, i), model(x, i))
+    for bad_value in (5, -1):
+        bad = i.clone()
+        bad[2, 1] = bad_value
+        with pytest.raises(RuntimeError):
+            model(x, bad)
+        with pytest.raises(IndexError, match=f"gather_elements.*index {bad_value} is out of range for axis 1 of "
+                                             f"size 5"):
+            fast(x, bad)
+    torch.testing.assert_close(fast(x, i), model(x, i))
+
+
+def test_advanced_index_out_of_range_in_one_dim(device: str) -> None:
+    """``x[i, j]`` with j out of range while i * 5 + j is inside x: an error, not x's next row."""
+    model = Fn(lambda x, i, j: x[i, j])
+    x, i, j = r(4, 5), ints(4, 3), ints(5, 3)
+    fast = sol.optimize(model, x, i, j, device=device, fallback=False)
+    torch.testing.assert_close(fast(x, i, j), model(x, i, j))
+    bad = torch.tensor([0, 5, 1])
+    with pytest.raises(IndexError):
+        model(x, i, bad)
+    with pytest.raises(IndexError, match="out of range"):
+        fast(x, i, bad)

@@ -65,7 +65,7 @@ class Damaged2(Net):
 
 class Fallen(nn.Module):
     def forward(self, x):
-        return torch.cumsum(torch.relu(x), -1)
+        return torch.cumprod(torch.relu(x), -1)
 '''
 
 PRELUDE = '''

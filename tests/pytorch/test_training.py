@@ -261,11 +261,11 @@ def test_unsupported_operation_trains_in_pytorch_with_a_warning(device: str) -> 
             self.fc = nn.Linear(4, 4)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.cumsum(self.fc(x), dim=1)
+            return torch.cumprod(self.fc(x), dim=1)
 
     torch.manual_seed(0)
     model = Cumulative().train()
-    with pytest.raises(UnsupportedOpError, match="cumsum"):
+    with pytest.raises(UnsupportedOpError, match="cumprod"):
         sol.optimize(model, (2, 4), device=device, fallback=False)
     with pytest.warns(SolFallbackWarning, match=r"for training; PyTorch trains the whole model"):
         fast = sol.optimize(model, (2, 4), device=device)

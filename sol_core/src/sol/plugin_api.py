@@ -137,6 +137,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "ConversionContext": ("sol.converters", "ConversionContext"),
     "Partition": ("sol.fallback", "Partition"),
     "mark_framework_node": ("sol.fallback", "mark"),
+    "DeviceSupport": ("sol.support", "DeviceSupport"),  # what the device compiles, node by node
+    "target_device": ("sol.support", "target_device"),  # the device an import is for
     "partition": ("sol.fallback", "partition"),
     "is_partitioned": ("sol.fallback", "is_partitioned"),
     "compile_partitioned": ("sol.fallback", "compile_partitioned"),
@@ -288,6 +290,8 @@ if TYPE_CHECKING:  # the table above, for type checkers (`X as X`: an explicit r
     from sol.sourcetext import c_string as c_string
     from sol.sourcetext import comment_text as comment_text
     from sol.sourcetext import file_name as file_name
+    from sol.support import DeviceSupport as DeviceSupport
+    from sol.support import target_device as target_device
     from sol.workload import Work as Work
     from sol.workload import group_work as group_work
     from sol.workload import node_flops as node_flops

@@ -80,8 +80,8 @@ from sol_pytorch.guard import TRACE_LOCK, tracing_copy
 from sol_pytorch.importer import (
     LAYOUT_KEY,
     SCALARS,
-    NotExportable,
     Constant,
+    NotExportable,
     OutputLayout,
     _decompose,
     _Importer,

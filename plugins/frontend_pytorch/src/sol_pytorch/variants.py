@@ -17,6 +17,7 @@ from __future__ import annotations
 import warnings
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ from sol.plugin_api import (
 from sol_pytorch import fallback, trace_cache
 from sol_pytorch.importer import (
     Constant,
+    NotExportable,
     OutputLayout,
     TorchCall,
     classify,
@@ -48,6 +50,7 @@ from sol_pytorch.importer import (
     user_stacklevel,
     warn_training_mode,
 )
+from sol_pytorch.structure import Restructured, unflatten
 
 KEY = "pytorch.signature"
 OPTIONS = "pytorch.options"
@@ -101,7 +104,10 @@ def import_model(model: torch.nn.Module, example_inputs: Sequence[Any], options:
         graph = cached
     else:
         graph = _import_traced(model, values, options, warned)
-        if key and SPLIT not in graph.meta:  # whole graphs only: a split one holds the exported program
+        layout = output_layout(graph)
+        # whole graphs only: a split one holds the exported program, a rebuilt result the traced objects
+        if key and SPLIT not in graph.meta and DYNAMO not in graph.meta and not (
+                layout is not None and isinstance(layout.spec, Restructured)):
             trace_cache.store(key, graph, model)
     graph.meta[KEY] = signature(values)
     graph.meta[OPTIONS] = dict(options)
@@ -110,7 +116,12 @@ def import_model(model: torch.nn.Module, example_inputs: Sequence[Any], options:
 
 def _import_traced(model: torch.nn.Module, values: tuple[Any, ...], options: dict[str, Any],
                    warned: set[str] | None) -> Graph:
-    ep = trace(model, values, options)
+    try:
+        ep = trace(model, values, options)
+    except NotExportable as exc:
+        if not options.get("fallback", True):
+            raise NotExportable(type(model).__name__, f"{exc.reason}. {NO_EXPORT_HINT}") from exc.__cause__
+        return dynamo_graph(model, values, options, exc.reason, warned)
     found = classify(ep, model)
     if not found.problems:
         graph = found.finish()
@@ -146,6 +157,8 @@ def make_variant(program: Program | PartitionedProgram, graph: Graph) -> Variant
     key = graph.meta.get(KEY)
     if key is None:  # a graph from elsewhere: its inputs are the forward's tensors
         key = tuple((t.shape, getattr(torch, t.dtype)) for t in program.input_types)
+    if DYNAMO in graph.meta:
+        return DynamoVariant(key, program, graph.meta[DYNAMO])
     if isinstance(program, PartitionedProgram):
         return SplitVariant(key, program, graph.meta[SPLIT])
     layout = output_layout(graph) or _flat_layout(len(program.output_types))
@@ -185,7 +198,97 @@ class WholeVariant(Variant):
     def __call__(self, values: Sequence[Any]) -> Any:
         tensors = run_program(self.program, [v for v in values if isinstance(v, torch.Tensor)])
         leaves = [s.value if isinstance(s, Constant) else tensors[s] for s in self.layout.slots]
-        return pytree.tree_unflatten(leaves, self.layout.spec)
+        return unflatten(leaves, self.layout.spec)
+
+
+# --- models torch.export cannot take: the Dynamo path -------------------------------------------
+
+DYNAMO = "pytorch.dynamo"
+"""``Graph.meta`` key of a model run through ``torch.compile(backend="sol")``: its :class:`DynamoRun`."""
+
+NO_EXPORT_HINT = ("With fallback=True (the default) sol compiles such a model through torch.compile's Dynamo path "
+                  "(torch.compile(model, backend='sol')), where Python runs what cannot be traced and sol compiles "
+                  "the graphs in between.")
+
+
+@dataclass(frozen=True, eq=False)
+class DynamoRun:
+    """A model ``torch.export`` cannot take, compiled by ``torch.compile`` with sol's backend:
+    ``run`` is the compiled callable (Dynamo guards and re-specializes it by itself), ``reason``
+    why ``torch.export`` failed."""
+
+    run: Any
+    reason: str
+    line: str  # the fallback line (warned once per module)
+
+
+_DYNAMO_RUNS: weakref.WeakKeyDictionary[torch.nn.Module, dict[str, Any]] = weakref.WeakKeyDictionary()
+"""Per model and options, its one ``torch.compile`` object: every variant shares it (and
+Dynamo's cache of traced frames), so a new input signature costs no new compile object."""
+
+
+def _compiled(model: torch.nn.Module, options: dict[str, Any]) -> Any:
+    from sol_pytorch.dynamo import sol_backend
+
+    runs = _DYNAMO_RUNS.setdefault(model, {})
+    key = repr(sorted((k, repr(v)) for k, v in options.items()))
+    if key not in runs:
+        backend_options = {k: v for k, v in options.items() if k != "training"}
+
+        def backend(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Any:
+            return sol_backend(gm, example_inputs, options=backend_options)
+
+        runs[key] = torch.compile(model, backend=backend)
+    return runs[key]
+
+
+def dynamo_graph(model: torch.nn.Module, values: tuple[Any, ...], options: dict[str, Any], reason: str,
+                 warned: set[str] | None) -> Graph:
+    """The graph of a model ``torch.export`` cannot take (see :class:`DynamoVariant`): one
+    framework node, which core cuts into no sol part; warned once per reason. The compiled
+    callable runs once here on the example inputs (without gradients, with the random number
+    generator's state restored), so Dynamo traces and sol compiles during ``optimize``, not at
+    the first call."""
+    from sol.plugin_api import mark_framework_node
+
+    name = type(model).__name__
+    line = f"  {name} as a whole [torch.export: {reason}]"
+    if warned is None or line not in warned:
+        if warned is not None:
+            warned.add(line)
+        warnings.warn(f"torch.export cannot trace {name} ({reason}); sol compiles it through torch.compile's Dynamo "
+                      f"path instead (torch.compile(model, backend='sol')): Python runs what cannot be traced, sol "
+                      f"compiles the graphs in between. Pass fallback=False to make this an error.",
+                      SolFallbackWarning, stacklevel=user_stacklevel())
+    run = _compiled(model, options)
+    with torch.no_grad(), torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.simplefilter("ignore", SolFallbackWarning)  # said once above, or by each graph's own warning
+        run(*values)
+    graph = Graph(name=f"{name}_dynamo")
+    mark_framework_node(graph, None, [], [], label="torch.compile(backend='sol') runs the model")
+    graph.meta[DYNAMO] = DynamoRun(run, reason, line)
+    return graph
+
+
+class DynamoVariant(Variant):
+    """A model run through ``torch.compile(model, backend="sol")`` (:mod:`sol_pytorch.dynamo`):
+    Dynamo traces what it can into graphs, sol compiles each (in parts where PyTorch must run
+    some operations), and Python runs what lies between them."""
+
+    def __init__(self, key: Signature, program: Program | PartitionedProgram, run: DynamoRun) -> None:
+        super().__init__(key, program)  # type: ignore[arg-type]
+        self.run = run
+
+    @property
+    def programs(self) -> list[Program]:
+        return []  # compiled per graph by the backend, not held here
+
+    @property
+    def fallen(self) -> list[str]:
+        return [self.run.line]
+
+    def __call__(self, values: Sequence[Any]) -> Any:
+        return self.run.run(*values)
 
 
 class SplitVariant(Variant):
@@ -242,7 +345,7 @@ class SplitVariant(Variant):
                 env[at] = env[at].clone()  # once: a tensor returned twice is one tensor
                 copied.add(at)
             leaves.append(env[at])
-        return pytree.tree_unflatten(leaves, self.cut.spec)
+        return unflatten(leaves, self.cut.spec)
 
 
 class _TorchSteps:

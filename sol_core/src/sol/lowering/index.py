@@ -1,5 +1,6 @@
-"""Loop lowering of the index and selection ops (gather, max/min, argmax/argmin) for
-:class:`sol.lowering.GroupLowering`: sizes and C offset expressions for the devices' op macros.
+"""Loop lowering of the index and selection ops (gather, gather_elements, max/min, argmax/argmin)
+and of the running sum cumsum for :class:`sol.lowering.GroupLowering`: sizes and C offset
+expressions for the devices' op macros.
 
 Kept apart from :mod:`sol.lowering.loops` because gather addresses its operands differently from
 every other I/O-bound op: at a depth past ``axis`` one outer iteration is one (prefix, index
@@ -11,8 +12,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sol.ir import Node, Value
-from sol.lowering.base import ctype, numel
-from sol.lowering.records import ArgReduceRecord, BaseFields, GatherRecord, OpRecord
+from sol.lowering.base import contiguous_strides, ctype, linear, numel
+from sol.lowering.records import (
+    ArgReduceRecord,
+    BaseFields,
+    CumsumRecord,
+    Dim,
+    GatherElementsRecord,
+    GatherRecord,
+    OpRecord,
+)
 from sol.sourcetext import c_string
 
 if TYPE_CHECKING:
@@ -69,3 +78,27 @@ def _gather(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> Gat
     return GatherRecord(**base, idx=_pointer(low, idx, i_off), TI=ctype(idx),
                         pre=pre, count=count, L=xs[ax], post=numel(xs[ax + 1:]), axis=ax, where=c_string(where),
                         wrap=node.attrs["wrap"])
+
+
+def lower_gather_elements(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
+    """gather_elements is one instance per tensor (no ``core_dims``: depth 0), so the record's
+    loop nest runs over the whole output, and x's offset is computed per position."""
+    x, idx = node.inputs
+    ax = node.attrs["axis"]
+    shape = node.outputs[0].shape
+    out_st = contiguous_strides(shape, len(shape))
+    x_st = contiguous_strides(x.shape, len(x.shape))
+    where = f"gather_elements{' <- ' + node.source if node.source else ''}"
+    return "gather_elements", GatherElementsRecord(
+        **base, idx=_pointer(low, idx, "0"), TI=ctype(idx), dims=[Dim(e) for e in shape],
+        out_offset=linear(out_st), x_offset=linear([0 if d == ax else s for d, s in enumerate(x_st)]),
+        stride=x_st[ax], L=x.shape[ax], axis=ax, where=c_string(where))
+
+
+def lower_cumsum(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
+    """cumsum at the group's ``depth`` (at most its axis): the dims left form (pre, L, post)."""
+    x = node.inputs[0]
+    ax = node.attrs["axis"] - depth
+    inner = x.shape[depth:]
+    acc = "double" if x.dtype.startswith("float") else ctype(x)
+    return "cumsum", CumsumRecord(**base, pre=numel(inner[:ax]), L=inner[ax], post=numel(inner[ax + 1:]), ACC=acc)

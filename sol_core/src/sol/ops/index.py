@@ -81,6 +81,40 @@ def _gather_core(node: Node) -> int:
     return x.type.rank - ax - 1
 
 
+# --- gather_elements ---------------------------------------------------------------------------
+# torch.gather / numpy.take_along_axis / ONNX GatherElements: one element per index, the index
+# tensor as the output's shape (BERT's token-type ids, a per-position selection). Unlike gather
+# (a row per index), its instance is the whole tensor: the indices address x anywhere.
+
+
+def _gather_elements_normalize(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
+    return {"axis": axis(int(attrs["axis"]), types[0].rank)}
+
+
+def _gather_elements_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x, idx = types
+    if idx.dtype not in INDEX_DTYPES:
+        raise SolError(f"gather_elements indices must be integers ({', '.join(INDEX_DTYPES)}), got {idx}")
+    if x.rank == 0 or idx.rank != x.rank:
+        raise SolError(f"gather_elements needs indices of x's rank (at least 1), got x {x} and indices {idx}")
+    ax = a["axis"]
+    if any(i > n for d, (i, n) in enumerate(zip(idx.shape, x.shape)) if d != ax):
+        raise SolError(f"gather_elements: indices {idx.shape} exceed x {x.shape} in a dimension other than axis {ax}")
+    return [TensorType(idx.shape, x.dtype)]
+
+
+def _gather_elements_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    x, idx = xs
+    ax = a["axis"]
+    size = x.shape[ax]
+    bad = (idx < 0) | (idx >= size)
+    if np.any(bad):
+        raise IndexError(f"gather_elements: index {int(idx[bad].flat[0])} is out of range for axis {ax} "
+                         f"of size {size}")
+    part = x[tuple(slice(None) if d == ax else slice(0, n) for d, n in enumerate(idx.shape))]
+    return [np.take_along_axis(part, idx.astype(np.int64), axis=ax)]
+
+
 # --- comparisons, logical ops, where --------------------------------------------------------
 
 
@@ -194,6 +228,12 @@ def ops() -> list[OpDef]:
                   "ones count from the end) or [0, n) (wrap=False: PyTorch's and TensorFlow's rule); others "
                   "are an error. padding: a row of x whose gradient is zero (PyTorch's padding_idx); "
                   "the lookup is unaffected", gradient=grad.gather, c_loops=lower.lower),
+        OpDef("gather_elements", LayerClass.IO_BOUND, _gather_elements_infer, _gather_elements_ref, (2, 2),
+              {"axis": REQUIRED}, normalize=_gather_elements_normalize,
+              doc="torch.gather(x, axis, indices) / numpy.take_along_axis: out[..., i, ...] = x[..., indices[..., i, "
+                  "...], ...] with indices of x's rank, as large as x or smaller in every dim but axis; out has the "
+                  "indices' shape. Valid indices [0, n); any other is an IndexOutOfRangeError at run time (never read)",
+              gradient=grad.gather_elements, c_loops=lower.lower_gather_elements),
         _compare("eq", np.equal, c.eq), _compare("ne", np.not_equal, c.ne), _compare("lt", np.less, c.lt),
         _compare("le", np.less_equal, c.le), _compare("gt", np.greater, c.gt),
         _compare("ge", np.greater_equal, c.ge),

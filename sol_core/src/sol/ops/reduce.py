@@ -110,12 +110,38 @@ def _variance_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     return [np.mean((x - c) ** 2, axis=a["axes"], keepdims=a["keepdims"]).astype(xs[0].dtype)]
 
 
+def _cumsum_normalize(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
+    return {"axis": axis(int(attrs["axis"]), types[0].rank)}
+
+
+def _cumsum_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x = types[0]
+    if x.dtype == "bool":
+        raise SolError(f"cumsum of a bool tensor: cast it to an integer type first, got {x}")
+    return [x]
+
+
+def _cumsum_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    # Floats accumulate in float64, as PyTorch's CPU kernel and the generated loops do; integers
+    # in their own type (wrapping as C's unsigned arithmetic would is never reached by ids).
+    x = xs[0]
+    acc = np.float64 if x.dtype.kind == "f" else x.dtype
+    return [np.cumsum(x, axis=a["axis"], dtype=acc).astype(x.dtype)]
+
+
+def _cumsum_core(node: Node) -> int:
+    """The dims from axis on are one instance (a running sum along axis, the dims after it
+    carried side by side); the dims before axis are independent loops."""
+    return node.inputs[0].type.rank - node.attrs["axis"]
+
+
 def ops() -> list[OpDef]:
     # Gradient rules, loop lowerings and FLOP counts are imported here, when the registry is
     # filled, not at import time (sol.ops.registry explains why).
     from sol import workload
     from sol.autodiff.rules import reduce as grad
     from sol.lowering import loops
+    from sol.lowering.index import lower_cumsum as cumsum_lowering
 
     out = [
         OpDef("softmax", LayerClass.IO_BOUND, lambda t, a: [t[0]], _softmax_ref(False), (1, 1),
@@ -136,6 +162,11 @@ def ops() -> list[OpDef]:
         OpDef("variance", LayerClass.IO_BOUND, _variance_infer, _variance_ref, (2, 2),
               {"axes": REQUIRED, "keepdims": False}, normalize=_axes_normalize, core_dims=_reduce_core,
               gradient=grad.variance, flops=workload.variance, c_loops=loops.reduction),
+        OpDef("cumsum", LayerClass.IO_BOUND, _cumsum_infer, _cumsum_ref, (1, 1), {"axis": REQUIRED},
+              normalize=_cumsum_normalize, core_dims=_cumsum_core,
+              doc="running sum along axis (torch.cumsum, numpy.cumsum): out[..., i, ...] = sum of x[..., :i+1, ...]; "
+                  "floats accumulate in float64 (PyTorch's CPU rule), integers in their own type",
+              gradient=grad.cumsum, flops=workload.per_input, c_loops=cumsum_lowering),
     ]
     # softmax subtracts the row's maximum (exp <= 1, sum >= 1); a mean or variance over no element
     # is 0/0 (sol.passes.finite).

@@ -169,6 +169,28 @@ def gather(ctx: Context, node: Any) -> list[Value]:
     return [ctx.emit("gather", [x, indices], axis=axis, wrap=True)]
 
 
+@converts("GatherElements")
+def gather_elements(ctx: Context, node: Any) -> list[Value]:
+    """``out[..., i, ...] = x[..., indices[..., i, ...], ...]`` along ``axis``. ONNX allows negative
+    indices (counting from the end); sol's op takes [0, n): negatives are wrapped first (once, at
+    optimize time, for known indices). Any other index is an error at run time, as in ONNX Runtime."""
+    x = ctx.value(node.input[0])
+    axis = axis_of(int(attr(node, "axis", 0)), x.type.rank)
+    n = x.shape[axis]
+    known = ctx.static(node.input[1])
+    if known is not None:
+        if known.dtype.kind not in "iu":
+            raise Unsupported(f"indices of {known.dtype}")
+        wrapped = np.where(known < 0, known + n, known).astype(np.int64)
+        return [ctx.emit("gather_elements", [x, ctx.const(wrapped)], axis=axis)]
+    indices = ctx.value(node.input[1])
+    if indices.dtype not in ("int64", "int32"):
+        raise Unsupported(f"indices of {indices.dtype}")
+    zero, size = ctx.const(0, indices.dtype), ctx.const(n, indices.dtype)
+    wrapped_v = ctx.emit("where", [ctx.emit("lt", [indices, zero]), ctx.emit("add", [indices, size]), indices])
+    return [ctx.emit("gather_elements", [x, wrapped_v], axis=axis)]
+
+
 # --- values known when optimizing ------------------------------------------------------------
 
 

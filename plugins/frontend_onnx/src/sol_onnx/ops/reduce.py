@@ -64,3 +64,17 @@ def hardmax(ctx: Context, node: Any) -> list[Value]:
     first = ctx.emit("argmax", [x], axis=axis, keepdims=True)
     positions = np.arange(x.shape[axis], dtype=np.int64).reshape((-1,) + (1,) * (x.type.rank - axis - 1))
     return [ctx.emit("cast", [ctx.emit("eq", [first, ctx.const(positions)])], dtype=x.dtype)]
+
+
+@converts("CumSum")
+def cumsum(ctx: Context, node: Any) -> list[Value]:
+    """A running sum along the axis (a known scalar input). ``exclusive`` and ``reverse`` are not
+    converted: ONNX Runtime runs them (a shifted or flipped sum would round differently from its
+    own loop only by float rounding, but sol has no flip op yet)."""
+    x = ctx.value(node.input[0])
+    if int(attr(node, "exclusive", 0)) or int(attr(node, "reverse", 0)):
+        raise Unsupported("exclusive or reverse running sums")
+    if x.dtype not in (*FLOATS, "int32", "int64"):
+        raise Unsupported(f"a running sum of {x.dtype}")
+    axis = int(np.asarray(ctx.need_static(node.input[1], "axis")).reshape(()))
+    return [ctx.emit("cumsum", [x], axis=axis_of(axis, x.type.rank))]

@@ -26,6 +26,9 @@ WEIGHT_VALUES = "pytorch.weight_values"
 attention mask buffer), so the graph holds for these values only (the trace cache keeps none)."""
 
 
+DATA_DEPENDENT = "its result's shape depends on the values (known only at run time; sol compiles static shapes)"
+
+
 class Unsupported(Exception):
     """A converter cannot express this use of its op (e.g. a transposed convolution). The
     importer adds the op's name and where it came from in the model."""
@@ -42,7 +45,11 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 def tensor_type(val: Any) -> TensorType:
-    """The sol type of a (fake) tensor; raises Unsupported for dtypes sol does not have."""
+    """The sol type of a (fake) tensor; raises Unsupported for dtypes sol does not have and for
+    shapes known only at run time (``nonzero``, ``masked_select``, ``unique``: a size that depends
+    on the values, which sol's shape-specialized code cannot have)."""
+    if any(not isinstance(d, int) for d in val.shape):
+        raise Unsupported(DATA_DEPENDENT)
     try:
         return TensorType(tuple(int(d) for d in val.shape), dtype_name(val.dtype))
     except ValueError as exc:

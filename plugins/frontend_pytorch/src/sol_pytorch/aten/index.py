@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
-from sol.plugin_api import Value
+from sol.plugin_api import Value, known_value
 from sol_pytorch.aten.base import Args, Emitter, Unsupported, _tensor, converts, dtype_name
 from sol_pytorch.aten.training import RANDOM_KEY
 
@@ -41,6 +42,80 @@ def _index_select(em: Emitter, a: Args) -> Value:
     if x.type.rank == 0:
         x = em.reshape(x, (1,))
     return em.reshape(em.emit("gather", [x, index], axis=a["dim"], wrap=False), em.out.shape)
+
+
+@converts("aten.gather.default")
+def _gather(em: Emitter, a: Args) -> Value:
+    """torch.gather: core's gather_elements (an index outside the axis is an error at run time,
+    as in PyTorch; negative ones too). ``sparse_grad`` only changes the gradient's layout."""
+    x, index = _tensor(a, "self"), _tensor(a, "index")
+    if x.type.rank == 0 or index.type.rank == 0:  # 0-d tensors: one element along an axis of one
+        x, index = em.reshape(x, (1,) * max(x.type.rank, 1)), em.reshape(index, (1,) * max(index.type.rank, 1))
+    if x.type.rank != index.type.rank:
+        raise Unsupported(f"gather with an index of rank {index.type.rank} for an input of rank {x.type.rank}")
+    return em.reshape(em.emit("gather_elements", [x, index], axis=int(a["dim"])), em.out.shape)
+
+
+@converts("aten.index.Tensor")
+def _index(em: Emitter, a: Args) -> Value:
+    """``x[i, j]`` with index tensors (advanced indexing; None entries keep a dimension whole).
+
+    Index tensors known while tracing (aranges, as transformers' mask builders use them:
+    ``padding_mask[batch_idx, kv_idx]``) make the element each result position reads known
+    too: PyTorch itself indexes a tensor of positions, and the result is one lookup of those
+    positions in the flattened ``x`` (exact, any index pattern). One index tensor computed at run
+    time is a gather along its dimension (negative indices count from the end, as in PyTorch).
+    Boolean indices give data-dependent shapes (refused before this converter runs)."""
+    x = _tensor(a, "self")
+    indices = list(a["indices"])
+    given = [(d, i) for d, i in enumerate(indices) if i is not None]
+    if any(i.dtype == "bool" for _, i in given if isinstance(i, Value)):
+        raise Unsupported("indexing with a boolean mask")
+    known = {d: known_value(i) if isinstance(i, Value) else None for d, i in given}
+    if all(k is not None for k in known.values()):
+        positions = torch.arange(max(x.type.numel, 1)).reshape(x.shape if x.type.numel else (1,))
+        keys = tuple(torch.from_numpy(np.asarray(known[d]).astype(np.int64)) if d in known else None
+                     for d in range(len(indices)))
+        try:
+            picked = positions[keys].numpy()
+        except IndexError as exc:  # eager raises the same for these indices
+            raise Unsupported(f"index out of range: {exc}") from None
+        flat = em.reshape(x, (x.type.numel,))
+        return em.reshape(em.emit("gather", [flat, em.const(picked, "int64")], axis=0), em.out.shape)
+    if len(given) == 1 and isinstance(given[0][1], Value):
+        d, i = given[0]
+        return em.reshape(em.emit("gather", [x, i], axis=d, wrap=True), em.out.shape)
+    dims = [d for d, _ in given]
+    if dims != list(range(dims[0], dims[-1] + 1)) or not all(isinstance(i, Value) for _, i in given):
+        raise Unsupported("indexing with index tensors computed at run time in non-adjacent dimensions")
+    return _index_block(em, x, [(d, i) for d, i in given if isinstance(i, Value)])
+
+
+def _index_block(em: Emitter, x: Value, given: list[tuple[int, Value]]) -> Value:
+    """``x[:, i, j]`` with adjacent index tensors: the indexed dims flattened into one, each
+    result position's flat index there (``i * stride_i + j``, each index wrapped from the end
+    first) looked up by a gather. An index out of range in any dim must not read a neighbour's
+    element: it makes the flat index invalid, which the gather reports as an error at run time."""
+    first, last = given[0][0], given[-1][0]
+    block = x.shape[first:last + 1]
+    size = int(np.prod(block))
+    strides = [int(np.prod(block[k + 1:])) for k in range(len(block))]
+    flat: Value | None = None
+    valid: Value | None = None
+    for (d, i), stride in zip(given, strides):
+        n = x.shape[d]
+        i = em.cast(i, "int64")
+        wrapped = em.emit("where", [em.emit("lt", [i, em.const(0, "int64")]),
+                                    em.emit("add", [i, em.const(n, "int64")]), i])
+        ok = em.emit("logical_and", [em.emit("ge", [wrapped, em.const(0, "int64")]),
+                                     em.emit("lt", [wrapped, em.const(n, "int64")])])
+        term = em.emit("mul", [wrapped, em.const(stride, "int64")]) if stride != 1 else wrapped
+        flat = term if flat is None else em.emit("add", [flat, term])
+        valid = ok if valid is None else em.emit("logical_and", [valid, ok])
+    assert flat is not None and valid is not None
+    flat = em.emit("where", [valid, flat, em.const(size, "int64")])
+    rows = em.reshape(x, x.shape[:first] + (size,) + x.shape[last + 1:])
+    return em.reshape(em.emit("gather", [rows, flat], axis=first, wrap=False), em.out.shape)
 
 
 # --- comparisons, logical ops, where ------------------------------------------------------------

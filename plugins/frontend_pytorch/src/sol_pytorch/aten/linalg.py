@@ -108,12 +108,18 @@ def _addmm(em: Emitter, a: Args) -> Value:
 @converts("aten.scaled_dot_product_attention.default")
 def _attention(em: Emitter, a: Args) -> Value:
     """softmax(q @ k^T * scale + mask) @ v: PyTorch's reference math, from ops the planner fuses
-    (the scale and mask become epilogues of the first product, softmax a fused row loop)."""
+    (the scale and mask become epilogues of the first product, softmax a fused row loop).
+
+    Masks: a boolean one keeps the scores where it is True and makes the others -inf (``where``,
+    also for a mask computed at run time, e.g. from an attention-mask input); a float one is
+    added; ``is_causal`` adds a constant upper-triangular -inf. Grouped-query attention
+    (``enable_gqa``: fewer key/value heads than query heads) repeats each key/value head for its
+    group of query heads, as PyTorch does."""
     if a.get("dropout_p"):
         raise Unsupported("attention dropout (dropout_p > 0: training)")
-    if a.get("enable_gqa"):
-        raise Unsupported("grouped-query attention (enable_gqa=True)")
     q, k, v = _tensor(a, "query"), _tensor(a, "key"), _tensor(a, "value")
+    if a.get("enable_gqa"):
+        k, v = _repeat_heads(em, k, q.shape[-3]), _repeat_heads(em, v, q.shape[-3])
     dt = em.out.dtype
     length, source, width = q.shape[-2], k.shape[-2], q.shape[-1]
     scale = a.get("scale")
@@ -127,14 +133,28 @@ def _attention(em: Emitter, a: Args) -> Value:
     if mask is not None:
         if not isinstance(mask, Value):
             raise Unsupported(f"attention mask of type {type(mask).__name__}")
-        if mask.dtype == "bool":
-            if mask.data is None:  # a boolean mask computed at run time needs a select op
-                raise Unsupported("a boolean attention mask computed at run time")
-            if mask.kind is ValueKind.PARAM:  # a buffer's values, folded: the graph holds them
-                em.graph.meta[WEIGHT_VALUES] = True
-            additive = np.where(np.asarray(mask.data), 0.0, -np.inf)
-            mask = em.const(additive, dt)
-        scores = em.emit("add", [scores, em.cast(mask, dt)])
+        if mask.dtype == "bool" and mask.data is None:  # computed at run time: a select
+            scores = em.emit("where", [mask, scores, em.const(-np.inf, dt)])
+        else:
+            if mask.dtype == "bool":
+                if mask.kind is ValueKind.PARAM:  # a buffer's values, folded: the graph holds them
+                    em.graph.meta[WEIGHT_VALUES] = True
+                mask = em.const(np.where(np.asarray(mask.data), 0.0, -np.inf), dt)
+            scores = em.emit("add", [scores, em.cast(mask, dt)])
     # PyTorch's attention gives zeros, not NaN, for a row its mask hides completely.
     weights = em.emit("softmax", [scores], axis=-1, masked_rows="zero")
     return em.emit("matmul", [weights, v])
+
+
+def _repeat_heads(em: Emitter, x: Value, heads: int) -> Value:
+    """(..., Hk, S, E) -> (..., heads, S, E), each of the Hk heads repeated heads / Hk times in a
+    row (``repeat_interleave`` on the head axis: query head h reads key/value head h // group)."""
+    if x.type.rank < 3:
+        raise Unsupported("grouped-query attention on tensors without a head axis")
+    *lead, hk, s, e = x.shape
+    if hk == heads:
+        return x
+    if hk == 0 or heads % hk:
+        raise Unsupported(f"grouped-query attention with {heads} query heads and {hk} key/value heads")
+    wide = em.emit("broadcast_to", [em.reshape(x, (*lead, hk, 1, s, e))], shape=(*lead, hk, heads // hk, s, e))
+    return em.reshape(wide, (*lead, heads, s, e))

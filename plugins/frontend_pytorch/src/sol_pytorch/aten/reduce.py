@@ -35,6 +35,16 @@ converts("aten.mean.dim", "aten.mean.default")(_reduce("mean"))
 converts("aten.sum.dim_IntList", "aten.sum.default")(_reduce("sum"))
 
 
+@converts("aten.cumsum.default")
+def _cumsum(em: Emitter, a: Args) -> Value:
+    """Running sum in the result's dtype (PyTorch's: int64 for integer and bool inputs unless
+    ``dtype`` says otherwise), the input cast to it first as PyTorch does."""
+    x = em.operand(a["self"], em.out.dtype)
+    if x.type.rank == 0:
+        return x
+    return em.emit("cumsum", [x], axis=int(a["dim"]))
+
+
 def _softmax(op: str) -> Converter:
     def convert(em: Emitter, a: Args) -> Value:
         x = em.operand(a["self"], em.out.dtype)  # dtype= / half_to_float: computed in out's type

@@ -62,7 +62,8 @@ def _shape(ctx: Context, op: Any) -> list[Result]:
 _MATH = ("Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Floor", "Ceil",
          "Round")
 _UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "Log": "log", "Sqrt": "sqrt",
-          "Rsqrt": "rsqrt", "Neg": "neg", "Abs": "abs", "Erf": "erf", "Sign": "sign", "Rint": "round", **{name: name.lower() for name in _MATH}}
+          "Rsqrt": "rsqrt", "Neg": "neg", "Abs": "abs", "Erf": "erf", "Sign": "sign", "Rint": "round",
+          **{name: name.lower() for name in _MATH}}
 """TF op -> sol op; Round and Rint both round half to even, Sign(NaN) is NaN (sol's default)."""
 _BINARY = {"AddV2": "add", "Add": "add", "Sub": "sub", "Mul": "mul", "RealDiv": "div", "Maximum": "maximum",
            "Minimum": "minimum", "Pow": "pow"}

@@ -74,3 +74,28 @@ def gather_backward(ctx: GradContext, grads: Grads) -> Grads:
     g = grads[0]
     assert g is not None  # linear in the gradient rows: reading them back is a gather
     return [None, ctx.op("gather", g, ctx.x(0), axis=ctx.attrs["axis"], wrap=ctx.attrs["wrap"])]
+
+
+def gather_elements(ctx: GradContext, grads: Grads) -> Grads:
+    """d x[..., l, ...] = sum over k of g[..., k, ...] where indices[..., k, ...] == l: a one-hot
+    of the indices along a new axis after ``axis`` (size L = x's size there), times the gradient,
+    summed over the index axis; zero-padded where the indices are smaller than x. Built from
+    element-wise ops and a sum (no scatter op): exact, each x element receiving the sum of the
+    gradients of the positions that read it, repeated indices included."""
+    g = grads[0]
+    assert g is not None
+    if not ctx.need[0]:
+        return [None, None]
+    ax = ctx.attrs["axis"]
+    x_shape, idx = ctx.in_type(0).shape, ctx.x(1)
+    size = x_shape[ax]
+    k_shape = idx.shape
+    wide = k_shape[:ax + 1] + (1,) + k_shape[ax + 1:]  # the new axis ax + 1 runs over x's positions
+    rows = ctx.const(np.arange(size, dtype=np.int64).reshape((size,) + (1,) * (len(k_shape) - ax - 1)), "int64")
+    hit = ctx.op("eq", ctx.op("cast", ctx.op("reshape", idx, shape=wide), dtype="int64"), rows)
+    picked = ctx.op("where", hit, ctx.op("reshape", g, shape=wide), ctx.const(0.0, g))
+    dx = ctx.op("sum", picked, axes=(ax,))  # over the index positions: x's positions remain at ax
+    partial = dx.shape
+    if partial != x_shape:
+        dx = ctx.op("pad", dx, pads=tuple((0, n - p) for p, n in zip(partial, x_shape)), value=0.0)
+    return [dx, None]

@@ -51,3 +51,16 @@ def log_softmax(ctx: GradContext, grads: Grads) -> Grads:
     assert g is not None
     s = ctx.op("sum", g, axes=(ctx.attrs["axis"],), keepdims=True)  # dx = g - softmax(x) sum(g)
     return [ctx.op("sub", g, ctx.op("mul", ctx.op("exp", ctx.y()), s))]
+
+
+def cumsum(ctx: GradContext, grads: Grads) -> Grads:
+    """dx[i] = sum of g[j] for j >= i: the running sum of the reversed gradient, reversed back
+    (each reversal a gather of the positions in reverse order: exact, no cancellation)."""
+    g = grads[0]
+    assert g is not None
+    ax = ctx.attrs["axis"]
+    n = g.shape[ax]
+    backwards = ctx.const(np.arange(n - 1, -1, -1, dtype=np.int64), "int64")
+    flipped = ctx.op("gather", g, backwards, axis=ax, wrap=False, padding=None)
+    summed = ctx.op("cumsum", flipped, axis=ax)
+    return [ctx.op("gather", summed, backwards, axis=ax, wrap=False, padding=None)]
