@@ -32,7 +32,7 @@ from sol import hookspecs
 from sol.errors import PluginError
 from sol.roles import CORE_PLUGIN
 
-PLUGIN_API = (1, 2)
+PLUGIN_API = (1, 3)
 """The plugin API this core implements (:mod:`sol.plugin_api` lists it and states what a minor
 and a major bump mean); plugins declare a range it must fall in. 1.1: the facade
 ``sol.plugin_api`` and ``DeviceCapabilities.unsupported_ops``. 1.2: device memory (``DeviceMemory``,

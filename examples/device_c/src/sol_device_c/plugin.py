@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from sol.plugin_api import BackendRegistry, DeviceRegistry
 
 # Written against plugin API 1.2 (the reference loops and the shipped op templates of the generator).
-SOL_PLUGIN_API = ">=1.2,<2"
+SOL_PLUGIN_API = ">=1.3,<2"
 
 
 @hookimpl

@@ -9,7 +9,7 @@ from sol.plugin_api import hookimpl
 if TYPE_CHECKING:
     from sol.plugin_api import FrontendRegistry
 
-SOL_PLUGIN_API = ">=1.2,<2"
+SOL_PLUGIN_API = ">=1.3,<2"
 
 
 @hookimpl
