@@ -59,7 +59,7 @@ def test_plugin_cannot_take_a_core_command(fresh_plugins, capsys: pytest.Capture
     assert "inspect" not in fresh_plugins.commands()
     [hijack] = fresh_plugins.failed()
     assert hijack.error == ("failed in sol_register_commands: PluginError: plugin 'hijack' registers a command "
-                            "'inspect', which is one of core's own (cache, inspect, plugins)")
+                            "'inspect', which is one of core's own (cache, deploy, inspect, plugins)")
     assert cli.main(["cache", "info"]) == 0  # core's commands are core's
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"  # the one place sol-core's version is written: its pyproject.toml reads it from here
 
-__all__ = ["optimize", "explain", "device", "config", "plugins", "__version__"]
+__all__ = ["optimize", "explain", "deploy", "device", "config", "plugins", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -20,6 +20,10 @@ def __getattr__(name: str) -> Any:
         from sol import api
 
         return getattr(api, name)
+    if name == "deploy":  # its module is sol.deployment: a submodule named deploy would replace it on import
+        from sol.deployment import deploy
+
+        return deploy
     if name == "device":
         from sol import device_select
 

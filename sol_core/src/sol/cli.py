@@ -151,6 +151,14 @@ def _positive(text: str) -> int:
     return value
 
 
+def _core_commands() -> list[Any]:
+    """Core's commands written as :class:`sol.commands.Command` s (their names are in
+    ``CORE_COMMANDS``: no plugin can take them over)."""
+    from sol.deployment import DeployCommand
+
+    return [DeployCommand()]
+
+
 def _plugin_commands() -> list[Any]:
     """Commands registered by plugins; a plugin whose registration fails costs its own commands,
     not the CLI (``sol plugins`` must still run to show what is installed)."""
@@ -185,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     c = sub.add_parser("cache", help="show or clear the compile cache")
     c.add_argument("action", choices=["info", "clear"], nargs="?", default="info")
     commands = {"plugins": _plugins, "inspect": _inspect, "cache": _cache}
-    for cmd in _plugin_commands():
+    for cmd in [*_core_commands(), *_plugin_commands()]:
         sp = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
         cmd.configure(sp)
         commands[cmd.name] = cmd.run

@@ -13,7 +13,7 @@ import argparse
 from sol.errors import PluginError
 from sol.roles import _Registry
 
-CORE_COMMANDS = frozenset({"plugins", "inspect", "cache"})
+CORE_COMMANDS = frozenset({"plugins", "inspect", "cache", "deploy"})
 """Names core's CLI defines itself; a plugin cannot take them over."""
 
 

@@ -2,7 +2,7 @@
 passes, commands) may import from sol-core, and nothing else.
 
 A plugin imports from here, ``from sol.plugin_api import Device, DeviceCapabilities, Plan``, and
-declares the range of :data:`PLUGIN_API` it was written for (``SOL_PLUGIN_API = ">=1.2,<2"`` in
+declares the range of :data:`PLUGIN_API` it was written for (``SOL_PLUGIN_API = ">=1.3,<2"`` in
 the module its entry point names). Every other module of sol-core is internal: it may change in
 any release, without a version bump. sol-core's own user API (``sol.optimize``, ``sol.explain``,
 ``sol.device``, ``sol.config``) is separate and versioned with the package.
@@ -15,7 +15,7 @@ Version policy (``PLUGIN_API = (major, minor)``, in :mod:`sol.plugins`):
   naming both versions, by an older core.
 * **major** bump: something here was removed, renamed or changed meaning (a signature, a
   record's fields, what a hook receives, a new *required* method of a role). Plugins declare
-  ``<next major`` (``">=1.2,<2"``), so a core with a new major refuses them rather than crash
+  ``<next major`` (``">=1.3,<2"``), so a core with a new major refuses them rather than crash
   in them: one warning naming the plugin, the others keep working.
 
 Names are loaded on first use (PEP 562), so importing this module costs nothing: ``sol plugins``
@@ -157,6 +157,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "CacheError": ("sol.errors", "CacheError"),
     "DeviceUnavailableError": ("sol.errors", "DeviceUnavailableError"),
     "IndexOutOfRangeError": ("sol.errors", "IndexOutOfRangeError"),
+    # deployment: what Device.deploy gets (sol.deploy writes a standalone library)
+    "DeployTarget": ("sol.deployment", "DeployTarget"),
 }
 
 # The lowering (a fused group as loops, index expressions, typed per-op records, the C-family
@@ -215,6 +217,7 @@ if TYPE_CHECKING:  # the table above, for type checkers (`X as X`: an explicit r
     from sol.commands import CommandRegistry as CommandRegistry
     from sol.converters import ConversionContext as ConversionContext
     from sol.converters import ConverterTable as ConverterTable
+    from sol.deployment import DeployTarget as DeployTarget  # deployment
     from sol.device_select import get as selected_device  # noqa: F401
     from sol.device_select import index as selected_device_index  # noqa: F401
     from sol.errors import CacheError as CacheError

@@ -18,6 +18,7 @@ from sol.errors import PluginError, UnsupportedOpError
 if TYPE_CHECKING:
     import numpy as np
 
+    from sol.deployment import DeployTarget
     from sol.fallback import PartitionedProgram
     from sol.ir import Graph, Node, TensorType
     from sol.memory import Buffer
@@ -262,6 +263,9 @@ class Device(abc.ABC):
     once is the device's answer, ``capabilities.concurrent_calls``. Thread pools the device's
     code uses (OpenMP, a vendor library's) and their wait policy are the device's business:
     set up by the device before its runtime loads, never by a frontend.
+
+    Deployment (optional, :meth:`deploy`): a device that can write a network as a library
+    running without Python (``sol.deploy``) overrides :meth:`deploy`; the default refuses.
     """
 
     name: str  # "x86", "cuda", "ve", ...
@@ -303,6 +307,22 @@ class Device(abc.ABC):
         once. ``optimize`` calls it as soon as the device is known; the device's compile step
         waits for that work (or does it, when ``prepare`` was never called). Default: nothing."""
         return None
+
+    def deploy(self, target: DeployTarget) -> list[str]:
+        """Write ``target.plans`` (inference plans, one per batch size) as a standalone library
+        into ``target.directory`` (empty; core moves its contents to the user's path) and return
+        the names of the files and folders written there. What a deployment holds: a shared and a
+        static library named after ``target.name``, a C header documenting the API (create from
+        the weights, query inputs and outputs, run, destroy, error codes and messages, thread
+        safety, a version stamp checked against the weights), the weights (a file, or inside the
+        library with ``target.embed_weights``), an example program with its build files and a
+        README; everything it needs at run time beside the OS's C/C++ runtime is in the
+        directory. ``sol_core/PLUGIN_GUIDE.md``, "Deployment", is the contract. Default: a
+        SolError saying that this device cannot deploy."""
+        from sol.errors import SolError
+
+        raise SolError(f"device {self.name!r} cannot deploy: its plugin does not implement Device.deploy "
+                       f"(sol.deploy writes a standalone library only for devices that do)")
 
     def estimate(self, group: Group, plan: Plan) -> Estimate | None:
         """A modelled run time for ``group`` (e.g. a roofline), for devices whose real timing is

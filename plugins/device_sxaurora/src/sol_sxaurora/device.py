@@ -8,6 +8,7 @@ from pathlib import Path
 from sol.plugin_api import (
     Availability,
     Compiler,
+    DeployTarget,
     Device,
     DeviceCapabilities,
     Estimate,
@@ -76,6 +77,13 @@ class VeDevice(Device):
     def render(self, plan: Plan) -> Source:
         variant = plan.options.get("ve_variant") or cc.default_variant()
         return NetworkRenderer(plan, variant, DIALECT).render()
+
+    def deploy(self, target: DeployTarget) -> list[str]:
+        """The plans as VE objects, a host loader over AVEO and the C API (``sol.deploy``):
+        :mod:`sol_sxaurora.deploy`."""
+        from sol_sxaurora import deploy
+
+        return deploy.deploy(self, target)
 
     def load(self, artifact: Path, plan: Plan, source: Source) -> Program:
         if self.emulated:
