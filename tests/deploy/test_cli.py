@@ -80,7 +80,8 @@ def _onnx_mlp(path: Path, op: str = "Relu") -> tuple[np.ndarray, np.ndarray, np.
     w2 = rng.standard_normal((6, 3)).astype(np.float32)
     nodes = [helper.make_node("MatMul", ["x", "W1"], ["h"]), helper.make_node("Add", ["h", "b"], ["a"])]
     if op == "CumSum":
-        nodes.append(helper.make_node("CumSum", ["a", "axis"], ["r"], name="my_cumsum"))
+        # reverse=1: a running sum from the end, which sol does not convert
+        nodes.append(helper.make_node("CumSum", ["a", "axis"], ["r"], name="my_cumsum", reverse=1))
     else:
         nodes.append(helper.make_node(op, ["a"], ["r"]))
     nodes.append(helper.make_node("MatMul", ["r", "W2"], ["y"]))

@@ -270,7 +270,46 @@ UNARY: list[Maker] = [
     _unary("square", "torch.square(x)", torch.square),
     _unary("identity", "x.contiguous().clone()", lambda x: x.contiguous().clone()),
     _unary("dropout_eval", "F.dropout(x, 0.3, training=False)", lambda x: F.dropout(x, 0.3, training=False)),
+    # trigonometric, hyperbolic, rounding: inputs kept in each function's domain (NaN is not what
+    # the fuzzer compares; the special-value tests do)
+    _unary("sin", "torch.sin(x)", torch.sin),
+    _unary("cos", "torch.cos(x)", torch.cos),
+    _unary("tan", "torch.tan(x.clamp(-1.2, 1.2))", lambda x: torch.tan(x.clamp(-1.2, 1.2))),
+    _unary("asin", "torch.asin(torch.tanh(x))", lambda x: torch.asin(torch.tanh(x))),
+    _unary("acos", "torch.acos(torch.tanh(x))", lambda x: torch.acos(torch.tanh(x))),
+    _unary("atan", "torch.atan(x)", torch.atan),
+    _unary("sinh", "torch.sinh(x.clamp(-8, 8))", lambda x: torch.sinh(x.clamp(-8, 8))),
+    _unary("cosh", "torch.cosh(x.clamp(-8, 8))", lambda x: torch.cosh(x.clamp(-8, 8))),
+    _unary("asinh", "torch.asinh(x)", torch.asinh),
+    _unary("acosh", "torch.acosh(x.abs() + 1.0)", lambda x: torch.acosh(x.abs() + 1.0)),
+    _unary("atanh", "torch.atanh(torch.tanh(x) * 0.9)", lambda x: torch.atanh(torch.tanh(x) * 0.9)),
+    _unary("floor", "torch.floor(x * 3)", lambda x: torch.floor(x * 3)),
+    _unary("ceil", "torch.ceil(x * 3)", lambda x: torch.ceil(x * 3)),
+    _unary("round", "torch.round(x * 3)", lambda x: torch.round(x * 3)),
+    _unary("trunc", "torch.trunc(x * 3)", lambda x: torch.trunc(x * 3)),
+    _unary("sign", "torch.sign(x)", torch.sign),
+    _unary("isnan", "torch.where(torch.isnan(x), 0.0, x)", lambda x: torch.where(torch.isnan(x), 0.0, x)),
+    _unary("isinf", "torch.where(torch.isinf(x), 0.0, x)", lambda x: torch.where(torch.isinf(x), 0.0, x)),
+    _unary("isposinf", "torch.where(torch.isposinf(x), 1.0, x)", lambda x: torch.where(torch.isposinf(x), 1.0, x)),
+    _unary("isneginf", "torch.where(torch.isneginf(x), -1.0, x)",
+           lambda x: torch.where(torch.isneginf(x), -1.0, x)),
 ]
+
+
+def _indexing(ch: Chooser, s: Spec) -> Made:
+    """Running sums and lookups along the last axis: cumsum, torch.gather of the maxima's
+    positions, advanced indexing with a constant list of positions."""
+    if not s.is_float or s.rank == 0 or s.shape[-1] == 0:
+        return None
+    n = s.shape[-1]
+    kind = ch.choice(["cumsum", "gather", "index"])
+    if kind == "cumsum":
+        return Step("torch.cumsum(x, -1)", lambda x: torch.cumsum(x, -1)), s
+    if kind == "gather":
+        return (Step("torch.gather(x, -1, x.argmax(-1, keepdim=True))",
+                     lambda x: torch.gather(x, -1, x.argmax(-1, keepdim=True))), Spec((*s.shape[:-1], 1), s.dtype))
+    picks = [ch.integer(0, n - 1) for _ in range(2)]
+    return Step(f"x[..., {picks}]", lambda x: x[..., picks]), Spec((*s.shape[:-1], 2), s.dtype)
 
 
 def _param_unary(ch: Chooser, s: Spec) -> Made:
@@ -873,8 +912,8 @@ UNREACHABLE = {
 
 # Weighted: element-wise ops are the most common in real models and the cheapest to compile.
 CATALOGUE: list[tuple[Maker, int]] = [
-    *[(m, 1) for m in UNARY], (_param_unary, 6), (_binary, 8), (_compare, 2), (_reduce, 6), (_softmax, 3),
-    (_norm, 3), (_layout, 10), (_spatial, 6), (_linear, 5), (_recurrent, 1), (_cast, 2), (_spelling, 8),
+    *[(m, 1) for m in UNARY], (_param_unary, 6), (_indexing, 2), (_binary, 8), (_compare, 2), (_reduce, 6),
+    (_softmax, 3), (_norm, 3), (_layout, 10), (_spatial, 6), (_linear, 5), (_recurrent, 1), (_cast, 2), (_spelling, 8),
     (_residual, 5),
 ]
 

@@ -11,12 +11,12 @@ from typing import Any
 
 __version__ = "0.1.0"  # the one place sol-core's version is written: its pyproject.toml reads it from here
 
-__all__ = ["optimize", "explain", "deploy", "device", "config", "plugins", "__version__"]
+__all__ = ["optimize", "optimize_many", "explain", "deploy", "device", "config", "plugins", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     # Lazy attributes keep `import sol` free of plugin loading and heavy imports.
-    if name in ("optimize", "explain"):
+    if name in ("optimize", "optimize_many", "explain"):
         from sol import api
 
         return getattr(api, name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +81,74 @@ def compile_graph(graph: Graph, device: str | None = None, training: bool = Fals
     source = dev.render(the_plan)
     _keep_sources(graph.name, source.files)
     return build_program(the_plan, dev, source, what=" (training)" if training else "")
+
+
+def compile_graphs(graphs: list[Graph], device: str | None = None, training: bool = False,
+                   options: dict | None = None, batch: int = 64,
+                   return_exceptions: bool = False) -> list[Program | SolError]:
+    """Many graphs -> their loaded Programs, as ``compile_graph`` gives each, but compiled
+    ``batch`` at a time into one artifact where the device's compiler can
+    (``Compiler.batch_compiles``): for many small networks (an op-by-op test suite, ONNX's
+    backend cases), where a C++ compiler's fixed cost per run (parsing the same headers) is most
+    of the time. A batch is cached as a whole (its sources, the compiler, the plugins); a device
+    without batch compiles compiles and caches each graph on its own.
+
+    ``return_exceptions``: a graph the device refuses (or whose compile fails) gives its SolError
+    in its place instead of raising, and a batch that fails to compile is compiled again one
+    network at a time, so that one bad network does not take the others down."""
+    from sol.plugins import manager, records
+
+    _configure_logging()
+    results: list[Program | SolError | None] = [None] * len(graphs)
+    planned: list[tuple[int, Plan, Source]] = []
+    dev = resolve_device(device)
+    for i, g in enumerate(graphs):
+        try:
+            the_plan = plan(g, dev.name, training, options)
+            planned.append((i, the_plan, dev.render(the_plan)))
+        except SolError as exc:
+            if not return_exceptions:
+                raise
+            results[i] = exc
+    versions = ";".join(f"{r.name}={r.version}" for r in sorted(records(), key=lambda r: r.name))
+    size = max(batch, 1) if dev.compiler.batch_compiles else 1
+    for start in range(0, len(planned), size):
+        chunk = planned[start:start + size]
+        if len(chunk) == 1 or not dev.compiler.batch_compiles:
+            for i, the_plan, source in chunk:
+                results[i] = _one(the_plan, dev, source, return_exceptions)
+            continue
+        sources = [source for _, _, source in chunk]
+        key = cache.key_of("batch", *(source.text for source in sources), dev.compiler.identity(), versions)
+
+        def build(tmp: Path, sources: list[Source] = sources) -> Path:
+            with progress.step(f"compiling {len(sources)} networks in one batch for {dev.name}"):
+                return dev.compiler.compile_batch(sources, tmp)
+
+        try:
+            artifact, cached = cache.get_or_build(key, build)
+        except SolError:
+            if not return_exceptions:
+                raise
+            for i, the_plan, source in chunk:  # find the bad one(s): each on its own
+                results[i] = _one(the_plan, dev, source, return_exceptions)
+            continue
+        for index, (i, the_plan, source) in enumerate(chunk):
+            program = dev.load_batch(artifact, index, the_plan, source)
+            program.info.update(plan=the_plan, cached=cached, cache_key=key, artifact=str(artifact),
+                                source_meta=source.meta, batch_index=index)
+            manager().hook.sol_program_loaded(program=program)
+            results[i] = program
+    return [r for r in results if r is not None]
+
+
+def _one(the_plan: Plan, dev: Device, source: Source, return_exceptions: bool) -> Program | SolError:
+    try:
+        return build_program(the_plan, dev, source)
+    except SolError as exc:
+        if not return_exceptions:
+            raise
+        return exc
 
 
 def replan(the_plan: Plan, backends: list[Backend] | None = None, options: dict | None = None) -> Plan:
@@ -168,6 +237,48 @@ def optimize(model: Any, *example_inputs: Any, device: str | None = None, traini
         return frontend.wrap(parts, model, graph)
     program = compile_graph(graph, dev.name, training=training, options=options)
     return frontend.wrap(program, model, graph)
+
+
+def optimize_many(models: Sequence[Any], device: str | None = None, batch: int = 64,
+                  return_exceptions: bool = False, **options: Any) -> list[Any]:
+    """``optimize`` for many models at once, the same result for each, with their compiles put
+    together (:func:`compile_graphs`: on x86 one g++ run for up to ``batch`` networks instead of
+    one each). For many small models (an op-by-op test suite, a model zoo's heads), where a
+    compiler's fixed cost per run dominates. ``models``: each a model, or a ``(model,
+    example_inputs)`` pair with a tuple of examples. A model with parts its framework runs
+    (fallback) or compiled for training is compiled on its own, as ``optimize`` does.
+    ``return_exceptions``: a model sol refuses gives its SolError in its place instead of raising."""
+    _configure_logging()
+    dev = resolve_device(device, stacklevel=3)
+    dev.prepare()
+    results: list[Any] = [None] * len(models)
+    pending: list[tuple[int, Frontend, Any, Graph]] = []
+    for i, entry in enumerate(models):
+        model, examples = entry if isinstance(entry, tuple) else (entry, ())
+        try:
+            frontend = frontend_for(model)
+            training = options.get("training")
+            if training is None:
+                training = frontend.training_mode(model)
+            opts = dict(options, training=training, device=dev.name)
+            with progress.step(_tracing(model, frontend, training)):
+                graph = frontend.import_graph(model, tuple(examples), opts)
+            if is_partitioned(graph):
+                results[i] = frontend.wrap(compile_partitioned(graph, dev.name, training=training, options=opts),
+                                           model, graph)
+            elif training:
+                results[i] = frontend.wrap(compile_graph(graph, dev.name, training=True, options=opts), model, graph)
+            else:
+                pending.append((i, frontend, model, graph))
+        except SolError as exc:
+            if not return_exceptions:
+                raise
+            results[i] = exc
+    programs = compile_graphs([g for _, _, _, g in pending], dev.name, options=dict(options, device=dev.name),
+                              batch=batch, return_exceptions=return_exceptions)
+    for (i, frontend, model, graph), program in zip(pending, programs):
+        results[i] = program if isinstance(program, SolError) else frontend.wrap(program, model, graph)
+    return results
 
 
 def explain(model: Any, *example_inputs: Any, device: str | None = None, **options: Any) -> Explanation:

@@ -128,6 +128,17 @@ class Compiler(abc.ABC):
     def compile(self, source: Source, outdir: Path) -> Path:
         """Compile into ``outdir`` (a private temporary dir) and return the artifact's path."""
 
+    # Optional: compiling many small networks at once (``sol.api.compile_graphs``). A compiler
+    # whose fixed cost per run dominates small networks (a C++ compiler parsing the same headers
+    # each time) may put several networks into one artifact; its device then loads each of them
+    # with ``Device.load_batch``. Without it, networks compile one at a time.
+    batch_compiles: bool = False
+
+    def compile_batch(self, sources: list[Source], outdir: Path) -> Path:
+        """Compile every source into one artifact in ``outdir`` (``batch_compiles`` says whether
+        this compiler can)."""
+        raise NotImplementedError(f"{type(self).__name__} compiles one network at a time")
+
 
 class Frontend(abc.ABC):
     """Imports a framework's model into sol's IR and wraps a compiled program back."""
@@ -300,6 +311,12 @@ class Device(abc.ABC):
     @abc.abstractmethod
     def load(self, artifact: Path, plan: Plan, source: Source) -> Program:
         """Load a compiled artifact, place parameters on the device once, return a Program."""
+
+    def load_batch(self, artifact: Path, index: int, plan: Plan, source: Source) -> Program:
+        """Network ``index`` of an artifact its compiler's ``compile_batch`` made of several
+        (``source`` is that network's). Only called for devices whose compiler has
+        ``compile_batch``; the default refuses."""
+        raise NotImplementedError(f"device {self.name!r} has no batch compiles")
 
     def prepare(self) -> None:
         """Start one-time work this device needs before its first compile, in the background

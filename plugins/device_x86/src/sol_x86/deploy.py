@@ -52,6 +52,7 @@ from sol.plugin_api import plugin_roles as roles
 from sol.plugin_api import render_template as render
 from sol_x86 import compiler as cc
 from sol_x86.libraries import OneDNNBackend, find_onednn
+from sol_x86.runtime import abi_renames
 
 if TYPE_CHECKING:
     from sol_x86.device import X86Device
@@ -64,9 +65,6 @@ HEADER_BYTES = 64
 ALIGN = 64
 # sol's dtypes as the header's NAME_<DTYPE> codes (api.h.j2).
 DTYPE_CODES = {"float32": 0, "float64": 1, "float16": 2, "int64": 3, "int32": 4, "int8": 5, "uint8": 6, "bool": 7}
-# The network's C ABI (network.cpp.j2), renamed per network; sol_network is its C++ namespace.
-ABI_SYMBOLS = ("sol_abi_version", "sol_workspace_bytes", "sol_num_params", "sol_create", "sol_forward",
-               "sol_profile", "sol_describe", "sol_destroy")
 # The C API (api.h.j2) without the name: the only symbols libNAME.so exports.
 API_FUNCTIONS = ("create", "create_from_memory", "create_embedded", "has_embedded_weights", "destroy", "run",
                  "error_message", "status_name", "num_inputs", "num_outputs", "input_name", "output_name",
@@ -254,9 +252,8 @@ def batch_values(target: DeployTarget, plans: Sequence[Plan]) -> list[int]:
 
 
 def _renames(name: str, v: Variant) -> list[str]:
-    prefix = f"sol_{name}_{v.prefix}"
-    return [f"-Dsol_network=sol_{name}_{v.prefix}_ns",
-            *(f"-D{sym}={prefix}_{sym.removeprefix('sol_')}" for sym in ABI_SYMBOLS)]
+    renames = abi_renames(f"sol_{name}_{v.prefix}_", f"sol_{name}_{v.prefix}_ns")
+    return [f"-D{old}={new}" for old, new in renames.items()]
 
 
 def _template_text(file: str) -> str:

@@ -69,17 +69,22 @@ class X86Device(Device):
 
         return deploy.deploy(self, target)
 
-    def load(self, artifact: Path, plan: Plan, source: Source) -> Program:
+    def load(self, artifact: Path, plan: Plan, source: Source, prefix: str = "sol_") -> Program:
         if source.meta.get("uses_onednn"):
             # A network found in the cache needs its runtime library there too (found, or built
             # again if the cache lost it): the network's rpath points at that cache entry.
             runtime.preload(cc.RUNTIME.path())
         if not source.meta.get("finite_only"):
-            return runtime.load(artifact, plan, self.name)
+            return runtime.load(artifact, plan, self.name, prefix=prefix)
         # Finite-only fusions (sol_x86.libraries): exact while the inputs and parameters they
         # depend on are finite, which the program checks; an exact variant runs where they are not.
         return runtime.load(artifact, plan, self.name, exact=lambda: self.exact_variant(plan),
-                            finite_params=source.meta["finite_params"])
+                            finite_params=source.meta["finite_params"], prefix=prefix)
+
+    def load_batch(self, artifact: Path, index: int, plan: Plan, source: Source) -> Program:
+        """Network ``index`` of a batch compile (GxxCompiler.compile_batch): its C ABI names carry
+        the batch prefix; otherwise loaded as :meth:`load` does."""
+        return self.load(artifact, plan, source, prefix=cc.batch_prefix(index))
 
     def exact_variant(self, plan: Plan) -> Program:
         """``plan``'s network planned again without finite-only fusions (the same passes' result,

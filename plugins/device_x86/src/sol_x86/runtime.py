@@ -34,6 +34,16 @@ import numpy as np
 from sol.plugin_api import Buffer, IndexOutOfRangeError, Plan, Program, SolError
 
 ABI_VERSION = 1
+# The network's C ABI (network.cpp.j2). A library holding several networks (a batch compile, a
+# deployment) renames them per network: ``sol_create`` -> ``sol3_create`` (:func:`abi_renames`).
+ABI_SYMBOLS = ("sol_abi_version", "sol_workspace_bytes", "sol_num_params", "sol_create", "sol_forward",
+               "sol_profile", "sol_describe", "sol_destroy")
+
+
+def abi_renames(prefix: str, namespace: str) -> dict[str, str]:
+    """The preprocessor renames that give one network of a shared library its own names: its
+    C ABI ``sol_X`` -> ``{prefix}X`` and its C++ namespace -> ``namespace``."""
+    return {"sol_network": namespace, **{sym: prefix + sym.removeprefix("sol_") for sym in ABI_SYMBOLS}}
 _ERR_LEN = 2048
 
 
@@ -126,17 +136,20 @@ class NetworkLibrary:
     handle: ctypes.c_void_p | None = None
     _library: int | None = None  # the dlopen handle, closed once the network is destroyed
 
-    def __init__(self, artifact: Path, plan: Plan) -> None:
+    def __init__(self, artifact: Path, plan: Plan, prefix: str = "sol_") -> None:
         lib = _load_library(str(artifact))
         self._library = lib._handle
-        lib.sol_abi_version.restype = ctypes.c_int
-        if lib.sol_abi_version() != ABI_VERSION:
-            raise SolError(f"{artifact}: network ABI {lib.sol_abi_version()}, this sol-device-x86 speaks {ABI_VERSION}")
-        lib.sol_create.restype = ctypes.c_void_p
-        lib.sol_create.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_long]
-        lib.sol_forward.restype = ctypes.c_int
-        lib.sol_forward.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_long]
-        lib.sol_destroy.argtypes = [ctypes.c_void_p]
+        self._symbols = {sym: getattr(lib, prefix + sym.removeprefix("sol_")) for sym in ABI_SYMBOLS}
+        abi_version = self._symbols["sol_abi_version"]
+        abi_version.restype = ctypes.c_int
+        if abi_version() != ABI_VERSION:
+            raise SolError(f"{artifact}: network ABI {abi_version()}, this sol-device-x86 speaks {ABI_VERSION}")
+        create, forward, destroy = (self._symbols[s] for s in ("sol_create", "sol_forward", "sol_destroy"))
+        create.restype = ctypes.c_void_p
+        create.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_long]
+        forward.restype = ctypes.c_int
+        forward.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_long]
+        destroy.argtypes = [ctypes.c_void_p]
         self.lib = lib
         graph = plan.graph
         # Parameters stay the framework's own arrays wherever they are contiguous (no copy);
@@ -146,17 +159,17 @@ class NetworkLibrary:
         self.param_names = [v.name for v in graph.params + graph.consts]
         ptrs = (ctypes.c_void_p * max(len(self.params), 1))(*[a.ctypes.data for a in self.params])
         err = ctypes.create_string_buffer(_ERR_LEN)
-        handle = lib.sol_create(ptrs, err, _ERR_LEN)
+        handle = create(ptrs, err, _ERR_LEN)
         if not handle:
             raise SolError(f"sol x86: creating network {graph.name} failed: {err.value.decode(errors='replace')}")
         self.handle: ctypes.c_void_p | None = ctypes.c_void_p(handle)
-        self._destroy = lib.sol_destroy
+        self._destroy = destroy
         self.out_types = [(v.shape, np.dtype(v.dtype)) for v in graph.outputs]
         self._outputs = OutputPool(self.out_types)
         # The pointer-array types, made once (a ctypes array type costs more to make than to fill).
         self._in_array = ctypes.c_void_p * max(len(graph.inputs), 1)
         self._out_array = ctypes.c_void_p * max(len(graph.outputs), 1)
-        self._forward = lib.sol_forward
+        self._forward = forward
         self._err = err
         self.name = graph.name
 
@@ -186,16 +199,18 @@ class NetworkLibrary:
 
     def describe(self) -> str:
         """Per library group: the implementation the library chose and its layout conversions."""
-        self.lib.sol_describe.restype = ctypes.c_char_p
-        self.lib.sol_describe.argtypes = [ctypes.c_void_p]
-        return (self.lib.sol_describe(self.handle) or b"").decode()
+        describe = self._symbols["sol_describe"]
+        describe.restype = ctypes.c_char_p
+        describe.argtypes = [ctypes.c_void_p]
+        return (describe(self.handle) or b"").decode()
 
     def profile(self, groups: int) -> list[float] | None:
         """Seconds spent in each group so far, or None if the network was built without
         profiling (``optimize(..., profile=True)``)."""
         seconds = (ctypes.c_double * groups)()
-        self.lib.sol_profile.restype = ctypes.c_int
-        if not self.lib.sol_profile(self.handle, seconds, groups):
+        profile = self._symbols["sol_profile"]
+        profile.restype = ctypes.c_int
+        if not profile(self.handle, seconds, groups):
             return None
         return list(seconds)
 
@@ -280,11 +295,11 @@ def _all_finite(a: np.ndarray) -> bool:
 
 
 def load(artifact: Path, plan: Plan, device: str, exact: Callable[[], Program] | None = None,
-         finite_params: list[int] | None = None) -> Program:
+         finite_params: list[int] | None = None, prefix: str = "sol_") -> Program:
     """The loaded network as a Program. ``exact``: builds the network's exact variant, given for
     a network with finite-only fusions, whose premise is then guarded (``finite_params``: the
     parameters it depends on, by position; :class:`FiniteGuard`)."""
-    net = NetworkLibrary(artifact, plan)
+    net = NetworkLibrary(artifact, plan, prefix)
     g = plan.graph
     groups = len(plan.groups)
     info: dict[str, object] = {"libraries": net.describe()}
