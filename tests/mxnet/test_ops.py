@@ -77,6 +77,8 @@ def test_reductions_and_layout(x4: object) -> None:
                 F.slice_axis(x, axis=3, begin=2, end=-3), F.slice_axis(x, axis=1, begin=1, end=None),
                 *F.split(x, num_outputs=2, axis=1), *F.split(x, num_outputs=7, axis=2, squeeze_axis=True),
                 F.Pad(x, mode="constant", pad_width=(0, 0, 0, 0, 1, 2, 3, 0), constant_value=0.5),
+                F.Pad(x, mode="edge", pad_width=(0, 0, 0, 0, 2, 1, 0, 3)),
+                F.Pad(x, mode="reflect", pad_width=(0, 0, 0, 0, 3, 2, 1, 4)),
                 F.UpSampling(x, scale=2, sample_type="nearest")]
 
     got, want = run(Cases(fn), x4)

@@ -36,8 +36,12 @@ def to_numpy(x: Any) -> np.ndarray:
 
 
 def to_ndarray(a: np.ndarray, ctx: Any = None) -> Any:
-    """A NumPy result as an NDArray on ``ctx`` (CPU: sharing the array's memory)."""
+    """A NumPy result as an NDArray on ``ctx`` (CPU: sharing the array's memory). A read-only
+    array (an output MXNet computed between compiled parts, a view of MXNet's memory) is copied:
+    NumPy exports only writeable arrays through DLPack."""
     a = np.ascontiguousarray(a)
+    if not a.flags.writeable:
+        a = a.copy()
     if ctx is None or ctx.device_type == "cpu":
         if a.size and a.dtype != np.bool_:
             return mx.nd.from_dlpack(a.__dlpack__())

@@ -60,6 +60,7 @@ class SymbolModel:
     data_names: list[str]
     params: dict[str, Any]  # variable name -> gluon Parameter
     single: bool  # the block returns one array (not a list)
+    structure: Any = None  # how the outputs nest (see :func:`nest`); None: a flat list
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,7 +103,30 @@ def symbol_model(block: Any, count: int) -> SymbolModel:
     symbol = flat[0] if len(flat) == 1 else mx.sym.Group(flat)
     params = dict(block.collect_params().items())
     data = [s.name for s in inputs]
-    return SymbolModel(block.name, symbol, data, params, single)
+    return SymbolModel(block.name, symbol, data, params, single, _structure(out))
+
+
+def _structure(out: Any) -> Any:
+    """How a block's outputs nest: a Symbol is the number of outputs it has; a list or tuple is
+    (its type, the structures of its items). Gluon's RNN layers return ``(out, [h, c])``."""
+    if isinstance(out, (list, tuple)):
+        return (type(out), [_structure(o) for o in out])
+    return len(out.list_outputs())
+
+
+def nest(structure: Any, flat: list[Any]) -> Any:
+    """``flat`` (the outputs in order) nested as ``structure`` says; a multi-output Symbol is a
+    list, as MXNet's imperative call of such an op returns."""
+    items = iter(flat)
+
+    def build(s: Any) -> Any:
+        if isinstance(s, tuple):
+            kind, parts = s
+            return kind(build(p) for p in parts)
+        got = [next(items) for _ in range(s)]
+        return got[0] if s == 1 else got
+
+    return build(structure)
 
 
 def param_shape(p: Any) -> tuple[int, ...]:
@@ -195,6 +219,7 @@ class Converter:
                           [(int(i[0]), int(i[1])) for i in raw["inputs"]])
             self.ctx.source = node.label
             names = output_names(raw, internal) if internal else []
+            node.extra["types"] = [self.types.get(n) for n in names]  # MXNet's inference, for 0-sized dims
             why = self._convert(node, names)
             if why is not None:
                 self.problems.append((node.op, node.name, why))

@@ -56,7 +56,7 @@ from sol.plugin_api import (
     user_stacklevel,
 )
 from sol_mxnet.arrays import mxnet_error, to_ndarray, to_numpy
-from sol_mxnet.importer import IMPORT_KEY, Imported, SymbolModel, convert, param_shape, problem_lines
+from sol_mxnet.importer import IMPORT_KEY, Imported, SymbolModel, convert, nest, param_shape, problem_lines
 
 OP_TYPE = "sol_mxnet_program"
 Key = tuple[tuple[tuple[int, ...], str], ...]
@@ -95,6 +95,38 @@ class _State:
         self.params = list(model.params.items())
         self.args = [n for n, p in self.params if p.grad_req != "null"]
         self.aux = [n for n, p in self.params if p.grad_req == "null"]
+        self.inferred_shapes: dict[tuple[tuple[int, ...], ...], list[tuple[int, ...]]] = {}
+        self.inferred_dtypes: dict[tuple[str, ...], list[str]] = {}
+
+    def out_shapes(self, data: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+        """The block's output shapes for these input shapes (MXNet's inference, memoized).
+
+        Why memoized and computed before the custom operator is invoked (:meth:`SolBlock._custom`):
+        MXNet's inference called from inside the operator's ``infer_shape`` callback can corrupt
+        the shapes the callback hands back (seen with stacked LSTMs: "Shape inconsistent")."""
+        key = tuple(data)
+        found = self.inferred_shapes.get(key)
+        if found is None:
+            shapes = dict(zip(self.model.data_names, data))
+            for name, p in self.params:
+                shapes[name] = param_shape(p)
+            _, outs, _ = self.model.symbol.infer_shape(**shapes)
+            found = [tuple(int(d) for d in sh) for sh in outs]
+            self.inferred_shapes[key] = found
+        return found
+
+    def out_dtypes(self, data: list[str]) -> list[str]:
+        """The block's output dtypes for these input dtypes (memoized, as :meth:`out_shapes`)."""
+        key = tuple(data)
+        found = self.inferred_dtypes.get(key)
+        if found is None:
+            dtypes = {n: np.dtype(t) for n, t in zip(self.model.data_names, data)}
+            for name, p in self.params:
+                dtypes[name] = np.dtype(p.dtype)
+            _, outs, _ = self.model.symbol.infer_type(**dtypes)
+            found = [np.dtype(t).name for t in outs]
+            self.inferred_dtypes[key] = found
+        return found
 
     def variant(self, key: Key, training: bool, differentiable: bool) -> Variant:
         found = self.variants.get((key, training, differentiable))
@@ -229,6 +261,9 @@ class SolBlock(mx.gluon.HybridBlock):
         state = self._sol_state
         args = [params[self._sol_by_name[n]] for n in state.args]
         aux = [params[self._sol_by_name[n]] for n in state.aux]
+        if F is mx.nd:  # MXNet's inference now, not inside the operator's callbacks (_State.out_shapes)
+            state.out_shapes([tuple(int(d) for d in x.shape) for x in data])
+            state.out_dtypes([np.dtype(x.dtype).name for x in data])
         out = F.Custom(*data, *args, *aux, op_type=OP_TYPE, sol_key=self._sol_key, sol_inputs=str(len(data)))
         return self._structure(list(out) if isinstance(out, (list, tuple)) else [out])
 
@@ -247,7 +282,10 @@ class SolBlock(mx.gluon.HybridBlock):
         return self._structure([to_ndarray(np.asarray(r), ctx) for r in results[:imp.num_outputs]])
 
     def _structure(self, outs: list[Any]) -> Any:
-        return outs[0] if self._sol_state.model.single else list(outs)
+        model = self._sol_state.model
+        if model.single:
+            return outs[0]
+        return list(outs) if model.structure is None else nest(model.structure, list(outs))
 
     def _check(self, data: list[Any]) -> Key:
         """The call's input types; ``MXNetError`` naming expected and given where they cannot be run."""
@@ -387,35 +425,19 @@ class _SolOpProp(mx.operator.CustomOpProp):
     def list_auxiliary_states(self) -> list[str]:
         return [f"aux{i}" for i in range(len(self.state.aux))]
 
-    def _types(self, data_shapes: list[Any], data_types: list[Any]) -> tuple[list[Any], list[Any]]:
-        s = self.state
-        shapes = {n: tuple(sh) for n, sh in zip(s.model.data_names, data_shapes)}
-        dtypes = {n: np.dtype(t) for n, t in zip(s.model.data_names, data_types)}
-        for name, p in s.params:
-            shapes[name] = param_shape(p)
-            dtypes[name] = np.dtype(p.dtype)
-        _, out_shapes, _ = s.model.symbol.infer_shape(**shapes)
-        _, out_types, _ = s.model.symbol.infer_type(**dtypes)
-        return out_shapes, out_types
-
     def infer_shape(self, in_shape: list[Any]) -> tuple[list[Any], list[Any], list[Any]]:
         s = self.state
-        data = in_shape[:self.inputs]
-        out_shapes, _ = self._types(data, [np.float32] * len(data))
+        data = [tuple(int(d) for d in sh) for sh in in_shape[:self.inputs]]
         params = dict(s.params)
-        return (list(data) + [param_shape(params[n]) for n in s.args], list(out_shapes),
+        return (list(data) + [param_shape(params[n]) for n in s.args], s.out_shapes(data),
                 [param_shape(params[n]) for n in s.aux])
 
     def infer_type(self, in_type: list[Any]) -> tuple[list[Any], list[Any], list[Any]]:
         s = self.state
         params = dict(s.params)
-        data = in_type[:self.inputs]
-        dtypes = {n: np.dtype(t) for n, t in zip(s.model.data_names, data)}
-        for name, p in s.params:
-            dtypes[name] = np.dtype(p.dtype)
-        _, out_types, _ = s.model.symbol.infer_type(**dtypes)
-        return (list(data) + [np.dtype(params[n].dtype).type for n in s.args], list(out_types),
-                [np.dtype(params[n].dtype).type for n in s.aux])
+        data = [np.dtype(t).name for t in in_type[:self.inputs]]
+        return ([np.dtype(t).type for t in data] + [np.dtype(params[n].dtype).type for n in s.args],
+                [np.dtype(t).type for t in s.out_dtypes(data)], [np.dtype(params[n].dtype).type for n in s.aux])
 
     def declare_backward_dependency(self, out_grad: list[int], in_data: list[int],
                                     out_data: list[int]) -> list[int]:

@@ -239,10 +239,34 @@ def pad(ctx: Context, node: MXNode) -> list[Value]:
     (x,) = ctx.inputs(node)
     a = node.attrs
     mode = a.str("mode", "constant")
-    if mode != "constant":
+    if mode not in ("constant", "edge", "reflect"):
         raise Unsupported(f"Pad mode={mode!r}")
     width = a.ints("pad_width")
     if len(width) != 2 * x.type.rank:
         raise Unsupported(f"pad_width {width} for rank {x.type.rank}")
     pads = tuple((width[2 * i], width[2 * i + 1]) for i in range(x.type.rank))
-    return [ctx.emit("pad", [x], pads=pads, value=a.float("constant_value", 0.0))]
+    if mode == "constant":
+        return [ctx.emit("pad", [x], pads=pads, value=a.float("constant_value", 0.0))]
+    for axis, (lo, hi) in enumerate(pads):
+        if lo or hi:
+            x = _pad_copies(ctx, x, axis, lo, hi, mode)
+    return [x]
+
+
+_MAX_COPIED_PAD = 16  # each padded row is one slice: a wider pad is MXNet's (a fallback)
+
+
+def _pad_copies(ctx: Context, x: Value, axis: int, lo: int, hi: int, mode: str) -> Value:
+    """``x`` padded along ``axis`` with copies of its own rows (core's pad is constant only):
+    ``edge`` repeats the first/last row, ``reflect`` mirrors around them without repeating them
+    (numpy's and MXNet's ``reflect``: row ``lo`` ... 1 before, ``n-2`` ... after)."""
+    n = x.shape[axis]
+    if max(lo, hi) > _MAX_COPIED_PAD or (mode == "reflect" and max(lo, hi) >= n):
+        raise Unsupported(f"Pad mode={mode!r} of {lo}+{hi} rows on a dimension of {n}")
+    if mode == "edge":
+        before, after = [0] * lo, [n - 1] * hi
+    else:
+        before, after = list(range(lo, 0, -1)), list(range(n - 2, n - 2 - hi, -1))
+    parts = [_slice(ctx, x, [axis], [i], [i + 1]) for i in before] + [x] + \
+        [_slice(ctx, x, [axis], [i], [i + 1]) for i in after]
+    return ctx.emit("concat", parts, axis=axis)
