@@ -91,6 +91,20 @@ def test_a_network_of_nothing_but_empty_values_plans_no_kernel(device: str) -> N
     assert [(a.shape, a.dtype) for a in out] == [((0, 3), np.float32), ((0, 6), np.float32)]
 
 
+def test_a_scalar_computed_from_empty_operands_stays_a_scalar(device: str) -> None:
+    """sum (and mean) of an empty vector is a 0-d result (torch.linalg.vecdot of two empty
+    vectors, ONNX's ReduceSum of nothing). The folded constant came out with shape (1,):
+    np.ascontiguousarray makes 0-d arrays 1-d."""
+    g = Graph("empty_dot")
+    a, b = g.add_input("a", TensorType((0,))), g.add_input("b", TensorType((0,)))
+    prod = g.add_node("mul", [a, b]).output
+    g.outputs = [g.add_node("sum", [prod], {"axes": (0,), "keepdims": False}).output,
+                 g.add_node("mean", [prod], {"axes": (0,), "keepdims": False}).output]
+    got = compile_graph(g, device)(np.zeros(0, np.float32), np.zeros(0, np.float32))
+    assert [(o.shape, o.dtype) for o in got] == [((), np.float32), ((), np.float32)]
+    assert got[0] == 0.0 and np.isnan(got[1])
+
+
 def test_the_planner_takes_empty_values_without_dividing_by_zero() -> None:
     """The pass removes empty nodes; the planner itself also skips them (a graph planned
     without core's passes, as a device test may do)."""

@@ -164,7 +164,7 @@ class HostMemory(DeviceMemory):
 
     def from_host(self, array: np.ndarray, stream: Any = None) -> Buffer:
         """``array`` itself (no copy) when it is C-contiguous, else a contiguous copy."""
-        array = np.ascontiguousarray(array)
+        array = np.asarray(array, order="C")
         return Buffer(self, array.__array_interface__["data"][0],
                       TensorType(array.shape, str(array.dtype)), None, array)
 

@@ -105,7 +105,7 @@ class Program:
                 for a, (s, d) in zip(arrays, expected)):
             return self._runner(list(arrays))
         self.check_inputs(arrays)
-        return self._runner([np.ascontiguousarray(a) for a in arrays])
+        return self._runner([np.asarray(a, order="C") for a in arrays])
 
     @property
     def runs_in_place(self) -> bool:
@@ -146,7 +146,7 @@ class Program:
         # addresses the memory, copies otherwise), and copy the results into the outputs.
         arrays = [b.numpy() if memory.shares_host else memory.to_host(b) for b in inputs]
         for out, result in zip(outs, self._runner(arrays)):
-            memory.copy_from_host(out, np.ascontiguousarray(result))
+            memory.copy_from_host(out, np.asarray(result, order="C"))
         return outs
 
     def _check_buffers(self, what: str, buffers: list[Buffer], types: list[TensorType]) -> None:

@@ -245,7 +245,7 @@ class DeviceMemory(abc.ABC):
 
         from sol.ir import TensorType
 
-        array = np.ascontiguousarray(array)
+        array = np.asarray(array, order="C")
         buffer = self.allocate(TensorType(array.shape, str(array.dtype)), stream)
         self.copy_from_host(buffer, array, stream)
         return buffer

@@ -63,7 +63,7 @@ def _weights(plans: Sequence[Plan]) -> tuple[list[np.ndarray], list[int], list[l
     for p in plans:
         blobs = []
         for v in p.graph.params:
-            a = np.ascontiguousarray(v.data)
+            a = np.asarray(v.data, order="C")
             digest = hashlib.sha256(a.view(np.uint8).reshape(-1).data if a.size else b"").digest()
             if digest not in index:
                 index[digest] = len(arrays)

@@ -129,7 +129,7 @@ class OffloadProcess(abc.ABC):
 
     def write(self, buf: DeviceBuffer, data: np.ndarray) -> None:
         """Copy a C-contiguous host array to the start of ``buf``."""
-        data = np.ascontiguousarray(data)
+        data = np.asarray(data, order="C")
         self._check(buf, data.nbytes)
         self.counters.writes += 1
         self.counters.bytes_in += data.nbytes

@@ -50,7 +50,7 @@ class NetworkOnDevice:
                 raise SolError(f"{artifact}: network ABI {abi}, this sol-device-sxaurora speaks {ABI_VERSION}")
             self.err = self._alloc(TensorType((ERR_LEN,), "uint8"))
             # Parameters: on the device once, for the network's lifetime.
-            self.params = [self._keep(memory.from_host(np.ascontiguousarray(v.data))) for v in graph.params]
+            self.params = [self._keep(memory.from_host(np.asarray(v.data, order="C"))) for v in graph.params]
             self.param_table = self._table(self.params)
             self.workspace = self._alloc(TensorType((max(proc.call(lib, "sol_workspace_bytes"), 1),), "uint8"))
             self.inputs = [self._alloc(v.type) for v in graph.inputs]

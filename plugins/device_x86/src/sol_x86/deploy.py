@@ -107,7 +107,7 @@ class Weights:
 
     def add(self, array: Any) -> int:
         """The blob index of ``array`` (an equal one, bytes for bytes, is stored once)."""
-        a = np.ascontiguousarray(array)
+        a = np.asarray(array, order="C")
         digest = hashlib.sha256(a.view(np.uint8).reshape(-1).data if a.size else b"").digest()
         if digest not in self._index:
             self._index[digest] = len(self.arrays)

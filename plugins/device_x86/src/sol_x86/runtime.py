@@ -155,7 +155,7 @@ class NetworkLibrary:
         # Parameters stay the framework's own arrays wherever they are contiguous (no copy);
         # the library ops copy their weights into their preferred layout once, in sol_create.
         # Constants follow the parameters: large ones are read through this array (render.py).
-        self.params = [np.ascontiguousarray(v.data) for v in graph.params + graph.consts]
+        self.params = [np.asarray(v.data, order="C") for v in graph.params + graph.consts]
         self.param_names = [v.name for v in graph.params + graph.consts]
         ptrs = (ctypes.c_void_p * max(len(self.params), 1))(*[a.ctypes.data for a in self.params])
         err = ctypes.create_string_buffer(_ERR_LEN)

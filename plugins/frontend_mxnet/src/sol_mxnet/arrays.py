@@ -31,15 +31,15 @@ def to_numpy(x: Any) -> np.ndarray:
             view = np.from_dlpack(_Capsule(x.to_dlpack_for_read()))  # waits for pending writes
         except mx.base.MXNetError:  # held in a oneDNN layout (MXNet reorders weights it ran): a copy
             return x.asnumpy()  # type: ignore[no-any-return]
-        return view if view.flags.c_contiguous else np.ascontiguousarray(view)
-    return np.ascontiguousarray(x)
+        return view if view.flags.c_contiguous else np.asarray(view, order="C")
+    return np.asarray(x, order="C")
 
 
 def to_ndarray(a: np.ndarray, ctx: Any = None) -> Any:
     """A NumPy result as an NDArray on ``ctx`` (CPU: sharing the array's memory). A read-only
     array (an output MXNet computed between compiled parts, a view of MXNet's memory) is copied:
     NumPy exports only writeable arrays through DLPack."""
-    a = np.ascontiguousarray(a)
+    a = np.asarray(a, order="C")
     if not a.flags.writeable:
         a = a.copy()
     if ctx is None or ctx.device_type == "cpu":

@@ -42,7 +42,7 @@ class Runner:
         self.model = model
 
     def sol(self, index: int, program: Program, values: list[Any]) -> Sequence[Any]:
-        return program(*[np.ascontiguousarray(v) for v in values])
+        return program(*[np.asarray(v, order="C") for v in values])
 
     def framework(self, step: FrameworkStep, values: list[Any]) -> Sequence[Any]:
         env = dict(zip(step.inputs, values))

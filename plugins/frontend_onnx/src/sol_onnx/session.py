@@ -211,7 +211,7 @@ class SolInferenceSession:
             a = np.asarray(a)
         want = dtype_of(vi.type)
         check_shape(self._loaded.name, vi.name, tuple(a.shape), str(a.dtype), declared_dims(vi.type), str(want))
-        return np.ascontiguousarray(a)
+        return np.asarray(a, order="C")
 
     def __repr__(self) -> str:
         return (f"<sol_onnx.SolInferenceSession {self._loaded.name} on {self._device}: "

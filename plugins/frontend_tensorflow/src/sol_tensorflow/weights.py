@@ -47,8 +47,8 @@ def _equal(a: np.ndarray, b: np.ndarray) -> bool:
     """Bit for bit (a NaN equals itself; -0.0 and 0.0 differ, which at worst compiles again)."""
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
-    return bool(np.array_equal(np.ascontiguousarray(a).reshape(-1).view(np.uint8),
-                               np.ascontiguousarray(b).reshape(-1).view(np.uint8)))
+    return bool(np.array_equal(np.asarray(a, order="C").reshape(-1).view(np.uint8),
+                               np.asarray(b, order="C").reshape(-1).view(np.uint8)))
 
 
 class WeightsWatch:

@@ -167,7 +167,7 @@ def _bwd_data_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
         for j in range(d["kw"]):
             gp[:, :, i * dh:i * dh + sh * (d["oh"] - 1) + 1:sh, j * dw:j * dw + sw * (d["ow"] - 1) + 1:sw] += \
                 cols[:, :, :, :, i, j]
-    return [np.ascontiguousarray(gp[:, :, pt:pt + d["h"], pl:pl + d["w"]]).astype(xs[0].dtype)]
+    return [np.asarray(gp[:, :, pt:pt + d["h"], pl:pl + d["w"]], order="C").astype(xs[0].dtype)]
 
 
 def _bwd_weight_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
@@ -252,7 +252,7 @@ def ops() -> list[OpDef]:
               doc="1 where a >= b else 0 (float): gradient masks", gradient=ew_grad.masks, c_expr=c.mask_ge),
         OpDef("broadcast_to", LayerClass.ELEMENTWISE,
               lambda t, a: [TensorType(a["shape"], t[0].dtype)],
-              lambda xs, a: [np.ascontiguousarray(np.broadcast_to(xs[0], a["shape"]))], (1, 1),
+              lambda xs, a: [np.asarray(np.broadcast_to(xs[0], a["shape"]), order="C")], (1, 1),
               {"shape": REQUIRED}, normalize=_broadcast_normalize,
               doc="NumPy broadcasting of x to `shape` (the gradient of a reduction)", gradient=ew_grad.broadcast_to,
               flops=workload.per_output(0), c_expr=c.same),

@@ -95,7 +95,7 @@ def _slice_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     index = [slice(None)] * xs[0].ndim
     for ax, s, e, st in zip(a["axes"], a["starts"], a["stops"], a["steps"]):
         index[ax] = slice(s, e, st)
-    return [np.ascontiguousarray(xs[0][tuple(index)])]
+    return [np.asarray(xs[0][tuple(index)], order="C")]
 
 
 def ops() -> list[OpDef]:
@@ -113,7 +113,7 @@ def ops() -> list[OpDef]:
               c_loops=loops.concat),
         OpDef("transpose", LayerClass.IO_BOUND,
               lambda t, a: [TensorType(tuple(t[0].shape[p] for p in a["perm"]), t[0].dtype)],
-              lambda xs, a: [np.ascontiguousarray(np.transpose(xs[0], a["perm"]))], (1, 1),
+              lambda xs, a: [np.asarray(np.transpose(xs[0], a["perm"]), order="C")], (1, 1),
               {"perm": REQUIRED}, normalize=_transpose_normalize, core_dims=_transpose_core,
               gradient=grad.transpose, c_loops=loops.transpose),
         OpDef("pad", LayerClass.IO_BOUND,

@@ -83,7 +83,7 @@ def _deconv_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     y = full[:, :, pt: pt + oh, pl: pl + ow]
     if len(xs) == 3:
         y = y + f64(xs[2]).reshape(1, -1, 1, 1)
-    return [np.ascontiguousarray(y).astype(xs[0].dtype)]
+    return [np.asarray(y, order="C").astype(xs[0].dtype)]
 
 
 # --- resize -----------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ def _resize_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     x = xs[0]
     rows, cols = resize_tables(a, x.shape[2:])
     if a["mode"] != "bilinear":
-        return [np.ascontiguousarray(x[:, :, rows.i0][:, :, :, cols.i0])]
+        return [np.asarray(x[:, :, rows.i0][:, :, :, cols.i0], order="C")]
     x = f64(x)
     lw0, lw1 = cols.l0.astype(np.float64), cols.l1.astype(np.float64)
     top = x[:, :, rows.i0][:, :, :, cols.i0] * lw0 + x[:, :, rows.i0][:, :, :, cols.i1] * lw1

@@ -71,7 +71,8 @@ def _reads_empty(graph: Graph, node: Node) -> None:
     results = _evaluate(node)
     as_param = any(v.kind is ValueKind.PARAM for v in node.inputs)
     for out, data in zip(node.outputs, results):
-        data = np.ascontiguousarray(np.asarray(data).astype(out.dtype, copy=False).reshape(out.shape))
+        # np.asarray(order="C"), not np.ascontiguousarray: that makes a 0-d result (a sum of nothing) 1-d
+        data = np.asarray(np.asarray(data).astype(out.dtype, copy=False).reshape(out.shape), order="C")
         new = graph.add_param(f"{node.op}:{out.name}", data) if as_param else graph.add_const(data, hint="k")
         graph.replace_uses(out, new)
     graph.nodes.remove(node)

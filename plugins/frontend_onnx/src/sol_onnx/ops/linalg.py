@@ -106,7 +106,7 @@ def matmul(ctx: Context, node: Any) -> list[Value]:
         b = ctx.reshape(b, (b.shape[0], 1))
     if b.type.rank == 2 and b.kind is ValueKind.PARAM and a.type.rank >= 2:
         # x @ W with a weight: core's dense (x @ w.T), the weight transposed once, now
-        w = ctx.graph.add_param(f"{node.input[1]}#T", np.ascontiguousarray(np.asarray(b.data).T))
+        w = ctx.graph.add_param(f"{node.input[1]}#T", np.asarray(np.asarray(b.data).T, order="C"))
         y = ctx.emit("dense", [a, w])
     else:
         y = ctx.emit("matmul", [a, b])
@@ -126,7 +126,7 @@ def gemm(ctx: Context, node: Any) -> list[Value]:
     c = ctx.value(node.input[2]) if ctx.has(node, 2) else None
     n = b_static.shape[0 if trans_b else 1] if b_static is not None else None
     if b_static is not None and alpha == 1.0 and (c is None or (beta == 1.0 and c.shape in ((n,), (1, n)))):
-        w = b_static if trans_b else np.ascontiguousarray(b_static.T)
+        w = b_static if trans_b else np.asarray(b_static.T, order="C")
         wv = ctx.value(node.input[1]) if trans_b else ctx.graph.add_param(f"{node.input[1]}#T", w)
         inputs = [a, wv] + ([ctx.reshape(c, (int(b_static.shape[0 if trans_b else 1]),))] if c is not None else [])
         return [ctx.emit("dense", inputs)]
