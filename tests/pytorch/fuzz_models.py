@@ -293,6 +293,11 @@ UNARY: list[Maker] = [
     _unary("isposinf", "torch.where(torch.isposinf(x), 1.0, x)", lambda x: torch.where(torch.isposinf(x), 1.0, x)),
     _unary("isneginf", "torch.where(torch.isneginf(x), -1.0, x)",
            lambda x: torch.where(torch.isneginf(x), -1.0, x)),
+    # the identity on real tensors
+    _unary("positive", "torch.positive(x)", torch.positive),
+    _unary("resolve_conj", "torch.resolve_conj(x)", torch.resolve_conj),
+    _unary("resolve_neg", "torch.resolve_neg(x)", torch.resolve_neg),
+    _unary("conj_physical", "torch.conj_physical(x)", torch.conj_physical),
 ]
 
 
@@ -907,6 +912,7 @@ UNREACHABLE = {
     "aten._upsample_nearest_exact2d.default", "aten.upsample_bilinear2d.default", "aten.upsample_nearest2d.default",
     "aten.numpy_T.default", "aten._to_copy.default", "aten.to.other",
     "aten._upsample_nearest_exact2d.vec", "aten.split.sizes", "aten.constant_pad_nd.default",
+    "aten.conj.default", "aten._conj.default",  # torch.export drops them on real tensors
 }
 
 

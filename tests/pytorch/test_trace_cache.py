@@ -312,3 +312,25 @@ def test_a_graph_holding_buffer_values_is_not_reused(device: str) -> None:
         out = sol.optimize(model, q, device=device)(q)
         assert trace_cache.counts["hit"] == hits
         torch.testing.assert_close(out, model(q), rtol=1e-4, atol=1e-5)
+
+
+class _ScalarAttribute(torch.nn.Module):
+    """A 0-dim tensor held as a plain attribute (not a buffer): the key hashes its value."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.scale = torch.tensor(value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+def test_a_zero_dim_tensor_attribute_is_keyed_by_its_value(device: str) -> None:
+    """Hashing viewed the tensor as bytes, which PyTorch refuses for a 0-dim float tensor:
+    optimize raised a RuntimeError for such a model."""
+    import sol
+
+    assert _key(_ScalarAttribute(2.0)) != _key(_ScalarAttribute(3.0)) is not None
+    x = torch.randn(3)
+    model = _ScalarAttribute(2.0).eval()
+    torch.testing.assert_close(sol.optimize(model, x, device=device)(x), x * 2.0)

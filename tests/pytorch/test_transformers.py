@@ -18,6 +18,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 import sol
+from sol.errors import UnsupportedOpError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download: the models are built from configs
 transformers = pytest.importorskip("transformers", reason="transformers is a test dependency (scripts/env.sh)")
@@ -144,3 +145,84 @@ def test_whisper_encoder_compiles_whole() -> None:
                                         pad_token_id=1, bos_token_id=2, eos_token_id=3, decoder_start_token_id=2)
     encoder = transformers.WhisperModel(config).get_encoder()
     check(encoder, lambda b: (torch.randn(b, 8, 32),), batches=(2,))
+
+
+# --- training (issue #22 item 5) --------------------------------------------------------------
+
+
+def _train_step(model: torch.nn.Module, args: tuple[Any, ...], seed: int) -> list[torch.Tensor]:
+    """Forward with the RNG seeded (dropout masks), backward of a fixed random projection of every
+    floating-point output (not a sum: LayerNorm makes the gradient of a sum zero)."""
+    torch.manual_seed(seed)
+    outs = [t for t in tensors(model(*args)) if t.dtype.is_floating_point]
+    probe = torch.Generator().manual_seed(1234)
+    sum((t * torch.randn(t.shape, generator=probe)).sum() for t in outs).backward()  # type: ignore[union-attr]
+    return [t.detach() for t in outs]
+
+
+def _assert_grads_close(fast: torch.nn.Module, eager: torch.nn.Module) -> None:
+    """Each parameter's gradient against eager's at rtol 1e-3, relative to its own largest
+    magnitude or 1e-3 of the model's largest gradient where that is larger: the key projection's
+    bias has a zero gradient in exact arithmetic (softmax ignores a per-row shift), so both sides
+    hold rounding noise there, which never matches relative to itself."""
+    floor = 1e-3 * max(float(q.grad.abs().max()) for q in eager.parameters() if q.grad is not None)
+    for (name, p), (_, q) in zip(fast.named_parameters(), eager.named_parameters(), strict=True):
+        assert (p.grad is None) == (q.grad is None), name
+        if q.grad is not None:
+            scale = max(float(q.grad.abs().max()), floor)
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-3 * scale, msg=lambda m, n=name: f"{n}: {m}")
+
+
+TRAINING: dict[str, Callable[[], tuple[torch.nn.Module, tuple[Any, ...]]]] = {
+    # padding tokens (id 0, the word embedding's padding_idx: its row gets no gradient) under a
+    # padding mask; dropout in the embeddings, the attention weights and after each layer
+    "bert": lambda: (transformers.BertModel(transformers.BertConfig(
+        vocab_size=100, max_position_embeddings=32, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+        **SMALL)), (torch.tensor([[5, 9, 13, 2, 7, 11], [3, 8, 4, 0, 0, 0]]), padding_mask(2, 6))),
+    # the input's gradient too (pixel values that require grad)
+    "vit": lambda: (transformers.ViTModel(transformers.ViTConfig(
+        image_size=32, patch_size=8, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, **SMALL)),
+        (torch.randn(2, 3, 32, 32, requires_grad=True),)),
+}
+
+
+@pytest.mark.parametrize("family", list(TRAINING))
+def test_encoder_training_gives_eagers_gradients(family: str) -> None:
+    """``optimize(model.train())`` compiles forward and backward whole (fallback=False); two steps
+    with the same seeds as eager give eager's outputs and dropout masks (drawn by PyTorch's own RNG
+    calls, the attention weights' included), parameter gradients and input gradients, rtol 1e-3."""
+    import copy
+
+    torch.manual_seed(0)
+    model, args = TRAINING[family]()
+    model.train()
+    eager = copy.deepcopy(model)
+    fast = sol.optimize(model, *args, device=DEVICE, fallback=False)
+    mine = tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in args)
+    theirs = tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in args)
+    for step in range(2):
+        for got, want in zip(_train_step(fast, mine, step), _train_step(eager, theirs, step), strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4)
+        _assert_grads_close(model, eager)
+        for x, y in zip(mine, theirs):
+            if y.requires_grad:
+                torch.testing.assert_close(x.grad, y.grad, rtol=1e-3, atol=1e-3 * float(y.grad.abs().max()))
+                x.grad = y.grad = None
+        model.zero_grad()
+        eager.zero_grad()
+    if family == "bert":  # the padding row of the word embeddings
+        assert model.embeddings.word_embeddings.padding_idx == 0
+        _train_step(fast, mine, 0)
+        assert not model.embeddings.word_embeddings.weight.grad[0].any()
+
+
+def test_attention_dropout_at_inference_is_refused_not_ignored() -> None:
+    """``scaled_dot_product_attention`` has no training flag: dropout_p > 0 drops weights even in
+    eval mode, which sol draws only for a model compiled for training; ignoring it would be wrong."""
+
+    class Attend(torch.nn.Module):
+        def forward(self, q: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.scaled_dot_product_attention(q, q, q, dropout_p=0.5)
+
+    with pytest.raises(UnsupportedOpError, match="random numbers"):
+        sol.optimize(Attend().eval(), torch.randn(1, 2, 4, 8), device=DEVICE, fallback=False)

@@ -112,6 +112,8 @@ def model_key(model: torch.nn.Module, values: Sequence[Any], options: dict[str, 
 
 def _argument(v: Any) -> Any:
     if isinstance(v, torch.Tensor):
+        if v.layout is not torch.strided:  # sparse: no strides to key on (tracing says what it makes of them)
+            raise Unkeyable(f"an input is a {v.layout} tensor")
         return (tuple(v.shape), v.dtype, v.stride(), v.requires_grad)
     return v  # None, bool, int, float: keyed by type and value
 
@@ -235,7 +237,7 @@ class _Describer:
         if isinstance(v, np.ndarray):
             if v.dtype == object or v.nbytes > _MAX_TENSOR_BYTES:
                 raise Unkeyable("holds an object or large NumPy array")
-            return f"ndarray:{v.dtype}{list(v.shape)}:{hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()}"
+            return f"ndarray:{v.dtype}{list(v.shape)}:{hashlib.sha256(np.asarray(v, order='C').tobytes()).hexdigest()}"
         if isinstance(v, torch.nn.Module):
             if id(v) in self.paths:
                 return f"module:{self.paths[id(v)]!r}"
@@ -283,7 +285,8 @@ class _Describer:
             raise Unkeyable(f"holds a {t.device.type} {t.layout} tensor")
         if t.numel() * t.element_size() > _MAX_TENSOR_BYTES:
             raise Unkeyable("holds a large tensor that is not a parameter or buffer")
-        data = t.detach().resolve_conj().resolve_neg().contiguous()
+        # flattened: viewing a 0-dim tensor as bytes fails for any element wider than a byte
+        data = t.detach().resolve_conj().resolve_neg().contiguous().reshape(-1)
         digest = hashlib.sha256(data.view(torch.uint8).numpy().tobytes() if t.numel() else b"").hexdigest()
         return f"tensor:{t.dtype}{list(t.shape)} stride={t.stride()} grad={t.requires_grad}:{digest}"
 

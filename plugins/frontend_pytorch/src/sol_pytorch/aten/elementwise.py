@@ -214,6 +214,17 @@ def _copy(em: Emitter, a: Args) -> Value:
     return em.reshape(x, em.out.shape)
 
 
+@converts("aten.positive.default", "aten.resolve_conj.default", "aten.resolve_neg.default",
+          "aten.conj_physical.default", "aten._conj.default", "aten.conj.default")
+def _real_identity(em: Emitter, a: Args) -> Value:
+    """``+x`` and the conjugation family: the value itself for real tensors (sol has no complex
+    types, so a complex operand never reaches here as a value of its own)."""
+    x = _tensor(a, "self")
+    if x.dtype.startswith("complex"):
+        raise Unsupported(f"{x.dtype} tensors")
+    return em.emit("identity", [x])
+
+
 @converts("aten.detach.default")
 def _detach(em: Emitter, a: Args) -> Value:
     """The value, with no gradient through it (``x.detach()``, and what the training importer

@@ -11,6 +11,7 @@ import numpy as np
 from sol.plugin_api import Value, ValueKind
 from sol_pytorch.aten.base import WEIGHT_VALUES, Args, Emitter, Unsupported, _scaled, _swap, _tensor, converts
 from sol_pytorch.aten.spatial import conv_transpose
+from sol_pytorch.aten.training import training_dropout
 
 # --- convolution and matrix products ----------------------------------------------------------
 
@@ -114,9 +115,13 @@ def _attention(em: Emitter, a: Args) -> Value:
     also for a mask computed at run time, e.g. from an attention-mask input); a float one is
     added; ``is_causal`` adds a constant upper-triangular -inf. Grouped-query attention
     (``enable_gqa``: fewer key/value heads than query heads) repeats each key/value head for its
-    group of query heads, as PyTorch does."""
-    if a.get("dropout_p"):
-        raise Unsupported("attention dropout (dropout_p > 0: training)")
+    group of query heads, as PyTorch does.
+
+    Dropout (``dropout_p > 0``, what transformers passes in training mode) is PyTorch's math
+    path on the CPU: ``at::dropout`` of the attention weights, whose mask the training wrapper
+    draws with eager's RNG call at that point (:func:`training_dropout`), so a seed gives eager's
+    result. SDPA has no training flag: a mask is drawn whenever dropout_p > 0, and an inference
+    import, which draws none, refuses it."""
     q, k, v = _tensor(a, "query"), _tensor(a, "key"), _tensor(a, "value")
     if a.get("enable_gqa"):
         k, v = _repeat_heads(em, k, q.shape[-3]), _repeat_heads(em, v, q.shape[-3])
@@ -143,6 +148,9 @@ def _attention(em: Emitter, a: Args) -> Value:
             scores = em.emit("add", [scores, em.cast(mask, dt)])
     # PyTorch's attention gives zeros, not NaN, for a row its mask hides completely.
     weights = em.emit("softmax", [scores], axis=-1, masked_rows="zero")
+    dropout = float(a.get("dropout_p") or 0.0)
+    if dropout:
+        weights = training_dropout(em, weights, dropout, feature=False)
     return em.emit("matmul", [weights, v])
 
 
