@@ -159,3 +159,20 @@ def test_data_dependent_shapes_fall_back_or_are_refused_clearly(op: str) -> None
     with pytest.raises(UnsupportedOpError, match="depends on the values") as err:
         sol.optimize(model, x, device=DEVICE, fallback=False)
     assert "sym_size" not in str(err.value)  # the size arithmetic is not listed on its own
+
+
+def test_an_op_whose_decomposition_needs_values_is_refused_by_name_or_runs_in_pytorch() -> None:
+    """torch.take of a 0-d tensor: PyTorch's decomposition reads a size from the index values, so
+    it cannot be traced; the op stays as it is: PyTorch runs it (fallback), or with
+    fallback=False sol refuses it by name. It raised torch's raw GuardOnDataDependentSymNode."""
+
+    class Take(torch.nn.Module):
+        def forward(self, x: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+            return torch.take(x, i) * 2
+
+    x, i = torch.tensor(1.5), torch.tensor(0)
+    with pytest.raises(UnsupportedOpError, match="take"):
+        sol.optimize(Take().eval(), x, i, device="x86", fallback=False)
+    with pytest.warns(SolFallbackWarning, match="take"):
+        fast = sol.optimize(Take().eval(), x, i, device="x86")
+    torch.testing.assert_close(fast(x, i), Take()(x, i))

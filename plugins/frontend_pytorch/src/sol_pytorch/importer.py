@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import logging
 import operator
 import warnings
 import weakref
@@ -59,6 +60,7 @@ TRAINING_MODE_MESSAGE = ("the model is in training mode, but sol compiles its ev
 LATER = ("With fallback=True (the default) PyTorch runs such operations and sol compiles the rest of the "
          "model; or express them with supported operations (sol_pytorch.supported_ops() lists the ATen "
          "operators sol compiles).")
+log = logging.getLogger("sol")
 LAYOUT_KEY = "pytorch.outputs"
 NO_EQUIVALENT = "sol has no equivalent operation"
 
@@ -342,7 +344,13 @@ def prepare(ep: ExportedProgram) -> ExportedProgram:
         wanted = {op: table[op] for op in unknown if op in table}
         if not wanted:
             break
-        ep = _decompose(ep, wanted)
+        try:
+            ep = _decompose(ep, wanted)
+        except Exception as exc:  # noqa: BLE001 - e.g. torch.take's decomposition needs values (data-dependent)
+            # Undecomposed, the ops stay unknown: PyTorch runs them (fallback) or, with
+            # fallback=False, sol refuses each by name, never a raw tracing error.
+            log.debug("sol: decomposing %s failed (%s): left to PyTorch", sorted(map(str, wanted)), exc)
+            break
     return ep
 
 
