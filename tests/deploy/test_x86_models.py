@@ -84,3 +84,28 @@ def test_nan_weights_deploy_the_exact_network_only(tmp_path: Path) -> None:
         want = model(x).numpy()
     assert np.isnan(want).any()
     compare(got, want)
+
+
+class Scaled(nn.Module):
+    """A 0-d buffer and a 0-d parameter: weights of shape () (the weights file stored them wrong
+    once: a 0-d array has no uint8 view of its own)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 3)
+        self.register_buffer("scale", torch.tensor(2.5))
+        self.shift = nn.Parameter(torch.tensor(-0.75))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # after the tanh: nothing folds them into the dense layer's weights
+        return torch.maximum(torch.tanh(self.fc(x)) * self.scale, self.shift)
+
+
+def test_zero_dim_weights(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = Scaled().eval()
+    x = torch.randn(4, 6)
+    dep = sol.deploy(model, x, path=tmp_path / "scaled", name="scaled")
+    [got] = run_example(dep.path, "scaled.weights", [x.numpy()], [np.dtype(np.float32)], tmp_path / "io")
+    with torch.no_grad():
+        compare(got, model(x).numpy())

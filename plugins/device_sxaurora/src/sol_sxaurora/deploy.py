@@ -64,7 +64,7 @@ def _weights(plans: Sequence[Plan]) -> tuple[list[np.ndarray], list[int], list[l
         blobs = []
         for v in p.graph.params:
             a = np.asarray(v.data, order="C")
-            digest = hashlib.sha256(a.view(np.uint8).reshape(-1).data if a.size else b"").digest()
+            digest = hashlib.sha256(a.reshape(-1).view(np.uint8).data if a.size else b"").digest()
             if digest not in index:
                 index[digest] = len(arrays)
                 arrays.append(a)
@@ -78,7 +78,7 @@ def _weights(plans: Sequence[Plan]) -> tuple[list[np.ndarray], list[int], list[l
 def _weights_file(stamp: int, arrays: list[np.ndarray], offsets: list[int], size: int) -> bytes:
     data = bytearray(size)
     for a, offset in zip(arrays, offsets):
-        data[offset:offset + a.nbytes] = a.view(np.uint8).reshape(-1).tobytes()
+        data[offset:offset + a.nbytes] = a.reshape(-1).view(np.uint8).tobytes()
     header = bytearray(HEADER_BYTES)
     header[0:8] = MAGIC
     header[8:12] = FORMAT.to_bytes(4, "little")

@@ -108,7 +108,7 @@ class Weights:
     def add(self, array: Any) -> int:
         """The blob index of ``array`` (an equal one, bytes for bytes, is stored once)."""
         a = np.asarray(array, order="C")
-        digest = hashlib.sha256(a.view(np.uint8).reshape(-1).data if a.size else b"").digest()
+        digest = hashlib.sha256(a.reshape(-1).view(np.uint8).data if a.size else b"").digest()
         if digest not in self._index:
             self._index[digest] = len(self.arrays)
             self.arrays.append(a)
@@ -119,7 +119,7 @@ class Weights:
     def data(self) -> bytearray:
         out = bytearray(self.size)
         for a, offset in zip(self.arrays, self.offsets):
-            out[offset:offset + a.nbytes] = a.view(np.uint8).reshape(-1).tobytes()
+            out[offset:offset + a.nbytes] = a.reshape(-1).view(np.uint8).tobytes()
         return out
 
     def layout(self) -> str:
