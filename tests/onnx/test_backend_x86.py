@@ -14,11 +14,10 @@ import numpy as np
 import onnx
 import pytest
 from onnx.backend.test.loader import load_model_tests
+from test_backend import excluded
 
 import sol
 from sol.plugin_api import plugin_roles
-
-from test_backend import excluded
 
 # Cases x86 refuses that the reference device runs, each with why: the device's gaps, declared
 # (the planner names the op and the device), never a wrong number.
