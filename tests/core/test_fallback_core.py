@@ -91,9 +91,10 @@ def test_parts_that_only_move_data_and_graphs_with_nothing_to_compile_compile_no
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("nothing here is worth a compile")
 
+    # The plugin API caches a name on first use: patched first (its lookup then caches the real
+    # function, which monkeypatch restores), a stub cached there would outlive this test.
+    monkeypatch.setattr(sol.plugin_api, "compile_graph", refuse)
     monkeypatch.setattr(sol.api, "compile_graph", refuse)
-    # the facade caches a name on first use: a stub cached there would outlive this test
-    monkeypatch.setattr(sol.plugin_api, "compile_graph", refuse, raising=False)
 
     def flip(a: np.ndarray) -> np.ndarray:
         return a[::-1].copy()

@@ -45,6 +45,46 @@ class SolFallbackWarning(UserWarning):
     (``warnings.simplefilter("error", SolFallbackWarning)``) works whatever the framework."""
 
 
+Problem = tuple[str, str, str]  # (op type, op name, why) of one op the framework runs
+
+
+class FallbackWording:
+    """How a frontend words what its framework runs: the fallback warning and the
+    ``fallback=False`` error list every such op with its name and why, the same way for every
+    frontend (the TensorFlow, ONNX and MXNet frontends each had a copy)."""
+
+    def __init__(self, things: str, runner: str, listing: str, where: str = "node {name!r}") -> None:
+        self.things = things  # "ONNX node(s)", "TensorFlow operation(s)"
+        self.runner = runner  # "ONNX Runtime", "TensorFlow"
+        self.listing = listing  # "sol_onnx.supported_ops() lists the ONNX operators sol converts"
+        self.where = where  # how a line names the op: "node {name!r}", "op {name!r} in layer {layer!r}"
+
+    def lines(self, problems: list[Problem]) -> list[str]:
+        """One indented line per op: ``  Type (node 'name'): why``."""
+        out = []
+        for kind, name, why in problems:
+            layer = name.rsplit("/", 1)[0] if "/" in name else name
+            out.append(f"  {kind} ({self.where.format(name=name, layer=layer)}){': ' + why if why else ''}")
+        return out
+
+    def _head(self, model: str, problems: list[Problem]) -> str:
+        kinds = ", ".join(sorted({kind for kind, _, _ in problems}))
+        return f"sol cannot compile {len(problems)} {self.things} of {model} ({kinds})"
+
+    def warning(self, model: str, problems: list[Problem], parts: int) -> str:
+        """The one SolFallbackWarning of a model: what the framework runs, between how many parts."""
+        return (f"{self._head(model, problems)}; {self.runner} runs them and sol compiles the rest "
+                f"({parts} part{'s' if parts != 1 else ''}):\n" + "\n".join(self.lines(problems))
+                + f"\n{self.listing}; pass fallback=False to make this an error.")
+
+    def error(self, model: str, problems: list[Problem]) -> UnsupportedOpError:
+        """The ``fallback=False`` error: every op the framework would run (``op``/``source``: the first)."""
+        text = (f"{self._head(model, problems)}:\n" + "\n".join(self.lines(problems))
+                + f"\n{self.listing}; with fallback=True (the default) {self.runner} runs them and sol compiles "
+                f"the rest.")
+        return UnsupportedOpError(text, op=problems[0][0], source=problems[0][1])
+
+
 _CALL_PLUMBING = frozenset({"contextlib"})
 
 

@@ -148,6 +148,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "SolStep": ("sol.fallback", "SolStep"),
     "FrameworkStep": ("sol.fallback", "FrameworkStep"),
     "SolFallbackWarning": ("sol.errors", "SolFallbackWarning"),
+    "FallbackWording": ("sol.errors", "FallbackWording"),
     "user_stacklevel": ("sol.errors", "user_stacklevel"),
     # errors
     "SolError": ("sol.errors", "SolError"),
@@ -223,6 +224,7 @@ if TYPE_CHECKING:  # the table above, for type checkers (`X as X`: an explicit r
     from sol.errors import CacheError as CacheError
     from sol.errors import CompileError as CompileError
     from sol.errors import DeviceUnavailableError as DeviceUnavailableError
+    from sol.errors import FallbackWording as FallbackWording
     from sol.errors import IndexOutOfRangeError as IndexOutOfRangeError
     from sol.errors import PluginError as PluginError
     from sol.errors import SolError as SolError

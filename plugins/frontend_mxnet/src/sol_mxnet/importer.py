@@ -33,6 +33,7 @@ import numpy as np
 
 from sol.plugin_api import (
     DTYPES,
+    FallbackWording,
     Graph,
     Node,
     SolError,
@@ -380,27 +381,10 @@ def _drop_dead(graph: Graph, feeds: list[tuple[str, Any]]) -> None:
     assert len(graph.inputs) == len(feeds)
 
 
-def problem_lines(problems: list[tuple[str, str, str]]) -> list[str]:
-    return [f"  {op} (node {name!r}){': ' + why if why else ''}" for op, name, why in problems]
-
-
-def fallback_warning(name: str, problems: list[tuple[str, str, str]], parts: int) -> str:
-    kinds = sorted({op for op, _, _ in problems})
-    return (f"sol cannot compile {len(problems)} MXNet operator(s) of {name} ({', '.join(kinds)}); MXNet runs them "
-            f"and sol compiles the rest ({parts} part{'s' if parts != 1 else ''}):\n"
-            + "\n".join(problem_lines(problems))
-            + "\nsol_mxnet.supported_ops() lists the MXNet operators sol converts; pass fallback=False to make this an "
-            "error.")
-
-
-def unsupported_error(name: str, problems: list[tuple[str, str, str]]) -> UnsupportedOpError:
-    kinds = sorted({op for op, _, _ in problems})
-    text = (f"sol cannot compile {len(problems)} MXNet operator(s) of {name} ({', '.join(kinds)}):\n"
-            + "\n".join(problem_lines(problems))
-            + "\nsol_mxnet.supported_ops() lists the MXNet operators sol converts; with fallback=True (the default) "
-            "MXNet runs them and sol compiles the rest.")
-    op, node, _ = problems[0]
-    return UnsupportedOpError(text, op=op, source=node)
+WORDING = FallbackWording("MXNet operator(s)", "MXNet",
+                          "sol_mxnet.supported_ops() lists the MXNet operators sol converts")
+# the fallback warning's lines, the warning, and the fallback=False error (naming operator, node and why)
+problem_lines, fallback_warning, unsupported_error = WORDING.lines, WORDING.warning, WORDING.error
 
 
 def example_type(i: int, x: Any) -> TensorType:

@@ -33,6 +33,7 @@ from onnx import helper
 from sol.plugin_api import (
     CTYPES,
     DTYPES,
+    FallbackWording,
     Graph,
     Node,
     SolError,
@@ -451,25 +452,7 @@ def import_loaded(loaded: Loaded, specs: list[Spec], options: dict[str, Any],
     return graph
 
 
-def problem_lines(problems: list[tuple[str, str, str]]) -> list[str]:
-    return [f"  {t} (node {n!r}){': ' + why if why else ''}" for t, n, why in problems]
-
-
-def fallback_warning(name: str, problems: list[tuple[str, str, str]], parts: int) -> str:
-    kinds = sorted({t for t, _, _ in problems})
-    return (f"sol cannot compile {len(problems)} ONNX node(s) of {name} ({', '.join(kinds)}); ONNX Runtime runs "
-            f"them and sol compiles the rest ({parts} part{'s' if parts != 1 else ''}):\n"
-            + "\n".join(problem_lines(problems))
-            + "\nsol_onnx.supported_ops() lists the ONNX operators sol converts; pass fallback=False to make this an "
-            "error.")
-
-
-def unsupported_error(name: str, problems: list[tuple[str, str, str]]) -> UnsupportedOpError:
-    """The ``fallback=False`` error: every node ONNX Runtime would have to run, with its op type, name and why."""
-    kinds = sorted({t for t, _, _ in problems})
-    text = (f"sol cannot compile {len(problems)} ONNX node(s) of {name} ({', '.join(kinds)}):\n"
-            + "\n".join(problem_lines(problems))
-            + "\nsol_onnx.supported_ops() lists the ONNX operators sol converts; with fallback=True (the default) "
-            "ONNX Runtime runs them and sol compiles the rest.")
-    op, node, _ = problems[0]
-    return UnsupportedOpError(text, op=op, source=node)
+WORDING = FallbackWording("ONNX node(s)", "ONNX Runtime",
+                          "sol_onnx.supported_ops() lists the ONNX operators sol converts")
+# the fallback warning's lines, the warning, and the fallback=False error (naming op type, node and why)
+problem_lines, fallback_warning, unsupported_error = WORDING.lines, WORDING.warning, WORDING.error

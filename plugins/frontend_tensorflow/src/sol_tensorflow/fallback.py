@@ -49,7 +49,7 @@ from sol.plugin_api import (
     call_of,
 )
 from sol_tensorflow.graphcall import numpy_call
-from sol_tensorflow.importer import TFCall, Traced, graph_ops, problem_lines, user_inputs
+from sol_tensorflow.importer import WORDING, TFCall, Traced, graph_ops, user_inputs
 
 __all__ = ["MarkedModel", "Part", "Runner", "SolFallbackWarning", "Split", "Step", "runner_for"]
 
@@ -68,11 +68,7 @@ class MarkedModel:
         return sorted({t for t, _, _ in self.fallen})
 
     def warning(self, parts: int) -> str:
-        return (f"sol cannot compile {len(self.fallen)} TensorFlow operation(s) of {self.name} "
-                f"({', '.join(self.op_types())}); TensorFlow runs them and sol compiles the rest "
-                f"({parts} part{'s' if parts != 1 else ''}):\n" + "\n".join(problem_lines(self.fallen))
-                + "\nsol_tensorflow.supported_ops() lists the TensorFlow ops sol compiles; pass fallback=False to "
-                "make this an error.")
+        return WORDING.warning(self.name, self.fallen, parts)
 
 
 @dataclass

@@ -35,10 +35,10 @@ import tensorflow as tf
 
 from sol.plugin_api import (
     DTYPES,
+    FallbackWording,
     Graph,
     SolFallbackWarning,
     TensorType,
-    UnsupportedOpError,
     Value,
     ValueKind,
     known_value,
@@ -185,10 +185,6 @@ def _describe_spec(spec: Any) -> str:
 # --- conversion ---------------------------------------------------------------------------------
 
 
-def _layer(op_name: str) -> str:
-    return op_name.rsplit("/", 1)[0] if "/" in op_name else op_name
-
-
 @dataclass(frozen=True)
 class TFCall:
     """The handle of a framework node (:func:`sol.fallback.mark`): the TensorFlow op, the
@@ -212,8 +208,10 @@ class Converted:
         return problem_lines(self.problems)
 
 
-def problem_lines(problems: list[tuple[str, str, str]]) -> list[str]:
-    return [f"  {t} (op {n!r} in layer {_layer(n)!r}){': ' + why if why else ''}" for t, n, why in problems]
+WORDING = FallbackWording("TensorFlow operation(s)", "TensorFlow",
+                          "sol_tensorflow.supported_ops() lists the TensorFlow ops sol converts",
+                          where="op {name!r} in layer {layer!r}")
+problem_lines = WORDING.lines  # one line per op TensorFlow runs: type, op, layer, why
 
 
 class OpConverter:
@@ -507,13 +505,4 @@ def _marked(traced: Traced, forced: dict[str, str], warned: set[str] | None) -> 
     return graph
 
 
-def unsupported_error(name: str, problems: list[tuple[str, str, str]]) -> UnsupportedOpError:
-    """The ``fallback=False`` error: every op TensorFlow would have to run, with its layer and why
-    (``op``/``source`` of the error: the first of them)."""
-    kinds = sorted({t for t, _, _ in problems})
-    text = (f"sol cannot compile {len(problems)} TensorFlow operation(s) of {name} ({', '.join(kinds)}):\n"
-            + "\n".join(problem_lines(problems))
-            + "\nsol_tensorflow.supported_ops() lists the TensorFlow ops sol converts; with fallback=True (the "
-            "default) TensorFlow runs them and sol compiles the rest.")
-    first = problems[0]
-    return UnsupportedOpError(text, op=first[0], source=first[1])
+unsupported_error = WORDING.error  # the fallback=False error: every op TensorFlow would run, with its layer and why
