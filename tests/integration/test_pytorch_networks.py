@@ -102,11 +102,11 @@ def test_wrong_shape_rank_dtype_raise_naming_expected_and_given() -> None:
 def test_unsupported_op_names_op_and_source_line() -> None:
     class Odd(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.cumsum(x, dim=1)  # no sol op for this (yet)
+            return torch.cumprod(x, dim=1)  # no sol op for this (yet)
 
     from sol.errors import UnsupportedOpError
 
-    with pytest.raises(UnsupportedOpError, match=r"cumsum.*test_pytorch_networks.py"):
+    with pytest.raises(UnsupportedOpError, match=r"cumprod.*test_pytorch_networks.py"):
         sol.optimize(Odd().eval(), torch.rand(2, 3), device="x86", fallback=False)
 
 

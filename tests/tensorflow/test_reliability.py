@@ -292,26 +292,33 @@ def test_mixed_float16_model_falls_back_with_one_warning() -> None:
 
 
 def test_a_device_named_in_optimize_is_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The import asks the default device what it can compile (core names no device to the
-    frontend); where the device optimize compiled for answers otherwise, the wrapper imports
-    again for it. Here the import's device is made to refuse tanh and x86 takes it."""
+    """Where the device a program was compiled for answers otherwise than the device the import
+    asked (an import made for another device: here the import is made to ask "ve" whatever
+    optimize names, and "ve" refuses tanh while x86 takes it), the wrapper imports again for it."""
     from sol_tensorflow import importer, support
 
-    real = support.DeviceSupport._why
+    real = support.DeviceSupport.why_not
 
     def no_tanh_on_ve(self: Any, node: Any, graph: Any) -> str | None:
         if self.device.name == "ve" and node.op == "tanh":
             return "ve refuses tanh here"
         return real(self, node, graph)
 
-    monkeypatch.setattr(support.DeviceSupport, "_why", no_tanh_on_ve)
-    monkeypatch.setattr(importer, "target_device", lambda options: options.get("device") or "ve")
+    monkeypatch.setattr(support.DeviceSupport, "why_not", no_tanh_on_ve)
+    asked: list[str] = []
+
+    def first_import_asks_ve(options: dict[str, Any]) -> str:  # as an import made for another device would
+        asked.append("ve" if not asked else options["device"])
+        return asked[-1]
+
+    monkeypatch.setattr(importer, "target_device", first_import_asks_ve)
     keras.utils.set_random_seed(25)
     model = keras.Sequential([keras.Input((4,)), L.Dense(3, activation="tanh"), L.Dense(2)])
     x = _rng(25).standard_normal((2, 4)).astype("float32")
     opt, warned = _optimize_quietly(model, x, device="x86")
     assert warned and "ve refuses tanh here" in warned[0]  # what the import found
     assert opt.fallback_ops == [] and len(opt.programs) == 1  # what x86 runs: all of it
+    assert asked[:2] == ["ve", "x86"]  # imported again for the device compiled for
     assert_close(opt(x).numpy(), model(x).numpy(), RTOL)
 
 

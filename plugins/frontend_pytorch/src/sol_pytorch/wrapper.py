@@ -143,9 +143,10 @@ class SolModule(torch.nn.Module):
         super().__init__()
         self.graph_name = type(model).__name__
         self._device = program.device
-        # The mode is the module's own (train/eval), not an option of later compiles.
+        # The mode is the module's own (train/eval), and the device is the program's (core passes
+        # it in the options, as the device it resolved): neither is an option of later compiles.
         self._options: dict[str, Any] = {k: v for k, v in (graph.meta.get(OPTIONS) or {}).items()
-                                         if k != "training"}
+                                         if k not in ("training", "device")}
         self._max_variants = max_variants(self._options)
         self._lock = threading.RLock()  # held while compiling a variant or reacting to a change
         self._signature = ForwardSignature.of(model)
