@@ -95,6 +95,12 @@ def _reason(exc: Exception) -> str:
     return re.sub(r" of test_\w+", "", f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}")[:200]
 
 
+def _all_float32(case: Any) -> bool:
+    model = case.model if case.model is not None else onnx.load(os.path.join(case.model_dir, "model.onnx"))
+    values = [*model.graph.input, *model.graph.output]
+    return bool(values) and all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="interp")
@@ -106,6 +112,7 @@ def main() -> None:
     lines: list[str] = []
     wrong: list[str] = []
     counts: collections.Counter[tuple[str, str]] = collections.Counter()
+    float_cases = float_passed = 0  # node cases whose inputs and outputs are all float32
     seconds = 0.0
     with reference_device():
         for kind in (*KINDS, "real"):
@@ -117,12 +124,17 @@ def main() -> None:
                     status, why = run_case(dataclasses.replace(case), args.device)
                     seconds += time.perf_counter() - t0 if status == "pass" else 0.0
                 counts[kind, status] += 1
+                if kind == "node" and status != "nodata" and _all_float32(case):
+                    float_cases += 1
+                    float_passed += status == "pass"
                 if status == "wrong":
                     wrong.append(f"WRONG {case.name}: {why}")
                 elif status != "pass":
                     lines.append(f"{case.name}  # {why}")
     print("\n".join(wrong))
     print(sorted(counts.items()), f"passing cases took {seconds:.1f} s on {args.device}")
+    print(f"float32 node cases (inputs and outputs all float32) that pass: {float_passed} of {float_cases} "
+          f"({100 * float_passed / max(float_cases, 1):.1f}%)")
     if args.write and not wrong:
         Path(__file__).with_name("backend_exclusions.txt").write_text(HEADER + "\n".join(lines) + "\n")
 
