@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from sol.plugin_api import Buffer, IndexOutOfRangeError, Plan, Program, SolError
+from sol_x86.threads import ThreadGovernor
 
 ABI_VERSION = 1
 # The network's C ABI (network.cpp.j2). A library holding several networks (a batch compile, a
@@ -172,6 +173,7 @@ class NetworkLibrary:
         self._forward = forward
         self._err = err
         self.name = graph.name
+        self.threads = ThreadGovernor()  # fewer threads while another process holds a core
 
     def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         outputs = self._outputs.take()
@@ -179,7 +181,7 @@ class NetworkLibrary:
         # shared one could be overwritten by a concurrent call on another thread.
         ins = self._in_array(*[a.__array_interface__["data"][0] for a in inputs])
         outs = self._out_array(*[a.__array_interface__["data"][0] for a in outputs])
-        self._check(self._forward(self.handle, ins, outs, self._err, _ERR_LEN))
+        self._check(self.threads.call(lambda: self._forward(self.handle, ins, outs, self._err, _ERR_LEN)))
         return outputs
 
     def run_into(self, inputs: list[Buffer], outputs: list[Buffer]) -> None:
@@ -188,7 +190,7 @@ class NetworkLibrary:
         framework's tensors are read and written in place."""
         ins = self._in_array(*[b.ptr for b in inputs])
         outs = self._out_array(*[b.ptr for b in outputs])
-        self._check(self._forward(self.handle, ins, outs, self._err, _ERR_LEN))
+        self._check(self.threads.call(lambda: self._forward(self.handle, ins, outs, self._err, _ERR_LEN)))
 
     def _check(self, rc: int) -> None:
         if rc == 3:
@@ -302,7 +304,7 @@ def load(artifact: Path, plan: Plan, device: str, exact: Callable[[], Program] |
     net = NetworkLibrary(artifact, plan, prefix)
     g = plan.graph
     groups = len(plan.groups)
-    info: dict[str, object] = {"libraries": net.describe()}
+    info: dict[str, object] = {"libraries": net.describe(), "threads": net.threads}
     runner: NetworkLibrary | FiniteGuard = net
     if exact is not None:
         guard = FiniteGuard(net, finite_params or [], exact)

@@ -1,0 +1,148 @@
+"""How many OpenMP threads a network's calls use, chosen at run time from the calls' own times.
+
+Why: a network runs one parallel region per group, and every region ends in a barrier that waits
+for its slowest thread. When another process takes a core, the thread that lands on it runs only
+in the scheduler's time slices (milliseconds), and every barrier waits for it: on a 2-core
+machine with one CPU-bound neighbour a forward took many times as long as alone (issue #23).
+Fewer threads than cores then finish sooner: the barriers stop waiting on a preempted thread.
+
+The governor watches windows of calls: their median time and how often the kernel preempted
+this process's threads during them (involuntary context switches, ``getrusage``). On a quiet
+machine it only watches (a quiet machine pays for no trial). When a window's calls
+were preempted (on average once a call or more: another process wants the cores), or the
+window is much slower than the fastest seen, the next window runs on half the threads, and the
+count whose window was faster stays; on the reduced count the full count is tried again now and
+then (it must win by a margin), so the threads come back when the neighbour goes. Trials that
+lose make the next one wait longer (up to ``MAX_BACKOFF`` windows). Measured on the 2-core
+machine under the test suite's load, a transformer encoder call took 15-310 ms on two threads
+and 18-19 ms on one. The thread count is the caller's own OpenMP setting (``omp_get_max_threads``: it
+follows ``OMP_NUM_THREADS`` and ``torch.set_num_threads``), set for the call and restored after
+it, so the caller's thread keeps its setting.
+
+Results: the generated loops give each output element to one thread, so their numbers do not
+depend on the count. oneDNN may split a long reduction between threads for some shapes, where
+the two counts would differ in rounding only; measured bitwise equal on a transformer encoder,
+ResNet-18, MobileNetV2 and the test network (``tests/x86/test_threads.py``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import resource
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+WINDOW = 8  # calls per measurement
+SLOW = 1.5  # a window this much slower than the fastest seen: contention suspected
+PREEMPTED = 1.0  # involuntary context switches per call in a window: contention seen
+RETURN_MARGIN = 0.9  # the full count comes back when its window takes at most this share of the reduced one's
+PROBE_EVERY = 16  # windows on a reduced count between tries of the full count
+MAX_BACKOFF = 64  # windows: the longest wait after losing trials
+
+
+class _OpenMP:
+    """The process's OpenMP runtime (libgomp, whichever copy the networks use: a framework's
+    bundled ``libgomp.so.1`` when it loaded first, as the dynamic loader shares one soname)."""
+
+    def __init__(self) -> None:
+        lib = ctypes.CDLL("libgomp.so.1")
+        self.get_max_threads = lib.omp_get_max_threads
+        self.get_max_threads.restype = ctypes.c_int
+        self.set_num_threads = lib.omp_set_num_threads
+        self.set_num_threads.argtypes = [ctypes.c_int]
+
+
+_openmp: _OpenMP | None = None
+
+
+def openmp() -> _OpenMP:
+    global _openmp
+    if _openmp is None:
+        _openmp = _OpenMP()
+    return _openmp
+
+
+class ThreadGovernor:
+    """Per network: runs each call on the full or on half the caller's threads (module docstring)."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter,
+                 preemptions: Callable[[], int] = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw) -> None:
+        self._clock = clock
+        self._preemptions = preemptions
+        self._lock = threading.Lock()
+        self.reduced = False  # calls run on half the caller's threads
+        self._trial = False  # the current window tries the other count
+        self._samples: list[float] = []
+        self._preempted = 0  # involuntary context switches during the window's calls
+        self._fastest = {False: float("inf"), True: float("inf")}  # best window median per count
+        self._last = {False: float("inf"), True: float("inf")}  # latest window median per count
+        self._wait = 0  # windows before the next trial may start
+        self._backoff = 1
+        self.switches = 0  # how often the count changed (tests, program.info)
+
+    def __repr__(self) -> str:
+        return f"ThreadGovernor(reduced={self.reduced}, switches={self.switches})"
+
+    def _use_reduced(self) -> bool:
+        return self.reduced != self._trial
+
+    def call(self, run: Callable[[], T]) -> T:
+        """``run()`` on the thread count the governor chooses, timed."""
+        reduced = self._use_reduced()
+        omp = openmp() if reduced else None
+        full = omp.get_max_threads() if omp is not None else 0
+        if omp is not None and full > 1:
+            omp.set_num_threads(max(1, full // 2))
+        switches = self._preemptions()
+        start = self._clock()
+        try:
+            return run()
+        finally:
+            elapsed = self._clock() - start
+            if omp is not None and full > 1:
+                omp.set_num_threads(full)
+            self._record(reduced, elapsed, self._preemptions() - switches)
+
+    def _record(self, reduced: bool, elapsed: float, preempted: int) -> None:
+        with self._lock:
+            if reduced != self._use_reduced():
+                return  # a call that straddled a decision: its time belongs to neither window
+            self._samples.append(elapsed)
+            self._preempted += preempted
+            if len(self._samples) < WINDOW:
+                return
+            median = statistics.median(self._samples)
+            contended = self._preempted >= PREEMPTED * WINDOW
+            self._samples, self._preempted = [], 0
+            self._fastest[reduced] = min(self._fastest[reduced], median)
+            self._last[reduced] = median
+            if self._trial:
+                self._end_trial()
+            else:
+                self._after_window(median, contended)
+
+    def _after_window(self, median: float, contended: bool) -> None:
+        if self._wait > 0:
+            self._wait -= 1
+            return
+        if self.reduced:
+            self._trial = True  # now and then: is the full count fast again?
+        elif contended or median > SLOW * self._fastest[False]:
+            self._trial = True
+
+    def _end_trial(self) -> None:
+        self._trial = False
+        tried = not self.reduced
+        margin = RETURN_MARGIN if self.reduced else 1.0
+        if self._last[tried] < margin * self._last[self.reduced]:
+            self.reduced = tried
+            self.switches += 1
+            self._backoff = 1
+        else:
+            self._backoff = min(2 * self._backoff, MAX_BACKOFF)
+        self._wait = PROBE_EVERY if self.reduced else self._backoff

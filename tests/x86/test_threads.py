@@ -1,0 +1,135 @@
+"""The x86 device's thread governor (sol_x86.threads): fewer OpenMP threads while another process
+holds a core, the full count on a quiet machine and again when the neighbour goes; the same
+results on either count, and the caller's own OpenMP setting left as it was."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import sol
+from sol_x86 import threads
+from sol_x86.threads import PROBE_EVERY, WINDOW, ThreadGovernor
+
+
+class Machine:
+    """A simulated machine: call times per thread count, and preemptions per call."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.switches = 0
+        self.full_s, self.half_s, self.preempt = 0.010, 0.018, 0
+        self.set_calls: list[int] = []
+        self.max_threads = 2
+
+    def clock(self) -> float:
+        return self.now
+
+    def preemptions(self) -> int:
+        return self.switches
+
+    def run(self, gov: ThreadGovernor) -> None:
+        def work() -> None:
+            self.now += self.half_s if self.max_threads == 1 else self.full_s
+            self.switches += self.preempt
+        gov.call(work)
+
+
+class FakeOpenMP:
+    def __init__(self, machine: Machine) -> None:
+        self.m = machine
+
+    def get_max_threads(self) -> int:
+        return self.m.max_threads
+
+    def set_num_threads(self, n: int) -> None:
+        self.m.set_calls.append(n)
+        self.m.max_threads = n
+
+
+@pytest.fixture
+def machine(monkeypatch: pytest.MonkeyPatch) -> Machine:
+    m = Machine()
+    monkeypatch.setattr(threads, "openmp", lambda: FakeOpenMP(m))
+    return m
+
+
+def _calls(m: Machine, gov: ThreadGovernor, windows: int) -> None:
+    for _ in range(windows * WINDOW):
+        m.run(gov)
+
+
+def test_a_quiet_machine_never_tries_fewer_threads(machine: Machine) -> None:
+    gov = ThreadGovernor(machine.clock, machine.preemptions)
+    _calls(machine, gov, 50)
+    assert not gov.reduced and gov.switches == 0 and machine.set_calls == []
+
+
+def test_preempted_calls_move_to_half_the_threads_and_back_when_the_neighbour_goes(machine: Machine) -> None:
+    gov = ThreadGovernor(machine.clock, machine.preemptions)
+    _calls(machine, gov, 2)
+    # A neighbour arrives: two threads are preempted and wait at every barrier.
+    machine.full_s, machine.half_s, machine.preempt = 0.060, 0.019, 3
+    _calls(machine, gov, 2)  # one contended window, then the trial on one thread
+    assert gov.reduced and gov.switches == 1
+    assert machine.max_threads == 2, "the caller's setting is restored after every call"
+    assert set(machine.set_calls) == {1, 2}
+    # It goes: the next try of the full count wins (by the margin) and stays.
+    machine.full_s, machine.half_s, machine.preempt = 0.010, 0.018, 0
+    _calls(machine, gov, PROBE_EVERY + 2)
+    assert not gov.reduced and gov.switches == 2
+
+
+def test_a_losing_trial_keeps_the_full_count_and_waits_longer_before_the_next(machine: Machine) -> None:
+    """Preempted, but half the threads are slower still (a long GEMM-bound call): the full count
+    stays, and the trials thin out (each loss doubles the wait)."""
+    gov = ThreadGovernor(machine.clock, machine.preemptions)
+    machine.full_s, machine.half_s, machine.preempt = 0.020, 0.035, 2
+    reduced_windows = 0
+    for _ in range(60):
+        before = len(machine.set_calls)
+        _calls(machine, gov, 1)
+        reduced_windows += len(machine.set_calls) > before
+    assert not gov.reduced and gov.switches == 0
+    assert 3 <= reduced_windows <= 7, reduced_windows  # trials after 0, 2, 4, 8, 16, 32 windows
+
+
+def test_a_slowdown_without_preemption_is_tried_too(machine: Machine) -> None:
+    """The other signal: a window much slower than the fastest seen (a neighbour on the other
+    hyper-thread, memory bandwidth taken)."""
+    gov = ThreadGovernor(machine.clock, machine.preemptions)
+    _calls(machine, gov, 2)
+    machine.full_s, machine.half_s = 0.040, 0.020
+    _calls(machine, gov, 2)
+    assert gov.reduced
+
+
+def _omp_max_threads() -> int:
+    f = ctypes.CDLL("libgomp.so.1").omp_get_max_threads
+    f.restype = ctypes.c_int
+    return int(f())
+
+
+def test_a_real_network_gives_the_same_results_on_half_the_threads() -> None:
+    """Through sol.optimize on x86: forcing the reduced count changes no output bit (convolutions,
+    a GEMM, a reduction, an element-wise chain), and the caller's OpenMP setting is unchanged."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, groups=4),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10), nn.Softmax(-1)).eval()
+    x = torch.randn(4, 3, 20, 20)
+    fast = sol.optimize(model, x, device="x86")
+    with torch.no_grad():
+        before = _omp_max_threads()
+        full = fast(x).clone()
+        governors = [v.program.info["threads"] for v in fast.variants]
+        assert governors and all(isinstance(g, ThreadGovernor) for g in governors)
+        for g in governors:
+            g.reduced = True
+        half = fast(x).clone()
+        assert _omp_max_threads() == before
+        np.testing.assert_array_equal(half.numpy(), full.numpy())
+        np.testing.assert_allclose(full.numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
