@@ -121,6 +121,19 @@ def test_failed_engine_is_a_cell_not_a_crash(tmp_path: Path) -> None:
     assert not any(c["ok"] for c in result["rows"][0]["cells"].values())
 
 
+def test_busy_machine_runs_neighbours_says_so_and_leaves_none(tmp_path: Path) -> None:
+    """--busy N: N CPU-bound processes share the machine while the engines are timed; the table
+    says so and repeats the option; the neighbours are gone when the run ends."""
+    out = _bench(tmp_path, "--models", "mlp", "--batch", "1", "--engines", "eager", "--busy", "1",
+                 ceilings=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "Shared machine: 1 CPU-bound neighbour process(es) ran through the whole run" in md
+    assert "--busy 1" in md and float(_row(md, "mlp", 1)[2]) > 0
+    left = subprocess.run(["pgrep", "-f", "PR_SET_PDEATHSIG"], capture_output=True, text=True).stdout.split()
+    assert not left, f"neighbour processes left running: {left}"
+
+
 def test_unknown_model_or_engine_is_refused(tmp_path: Path) -> None:
     out = _bench(tmp_path, "--models", "no_such_net", ceilings=False)
     assert out.returncode == 2 and "unknown benchmark model 'no_such_net'" in out.stderr

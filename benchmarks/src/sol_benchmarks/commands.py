@@ -72,6 +72,10 @@ class BenchCommand(Command):
                             help="threads for every engine (default: the physical cores)")
         parser.add_argument("--timeout", type=float, default=None,
                             help="seconds before an engine's process is stopped (default 1800; --quick: 300)")
+        parser.add_argument("--busy", type=int, default=0, metavar="N",
+                            help="run N CPU-bound neighbour processes during the whole run: how each engine "
+                                 "degrades on a shared machine (the default warm-up becomes 24 runs: sol's x86 "
+                                 "device picks its thread count from its first calls' times)")
         parser.add_argument("--out", type=Path, default=Path("bench-results"),
                             help="folder for results.md, results.png, results.json and logs/")
         parser.add_argument("--quick", action="store_true",
@@ -108,9 +112,9 @@ class BenchCommand(Command):
         options = harness.Options(
             models=list(names), batches=args.batch, engines=chosen,
             repeats=args.repeats or (3 if args.quick else 10),
-            warmup=args.warmup if args.warmup is not None else (1 if args.quick else 3),
+            warmup=args.warmup if args.warmup is not None else (1 if args.quick else 24 if args.busy else 3),
             threads=threads, timeout=args.timeout or (300.0 if args.quick else 1800.0), out=args.out,
-            size=args.size, quick=args.quick, keep_work=args.keep_work, modes=args.mode)
+            size=args.size, quick=args.quick, keep_work=args.keep_work, modes=args.mode, busy=max(args.busy, 0))
         options.command = _command_line(options)
         measured = _ceilings(threads, args.quick)
         result = harness.Harness(options).run(measured)
@@ -152,6 +156,8 @@ def _command_line(o: object) -> str:
         parts += ["--mode", ",".join(o.modes)]
     if o.size:
         parts += ["--size", str(o.size)]
+    if o.busy:
+        parts += ["--busy", str(o.busy)]
     if o.quick:
         parts.append("--quick")
     parts += ["--out", str(o.out)]

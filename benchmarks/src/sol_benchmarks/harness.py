@@ -56,6 +56,7 @@ class Options:
     keep_work: bool = False
     command: str = "sol bench"
     modes: list[str] = field(default_factory=lambda: ["infer"])
+    busy: int = 0  # CPU-bound neighbour processes kept running during the run (a shared machine)
 
 
 @dataclass
@@ -241,6 +242,7 @@ class Harness:
                 for batch in self.o.batches:
                     rows.append(Row(name, batch, size, spec.input_shape(batch, size), mode=mode))
         result = BenchResult(rows, _jsonable(asdict(self.o)), machine_info(self.o.threads), ceilings, started)
+        neighbours = [_neighbour() for _ in range(self.o.busy)]
         try:
             for i, row in enumerate(rows):
                 what = "training step" if row.mode == "train" else "inference"
@@ -250,9 +252,22 @@ class Harness:
                 result.seconds = time.perf_counter() - t0
                 save_json(result, self.o.out / "results.json")  # a later crash keeps what is done
         finally:
+            for proc in neighbours:
+                proc.kill()
+                proc.wait()
             if not self.o.keep_work:
                 shutil.rmtree(self.work, ignore_errors=True)
         return result
+
+
+NEIGHBOUR = ("import ctypes, signal\n"
+             "ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: never outlive the run\n"
+             "while True:\n    pass\n")
+
+
+def _neighbour() -> subprocess.Popen[bytes]:
+    """A process that keeps one core busy (a shared machine's other job), at the same priority."""
+    return subprocess.Popen([sys.executable, "-c", NEIGHBOUR], stdin=subprocess.DEVNULL)
 
 
 def _signal_name(number: int) -> str:

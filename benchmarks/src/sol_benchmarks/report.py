@@ -64,8 +64,11 @@ def markdown(result: BenchResult) -> str:
              f"({m['physical_cores']} physical cores); fp32, medians of {o['repeats']} timed runs after "
              f"{o['warmup']} warm-up; torch {m['torch']}, onnxruntime {m['onnxruntime']}, sol-core {m['sol-core']}.",
              "", f"Command: `{o['command']}`", ""]
+    if o.get("busy"):
+        lines += [f"Shared machine: {o['busy']} CPU-bound neighbour process(es) ran through the whole run "
+                  "(`--busy`): the timings show how each engine degrades when another job takes cores.", ""]
     load = m.get("load_average_at_start")
-    if load is not None and load > 0.5 * m["physical_cores"]:
+    if not o.get("busy") and load is not None and load > 0.5 * m["physical_cores"]:
         lines += [f"Warning: the machine was busy when the run started (load average {load:.1f} on "
                   f"{m['physical_cores']} cores): these timings are noisy; rerun on an idle machine.", ""]
     c = result.ceilings
