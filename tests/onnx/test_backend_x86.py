@@ -2,12 +2,19 @@
 (tests/onnx/test_backend.py runs them there, op by op): the same cases against ONNX's expected
 outputs, through the generated C++ and oneDNN. One g++ run per case would take about 0.6 s each
 (most of it parsing the same headers), so ``sol.optimize_many`` compiles them in batches (one
-translation unit per batch): the whole set in a few minutes of the suite instead of ten.
+translation unit per batch).
+
+The suite takes a stratified sample: the cases grouped by the operator types their graphs use,
+at most ``PER_GROUP`` from each group, spread over the group (the first, the last and between).
+Every operator type x86 is given stays covered, at under half the compile time (about 400 of
+the 858 cases; all of them: ``SOL_ONNX_ALL_CASES=1``).
 """
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections import defaultdict
 from typing import Any
 
 import numpy as np
@@ -27,9 +34,28 @@ X86_REFUSED = {
 }
 
 
+PER_GROUP = 3
+
+
 def _cases() -> list[Any]:
     names = excluded()
-    return [c for c in load_model_tests(kind="node") if c.name not in names and c.data_sets]
+    cases = [c for c in load_model_tests(kind="node") if c.name not in names and c.data_sets]
+    return cases if os.environ.get("SOL_ONNX_ALL_CASES") == "1" else _stratified(cases, PER_GROUP)
+
+
+def _stratified(cases: list[Any], per_group: int) -> list[Any]:
+    """At most ``per_group`` cases per set of operator types, evenly spread over each group."""
+    groups: dict[tuple[str, ...], list[Any]] = defaultdict(list)
+    for case in cases:
+        groups[tuple(sorted({n.op_type for n in case.model.graph.node}))].append(case)
+    chosen = []
+    for group in groups.values():
+        if len(group) <= per_group:
+            chosen += group
+        else:
+            step = (len(group) - 1) / (per_group - 1)
+            chosen += [group[round(i * step)] for i in range(per_group)]
+    return chosen
 
 
 def _arrays(values: Any) -> list[np.ndarray]:
@@ -55,7 +81,8 @@ def test_every_case_that_passes_on_the_reference_device_passes_on_x86(compiled: 
     unexpected = {name: why for name, why in refused.items() if name not in X86_REFUSED}
     assert not unexpected, "cases x86 refuses that X86_REFUSED does not list:\n" + "\n".join(
         f"{name}: {why}" for name, why in sorted(unexpected.items()))
-    assert set(X86_REFUSED) <= set(refused), f"listed as refused but compiled: {set(X86_REFUSED) - set(refused)}"
+    listed = {name for name in X86_REFUSED if name in compiled}  # the sample may leave a listed case out
+    assert listed <= set(refused), f"listed as refused but compiled: {listed - set(refused)}"
     for name, (case, session) in compiled.items():
         if name in refused:
             continue

@@ -446,11 +446,11 @@ def _artifacts(module: wrapper.SolModule) -> set[str]:
 
 
 def test_dropped_modules_unload_their_libraries(device: str) -> None:
-    """30 optimize-call-drop cycles over 3 networks: their libraries are unloaded once dropped
+    """9 optimize-call-drop cycles over 3 networks: their libraries are unloaded once dropped
     (x86 builds with -fno-gnu-unique: g++ would otherwise mark the first library to define one
     of libstdc++'s "unique" statics as never to be unloaded)."""
     seen: set[str] = set()
-    for i in range(30):
+    for i in range(9):
         width = 3 + i % 3
         model = nn.Sequential(nn.Linear(4, width), nn.ReLU()).eval()
         fast = sol.optimize(model, torch.zeros(2, 4), device=device)
