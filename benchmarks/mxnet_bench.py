@@ -14,7 +14,9 @@ size, each engine computes the same input:
 - ``hybridized``: a twin of the block (the same weights) after
   ``hybridize(static_alloc=True, static_shape=True)``, MXNet's fastest inference mode;
 - ``sol``: ``sol.mxnet.optimize(net, x)`` on the chosen device (``fallback=False``: a network sol
-  cannot compile whole is a reported failure, not an MXNet timing in disguise).
+  cannot compile whole is a reported failure, not an MXNet timing in disguise). Its program holds
+  the weights (BatchNorm folded, weights prepacked); every call first checks MXNet's write
+  counters of all parameters, and that check is part of the time measured.
 
 Timing: each engine is warmed up, then the engines are called in interleaved rounds (one call of
 each per round, so a noisy neighbour slows all of them alike); every call ends with the result on
@@ -42,7 +44,8 @@ ENGINES = ("imperative", "hybridized", "sol")
 MODELS: dict[str, tuple[int, bool]] = {
     "resnet18_v1": (224, True), "resnet50_v1": (224, True), "resnet18_v2": (224, True),
     "mobilenet1.0": (224, True), "mobilenetv2_1.0": (224, True), "densenet121": (224, False),
-    "squeezenet1.1": (224, False), "vgg11_bn": (224, True), "alexnet": (224, True), "inceptionv3": (299, False),
+    "squeezenet1.0": (224, False), "squeezenet1.1": (224, False), "vgg11_bn": (224, True), "alexnet": (224, True),
+    "inceptionv3": (299, False),
 }
 QUICK = ("resnet18_v1", "mobilenetv2_1.0")
 
@@ -89,9 +92,9 @@ def _twin(net: Any, name: str, x: Any) -> Any:
 def _engines(name: str, x: Any, device: str | None, wanted: Sequence[str], row: Row) -> dict[str, Callable[[], Any]]:
     net = _net(name)
     net(x)  # deferred shapes known, before the twins copy the weights
-    # Each engine gets its own instance: once MXNet has run a block, its weights may be held in
-    # oneDNN's blocked layout, which sol cannot read without a copy at every call (a user runs
-    # either MXNet or sol's block, not both on one instance in turns).
+    # Each engine gets its own instance, as a user runs either MXNet's block or sol's: MXNet
+    # running a block writes its BatchNorm statistics (unchanged values, but new versions), which
+    # sol's block would then compare with the weights it holds at its next call.
     fresh = _twin(net, name, x) if "sol" in wanted else None
     made: dict[str, Callable[[], Any]] = {}
     for engine in wanted:

@@ -32,6 +32,12 @@ def optimize(model: Any, *example_inputs: Any, **options: Any) -> Any:
       naming them and their nodes; ``fallback=False`` raises :class:`sol.errors.UnsupportedOpError`.
     - ``dynamic`` (default True): a call with other input shapes compiles a variant for them;
       ``dynamic=False`` makes another shape an ``MXNetError``.
+    - ``live_weights`` (default False): inference programs read the parameters at every call
+      instead of holding them compiled in. Held weights are faster (BatchNorm folded, weights
+      prepacked once) and follow every change MXNet makes (each call checks MXNet's write
+      counters; a changed weight rebuilds the program from the compile cache, 0.1-0.6 s on the
+      model zoo); ``live_weights=True`` is for weights written behind MXNet's back (through a
+      ``to_dlpack_for_write`` view kept and written later) or changed before nearly every call.
     """
     from sol.plugin_api import optimize as _optimize
 

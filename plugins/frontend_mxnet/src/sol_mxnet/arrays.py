@@ -42,7 +42,7 @@ def to_ndarray(a: np.ndarray, ctx: Any = None) -> Any:
     a = np.asarray(a, order="C")
     if not a.flags.writeable:
         a = a.copy()
-    if ctx is None or ctx.device_type == "cpu":
+    if ctx is None or ctx == mx.cpu(0):  # DLPack names no CPU index: cpu(1) gets a copy on it
         if a.size and a.dtype != np.bool_:
             return mx.nd.from_dlpack(a.__dlpack__())
         return mx.nd.array(a, dtype=a.dtype)

@@ -55,7 +55,8 @@ class Runner:
                 if pos in params:
                     args[f"in{pos}"] = self.model.params[params[pos]].data()
                 else:
-                    args[f"in{pos}"] = mx.nd.array(env[next(reads)])
+                    value = np.asarray(env[next(reads)])
+                    args[f"in{pos}"] = mx.nd.array(value, dtype=value.dtype)  # (MXNet's default: float32)
             sym = _SYMBOLS.get(call)
             if sym is None:
                 sym = _SYMBOLS[call] = node_symbol(call)

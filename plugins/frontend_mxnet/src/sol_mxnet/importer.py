@@ -9,9 +9,15 @@ the example shapes) is the ground truth every converted result is checked agains
 a fallback, never a wrong number.
 
 Parameters: every MXNet variable that is not a data input is a ``Parameter`` of the block (weights,
-BatchNorm's running statistics). Each becomes a graph *input* read at every call (the wrapper hands
-the parameters' own arrays over through DLPack, without a copy), so a program never computes with
-stale weights after an optimizer step, ``set_data`` or ``load_parameters``.
+BatchNorm's running statistics). Two ways to hand them over:
+
+* as graph *parameters* holding host copies (``weights=``): the inference program gets them
+  compiled in (BatchNorm folded into the convolutions, weights in the library's layout, once).
+  The wrapper watches MXNet's write counters (:mod:`sol_mxnet.versions`) and builds the program
+  again from new copies when a weight changed, so it never computes with stale weights;
+* as graph *inputs* read at every call (the wrapper hands the parameters' own arrays over
+  through DLPack, without a copy): training, differentiable calls, and inference where MXNet's
+  write counters cannot be read or the user asked for ``live_weights=True``.
 
 Nodes sol cannot convert (no converter, an attribute combination the converter refuses, a dtype
 the device cannot compile) make the import fail with :class:`UnsupportedOpError` naming every one
@@ -86,6 +92,9 @@ class Imported:
     training: bool
     problems: list[tuple[str, str, str]] = field(default_factory=list)  # (op, node name, why)
     wrt: list[int] = field(default_factory=list)  # graph inputs that take a gradient
+    # the generation (sol_mxnet.versions.WeightsWatch) of the weights compiled in; None: the
+    # parameters are graph inputs, read at every call
+    weights_generation: int | None = None
 
 
 # --- the symbol graph ---------------------------------------------------------------------------
@@ -186,8 +195,9 @@ class Converter:
     """Converts one symbol graph for one set of input types (see the module doc)."""
 
     def __init__(self, model: SymbolModel, input_types: list[TensorType], training: bool,
-                 support: Any = None) -> None:
+                 support: Any = None, weights: dict[str, np.ndarray] | None = None) -> None:
         self.model = model
+        self.weights = weights  # parameter name -> host copy (graph parameters); None: graph inputs
         self.graph = Graph(name=_graph_name(model.name))
         self.ctx = Context(self.graph, training)
         self.support = support
@@ -237,12 +247,16 @@ class Converter:
         if param is None:
             raise SolError(f"{self.model.name}: the symbol graph reads {name!r}, which is neither a data input nor a "
                            f"parameter of the block")
-        dtype = np.dtype(param.dtype).name
+        held = None if self.weights is None else self.weights.get(name)
+        dtype = np.dtype(param.dtype if held is None else held.dtype).name
         if dtype not in _DTYPES:
             self.failed.add(key)  # only MXNet can hold it
             return
-        v = self.graph.add_input(f"param_{len(self.params_used)}", TensorType(param_shape(param), dtype))
-        self.feeds.append(("param", name))
+        if held is not None:
+            v = self.graph.add_param(f"param_{len(self.params_used)}", held)
+        else:
+            v = self.graph.add_input(f"param_{len(self.params_used)}", TensorType(param_shape(param), dtype))
+            self.feeds.append(("param", name))
         self.params_used[name] = v
         self.ctx.env[key] = Entry(value=v)
 
@@ -329,14 +343,18 @@ def _graph_name(name: str) -> str:
 
 
 def convert(model: SymbolModel, input_types: list[TensorType], training: bool, options: dict[str, Any],
-            warned: set[str] | None = None) -> Graph:
+            warned: set[str] | None = None, weights: tuple[int, dict[str, np.ndarray]] | None = None) -> Graph:
     """The graph of ``model`` for ``input_types``; ``training``: BatchNorm with batch statistics and
-    Dropout with masks (new running statistics as extra outputs). See the module doc."""
+    Dropout with masks (new running statistics as extra outputs). ``weights``: ``(generation,
+    host copies)`` to compile in (inference only); without them the parameters are graph inputs.
+    See the module doc."""
     from sol_mxnet.support import DeviceSupport, target_device
 
+    if weights is not None and training:
+        raise ValueError("weights are compiled in for inference only (training updates the running statistics)")
     fallback = options.get("fallback", True) is not False
     support = DeviceSupport(target_device(options)) if fallback else None
-    conv = Converter(model, input_types, training, support)
+    conv = Converter(model, input_types, training, support, None if weights is None else weights[1])
     conv.run()
     if conv.problems and not fallback:
         raise unsupported_error(model.name, conv.problems)
@@ -355,7 +373,7 @@ def convert(model: SymbolModel, input_types: list[TensorType], training: bool, o
     wrt = [i for i, (kind, src) in enumerate(feeds) if graph.inputs[i].dtype.startswith("float")
            and (kind == "data" or (kind == "param" and src in trainable))]
     graph.meta[IMPORT_KEY] = Imported(model, input_types, feeds, [n for n, _ in conv.ctx.updates], num_outputs,
-                                      training, conv.problems, wrt)
+                                      training, conv.problems, wrt, None if weights is None else weights[0])
     if conv.problems:
         lines = problem_lines(conv.problems)
         if warned is None or not set(lines) <= warned:
@@ -448,6 +466,26 @@ def _finish_init(block: Any, examples: tuple[Any, ...], types: list[TensorType])
         block(*xs)
 
 
+def weights_watch(model: SymbolModel, options: dict[str, Any]) -> Any:
+    """The watch of the model's weights (:class:`sol_mxnet.versions.WeightsWatch`) when inference
+    programs can hold them; None where they must read them at every call (``live_weights=True``,
+    or MXNet's write counters cannot be read here)."""
+    if options.get("live_weights", False):
+        return None
+    from sol_mxnet.versions import WeightsWatch, reader
+
+    read = reader()
+    return None if read is None else WeightsWatch(list(model.params.items()), read)
+
+
+def _host_context(example_inputs: tuple[Any, ...]) -> Any:
+    """The CPU context the calls will come on: the first example NDArray's, else ``cpu(0)``."""
+    first = example_inputs[0]
+    if isinstance(first, mx.nd.NDArray) and first.context.device_type == "cpu":
+        return first.context
+    return mx.cpu()
+
+
 def import_model(model: Any, example_inputs: tuple[Any, ...], options: dict[str, Any]) -> Graph:
     """``model`` for the example inputs' types, for inference (see the module doc)."""
     block = as_block(model, options)
@@ -457,7 +495,12 @@ def import_model(model: Any, example_inputs: tuple[Any, ...], options: dict[str,
     types = [example_type(i, x) for i, x in enumerate(example_inputs)]
     _finish_init(block, example_inputs, types)
     model_ = symbol_model(block, len(types))
-    graph = convert(model_, types, False, options)
+    watch = weights_watch(model_, options)
+    ctx = _host_context(example_inputs)
+    weights = None if watch is None else watch.values(ctx)
+    graph = convert(model_, types, False, options, weights=weights)
+    graph.meta["mxnet.watch"] = watch
+    graph.meta["mxnet.context"] = ctx
     graph.meta["mxnet.block"] = block
     graph.meta["mxnet.options"] = {k: v for k, v in options.items() if k not in ("training", "params", "data_names")}
     return graph

@@ -17,8 +17,17 @@ How a call runs:
   parameters the graph only reads (BatchNorm's running statistics) are the operator's auxiliary
   states: a training-mode call writes their new values (MXNet's momentum convention).
 
-Parameters are read at every call (they are graph inputs, see :mod:`sol_mxnet.importer`): weights
-changed by a trainer, ``set_data`` or ``load_parameters`` are always the ones a call computes with.
+Weights: an inference call (NDArrays, not recording, not in training mode) runs a program with the
+weights compiled in (BatchNorm folded, weights prepacked for the device's library once). Before
+each such call the block reads MXNet's write counters of every parameter array
+(:mod:`sol_mxnet.versions`: a few microseconds for hundreds of parameters, included in every
+call's time); when a weight changed (``trainer.step``, ``set_data``, ``load_parameters``,
+``param.data()[:] = ...``, ``initialize(force_reinit=True)``, ``cast``, ``reset_ctx``, a
+training-mode call updating BatchNorm's running statistics) the program is built again from the
+new weights before the call runs (a plan and a load, the compiled code comes from the cache:
+about 0.1-0.5 s). Calls under ``autograd.record()``, training-mode calls and the custom operator
+read the parameters at every call (graph inputs), as do all calls where MXNet's write counters
+cannot be read (no C++ compiler) or with ``optimize(..., live_weights=True)``.
 
 Inputs are checked first: another number of inputs, dtype, rank, or a context other than the CPU
 raise ``MXNetError`` (MXNet's own error type) naming expected and given. Other shapes compile a
@@ -57,6 +66,7 @@ from sol.plugin_api import (
 )
 from sol_mxnet.arrays import mxnet_error, to_ndarray, to_numpy
 from sol_mxnet.importer import IMPORT_KEY, Imported, SymbolModel, convert, nest, param_shape, problem_lines
+from sol_mxnet.versions import WeightsWatch
 
 OP_TYPE = "sol_mxnet_program"
 Key = tuple[tuple[tuple[int, ...], str], ...]
@@ -83,11 +93,14 @@ class Variant:
 class _State:
     """What a SolBlock keeps beside Gluon's tracking (none of it is a parameter)."""
 
-    def __init__(self, block: Any, model: SymbolModel, device: str, options: dict[str, Any]) -> None:
+    def __init__(self, block: Any, model: SymbolModel, device: str, options: dict[str, Any],
+                 watch: WeightsWatch | None = None) -> None:
         self.block = block
         self.model = model
         self.device = device
         self.options = options
+        self.watch = watch  # inference programs hold the weights (see the module doc); None: they read them
+        self.ctx = mx.cpu()  # the context of the last inference call (where the weights are read)
         self.variants: dict[tuple[Key, bool, bool], Variant] = {}
         self.warned: set[str] = set()
         self.lock = threading.RLock()
@@ -96,7 +109,7 @@ class _State:
         self.args = [n for n, p in self.params if p.grad_req != "null"]
         self.aux = [n for n, p in self.params if p.grad_req == "null"]
         self.inferred_shapes: dict[tuple[tuple[int, ...], ...], list[tuple[int, ...]]] = {}
-        self.inferred_dtypes: dict[tuple[str, ...], list[str]] = {}
+        self.inferred_dtypes: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
 
     def out_shapes(self, data: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
         """The block's output shapes for these input shapes (MXNet's inference, memoized).
@@ -116,19 +129,31 @@ class _State:
         return found
 
     def out_dtypes(self, data: list[str]) -> list[str]:
-        """The block's output dtypes for these input dtypes (memoized, as :meth:`out_shapes`)."""
-        key = tuple(data)
+        """The block's output dtypes for these input dtypes and the parameters' dtypes now
+        (memoized, as :meth:`out_shapes`); MXNet's error where they do not fit together."""
+        params = tuple(np.dtype(p.dtype).name for _, p in self.params)  # a cast changes them
+        key = (tuple(data), params)
         found = self.inferred_dtypes.get(key)
         if found is None:
-            dtypes = {n: np.dtype(t) for n, t in zip(self.model.data_names, data)}
-            for name, p in self.params:
-                dtypes[name] = np.dtype(p.dtype)
-            _, outs, _ = self.model.symbol.infer_type(**dtypes)
+            _, outs, _ = self._infer_type(data, params)
             found = [np.dtype(t).name for t in outs]
             self.inferred_dtypes[key] = found
         return found
 
+    def check_dtypes(self, data: list[str]) -> None:
+        """MXNet's own error (``MXNetError``) where inputs of these dtypes do not fit the parameters'
+        dtypes as they are now (after a ``cast``, MXNet wants inputs of the new dtype)."""
+        self._infer_type(data, tuple(np.dtype(p.dtype).name for _, p in self.params))
+
+    def _infer_type(self, data: list[str], params: tuple[str, ...]) -> Any:
+        dtypes = {n: np.dtype(t) for n, t in zip(self.model.data_names, data)}
+        for (name, _), dtype in zip(self.params, params):
+            dtypes[name] = np.dtype(dtype)
+        return self.model.symbol.infer_type(**dtypes)
+
     def variant(self, key: Key, training: bool, differentiable: bool) -> Variant:
+        if self.watch is not None and not training and not differentiable:
+            return self.held(key, self.ctx)
         found = self.variants.get((key, training, differentiable))
         if found is not None:
             return found
@@ -139,9 +164,32 @@ class _State:
                 self.variants[(key, training, differentiable)] = found
             return found
 
-    def _build(self, key: Key, training: bool, differentiable: bool) -> Variant:
+    def held(self, key: Key, ctx: Any) -> Variant:
+        """The inference variant for ``key`` holding the weights as they are now on ``ctx`` (built
+        again first where they changed since it was built; see the module doc)."""
+        watch = self.watch
+        assert watch is not None
+        generation = watch.check(ctx)
+        found = self.variants.get((key, False, False))
+        if found is not None and found.imported.weights_generation == generation:
+            return found
+        with self.lock:
+            self.ctx = ctx
+            found = self.variants.get((key, False, False))
+            if found is None or found.imported.weights_generation != watch.generation:
+                self.check_dtypes([d for _, d in key])  # inputs that no longer fit (a cast): MXNet's error
+                # the other shapes' programs hold old weights too: free them now, each is built
+                # again on its next call
+                for k in [k for k, v in self.variants.items() if v.imported.weights_generation is not None]:
+                    del self.variants[k]
+                found = self._build(key, False, False, watch.values(ctx))
+                self.variants[(key, False, False)] = found
+            return found
+
+    def _build(self, key: Key, training: bool, differentiable: bool,
+               weights: tuple[int, dict[str, np.ndarray]] | None = None) -> Variant:
         types = [TensorType(s, d) for s, d in key]
-        graph = convert(self.model, types, training, self.options, self.warned)
+        graph = convert(self.model, types, training, self.options, self.warned, weights=weights)
         imported: Imported = graph.meta[IMPORT_KEY]
         if is_partitioned(graph):
             if not differentiable and not imported.updates and not any(k == "mask" for k, _ in imported.feeds):
@@ -193,9 +241,11 @@ class SolBlock(mx.gluon.HybridBlock):
     def from_compiled(cls, program: Program | PartitionedProgram, graph: Graph) -> SolBlock:
         imported: Imported = graph.meta[IMPORT_KEY]
         options = dict(graph.meta.get("mxnet.options") or {})
-        state = _State(graph.meta["mxnet.block"], imported.model, program.device, options)
+        state = _State(graph.meta["mxnet.block"], imported.model, program.device, options,
+                       graph.meta.get("mxnet.watch"))
         key = tuple((t.shape, t.dtype) for t in imported.input_types)
         state.primary = key
+        state.ctx = graph.meta.get("mxnet.context") or mx.cpu()
         state.variants[(key, False, False)] = Variant(imported, program)
         state.warned.update(problem_lines(imported.problems))
         return cls(state)
@@ -212,9 +262,10 @@ class SolBlock(mx.gluon.HybridBlock):
 
     @property
     def programs(self) -> list[Program]:
-        """The compiled programs for the example inputs (one unless MXNet runs some operators between parts)."""
+        """The compiled programs for the example inputs (one unless MXNet runs some operators between
+        parts), holding the weights as they are now (built again first where they changed)."""
         state = self._sol_state
-        return state.variants[(state.primary, False, False)].programs
+        return state.variant(state.primary, False, False).programs
 
     @property
     def program(self) -> Program | None:
@@ -225,7 +276,7 @@ class SolBlock(mx.gluon.HybridBlock):
     def fallback_ops(self) -> list[str]:
         """The MXNet operators MXNet runs (empty when sol compiles the whole block)."""
         state = self._sol_state
-        return sorted({op for op, _, _ in state.variants[(state.primary, False, False)].imported.problems})
+        return sorted({op for op, _, _ in state.variant(state.primary, False, False).imported.problems})
 
     def __repr__(self) -> str:
         state = self._sol_state
@@ -237,6 +288,22 @@ class SolBlock(mx.gluon.HybridBlock):
         original block is left as the user set it."""
 
     # --- calling --------------------------------------------------------------------------------
+    def forward(self, x: Any, *args: Any) -> Any:
+        """An inference call on NDArrays with the weights held runs here, without Gluon gathering
+        every parameter's array for ``hybrid_forward`` (the watch reads them); every other call
+        goes the HybridBlock way."""
+        state = self._sol_state
+        if (state.watch is not None and isinstance(x, mx.nd.NDArray) and not mx.autograd.is_recording()
+                and not mx.autograd.is_training()):
+            data = [x, *args]
+            key = self._check(data)
+            ctx = x.context
+            variant = state.held(key, ctx)
+            if variant.fallen:
+                return self._sol_model(*data)
+            return self._direct(variant, data, {}, ctx)
+        return super().forward(x, *args)
+
     def hybrid_forward(self, F: Any, x: Any, *args: Any, **params: Any) -> Any:
         data = [x, *args]
         state = self._sol_state
@@ -252,10 +319,12 @@ class SolBlock(mx.gluon.HybridBlock):
             if variant.fallen:
                 return self._sol_model(*data)
             return self._custom(F, data, params)
-        variant = state.variant(key, training, False)
+        ctx = data[0].context
+        variant = state.held(key, ctx) if state.watch is not None and not training else \
+            state.variant(key, training, False)
         if variant.fallen:
             return self._sol_model(*data)
-        return self._direct(variant, data, params, data[0].context)
+        return self._direct(variant, data, params, ctx)
 
     def _custom(self, F: Any, data: list[Any], params: dict[str, Any]) -> Any:
         state = self._sol_state
@@ -268,7 +337,10 @@ class SolBlock(mx.gluon.HybridBlock):
         return self._structure(list(out) if isinstance(out, (list, tuple)) else [out])
 
     def _direct(self, variant: Variant, data: list[Any], params: dict[str, Any], ctx: Any) -> Any:
-        values = feed_values(variant.imported, data, {n: params[k] for n, k in self._sol_by_name.items()})
+        """Run ``variant`` on NDArrays (``params``: the parameters' arrays by registered key, for a
+        variant that reads them; a variant holding its weights needs none)."""
+        values = feed_values(variant.imported, data, {n: params[k] for n, k in self._sol_by_name.items()
+                                                      if k in params})
         if isinstance(variant.program, PartitionedProgram):
             from sol_mxnet.fallback import Runner
 
@@ -301,7 +373,7 @@ class SolBlock(mx.gluon.HybridBlock):
                 raise mxnet_error(f"{self.name}: input {i}: expected context cpu(0) (sol device "
                                   f"{state.device!r} runs on host memory), got {x.context}")
             given = np.dtype(x.dtype).name
-            if given != dtype:
+            if given != dtype and not self._cast_to(given, data):
                 raise mxnet_error(f"{self.name}: input {i}: expected dtype {dtype}, got {given}")
             if len(x.shape) != len(shape):
                 raise mxnet_error(f"{self.name}: input {i}: expected rank {len(shape)} with shape {shape}, "
@@ -311,6 +383,19 @@ class SolBlock(mx.gluon.HybridBlock):
                                   f"dynamic=False; without it sol compiles a variant for each new shape)")
             key.append((tuple(int(d) for d in x.shape), given))
         return tuple(key)
+
+    def _cast_to(self, dtype: str, data: list[Any]) -> bool:
+        """Whether a float input of another dtype than the example's fits the block as it is now
+        (its parameters cast to that dtype, as MXNet then requires): a variant is compiled for it."""
+        state = self._sol_state
+        if state.options.get("dynamic", True) is False or dtype not in ("float32", "float64") or \
+                not all(isinstance(x, mx.nd.NDArray) for x in data):
+            return False
+        try:
+            state.check_dtypes([np.dtype(x.dtype).name for x in data])
+        except mx.base.MXNetError:
+            return False
+        return True
 
 
 def feed_values(imp: Imported, data: list[Any], params: dict[str, Any]) -> list[np.ndarray]:
