@@ -207,6 +207,7 @@ def ops() -> list[OpDef]:
                  lambda xs, a: [xs[0].astype(a["dtype"])], (1, 1), {"dtype": REQUIRED}, gradient=grad.cast,
                  flops=workload.per_output(0), c_expr=c.cast)
     _mark_finite(unary + binary, bn, cast)
+    _mark_monotone(unary)
     return unary + binary + [bn, cast] + _classifiers(c)
 
 
@@ -279,6 +280,35 @@ def _mark_finite(ops: list[OpDef], bn: OpDef, cast: OpDef) -> None:
     by_name["clamp"].preserves_finite = _clamp_finite
     bn.preserves_finite = _batch_norm_finite
     cast.preserves_finite = _cast_finite
+
+
+# Unary ops that never decrease, keep NaN NaN and make no NaN of anything else, at every input
+# (OpDef.monotone). Not here: gelu, silu, hardswish (dip below 0), abs, neg, cos... (not
+# monotone), log, sqrt, rsqrt, asin, acos, acosh, atanh (NaN outside their domain: log of a
+# window's negative element is NaN, log of its positive maximum is not), cast (integer targets
+# have no NaN), identity and dropout (passes remove them).
+_MONOTONE = ("relu", "sigmoid", "tanh", "exp", "erf", "atan", "asinh", "sinh", "hardsigmoid", "clamp",
+             "floor", "ceil", "round")
+
+
+def _mark_monotone(ops: list[OpDef]) -> None:
+    by_name = {o.name: o for o in ops}
+    for name in _MONOTONE:
+        by_name[name].monotone = True
+    by_name["leaky_relu"].monotone = _leaky_relu_monotone
+    by_name["sign"].monotone = _sign_monotone
+
+
+def _leaky_relu_monotone(node: Node) -> bool:
+    """alpha * x keeps the order for alpha > 0; alpha = 0 makes NaN of -inf (0 * -inf), a
+    negative alpha reverses the negative half."""
+    alpha = node.attrs["alpha"]
+    return alpha is not None and 0 < alpha < math.inf
+
+
+def _sign_monotone(node: Node) -> bool:
+    """PyTorch's sign(NaN) is 0 (nan="zero"): a NaN in the window would then lose to a positive."""
+    return bool(node.attrs["nan"] == "keep")
 
 
 def _clamp_finite(node: Node) -> bool:

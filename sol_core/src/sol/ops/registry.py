@@ -95,7 +95,8 @@ class OpDef:
       library backend claims it or it has ``c_loops`` (the reference-loops backend,
       :func:`sol.lowering.reference_loops`, claims the ops that have one);
     - ``recurrent=False``: the op does not reach devices as a RECURRENT group (a loop over time
-      a device renders; :meth:`sol.lowering.Dialect.recurrent_ops` lists the ops that do).
+      a device renders; :meth:`sol.lowering.Dialect.recurrent_ops` lists the ops that do);
+    - ``monotone=False``: no pass moves the op past a max pooling (:mod:`sol.passes.commute`).
     """
 
     name: str
@@ -116,6 +117,13 @@ class OpDef:
     # answers per node where attributes decide (a clamp to +inf, a mean over nothing). False,
     # the default, is the safe answer for an op nobody has looked at. sol.passes.finite reads it.
     preserves_finite: bool | Callable[[Node], bool] = False
+    # Whether the op (a unary element-wise one) is monotone the way a pass can use: it never
+    # decreases (x <= y gives f(x) <= f(y) over the extended reals, -inf and +inf included),
+    # f(NaN) is NaN and no other input gives NaN. Then f(max(S)) == max(f(S)) for every set S,
+    # NaN-propagating max included, so sol.passes.commute may apply f after a max pooling
+    # instead of before it, to fewer elements. A callable answers per node where attributes
+    # decide (leaky_relu: alpha > 0). False, the default, is the safe answer.
+    monotone: bool | Callable[[Node], bool] = False
     # Attributes that only the gradient rule reads (clamp's bounds_grad: whether the gradient
     # passes at the bounds, which PyTorch's hardtanh and clamp answer differently). Devices never
     # see them: the forward computation is the same either way (lowering_attrs drops them).
@@ -147,6 +155,9 @@ class OpDef:
                                                                       LayerClass.PARAM_BOUND):
             raise SolError(f"op {self.name!r} is {self.layer_class.value}: reference loops (c_reference) are for "
                            f"compute- and parameter-bound ops, which a library group runs")
+        if self.monotone is not False and (not elementwise or self.arity != (1, 1)):
+            raise SolError(f"op {self.name!r}: only a unary element-wise op can be monotone (monotone=...), "
+                           f"it is {self.layer_class.value} with {self.arity[0]}..{self.arity[1]} inputs")
         if self.recurrent and self.layer_class is not LayerClass.ORDER_CONSTRAINED:
             raise SolError(f"op {self.name!r} is {self.layer_class.value}: only an execution-order-constrained op "
                            f"runs as a recurrent group (recurrent=True)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sol.passes import affine, batchnorm, batchnorm_elementwise, canonicalize, empty, recurrent, simplify
+from sol.passes import affine, batchnorm, batchnorm_elementwise, canonicalize, commute, empty, recurrent, simplify
 from sol.passes.manager import PassRegistry
 
 
@@ -23,6 +23,11 @@ def builtin_passes(registry: PassRegistry) -> None:
     registry.register("batchnorm_to_affine", batchnorm.to_affine, stage="inference", inference_only=True)
     registry.register("fold_params", simplify.fold_params, stage="inference", inference_only=True)
     registry.register("fold_affine", affine.fold_into_producer, stage="inference", inference_only=True)
+    # After the folds (an affine folded into a convolution costs nothing at all): work moved past
+    # poolings, to the smaller tensor. Training too: gradients come from the graph sol.autodiff
+    # differentiated before any pass ran (sol.passes.commute says why that matters).
+    registry.register("monotone_past_max_pool", commute.monotone_past_max_pool, stage="inference")
+    registry.register("linear_past_avg_pool", commute.linear_past_avg_pool, stage="inference")
     # What the inference passes left (training: run-time statistics/weights) as element-wise ops.
     registry.register("batchnorm_to_elementwise", batchnorm_elementwise.to_elementwise, stage="late")
     registry.register("dead_code_late", simplify.dead_code, stage="late")
