@@ -45,3 +45,15 @@ def copy_params(src: gluon.Block, dst: gluon.Block) -> None:
     """Same weights in ``dst`` as in ``src`` (parameters matched in order)."""
     for p, q in zip(src.collect_params().values(), dst.collect_params().values()):
         q.set_data(p.data().copy())
+
+
+def small_net(dropout: float = 0.0) -> gluon.HybridSequential:
+    """Conv, BatchNorm, ReLU, max-pool and two dense layers (optionally a Dropout between them)."""
+    net = gluon.nn.HybridSequential()
+    net.add(gluon.nn.Conv2D(6, 3, padding=1), gluon.nn.BatchNorm(), gluon.nn.Activation("relu"),
+            gluon.nn.MaxPool2D(), gluon.nn.Dense(16, activation="tanh"))
+    if dropout:
+        net.add(gluon.nn.Dropout(dropout))
+    net.add(gluon.nn.Dense(5))
+    net.initialize(mx.init.Xavier())
+    return net

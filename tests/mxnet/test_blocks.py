@@ -19,18 +19,7 @@ from mxnet import autograd, gluon  # noqa: E402
 import sol.mxnet  # noqa: E402
 from sol.plugin_api import SolFallbackWarning, UnsupportedOpError  # noqa: E402
 
-from mx_helpers import Cases, assert_close, copy_params  # noqa: E402
-
-
-def small_net(dropout: float = 0.0) -> gluon.HybridSequential:
-    net = gluon.nn.HybridSequential()
-    net.add(gluon.nn.Conv2D(6, 3, padding=1), gluon.nn.BatchNorm(), gluon.nn.Activation("relu"),
-            gluon.nn.MaxPool2D(), gluon.nn.Dense(16, activation="tanh"))
-    if dropout:
-        net.add(gluon.nn.Dropout(dropout))
-    net.add(gluon.nn.Dense(5))
-    net.initialize(mx.init.Xavier())
-    return net
+from mx_helpers import Cases, assert_close, copy_params, small_net  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -19,15 +19,7 @@ from mxnet import autograd, gluon  # noqa: E402
 import sol.mxnet  # noqa: E402
 from sol.plugin_api import SolFallbackWarning  # noqa: E402
 
-from mx_helpers import Cases, assert_close  # noqa: E402
-
-
-def small_net() -> gluon.HybridSequential:
-    net = gluon.nn.HybridSequential()
-    net.add(gluon.nn.Conv2D(6, 3, padding=1), gluon.nn.BatchNorm(), gluon.nn.Activation("relu"),
-            gluon.nn.MaxPool2D(), gluon.nn.Dense(16, activation="tanh"), gluon.nn.Dense(5))
-    net.initialize(mx.init.Xavier())
-    return net
+from mx_helpers import Cases, assert_close, small_net  # noqa: E402
 
 
 @pytest.fixture(scope="module")
