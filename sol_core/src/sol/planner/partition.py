@@ -16,7 +16,10 @@ Inductor's scheduler. Nodes are visited in topological order and each joins the 
   outer loops (same leading dims), the scratch budget allows and no cycle between groups forms;
 * afterwards, a FUSED group whose results only one other FUSED group reads joins that consumer
   under the same rules (a node joins one producer's group; the chain it could not join, e.g. one
-  that starts from saved values, is not left to write its result to memory).
+  that starts from saved values, is not left to write its result to memory);
+* last, a chain that was kept out of a library's epilogue for an I/O op that then did not join
+  it (a concat over the scratch budget, too few outer iterations for the cores) becomes that
+  library's epilogue after all: no separate loop nest between the library call and the I/O op.
 
 Before grouping, :mod:`sol.planner.rewrite` clones element-wise nodes over saved values for each
 reader and splits per-channel reductions, so that both fit their neighbours' loops.
@@ -115,6 +118,7 @@ def plan_graph(graph: Graph, device: Device, backends: list[Backend], options: d
         elif not _merge_into_producer(st, node):
             st.new_group(GroupKind.FUSED, node, cls)
     _merge_into_consumers(st)
+    _absorb_unfused_epilogues(st)
     groups = _topological(st)
     for g in groups:
         _finish(st, g)
@@ -145,18 +149,23 @@ def _unsupported(node: Node, device: Device, backends: list[Backend]) -> Unsuppo
 
 def _leads_into_io(st: _State, node: Node) -> bool:
     """Does the single-reader element-wise chain starting at ``node`` feed a fusible I/O op?"""
+    return _chain_io_op(st, node) is not None
+
+
+def _chain_io_op(st: _State, node: Node) -> Node | None:
+    """The fusible I/O op that the single-reader element-wise chain starting at ``node`` feeds."""
     fusible = st.device.capabilities.fusible_ops
     cur = node
     while True:
         readers = st.users.get(cur.output, [])
         if len(readers) != 1 or cur.output in st.graph.outputs:
-            return False
+            return None
         nxt = readers[0]
         cls = registry.layer_class(nxt)
         if cls is LayerClass.IO_BOUND:
-            return nxt.op in fusible and registry.get(nxt.op).core_dims is not None
+            return nxt if nxt.op in fusible and registry.get(nxt.op).core_dims is not None else None
         if cls is not LayerClass.ELEMENTWISE:
-            return False
+            return None
         cur = nxt
 
 
@@ -239,12 +248,92 @@ def _merge_into_consumers(st: _State) -> None:
         if sum(v.type.nbytes // outer_size for v in crossing) > caps.local_bytes:
             continue
         _absorb_group(st, a, b, depth)
+    _drop_empty(st)
+
+
+def _drop_empty(st: _State) -> None:
+    """Drop emptied groups and renumber the rest (ancestors are not used after grouping)."""
     kept = [g for g in st.groups if g.nodes]
     st.depth = {i: st.depth[g.id] for i, g in enumerate(kept) if g.id in st.depth}
-    st.ancestors = {i: set() for i in range(len(kept))}  # not used after grouping
+    st.ancestors = {i: set() for i in range(len(kept))}
     for i, g in enumerate(kept):
         g.id = i
     st.groups = kept
+
+
+def _absorb_unfused_epilogues(st: _State) -> None:
+    """Give a library the epilogue it was denied for a depth-first fusion that did not happen.
+
+    ``_absorb`` leaves an element-wise chain out of a library call's epilogue when the chain leads
+    into a fusible I/O op, so that the chain runs in that op's loops instead. Whether the I/O op
+    joins is only known once grouping is done: a channel concat or a pooling whose per-iteration
+    slice exceeds the scratch budget, or whose shallower loops would starve the cores, stays in a
+    group of its own. The chain then runs as a loop nest of its own between the two, reading and
+    writing a full-size tensor that the library could have produced with the chain applied as
+    post-ops at no extra memory traffic. Here every such chain head is moved into its library
+    group's epilogue (then the next one, now reading the epilogue's result), where the backend
+    absorbs it and no cycle between groups forms.
+    """
+    moved = False
+    for g in st.groups:
+        if g.kind is not GroupKind.FUSED:
+            continue
+        while (found := _unfused_epilogue_step(st, g)) is not None:
+            node, lib = found
+            g.nodes.remove(node)
+            lib.nodes.append(node)
+            st.group_of[node] = lib
+            moved = True
+    if moved:
+        _drop_empty(st)
+
+
+def _unfused_epilogue_step(st: _State, g: Group) -> tuple[Node, Group] | None:
+    """A node of FUSED group ``g`` that reads a library group's result, was kept out of its
+    epilogue for an I/O op that ended up in another group, and can be absorbed now."""
+    for node in g.nodes:
+        if registry.layer_class(node) is not LayerClass.ELEMENTWISE:
+            continue
+        io = _chain_io_op(st, node)
+        if io is None or st.group_of.get(io) is g:
+            continue  # not deferred for an I/O op, or the fusion it was deferred for happened
+        for v in node.inputs:
+            lib = st.producer_group(v)
+            if lib is None or lib.kind is not GroupKind.LIBRARY or lib.nodes[-1].outputs[0] is not v:
+                continue
+            if len(st.users.get(v, [])) != 1 or v in st.graph.outputs or node.output.shape != v.shape:
+                continue
+            if not _may_move(st, node, lib):
+                continue
+            backend = next(b for b in st.backends if b.name == lib.backend)
+            if backend.absorbs(lib.anchor, lib.epilogue, node, st.graph):
+                return node, lib
+    return None
+
+
+def _may_move(st: _State, node: Node, lib: Group) -> bool:
+    """Moving ``node`` into ``lib`` makes lib read node's other operands: that closes a cycle if
+    one of them comes from a group that depends on lib (such as the node's own fused group)."""
+    return not any((h := st.producer_group(u)) is not None and h is not lib and _depends_on(st, h, lib)
+                   for u in node.inputs)
+
+
+def _depends_on(st: _State, start: Group, target: Group) -> bool:
+    """Does ``start`` read, directly or through other groups, a value ``target`` produces?"""
+    seen: set[int] = set()
+    todo = [start]
+    while todo:
+        cur = todo.pop()
+        for n in cur.nodes:
+            for v in n.inputs:
+                h = st.producer_group(v)
+                if h is None or h is cur or id(h) in seen:
+                    continue
+                if h is target:
+                    return True
+                seen.add(id(h))
+                todo.append(h)
+    return False
 
 
 def _absorb_group(st: _State, a: Group, b: Group, depth: int) -> None:
