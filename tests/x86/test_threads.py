@@ -13,7 +13,7 @@ from torch import nn
 
 import sol
 from sol_x86 import threads
-from sol_x86.threads import PROBE_EVERY, WINDOW, ThreadGovernor
+from sol_x86.threads import MAX_PROBE_BACKOFF, PROBE_EVERY, TRIAL_WINDOW, WINDOW, ThreadGovernor
 
 
 class Machine:
@@ -25,6 +25,7 @@ class Machine:
         self.full_s, self.half_s, self.preempt = 0.010, 0.018, 0
         self.set_calls: list[int] = []
         self.max_threads = 2
+        self.others: int | None = 0  # other runnable threads on the machine (None: the kernel does not say)
 
     def clock(self) -> float:
         return self.now
@@ -32,9 +33,16 @@ class Machine:
     def preemptions(self) -> int:
         return self.switches
 
+    def runnable(self) -> int | None:
+        return None if self.others is None else 1 + self.others
+
+    def governor(self) -> ThreadGovernor:
+        return ThreadGovernor(self.clock, self.preemptions, self.runnable)
+
     def run(self, gov: ThreadGovernor) -> None:
-        def work() -> None:
-            self.now += self.half_s if self.max_threads == 1 else self.full_s
+        def work(reduced: bool) -> None:
+            assert reduced == (self.max_threads == 1), "the instance matches the thread count"
+            self.now += self.half_s if reduced else self.full_s
             self.switches += self.preempt
         gov.call(work)
 
@@ -63,45 +71,57 @@ def _calls(m: Machine, gov: ThreadGovernor, windows: int) -> None:
         m.run(gov)
 
 
+def _reduced_calls(m: Machine) -> int:
+    return m.set_calls.count(1)
+
+
 def test_a_quiet_machine_never_tries_fewer_threads(machine: Machine) -> None:
-    gov = ThreadGovernor(machine.clock, machine.preemptions)
+    gov = machine.governor()
     _calls(machine, gov, 50)
     assert not gov.reduced and gov.switches == 0 and machine.set_calls == []
 
 
-def test_preempted_calls_move_to_half_the_threads_and_back_when_the_neighbour_goes(machine: Machine) -> None:
-    gov = ThreadGovernor(machine.clock, machine.preemptions)
+@pytest.mark.parametrize("kernel_counts_threads", [True, False])
+def test_preempted_calls_move_to_half_the_threads_and_back_when_the_neighbour_goes(
+        machine: Machine, kernel_counts_threads: bool) -> None:
+    if not kernel_counts_threads:
+        machine.others = None
+    gov = machine.governor()
     _calls(machine, gov, 2)
     # A neighbour arrives: two threads are preempted and wait at every barrier.
     machine.full_s, machine.half_s, machine.preempt = 0.060, 0.019, 3
-    _calls(machine, gov, 2)  # one contended window, then the trial on one thread
+    machine.others = 1 if kernel_counts_threads else None
+    _calls(machine, gov, 2)  # one contended window, then the short trial on one thread
     assert gov.reduced and gov.switches == 1
     assert machine.max_threads == 2, "the caller's setting is restored after every call"
     assert set(machine.set_calls) == {1, 2}
-    # It goes: the next try of the full count wins (by the margin) and stays.
+    _calls(machine, gov, 3 * PROBE_EVERY)  # probes of the full count lose and thin out
+    assert gov.reduced and gov.switches == 1
+    # It goes: the full count is tried again and wins (by the margin) and stays; at once where
+    # the kernel says no other thread is runnable, else at the next probe.
     machine.full_s, machine.half_s, machine.preempt = 0.010, 0.018, 0
-    _calls(machine, gov, PROBE_EVERY + 2)
+    machine.others = 0 if kernel_counts_threads else None
+    _calls(machine, gov, 2)
+    assert (not gov.reduced) == kernel_counts_threads
+    _calls(machine, gov, 2 * MAX_PROBE_BACKOFF * PROBE_EVERY)
     assert not gov.reduced and gov.switches == 2
 
 
 def test_a_losing_trial_keeps_the_full_count_and_waits_longer_before_the_next(machine: Machine) -> None:
     """Preempted, but half the threads are slower still (a long GEMM-bound call): the full count
     stays, and the trials thin out (each loss doubles the wait)."""
-    gov = ThreadGovernor(machine.clock, machine.preemptions)
+    gov = machine.governor()
     machine.full_s, machine.half_s, machine.preempt = 0.020, 0.035, 2
-    reduced_windows = 0
-    for _ in range(60):
-        before = len(machine.set_calls)
-        _calls(machine, gov, 1)
-        reduced_windows += len(machine.set_calls) > before
+    _calls(machine, gov, 60)
     assert not gov.reduced and gov.switches == 0
-    assert 3 <= reduced_windows <= 7, reduced_windows  # trials after 0, 2, 4, 8, 16, 32 windows
+    trials = _reduced_calls(machine) // TRIAL_WINDOW
+    assert 4 <= trials <= 7, trials  # after 0, 2, 4, 8, 16 and 32 windows: not one every window
 
 
 def test_a_slowdown_without_preemption_is_tried_too(machine: Machine) -> None:
     """The other signal: a window much slower than the fastest seen (a neighbour on the other
     hyper-thread, memory bandwidth taken)."""
-    gov = ThreadGovernor(machine.clock, machine.preemptions)
+    gov = machine.governor()
     _calls(machine, gov, 2)
     machine.full_s, machine.half_s = 0.040, 0.020
     _calls(machine, gov, 2)
@@ -115,8 +135,9 @@ def _omp_max_threads() -> int:
 
 
 def test_a_real_network_gives_the_same_results_on_half_the_threads() -> None:
-    """Through sol.optimize on x86: forcing the reduced count changes no output bit (convolutions,
-    a GEMM, a reduction, an element-wise chain), and the caller's OpenMP setting is unchanged."""
+    """Through sol.optimize on x86: forcing the reduced count runs a second network instance
+    (its oneDNN primitives made for the reduced count) and changes no output bit (convolutions,
+    a GEMM, a reduction, an element-wise chain); the caller's OpenMP setting is unchanged."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, groups=4),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10), nn.Softmax(-1)).eval()
@@ -131,5 +152,9 @@ def test_a_real_network_gives_the_same_results_on_half_the_threads() -> None:
             g.reduced = True
         half = fast(x).clone()
         assert _omp_max_threads() == before
+        for v in fast.variants:
+            runner = v.program._keepalive
+            lib = getattr(runner, "fast", runner)  # a FiniteGuard's fused network, or the network itself
+            assert lib._reduced_handle is not None and lib._reduced_handle.value != lib.handle.value
         np.testing.assert_array_equal(half.numpy(), full.numpy())
         np.testing.assert_allclose(full.numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)

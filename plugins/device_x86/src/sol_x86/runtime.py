@@ -158,12 +158,12 @@ class NetworkLibrary:
         # Constants follow the parameters: large ones are read through this array (render.py).
         self.params = [np.asarray(v.data, order="C") for v in graph.params + graph.consts]
         self.param_names = [v.name for v in graph.params + graph.consts]
-        ptrs = (ctypes.c_void_p * max(len(self.params), 1))(*[a.ctypes.data for a in self.params])
+        self._create = create
+        self.name = graph.name
         err = ctypes.create_string_buffer(_ERR_LEN)
-        handle = create(ptrs, err, _ERR_LEN)
-        if not handle:
-            raise SolError(f"sol x86: creating network {graph.name} failed: {err.value.decode(errors='replace')}")
-        self.handle: ctypes.c_void_p | None = ctypes.c_void_p(handle)
+        self.handle: ctypes.c_void_p | None = self._new_instance(err)
+        self._reduced_handle: ctypes.c_void_p | None = None  # made on half the threads, when first needed
+        self._reduced_lock = threading.Lock()
         self._destroy = destroy
         self.out_types = [(v.shape, np.dtype(v.dtype)) for v in graph.outputs]
         self._outputs = OutputPool(self.out_types)
@@ -172,8 +172,26 @@ class NetworkLibrary:
         self._out_array = ctypes.c_void_p * max(len(graph.outputs), 1)
         self._forward = forward
         self._err = err
-        self.name = graph.name
         self.threads = ThreadGovernor()  # fewer threads while another process holds a core
+
+    def _new_instance(self, err: ctypes.Array[ctypes.c_char]) -> ctypes.c_void_p:
+        ptrs = (ctypes.c_void_p * max(len(self.params), 1))(*[a.ctypes.data for a in self.params])
+        handle = self._create(ptrs, err, _ERR_LEN)
+        if not handle:
+            raise SolError(f"sol x86: creating network {self.name} failed: {err.value.decode(errors='replace')}")
+        return ctypes.c_void_p(handle)
+
+    def _instance(self, reduced: bool) -> ctypes.c_void_p | None:
+        """The network instance for this call: the one made on half the threads for a reduced
+        call (sol_x86.threads: the governor has set the thread count already, so the instance's
+        oneDNN primitives are created for it)."""
+        if not reduced:
+            return self.handle
+        if self._reduced_handle is None:
+            with self._reduced_lock:
+                if self._reduced_handle is None:
+                    self._reduced_handle = self._new_instance(ctypes.create_string_buffer(_ERR_LEN))
+        return self._reduced_handle
 
     def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         outputs = self._outputs.take()
@@ -181,7 +199,8 @@ class NetworkLibrary:
         # shared one could be overwritten by a concurrent call on another thread.
         ins = self._in_array(*[a.__array_interface__["data"][0] for a in inputs])
         outs = self._out_array(*[a.__array_interface__["data"][0] for a in outputs])
-        self._check(self.threads.call(lambda: self._forward(self.handle, ins, outs, self._err, _ERR_LEN)))
+        self._check(self.threads.call(lambda reduced: self._forward(self._instance(reduced), ins, outs, self._err,
+                                                                    _ERR_LEN)))
         return outputs
 
     def run_into(self, inputs: list[Buffer], outputs: list[Buffer]) -> None:
@@ -190,7 +209,8 @@ class NetworkLibrary:
         framework's tensors are read and written in place."""
         ins = self._in_array(*[b.ptr for b in inputs])
         outs = self._out_array(*[b.ptr for b in outputs])
-        self._check(self.threads.call(lambda: self._forward(self.handle, ins, outs, self._err, _ERR_LEN)))
+        self._check(self.threads.call(lambda reduced: self._forward(self._instance(reduced), ins, outs, self._err,
+                                                                    _ERR_LEN)))
 
     def _check(self, rc: int) -> None:
         if rc == 3:
@@ -220,8 +240,10 @@ class NetworkLibrary:
         """Destroy the network and unload its library. Only ``__del__`` calls it: by then nothing
         can call into the library any more (a call in flight holds a reference to this object)."""
         handle, self.handle = self.handle, None
-        if handle:
-            self._destroy(handle)
+        reduced, self._reduced_handle = getattr(self, "_reduced_handle", None), None
+        for h in (handle, reduced):
+            if h:
+                self._destroy(h)
         library, self._library = self._library, None
         if library:
             _ctypes.dlclose(library)

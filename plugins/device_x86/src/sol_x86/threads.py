@@ -8,16 +8,25 @@ Fewer threads than cores then finish sooner: the barriers stop waiting on a pree
 
 The governor watches windows of calls: their median time and how often the kernel preempted
 this process's threads during them (involuntary context switches, ``getrusage``). On a quiet
-machine it only watches (a quiet machine pays for no trial). When a window's calls
-were preempted (on average once a call or more: another process wants the cores), or the
-window is much slower than the fastest seen, the next window runs on half the threads, and the
-count whose window was faster stays; on the reduced count the full count is tried again now and
-then (it must win by a margin), so the threads come back when the neighbour goes. Trials that
-lose make the next one wait longer (up to ``MAX_BACKOFF`` windows). Measured on the 2-core
-machine under the test suite's load, a transformer encoder call took 15-310 ms on two threads
-and 18-19 ms on one. The thread count is the caller's own OpenMP setting (``omp_get_max_threads``: it
-follows ``OMP_NUM_THREADS`` and ``torch.set_num_threads``), set for the call and restored after
-it, so the caller's thread keeps its setting.
+machine it only watches (a quiet machine pays for no trial). When a window's calls were
+preempted (on average once a call or more: another process wants the cores), or the window is
+much slower than the fastest seen, a short trial (``TRIAL_WINDOW`` calls) runs on half the
+threads, and the count whose calls were faster stays. On the reduced count the full count is
+tried again now and then (it must win by a margin), at once when the kernel counts no other
+runnable thread, so the threads come back when the neighbour goes. Trials that lose make the
+next one wait longer.
+
+The reduced count runs a network instance of its own, created on half the threads the first
+time it is needed: oneDNN fixes a primitive's thread count when it creates the primitive, so the
+full count's instance would start all its threads in every convolution whatever the caller
+set. While both exist, the weights in oneDNN's layouts are held twice.
+
+The thread count is the caller's own OpenMP setting (``omp_get_max_threads``: it follows
+``OMP_NUM_THREADS`` and ``torch.set_num_threads``), set for the call and restored after it, so
+the caller's thread keeps its setting.
+
+Measured (2-core machine, ResNet-18 at batch 1, a CPU-bound neighbour in another session):
+226 ms per call on two threads, 34 ms once the governor moved to one (18 ms alone).
 
 Results: the generated loops give each output element to one thread, so their numbers do not
 depend on the count. oneDNN may split a long reduction between threads for some shapes, where
@@ -38,11 +47,26 @@ from typing import TypeVar
 T = TypeVar("T")
 
 WINDOW = 8  # calls per measurement
+TRIAL_WINDOW = 3  # calls per trial of the other count (short: a losing count can be very slow)
 SLOW = 1.5  # a window this much slower than the fastest seen: contention suspected
 PREEMPTED = 1.0  # involuntary context switches per call in a window: contention seen
 RETURN_MARGIN = 0.9  # the full count comes back when its window takes at most this share of the reduced one's
 PROBE_EVERY = 16  # windows on a reduced count between tries of the full count
 MAX_BACKOFF = 64  # windows: the longest wait after losing trials
+MAX_PROBE_BACKOFF = 16  # times PROBE_EVERY: the longest wait between tries of the full count
+
+
+def runnable_threads() -> int | None:
+    """Threads runnable on the whole machine right now (Linux: ``procs_running`` in /proc/stat,
+    this call's own thread included); None where the kernel does not say."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"procs_running "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 class _OpenMP:
@@ -71,9 +95,11 @@ class ThreadGovernor:
     """Per network: runs each call on the full or on half the caller's threads (module docstring)."""
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter,
-                 preemptions: Callable[[], int] = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw) -> None:
+                 preemptions: Callable[[], int] = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw,
+                 runnable: Callable[[], int | None] = runnable_threads) -> None:
         self._clock = clock
         self._preemptions = preemptions
+        self._runnable = runnable
         self._lock = threading.Lock()
         self.reduced = False  # calls run on half the caller's threads
         self._trial = False  # the current window tries the other count
@@ -83,6 +109,7 @@ class ThreadGovernor:
         self._last = {False: float("inf"), True: float("inf")}  # latest window median per count
         self._wait = 0  # windows before the next trial may start
         self._backoff = 1
+        self._probe_backoff = 1
         self.switches = 0  # how often the count changed (tests, program.info)
 
     def __repr__(self) -> str:
@@ -91,8 +118,11 @@ class ThreadGovernor:
     def _use_reduced(self) -> bool:
         return self.reduced != self._trial
 
-    def call(self, run: Callable[[], T]) -> T:
-        """``run()`` on the thread count the governor chooses, timed."""
+    def call(self, run: Callable[[bool], T]) -> T:
+        """``run(reduced)`` on the thread count the governor chooses, timed. ``reduced``: the
+        count is halved for this call; the caller runs the network instance made for it (oneDNN's
+        primitives split their work for the thread count they were created with, so the full
+        count's instance would still start all its threads in every primitive)."""
         reduced = self._use_reduced()
         omp = openmp() if reduced else None
         full = omp.get_max_threads() if omp is not None else 0
@@ -101,7 +131,7 @@ class ThreadGovernor:
         switches = self._preemptions()
         start = self._clock()
         try:
-            return run()
+            return run(reduced)
         finally:
             elapsed = self._clock() - start
             if omp is not None and full > 1:
@@ -114,10 +144,10 @@ class ThreadGovernor:
                 return  # a call that straddled a decision: its time belongs to neither window
             self._samples.append(elapsed)
             self._preempted += preempted
-            if len(self._samples) < WINDOW:
+            if len(self._samples) < (TRIAL_WINDOW if self._trial else WINDOW):
                 return
             median = statistics.median(self._samples)
-            contended = self._preempted >= PREEMPTED * WINDOW
+            contended = self._preempted >= PREEMPTED * len(self._samples)
             self._samples, self._preempted = [], 0
             self._fastest[reduced] = min(self._fastest[reduced], median)
             self._last[reduced] = median
@@ -127,6 +157,12 @@ class ThreadGovernor:
                 self._after_window(median, contended)
 
     def _after_window(self, median: float, contended: bool) -> None:
+        if self.reduced and self._wait > 0:
+            # The neighbour may have gone: on the reduced count nothing slows down when it does
+            # (the free core just idles), but the kernel's count of runnable threads drops to ours.
+            running = self._runnable()
+            if running is not None and running <= 1:
+                self._wait = 0
         if self._wait > 0:
             self._wait -= 1
             return
@@ -142,7 +178,9 @@ class ThreadGovernor:
         if self._last[tried] < margin * self._last[self.reduced]:
             self.reduced = tried
             self.switches += 1
-            self._backoff = 1
+            self._backoff = self._probe_backoff = 1
+        elif self.reduced:
+            self._probe_backoff = min(2 * self._probe_backoff, MAX_PROBE_BACKOFF)
         else:
             self._backoff = min(2 * self._backoff, MAX_BACKOFF)
-        self._wait = PROBE_EVERY if self.reduced else self._backoff
+        self._wait = PROBE_EVERY * self._probe_backoff if self.reduced else self._backoff
