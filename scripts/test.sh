@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite (what CI runs): the main environment (PyTorch, TensorFlow, ONNX; numpy 2),
 # then the MXNet environment (MXNet 1.9.1 needs numpy<1.24: its own venv), which also runs the
-# device conformance kit under numpy 1.23. Arguments go to the main run only; with arguments the
-# MXNet part is skipped (a developer running one file).
+# device conformance kit under numpy 1.23, then the timm environment (torch 2.14 + torchvision:
+# scripts/env_timm.sh says why). Arguments go to the main run only; with arguments the other
+# environments are skipped (a developer running one file).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 if [ $# -gt 0 ]; then
@@ -14,4 +15,7 @@ source "$ROOT/scripts/env_mxnet.sh"
 echo "sol: MXNet frontend and the device kit under numpy 1.23 ($MXVENV)" >&2
 "$MXVENV/bin/python" -m pytest -q -p no:cacheprovider tests/mxnet || status=$?
 "$MXVENV/bin/python" -m pytest -q -p no:cacheprovider --pyargs sol.testing --sol-device x86 --sol-quick || status=$?
+source "$ROOT/scripts/env_timm.sh"
+echo "sol: timm model families under torch 2.14 ($TIMMVENV)" >&2
+"$TIMMVENV/bin/python" -m pytest -q -p no:cacheprovider tests/timm_models || status=$?
 exit $status

@@ -246,3 +246,20 @@ def test_every_engine_gets_one_thread_per_physical_core_as_sols_cpu_device() -> 
 
     assert harness.physical_cores is sol.host.physical_cores
     assert harness.machine_info(1)["physical_cores"] == sol.host.physical_cores()
+
+
+def test_transformers_families_take_token_ids() -> None:
+    """The Hugging Face families (hf_*) are built from configs and fed token ids in their
+    vocabulary (int64), the same in every engine's process; ViT takes images."""
+    pytest.importorskip("transformers", reason="transformers is a test dependency (scripts/env.sh)")
+    import torch
+
+    from sol_benchmarks import models
+
+    assert {"hf_bert_base", "hf_gpt2", "hf_llama", "hf_vit_base"} <= set(models.MODELS)
+    model, ids = models.build("hf_bert_base", 2, 16)
+    again = models.build("hf_bert_base", 2, 16)[1]
+    assert ids.dtype == torch.int64 and ids.shape == (2, 16) and torch.equal(ids, again)
+    assert 0 <= int(ids.min()) and int(ids.max()) < 30522 and not model.training
+    with torch.no_grad():
+        assert model(ids).shape == (2, 16, 768)

@@ -117,8 +117,13 @@ def prepare_step(engine: str, model: Any, x: Any, workdir: Path, phase: str, thr
     else:
         forward = _sol_optimize(model, x, phase, notes)
     optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
-    batches = [x] + [torch.rand(x.shape, generator=torch.Generator().manual_seed(1000 + k), dtype=x.dtype)
-                     for k in range(1, max(steps, 1))]
+    def another(k: int) -> Any:
+        generator = torch.Generator().manual_seed(1000 + k)
+        if x.dtype.is_floating_point:
+            return torch.rand(x.shape, generator=generator, dtype=x.dtype)
+        return torch.randint(0, int(x.max()) + 1, x.shape, generator=generator, dtype=x.dtype)  # token ids
+
+    batches = [x] + [another(k) for k in range(1, max(steps, 1))]
     labels: list[Any] = []
     taken = [0]
 

@@ -79,6 +79,8 @@ class BenchModel:
     quick_size: int
     input_shape: Callable[[int, int], tuple[int, ...]]
     note: str = ""
+    vocab: int = 0
+    """Token models: the input is token ids drawn from [0, vocab) (int64), else uniform floats."""
 
 
 def _image(batch: int, size: int) -> tuple[int, ...]:
@@ -105,6 +107,21 @@ FULL = [
     BenchModel("vit_b_16", lambda zoo, size: zoo.vit_b_16(image_size=size), 224, 64, _image),
 ]
 
+def _tokens(batch: int, size: int) -> tuple[int, ...]:
+    return (batch, size)
+
+
+# Hugging Face transformers families (built from configs, random weights; transformers must be
+# installed): ``size`` is the sequence length for token models, the image size for ViT.
+TRANSFORMERS = [
+    BenchModel("hf_bert_base", _zoo("hf_bert_base"), 128, 16, _tokens, "BertModel, BERT-base size", 30522),
+    BenchModel("hf_gpt2", _zoo("hf_gpt2"), 128, 16, _tokens, "GPT2LMHeadModel, GPT-2 small, no cache", 50257),
+    BenchModel("hf_llama", _zoo("hf_llama"), 128, 16, _tokens, "LlamaForCausalLM, 12 x 768, GQA 12/4, no cache",
+               32000),
+    BenchModel("hf_vit_base", lambda zoo, size: zoo.hf_vit_base(image_size=size), 224, 32, _image,
+               "ViTModel, ViT-B/16 size"),
+]
+
 # Small networks for quick runs and tests.
 SMALL = [
     BenchModel("small_resnet", _zoo("small_resnet"), 32, 32, _image, "ResNet (1,1,1,1), width 8, 10 classes"),
@@ -114,7 +131,7 @@ SMALL = [
                "the seed's Conv2d(512, 1000, 1) + ReLU + AvgPool2d(13)"),
 ]
 
-MODELS: dict[str, BenchModel] = {m.name: m for m in FULL + SMALL}
+MODELS: dict[str, BenchModel] = {m.name: m for m in FULL + TRANSFORMERS + SMALL}
 DEFAULT = [m.name for m in FULL]
 QUICK_DEFAULT = ["small_resnet"]
 
@@ -143,5 +160,10 @@ def build(name: str, batch: int, size: int, train: bool = False) -> tuple[Any, A
     if randomize is not None:
         randomize(model)
     model.train(train)
-    x = torch.rand(spec.input_shape(batch, size), generator=torch.Generator().manual_seed(batch))
+    generator = torch.Generator().manual_seed(batch)
+    shape = spec.input_shape(batch, size)
+    if spec.vocab:
+        x = torch.randint(0, spec.vocab, shape, generator=generator)
+    else:
+        x = torch.rand(shape, generator=generator)
     return model, x

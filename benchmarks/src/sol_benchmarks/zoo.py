@@ -1,9 +1,11 @@
 """Models written in plain torch.nn (torchvision cannot be installed beside our torch build),
-faithful to the published architectures. Shared by the demo, the benchmarks and the tests."""
+faithful to the published architectures, and Hugging Face transformers families built from their
+configs (``hf_*``). Shared by the demo, the benchmarks and the tests."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -982,3 +984,60 @@ def lstm_language_model(ntoken: int = 1000, size: int = 256, nlayers: int = 2) -
 def gru_language_model(ntoken: int = 1000, size: int = 256, nlayers: int = 2) -> RNNLanguageModel:
     """2-layer GRU language model, embedding and hidden size 256, vocabulary 1000."""
     return RNNLanguageModel("GRU", ntoken, size, size, nlayers)
+
+
+# --- Hugging Face transformers families (issue #22 item 6) --------------------------------------
+# Built from their configs with random weights (nothing is downloaded); transformers is imported
+# only when one is built (it is a test dependency of this project, pinned in scripts/env.sh).
+
+
+class HuggingFace(nn.Module):
+    """A transformers model with one tensor in and one out, as ``sol bench``'s engines call
+    models: token ids (or images) in, the model's first output (its last hidden state, or the
+    language model's logits) out."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[0]  # type: ignore[no-any-return]
+
+
+def _transformers() -> Any:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import transformers
+
+    return transformers
+
+
+def hf_bert_base() -> HuggingFace:
+    """transformers' BertModel at BERT-base's size (110M parameters); token ids in."""
+    t = _transformers()
+    return HuggingFace(t.BertModel(t.BertConfig(), add_pooling_layer=False))
+
+
+def hf_gpt2() -> HuggingFace:
+    """transformers' GPT2LMHeadModel at GPT-2 small's size (124M parameters), without its cache;
+    token ids in, logits over the 50,257-token vocabulary out."""
+    t = _transformers()
+    return HuggingFace(t.GPT2LMHeadModel(t.GPT2Config(use_cache=False)))
+
+
+def hf_llama() -> HuggingFace:
+    """A Llama-architecture decoder of about GPT-2 small's size (12 layers, width 768, grouped-query
+    attention with 4 key/value heads, SiLU-gated MLP of 2048, rotary embeddings; 109M parameters)
+    without its cache; token ids in, logits over 32,000 tokens out."""
+    t = _transformers()
+    config = t.LlamaConfig(vocab_size=32000, hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
+                           num_attention_heads=12, num_key_value_heads=4, max_position_embeddings=1024,
+                           use_cache=False)
+    return HuggingFace(t.LlamaForCausalLM(config))
+
+
+def hf_vit_base(image_size: int = 224) -> HuggingFace:
+    """transformers' ViTModel at ViT-B/16's size (86M parameters); images in."""
+    t = _transformers()
+    return HuggingFace(t.ViTModel(t.ViTConfig(image_size=image_size), add_pooling_layer=False))
