@@ -137,7 +137,8 @@ def test_unknown_ops_and_the_default_flag_are_conservative() -> None:
 
 _MAKES_NON_FINITE = {"exp": [100.0], "log": [0.0], "sqrt": [-1.0], "rsqrt": [0.0], "div": [1.0, 0.0],
                      "pow": [0.0, -1.0], "asin": [2.0], "acos": [-2.0], "acosh": [0.5], "atanh": [1.0],
-                     "sinh": [100.0], "cosh": [-100.0]}
+                     "sinh": [100.0], "cosh": [-100.0], "log1p": [-1.0], "expm1": [100.0], "exp2": [200.0],
+                     "log2": [0.0], "log10": [-1.0], "fmod": [1.0, 0.0]}
 
 
 def _simple_elementwise() -> list[OpDef]:

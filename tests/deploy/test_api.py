@@ -69,6 +69,24 @@ def test_a_model_its_framework_must_run_in_part_is_refused_naming_the_op(tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+class StepCounter(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("steps", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.steps.add_(1)
+        return x * self.steps
+
+
+def test_a_model_that_updates_tensors_in_place_is_refused(tmp_path: Path) -> None:
+    """optimize writes a forward's in-place updates back after each call; a deployed library cannot
+    (its C caller knows nothing of them), so deploy refuses rather than drop them."""
+    with pytest.raises(SolError, match="updates tensors in place"):
+        sol.deploy(StepCounter().eval(), (2, 4), path=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_device_without_deployment_says_so(fresh_plugins, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Device.deploy's default: the reference interpreter device implements no deployment."""
     import sol.testing.interpreter

@@ -300,6 +300,41 @@ UNARY: list[Maker] = [
     _unary("conj_physical", "torch.conj_physical(x)", torch.conj_physical),
 ]
 
+# Exponentials and logarithms of other bases and arguments, the ELU family, remainders and
+# roundings (the OpInfo coverage): one maker picks among them, so that they do not crowd out the rest.
+MORE_UNARY: list[Maker] = [
+    _unary("log1p", "torch.log1p(x.abs())", lambda x: torch.log1p(x.abs())),
+    _unary("expm1", "torch.expm1(x.clamp(max=8))", lambda x: torch.expm1(x.clamp(max=8))),
+    _unary("exp2", "torch.exp2(x.clamp(max=8))", lambda x: torch.exp2(x.clamp(max=8))),
+    _unary("log2", "torch.log2(x.abs() + 0.25)", lambda x: torch.log2(x.abs() + 0.25)),
+    _unary("log10", "torch.log10(x.abs() + 0.25)", lambda x: torch.log10(x.abs() + 0.25)),
+    _unary("erfc", "torch.erfc(x)", torch.erfc),
+    _unary("elu", "F.elu(x, 0.7)", lambda x: F.elu(x, 0.7)),
+    _unary("selu", "F.selu(x)", F.selu),
+    _unary("celu", "F.celu(x, 1.3)", lambda x: F.celu(x, 1.3)),
+    _unary("signbit", "torch.where(torch.signbit(x), 1.0, x)", lambda x: torch.where(torch.signbit(x), 1.0, x)),
+    _unary("logical_xor", "torch.logical_xor(x > 0, x < 0.5).to(x.dtype)",
+           lambda x: torch.logical_xor(x > 0, x < 0.5).to(x.dtype)),
+    _unary("fmod_scalar", "torch.fmod(x * 3, 1.5)", lambda x: torch.fmod(x * 3, 1.5)),
+    _unary("remainder_scalar", "torch.remainder(x * 3, -1.5)", lambda x: torch.remainder(x * 3, -1.5)),
+    # eager has no derivative of these: their operands are detached, for the training fuzzer
+    _unary("rmod", "x + 2.0 % (x.detach().abs() + 0.5)", lambda x: x + 2.0 % (x.detach().abs() + 0.5)),
+    _unary("floor_divide", "x + torch.floor_divide(x.detach() * 3, 0.75)",
+           lambda x: x + torch.floor_divide(x.detach() * 3, 0.75)),
+    _unary("div_trunc", "torch.div(x * 3, -0.75, rounding_mode='trunc')",
+           lambda x: torch.div(x * 3, -0.75, rounding_mode="trunc")),
+    _unary("copysign_scalar", "torch.copysign(x, -1.0)", lambda x: torch.copysign(x, -1.0)),
+    _unary("angle", "torch.angle(x)", torch.angle),
+    _unary("real", "torch.real(x)", torch.real),
+    _unary("round_decimals", "torch.round(x * 30, decimals=-1)", lambda x: torch.round(x * 30, decimals=-1)),
+    _unary("ldexp", "torch.ldexp(x, torch.full_like(x, 3, dtype=torch.int64))",
+           lambda x: torch.ldexp(x, torch.full_like(x, 3, dtype=torch.int64))),
+]
+
+
+def _more_unary(ch: Chooser, s: Spec) -> Made:
+    return ch.choice(MORE_UNARY)(ch, s)
+
 
 def _indexing(ch: Chooser, s: Spec) -> Made:
     """Running sums and lookups along the last axis: cumsum, torch.gather of the maxima's
@@ -307,9 +342,21 @@ def _indexing(ch: Chooser, s: Spec) -> Made:
     if not s.is_float or s.rank == 0 or s.shape[-1] == 0:
         return None
     n = s.shape[-1]
-    kind = ch.choice(["cumsum", "gather", "index"])
+    kind = ch.choice(["cumsum", "gather", "index", "index_put", "index_copy", "copy"])
     if kind == "cumsum":
         return Step("torch.cumsum(x, -1)", lambda x: torch.cumsum(x, -1)), s
+    if kind in ("index_put", "index_copy"):  # positions computed at run time: the maxima's, written over
+        if kind == "index_put":
+            def put(x: torch.Tensor) -> torch.Tensor:
+                y = x.clone()
+                y[..., x.flatten()[:1].argmax().reshape(1)] = 2.0
+                return y
+
+            return Step("y = x.clone(); y[..., x.flatten()[:1].argmax().reshape(1)] = 2.0", put), s
+        return (Step("x.index_copy(-1, x.flatten()[:1].argmax().reshape(1), x[..., :1] * 3)",
+                     lambda x: x.index_copy(-1, x.flatten()[:1].argmax().reshape(1), x[..., :1] * 3)), s)
+    if kind == "copy":
+        return Step("torch.zeros_like(x).copy_(x * 2)", lambda x: torch.zeros_like(x).copy_(x * 2)), s
     if kind == "gather":
         return (Step("torch.gather(x, -1, x.argmax(-1, keepdim=True))",
                      lambda x: torch.gather(x, -1, x.argmax(-1, keepdim=True))), Spec((*s.shape[:-1], 1), s.dtype))
@@ -352,7 +399,8 @@ def _binary(ch: Chooser, s: Spec) -> Made:
     """x op b, b a constant of a broadcastable shape, or derived from x itself."""
     if not s.is_float:
         return None
-    op = ch.choice(["add", "sub", "mul", "div", "maximum", "minimum", "pow", "where", "masked_fill", "self"])
+    op = ch.choice(["add", "sub", "mul", "div", "maximum", "minimum", "pow", "where", "masked_fill", "self",
+                    "atan2", "hypot", "copysign", "fmax", "fmin", "fmod", "remainder"])
     if op == "self":  # both operands from x: the value is read twice, at two shapes
         if s.rank == 0 or ch.boolean():
             return Step("x * torch.sigmoid(x)", lambda x: x * torch.sigmoid(x)), s
@@ -367,12 +415,17 @@ def _binary(ch: Chooser, s: Spec) -> Made:
         "pow": ("(x.abs() + 0.5) ** torch.tanh(b)", lambda x, b: (x.abs() + 0.5) ** torch.tanh(b)),
         "where": ("torch.where(x > b, x, b)", lambda x, b: torch.where(x > b, x, b)),
         "masked_fill": ("x.masked_fill(b > 0.5, -2.0)", lambda x, b: x.masked_fill(b > 0.5, -2.0)),
+        "atan2": ("torch.atan2(x, b)", torch.atan2), "hypot": ("torch.hypot(x, b)", torch.hypot),
+        "copysign": ("torch.copysign(x, b)", torch.copysign), "fmax": ("torch.fmax(x, b)", torch.fmax),
+        "fmin": ("torch.fmin(x, b)", torch.fmin),
+        "fmod": ("torch.fmod(x, b.abs() + 0.5)", lambda x, b: torch.fmod(x, b.abs() + 0.5)),
+        "remainder": ("torch.remainder(x, b - 3.0)", lambda x, b: torch.remainder(x, b - 3.0)),
     }
     code, fn = fns[op]
     out = torch.broadcast_shapes(s.shape, shape)
     if math.prod(out) > MAX_NUMEL:
         return None
-    if not left and op in ("add", "sub", "mul", "maximum", "minimum"):
+    if not left and op in ("add", "sub", "mul", "maximum", "minimum", "atan2", "hypot", "copysign", "fmax", "fmin"):
         code = code.replace("x", "@").replace("b", "x").replace("@", "b")
         return Step(f"{code}  # b: {tuple(shape)}", lambda x, b: fn(b, x), b=b), Spec(out, s.dtype)
     return Step(f"{code}  # b: {tuple(shape)}", fn, b=b), Spec(out, s.dtype)
@@ -908,19 +961,225 @@ UNREACHABLE = {
     "aten.add.Scalar", "aten.sub.Scalar", "aten.mul.Scalar", "aten.div.Scalar", "aten.div.Scalar_mode",
     "aten.bitwise_and.Scalar", "aten.bitwise_or.Scalar", "aten.alias.default",
     "aten.bernoulli.p", "aten.native_dropout.default",  # training mode
-    "aten.empty_like.default", "aten.new_empty.default",  # values undefined: nothing to compare
+    "aten.empty_like.default", "aten.new_empty.default", "aten.new_empty_strided.default",  # values undefined
+    "aten._adaptive_avg_pool3d.default", "aten._cdist_forward.default", "aten._pdist_forward.default",  # decomposed
     "aten._upsample_nearest_exact2d.default", "aten.upsample_bilinear2d.default", "aten.upsample_nearest2d.default",
     "aten.numpy_T.default", "aten._to_copy.default", "aten.to.other",
     "aten._upsample_nearest_exact2d.vec", "aten.split.sizes", "aten.constant_pad_nd.default",
     "aten.conj.default", "aten._conj.default",  # torch.export drops them on real tensors
+    # only after sol functionalizes in-place ops (the raw export this test reads shows index_put_ and
+    # copy_): the fuzzer's y[..., i] = v and zeros_like(x).copy_(...) reach them in sol
+    "aten.index_put.default", "aten.copy.default",
 }
+
+
+def _statistics(ch: Chooser, s: Spec) -> Made:
+    """Variances, standard deviations, vector norms and any/all over random dims."""
+    if not s.is_float or s.rank == 0 or s.numel == 0:
+        return None
+    kind = ch.choice(["var", "var_unbiased", "var_all", "std", "var_mean", "norm", "any", "any_dims", "any_all",
+                      "all", "all_dim", "all_dims", "prod", "prod_all", "dist"])
+    dims = _dims(ch, s)
+    keep = ch.boolean()
+    d = dims[0]
+    if kind == "var":
+        c = ch.choice([0, 1, 2])
+        return (Step(f"torch.var(x, {dims}, correction={c}, keepdim={keep})",
+                     lambda x: torch.var(x, dims, correction=c, keepdim=keep)), Spec(_reduced(s, dims, keep), s.dtype))
+    if kind == "var_unbiased":
+        return Step(f"torch.var(x, {d}, False, {keep})", lambda x: torch.var(x, d, False, keep)), \
+            Spec(_reduced(s, (d,), keep), s.dtype)
+    if kind == "var_all":
+        return Step("torch.var(x, True).reshape(1)", lambda x: torch.var(x, True).reshape(1)), Spec((1,), s.dtype)
+    if kind == "std":
+        return Step(f"torch.std(x, {dims}, keepdim={keep})", lambda x: torch.std(x, dims, keepdim=keep)), \
+            Spec(_reduced(s, dims, keep), s.dtype)
+    if kind == "var_mean":  # var_mean.dim, or var_mean.correction where a correction is given
+        c = ch.choice([None, 0, 2])
+        kw = {} if c is None else {"correction": c}
+        return (Step(f"(lambda v, m: v - m)(*torch.var_mean(x, {dims}, keepdim={keep}, **{kw}))",
+                     lambda x: (lambda v, m: v - m)(*torch.var_mean(x, dims, keepdim=keep, **kw))),
+                Spec(_reduced(s, dims, keep), s.dtype))
+    if kind == "norm":
+        order = ch.choice([2, 1, 0, 3, 0.5, math.inf, -math.inf])
+        return (Step(f"torch.linalg.vector_norm(x, {order}, {dims}, {keep})",
+                     lambda x: torch.linalg.vector_norm(x, order, dims, keep)), Spec(_reduced(s, dims, keep), s.dtype))
+    if kind == "any":
+        return Step(f"(x > 0.5).any({d}).to(x.dtype)", lambda x: (x > 0.5).any(d).to(x.dtype)), \
+            Spec(_reduced(s, (d,), False), s.dtype)
+    if kind == "any_dims":
+        return (Step(f"torch.any(x > 0.5, dim={dims}).to(x.dtype)",
+                     lambda x: torch.any(x > 0.5, dim=dims).to(x.dtype)), Spec(_reduced(s, dims, False), s.dtype))
+    if kind == "prod":
+        return (Step(f"torch.prod(torch.tanh(x) + 1.0, {d}, keepdim={keep})",
+                     lambda x: torch.prod(torch.tanh(x) + 1.0, d, keepdim=keep)),
+                Spec(_reduced(s, (d,), keep), s.dtype))
+    if kind == "prod_all":
+        return (Step("torch.prod(torch.tanh(x) * 0.5 + 1.0).reshape(1)",
+                     lambda x: torch.prod(torch.tanh(x) * 0.5 + 1.0).reshape(1)), Spec((1,), s.dtype))
+    if kind == "dist":
+        p = ch.choice([2.0, 1.0, 3.0, math.inf])
+        return Step(f"torch.dist(x, x * 0.5 + 1.0, {p}).reshape(1)",
+                    lambda x: torch.dist(x, x * 0.5 + 1.0, p).reshape(1)), Spec((1,), s.dtype)
+    if kind == "any_all":
+        return Step("(x > 1.0).any().to(x.dtype).reshape(1)", lambda x: (x > 1.0).any().to(x.dtype).reshape(1)), \
+            Spec((1,), s.dtype)
+    if kind == "all_dim":
+        return Step(f"(x > -1.0).all({d}, {keep}).to(x.dtype)", lambda x: (x > -1.0).all(d, keep).to(x.dtype)), \
+            Spec(_reduced(s, (d,), keep), s.dtype)
+    if kind == "all_dims":
+        return (Step(f"torch.all(x > -1.0, dim={dims}).to(x.dtype)",
+                     lambda x: torch.all(x > -1.0, dim=dims).to(x.dtype)), Spec(_reduced(s, dims, False), s.dtype))
+    return Step("(x < 2.0).all().to(x.dtype).reshape(1)", lambda x: (x < 2.0).all().to(x.dtype).reshape(1)), \
+        Spec((1,), s.dtype)
+
+
+def _rearrange(ch: Chooser, s: Spec) -> Made:
+    """More data movement: flips, moved axes, repeats, diagonals, broadcasts, the copy variants
+    of views and the directional splits."""
+    r = s.rank
+    kind = ch.choice(["flip", "movedim", "movedims", "repeat", "diagonal", "linalg_diagonal", "diagonal_copy",
+                      "broadcast_to", "ravel", "atleast", "permute_copy", "view_copy", "narrow_copy", "unbind_copy",
+                      "hsplit", "vsplit", "dsplit", "mH", "matrix_H", "adjoint", "unfold", "cartesian_prod",
+                      "slice_scatter", "diagonal_scatter", "adaptive_max_pool2d", "adaptive_max_pool3d",
+                      "adaptive_avg_pool3d"])
+    if r == 0 or s.numel == 0:
+        return None
+    if kind.startswith("adaptive") and r in (3, 4, 5):
+        fn_ = getattr(F, kind)
+        dims = int(kind[-2])
+        if not dims <= r <= dims + 2:
+            return None
+        lead = s.shape[:-dims] if r > dims + 1 else (1,) * (dims + 2 - r) + s.shape[:-dims]  # as (N, C, ...)
+        out = tuple(ch.integer(1, n) for n in s.shape[-dims:])
+        shape = lead + s.shape[-dims:]
+        return (Step(f"F.{fn_.__name__}(x.reshape({shape}), {out})", lambda x: fn_(x.reshape(shape), out)),
+                Spec(lead + out, s.dtype))
+    if kind in ("mH", "matrix_H", "adjoint") and r >= 2:
+        if kind == "matrix_H" and r != 2:
+            return None
+        fn = {"mH": lambda x: x.mH, "matrix_H": lambda x: x.H, "adjoint": torch.adjoint}[kind]
+        return Step(f"{kind}(x)", fn), Spec(s.shape[:-2] + (s.shape[-1], s.shape[-2]), s.dtype)
+    if kind == "unfold" and s.shape[-1] >= 2:
+        size, step = ch.integer(1, 2), ch.integer(1, 2)
+        windows = (s.shape[-1] - size) // step + 1
+        return Step(f"x.unfold(-1, {size}, {step})", lambda x: x.unfold(-1, size, step)), \
+            Spec(s.shape[:-1] + (windows, size), s.dtype)
+    if kind == "cartesian_prod" and r == 2 and s.shape[0] >= 2 and s.shape[1] ** 2 <= MAX_NUMEL // 2:
+        return Step("torch.cartesian_prod(x[0], x[1])", lambda x: torch.cartesian_prod(x[0], x[1])), \
+            Spec((s.shape[1] ** 2, 2), s.dtype)
+    if kind == "slice_scatter":
+        start, step = ch.integer(0, 1), ch.integer(1, 2)
+        n = len(range(start, s.shape[-1], step))
+        if n == 0:
+            return None
+        return (Step(f"torch.slice_scatter(x, x[..., {start}::{step}] * 2, -1, {start}, None, {step})",
+                     lambda x: torch.slice_scatter(x, x[..., start::step] * 2, -1, start, None, step)), s)
+    if kind == "diagonal_scatter" and r >= 2:
+        off = ch.integer(-1, 1)
+        n, m = s.shape[-2], s.shape[-1]
+        if (min(n, m - off) if off >= 0 else min(n + off, m)) <= 0:
+            return None
+        return (Step(f"torch.diagonal_scatter(x, torch.diagonal(x, {off}, -2, -1) * -3, {off}, -2, -1)",
+                     lambda x: torch.diagonal_scatter(x, torch.diagonal(x, off, -2, -1) * -3, off, -2, -1)), s)
+    if kind == "flip":
+        dims = _dims(ch, s)
+        return Step(f"torch.flip(x, {dims})", lambda x: torch.flip(x, dims)), s
+    if kind in ("movedim", "movedims") and r >= 2:
+        src, dst = _dim(ch, s), _dim(ch, s)
+        perm = [i for i in range(r) if i != src]
+        perm.insert(dst, src)
+        spec = Spec(tuple(s.shape[p] for p in perm), s.dtype)
+        if kind == "movedim":
+            return Step(f"torch.movedim(x, {src}, {dst})", lambda x: torch.movedim(x, src, dst)), spec
+        return Step(f"torch.movedim(x, [{src}], [{dst}])", lambda x: torch.movedim(x, [src], [dst])), spec
+    if kind == "repeat":
+        reps = [ch.integer(1, 3) for _ in range(r + ch.integer(0, 1))]
+        shape = tuple([1] * (len(reps) - r) + list(s.shape))
+        out = tuple(a * b for a, b in zip(reps, shape))
+        if math.prod(out) > MAX_NUMEL:
+            return None
+        return Step(f"x.repeat({reps})", lambda x: x.repeat(reps)), Spec(out, s.dtype)
+    if kind in ("diagonal", "linalg_diagonal", "diagonal_copy") and r >= 2:
+        off = ch.integer(-2, 2)
+        n, m = s.shape[-2], s.shape[-1]
+        length = min(n, m - off) if off >= 0 else min(n + off, m)
+        if length <= 0:
+            return None
+        fn = {"diagonal": lambda x: torch.diagonal(x, off, -2, -1),
+              "linalg_diagonal": lambda x: torch.linalg.diagonal(x, offset=off),
+              "diagonal_copy": lambda x: torch.diagonal_copy(x, off, -2, -1)}[kind]
+        return Step(f"torch.{kind}(x, {off})", fn), Spec(s.shape[:-2] + (length,), s.dtype)
+    if kind == "broadcast_to" and r < 4:
+        k = ch.integer(1, 3)
+        shape = (k,) + s.shape
+        if math.prod(shape) > MAX_NUMEL:
+            return None
+        return Step(f"torch.broadcast_to(x, {shape})", lambda x: torch.broadcast_to(x, shape)), Spec(shape, s.dtype)
+    if kind == "ravel":
+        return Step("x.ravel()", lambda x: x.ravel()), Spec((s.numel,), s.dtype)
+    if kind == "atleast" and r <= 2:
+        return Step("torch.atleast_3d(torch.atleast_2d(torch.atleast_1d(x)))",
+                    lambda x: torch.atleast_3d(torch.atleast_2d(torch.atleast_1d(x)))), \
+            Spec(tuple(torch.atleast_3d(torch.empty(s.shape)).shape), s.dtype)
+    if kind == "permute_copy" and r >= 2:
+        perm = list(reversed(range(r)))
+        return Step(f"torch.permute_copy(x, {perm})", lambda x: torch.permute_copy(x, perm)), \
+            Spec(s.shape[::-1], s.dtype)
+    if kind == "view_copy":
+        return Step("torch.view_copy(x, [-1])", lambda x: torch.view_copy(x, [-1])), Spec((s.numel,), s.dtype)
+    if kind == "narrow_copy" and s.shape[0] > 1:
+        return Step("torch.narrow_copy(x, 0, 1, 1)", lambda x: torch.narrow_copy(x, 0, 1, 1)), \
+            Spec((1,) + s.shape[1:], s.dtype)
+    if kind == "unbind_copy":
+        return Step("torch.unbind_copy(x, -1)[-1]", lambda x: torch.unbind_copy(x, -1)[-1]), Spec(s.shape[:-1], s.dtype)
+    dim = {"hsplit": 1 if r > 1 else 0, "vsplit": 0, "dsplit": 2}.get(kind, 9)
+    if dim >= r or (kind == "vsplit" and r < 2) or s.shape[dim] < 2:
+        return None
+    fn_ = getattr(torch, kind)
+    if ch.boolean():  # sections must divide the extent: 2 where they do, else 1 (the whole tensor)
+        k = 2 if s.shape[dim] % 2 == 0 else 1
+        return Step(f"torch.{kind}(x, {k})[-1]", lambda x: fn_(x, k)[-1]), \
+            Spec(s.shape[:dim] + (s.shape[dim] // k,) + s.shape[dim + 1:], s.dtype)
+    return Step(f"torch.{kind}(x, [1])[1]", lambda x: fn_(x, [1])[1]), \
+        Spec(s.shape[:dim] + (s.shape[dim] - 1,) + s.shape[dim + 1:], s.dtype)
+
+
+def _add_products(ch: Chooser, s: Spec) -> Made:
+    """addmv and addbmm: a product plus a scaled bias."""
+    if s.dtype != torch.float32:
+        return None
+    beta, alpha = ch.choice([1.0, 0.5, 0.0]), ch.choice([1.0, -2.0])
+    kind = ch.choice(["add", "cdist", "pdist"])
+    if kind == "cdist" and s.rank >= 2:
+        p = ch.choice([2.0, 1.0, 0.0, 3.0, math.inf])
+        mode = ch.choice(["use_mm_for_euclid_dist_if_necessary", "use_mm_for_euclid_dist",
+                          "donot_use_mm_for_euclid_dist"])
+        r2 = ch.choice([3, 30])
+        y = _rand((r2, s.shape[-1]))
+        return (Step(f"torch.cdist(x, y, {p}, {mode!r})  # y: {tuple(y.shape)}",
+                     lambda x, y: torch.cdist(x, y, p, mode), y=y), Spec(s.shape[:-1] + (r2,)))
+    if kind == "pdist" and s.rank == 2:
+        p = ch.choice([2.0, 1.0, 3.0, math.inf])
+        n = s.shape[0]
+        return Step(f"F.pdist(x, {p})", lambda x: F.pdist(x, p)), Spec((n * (n - 1) // 2,))
+    if s.rank == 2:
+        v, b = _rand((s.shape[1],)), _rand((s.shape[0],))
+        return (Step(f"torch.addmv(b, x, v, beta={beta}, alpha={alpha})",
+                     lambda x, v, b: torch.addmv(b, x, v, beta=beta, alpha=alpha), v=v, b=b), Spec((s.shape[0],)))
+    if s.rank == 3:
+        n = ch.integer(1, 5)
+        w, b = _rand((s.shape[0], s.shape[2], n)), _rand((s.shape[1], n))
+        return (Step(f"torch.addbmm(b, x, w, beta={beta}, alpha={alpha})",
+                     lambda x, w, b: torch.addbmm(b, x, w, beta=beta, alpha=alpha), w=w, b=b), Spec((s.shape[1], n)))
+    return None
 
 
 # Weighted: element-wise ops are the most common in real models and the cheapest to compile.
 CATALOGUE: list[tuple[Maker, int]] = [
     *[(m, 1) for m in UNARY], (_param_unary, 6), (_indexing, 2), (_binary, 8), (_compare, 2), (_reduce, 6),
     (_softmax, 3), (_norm, 3), (_layout, 10), (_spatial, 6), (_linear, 5), (_recurrent, 1), (_cast, 2), (_spelling, 8),
-    (_residual, 5),
+    (_residual, 5), (_more_unary, 5), (_statistics, 3), (_rearrange, 5), (_add_products, 2),
 ]
 
 

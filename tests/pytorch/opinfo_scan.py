@@ -34,7 +34,7 @@ from torch.utils import _pytree as pytree
 
 EXCLUSIONS = Path(__file__).with_name("opinfo_exclusions.txt")
 RTOL, ATOL = 1e-3, 1e-4
-UNINITIALIZED = {"empty", "empty_like", "new_empty", "empty_strided", "empty_permuted"}
+UNINITIALIZED = {"empty", "empty_like", "new_empty", "empty_strided", "empty_permuted", "new_empty_strided"}
 """Ops whose values are whatever memory held: only shapes and dtypes are compared."""
 
 

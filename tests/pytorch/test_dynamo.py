@@ -98,3 +98,27 @@ def test_backend_called_directly_compiles_per_shape_and_follows_weight_updates(d
         model[0].weight.mul_(2)  # a graph input of Dynamo's would see it; so must sol
         x = torch.randn(2, 5)
         _same(run(x), model(x), rtol=1e-4)
+
+
+class RemembersBatch(nn.Module):
+    """A forward that sets a plain attribute (transformers' models do such things)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.last_batch = x.shape[0]
+        return x * 2
+
+
+def test_sol_in_the_process_does_not_make_torch_compile_recompile_every_call() -> None:
+    """sol watches module attributes through nn.Module.__setattr__ (sol_pytorch.weights); once any
+    model is optimized, torch.compile of another model whose forward sets an attribute must still
+    compile once, not guard on sol's counter and compile again at every call (with fullgraph=True
+    that ends in a hard failure at the recompile limit)."""
+    import sol
+
+    sol.optimize(nn.Linear(2, 2).eval(), torch.randn(1, 2))  # installs the watch
+    model = RemembersBatch()
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    x = torch.randn(3, 4)
+    for _ in range(12):
+        torch.testing.assert_close(compiled(x), x * 2)
+    assert model.last_batch == 3

@@ -218,7 +218,9 @@ def test_every_unsupported_op_is_listed_also_downstream_of_another() -> None:
     assert "aten.cumprod.default" in str(info.value) and "aten.logcumsumexp.default" in str(info.value)
 
 
-def test_in_place_buffer_update_in_forward_is_refused() -> None:
+def test_in_place_buffer_update_in_forward_reads_the_buffer_live_and_writes_it_back() -> None:
+    """A buffer the forward updates is a graph input (read live, never a folded weight), and the
+    layout says which program output is written back into it (test_generation.py runs it)."""
     class Counter(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -228,8 +230,11 @@ def test_in_place_buffer_update_in_forward_is_refused() -> None:
             self.calls += 1
             return x * 2
 
-    with pytest.raises(UnsupportedOpError, match=r"updates calls in place"):
-        import_module(Counter().eval(), ((2,),), {})
+    model = Counter().eval()
+    graph = import_module(model, ((2,),), {})
+    layout = graph.meta["pytorch.outputs"]
+    assert [t for _, t in layout.buffers] == [model.calls] and not graph.params
+    assert len(layout.updates) == 1 and layout.updates[0][0] == layout.buffers[0][0]
 
 
 # --- training mode ----------------------------------------------------------------------------

@@ -120,6 +120,26 @@ case("cumsum", "middle-dim", lambda x: x.cumsum(1) + 1, r(2, 5, 3))
 case("cumsum", "position-ids-int32",  # RoBERTa's create_position_ids_from_input_ids
      lambda ids: (torch.cumsum(ids.ne(1).int(), dim=1).type_as(ids) * ids.ne(1)) + 1, ints(5, 3, 7))
 case("cumsum", "bool-gives-int64", lambda m: m.cumsum(0), coin(5, 3))
+
+
+def _set_columns(x: torch.Tensor, i: torch.Tensor, v: Any) -> torch.Tensor:
+    y = x.clone()
+    y[:, i] = v  # aten.index_put with (None, i)
+    return y
+
+
+def _kv_update(keys: torch.Tensor, new: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+    """transformers' StaticLayer.update: the new positions written at the run-time length."""
+    return keys.index_copy(2, torch.arange(new.shape[2]) + length, new)
+
+
+case("scatter", "index_copy-dim1", lambda x, i, s: x.index_copy(1, i, s), r(2, 5, 3), torch.randperm(5)[:3],
+     r(2, 3, 3))
+case("scatter", "setitem-negative-positions", _set_columns, r(3, 6, 2), torch.tensor([-1, 2, -6]), r(3, 3, 2))
+case("scatter", "setitem-broadcast-value", lambda x, i: _set_columns(x, i, 0.5) * 2, r(4, 5), torch.tensor([4, 0]))
+case("scatter", "index_put-dim0-computed", lambda x, i, v: torch.tanh(x).index_put((i,), v), r(6, 4),
+     torch.tensor([5, 1, 3]), r(3, 4))
+case("scatter", "kv-cache-update", _kv_update, r(1, 2, 8, 4), r(1, 2, 1, 4), torch.tensor(3))
 case("index", "arange-grid-mask",  # transformers' padding mask: mask[batch_idx, kv_idx]
      lambda m: m[torch.arange(m.shape[0])[:, None, None, None], torch.arange(m.shape[1])[None, None, None, :]],
      coin(3, 6))
@@ -213,3 +233,19 @@ def test_advanced_index_out_of_range_in_one_dim(device: str) -> None:
         model(x, i, bad)
     with pytest.raises(IndexError, match="out of range"):
         fast(x, i, bad)
+
+
+def test_index_put_position_out_of_range(device: str) -> None:
+    """``y[:, i] = v`` with a position outside the axis is an IndexError naming the op, as in
+    PyTorch; nothing is written outside the tensor, and the network still works afterwards."""
+    model = Fn(lambda x, i, v: _set_columns(x, i, v))
+    x, i, v = r(3, 5), torch.tensor([1, 4]), r(3, 2)
+    fast = sol.optimize(model, x, i, v, device=device, fallback=False)
+    torch.testing.assert_close(fast(x, i, v), model(x, i, v))
+    for bad_value in (5, -6):
+        bad = torch.tensor([1, bad_value])
+        with pytest.raises(IndexError):
+            model(x, bad, v)
+        with pytest.raises(IndexError, match=f"scatter.*index {bad_value} is out of range for axis 1 of size 5"):
+            fast(x, bad, v)
+    torch.testing.assert_close(fast(x, i, v), model(x, i, v))

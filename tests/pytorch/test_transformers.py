@@ -128,6 +128,16 @@ def test_t5_encoder_compiles_whole() -> None:
     check(transformers.T5EncoderModel(config), lambda b: (ids(b), padding_mask(b)), batches=(2,))
 
 
+def test_t5_encoder_decoder_compiles_whole() -> None:
+    """T5ForConditionalGeneration: encoder, decoder with causal self-attention and cross-attention
+    over the padded encoder output, relative position buckets, the LM head (logits and the
+    encoder's last hidden state compared)."""
+    config = transformers.T5Config(vocab_size=100, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
+                                   decoder_start_token_id=0, use_cache=False)
+    check(transformers.T5ForConditionalGeneration(config), lambda b: (ids(b), padding_mask(b), ids(b, 5)),
+          batches=(2,))
+
+
 def test_clip_compiles_whole() -> None:
     """Text and vision towers; the text tower pools at each row's end-of-text position (an index
     computed at run time)."""

@@ -179,9 +179,14 @@ def _import(frontend: Frontend, model: Any, example_inputs: tuple[Any, ...], bat
     """The model's inference graph for ``batch`` (None: the example inputs as given), refusing
     one that needs its framework at run time."""
     from sol.fallback import FRAMEWORK_OP, call_of, is_partitioned
+    from sol.ir import INPUT_UPDATES
 
     examples = example_inputs if batch is None else tuple(rebatch(frontend, x, batch) for x in example_inputs)
     graph = frontend.import_graph(model, examples, dict(options))
+    if graph.meta.get(INPUT_UPDATES):
+        raise SolError(f"deploy: {graph.name} updates tensors in place (its inputs or the model's buffers); a "
+                       f"deployed library computes a function of its inputs and cannot write such updates back "
+                       f"into its caller's memory")
     if is_partitioned(graph):  # fallback=False makes frontends raise; this catches one that did not
         ops = sorted({call_of(n).label or "?" for n in graph.nodes if n.op == FRAMEWORK_OP})
         raise SolError(f"deploy: {graph.name} has operations sol cannot compile ({', '.join(ops)}); a deployed "

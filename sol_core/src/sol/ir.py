@@ -130,6 +130,14 @@ class Node:
         return f"{outs} = {self.op}({ins}){self.attrs if self.attrs else ''}"
 
 
+INPUT_UPDATES = "input_updates"
+"""``Graph.meta`` key a frontend sets where the model updates tensors in place (a KV cache, a step
+counter): ((input index, output index), ...), each output the new value of that input, which the
+frontend's caller writes back after a run. The program itself stays a function of its inputs;
+what cannot write back (a deployed library, whose C caller knows nothing of it) refuses such a
+graph."""
+
+
 @dataclass
 class Graph:
     """A network: inputs, parameters, constants, nodes in topological order, outputs."""
@@ -141,7 +149,8 @@ class Graph:
     nodes: list[Node] = field(default_factory=list)
     outputs: list[Value] = field(default_factory=list)
     # What a frontend needs to rebuild its framework's view (e.g. the output structure); core
-    # never reads it. Keys are prefixed with the frontend's name.
+    # reads only the keys defined here (INPUT_UPDATES). A frontend's own keys are prefixed with
+    # its name.
     meta: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _names: Iterator[int] = field(default_factory=itertools.count, repr=False)
 

@@ -77,6 +77,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     # IR
     "DTYPES": ("sol.ir", "DTYPES"),
     "Graph": ("sol.ir", "Graph"),
+    "INPUT_UPDATES": ("sol.ir", "INPUT_UPDATES"),
     "Node": ("sol.ir", "Node"),
     "TensorType": ("sol.ir", "TensorType"),
     "Value": ("sol.ir", "Value"),
@@ -243,6 +244,7 @@ if TYPE_CHECKING:  # the table above, for type checkers (`X as X`: an explicit r
     from sol.fallback import partition as partition
     from sol.host import physical_cores as physical_cores
     from sol.ir import DTYPES as DTYPES
+    from sol.ir import INPUT_UPDATES as INPUT_UPDATES
     from sol.ir import Graph as Graph
     from sol.ir import Node as Node
     from sol.ir import TensorType as TensorType

@@ -46,7 +46,16 @@ from torch import fx
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind
 
-from sol.plugin_api import Graph, Node, SolError, UnsupportedOpError, Value, ValueKind, mark_framework_node
+from sol.plugin_api import (
+    INPUT_UPDATES,
+    Graph,
+    Node,
+    SolError,
+    UnsupportedOpError,
+    Value,
+    ValueKind,
+    mark_framework_node,
+)
 from sol.plugin_api import user_stacklevel as core_user_stacklevel
 from sol_pytorch import locations
 from sol_pytorch.aten import CONVERTERS, Emitter, Unsupported, tensor_type
@@ -62,6 +71,8 @@ LATER = ("With fallback=True (the default) PyTorch runs such operations and sol 
          "operators sol compiles).")
 log = logging.getLogger("sol")
 LAYOUT_KEY = "pytorch.outputs"
+IN_PLACE = "in-place update"
+"""The ``op`` of the refusal of in-place updates where PyTorch runs parts of the forward."""
 NO_EQUIVALENT = "sol has no equivalent operation"
 
 # Nodes that check metadata at run time in PyTorch and compute nothing.
@@ -101,6 +112,15 @@ class OutputLayout:
 
     spec: Any
     slots: tuple[int | Constant, ...]
+    updates: tuple[tuple[int, int], ...] = ()
+    """In-place updates of the forward's tensor inputs and of the model's buffers (a KV cache's
+    ``index_copy_``, a counter's ``add_``), as (program input position, program output): the
+    program computes the new value, the caller copies it into the tensor after the run, as eager
+    would have written it."""
+    buffers: tuple[tuple[int, torch.Tensor], ...] = ()
+    """The buffers the forward updates in place, as (program input position, the model's buffer):
+    read live as program inputs at every call (never folded into the program as weights are),
+    the forward's tensor arguments filling the other positions in order."""
 
 
 def output_layout(graph: Graph) -> OutputLayout | None:
@@ -439,6 +459,8 @@ class _Importer:
         self.failed: set[fx.Node] = set()
         self.input_specs = {s.arg.name: s for s in ep.graph_signature.input_specs}
         self.tensors = state_tensors(ep, model)
+        self.updated_buffers = set(ep.graph_signature.buffers_to_mutate.values())
+        self.buffer_inputs: list[tuple[Value, torch.Tensor]] = []
 
     # --- whole graph --------------------------------------------------------------------------
     def convert_all(self) -> None:
@@ -489,6 +511,9 @@ class _Importer:
             self.env[node] = self.graph.add_input(node.name, tensor_type(val))
         elif spec.kind is InputKind.USER_INPUT and isinstance(val, SCALARS):
             self.env[node] = val  # a non-tensor argument: a constant of this trace
+        elif spec.kind is InputKind.BUFFER and str(spec.target) in self.updated_buffers:
+            self.env[node] = self.graph.add_input(node.name, tensor_type(val))  # read live: the forward updates it
+            self.buffer_inputs.append((self.env[node], self.tensors[str(spec.target)]))
         elif spec.kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
             name = str(spec.target)
             self.env[node] = self.graph.add_param(name, numpy_view(self.tensors[name], name))
@@ -609,19 +634,29 @@ class _Importer:
 
     # --- outputs ------------------------------------------------------------------------------
     def _outputs(self) -> None:
-        leaves = user_outputs(self.ep, self.graph.name)
+        leaves = user_outputs(self.ep, self.graph.name, inputs_may_change=True)
         slots: list[int | Constant] = []
         index: dict[Value, int] = {}
+
+        def output(v: Value, leaf: fx.Node) -> int:
+            if v not in index:  # a tensor returned twice is one program output, as in PyTorch
+                index[v] = len(self.graph.outputs)
+                self.graph.outputs.append(self.own_buffer(v, leaf))
+            return index[v]
+
         for leaf in leaves:
             v = self.env[leaf] if isinstance(leaf, fx.Node) else leaf
             if not isinstance(v, Value):  # None, a Python number, a size: returned as is
                 slots.append(Constant(v))
                 continue
-            if v not in index:  # a tensor returned twice is one program output, as in PyTorch
-                index[v] = len(self.graph.outputs)
-                self.graph.outputs.append(self.own_buffer(v, leaf))
-            slots.append(index[v])
-        self.graph.meta[LAYOUT_KEY] = OutputLayout(out_spec(self.ep), tuple(slots))
+            slots.append(output(v, leaf))
+        positions = {v.name: i for i, v in enumerate(self.graph.inputs)}
+        updates = tuple((positions[str(target)], output(self.env[leaf], leaf))
+                        for target, leaf in input_updates(self.ep))
+        buffers = tuple((self.graph.inputs.index(v), tensor) for v, tensor in self.buffer_inputs)
+        self.graph.meta[LAYOUT_KEY] = OutputLayout(out_spec(self.ep), tuple(slots), updates, buffers)
+        if updates:
+            self.graph.meta[INPUT_UPDATES] = updates
 
     def own_buffer(self, v: Value, leaf: fx.Node) -> Value:
         """An input, weight or constant returned as is gets a copy: outputs are fresh tensors."""
@@ -694,19 +729,34 @@ def output_node(ep: ExportedProgram) -> fx.Node:
     return next(n for n in reversed(ep.graph.nodes) if n.op == "output")
 
 
-def user_outputs(ep: ExportedProgram, name: str) -> list[Any]:
+def user_outputs(ep: ExportedProgram, name: str, inputs_may_change: bool = False) -> list[Any]:
     """The model's output leaves (fx nodes or Python values), in ``call_spec.out_spec`` order;
-    refuses forward functions that update buffers or inputs in place."""
+    refuses forward functions that update buffers in place, and inputs too unless
+    ``inputs_may_change`` (whole programs copy the new values back: :class:`OutputLayout`)."""
     specs = ep.graph_signature.output_specs
-    mutated = [str(s.target) for s in specs if s.kind is not OutputKind.USER_OUTPUT]
+    allowed = (OutputKind.USER_OUTPUT, OutputKind.USER_INPUT_MUTATION, OutputKind.BUFFER_MUTATION) \
+        if inputs_may_change else (OutputKind.USER_OUTPUT,)
+    mutated = [str(s.target) for s in specs if s.kind not in allowed]
     if mutated:
         raise UnsupportedOpError(
-            f"{name}.forward updates {', '.join(mutated)} in place; sol compiles forward as a function of its "
-            f"inputs, so in-place updates of buffers or inputs are not supported (neither compiled nor run by "
-            f"PyTorch between compiled parts): return the new value instead.",
-            op="in-place update")
+            f"{name}.forward updates {', '.join(mutated)} in place; sol compiles such a forward whole only (here "
+            f"PyTorch runs parts of it, and in-place updates are not carried between the parts): return the new "
+            f"value instead.",
+            op=IN_PLACE)
     results: Sequence[Any] = output_node(ep).args[0]  # type: ignore[assignment]
     return [leaf for s, leaf in zip(specs, results) if s.kind is OutputKind.USER_OUTPUT]
+
+
+def input_updates(ep: ExportedProgram) -> list[tuple[str, fx.Node]]:
+    """(input placeholder name, node computing its new value) for each tensor input and buffer
+    the forward updates in place."""
+    placeholder = {str(s.target): s.arg.name for s in ep.graph_signature.input_specs
+                   if s.kind is InputKind.BUFFER}
+    specs = ep.graph_signature.output_specs
+    results: Sequence[Any] = output_node(ep).args[0]  # type: ignore[assignment]
+    return [(str(s.target) if s.kind is OutputKind.USER_INPUT_MUTATION else placeholder[str(s.target)], leaf)
+            for s, leaf in zip(specs, results)
+            if s.kind in (OutputKind.USER_INPUT_MUTATION, OutputKind.BUFFER_MUTATION)]
 
 
 def _leaves(items: list[Any]) -> Iterator[Any]:

@@ -32,6 +32,7 @@ from sol.plugin_api import (
     PartitionedProgram,
     Program,
     SolFallbackWarning,
+    UnsupportedOpError,
     Value,
     call_of,
     compile_partitioned,
@@ -39,6 +40,7 @@ from sol.plugin_api import (
 )
 from sol_pytorch import fallback, trace_cache
 from sol_pytorch.importer import (
+    IN_PLACE,
     Constant,
     NotExportable,
     OutputLayout,
@@ -105,9 +107,10 @@ def import_model(model: torch.nn.Module, example_inputs: Sequence[Any], options:
     else:
         graph = _import_traced(model, values, options, warned)
         layout = output_layout(graph)
-        # whole graphs only: a split one holds the exported program, a rebuilt result the traced objects
+        # whole graphs only: a split one holds the exported program, a rebuilt result the traced
+        # objects, a layout with buffers the forward updates the model's live tensors
         if key and SPLIT not in graph.meta and DYNAMO not in graph.meta and not (
-                layout is not None and isinstance(layout.spec, Restructured)):
+                layout is not None and (isinstance(layout.spec, Restructured) or layout.buffers)):
             trace_cache.store(key, graph, model)
     graph.meta[KEY] = signature(values)
     graph.meta[OPTIONS] = dict(options)
@@ -128,7 +131,14 @@ def _import_traced(model: torch.nn.Module, values: tuple[Any, ...], options: dic
     elif not options.get("fallback", True):
         raise found.unsupported()
     else:
-        cut = fallback.split(ep, model, found)
+        try:
+            cut = fallback.split(ep, model, found)
+        except UnsupportedOpError as exc:
+            if exc.op != IN_PLACE:
+                raise
+            # Parts in PyTorch and in-place updates: Dynamo's graphs carry the updates themselves.
+            return dynamo_graph(model, values, options, "it updates tensors in place, and PyTorch must run some of "
+                                "its operations", warned, exported=True)
         graph = cut.graph
         graph.meta[SPLIT] = cut
         new = [line for line in cut.fallen if line not in (warned if warned is not None else ())]
@@ -194,11 +204,29 @@ class WholeVariant(Variant):
     def __init__(self, key: Signature, program: Program, layout: OutputLayout) -> None:
         super().__init__(key, program)
         self.layout = layout
+        self.updates_buffers = bool(layout.buffers)
 
     def __call__(self, values: Sequence[Any]) -> Any:
-        tensors = run_program(self.program, [v for v in values if isinstance(v, torch.Tensor)])
+        inputs = [v for v in values if isinstance(v, torch.Tensor)]
+        for position, buffer in self.layout.buffers:  # ascending positions: each lands where the program reads it
+            inputs.insert(position, buffer)
+        tensors = run_program(self.program, inputs)
+        if self.layout.updates:
+            tensors = self._update_inputs(inputs, tensors)
         leaves = [s.value if isinstance(s, Constant) else tensors[s] for s in self.layout.slots]
         return unflatten(leaves, self.layout.spec)
+
+    def _update_inputs(self, inputs: list[torch.Tensor], tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The forward's in-place updates of its inputs, done as eager does them: the new values
+        written into the caller's tensors (after the run: the program read the old ones). An
+        updated input the forward also returns comes back as that very tensor (eager's alias)."""
+        tensors = list(tensors)
+        with torch.no_grad():
+            for position, out in self.layout.updates:
+                target = inputs[position]
+                target.copy_(tensors[out])
+                tensors[out] = target
+        return tensors
 
 
 # --- models torch.export cannot take: the Dynamo path -------------------------------------------
@@ -220,6 +248,7 @@ class DynamoRun:
     run: Any
     reason: str
     line: str  # the fallback line (warned once per module)
+    updates_buffers: bool = False  # the forward updates the model's buffers in place (not a change by the user)
 
 
 _DYNAMO_RUNS: weakref.WeakKeyDictionary[torch.nn.Module, dict[str, Any]] = weakref.WeakKeyDictionary()
@@ -243,30 +272,36 @@ def _compiled(model: torch.nn.Module, options: dict[str, Any]) -> Any:
 
 
 def dynamo_graph(model: torch.nn.Module, values: tuple[Any, ...], options: dict[str, Any], reason: str,
-                 warned: set[str] | None) -> Graph:
-    """The graph of a model ``torch.export`` cannot take (see :class:`DynamoVariant`): one
-    framework node, which core cuts into no sol part; warned once per reason. The compiled
-    callable runs once here on the example inputs (without gradients, with the random number
-    generator's state restored), so Dynamo traces and sol compiles during ``optimize``, not at
-    the first call."""
+                 warned: set[str] | None, exported: bool = False) -> Graph:
+    """The graph of a model ``torch.export`` cannot take (see :class:`DynamoVariant`), or took
+    but sol cannot cut (``exported``: the reason says why): one framework node, which core cuts
+    into no sol part; warned once per reason. The compiled callable runs once here (without
+    gradients, with the random number generator's state restored), so Dynamo traces and sol
+    compiles during ``optimize``, not at the first call; it runs on copies of the example inputs
+    and the model's buffers are put back afterwards, so a forward that updates tensors in place
+    changes nothing of the user's."""
     from sol.plugin_api import mark_framework_node
 
     name = type(model).__name__
-    line = f"  {name} as a whole [torch.export: {reason}]"
+    line = f"  {name} as a whole [{'sol' if exported else 'torch.export'}: {reason}]"
     if warned is None or line not in warned:
         if warned is not None:
             warned.add(line)
-        warnings.warn(f"torch.export cannot trace {name} ({reason}); sol compiles it through torch.compile's Dynamo "
-                      f"path instead (torch.compile(model, backend='sol')): Python runs what cannot be traced, sol "
-                      f"compiles the graphs in between. Pass fallback=False to make this an error.",
-                      SolFallbackWarning, stacklevel=user_stacklevel())
+        lead = f"sol cannot compile {name} in parts ({reason})" if exported else \
+            f"torch.export cannot trace {name} ({reason})"
+        warnings.warn(f"{lead}; sol compiles it through torch.compile's Dynamo path instead (torch.compile(model, "
+                      f"backend='sol')): Python runs what cannot be traced, sol compiles the graphs in between. Pass "
+                      f"fallback=False to make this an error.", SolFallbackWarning, stacklevel=user_stacklevel())
     run = _compiled(model, options)
     with torch.no_grad(), torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.simplefilter("ignore", SolFallbackWarning)  # said once above, or by each graph's own warning
-        run(*values)
+        kept = [(b, b.clone()) for b in model.buffers()]
+        run(*(v.clone() if isinstance(v, torch.Tensor) else v for v in values))
+        for buffer, value in kept:
+            buffer.copy_(value)
     graph = Graph(name=f"{name}_dynamo")
     mark_framework_node(graph, None, [], [], label="torch.compile(backend='sol') runs the model")
-    graph.meta[DYNAMO] = DynamoRun(run, reason, line)
+    graph.meta[DYNAMO] = DynamoRun(run, reason, line, updates_buffers=exported)
     return graph
 
 
@@ -278,6 +313,7 @@ class DynamoVariant(Variant):
     def __init__(self, key: Signature, program: Program | PartitionedProgram, run: DynamoRun) -> None:
         super().__init__(key, program)  # type: ignore[arg-type]
         self.run = run
+        self.updates_buffers = run.updates_buffers
 
     @property
     def programs(self) -> list[Program]:

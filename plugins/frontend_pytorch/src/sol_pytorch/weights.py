@@ -62,6 +62,12 @@ _POINTER = torch.Tensor.data_ptr
 
 
 def _bump(*_: Any) -> None:
+    # Not while Dynamo traces a forward (torch.compile of any model in this process): the bump
+    # would become a guard on the counter, which the forward's own setattr then changes, so
+    # torch.compile would compile again at every call. The compiled code replays such a setattr
+    # through nn.Module.__setattr__ at run time, where it bumps as usual.
+    if torch.compiler.is_compiling():
+        return
     global _generation
     _generation += 1
 

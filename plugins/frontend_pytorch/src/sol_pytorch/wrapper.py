@@ -78,6 +78,7 @@ as for any pickled module).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import threading
@@ -92,8 +93,8 @@ from torch.autograd.function import once_differentiable
 from torch.nn.modules import module as _module
 from torch.utils import _pytree as pytree
 
-from sol.plugin_api import Graph, PartitionedProgram, Program
-from sol_pytorch import fallback
+from sol.plugin_api import Graph, PartitionedProgram, Program, UnsupportedOpError
+from sol_pytorch import fallback, generation
 from sol_pytorch import training as sol_training  # (a module-level name: SolModule.training is the mode)
 from sol_pytorch.importer import SCALARS, describe_value, user_stacklevel
 from sol_pytorch.variants import (
@@ -208,6 +209,38 @@ class SolModule(torch.nn.Module):
         return self
 
     @property
+    def generate(self) -> Any:
+        """``model.generate`` (Hugging Face models) with the decode steps run by sol, compiled
+        once per static-cache bucket rather than once per token (:mod:`sol_pytorch.generation`)."""
+        model = self.__dict__["model"]
+        if not callable(getattr(type(model), "generate", None)):
+            raise AttributeError(f"{type(model).__name__} has no generate method")
+        return functools.partial(generation.generate, self)
+
+    def _cache_step(self, cache: Any, names: tuple[str, ...], inputs: tuple[Any, ...]) -> SolModule:
+        """The compiled decode step for caches laid out like ``cache`` and these tensor arguments
+        (built on first use, for these step inputs: copies, the compile must not update the
+        caller's cache)."""
+        key = (generation.cache_structure(cache), names)
+        with self._lock:
+            steps: dict[Any, SolModule] = self.__dict__.setdefault("_cache_steps", {})
+            step = steps.get(key)
+            if step is None:
+                from sol.plugin_api import optimize
+
+                examples = tuple(t.clone() if isinstance(t, torch.Tensor) else t for t in inputs)
+                step = optimize(generation.CacheStep(self.model, cache, names).eval(), *examples, device=self._device,
+                                training=False, **self._options)
+                steps[key] = step
+            return step
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            warnings.warn(f"sol: {self.graph_name}: {message}", fallback.SolFallbackWarning,
+                          stacklevel=user_stacklevel())
+
+    @property
     def variants(self) -> list[Variant | sol_training.TrainingVariant]:
         """The compiled variants: inference ones, then training ones, each in compile order."""
         return [*self._variants.values(), *self._train_variants.values()]
@@ -219,6 +252,9 @@ class SolModule(torch.nn.Module):
         values = self._bind(args, kwargs)
         if torch.is_autocast_enabled("cpu"):
             return self._eager(values, AUTOCAST)
+        other = [i for i, v in enumerate(values) if not isinstance(v, (torch.Tensor, *SCALARS))]
+        if other:
+            return self._eager(values, self._structured_inputs(other, values))
         grad = torch.is_grad_enabled()
         modules = [m for _, m in self._tree]
         if any(m.training for m in modules) or (grad and any(
@@ -231,7 +267,11 @@ class SolModule(torch.nn.Module):
     def _inference_call(self, values: list[Any]) -> Any:
         if self._values.stale():
             self._values_changed()
-        return self._inference_variant(values)(values)
+        variant = self._inference_variant(values)
+        out = variant(values)
+        if getattr(variant, "updates_buffers", False):
+            self._values.refresh()  # the forward's own buffer updates are not a change to compile again for
+        return out
 
     def _inference_variant(self, values: list[Any]) -> Variant:
         key = signature(values)
@@ -260,7 +300,10 @@ class SolModule(torch.nn.Module):
         variant = self._inference_variant(values)
         if variant.fallen:
             return self._train_call(values)
-        return _recompute(self, variant, values)
+        out = _recompute(self, variant, values)
+        if getattr(variant, "updates_buffers", False):
+            self._values.refresh()  # as in _inference_call
+        return out
 
     def _eager(self, values: list[Any], why: str) -> Any:
         """PyTorch runs the model itself (warned once per reason; see the module doc)."""
@@ -401,9 +444,23 @@ class SolModule(torch.nn.Module):
                 if value.device.type != "cpu":
                     raise TypeError(f"{label}: expected a CPU tensor (sol device {self._device} reads host "
                                     f"memory), got a tensor on {value.device}")
-            elif tensor_expected or not isinstance(value, SCALARS):
+            elif tensor_expected:
                 raise TypeError(f"{label}: expected a torch.Tensor, got {type(value).__name__}")
         return given
+
+    def _structured_inputs(self, positions: list[int], values: list[Any]) -> str:
+        """Why a call with inputs other than tensors and scalars (a KV cache object, a list of
+        tensors) runs in PyTorch; with ``fallback=False`` that is an error instead."""
+        sig = self._signature
+        given = ", ".join(f"input {i} ({sig.name(i)}): a {type(values[i]).__name__}" for i in positions)
+        hint = " (for generation, fast.generate() compiles the decode step)" if any(
+            "Cache" in type(values[i]).__name__ for i in positions) else ""
+        why = (f"{given}: sol compiles calls with tensor and scalar inputs (None, bool, int, float), so PyTorch "
+               f"runs this call{hint}")
+        if self._options.get("fallback", True) is False:
+            raise UnsupportedOpError(f"{self.graph_name}: {why}; fallback=False makes that an error",
+                                     op="structured input")
+        return why
 
     def _count_error(self, given: int) -> TypeError:
         expected = self._primary

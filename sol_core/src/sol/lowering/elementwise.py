@@ -169,3 +169,8 @@ def isinf(d: Dialect, a: list[str], T: str, attrs: dict[str, Any]) -> str:
     checks = {"both": f"({a[0]} == {inf} || {a[0]} == -{inf})", "positive": f"({a[0]} == {inf})",
               "negative": f"({a[0]} == -{inf})"}
     return checks[attrs["sign"]]
+
+# Exponentials and logarithms of other bases and arguments, erfc, and the binary functions of
+# C99's math library: each the frameworks' own (PyTorch's CPU kernels call the same functions).
+log1p, expm1, exp2, log2, log10, erfc, fmod, atan2, hypot, copysign = (
+    _math(fn) for fn in ("log1p", "expm1", "exp2", "log2", "log10", "erfc", "fmod", "atan2", "hypot", "copysign"))

@@ -21,6 +21,7 @@ from sol.lowering.records import (
     GatherElementsRecord,
     GatherRecord,
     OpRecord,
+    ScatterRecord,
 )
 from sol.sourcetext import c_string
 
@@ -102,3 +103,14 @@ def lower_cumsum(low: GroupLowering, node: Node, depth: int, base: BaseFields) -
     inner = x.shape[depth:]
     acc = "double" if x.dtype.startswith("float") else ctype(x)
     return "cumsum", CumsumRecord(**base, pre=numel(inner[:ax]), L=inner[ax], post=numel(inner[ax + 1:]), ACC=acc)
+
+
+def lower_scatter(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
+    """scatter is one instance per tensor (depth 0): the record covers x, the positions and the
+    new slices whole, as (pre, L, post) around the axis."""
+    x, idx, upd = node.inputs
+    ax = node.attrs["axis"]
+    where = f"scatter{' <- ' + node.source if node.source else ''}"
+    return "scatter", ScatterRecord(**base, idx=_pointer(low, idx, "0"), TI=ctype(idx), upd=_pointer(low, upd, "0"),
+                                    pre=numel(x.shape[:ax]), L=x.shape[ax], J=idx.shape[0],
+                                    post=numel(x.shape[ax + 1:]), axis=ax, where=c_string(where))

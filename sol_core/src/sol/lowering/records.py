@@ -310,6 +310,23 @@ class GatherBackwardRecord(OpRecord):
 
 
 @dataclass(kw_only=True)
+class ScatterRecord(OpRecord):
+    """index_put along the middle axis of (pre, L, post): y is x with, for each j < J, the slice
+    ``upd[a, j, :]`` written at position ``idx[j]`` (negative: from the end). A position outside
+    [-L, L) is reported and nothing is written for it."""
+
+    idx: str
+    TI: str
+    upd: str
+    pre: int
+    L: int
+    J: int
+    post: int
+    axis: int
+    where: str  # a C string literal naming the op for index errors
+
+
+@dataclass(kw_only=True)
 class GatherElementsRecord(OpRecord):
     """torch.gather: for every output position (a loop nest over ``dims``, counters ``i<j>``),
     ``idx[out_offset]`` picks the element ``x[x_offset + index * stride]`` (``x_offset``: the

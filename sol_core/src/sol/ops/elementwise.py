@@ -222,7 +222,24 @@ def _math_ops(grad: Any, c: Any) -> list[OpDef]:
              # nan: "keep" (NumPy, TensorFlow, ONNX: sign(NaN) is NaN) or "zero" (PyTorch: 0)
              _unary("sign", _sign, grad.zero, c.sign, nan="keep")]
     steps[-1].normalize = _sign_attrs
-    return trig + steps
+    return trig + steps + _exp_log_ops(grad, c)
+
+
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
+
+
+def _exp_log_ops(grad: Any, c: Any) -> list[OpDef]:
+    """Exponentials and logarithms of other bases and arguments (log1p and expm1 keep their
+    precision near 0, where log(1 + x) and exp(x) - 1 lose it), erfc, and C99's binary
+    functions fmod (the remainder of truncated division: the dividend's sign), atan2, hypot and
+    copysign. NumPy's are the references; frontends compose remainder, floor division etc. of them."""
+    unary = [_unary("log1p", np.log1p, grad.log1p, c.log1p), _unary("expm1", np.expm1, grad.expm1, c.expm1),
+             _unary("exp2", np.exp2, grad.exp2, c.exp2), _unary("log2", np.log2, grad.log2, c.log2),
+             _unary("log10", np.log10, grad.log10, c.log10), _unary("erfc", _erfc, grad.erfc, c.erfc)]
+    binary = [_binary("fmod", np.fmod, grad.fmod, c.fmod), _binary("atan2", np.arctan2, grad.atan2, c.atan2),
+              _binary("hypot", np.hypot, grad.hypot, c.hypot),
+              _binary("copysign", np.copysign, grad.copysign, c.copysign)]
+    return unary + binary
 
 
 def _sign(x: np.ndarray, nan: str) -> np.ndarray:
@@ -270,7 +287,9 @@ def _classifiers(c: Any) -> list[OpDef]:
 _PRESERVE_FINITE = ("relu", "sigmoid", "tanh", "neg", "abs", "silu", "hardswish", "hardsigmoid", "erf", "identity",
                     "dropout", "leaky_relu", "gelu", "add", "sub", "mul", "maximum", "minimum",
                     # not asin/acos/acosh/atanh (NaN outside their domain), sinh/cosh (overflow)
-                    "sin", "cos", "tan", "atan", "asinh", "floor", "ceil", "round", "sign")
+                    "sin", "cos", "tan", "atan", "asinh", "floor", "ceil", "round", "sign",
+                    # not log1p, log2, log10 (at 0 or below), expm1, exp2 (overflow early), fmod (by 0)
+                    "erfc", "atan2", "hypot", "copysign")
 
 
 def _mark_finite(ops: list[OpDef], bn: OpDef, cast: OpDef) -> None:

@@ -115,6 +115,43 @@ def _gather_elements_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.nda
     return [np.take_along_axis(part, idx.astype(np.int64), axis=ax)]
 
 
+# --- scatter ------------------------------------------------------------------------------------
+# torch's index_put / index_copy along one axis (a static KV cache's update at the run-time
+# position): x with the slices at the given positions replaced. Like gather_elements, one instance
+# is the whole tensor: the positions are known only at run time.
+
+
+def _scatter_normalize(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
+    return {"axis": axis(int(attrs["axis"]), types[0].rank)}
+
+
+def _scatter_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x, idx, upd = types
+    if idx.dtype not in INDEX_DTYPES or idx.rank != 1:
+        raise SolError(f"scatter positions must be a 1-D integer tensor ({', '.join(INDEX_DTYPES)}), got {idx}")
+    if x.rank == 0:
+        raise SolError("scatter into a scalar: x needs at least one axis")
+    ax = a["axis"]
+    want = x.shape[:ax] + idx.shape + x.shape[ax + 1:]
+    if upd.shape != want or upd.dtype != x.dtype:
+        raise SolError(f"scatter: the new slices must be {TensorType(want, x.dtype)} (x {x}, positions {idx}), "
+                       f"got {upd}")
+    return [x]
+
+
+def _scatter_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    x, idx, upd = xs
+    ax = a["axis"]
+    size = x.shape[ax]
+    out = np.array(x, copy=True)
+    for j, given in enumerate(idx.astype(np.int64)):
+        if not -size <= given < size:
+            raise IndexError(f"scatter: index {int(given)} is out of range for axis {ax} of size {size}")
+        # one position at a time, in order: a repeated position keeps its last slice (PyTorch's CPU rule)
+        out[(slice(None),) * ax + (int(given) % size,)] = upd[(slice(None),) * ax + (j,)]
+    return [out]
+
+
 # --- comparisons, logical ops, where --------------------------------------------------------
 
 
@@ -234,6 +271,12 @@ def ops() -> list[OpDef]:
                   "...], ...] with indices of x's rank, as large as x or smaller in every dim but axis; out has the "
                   "indices' shape. Valid indices [0, n); any other is an IndexOutOfRangeError at run time (never read)",
               gradient=grad.gather_elements, c_loops=lower.lower_gather_elements),
+        OpDef("scatter", LayerClass.IO_BOUND, _scatter_infer, _scatter_ref, (3, 3), {"axis": REQUIRED},
+              normalize=_scatter_normalize,
+              doc="torch index_put / index_copy along one axis: x with x[..., positions[j], ...] = updates[..., j, "
+                  "...]; positions 1-D in [-n, n) (negative ones count from the end), any other is an "
+                  "IndexOutOfRangeError at run time (nothing written there); a repeated position keeps its last "
+                  "slice", gradient=grad.scatter, c_loops=lower.lower_scatter),
         _compare("eq", np.equal, c.eq), _compare("ne", np.not_equal, c.ne), _compare("lt", np.less, c.lt),
         _compare("le", np.less_equal, c.le), _compare("gt", np.greater, c.gt),
         _compare("ge", np.greater_equal, c.ge),

@@ -29,8 +29,9 @@ class Input:
 Case = tuple[list[Any], dict[str, Any]]  # inputs: shapes (standard-normal float32) or Inputs
 
 UNARY = ["relu", "sigmoid", "tanh", "exp", "neg", "abs", "silu", "hardswish", "hardsigmoid", "erf",
-         "sin", "cos", "tan", "atan", "sinh", "cosh", "asinh", "floor", "ceil", "round", "sign"]
-POSITIVE_UNARY = ["log", "sqrt", "rsqrt"]  # inputs are made positive
+         "sin", "cos", "tan", "atan", "sinh", "cosh", "asinh", "floor", "ceil", "round", "sign",
+         "expm1", "exp2", "erfc"]
+POSITIVE_UNARY = ["log", "sqrt", "rsqrt", "log1p", "log2", "log10"]  # inputs are made positive
 UNIT_UNARY = ["asin", "acos", "atanh"]  # inputs are drawn inside (-1, 1)
 ABOVE_ONE_UNARY = ["acosh"]  # inputs are made > 1
 
@@ -43,12 +44,14 @@ def in_domain(op: str, idx: int, a: Any) -> Any:
 
     if op in POSITIVE_UNARY or (op == "batch_norm" and idx == 2) or (op == "pow" and idx == 0):
         return np.abs(a) + 0.5
+    if op == "fmod" and idx == 1:  # divisors away from 0: a / b far from its steps, mostly
+        return np.abs(a) + 1.0
     if op in UNIT_UNARY:
         return np.tanh(a) * 0.9
     if op in ABOVE_ONE_UNARY:
         return np.abs(a) + 1.1
     return a
-BINARY = ["add", "sub", "mul", "div", "maximum", "minimum"]
+BINARY = ["add", "sub", "mul", "div", "maximum", "minimum", "fmod", "atan2", "hypot", "copysign"]
 
 CASES: dict[str, list[Case]] = {
     **{op: [([(2, 3, 5, 7)], {}), ([(4, 33)], {})] for op in UNARY + POSITIVE_UNARY + UNIT_UNARY + ABOVE_ONE_UNARY},
@@ -172,6 +175,11 @@ CASES: dict[str, list[Case]] = {
                         ([Input((6, 4), static=True), Input((2, 3), "int32", 0, 6)], {"axis": 0}),
                         ([(2, 3, 4), Input((2, 3, 7), "int64", 0, 4)], {"axis": -1}),
                         ([Input((2, 5), "int64", -9, 9), Input((2, 5), "int64", 0, 5)], {"axis": 1})],
+    # index_put / index_copy along one axis: a KV cache's update (negative positions, a repeated
+    # one keeps its last slice), a weight as x, the last axis.
+    "scatter": [([(2, 5, 3), Input((4,), "int64", -5, 5), (2, 4, 3)], {"axis": 1}),
+                ([Input((6, 4), static=True), Input((3,), "int32", 0, 6), (3, 4)], {"axis": 0}),
+                ([(2, 3, 7), Input((1,), "int64", 0, 7), (2, 3, 1)], {"axis": -1})],
     # Running sums: along the last axis, a middle one, the first; integers (position ids).
     "cumsum": [([(2, 3, 17)], {"axis": 2}), ([(2, 5, 3)], {"axis": 1}), ([(6, 4)], {"axis": 0}),
                ([Input((3, 9), "int64", 0, 2)], {"axis": 1}), ([Input((2, 8), "int32", -3, 3)], {"axis": -1})],

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 
-from sol.plugin_api import Value
+from sol.plugin_api import Value, known_value
 from sol_pytorch.aten.base import Args, Converter, Emitter, Unsupported, _scaled, _tensor, converts
 
 # --- element-wise -----------------------------------------------------------------------------
@@ -149,15 +150,6 @@ converts("aten.maximum.default", "aten.max.other")(_binary("maximum"))
 converts("aten.minimum.default", "aten.min.other")(_binary("minimum"))
 
 
-@converts("aten.div.Tensor", "aten.div.Scalar", "aten.div.Tensor_mode", "aten.div.Scalar_mode")
-def _div(em: Emitter, a: Args) -> Value:
-    mode = a.get("rounding_mode")
-    if mode is not None:
-        raise Unsupported(f"division with rounding_mode={mode!r}")
-    dt = em.out.dtype
-    return em.emit("div", [em.operand(a["self"], dt), em.operand(a["other"], dt)])
-
-
 @converts("aten.reciprocal.default")
 def _reciprocal(em: Emitter, a: Args) -> Value:
     dt = em.out.dtype
@@ -253,3 +245,213 @@ def _filled(fill: Callable[[Args], Any]) -> Converter:
 converts("aten.zeros_like.default")(_filled(lambda a: 0))
 converts("aten.ones_like.default")(_filled(lambda a: 1))
 converts("aten.full_like.default")(_filled(lambda a: a["fill_value"]))
+
+
+# --- exponentials, logarithms and C99's binary functions --------------------------------------
+
+for _name in ("log1p", "expm1", "exp2", "log2", "log10", "erfc"):
+    converts(f"aten.{_name}.default")(_unary(_name))
+converts("aten.atan2.default")(_binary("atan2"))
+converts("aten.hypot.default")(_binary("hypot"))
+converts("aten.copysign.Tensor", "aten.copysign.Scalar")(_binary("copysign"))
+
+
+def _float_operands(em: Emitter, a: Args, what: str) -> tuple[Value, Value]:
+    """``self`` and ``other`` in the result's floating type. Integer division, remainders
+    included, raises at a zero divisor in PyTorch, which compiled code cannot: refused."""
+    dt = em.out.dtype
+    if not dt.startswith("float"):
+        raise Unsupported(f"{what} of {dt} tensors (a zero divisor raises in PyTorch)")
+    return em.operand(a["self"], dt), em.operand(a["other"], dt)
+
+
+def _folded_integer_division(em: Emitter, a: Args, fn: Callable[..., Any]) -> Value:
+    """Integer remainders and quotients computed from constants only (index arithmetic such as
+    ``(arange(n) + shift) % n`` in roll's decomposition) are folded here by PyTorch itself, so
+    they are exact and a zero divisor raises as in eager; other integer operands are refused."""
+    args = [known_value(v) if isinstance(v, Value) else v for v in (a["self"], a["other"])]
+    if any(v is None for v in args):
+        raise Unsupported(f"{em.out.dtype} division of tensors computed at run time (a zero divisor raises "
+                          "in PyTorch)")
+    try:
+        value = fn(*[torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) else v for v in args])
+    except RuntimeError as exc:  # division by zero: eager raises too
+        raise Unsupported(f"integer division by zero: {exc}") from None
+    return em.graph.add_const(np.asarray(value.numpy(), dtype=em.out.dtype).reshape(em.out.shape), hint="k")
+
+
+def _integer_division(fn: Callable[..., Any], float_convert: Converter) -> Converter:
+    """``float_convert`` for floating results, else the integer result folded (or refused)."""
+
+    def convert(em: Emitter, a: Args) -> Value:
+        if em.out.dtype.startswith("float"):
+            return float_convert(em, a)
+        return _folded_integer_division(em, a, fn)
+
+    return convert
+
+
+def _fmod_float(em: Emitter, a: Args) -> Value:
+    return em.emit("fmod", list(_float_operands(em, a, "fmod")))
+
+
+converts("aten.fmod.Tensor", "aten.fmod.Scalar")(_integer_division(torch.fmod, _fmod_float))
+
+
+def _flip_sign(em: Emitter, mod: Value, b: Value) -> Value:
+    """Whether a nonzero fmod remainder ``mod`` has the other sign than the divisor ``b``
+    (where the floored remainder and quotient differ from the truncated ones)."""
+    zero = em.const(0.0, mod.dtype)
+    other_sign = em.emit("ne", [em.emit("lt", [b, zero]), em.emit("lt", [mod, zero])])
+    return em.emit("logical_and", [em.emit("ne", [mod, zero]), other_sign])
+
+
+def _remainder(em: Emitter, a: Args) -> Value:
+    """Python's ``%`` (the divisor's sign), as PyTorch's CPU kernel computes it: the fmod
+    remainder, plus the divisor where the two differ in sign (NaN, infinities and -0.0 alike)."""
+    x, b = _float_operands(em, a, "remainder")
+    mod = em.emit("fmod", [x, b])
+    return em.emit("where", [_flip_sign(em, mod, b), em.emit("add", [mod, b]), mod])
+
+
+converts("aten.remainder.Tensor", "aten.remainder.Scalar", "aten.remainder.Scalar_Tensor")(
+    _integer_division(torch.remainder, _remainder))
+
+
+def _trunc(em: Emitter, x: Value) -> Value:
+    return em.emit("where", [em.emit("lt", [x, em.const(0.0, x.dtype)]), em.emit("ceil", [x]), em.emit("floor", [x])])
+
+
+def _floor_divide(em: Emitter, x: Value, b: Value) -> Value:
+    """PyTorch's floating floor division (c10's div_floor_floating), step by step: a / b for a
+    zero divisor; else (x - fmod(x, b)) / b, one less where the remainder's sign differs from
+    b's, rounded to the nearest whole number (the quotient is whole up to rounding); a zero
+    quotient takes the sign of x / b."""
+    dt = x.dtype
+    k = lambda v: em.const(v, dt)  # noqa: E731
+    quotient = em.emit("div", [x, b])
+    mod = em.emit("fmod", [x, b])
+    div = em.emit("div", [em.emit("sub", [x, mod]), b])
+    div = em.emit("where", [_flip_sign(em, mod, b), em.emit("sub", [div, k(1.0)]), div])
+    floor = em.emit("floor", [div])
+    up = em.emit("gt", [em.emit("sub", [div, floor]), k(0.5)])
+    floor = em.emit("where", [up, em.emit("add", [floor, k(1.0)]), floor])
+    signed_zero = em.emit("copysign", [k(0.0), quotient])
+    rounded = em.emit("where", [em.emit("ne", [div, k(0.0)]), floor, signed_zero])
+    return em.emit("where", [em.emit("eq", [b, k(0.0)]), quotient, rounded])
+
+
+@converts("aten.div.Tensor", "aten.div.Scalar", "aten.div.Tensor_mode", "aten.div.Scalar_mode")
+def _div(em: Emitter, a: Args) -> Value:
+    mode = a.get("rounding_mode")
+    if mode is None:
+        dt = em.out.dtype
+        return em.emit("div", [em.operand(a["self"], dt), em.operand(a["other"], dt)])
+    if mode not in ("trunc", "floor"):
+        raise Unsupported(f"division with rounding_mode={mode!r}")
+    if not em.out.dtype.startswith("float"):
+        return _folded_integer_division(em, a, lambda p, q: torch.div(p, q, rounding_mode=mode))
+    x, b = _float_operands(em, a, f"division with rounding_mode={mode!r}")
+    if mode == "trunc":  # std::trunc(a / b), as PyTorch
+        return _trunc(em, em.emit("div", [x, b]))
+    return _floor_divide(em, x, b)
+
+
+def _floor_divide_op(em: Emitter, a: Args) -> Value:
+    return _floor_divide(em, *_float_operands(em, a, "floor_divide"))
+
+
+converts("aten.floor_divide.default")(_integer_division(torch.floor_divide, _floor_divide_op))
+
+
+def _nan_free(op: str, keeps_first: str) -> Converter:
+    """fmax/fmin: a NaN operand gives way to the other (maximum/minimum propagate it); of two
+    equal values (0.0 and -0.0) PyTorch's kernel gives the first."""
+
+    def convert(em: Emitter, a: Args) -> Value:
+        dt = em.out.dtype
+        x, b = em.operand(a["self"], dt), em.operand(a["other"], dt)
+        if not dt.startswith("float"):
+            return em.emit(op, [x, b])
+        first = em.emit("logical_or", [em.emit(keeps_first, [x, b]), em.emit("isnan", [b])])
+        return em.emit("where", [first, x, b])
+
+    return convert
+
+
+converts("aten.fmax.default")(_nan_free("maximum", "ge"))
+converts("aten.fmin.default")(_nan_free("minimum", "le"))
+
+
+@converts("aten.signbit.default")
+def _signbit(em: Emitter, a: Args) -> Value:
+    """The sign bit: set for -0.0 and a negative NaN too (copysign reads it, no comparison can)."""
+    x = _tensor(a, "self")
+    if not x.dtype.startswith("float"):
+        return em.emit("lt", [x, em.const(0, x.dtype)])
+    one = em.const(1.0, x.dtype)
+    return em.emit("lt", [em.emit("copysign", [one, x]), em.const(0.0, x.dtype)])
+
+
+@converts("aten.logical_xor.default")
+def _logical_xor(em: Emitter, a: Args) -> Value:
+    x, y = _tensor(a, "self"), _tensor(a, "other")
+    either = em.emit("logical_or", [x, y])
+    both = em.emit("logical_and", [x, y])
+    return em.cast(em.emit("logical_and", [either, em.emit("logical_not", [both])]), em.out.dtype)
+
+
+@converts("aten.elu.default")
+def _elu(em: Emitter, a: Args) -> Value:
+    """PyTorch's ELU family (elu, selu, celu): scale * x above 0, else
+    alpha * scale * expm1(x * input_scale) (NaN and -0.0 take the second branch, as eager)."""
+    x = em.operand(a["self"], em.out.dtype)
+    dt = x.dtype
+    k = lambda v: em.const(float(v), dt)  # noqa: E731
+    alpha, scale, input_scale = a.get("alpha", 1.0), a.get("scale", 1.0), a.get("input_scale", 1.0)
+    neg = em.emit("mul", [em.emit("expm1", [em.emit("mul", [x, k(input_scale)])]), k(alpha * scale)])
+    pos = em.emit("mul", [x, k(scale)])
+    return em.emit("where", [em.emit("gt", [x, k(0.0)]), pos, neg])
+
+
+@converts("aten.round.decimals")
+def _round_decimals(em: Emitter, a: Args) -> Value:
+    """PyTorch's kernel: round(x * 10^d) / 10^d, or round(x / 10^-d) * 10^-d for negative d,
+    in the tensor's type (half to even, as round)."""
+    x = _tensor(a, "self")
+    d = int(a["decimals"])
+    if not x.dtype.startswith("float"):
+        return em.emit("identity", [x])
+    if d == 0:
+        return em.emit("round", [x])
+    scale = em.const(10.0 ** abs(d), x.dtype)
+    if d > 0:
+        return em.emit("div", [em.emit("round", [em.emit("mul", [x, scale])]), scale])
+    return em.emit("mul", [em.emit("round", [em.emit("div", [x, scale])]), scale])
+
+
+@converts("aten.ldexp.Tensor")
+def _ldexp(em: Emitter, a: Args) -> Value:
+    """x * 2^e, as PyTorch computes it: mul by pow(2, e), both in the result's type."""
+    dt = em.out.dtype
+    power = em.emit("pow", [em.const(2.0, dt), em.operand(a["other"], dt)])
+    return em.emit("mul", [em.operand(a["self"], dt), power])
+
+
+@converts("aten.angle.default")
+def _angle(em: Emitter, a: Args) -> Value:
+    """The argument of a real number: pi below 0, else 0 (-0.0 included); NaN stays NaN."""
+    x = _tensor(a, "self")
+    if x.dtype.startswith("complex"):
+        raise Unsupported(f"{x.dtype} tensors")
+    dt = em.out.dtype
+    angle = em.emit("where", [em.emit("lt", [x, em.const(0, x.dtype)]), em.const(np.pi, dt), em.const(0.0, dt)])
+    if not x.dtype.startswith("float"):
+        return angle
+    return em.emit("where", [em.emit("isnan", [x]), em.cast(x, dt), angle])
+
+
+@converts("aten.real.default")
+def _real(em: Emitter, a: Args) -> Value:
+    """The real part: a real tensor itself."""
+    return _real_identity(em, a)

@@ -73,8 +73,11 @@ def _index(em: Emitter, a: Args) -> Value:
         raise Unsupported("indexing with a boolean mask")
     known = {d: known_value(i) if isinstance(i, Value) else None for d, i in given}
     if all(k is not None for k in known.values()):
-        positions = torch.arange(max(x.type.numel, 1)).reshape(x.shape if x.type.numel else (1,))
-        keys = tuple(torch.from_numpy(np.asarray(known[d]).astype(np.int64)) if d in known else None
+        if x.type.numel == 0:  # nothing to read; PyTorch checks the indices against the shape alone
+            return _index_empty(em, x, indices, known)
+        positions = torch.arange(x.type.numel).reshape(x.shape)
+        # a dimension without an index tensor is kept whole: slice(None) (None would add an axis)
+        keys = tuple(torch.from_numpy(np.asarray(known[d]).astype(np.int64)) if d in known else slice(None)
                      for d in range(len(indices)))
         try:
             picked = positions[keys].numpy()
@@ -89,6 +92,21 @@ def _index(em: Emitter, a: Args) -> Value:
     if dims != list(range(dims[0], dims[-1] + 1)) or not all(isinstance(i, Value) for _, i in given):
         raise Unsupported("indexing with index tensors computed at run time in non-adjacent dimensions")
     return _index_block(em, x, [(d, i) for d, i in given if isinstance(i, Value)])
+
+
+def _index_empty(em: Emitter, x: Value, indices: list[Any], known: dict[int, Any]) -> Value:
+    """Indexing an empty tensor with known indices: PyTorch's own indexing of an empty tensor of
+    that shape says whether the indices are valid (and the result is empty or raises)."""
+    keys = tuple(torch.from_numpy(np.asarray(known[d]).astype(np.int64)) if d in known else slice(None)
+                 for d in range(len(indices)))
+    try:
+        picked = torch.empty(x.shape)[keys]
+    except IndexError as exc:
+        raise Unsupported(f"index out of range: {exc}") from None
+    t = em.out
+    if picked.numel() or tuple(picked.shape) != t.shape:  # cannot happen: said rather than assumed
+        raise Unsupported(f"indexing an empty tensor gave {tuple(picked.shape)}, PyTorch {t.shape}")
+    return em.graph.add_const(np.zeros(t.shape, dtype=t.dtype), hint="empty")
 
 
 def _index_block(em: Emitter, x: Value, given: list[tuple[int, Value]]) -> Value:
@@ -149,6 +167,46 @@ for _op in ("eq", "ne", "lt", "le", "gt", "ge"):
 
 def _as_bool(em: Emitter, x: Any) -> Value:
     return em.operand(x, "bool")
+
+
+# --- writes at run-time positions: index_put / index_copy (a static KV cache's update) ----------
+
+
+@converts("aten.index_put.default")
+def _index_put(em: Emitter, a: Args) -> Value:
+    """``x[:, i] = v`` with one integer index tensor (leading dims whole): core's scatter, the
+    index flattened and ``v`` broadcast to the slices it writes. Accumulating writes, boolean
+    masks and several index tensors are refused by name."""
+    x = _tensor(a, "self")
+    if a["accumulate"]:
+        raise Unsupported("index_put with accumulate=True (an indexed add)")
+    given = [(d, i) for d, i in enumerate(a["indices"]) if i is not None]
+    if len(given) != 1 or not isinstance(given[0][1], Value):
+        raise Unsupported("index_put with other than one index tensor")
+    d, index = given[0]
+    if index.dtype == "bool":
+        raise Unsupported("index_put with a boolean mask")
+    count = max(index.type.numel, 0)
+    shape = x.shape[:d] + index.shape + x.shape[d + 1:]
+    values = em.emit("broadcast_to", [em.cast(_tensor(a, "values"), x.dtype)], shape=shape)
+    flat = x.shape[:d] + (count,) + x.shape[d + 1:]
+    return em.emit("scatter", [x, em.reshape(index, (count,)), em.reshape(values, flat)], axis=d)
+
+
+@converts("aten.index_copy.default")
+def _index_copy(em: Emitter, a: Args) -> Value:
+    x, index, source = _tensor(a, "self"), _tensor(a, "index"), _tensor(a, "source")
+    if x.type.rank == 0:  # a 0-d tensor: one position along an axis of one
+        return em.reshape(em.emit("scatter", [em.reshape(x, (1,)), em.reshape(index, (1,)),
+                                               em.reshape(source, (1,))], axis=0), ())
+    return em.emit("scatter", [x, em.reshape(index, (max(index.type.numel, 0),)), source], axis=int(a["dim"]))
+
+
+@converts("aten.copy.default")
+def _copy(em: Emitter, a: Args) -> Value:
+    """The functional form of ``x.copy_(src)``: ``src`` cast to x's dtype and broadcast to its shape."""
+    x = _tensor(a, "self")
+    return em.emit("broadcast_to", [em.cast(_tensor(a, "src"), x.dtype)], shape=x.shape)
 
 
 @converts("aten.logical_not.default")

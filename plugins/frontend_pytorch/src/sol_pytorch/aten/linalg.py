@@ -10,6 +10,7 @@ import numpy as np
 
 from sol.plugin_api import Value, ValueKind
 from sol_pytorch.aten.base import WEIGHT_VALUES, Args, Emitter, Unsupported, _scaled, _swap, _tensor, converts
+from sol_pytorch.aten.reduce import vector_norm
 from sol_pytorch.aten.spatial import conv_transpose
 from sol_pytorch.aten.training import training_dropout
 
@@ -101,6 +102,87 @@ def _addmm(em: Emitter, a: Args) -> Value:
     if a["beta"] == 0:  # PyTorch ignores self then, even nan/inf in it
         return y
     return em.emit("add", [y, _scaled(em, a["self"], a["beta"], dt)])
+
+
+def _beta_alpha(em: Emitter, a: Args, product: Value) -> Value:
+    """``beta * self + alpha * product`` (addmm's family): with beta 0 PyTorch ignores self, even
+    NaN and inf in it."""
+    dt = em.out.dtype
+    if a["alpha"] != 1:
+        product = em.emit("mul", [product, em.const(a["alpha"], dt)])
+    if a["beta"] == 0:
+        return em.emit("broadcast_to", [product], shape=em.out.shape) if product.shape != em.out.shape else product
+    return em.emit("add", [product, _scaled(em, a["self"], a["beta"], dt)])
+
+
+@converts("aten.addmv.default")
+def _addmv(em: Emitter, a: Args) -> Value:
+    """beta * self + alpha * (mat @ vec): the vector as a column, the product's column dropped."""
+    mat, vec = _tensor(a, "mat"), _tensor(a, "vec")
+    product = em.reshape(em.emit("matmul", [mat, em.reshape(vec, vec.shape + (1,))]), mat.shape[:1])
+    return _beta_alpha(em, a, product)
+
+
+@converts("aten.addbmm.default")
+def _addbmm(em: Emitter, a: Args) -> Value:
+    """beta * self + alpha * sum_b(batch1[b] @ batch2[b])."""
+    b1, b2 = _tensor(a, "batch1"), _tensor(a, "batch2")
+    if b1.shape[0] == 0 or b1.shape[2] == 0:
+        raise Unsupported("addbmm of empty batches")
+    product = em.emit("sum", [em.emit("matmul", [b1, b2])], axes=(0,), keepdims=False)
+    return _beta_alpha(em, a, product)
+
+
+# --- pairwise distances ------------------------------------------------------------------------
+
+_MM_ALWAYS, _MM_NEVER = 1, 2  # cdist's compute_mode (0 or None: the product form above 25 rows)
+
+
+@converts("aten._cdist_forward.default")
+def _cdist(em: Emitter, a: Args) -> Value:
+    """p-norm distances between the rows of x1 and x2 (batched). For p = 2 PyTorch computes them
+    as a matrix product where ``compute_mode`` says so (always, or above 25 rows), and so does
+    this: ||a||^2 - 2 a.b + ||b||^2 rounds differently from the norm of the difference."""
+    x1, x2 = _tensor(a, "x1"), _tensor(a, "x2")
+    p, mode = float(a["p"]), a.get("compute_mode")
+    r1, r2, m = x1.shape[-2], x2.shape[-2], x1.shape[-1]
+    t = em.out
+    if t.numel == 0 or m == 0:
+        return em.graph.add_const(np.zeros(t.shape, dtype=t.dtype), hint="k")
+    if p == 2 and (mode == _MM_ALWAYS or (mode in (None, 0) and (r1 > 25 or r2 > 25))):
+        return em.reshape(_euclidean_by_product(em, x1, x2), t.shape)
+    diff = em.emit("sub", [em.reshape(x1, x1.shape[:-1] + (1, m)), em.reshape(x2, x2.shape[:-2] + (1, r2, m))])
+    return vector_norm(em, diff, p, -1, False)
+
+
+def _euclidean_by_product(em: Emitter, x1: Value, x2: Value) -> Value:
+    """PyTorch's _euclidean_dist: [-2 x1, |x1|^2, 1] @ [x2, 1, |x2|^2]^T, clamped at 0, sqrt."""
+    dt = x1.dtype
+
+    def squares(x: Value) -> Value:
+        return em.emit("sum", [em.emit("mul", [x, x])], axes=(x.type.rank - 1,), keepdims=True)
+
+    n1, n2 = squares(x1), squares(x2)
+    ones1 = em.graph.add_const(np.ones(n1.shape, dtype=dt), hint="ones")
+    ones2 = em.graph.add_const(np.ones(n2.shape, dtype=dt), hint="ones")
+    left = em.emit("concat", [em.emit("mul", [x1, em.const(-2.0, dt)]), n1, ones1], axis=x1.type.rank - 1)
+    right = em.emit("concat", [x2, ones2, n2], axis=x2.type.rank - 1)
+    product = em.emit("matmul", [left, em.transpose(right, _swap(right.type.rank, -2, -1))])
+    return em.emit("sqrt", [em.emit("clamp", [product], min=0.0)])
+
+
+@converts("aten._pdist_forward.default")
+def _pdist(em: Emitter, a: Args) -> Value:
+    """The p-norm distance of every pair of rows i < j, in PyTorch's order: (0, 1), (0, 2), ...;
+    the two rows of each pair gathered by constant indices."""
+    x = _tensor(a, "self")
+    t = em.out
+    n, m = x.shape
+    if t.numel == 0 or m == 0:
+        return em.graph.add_const(np.zeros(t.shape, dtype=t.dtype), hint="k")
+    first, second = np.triu_indices(n, 1)
+    rows = [em.emit("gather", [x, em.const(i, "int64")], axis=0, wrap=False) for i in (first, second)]
+    return vector_norm(em, em.emit("sub", rows), float(a["p"]), -1, False)
 
 
 # --- attention --------------------------------------------------------------------------------

@@ -121,7 +121,7 @@ def _bernoulli(em: Emitter, a: Args) -> Value:
     return random_input(em, t.shape, t.dtype, float(a["p"]), None)
 
 
-@converts("aten.new_empty.default", "aten.empty_like.default")
+@converts("aten.new_empty.default", "aten.empty_like.default", "aten.new_empty_strided.default")
 def _empty(em: Emitter, a: Args) -> Value:
     """Uninitialized memory: any content is right, so zeros (a constant that is pruned when,
     as for ``bernoulli``, only its shape is read)."""

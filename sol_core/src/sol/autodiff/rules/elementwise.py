@@ -106,6 +106,38 @@ sigmoid, tanh, log, sqrt, rsqrt, abs_, silu, erf, leaky_relu, gelu, exp = (
     _unary(fn) for fn in (_sigmoid, _tanh, _log, _sqrt, _rsqrt, _abs, _silu, _erf, _leaky_relu, _gelu, _exp))
 
 
+# Exponentials and logarithms of other bases and arguments (C99's log1p, expm1, exp2, log2,
+# log10, erfc): their derivatives from the input, or from the result where that is cheaper.
+
+
+def _log1p(ctx: GradContext, g: Value) -> Value:
+    return ctx.op("div", _k(ctx, 1.0), ctx.op("add", ctx.x(0), _k(ctx, 1.0)))
+
+
+def _expm1(ctx: GradContext, g: Value) -> Value:
+    return ctx.op("add", ctx.y(), _k(ctx, 1.0))  # exp(x) = expm1(x) + 1
+
+
+def _exp2(ctx: GradContext, g: Value) -> Value:
+    return ctx.op("mul", ctx.y(), _k(ctx, math.log(2.0)))
+
+
+def _log_base(base: float) -> Callable[[GradContext, Value], Value]:
+    def fn(ctx: GradContext, g: Value) -> Value:
+        return ctx.op("div", _k(ctx, 1.0 / math.log(base)), ctx.x(0))
+
+    return fn
+
+
+def _erfc(ctx: GradContext, g: Value) -> Value:
+    x = ctx.x(0)
+    return ctx.op("mul", _k(ctx, -2.0 / math.sqrt(math.pi)), ctx.op("exp", ctx.op("neg", ctx.op("mul", x, x))))
+
+
+log1p, expm1, exp2, log2, log10, erfc = (
+    _unary(fn) for fn in (_log1p, _expm1, _exp2, _log_base(2.0), _log_base(10.0), _erfc))
+
+
 # Piecewise ops whose gradient is zero on some pieces: PyTorch *selects* there (``where(inside,
 # grad, 0)``), so a NaN or infinite gradient from above stops at them, where multiplying by a 0/1
 # mask would pass NaN (0 * inf) on; the rules select too.
@@ -254,8 +286,40 @@ def _pow(ctx: GradContext, g: Value) -> tuple[Value | None, Value | None]:
     return ga, gb
 
 
-add, sub, mul, div, maximum, minimum, pow_ = (
-    _binary(fn) for fn in (_add, _sub, _mul, _div, _maximum, _minimum, _pow))
+def _fmod(ctx: GradContext, g: Value) -> tuple[Value | None, Value | None]:
+    """fmod(a, b) = a - trunc(a / b) * b: d/da 1, d/db -trunc(a / b) (PyTorch's rule)."""
+    gb = None
+    if ctx.need[1]:
+        q = ctx.op("div", ctx.x(0), ctx.x(1))
+        trunc = ctx.op("where", ctx.op("lt", q, _k(ctx, 0.0)), ctx.op("ceil", q), ctx.op("floor", q))
+        gb = ctx.op("neg", ctx.op("mul", g, trunc))
+    return g, gb
+
+
+def _atan2(ctx: GradContext, g: Value) -> tuple[Value | None, Value | None]:
+    """atan2(a, b): d/da b / (a^2 + b^2), d/db -a / (a^2 + b^2)."""
+    a, b = ctx.x(0), ctx.x(1)
+    r2 = ctx.op("add", ctx.op("mul", a, a), ctx.op("mul", b, b))
+    return (ctx.op("div", ctx.op("mul", g, b), r2) if ctx.need[0] else None,
+            ctx.op("neg", ctx.op("div", ctx.op("mul", g, a), r2)) if ctx.need[1] else None)
+
+
+def _hypot(ctx: GradContext, g: Value) -> tuple[Value | None, Value | None]:
+    """hypot(a, b) = y: d/da a / y, d/db b / y."""
+    y = ctx.y()
+    return (ctx.op("div", ctx.op("mul", g, ctx.x(0)), y) if ctx.need[0] else None,
+            ctx.op("div", ctx.op("mul", g, ctx.x(1)), y) if ctx.need[1] else None)
+
+
+def _copysign(ctx: GradContext, g: Value) -> tuple[Value | None, Value | None]:
+    """copysign(a, b): d/da y / a (+1 or -1), 0 at a == 0 (PyTorch's rule); none to b."""
+    a, zero = ctx.x(0), _k(ctx, 0.0)
+    ratio = ctx.op("where", ctx.op("eq", a, zero), zero, ctx.op("div", ctx.y(), a))
+    return ctx.op("mul", g, ratio), None
+
+
+add, sub, mul, div, maximum, minimum, pow_, fmod, atan2, hypot, copysign = (
+    _binary(fn) for fn in (_add, _sub, _mul, _div, _maximum, _minimum, _pow, _fmod, _atan2, _hypot, _copysign))
 
 
 def masks(ctx: GradContext, grads: Grads) -> Grads:

@@ -99,3 +99,30 @@ def gather_elements(ctx: GradContext, grads: Grads) -> Grads:
     if partial != x_shape:
         dx = ctx.op("pad", dx, pads=tuple((0, n - p) for p, n in zip(partial, x_shape)), value=0.0)
     return [dx, None]
+
+
+
+def scatter(ctx: GradContext, grads: Grads) -> Grads:
+    """x's gradient is g with the written positions zeroed (a scatter of zeros); a new slice's
+    gradient is g read at its position (a gather) if it is the last write there, else zero (a
+    slice written over later reaches nothing; PyTorch leaves repeated positions undefined and
+    agrees wherever the positions differ)."""
+    g = grads[0]
+    assert g is not None
+    ax = ctx.attrs["axis"]
+    idx = ctx.x(1)
+    dx = dupd = None
+    if ctx.need[0]:
+        dx = ctx.op("scatter", g, idx, ctx.zeros(ctx.in_type(2)), axis=ax)
+    if ctx.need[2]:
+        size, count = ctx.in_type(0).shape[ax], ctx.in_type(1).shape[0]
+        p = ctx.op("cast", idx, dtype="int64")
+        p = ctx.op("where", ctx.op("lt", p, ctx.const(0, "int64")), ctx.op("add", p, ctx.const(size, "int64")), p)
+        same = ctx.op("eq", ctx.op("reshape", p, shape=(count, 1)), ctx.op("reshape", p, shape=(1, count)))
+        later = ctx.const(np.triu(np.ones((count, count), dtype=bool), k=1), "bool")  # [j, k]: k written after j
+        overwritten = ctx.op("sum", ctx.op("cast", ctx.op("logical_and", same, later), dtype="int64"), axes=(1,))
+        last = ctx.op("eq", overwritten, ctx.const(0, "int64"))
+        rank = ctx.in_type(0).rank
+        last = ctx.op("reshape", last, shape=(1,) * ax + (count,) + (1,) * (rank - ax - 1))
+        dupd = ctx.op("where", last, ctx.op("gather", g, idx, axis=ax, wrap=True, padding=None), ctx.const(0.0, g))
+    return [dx, None, dupd]
