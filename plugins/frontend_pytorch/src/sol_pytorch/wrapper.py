@@ -235,6 +235,7 @@ class SolModule(torch.nn.Module):
             return step
 
     def _warn_once(self, message: str) -> None:
+        """One SolFallbackWarning per message for this module's life."""
         if message not in self._warned:
             self._warned.add(message)
             warnings.warn(f"sol: {self.graph_name}: {message}", fallback.SolFallbackWarning,
@@ -307,9 +308,7 @@ class SolModule(torch.nn.Module):
 
     def _eager(self, values: list[Any], why: str) -> Any:
         """PyTorch runs the model itself (warned once per reason; see the module doc)."""
-        if why not in self._warned:
-            self._warned.add(why)
-            warnings.warn(f"sol: {self.graph_name}: {why}", fallback.SolFallbackWarning, stacklevel=user_stacklevel())
+        self._warn_once(why)
         return self.model(*values)
 
     def _hooked_submodules(self) -> list[str]:
