@@ -1,8 +1,8 @@
 # Sourced by test.sh (after env.sh): create ./.venv-timm on first use for the timm model tests.
 # timm imports torchvision, and PyPI's torchvision does not load beside the CPU build of
 # torch 2.13 that ./.venv pins ("operator torchvision::nms does not exist"); torch 2.14.1 with
-# torchvision 0.29.1 from PyPI do load together (CUDA builds, 5.5 GB, fine on a CPU: measured
-# 71 s to install here, 2026-12-06). Moving the whole project to that pair would make every
+# torchvision 0.29.1 from PyPI do load together (CUDA builds, 5.5 GB, fine on a CPU; `time pip
+# install torch==2.14.1 torchvision==0.29.1 timm==1.0.31` into a fresh venv: 71 s here, 2026-12-06). Moving the whole project to that pair would make every
 # environment 5.5 GB and leave torch 2.13 untested; a second environment costs about a minute
 # of set-up and tests sol on the newer PyTorch as well. Core, the x86 device and the PyTorch
 # frontend are installed; idempotent through a stamp, as env_mxnet.sh.
