@@ -61,6 +61,7 @@ from sol_pytorch import locations
 from sol_pytorch.aten import CONVERTERS, Emitter, Unsupported, tensor_type
 from sol_pytorch.aten.base import DATA_DEPENDENT
 from sol_pytorch.guard import TRACE_LOCK, tracing_copy
+from sol_pytorch.prepare import calls, functionalize_simple, mutates, unknown_ops
 from sol_pytorch.structure import NotFlattenable, Rebuild, Restructured, flattening_forward
 
 TRAINING_MODE_MESSAGE = ("the model is in training mode, but sol compiles its eval-mode behaviour here "
@@ -347,17 +348,18 @@ def _op_name(target: Any) -> str:
     return getattr(target, "__name__", str(target))
 
 
-def _calls(ep: ExportedProgram) -> Iterator[fx.Node]:
-    return (n for n in ep.graph.nodes if n.op == "call_function")
-
-
 def prepare(ep: ExportedProgram) -> ExportedProgram:
-    """Functionalize in-place ops if there are any; decompose ops sol has no converter for."""
-    if any(isinstance(n.target, torch._ops.OpOverload) and n.target._schema.is_mutable for n in _calls(ep)):
-        ep = _decompose(ep, {})
+    """Functionalize in-place ops if there are any; decompose ops sol has no converter for. Both
+    re-trace the model (``run_decompositions``), so the cheap paths of :mod:`sol_pytorch.prepare`
+    come first: in-place ops on the graph's own tensors rewritten in place, unknown ops on
+    constants left for the importer to fold."""
+    if any(mutates(n) for n in calls(ep.graph)):
+        if functionalize_simple(ep.graph):
+            ep.graph_module.recompile()
+        else:
+            ep = _decompose(ep, {})
     for _ in range(4):  # a decomposition may produce ops that decompose further
-        unknown = {n.target for n in _calls(ep) if isinstance(n.target, torch._ops.OpOverload)
-                   and str(n.target) not in CONVERTERS and str(n.target) not in _IGNORED}
+        unknown = unknown_ops(ep.graph, CONVERTERS.keys() | _IGNORED)
         if not unknown:
             break
         table = torch.export.default_decompositions()
