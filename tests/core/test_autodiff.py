@@ -101,8 +101,13 @@ def _central(loss, data: list[np.ndarray], i: int, idx: tuple[int, ...], eps: fl
 
 def _not_the_derivative(op: str, attrs: dict) -> bool:
     """Rules that give, on purpose, another gradient than the derivative of the reference:
-    gradient stops and PyTorch's padding_idx (tested against their own expectation below)."""
-    return op == "stop_gradient" or (op == "gather" and attrs.get("padding") is not None)
+    gradient stops and PyTorch's padding_idx (tested against their own expectation below), and
+    the scatter reductions sol refuses to train through (tests/pytorch/test_opinfo_scatter)."""
+    from sol.autodiff.rules.special import refused
+
+    return op == "stop_gradient" or (op == "gather" and attrs.get("padding") is not None) or (
+        op == "scatter_elements" and attrs.get("reduction") in ("prod", "amax", "amin")) or (  # refused: no rule
+        registry.get(op).gradient is refused)  # special functions sol does not train through (sol.ops.special)
 
 
 def _finite_attrs(attrs: dict) -> bool:

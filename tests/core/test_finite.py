@@ -138,7 +138,19 @@ def test_unknown_ops_and_the_default_flag_are_conservative() -> None:
 _MAKES_NON_FINITE = {"exp": [100.0], "log": [0.0], "sqrt": [-1.0], "rsqrt": [0.0], "div": [1.0, 0.0],
                      "pow": [0.0, -1.0], "asin": [2.0], "acos": [-2.0], "acosh": [0.5], "atanh": [1.0],
                      "sinh": [100.0], "cosh": [-100.0], "log1p": [-1.0], "expm1": [100.0], "exp2": [200.0],
-                     "log2": [0.0], "log10": [-1.0], "fmod": [1.0, 0.0]}
+                     "log2": [0.0], "log10": [-1.0], "fmod": [1.0, 0.0],
+                     # special functions (sol.ops.special): poles, domain ends, overflow
+                     "lgamma": [0.0], "digamma": [0.0], "erfinv": [1.0], "ndtri": [0.0], "erfcx": [-30.0],
+                     "log_ndtr": [-1e20], "bessel_y0": [0.0], "bessel_y1": [-1.0], "i0": [100.0], "i1": [100.0],
+                     "modified_bessel_k0": [0.0], "modified_bessel_k1": [0.0], "scaled_modified_bessel_k0": [0.0],
+                     "scaled_modified_bessel_k1": [0.0], "zeta": [1.0, 1.0], "igamma": [-1.0, 1.0],
+                     "igammac": [-1.0, 1.0],
+                     **{p: [1e30, 30.0] for p in ("chebyshev_polynomial_t", "chebyshev_polynomial_u",
+                                                  "chebyshev_polynomial_v", "chebyshev_polynomial_w",
+                                                  "shifted_chebyshev_polynomial_t", "shifted_chebyshev_polynomial_u",
+                                                  "shifted_chebyshev_polynomial_v", "shifted_chebyshev_polynomial_w",
+                                                  "hermite_polynomial_h", "hermite_polynomial_he",
+                                                  "laguerre_polynomial_l", "legendre_polynomial_p")}}
 
 
 def _simple_elementwise() -> list[OpDef]:

@@ -161,18 +161,35 @@ def test_data_dependent_shapes_fall_back_or_are_refused_clearly(op: str) -> None
     assert "sym_size" not in str(err.value)  # the size arithmetic is not listed on its own
 
 
-def test_an_op_whose_decomposition_needs_values_is_refused_by_name_or_runs_in_pytorch() -> None:
-    """torch.take of a 0-d tensor: PyTorch's decomposition reads a size from the index values, so
-    it cannot be traced; the op stays as it is: PyTorch runs it (fallback), or with
-    fallback=False sol refuses it by name. It raised torch's raw GuardOnDataDependentSymNode."""
+def test_an_op_whose_decomposition_fails_is_refused_by_name_or_runs_in_pytorch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where PyTorch's decomposition of an op sol has no converter for cannot be traced (it reads
+    a size from tensor values, as torch.take's of a 0-d tensor did), the op stays as it is:
+    PyTorch runs it (fallback), or with fallback=False sol refuses it by name. It raised torch's
+    raw GuardOnDataDependentSymNode. The failure is simulated: the ops that showed it compile now."""
+    from torch.export import ExportedProgram
 
+    def failing(self: ExportedProgram, *args: Any, **kwargs: Any) -> ExportedProgram:
+        raise RuntimeError("Could not guard on data-dependent expression Eq(u0, 1)")
+
+    class Diff(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.diff(x, dim=1) * 2  # aten.diff: no converter, decomposed where it can be
+
+    monkeypatch.setattr(ExportedProgram, "run_decompositions", failing)
+    x = torch.randn(3, 5)
+    with pytest.raises(UnsupportedOpError, match=r"aten\.diff"):
+        sol.optimize(Diff().eval(), x, device="x86", fallback=False)
+    with pytest.warns(SolFallbackWarning, match="diff"):
+        fast = sol.optimize(Diff().eval(), x, device="x86")
+    torch.testing.assert_close(fast(x), Diff()(x))
+
+
+def test_take_of_a_0d_tensor_compiles() -> None:
     class Take(torch.nn.Module):
         def forward(self, x: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
             return torch.take(x, i) * 2
 
     x, i = torch.tensor(1.5), torch.tensor(0)
-    with pytest.raises(UnsupportedOpError, match="take"):
-        sol.optimize(Take().eval(), x, i, device="x86", fallback=False)
-    with pytest.warns(SolFallbackWarning, match="take"):
-        fast = sol.optimize(Take().eval(), x, i, device="x86")
+    fast = sol.optimize(Take().eval(), x, i, device="x86", fallback=False)
     torch.testing.assert_close(fast(x, i), Take()(x, i))

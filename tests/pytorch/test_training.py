@@ -31,6 +31,7 @@ from sol.errors import UnsupportedOpError
 from sol_pytorch.fallback import SolFallbackWarning
 
 import zoo
+from foreign_ops import cumulative_product
 
 pytestmark = pytest.mark.filterwarnings("ignore:sol device .* runs emulated")
 
@@ -261,11 +262,11 @@ def test_unsupported_operation_trains_in_pytorch_with_a_warning(device: str) -> 
             self.fc = nn.Linear(4, 4)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.cumprod(self.fc(x), dim=1)
+            return cumulative_product(self.fc(x), 1)
 
     torch.manual_seed(0)
     model = Cumulative().train()
-    with pytest.raises(UnsupportedOpError, match="cumprod"):
+    with pytest.raises(UnsupportedOpError, match="cumulative_product"):
         sol.optimize(model, (2, 4), device=device, fallback=False)
     with pytest.warns(SolFallbackWarning, match=r"for training; PyTorch trains the whole model"):
         fast = sol.optimize(model, (2, 4), device=device)

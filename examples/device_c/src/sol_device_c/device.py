@@ -93,7 +93,7 @@ class NetworkRenderer(CRenderer):
 
     def render(self) -> Source:
         text = render_template(PACKAGE, "network.c.j2", name=self.plan.graph.name, groups=self.groups(),
-                               consts=self.consts(), dialect=self.dialect)
+                               consts=self.consts(), dialect=self.dialect, helpers=self.helpers())
         return Source({ENTRY: text}, entry=ENTRY)
 
 

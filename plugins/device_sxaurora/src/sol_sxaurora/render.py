@@ -166,6 +166,6 @@ class NetworkRenderer(CRenderer):
         text = render(PACKAGE, "network.c.j2", name=p.graph.name, variant=self.variant, groups=groups,
                       consts=consts, num_params=len(p.graph.params), arena_bytes=p.memory.arena_bytes,
                       prepared=[{"p": prep, "offset": off} for prep, off in zip(self.prepared, prep_offsets)],
-                      extra_bytes=offset)
+                      extra_bytes=offset, helpers=self.helpers())
         return Source({ENTRY: text}, entry=ENTRY,
                       meta={"variant": self.variant, "num_params": len(p.graph.params)})

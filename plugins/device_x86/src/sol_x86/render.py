@@ -20,6 +20,7 @@ from sol.plugin_api import (
     Value,
     physical_cores,
     premise_of,
+    share_identical_bodies,
 )
 from sol.plugin_api import render_template as render
 from sol.plugin_api import template_environment as environment
@@ -289,13 +290,19 @@ class NetworkRenderer(CRenderer):
         groups = self.groups()
         consts = self.consts()
         uses_onednn = any(g["kind"] == "library" or g.get("gemm") == "onednn" for g in groups)
+        body = environment(PACKAGE).get_template("fused.j2").module.body  # type: ignore[attr-defined]
+        for g in groups:
+            if g["kind"] == "fused":
+                g["body"] = body(g, self.dialect, PARALLEL_MIN_WORK)
+        shared = share_identical_bodies(groups)
         parts = assign_parts(groups)
         finite_inputs, finite_params = self.finite_premise()
-        text = render(PACKAGE, "network.cpp.j2", name=p.graph.name, groups=groups, consts=consts, parts=parts,
+        text = render(PACKAGE, "network.cpp.j2", name=p.graph.name, groups=groups, shared=shared, consts=consts,
+                      parts=parts,
                       num_params=len(p.graph.params) + len(p.graph.consts), arena_bytes=p.memory.arena_bytes,
                       uses_onednn=uses_onednn, profile=bool(p.options.get("profile")),
                       parallel_min_work=PARALLEL_MIN_WORK, links=self.layout_links(), dialect=self.dialect,
-                      finite_guards=self.input_guards(finite_inputs))
+                      finite_guards=self.input_guards(finite_inputs), helpers=self.helpers())
         files = {"network.cpp": text}
         if uses_onednn:
             files[ONEDNN_HEADER] = resources.files(PACKAGE).joinpath("templates", ONEDNN_HEADER).read_text()
@@ -308,7 +315,10 @@ class NetworkRenderer(CRenderer):
 
 
 def _lines(group: dict[str, Any]) -> int:
-    """About how many lines of C++ a fused group's function takes (its size for g++)."""
+    """About how many lines of C++ a fused group's function takes (its size for g++): a group
+    calling a body another group's part compiles takes a line per buffer."""
+    if group.get("shared") and not group["shared"]["owner"]:
+        return len(group["decls"]) + 2
     stages = group["lowered"].stages
     return len(group["decls"]) + sum(len(st.loops) + len(st.statements) + 2 if st.kind == "pointwise" else 20
                                      for st in stages)

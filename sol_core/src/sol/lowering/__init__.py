@@ -40,8 +40,10 @@ from sol.lowering.loops import (
     reduce_runs,
 )
 from sol.lowering.records import BaseFields, OpRecord
+from sol.lowering.shared_bodies import SharedBody, share_identical_bodies
 
 __all__ = ["CTYPES", "ELEMENTWISE", "OP_LOWERINGS", "TEMPLATES", "Access", "BaseFields", "CRenderer", "Dialect",
            "GroupLowering", "Loop", "LoweredGroup", "OpLowering", "OpRecord", "OpRule", "OpStage", "OuterLoop",
            "PointwiseOp", "PointwiseStage", "ReferenceLowering", "contiguous_strides", "ctype", "indent_lines",
-           "linear", "numel", "recurrent_op_names", "reduce_runs", "reference_loops"]
+           "linear", "numel", "recurrent_op_names", "reduce_runs", "reference_loops", "SharedBody",
+           "share_identical_bodies"]

@@ -276,6 +276,14 @@ class CRenderer:
                         "literals": [self.dialect.literal(x, c.dtype) for x in flat.tolist()] or ["0"]})
         return out
 
+    def helpers(self) -> str:
+        """C helper functions the plan's element-wise rules call (the special functions of
+        :mod:`sol.lowering.special`), for the network template to put at file scope before the
+        group functions; empty when the plan uses none, so other networks compile no extra code."""
+        from sol.lowering import special
+
+        return special.helpers(self.dialect) if special.uses_helpers(self.plan.graph) else ""
+
     # --- text ------------------------------------------------------------------------------
     def comment(self, step: int, node: Node) -> str:
         """``// #step op <- where it came from``: the source is model text (module paths, file

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from sol.ir import Node, Value
 from sol.lowering.base import contiguous_strides, ctype, linear, numel
 from sol.lowering.records import (
@@ -21,6 +23,7 @@ from sol.lowering.records import (
     GatherElementsRecord,
     GatherRecord,
     OpRecord,
+    ScatterElementsRecord,
     ScatterRecord,
 )
 from sol.sourcetext import c_string
@@ -114,3 +117,28 @@ def lower_scatter(low: GroupLowering, node: Node, depth: int, base: BaseFields) 
     return "scatter", ScatterRecord(**base, idx=_pointer(low, idx, "0"), TI=ctype(idx), upd=_pointer(low, upd, "0"),
                                     pre=numel(x.shape[:ax]), L=x.shape[ax], J=idx.shape[0],
                                     post=numel(x.shape[ax + 1:]), axis=ax, where=c_string(where))
+
+
+def lower_scatter_elements(low: GroupLowering, node: Node, depth: int,
+                           base: BaseFields) -> tuple[str, OpRecord]:
+    """scatter_elements is one instance per tensor (depth 0): the record's loop nest runs over
+    the index's elements; the update and the output position are addressed per element."""
+    from sol.ops.index import _scatter_identity  # the identity PyTorch starts from
+
+    x, idx, upd = node.inputs
+    ax, reduction = node.attrs["axis"], node.attrs["reduction"]
+    shape = idx.shape
+    x_st = contiguous_strides(x.shape, len(x.shape))
+    init = ""
+    if not node.attrs["include_self"] and reduction != "none":
+        value = _scatter_identity(reduction, np.dtype(x.dtype))
+        init = low.literal(float(value), x.dtype) if isinstance(value, float) else repr(int(value))
+        if init.startswith("-") and not isinstance(value, float):  # the most negative integer: no literal in C
+            init = f"({int(value) + 1} - 1)"
+    where = f"scatter_elements{' <- ' + node.source if node.source else ''}"
+    return "scatter_elements", ScatterElementsRecord(
+        **base, idx=_pointer(low, idx, "0"), TI=ctype(idx), upd=_pointer(low, upd, "0"),
+        dims=[Dim(e) for e in shape], idx_offset=linear(contiguous_strides(shape, len(shape))),
+        upd_offset=linear(contiguous_strides(upd.shape, len(shape))),
+        y_offset=linear([0 if d == ax else s for d, s in enumerate(x_st)]), stride=x_st[ax], L=x.shape[ax],
+        size=numel(x.shape), axis=ax, reduction=reduction, init=init, where=c_string(where))

@@ -345,6 +345,31 @@ class GatherElementsRecord(OpRecord):
 
 
 @dataclass(kw_only=True)
+class ScatterElementsRecord(OpRecord):
+    """torch.scatter / scatter_reduce: y is x (copied unless y is x), then for every index
+    position (a loop nest over ``dims``, counters ``i<j>``, row-major) the update
+    ``upd[upd_offset]`` is combined into ``y[y_offset + idx[idx_offset] * stride]`` by
+    ``reduction`` (none, sum, prod, amax, amin; amax/amin: a NaN update wins, a NaN kept). Where
+    ``init`` is not empty (include_self=False), a first pass sets every named position to it
+    (a C expression of type T). An index outside [0, L) is reported, nothing written."""
+
+    idx: str
+    TI: str
+    upd: str
+    dims: list[Dim]
+    idx_offset: str
+    upd_offset: str
+    y_offset: str
+    stride: int
+    L: int
+    size: int  # elements of x (and y)
+    axis: int
+    reduction: str
+    init: str
+    where: str  # a C string literal naming the op for index errors
+
+
+@dataclass(kw_only=True)
 class CumsumRecord(OpRecord):
     """A running sum along the middle axis of (pre, L, post): ``ACC`` is the accumulator's C type
     (double for floating point, PyTorch's CPU rule; the element type for integers)."""
@@ -353,3 +378,48 @@ class CumsumRecord(OpRecord):
     L: int
     post: int
     ACC: str
+
+
+# --- the sort family: argsort, searchsorted, scan (sol.lowering.sort) ----------------------------
+
+
+@dataclass(kw_only=True)
+class ArgsortRecord(OpRecord):
+    """A stable sort of each column of (pre, L, post) along L: ``y`` (int64, ``T``) receives the
+    positions in sorted order; ``TX`` is x's C type. ``descending``: largest first (NaN is the
+    largest value either way; equal values keep their order)."""
+
+    TX: str
+    pre: int
+    L: int
+    post: int
+    descending: bool
+
+
+@dataclass(kw_only=True)
+class SearchsortedRecord(OpRecord):
+    """``rows`` x ``M`` values (``vals``) searched in boundary rows of ``N`` (``x``; one row shared
+    by all when ``shared``, else row r for the values of row r); ``y``: int64 positions. ``TX`` is
+    the boundaries' and values' C type; ``right``: the first boundary > v instead of >= v."""
+
+    vals: str
+    TX: str
+    rows: int
+    M: int
+    N: int
+    shared: bool
+    right: bool
+
+
+@dataclass(kw_only=True)
+class ScanRecord(OpRecord):
+    """An inclusive running ``kind`` (prod, logsumexp, argmax, argmin) along the middle axis of
+    (pre, L, post); ``TX``: x's C type, ``ACC``: the accumulator's (double for floats, PyTorch's
+    CPU rule; for argmax/argmin x's own type)."""
+
+    TX: str
+    ACC: str
+    kind: str
+    pre: int
+    L: int
+    post: int

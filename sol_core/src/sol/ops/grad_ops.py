@@ -8,7 +8,7 @@
   reduction. Element-wise, because every output element reads one input element through
   broadcast strides: the loop lowering handles it like the broadcast operand of an ``add``.
 * ``max_pool2d_backward`` (I/O-memory bound): routes each output gradient to the input element
-  its window chose (the first maximum in window order, NaN winning, as the forward op).
+  its window chose (PyTorch's: the first maximum in window order, the last NaN if any).
 * ``max_pool2d_select`` (I/O-memory bound): ``t`` read at the positions max pooling picks in
   ``x``, the transpose of ``max_pool2d_backward`` (its gradient, and the other way round).
 * ``gather_backward`` (I/O-memory bound): the gradient of ``gather``, a scatter-add of the
@@ -29,7 +29,7 @@ from sol.ir import Node, TensorType
 from sol.ops._util import broadcast_shape, f64, padding2d, pair, same_dtype
 from sol.ops.registry import REQUIRED, LayerClass, OpDef
 from sol.ops.window import _normalize as _pool_normalize
-from sol.ops.window import _pool_infer, _windows
+from sol.ops.window import _pool_infer
 
 
 def _mask_infer(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
@@ -62,23 +62,40 @@ def _maxpool_bwd_infer(types: list[TensorType], a: dict[str, Any]) -> list[Tenso
     return [x]
 
 
+def pool_choice(x: np.ndarray, a: dict[str, Any], oh: int, ow: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of the element each max-pooling window picks in ``x`` (N, C, H, W): PyTorch's
+    rule, as the devices' loops apply it: padding is never picked, the first valid element starts,
+    a larger value or any NaN replaces it (so the first maximum among ties, the last NaN of a
+    window, the first valid element of an all -inf window)."""
+    n, c, h, w = x.shape
+    (pt, _), (pl, _) = a["padding"]
+    sh, sw = a["stride"]
+    dh, dw = a.get("dilation", (1, 1))
+    best_h = np.full((n, c, oh, ow), -1, dtype=np.int64)
+    best_w = np.full((n, c, oh, ow), -1, dtype=np.int64)
+    acc = np.zeros((n, c, oh, ow), dtype=x.dtype)
+    for i in range(a["kernel"][0]):
+        hh = np.arange(oh) * sh - pt + i * dh
+        for j in range(a["kernel"][1]):
+            ww = np.arange(ow) * sw - pl + j * dw
+            valid = ((hh >= 0) & (hh < h))[:, None] & ((ww >= 0) & (ww < w))[None, :]
+            v = x[:, :, np.clip(hh, 0, h - 1)][:, :, :, np.clip(ww, 0, w - 1)]
+            with np.errstate(invalid="ignore"):
+                take = valid & ((best_h < 0) | (v > acc) | np.isnan(v))
+            acc = np.where(take, v, acc)
+            best_h = np.where(take, hh[:, None], best_h)
+            best_w = np.where(take, ww[None, :], best_w)
+    return best_h, best_w
+
+
 def _maxpool_bwd_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     x, gy = f64(xs[0]), f64(xs[1])
     n, c, h, w = x.shape
-    oh, ow = gy.shape[2:]
-    kh, kw = a["kernel"]
-    win = _windows(x, a, -np.inf, (oh, ow)).reshape(n, c, oh, ow, kh * kw)
-    # np.argmax gives the first maximum and treats NaN as the maximum: the forward's choice.
-    k = np.argmax(win, axis=-1)
-    (pt, _), (pl, _) = a["padding"]
-    sh, sw = a["stride"]
-    dh, dw = a["dilation"]
-    hh = np.arange(oh).reshape(1, 1, oh, 1) * sh - pt + (k // kw) * dh
-    ww = np.arange(ow).reshape(1, 1, 1, ow) * sw - pl + (k % kw) * dw
+    hh, ww = pool_choice(x, a, *gy.shape[2:])
     gx = np.zeros((n, c, h, w))
-    nn = np.arange(n).reshape(n, 1, 1, 1)
-    cc = np.arange(c).reshape(1, c, 1, 1)
-    np.add.at(gx, (np.broadcast_to(nn, k.shape), np.broadcast_to(cc, k.shape), hh, ww), gy)
+    nn = np.broadcast_to(np.arange(n).reshape(n, 1, 1, 1), hh.shape)
+    cc = np.broadcast_to(np.arange(c).reshape(1, c, 1, 1), hh.shape)
+    np.add.at(gx, (nn, cc, hh, ww), gy)  # every window holds a valid element (pool_out)
     return [gx.astype(xs[0].dtype)]
 
 
@@ -91,15 +108,11 @@ def _maxpool_select_infer(types: list[TensorType], a: dict[str, Any]) -> list[Te
 
 def _maxpool_select_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     x, t = f64(xs[0]), f64(xs[1])
-    n, c, h, w = x.shape
+    n, c = x.shape[:2]
     oh, ow = _pool_infer([TensorType(x.shape)], a)[0].shape[2:]
-    kh, kw = a["kernel"]
-    k = np.argmax(_windows(x, a, -np.inf, (oh, ow)).reshape(n, c, oh, ow, kh * kw), axis=-1)
-    (pt, _), (pl, _) = a["padding"]
-    hh = np.arange(oh).reshape(1, 1, oh, 1) * a["stride"][0] - pt + (k // kw) * a["dilation"][0]
-    ww = np.arange(ow).reshape(1, 1, 1, ow) * a["stride"][1] - pl + (k % kw) * a["dilation"][1]
-    nn = np.broadcast_to(np.arange(n).reshape(n, 1, 1, 1), k.shape)
-    cc = np.broadcast_to(np.arange(c).reshape(1, c, 1, 1), k.shape)
+    hh, ww = pool_choice(x, a, oh, ow)
+    nn = np.broadcast_to(np.arange(n).reshape(n, 1, 1, 1), hh.shape)
+    cc = np.broadcast_to(np.arange(c).reshape(1, c, 1, 1), hh.shape)
     return [t[nn, cc, hh, ww].astype(xs[1].dtype)]
 
 

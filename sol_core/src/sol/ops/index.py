@@ -152,6 +152,90 @@ def _scatter_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     return [out]
 
 
+# --- scatter_elements -----------------------------------------------------------------------------
+# torch.scatter / scatter_add / scatter_reduce (and, with the index spread over the slices,
+# index_add / index_reduce / index_put(accumulate=True) / put): one update per index element,
+# combined into x at the index's position along ``axis``. The sibling of gather_elements (its
+# gradient); like it, one instance is the whole tensor.
+
+SCATTER_REDUCTIONS = ("none", "sum", "prod", "amax", "amin")
+
+
+def _scatter_elements_normalize(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
+    reduction = str(attrs["reduction"])
+    if reduction not in SCATTER_REDUCTIONS:
+        raise SolError(f"scatter_elements reduction must be one of {', '.join(SCATTER_REDUCTIONS)}, got {reduction!r}")
+    return {"axis": axis(int(attrs["axis"]), types[0].rank), "reduction": reduction,
+            "include_self": bool(attrs["include_self"])}
+
+
+def _scatter_elements_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x, idx, upd = types
+    if idx.dtype not in INDEX_DTYPES:
+        raise SolError(f"scatter_elements indices must be integers ({', '.join(INDEX_DTYPES)}), got {idx}")
+    if x.rank == 0 or idx.rank != x.rank or upd.rank != x.rank:
+        raise SolError(f"scatter_elements needs indices and updates of x's rank (at least 1), got x {x}, "
+                       f"indices {idx}, updates {upd}")
+    ax = a["axis"]
+    if any(i > n for d, (i, n) in enumerate(zip(idx.shape, x.shape)) if d != ax) or any(
+            i > u for i, u in zip(idx.shape, upd.shape)):
+        raise SolError(f"scatter_elements: indices {idx.shape} exceed x {x.shape} in a dimension other than axis {ax}, "
+                       f"or the updates {upd.shape}")
+    if upd.dtype != x.dtype:
+        raise SolError(f"scatter_elements: updates {upd} must have x's dtype {x.dtype}")
+    return [x]
+
+
+def _scatter_identity(reduction: str, dtype: np.dtype) -> Any:
+    """Where include_self is False, the positions the index names start from the reduction's
+    identity (PyTorch's rule: -inf/+inf for floating amax/amin, the type's limits for integers)."""
+    if reduction in ("sum", "none"):
+        return 0
+    if reduction == "prod":
+        return 1
+    if np.issubdtype(dtype, np.floating):
+        return -np.inf if reduction == "amax" else np.inf
+    info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
+    if info is None:  # bool: False is the lowest, True the highest
+        return reduction == "amin"
+    return info.min if reduction == "amax" else info.max
+
+
+def _scatter_elements_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    x, idx, upd = xs
+    ax, reduction = a["axis"], a["reduction"]
+    size = x.shape[ax]
+    idx = idx.astype(np.int64)
+    bad = (idx < 0) | (idx >= size)
+    if np.any(bad):
+        raise IndexError(f"scatter_elements: index {int(idx[bad].flat[0])} is out of range for axis {ax} "
+                         f"of size {size}")
+    out = np.array(x, copy=True)
+    flat_out = out.reshape(-1)
+    grids = list(np.indices(idx.shape))
+    grids[ax] = idx
+    # the index's elements in row-major order: along the axis, later ones come later (PyTorch's CPU order)
+    target = np.ravel_multi_index(tuple(grids), x.shape).reshape(-1)
+    values = upd[tuple(slice(0, n) for n in idx.shape)].reshape(-1)
+    if reduction == "none":  # a repeated position keeps its last update
+        _, last_reversed = np.unique(target[::-1], return_index=True)
+        keep = target.size - 1 - last_reversed
+        flat_out[target[keep]] = values[keep]
+        return [out]
+    if not a["include_self"]:
+        flat_out[target] = _scatter_identity(reduction, out.dtype)
+    if reduction in ("sum", "prod"):
+        (np.add if reduction == "sum" else np.multiply).at(flat_out, target, values)  # unbuffered, in order
+        return [out]
+    # amax / amin one update at a time, PyTorch's rule: a NaN update wins, else the update only if
+    # strictly greater (smaller), so that of equal values (0.0 and -0.0) the one there stays
+    for t, v in zip(target.tolist(), values.tolist()):
+        old = flat_out[t]
+        if v != v or (old < v if reduction == "amax" else v < old):
+            flat_out[t] = v
+    return [out]
+
+
 # --- comparisons, logical ops, where --------------------------------------------------------
 
 
@@ -277,6 +361,15 @@ def ops() -> list[OpDef]:
                   "...]; positions 1-D in [-n, n) (negative ones count from the end), any other is an "
                   "IndexOutOfRangeError at run time (nothing written there); a repeated position keeps its last "
                   "slice", gradient=grad.scatter, c_loops=lower.lower_scatter),
+        OpDef("scatter_elements", LayerClass.IO_BOUND, _scatter_elements_infer, _scatter_elements_ref, (3, 3),
+              {"axis": REQUIRED, "reduction": "none", "include_self": True},
+              normalize=_scatter_elements_normalize,
+              doc="torch.scatter / scatter_add / scatter_reduce along axis: for every element of indices (x's rank), "
+                  "updates at the same position combined into x[..., indices[...], ...] (reduction none: replaced, the "
+                  "last of repeated positions kept; sum, prod, amax, amin (NaN wins): in row-major order, in x's "
+                  "dtype). include_self=False: the positions named start from the reduction's identity. Valid "
+                  "indices [0, n); others an IndexOutOfRangeError at run time (nothing written)",
+              gradient=grad.scatter_elements, c_loops=lower.lower_scatter_elements),
         _compare("eq", np.equal, c.eq), _compare("ne", np.not_equal, c.ne), _compare("lt", np.less, c.lt),
         _compare("le", np.less_equal, c.le), _compare("gt", np.greater, c.gt),
         _compare("ge", np.greater_equal, c.ge),

@@ -50,6 +50,8 @@ def in_domain(op: str, idx: int, a: Any) -> Any:
         return np.tanh(a) * 0.9
     if op in ABOVE_ONE_UNARY:
         return np.abs(a) + 1.1
+    if op in SPECIAL_FUNCTION_DOMAINS:
+        return SPECIAL_FUNCTION_DOMAINS[op][min(idx, len(SPECIAL_FUNCTION_DOMAINS[op]) - 1)](a)
     return a
 BINARY = ["add", "sub", "mul", "div", "maximum", "minimum", "fmod", "atan2", "hypot", "copysign"]
 
@@ -180,6 +182,17 @@ CASES: dict[str, list[Case]] = {
     "scatter": [([(2, 5, 3), Input((4,), "int64", -5, 5), (2, 4, 3)], {"axis": 1}),
                 ([Input((6, 4), static=True), Input((3,), "int32", 0, 6), (3, 4)], {"axis": 0}),
                 ([(2, 3, 7), Input((1,), "int64", 0, 7), (2, 3, 1)], {"axis": -1})],
+    # torch.scatter / scatter_reduce: one index per column (replacing: no repeated position),
+    # updates larger than the index; sums with repeated positions, with and without x's values;
+    # products, max and min (repeated positions; NaN rules in the special-value run); int32 indices.
+    "scatter_elements": [([(4, 5, 3), Input((4, 1, 3), "int64", 0, 5), (4, 2, 3)], {"axis": 1}),
+                         ([(6, 4), Input((5, 3), "int64", 0, 6), (5, 4)], {"axis": 0, "reduction": "sum"}),
+                         ([(2, 7), Input((2, 9), "int32", 0, 7), (2, 9)],
+                          {"axis": -1, "reduction": "sum", "include_self": False}),
+                         ([(3, 6), Input((3, 8), "int64", 0, 6), (3, 8)], {"axis": 1, "reduction": "prod"}),
+                         ([(5, 3), Input((7, 3), "int64", 0, 5), (7, 3)],
+                          {"axis": 0, "reduction": "amax", "include_self": False}),
+                         ([(2, 4, 3), Input((2, 6, 3), "int64", 0, 4), (2, 6, 3)], {"axis": 1, "reduction": "amin"})],
     # Running sums: along the last axis, a middle one, the first; integers (position ids).
     "cumsum": [([(2, 3, 17)], {"axis": 2}), ([(2, 5, 3)], {"axis": 1}), ([(6, 4)], {"axis": 0}),
                ([Input((3, 9), "int64", 0, 2)], {"axis": 1}), ([Input((2, 8), "int32", -3, 3)], {"axis": -1})],
@@ -225,7 +238,58 @@ CASES: dict[str, list[Case]] = {
     "gru_recurrence": [([(5, 3, 48), (3, 16), Input((48, 16), static=True), Input((48,), static=True)],
                         {"reverse": True}),
                        ([(3, 1, 30), (1, 10), Input((30, 10), static=True)], {})],
+    # The sort family (ops/sort.py): ties (integer-valued floats) keep their order, descending too;
+    # a middle axis, the first, integers; a long row (the heap's deeper levels).
+    "argsort": [([Input((4, 10), "float32", 0, 3)], {"axis": 1}),
+                ([Input((2, 7, 3), "float32", -2, 2)], {"axis": 1, "descending": True}),
+                ([Input((3, 9), "int64", -4, 4)], {"axis": -1, "descending": True}),
+                ([(5, 4)], {"axis": 0}), ([(300,)], {"axis": 0})],
+    # Boundaries (ties among them) shared or one row per value row; the binary search is PyTorch's
+    # comparison for comparison, so unsorted random rows are checked too.
+    "searchsorted": [([Input((9,), "float32", -3, 3), Input((4, 5), "float32", -4, 4)], {}),
+                     ([Input((9,), "float32", -3, 3), Input((4, 5), "float32", -4, 4)], {"right": True}),
+                     ([(3, 6), (3, 4)], {"right": True}),
+                     ([Input((8,), "int64", 0, 5), Input((2, 3), "int64", -1, 7)], {})],
+    "scan": [([(2, 3, 6)], {"axis": 1, "kind": "prod"}), ([(4, 9)], {"axis": -1, "kind": "logsumexp"}),
+             ([(2, 5, 3)], {"axis": 2, "kind": "logsumexp"}),
+             ([Input((3, 5), "int64", -3, 3)], {"axis": 1, "kind": "prod"}),
+             ([Input((3, 8), "float32", 0, 3)], {"axis": 1, "kind": "argmax"}),
+             ([Input((5, 4), "int64", -3, 3)], {"axis": 0, "kind": "argmin"}),
+             ([(2, 6, 3)], {"axis": 1, "kind": "argmin"})],
 }
+
+# --- special functions (sol.ops.special) ---------------------------------------------------------------
+# Inputs spread over the formulas' switch points (series / asymptotic at 17 and 30 for the Bessel
+# functions, 2 for K and Ai), away from poles and inside each domain; polynomial orders are
+# integer-valued floats from -2 (order < 0: 0) to 11 (past the closed forms' thresholds).
+_POSITIVE = (lambda a: abs(a) + 0.5,)
+_SPREAD = (lambda a: a * 6.0,)
+_HALF_LINE = (lambda a: abs(a) * 4.0 + 0.05,)
+SPECIAL_FUNCTION_DOMAINS: dict[str, tuple[Any, ...]] = {
+    "lgamma": _POSITIVE, "digamma": _POSITIVE, "polygamma": _POSITIVE,
+    "erfinv": (lambda a: 0.9 * (2.0 / (1.0 + 2.718281828459045 ** -a) - 1.0),),
+    "ndtri": (lambda a: 0.05 + 0.9 / (1.0 + 2.718281828459045 ** -a),),
+    **{op: _SPREAD for op in ("i0", "i0e", "i1", "i1e", "bessel_j0", "bessel_j1", "spherical_bessel_j0", "airy_ai",
+                              "erfcx", "log_ndtr")},
+    **{op: _HALF_LINE for op in ("bessel_y0", "bessel_y1", "modified_bessel_k0", "modified_bessel_k1",
+                                 "scaled_modified_bessel_k0", "scaled_modified_bessel_k1")},
+    "zeta": (lambda a: abs(a) + 1.5, lambda a: abs(a) + 0.2),
+    "igamma": (lambda a: abs(a) * 3.0 + 0.1, lambda a: abs(a) * 3.0),
+    "igammac": (lambda a: abs(a) * 3.0 + 0.1, lambda a: abs(a) * 3.0),
+}
+_SPECIAL_POLYNOMIALS = ("chebyshev_polynomial_t", "chebyshev_polynomial_u", "chebyshev_polynomial_v",
+                        "chebyshev_polynomial_w", "shifted_chebyshev_polynomial_t", "shifted_chebyshev_polynomial_u",
+                        "shifted_chebyshev_polynomial_v", "shifted_chebyshev_polynomial_w", "hermite_polynomial_h",
+                        "hermite_polynomial_he", "laguerre_polynomial_l", "legendre_polynomial_p")
+CASES.update({
+    **{op: [([(4, 33)], {})] for op in ("lgamma", "digamma", "erfinv", "ndtri", "erfcx", "log_ndtr", "i0", "i0e", "i1",
+                                        "i1e", "bessel_j0", "bessel_j1", "bessel_y0", "bessel_y1", "modified_bessel_k0",
+                                        "modified_bessel_k1", "scaled_modified_bessel_k0", "scaled_modified_bessel_k1",
+                                        "spherical_bessel_j0", "airy_ai")},
+    "polygamma": [([(4, 33)], {"n": 1}), ([(3, 7)], {"n": 3})],
+    **{op: [([(4, 33), (4, 33)], {})] for op in ("zeta", "igamma", "igammac", "nextafter")},
+    **{op: [([(4, 33), Input((4, 33), "float32", -2, 12)], {})] for op in _SPECIAL_POLYNOMIALS},
+})
 
 
 def add_cases(op: str, cases: list[Case], quick: bool = False) -> None:

@@ -16,7 +16,10 @@ One module per op family, as core's :mod:`sol.ops`: :mod:`~sol_pytorch.aten.elem
 (views, permutations, concatenation, slicing, padding), :mod:`~sol_pytorch.aten.window` (pooling),
 :mod:`~sol_pytorch.aten.linalg` (convolution, linear, matmul, attention), :mod:`~sol_pytorch.aten.index`
 (embeddings, comparisons, masks, selecting reductions), :mod:`~sol_pytorch.aten.recurrent` (LSTM, GRU),
-:mod:`~sol_pytorch.aten.spatial` (transposed convolution, upsampling) and
+:mod:`~sol_pytorch.aten.spatial` (transposed convolution, upsampling),
+:mod:`~sol_pytorch.aten.scatter` (scatter, index_add, put, take, masked_scatter, embedding_bag),
+:mod:`~sol_pytorch.aten.sort` (sort, topk, median, searchsorted, cummax, cumprod),
+:mod:`~sol_pytorch.aten.special` (torch.special: gamma family, Bessel functions, polynomials) and
 :mod:`~sol_pytorch.aten.training` (training-mode BatchNorm, dropout masks); what they share (the
 :class:`Emitter`, the table, :class:`Unsupported`) is in :mod:`~sol_pytorch.aten.base`. Importing
 this package registers every converter.
@@ -24,7 +27,20 @@ this package registers every converter.
 
 from __future__ import annotations
 
-from sol_pytorch.aten import elementwise, index, layout, linalg, recurrent, reduce, spatial, training, window
+from sol_pytorch.aten import (
+    elementwise,
+    index,
+    layout,
+    linalg,
+    recurrent,
+    reduce,
+    scatter,
+    sort,
+    spatial,
+    special,
+    training,
+    window,
+)
 from sol_pytorch.aten.base import (
     CONVERTERS,
     WEIGHT_VALUES,
@@ -42,5 +58,5 @@ from sol_pytorch.aten.base import (
 )
 
 __all__ = ["CONVERTERS", "WEIGHT_VALUES", "Args", "Converter", "Emitter", "Result", "Unsupported", "converts",
-           "dtype_name", "elementwise", "index", "layout", "linalg", "pair", "recurrent", "reduce", "spatial",
-           "supported_ops", "symmetric", "tensor_type", "training", "window"]
+           "dtype_name", "elementwise", "index", "layout", "linalg", "pair", "recurrent", "reduce", "scatter",
+           "sort", "spatial", "special", "supported_ops", "symmetric", "tensor_type", "training", "window"]

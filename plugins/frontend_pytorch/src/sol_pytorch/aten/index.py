@@ -178,14 +178,12 @@ def _index_put(em: Emitter, a: Args) -> Value:
     index flattened and ``v`` broadcast to the slices it writes. Accumulating writes, boolean
     masks and several index tensors are refused by name."""
     x = _tensor(a, "self")
-    if a["accumulate"]:
-        raise Unsupported("index_put with accumulate=True (an indexed add)")
     given = [(d, i) for d, i in enumerate(a["indices"]) if i is not None]
-    if len(given) != 1 or not isinstance(given[0][1], Value):
-        raise Unsupported("index_put with other than one index tensor")
+    if a["accumulate"] or len(given) != 1 or not isinstance(given[0][1], Value) or given[0][1].dtype == "bool":
+        from sol_pytorch.aten.scatter import index_put  # indexed adds, several index tensors, masks
+
+        return index_put(em, x, list(a["indices"]), _tensor(a, "values"), bool(a["accumulate"]))
     d, index = given[0]
-    if index.dtype == "bool":
-        raise Unsupported("index_put with a boolean mask")
     count = max(index.type.numel, 0)
     shape = x.shape[:d] + index.shape + x.shape[d + 1:]
     values = em.emit("broadcast_to", [em.cast(_tensor(a, "values"), x.dtype)], shape=shape)

@@ -13,6 +13,7 @@ from sol_pytorch.aten.base import WEIGHT_VALUES, Args, Emitter, Unsupported, _sc
 from sol_pytorch.aten.reduce import vector_norm
 from sol_pytorch.aten.spatial import conv_transpose
 from sol_pytorch.aten.training import training_dropout
+from sol_pytorch.aten.volume import conv3d
 
 # --- convolution and matrix products ----------------------------------------------------------
 
@@ -30,6 +31,8 @@ def _conv(em: Emitter, x: Value, w: Value, b: Any, stride: Any, padding: Any, di
           groups: int) -> Value:
     """1-D and 2-D convolution (batched or not) as sol's conv2d: 1-D runs as H=1."""
     spatial = w.type.rank - 2
+    if spatial == 3:
+        return conv3d(em, x, w, b, stride, padding, dilation, groups)
     if spatial not in (1, 2):
         raise Unsupported(f"{spatial}-D convolution")
     if x.type.rank == w.type.rank - 1:

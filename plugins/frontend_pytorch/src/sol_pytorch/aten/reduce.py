@@ -11,7 +11,7 @@ import numpy as np
 
 from sol.plugin_api import Value
 from sol_pytorch.aten.base import Args, Converter, Emitter, Unsupported, _batch_norm, _tensor, converts
-from sol_pytorch.aten.training import batch_norm_batch_stats
+from sol_pytorch.aten.training import batch_norm_batch_stats, invstd, saved_statistics
 
 # --- reductions and normalizations ------------------------------------------------------------
 
@@ -70,10 +70,11 @@ def _batch_norm_default(em: Emitter, a: Args) -> Value:
 
 
 @converts("aten._native_batch_norm_legit_no_training.default")
-def _native_batch_norm(em: Emitter, a: Args) -> tuple[Value, None, None]:
+def _native_batch_norm(em: Emitter, a: Args) -> tuple[Value, Value, Value]:
     y = _batch_norm(em, _tensor(a, "input"), a["weight"], a["bias"], a["running_mean"], a["running_var"],
                     a["eps"])
-    return y, None, None  # saved mean / rstd: training only
+    # saved mean / invstd: the empty tensors PyTorch returns at inference (unused ones are pruned)
+    return (y, *saved_statistics(em, _tensor(a, "running_mean"), invstd(em, _tensor(a, "running_var"), a["eps"])))
 
 
 def _layer_norm(em: Emitter, x: Value, shape: Sequence[int], weight: Any, bias: Any, eps: float) -> Value:

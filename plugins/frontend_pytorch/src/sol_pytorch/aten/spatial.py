@@ -10,6 +10,7 @@ from typing import Any
 
 from sol.plugin_api import Value
 from sol_pytorch.aten.base import Args, Emitter, Unsupported, _tensor, converts
+from sol_pytorch.aten.volume import conv_transpose3d
 
 # --- transposed convolution -------------------------------------------------------------------
 
@@ -19,6 +20,8 @@ def conv_transpose(em: Emitter, x: Value, w: Value, b: Any, stride: Any, padding
     """1-D and 2-D transposed convolution (batched or not) as sol's conv_transpose2d; 1-D runs
     as H=1. The weight stays in PyTorch's (C, O/groups, k...) layout, which the op takes as is."""
     spatial = w.type.rank - 2
+    if spatial == 3:
+        return conv_transpose3d(em, x, w, b, stride, padding, output_padding, dilation, groups)
     if spatial not in (1, 2):
         raise Unsupported(f"{spatial}-D transposed convolution")
     if x.type.rank == w.type.rank - 1:

@@ -26,7 +26,17 @@ import numpy as np
 import torch
 
 from sol.plugin_api import TensorType, Value
-from sol_pytorch.aten.base import CONVERTERS, Args, Emitter, Unsupported, _batch_norm, _tensor, converts
+from sol_pytorch.aten.base import (
+    CONVERTERS,
+    Args,
+    Emitter,
+    Unsupported,
+    _batch_norm,
+    _tensor,
+    converts,
+    dtype_name,
+    tensor_type,
+)
 
 RANDOM_KEY = "pytorch.random_inputs"
 """``Graph.meta`` key: the list of :class:`RandomInput` a training import fills."""
@@ -160,7 +170,7 @@ def batch_norm_batch_stats(em: Emitter, x: Value, weight: Any, bias: Any, eps: f
     return y, mean, var
 
 
-def _invstd(em: Emitter, var: Value, eps: float) -> Value:
+def invstd(em: Emitter, var: Value, eps: float) -> Value:
     return em.emit("rsqrt", [em.emit("add", [var, em.const(eps, var.dtype)])])
 
 
@@ -195,15 +205,57 @@ def _bn_functional(em: Emitter, a: Args) -> tuple[Value, ...]:
     rm, rv, eps = _tensor(a, "running_mean"), _tensor(a, "running_var"), float(a["eps"])
     if not a["training"]:
         y = _batch_norm(em, x, a["weight"], a["bias"], rm, rv, eps)
-        return y, rm, _invstd(em, rv, eps), rm, rv
+        return (y, *saved_statistics(em, rm, invstd(em, rv, eps)), rm, rv)
+    return _bn_update(em, a, x, rm, rv, eps)
+
+
+def saved_statistics(em: Emitter, mean: Value, inv: Value) -> tuple[Value, Value]:
+    """The saved mean and invstd outputs, or the empty tensors PyTorch returns in their place
+    (at inference, where there are none)."""
+    vals = em.val[1:3]
+    if all(isinstance(v, torch.Tensor) and tuple(v.shape) == (0,) for v in vals) and mean.shape != (0,):
+        return tuple(em.graph.add_const(np.zeros((0,), dtype=dtype_name(v.dtype)), hint="empty")  # type: ignore[return-value]
+                     for v in vals)
+    return mean, inv
+
+
+def _bn_update(em: Emitter, a: Args, x: Value, rm: Value, rv: Value, eps: float) -> tuple[Value, ...]:
+    """Training mode: ``(y, batch mean, batch invstd, new running_mean, new running_var)``."""
     y, mean, var = batch_norm_batch_stats(em, x, a["weight"], a["bias"], eps)
     count = int(np.prod(x.shape)) // x.shape[1]
     if count < 2:
         raise Unsupported("batch_norm in training mode with one value per channel")
     factor = _momentum(em, float(a["momentum"]), rm)
     unbiased = em.emit("mul", [var, em.const(count / (count - 1), var.dtype)])
-    return (y, mean, _invstd(em, var, eps), _update(em, rm, em.cast(mean, rm.dtype), factor),
+    return (y, mean, invstd(em, var, eps), _update(em, rm, em.cast(mean, rm.dtype), factor),
             _update(em, rv, em.cast(unbiased, rv.dtype), factor))
+
+
+@converts("aten._batch_norm_with_update_functional.default")
+def _bn_with_update(em: Emitter, a: Args) -> tuple[Value, ...]:
+    """``(y, batch mean, batch invstd, reserve, new running_mean, new running_var)``: training
+    mode always; ``reserve`` is the empty byte tensor PyTorch's CPU kernel returns."""
+    x = _tensor(a, "input")
+    y, mean, inv, new_mean, new_var = _bn_update(em, a, x, _tensor(a, "running_mean"),
+                                                 _tensor(a, "running_var"), float(a["eps"]))
+    reserve = tensor_type(em.val[3])
+    empty = em.graph.add_const(np.zeros(reserve.shape, dtype=reserve.dtype), hint="empty")
+    return y, mean, inv, empty, new_mean, new_var
+
+
+@converts("aten.native_batch_norm.default")
+def _native_bn(em: Emitter, a: Args) -> tuple[Value, Value, Value]:
+    """Without running statistics to update (training mode with none: batch statistics) or at
+    inference; with both, the importer functionalizes the op first (``prepare.mutates``)."""
+    x, eps = _tensor(a, "input"), float(a["eps"])
+    rm, rv = a["running_mean"], a["running_var"]
+    if a["training"] or rm is None or rv is None:
+        if a["training"] and (rm is not None or rv is not None):
+            raise Unsupported("native_batch_norm updating running statistics in place")
+        y, mean, var = batch_norm_batch_stats(em, x, a["weight"], a["bias"], eps)
+        return y, mean, invstd(em, var, eps)
+    y = _batch_norm(em, x, a["weight"], a["bias"], rm, rv, eps)
+    return (y, *saved_statistics(em, rm, invstd(em, rv, eps)))
 
 
 @converts("aten._native_batch_norm_legit.no_stats")
@@ -211,7 +263,7 @@ def _bn_no_stats(em: Emitter, a: Args) -> tuple[Value, Value, Value]:
     """No running statistics (``track_running_stats=False``): batch statistics in any mode."""
     x = _tensor(a, "input")
     y, mean, var = batch_norm_batch_stats(em, x, a["weight"], a["bias"], float(a["eps"]))
-    return y, mean, _invstd(em, var, float(a["eps"]))
+    return y, mean, invstd(em, var, float(a["eps"]))
 
 
 # --- InstanceNorm with running statistics --------------------------------------------------------

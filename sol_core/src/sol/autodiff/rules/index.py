@@ -6,6 +6,7 @@ import numpy as np
 
 from sol.autodiff.builder import GradContext
 from sol.autodiff.rules._common import Grads
+from sol.errors import UnsupportedOpError
 from sol.ir import Value
 
 # --- index and selection ops (ops/index.py) ------------------------------------------------------
@@ -125,4 +126,30 @@ def scatter(ctx: GradContext, grads: Grads) -> Grads:
         rank = ctx.in_type(0).rank
         last = ctx.op("reshape", last, shape=(1,) * ax + (count,) + (1,) * (rank - ax - 1))
         dupd = ctx.op("where", last, ctx.op("gather", g, idx, axis=ax, wrap=True, padding=None), ctx.const(0.0, g))
+    return [dx, None, dupd]
+
+
+def scatter_elements(ctx: GradContext, grads: Grads) -> Grads:
+    """PyTorch's scatter / scatter_add / scatter_reduce(sum) gradients: an update's gradient is g
+    read at the position it went to (gather_elements, zero where the updates are larger than the
+    index), every update, repeated positions included, as eager's ``grad.gather(dim, index)``;
+    x's is g where x's value stays in the result (a sum with include_self), else g with the
+    positions named zeroed (a scatter of zeros). prod, amax and amin have none in sol: refused."""
+    g = grads[0]
+    assert g is not None
+    a = ctx.attrs
+    reduction = a["reduction"]
+    if reduction not in ("none", "sum"):
+        raise UnsupportedOpError(f"scatter_elements with reduction {reduction!r} has no gradient rule in sol: "
+                                 "it cannot train through it", op="scatter_elements", source=ctx.node.source)
+    ax, idx = a["axis"], ctx.x(1)
+    upd = ctx.in_type(2)
+    dx = dupd = None
+    if ctx.need[0]:
+        keeps_x = reduction == "sum" and a["include_self"]
+        dx = g if keeps_x else ctx.op("scatter_elements", g, idx, ctx.zeros(upd), axis=ax, reduction="none")
+    if ctx.need[2]:
+        dupd = ctx.op("gather_elements", g, idx, axis=ax)
+        if idx.shape != upd.shape:
+            dupd = ctx.op("pad", dupd, pads=tuple((0, n - k) for k, n in zip(idx.shape, upd.shape)), value=0.0)
     return [dx, None, dupd]

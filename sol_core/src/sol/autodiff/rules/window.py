@@ -16,7 +16,7 @@ from sol.ops.window import adaptive_bounds
 def max_pool2d(ctx: GradContext, grads: Grads) -> Grads:
     """Each window's gradient goes to the element the forward picked. Where the forward ignores
     NaN (TensorFlow), that is its largest non-NaN element, or the first of an all-NaN window: the
-    routing of ``max_pool2d_backward`` (first maximum, NaN winning) on ``x`` with NaN as -inf."""
+    routing of ``max_pool2d_backward`` (first maximum, last NaN) on ``x`` with NaN as -inf."""
     assert grads[0] is not None
     a = ctx.attrs
     x = ctx.x(0)
