@@ -142,9 +142,16 @@ class SelectStep(Step):
         self.dim, self.keepdim = dim, keepdim
 
 
+class PairStep(Step):
+    """A step whose result is (values, indices) (a sort, a selection, a pooling with indices): the
+    chain ends here and returns both, so that a checker compares the indices exactly. Its maker
+    makes the values distinct first (:func:`_distinct`): no tie leaves an index ambiguous."""
+
+
 class Chain(nn.Module):
     """A chain: its input (``inputs[k]`` of the model), then ``steps`` in order. The output is the
-    last step's result; a chain ending in a :class:`SelectStep` returns (selected-from, indices)."""
+    last step's result; a chain ending in a :class:`SelectStep` returns (selected-from, indices),
+    one ending in a :class:`PairStep` its (values, indices)."""
 
     index: int
 
@@ -1045,7 +1052,7 @@ def _rearrange(ch: Chooser, s: Spec) -> Made:
                       "adaptive_avg_pool3d"])
     if r == 0 or s.numel == 0:
         return None
-    if kind.startswith("adaptive") and r in (3, 4, 5):
+    if kind.startswith("adaptive") and r in (3, 4, 5) and s.is_float:  # PyTorch pools floats only
         fn_ = getattr(F, kind)
         dims = int(kind[-2])
         if not dims <= r <= dims + 2:
@@ -1175,11 +1182,474 @@ def _add_products(ch: Chooser, s: Spec) -> Made:
     return None
 
 
+# --- special functions, sorting, scattering, volumes ------------------------------------------------
+# Each function on a domain where it is defined and well conditioned in float32. Functions that sol
+# (or eager) does not differentiate read ``d = x.detach()`` beside the chain's own ``x``: the training
+# fuzzer then trains the chain through them, as eager does.
+
+
+def _beside(name: str, code: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> Maker:
+    """``x + fn(x.detach())``: ``code`` names the detached tensor ``d``."""
+    return _unary(name, f"x + {code}  # d = x.detach()", lambda x: x + fn(x.detach()))
+
+
+_SP = torch.special
+SPECIAL: list[Maker] = [
+    # gamma family and friends: sol differentiates them
+    _unary("lgamma", "torch.lgamma(x.abs() + 0.5)", lambda x: torch.lgamma(x.abs() + 0.5)),
+    _unary("digamma", "torch.digamma(x.abs() + 0.5)", lambda x: torch.digamma(x.abs() + 0.5)),
+    _unary("erfinv", "torch.erfinv(torch.tanh(x) * 0.9)", lambda x: torch.erfinv(torch.tanh(x) * 0.9)),
+    _unary("i0", "torch.i0(x.clamp(-6, 6))", lambda x: torch.i0(x.clamp(-6, 6))),
+    _unary("i0e", "torch.special.i0e(x)", _SP.i0e),
+    _unary("ndtri", "torch.special.ndtri(torch.sigmoid(x) * 0.98 + 0.01)",
+           lambda x: _SP.ndtri(torch.sigmoid(x) * 0.98 + 0.01)),
+    _unary("erfcx", "torch.special.erfcx(x.clamp(min=-3))", lambda x: _SP.erfcx(x.clamp(min=-3))),
+    _unary("log_ndtr", "torch.special.log_ndtr(x)", _SP.log_ndtr),
+    # eager gives it no gradient, sol a stop_gradient: the sum's gradient is x's alone in both
+    _unary("modified_bessel_i0", "x + torch.special.modified_bessel_i0(x.clamp(-6, 6))",
+           lambda x: x + _SP.modified_bessel_i0(x.clamp(-6, 6))),
+    # no gradient in sol (refused by name), or none in eager
+    _beside("i1", "torch.special.i1(d.clamp(-6, 6))", lambda d: _SP.i1(d.clamp(-6, 6))),
+    _beside("i1e", "torch.special.i1e(d)", _SP.i1e),
+    _beside("modified_bessel_i1", "torch.special.modified_bessel_i1(d.clamp(-6, 6))",
+            lambda d: _SP.modified_bessel_i1(d.clamp(-6, 6))),
+    _beside("bessel_j0", "torch.special.bessel_j0(d.clamp(-20, 20))", lambda d: _SP.bessel_j0(d.clamp(-20, 20))),
+    _beside("bessel_j1", "torch.special.bessel_j1(d.clamp(-20, 20))", lambda d: _SP.bessel_j1(d.clamp(-20, 20))),
+    _beside("bessel_y0", "torch.special.bessel_y0(d.abs().clamp(0.5, 20))",
+            lambda d: _SP.bessel_y0(d.abs().clamp(0.5, 20))),
+    _beside("bessel_y1", "torch.special.bessel_y1(d.abs().clamp(0.5, 20))",
+            lambda d: _SP.bessel_y1(d.abs().clamp(0.5, 20))),
+    _beside("modified_bessel_k0", "torch.special.modified_bessel_k0(d.abs() + 0.25)",
+            lambda d: _SP.modified_bessel_k0(d.abs() + 0.25)),
+    _beside("modified_bessel_k1", "torch.special.modified_bessel_k1(d.abs() + 0.25)",
+            lambda d: _SP.modified_bessel_k1(d.abs() + 0.25)),
+    _beside("scaled_modified_bessel_k0", "torch.special.scaled_modified_bessel_k0(d.abs() + 0.25)",
+            lambda d: _SP.scaled_modified_bessel_k0(d.abs() + 0.25)),
+    _beside("scaled_modified_bessel_k1", "torch.special.scaled_modified_bessel_k1(d.abs() + 0.25)",
+            lambda d: _SP.scaled_modified_bessel_k1(d.abs() + 0.25)),
+    _beside("spherical_bessel_j0", "torch.special.spherical_bessel_j0(d.clamp(-20, 20))",
+            lambda d: _SP.spherical_bessel_j0(d.clamp(-20, 20))),
+    _beside("airy_ai", "torch.special.airy_ai(d.clamp(-10, 5))", lambda d: _SP.airy_ai(d.clamp(-10, 5))),
+    # zeta(s, q) for s > 1, q > 0; the incomplete gamma functions for a, x > 0 (a kept moderate)
+    _beside("zeta", "torch.special.zeta(d.abs().clamp(max=10) + 1.5, torch.sigmoid(d) + 0.5)",
+            lambda d: _SP.zeta(d.abs().clamp(max=10) + 1.5, torch.sigmoid(d) + 0.5)),
+    _beside("zeta_q_scalar", "torch.special.zeta(d.abs().clamp(max=10) + 1.5, 2.0)",
+            lambda d: _SP.zeta(d.abs().clamp(max=10) + 1.5, 2.0)),
+    _beside("zeta_s_scalar", "torch.special.zeta(2.5, d.abs() + 0.5)", lambda d: _SP.zeta(2.5, d.abs() + 0.5)),
+    _beside("igamma", "torch.igamma(d.abs().clamp(max=10) + 0.5, d.square().clamp(max=30) + 0.1)",
+            lambda d: torch.igamma(d.abs().clamp(max=10) + 0.5, d.square().clamp(max=30) + 0.1)),
+    _beside("igammac", "torch.igammac(d.abs().clamp(max=10) + 0.5, d.square().clamp(max=30) + 0.1)",
+            lambda d: torch.igammac(d.abs().clamp(max=10) + 0.5, d.square().clamp(max=30) + 0.1)),
+]
+
+
+def _polygamma(ch: Chooser, s: Spec) -> Made:
+    if not s.is_float:
+        return None
+    n = ch.integer(0, 3)
+    return Step(f"torch.polygamma({n}, x.abs() + 0.5)", lambda x: torch.polygamma(n, x.abs() + 0.5)), s
+
+
+def _nextafter(ch: Chooser, s: Spec) -> Made:
+    """nextafter(c, x) for a constant c (|c| >= 0.1, no subnormals) is c's neighbour on x's side:
+    the step, one ulp of c, scaled to about 1 (exact in both), so that a wrong side shows."""
+    if not s.is_float:
+        return None
+    c = _rand(_broadcast_shape(ch, s), s.dtype)
+    c = torch.where(c < 0, c - 0.1, c + 0.1)
+    k = 2.0 ** (23 if s.dtype == torch.float32 else 52)
+    return (Step(f"x + (torch.nextafter(c, x.detach()) - c) / c.abs() * {k}  # c: {tuple(c.shape)}",
+                 lambda x, c: x + (torch.nextafter(c, x.detach()) - c) / c.abs() * k, c=c), s)
+
+
+def _special(ch: Chooser, s: Spec) -> Made:
+    """One special function (torch.special, the gamma family), on its domain."""
+    return ch.choice([*SPECIAL, _polygamma, _nextafter])(ch, s)
+
+
+# The orthogonal polynomials, each with the argument's domain (code, function): [-1, 1] for
+# Chebyshev's and Legendre's, [0, 1] for the shifted ones, a moderate range for the others.
+POLYNOMIALS: dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = {
+    **{f"chebyshev_polynomial_{k}": ("torch.tanh(d)", torch.tanh) for k in "tuvw"},
+    **{f"shifted_chebyshev_polynomial_{k}": ("torch.sigmoid(d)", torch.sigmoid) for k in "tuvw"},
+    "legendre_polynomial_p": ("torch.tanh(d)", torch.tanh),
+    "hermite_polynomial_h": ("d.clamp(-3, 3)", lambda d: d.clamp(-3, 3)),
+    "hermite_polynomial_he": ("d.clamp(-3, 3)", lambda d: d.clamp(-3, 3)),
+    "laguerre_polynomial_l": ("d.abs().clamp(max=6)", lambda d: d.abs().clamp(max=6)),
+}
+
+
+def _polynomial(ch: Chooser, s: Spec) -> Made:
+    """An orthogonal polynomial of a small degree, in its three spellings: a scalar degree, a
+    scalar argument, tensors of both (degrees n: a constant of small integers). Neither eager nor
+    sol differentiates them: they read x detached."""
+    if not s.is_float:
+        return None
+    name = ch.choice(list(POLYNOMIALS))
+    code, dom = POLYNOMIALS[name]
+    f = getattr(torch.special, name)
+    k = ch.integer(0, 5)
+    c = ch.choice([0.25, 0.5, 0.75])
+    n = torch.randint(0, 6, _broadcast_shape(ch, s)).to(s.dtype)
+    return (Step(f"x + f({code}, {k}) + f({c}, n) + f({code}, n)  # f = torch.special.{name}, d = x.detach(), "
+                 f"n: {tuple(n.shape)}",
+                 lambda x, n: x + f(dom(x.detach()), k) + f(c, n) + f(dom(x.detach()), n), n=n), s)
+
+
+def _distinct(s: Spec) -> torch.Tensor:
+    """A random constant of x's shape, added before a sort or a pooling with indices: x's own
+    ties (relu's zeros, rounding) become distinct values, so that every index is unambiguous."""
+    return _rand(s.shape, s.dtype)
+
+
+def _pair(code: str, fn: Callable[..., Any], s: Spec, out: Spec, ch: Chooser) -> Made:
+    """A (values, indices) op of ``x + b`` (b from :func:`_distinct`): it ends the chain with
+    both (:class:`PairStep`), or the chain goes on with the values."""
+    b = _distinct(s)
+    if ch.boolean():
+        return PairStep(f"{code}  # b: {tuple(b.shape)}", lambda x, b: tuple(fn(x + b)), b=b), out
+    return Step(f"{code}[0]  # b: {tuple(b.shape)}", lambda x, b: fn(x + b)[0], b=b), out
+
+
+def _sorting(ch: Chooser, s: Spec) -> Made:
+    """Sorts, selections, medians, searches and scans along a random dim."""
+    if not s.is_float or s.rank == 0 or s.numel == 0:
+        return None
+    d = _dim(ch, s)
+    n = s.shape[d]
+    keep = ch.boolean()
+    desc = ch.boolean()
+    kind = ch.choice(["sort", "sort_stable", "argsort", "argsort_stable", "msort", "topk", "kthvalue", "median",
+                      "median_all", "nanmedian", "nanmedian_all", "searchsorted", "searchsorted_scalar", "bucketize",
+                      "bucketize_scalar", "cummax", "cummin", "cumprod", "logcumsumexp"])
+    reduced = Spec(_reduced(s, (d,), keep), s.dtype)
+    if kind == "sort":
+        return _pair(f"torch.sort(x + b, {d}, descending={desc})", lambda y: torch.sort(y, d, descending=desc),
+                     s, s, ch)
+    if kind == "sort_stable":
+        return _pair(f"torch.sort(x + b, stable=True, dim={d}, descending={desc})",
+                     lambda y: torch.sort(y, stable=True, dim=d, descending=desc), s, s, ch)
+    if kind in ("argsort", "argsort_stable"):  # the chain goes on with the int64 positions
+        b = _distinct(s)
+        if kind == "argsort":
+            return (Step(f"torch.argsort(x + b, {d}, descending={desc})  # b: {tuple(b.shape)}",
+                         lambda x, b: torch.argsort(x + b, d, descending=desc), b=b), Spec(s.shape, torch.int64))
+        return (Step(f"torch.argsort(x + b, stable=True, dim={d})  # b: {tuple(b.shape)}",
+                     lambda x, b: torch.argsort(x + b, stable=True, dim=d), b=b), Spec(s.shape, torch.int64))
+    if kind == "msort":  # values only: ties do not matter
+        return Step("torch.msort(x)", torch.msort), s
+    if kind == "topk":
+        k = ch.integer(1, n)
+        largest = ch.boolean()
+        return _pair(f"torch.topk(x + b, {k}, {d}, largest={largest})", lambda y: torch.topk(y, k, d, largest), s,
+                     Spec(s.shape[:d] + (k,) + s.shape[d + 1:], s.dtype), ch)
+    if kind == "kthvalue":
+        k = ch.integer(1, n)
+        return _pair(f"torch.kthvalue(x + b, {k}, {d}, keepdim={keep})", lambda y: torch.kthvalue(y, k, d, keep),
+                     s, reduced, ch)
+    if kind == "median":
+        return _pair(f"torch.median(x + b, {d}, keepdim={keep})", lambda y: torch.median(y, d, keep), s, reduced, ch)
+    if kind == "median_all":
+        return Step("x - torch.median(x)", lambda x: x - torch.median(x)), s
+    if kind in ("nanmedian", "nanmedian_all"):  # some NaN, never a whole row of them
+        gaps = torch.rand(s.shape) < 0.3
+        gaps.narrow(d, 0, 1).fill_(False)
+        if kind == "nanmedian_all":
+            return (Step(f"x - torch.nanmedian(x.masked_fill(gaps, nan))  # gaps: {tuple(gaps.shape)}",
+                         lambda x, g: x - torch.nanmedian(x.masked_fill(g, math.nan)), g=gaps), s)
+        b = _distinct(s)
+        code = f"torch.nanmedian((x + b).masked_fill(gaps, nan), {d}, keepdim={keep})  # b, gaps: {tuple(b.shape)}"
+        if ch.boolean():
+            return (PairStep(code, lambda x, b, g: tuple(torch.nanmedian((x + b).masked_fill(g, math.nan), d, keep)),
+                             b=b, g=gaps), reduced)
+        return (Step(f"{code}[0]", lambda x, b, g: torch.nanmedian((x + b).masked_fill(g, math.nan), d, keep)[0],
+                     b=b, g=gaps), reduced)
+    if kind == "searchsorted":
+        m = ch.integer(1, 8)
+        rows = s.shape[:-1] if ch.boolean() else ()
+        seq = _rand((*rows, m), s.dtype)
+        side = ch.choice(["left", "right"])
+        if ch.boolean(0.3):  # unsorted boundaries and the order that sorts them
+            order = seq.argsort(-1)
+            return (Step(f"torch.searchsorted(seq, x, side={side!r}, sorter=order)  # seq: {tuple(seq.shape)}",
+                         lambda x, q, o: torch.searchsorted(q, x, side=side, sorter=o), q=seq, o=order),
+                    Spec(s.shape, torch.int64))
+        seq = seq.sort(-1).values
+        right = side == "right"
+        i32 = ch.boolean(0.3)
+        return (Step(f"torch.searchsorted(seq, x, right={right}, out_int32={i32}).long()  # seq: {tuple(seq.shape)}",
+                     lambda x, q: torch.searchsorted(q, x, right=right, out_int32=i32).long(), q=seq),
+                Spec(s.shape, torch.int64))
+    if kind == "bucketize":
+        bounds = _rand((ch.integer(1, 8),), s.dtype).sort().values
+        right = ch.boolean()
+        return (Step(f"torch.bucketize(x, bounds, right={right})  # bounds: {tuple(bounds.shape)}",
+                     lambda x, q: torch.bucketize(x, q, right=right), q=bounds), Spec(s.shape, torch.int64))
+    if kind in ("searchsorted_scalar", "bucketize_scalar"):  # a scalar among x's sorted values (1-D)
+        v, right = ch.choice([-0.5, 0.0, 0.3]), ch.boolean()
+        if kind == "bucketize_scalar":
+            return (Step(f"x + torch.bucketize({v}, torch.sort(x.flatten()).values, right={right})",
+                         lambda x: x + torch.bucketize(v, torch.sort(x.flatten()).values, right=right)), s)
+        return (Step(f"x + torch.searchsorted(torch.sort(x.flatten()).values, {v}, right={right})",
+                     lambda x: x + torch.searchsorted(torch.sort(x.flatten()).values, v, right=right)), s)
+    if kind in ("cummax", "cummin"):
+        fn = torch.cummax if kind == "cummax" else torch.cummin
+        return _pair(f"torch.{kind}(x + b, {d})", lambda y: fn(y, d), s, s, ch)
+    if kind == "cumprod":  # relu's zeros pass unchanged: the gradient's zero cases
+        return Step(f"torch.cumprod(x.clamp(-1.5, 1.5), {d})", lambda x: torch.cumprod(x.clamp(-1.5, 1.5), d)), s
+    return Step(f"torch.logcumsumexp(x, {d})", lambda x: torch.logcumsumexp(x, d)), s
+
+
+def _positions(s: Spec, d: int, k: int, distinct: bool) -> torch.Tensor:
+    """int64 positions along ``d`` of shape ``s`` with ``k`` along ``d``: a prefix of a random
+    permutation of each row (``distinct``: a scatter without reduction writes each place once,
+    else the result would depend on the order of writes), or any positions (repeats)."""
+    shape = s.shape[:d] + (k,) + s.shape[d + 1:]
+    if distinct:
+        return torch.rand(s.shape).argsort(d).narrow(d, 0, k).contiguous()
+    return torch.randint(0, s.shape[d], shape)
+
+
+def _scattering(ch: Chooser, s: Spec) -> Made:
+    """Scatters, indexed adds and reductions, put/take, masked_scatter, embedding bags, bilinear:
+    index tensors are constants drawn in range, sources have the index's shape."""
+    if not s.is_float or s.rank == 0 or s.numel == 0:
+        return None
+    d = _dim(ch, s)
+    n = s.shape[d]
+    k = ch.integer(1, n)
+    kind = ch.choice(["scatter", "scatter_value", "scatter_reduce_add", "scatter_value_reduce", "scatter_add",
+                      "scatter_reduce", "index_add", "index_reduce", "put", "take", "take_along_dim",
+                      "take_along_flat", "masked_scatter", "masked_index_put", "embedding_bag", "bilinear"])
+    src = f"torch.tanh(x.narrow({d}, 0, {k}))"
+
+    def source(x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x.narrow(d, 0, k))
+
+    if kind in ("scatter", "scatter_value"):
+        i = _positions(s, d, k, distinct=True)
+        if kind == "scatter":
+            return Step(f"x.scatter({d}, i, {src})  # i: {tuple(i.shape)}",
+                        lambda x, i: x.scatter(d, i, source(x)), i=i), s
+        return Step(f"x.scatter({d}, i, 1.5)  # i: {tuple(i.shape)}", lambda x, i: x.scatter(d, i, 1.5), i=i), s
+    i = _positions(s, d, k, distinct=False)
+    if kind in ("scatter_reduce_add", "scatter_value_reduce"):  # eager has no gradient: x detached
+        how = ch.choice(["add", "multiply"])
+        if kind == "scatter_value_reduce":
+            return (Step(f"x + x.detach().scatter({d}, i, 1.5, reduce={how!r})  # i: {tuple(i.shape)}",
+                         lambda x, i: x + x.detach().scatter(d, i, 1.5, reduce=how), i=i), s)
+        return (Step(f"x + x.detach().scatter({d}, i, {src.replace('x.', 'x.detach().')}, reduce={how!r})  "
+                     f"# i: {tuple(i.shape)}",
+                     lambda x, i: x + x.detach().scatter(d, i, source(x.detach()), reduce=how), i=i), s)
+    if kind == "scatter_add":
+        return Step(f"x.scatter_add({d}, i, {src})  # i: {tuple(i.shape)}",
+                    lambda x, i: x.scatter_add(d, i, source(x)), i=i), s
+    if kind == "scatter_reduce":
+        how = ch.choice(["sum", "prod", "mean", "amax", "amin"])
+        inc = ch.boolean()
+        return (Step(f"x.scatter_reduce({d}, i, {src}, {how!r}, include_self={inc})  # i: {tuple(i.shape)}",
+                     lambda x, i: x.scatter_reduce(d, i, source(x), how, include_self=inc), i=i), s)
+    flat = torch.randint(0, n, (k,))
+    if kind == "index_add":
+        alpha = ch.choice([1.0, -2.0, 0.5])
+        return (Step(f"x.index_add({d}, i, {src}, alpha={alpha})  # i: {flat.tolist()}",
+                     lambda x, i: x.index_add(d, i, source(x), alpha=alpha), i=flat), s)
+    if kind == "index_reduce":
+        how = ch.choice(["prod", "mean", "amax", "amin"])
+        inc = ch.boolean()
+        return (Step(f"x.index_reduce({d}, i, {src}, {how!r}, include_self={inc})  # i: {flat.tolist()}",
+                     lambda x, i: x.index_reduce(d, i, source(x), how, include_self=inc), i=flat), s)
+    total = s.numel
+    m = ch.integer(1, min(total, 6))
+    if kind == "put":  # positions from either end; without accumulate each written once
+        acc = ch.boolean()
+        p = torch.randint(0, total, (m,)) if acc else torch.randperm(total)[:m]
+        p = torch.where(torch.rand(m) < 0.3, p - total, p)
+        return (Step(f"torch.put(x, p, x.reshape(-1)[:{m}] * -2.0, accumulate={acc})  # p: {p.tolist()}",
+                     lambda x, p: torch.put(x, p, x.reshape(-1)[:m] * -2.0, accumulate=acc), p=p), s)
+    if kind == "take":
+        shape: tuple[int, ...] = (m,) if ch.boolean() else (m, ch.integer(1, 3))
+        p = torch.randint(-total, total, shape)
+        return Step(f"torch.take(x, p)  # p: {p.tolist()}", lambda x, p: torch.take(x, p), p=p), Spec(shape, s.dtype)
+    if kind == "take_along_dim":  # positions from either end, broadcast over some dims
+        shape = tuple(k if j == d else (1 if ch.boolean(0.3) else e) for j, e in enumerate(s.shape))
+        p = torch.randint(-n, n, shape)
+        return (Step(f"torch.take_along_dim(x, p, {d})  # p: {shape}", lambda x, p: torch.take_along_dim(x, p, d), p=p),
+                Spec(s.shape[:d] + (k,) + s.shape[d + 1:], s.dtype))
+    if kind == "take_along_flat":
+        p = torch.randint(0, total, (m,))  # (eager views x flat: not every strided x can)
+        return (Step(f"torch.take_along_dim(x.contiguous(), p)  # p: {p.tolist()}",
+                     lambda x, p: torch.take_along_dim(x.contiguous(), p), p=p), Spec((m,), s.dtype))
+    if kind == "masked_scatter":
+        mask = torch.rand(_broadcast_shape(ch, s)) < 0.5
+        return (Step(f"x.masked_scatter(mask, torch.tanh(x) * 2)  # mask: {tuple(mask.shape)}",
+                     lambda x, mask: x.masked_scatter(mask, torch.tanh(x) * 2), mask=mask), s)
+    if kind == "masked_index_put":
+        return _masked_index_put(ch, s)
+    if kind == "embedding_bag":
+        return _embedding_bag(ch, s)
+    return _bilinear(ch, s)
+
+
+def _masked_index_put(ch: Chooser, s: Spec) -> Made:
+    """aten._unsafe_masked_index_put_accumulate (upsampling's backward decomposes into it), called
+    directly: positions along dim 0 (some out of range: the op clamps them), a mask over the values."""
+    n = s.shape[0]
+    k = ch.integer(1, n)
+    i = torch.randint(-n - 2, n + 2, (k,))
+    mask = torch.rand((k,) + tuple(1 if ch.boolean() else e for e in s.shape[1:])) < 0.7
+    fn = torch.ops.aten._unsafe_masked_index_put_accumulate
+    return (Step(f"aten._unsafe_masked_index_put_accumulate(x, mask, [i], torch.tanh(x[:{k}]))  # i: {i.tolist()}, "
+                 f"mask: {tuple(mask.shape)}", lambda x, mask, i: fn(x, mask, [i], torch.tanh(x[:k])), mask=mask, i=i),
+            s)
+
+
+def _embedding_bag(ch: Chooser, s: Spec) -> Made:
+    """x as a table of rows (its last dim the embedding), random bags of it (empty ones too), in
+    each spelling: F.embedding_bag (padding_idx), torch.embedding_bag, and the internal ops."""
+    if s.dtype != torch.float32:
+        return None
+    width = s.shape[-1] if s.rank >= 2 else 1
+    rows = s.numel // width
+    bags = ch.integer(1, 4)
+    sizes = [ch.integer(0, 3) for _ in range(bags)]
+    if not sum(sizes):
+        sizes[0] = 1
+    ids = torch.randint(0, rows, (sum(sizes),))
+    offsets = torch.tensor([0, *sizes[:-1]]).cumsum(0)
+    mode = ch.choice(["sum", "mean", "max"])
+    weights = _rand((len(ids),)) if mode == "sum" and ch.boolean(0.3) else None
+    last = ch.boolean(0.3)
+    if last:
+        offsets = torch.cat([offsets, torch.tensor([len(ids)])])
+    pad = ch.choice([None, ch.integer(0, rows - 1)])
+    form = ch.choice(["F", "torch", "_embedding_bag", "_embedding_bag_forward_only"])
+    table = f"x.reshape(-1, {width})"
+    out = Spec((bags, width), s.dtype)
+    if form == "F":
+        return (Step(f"F.embedding_bag(ids, {table}, offsets, mode={mode!r}, per_sample_weights=w, "
+                     f"include_last_offset={last}, padding_idx={pad})  # ids: {ids.tolist()}, offsets: "
+                     f"{offsets.tolist()}",
+                     lambda x, ids, offsets, w=None: F.embedding_bag(ids, x.reshape(-1, width), offsets, mode=mode,
+                                                                      per_sample_weights=w, include_last_offset=last,
+                                                                      padding_idx=pad),
+                     ids=ids, offsets=offsets, **({} if weights is None else {"w": weights})), out)
+    code = {"sum": 0, "mean": 1, "max": 2}[mode]
+    if form == "torch":
+        return (Step(f"torch.embedding_bag({table}, ids, offsets, False, {code}, False, w, {last})[0]  "
+                     f"# ids: {ids.tolist()}, offsets: {offsets.tolist()}",
+                     lambda x, ids, offsets, w=None: torch.embedding_bag(x.reshape(-1, width), ids, offsets, False,
+                                                                          code, False, w, last)[0],
+                     ids=ids, offsets=offsets, **({} if weights is None else {"w": weights})), out)
+    # the internal ops: padding_idx already wrapped, -1 for none; the forward-only one has no
+    # derivative in eager (its backward fails): its table is x detached
+    internal = getattr(torch.ops.aten, form)
+    p = -1 if pad is None else pad
+    detach = form == "_embedding_bag_forward_only"
+    tab = table.replace("x.", "x.detach()." if detach else "x.")
+    return (Step(f"aten.{form}({tab}, ids, offsets, False, {code}, False, w, {last}, {p})[0]  "
+                 f"# ids: {ids.tolist()}, offsets: {offsets.tolist()}",
+                 lambda x, ids, offsets, w=None: internal((x.detach() if detach else x).reshape(-1, width), ids,
+                                                          offsets, False, code, False, w, last, p)[0],
+                 ids=ids, offsets=offsets, **({} if weights is None else {"w": weights})), out)
+
+
+def _bilinear(ch: Chooser, s: Spec) -> Made:
+    if s.dtype != torch.float32:
+        return None
+    width, out = s.shape[-1], ch.integer(1, 4)
+    shape = s.shape[:-1] + (out,)
+    if out * width * width > MAX_NUMEL or math.prod(shape) > MAX_NUMEL:
+        return None
+    mod = nn.Bilinear(width, width, out, bias=ch.boolean(0.7))
+    _randomize(mod)
+    return (Step(f"nn.Bilinear({width}, {width}, {out}, bias={mod.bias is not None})(x, torch.tanh(x))",
+                 lambda x, m: m(x, torch.tanh(x)), m=mod), Spec(shape, s.dtype))
+
+
+def _volume(ch: Chooser, s: Spec) -> Made:
+    """3-D pooling of x as (N, C, D, H, W), max pooling's own backward (called directly, as
+    aten.max_pool2d_with_indices_backward), and the batch norms over the batch's statistics."""
+    if s.dtype != torch.float32 or s.rank not in (3, 4, 5) or s.numel == 0:
+        return None
+    kind = ch.choice(["max_pool3d", "avg_pool3d", "max_pool2d_backward", "batch_stats"])
+    if kind == "batch_stats":
+        return _batch_stats(ch, s)
+    shape = (1,) * (5 - s.rank) + s.shape
+    sizes = shape[2:]
+    k = tuple(ch.integer(1, min(3, e)) for e in sizes)
+    stride = tuple(ch.integer(1, 2) for _ in sizes)
+    pad = tuple(ch.integer(0, e // 2) for e in k)
+    ceil = ch.boolean(0.3)
+    if kind == "avg_pool3d":
+        inc = ch.boolean()
+        div = ch.choice([None, None, 2])
+        probe = F.avg_pool3d(torch.zeros(1, 1, *sizes), k, stride, pad, ceil, inc, div)
+        return (Step(f"F.avg_pool3d(x.reshape({shape}), {k}, {stride}, {pad}, {ceil}, {inc}, {div})",
+                     lambda x: F.avg_pool3d(x.reshape(shape), k, stride, pad, ceil, inc, div)),
+                Spec(shape[:2] + tuple(probe.shape[2:]), s.dtype))
+    if kind == "max_pool3d":
+        dil = tuple(ch.integer(1, 2) if e >= 2 * (w - 1) + 1 else 1 for e, w in zip(sizes, k))
+        probe = F.max_pool3d(torch.zeros(1, 1, *sizes), k, stride, pad, dil, ceil)
+        return _pair(f"F.max_pool3d((x + b).reshape({shape}), {k}, {stride}, {pad}, {dil}, {ceil}, True)",
+                     lambda y: F.max_pool3d(y.reshape(shape), k, stride, pad, dil, ceil, True), s,
+                     Spec(shape[:2] + tuple(probe.shape[2:]), s.dtype), ch)
+    plane = (math.prod(shape[:3]), 1) + shape[3:]  # (N*C*D, 1, H, W)
+    k2, stride2, pad2 = k[1:], stride[1:], pad[1:]
+    b = _distinct(s)
+    backward = torch.ops.aten.max_pool2d_with_indices_backward
+
+    def fn(x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        y = (x + b).reshape(plane)
+        v, i = F.max_pool2d(y, k2, stride2, pad2, 1, ceil, True)
+        return backward(torch.tanh(v), y, k2, stride2, pad2, [1, 1], ceil, i)
+
+    return (Step(f"(v, i = F.max_pool2d(y := (x + b).reshape({plane}), {k2}, {stride2}, {pad2}, 1, {ceil}, True); "
+                 f"aten.max_pool2d_with_indices_backward(torch.tanh(v), y, {k2}, {stride2}, {pad2}, [1, 1], {ceil}, i))"
+                 f"  # b: {tuple(b.shape)}", fn, b=b), Spec(plane, s.dtype))
+
+
+def _batch_stats(ch: Chooser, s: Spec) -> Made:
+    """Batch norms over the batch's own statistics, in an eval-mode model (no running statistics
+    change): F.batch_norm(training=True) without running statistics, and the ATen forms called
+    directly: native_batch_norm (either mode) and _batch_norm_with_update_functional (its new
+    running statistics are outputs, added to the result)."""
+    c = s.shape[1]
+    if s.numel // c < 2:  # PyTorch needs two values per channel
+        return None
+    w, bias = _rand((c,), scale=0.5) + 1.0, _rand((c,), scale=0.5)
+    mean, var = _rand((c,)), torch.rand(c, dtype=torch.float64).to(torch.float32) + 0.5
+    form = ch.choice(["F", "native", "native_eval", "with_update"])
+    if form == "F":
+        return (Step(f"F.batch_norm(x, None, None, w, bias, training=True)  # w, bias: ({c},)",
+                     lambda x, w, bias: F.batch_norm(x, None, None, w, bias, training=True), w=w, bias=bias), s)
+    if form in ("native", "native_eval"):
+        train = form == "native"
+        op = torch.ops.aten.native_batch_norm
+        if train:  # no running statistics: nothing to update in place
+            return (Step(f"aten.native_batch_norm(x, w, bias, None, None, True, 0.1, 1e-5)[0]  # w, bias: ({c},)",
+                         lambda x, w, bias: op(x, w, bias, None, None, True, 0.1, 1e-5)[0], w=w, bias=bias), s)
+        return (Step(f"aten.native_batch_norm(x, w, bias, mean, var, False, 0.1, 1e-5)[0]  # w, bias: ({c},)",
+                     lambda x, w, bias, mean, var: op(x, w, bias, mean, var, False, 0.1, 1e-5)[0],
+                     w=w, bias=bias, mean=mean, var=var), s)
+    update = torch.ops.aten._batch_norm_with_update_functional
+    along = (1, c) + (1,) * (s.rank - 2)
+
+    def fn(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        out = update(x, w, bias, mean, var, 0.1, 1e-5)
+        return out[0] + (out[4] - out[5]).reshape(along)
+
+    return (Step(f"(lambda o: o[0] + (o[4] - o[5]).reshape({along}))(aten._batch_norm_with_update_functional(x, w, "
+                 f"bias, mean, var, 0.1, 1e-5))  # w, bias, mean, var: ({c},)", fn, w=w, bias=bias, mean=mean, var=var),
+            s)
+
+
 # Weighted: element-wise ops are the most common in real models and the cheapest to compile.
 CATALOGUE: list[tuple[Maker, int]] = [
     *[(m, 1) for m in UNARY], (_param_unary, 6), (_indexing, 2), (_binary, 8), (_compare, 2), (_reduce, 6),
     (_softmax, 3), (_norm, 3), (_layout, 10), (_spatial, 6), (_linear, 5), (_recurrent, 1), (_cast, 2), (_spelling, 8),
     (_residual, 5), (_more_unary, 5), (_statistics, 3), (_rearrange, 5), (_add_products, 2),
+    (_special, 5), (_polynomial, 2), (_sorting, 4), (_scattering, 4), (_volume, 2),
 ]
 
 
@@ -1254,9 +1724,9 @@ def draw_chain(ch: Chooser, index: int, x: torch.Tensor, min_ops: int = 2, max_o
             continue
         steps.append(step)
         spec = new
-        if isinstance(step, SelectStep):
+        if isinstance(step, (SelectStep, PairStep)):
             break
-    if ch.boolean(0.15) and spec.rank > 0 and not (steps and isinstance(steps[-1], SelectStep)):
+    if ch.boolean(0.15) and spec.rank > 0 and not (steps and isinstance(steps[-1], (SelectStep, PairStep))):
         select = _select(ch, spec)
         if select is not None:
             steps.append(select[0])

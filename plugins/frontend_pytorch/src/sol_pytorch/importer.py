@@ -550,6 +550,7 @@ class _Importer:
             return
         self.em.source = locations.describe(node)
         self.em.val = val
+        self.em.node = node
         try:
             args = self._bind(node)
             converter = CONVERTERS.get(name)

@@ -423,3 +423,58 @@ class ScanRecord(OpRecord):
     pre: int
     L: int
     post: int
+
+
+# --- matrix factorizations: lu_factor, lu_permutation, triangular_solve, cholesky ----------------
+# (sol.lowering.factor). Each handles ``batch`` matrices one after the other; ``check``: a failed
+# factorization (a zero pivot, a minor not positive definite) reports sol_index_error(where).
+
+
+@dataclass(kw_only=True)
+class LuFactorRecord(OpRecord):
+    """getf2 of ``batch`` (M, N) matrices of ``x`` into ``y`` (M, N + 1 each: packed LU, then the
+    K = min(M, N) 1-based pivots in column N, as values of ``T``)."""
+
+    batch: int
+    M: int
+    N: int
+    K: int
+    check: bool
+    where: str
+
+
+@dataclass(kw_only=True)
+class LuPermutationRecord(OpRecord):
+    """``batch`` rows of K pivots (``x``, C type ``TX``) -> rows of M int64 positions (``y``)."""
+
+    TX: str
+    batch: int
+    K: int
+    M: int
+    where: str
+
+
+@dataclass(kw_only=True)
+class TriangularSolveRecord(OpRecord):
+    """op(A) X = B for ``batch`` (N, N) matrices ``x`` and (N, K) right sides ``b`` into ``y``:
+    ``transpose`` reads A[j][i] for A[i][j]; ``upper`` is op(A)'s triangle (back substitution);
+    ``unit``: a diagonal of ones, not read."""
+
+    b: str
+    batch: int
+    N: int
+    K: int
+    upper: bool
+    unit: bool
+    transpose: bool
+
+
+@dataclass(kw_only=True)
+class CholeskyRecord(OpRecord):
+    """potrf (lower) of ``batch`` (N, N) matrices ``x`` into ``y`` (N, N + 1 each: L, then info in
+    row 0 of column N), sums in double."""
+
+    batch: int
+    N: int
+    check: bool
+    where: str

@@ -10,6 +10,7 @@ def builtin_ops() -> list[OpDef]:
     C lowering included), as a plugin's op would be."""
     from sol.ops import (
         elementwise,
+        factor,
         grad_ops,
         gradient,
         index,
@@ -25,4 +26,4 @@ def builtin_ops() -> list[OpDef]:
 
     return (elementwise.ops() + window.ops() + reduce.ops() + layout.ops() + linalg.ops() + index.ops()
             + recurrent.ops() + spatial.ops() + gradient.ops() + grad_ops.ops() + sort.ops()
-            + special.ops())
+            + special.ops() + factor.ops())

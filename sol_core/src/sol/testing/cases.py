@@ -52,6 +52,8 @@ def in_domain(op: str, idx: int, a: Any) -> Any:
         return np.abs(a) + 1.1
     if op in SPECIAL_FUNCTION_DOMAINS:
         return SPECIAL_FUNCTION_DOMAINS[op][min(idx, len(SPECIAL_FUNCTION_DOMAINS[op]) - 1)](a)
+    if (op, idx) in MATRIX_DOMAINS:
+        return MATRIX_DOMAINS[op, idx](a)
     return a
 BINARY = ["add", "sub", "mul", "div", "maximum", "minimum", "fmod", "atan2", "hypot", "copysign"]
 
@@ -256,6 +258,16 @@ CASES: dict[str, list[Case]] = {
              ([Input((3, 8), "float32", 0, 3)], {"axis": 1, "kind": "argmax"}),
              ([Input((5, 4), "int64", -3, 3)], {"axis": 0, "kind": "argmin"}),
              ([(2, 6, 3)], {"axis": 1, "kind": "argmin"})],
+    # The matrix factorizations (ops/factor.py): square, wide and tall LU (integer values: ties
+    # in the pivot search, zero pivots); pivots in range; triangular solves of every flavour
+    # (diagonally dominant: well conditioned); Cholesky of symmetric positive definite input.
+    "lu_factor": [([(2, 4, 4)], {}), ([(3, 5)], {}), ([(2, 5, 3)], {"check": "linalg.inv"}),
+                  ([Input((3, 4, 4), "float32", -2, 2)], {})],
+    "lu_permutation": [([Input((2, 3), "int32", 1, 5)], {"m": 4}), ([Input((3, 5), "int64", 1, 6)], {"m": 5})],
+    "triangular_solve": [([(2, 4, 4), (2, 4, 3)], {}), ([(2, 5, 5), (2, 5, 2)], {"upper": True}),
+                         ([(3, 3), (3, 4)], {"upper": True, "transpose": True, "unit": True}),
+                         ([(2, 4, 4), (2, 4, 1)], {"transpose": True})],
+    "cholesky": [([(2, 4, 4)], {}), ([(3, 3)], {"check": "linalg.cholesky"})],
 }
 
 # --- special functions (sol.ops.special) ---------------------------------------------------------------
@@ -265,6 +277,23 @@ CASES: dict[str, list[Case]] = {
 _POSITIVE = (lambda a: abs(a) + 0.5,)
 _SPREAD = (lambda a: a * 6.0,)
 _HALF_LINE = (lambda a: abs(a) * 4.0 + 0.05,)
+def _dominant(a: Any) -> Any:
+    """A matrix with a large diagonal: well conditioned for solves."""
+    import numpy as np
+
+    return a + np.eye(a.shape[-1], dtype=a.dtype) * (a.shape[-1] + 2)
+
+
+def _positive_definite(a: Any) -> Any:
+    """A A^T + n I: symmetric positive definite."""
+    import numpy as np
+
+    return (a @ np.swapaxes(a, -1, -2) + np.eye(a.shape[-1]) * a.shape[-1]).astype(a.dtype)
+
+
+MATRIX_DOMAINS: dict[tuple[str, int], Any] = {("triangular_solve", 0): _dominant,
+                                              ("cholesky", 0): _positive_definite}
+
 SPECIAL_FUNCTION_DOMAINS: dict[str, tuple[Any, ...]] = {
     "lgamma": _POSITIVE, "digamma": _POSITIVE, "polygamma": _POSITIVE,
     "erfinv": (lambda a: 0.9 * (2.0 / (1.0 + 2.718281828459045 ** -a) - 1.0),),
@@ -321,6 +350,9 @@ QUICK_OPS: list[str] = ["relu", "add", "conv2d", "softmax", "gather"]
 SPECIAL_EXCLUDED: dict[str, dict[int, str]] = {
     # float -> integer conversion of NaN or inf is undefined in C and NumPy alike
     "cast": {1: "float -> int64 of NaN/inf is undefined"},
+    # a checked factorization raises where NaN makes a minor fail (the run-time error is tested apart)
+    "lu_factor": {2: "a checked factorization of NaN/inf input may raise"},
+    "cholesky": {1: "a checked factorization of NaN/inf input raises"},
 }
 
 

@@ -17,9 +17,12 @@ One module per op family, as core's :mod:`sol.ops`: :mod:`~sol_pytorch.aten.elem
 :mod:`~sol_pytorch.aten.linalg` (convolution, linear, matmul, attention), :mod:`~sol_pytorch.aten.index`
 (embeddings, comparisons, masks, selecting reductions), :mod:`~sol_pytorch.aten.recurrent` (LSTM, GRU),
 :mod:`~sol_pytorch.aten.spatial` (transposed convolution, upsampling),
+:mod:`~sol_pytorch.aten.grid_sample` (grid_sample: bilinear, nearest, bicubic sampling at a grid),
 :mod:`~sol_pytorch.aten.scatter` (scatter, index_add, put, take, masked_scatter, embedding_bag),
 :mod:`~sol_pytorch.aten.sort` (sort, topk, median, searchsorted, cummax, cumprod),
-:mod:`~sol_pytorch.aten.special` (torch.special: gamma family, Bessel functions, polynomials) and
+:mod:`~sol_pytorch.aten.special` (torch.special: gamma family, Bessel functions, polynomials),
+:mod:`~sol_pytorch.aten.strided` (as_strided and resize: ops on the memory layout the trace records),
+:mod:`~sol_pytorch.aten.segment` (nonzero_static, _segment_reduce: run-time positions in static shapes) and
 :mod:`~sol_pytorch.aten.training` (training-mode BatchNorm, dropout masks); what they share (the
 :class:`Emitter`, the table, :class:`Unsupported`) is in :mod:`~sol_pytorch.aten.base`. Importing
 this package registers every converter.
@@ -29,15 +32,19 @@ from __future__ import annotations
 
 from sol_pytorch.aten import (
     elementwise,
+    factor,
+    grid_sample,
     index,
     layout,
     linalg,
     recurrent,
     reduce,
     scatter,
+    segment,
     sort,
     spatial,
     special,
+    strided,
     training,
     window,
 )
@@ -58,5 +65,6 @@ from sol_pytorch.aten.base import (
 )
 
 __all__ = ["CONVERTERS", "WEIGHT_VALUES", "Args", "Converter", "Emitter", "Result", "Unsupported", "converts",
-           "dtype_name", "elementwise", "index", "layout", "linalg", "pair", "recurrent", "reduce", "scatter",
-           "sort", "spatial", "special", "supported_ops", "symmetric", "tensor_type", "training", "window"]
+           "dtype_name", "elementwise", "grid_sample", "index", "layout", "linalg", "pair", "recurrent", "reduce",
+           "scatter", "segment", "sort", "spatial", "special", "strided", "supported_ops", "symmetric", "tensor_type",
+           "training", "window"]

@@ -64,6 +64,7 @@ class Emitter:
         self.graph = graph
         self.source: str | None = None
         self.val: Any = None  # meta["val"] of the node being converted
+        self.node: Any = None  # the fx node being converted (its inputs' fake tensors: their memory layout)
 
     # --- expected result ----------------------------------------------------------------------
     @property
