@@ -38,42 +38,53 @@ case = CASES.add
 X = special(8, 8)  # NaN, +inf, -inf, -0.0 among ordinary values
 
 # --- as_strided, as_strided_copy: reads at constant storage positions ------------------------------
-case("strided", "windows-and-offsets", lambda x: (torch.as_strided(x, (7, 4), (8, 1)),  # overlapping rows
-                                                  torch.as_strided(x, (3, 3), (9, 2), 5),  # explicit offset
-                                                  torch.as_strided(x, (2, 3), (0, 7), 1),  # a zero stride
-                                                  torch.as_strided(x, (4, 2), (1, 8)),  # a transposed read
-                                                  torch.as_strided(x, (), (), 63),  # 0-d
-                                                  torch.as_strided(x, (0, 3), (1, 1)),  # empty
-                                                  torch.ops.aten.as_strided_copy(x, (5,), (3,), 2)), X)
-case("strided", "intermediates", lambda x: (torch.as_strided((x * 2).t(), (3, 4), (1, 3), 2),  # a transposed result
-                                            torch.as_strided(x.t() + 1, (2, 5), (4, 1)),  # the sum keeps the layout
-                                            torch.as_strided(x[2:], (3, 2), (2, 5)),  # a slice: its own offset
-                                            torch.as_strided(x[:, 1:].exp(), (4,), (5,))), torch.randn(4, 6))
+case("layout", "windows-and-offsets", lambda x: (torch.as_strided(x, (7, 4), (8, 1)),  # overlapping rows
+                                                 torch.as_strided(x, (3, 3), (9, 2), 5),  # explicit offset
+                                                 torch.as_strided(x, (2, 3), (0, 7), 1),  # a zero stride
+                                                 torch.as_strided(x, (4, 2), (1, 8)),  # a transposed read
+                                                 torch.as_strided(x, (), (), 63),  # 0-d
+                                                 torch.as_strided(x, (0, 3), (1, 1)),  # empty
+                                                 torch.ops.aten.as_strided_copy(x, (5,), (3,), 2)), X)
+case("layout", "intermediates", lambda x: (torch.as_strided((x * 2).t(), (3, 4), (1, 3), 2),  # a transposed result
+                                           torch.as_strided(x.t() + 1, (2, 5), (4, 1)),  # the sum keeps the layout
+                                           torch.as_strided(x[2:], (3, 2), (2, 5)),  # a slice: its own offset
+                                           torch.as_strided(x[:, 1:].exp(), (4,), (5,))), torch.randn(4, 6))
 
 # --- as_strided_scatter: writes into the clone's own storage ----------------------------------------
-case("scatter", "as_strided_scatter", lambda x, s: (torch.as_strided_scatter(x, s, (3, 4), (8, 2)),
-                                                     torch.as_strided_scatter(x, s.t(), (4, 3), (2, 8), 9),
-                                                     torch.as_strided_scatter(x, s[0, 0], (), (), 63),
-                                                     torch.as_strided_scatter(x, s[:0], (0, 4), (1, 1)),
-                                                     torch.as_strided_scatter(x.t(), s, (3, 4), (1, 16))),
+case("layout", "as_strided_scatter", lambda x, s: (torch.as_strided_scatter(x, s, (3, 4), (8, 2)),
+                                                   torch.as_strided_scatter(x, s.t(), (4, 3), (2, 8), 9),
+                                                   torch.as_strided_scatter(x, s[0, 0], (), (), 63),
+                                                   torch.as_strided_scatter(x, s[:0], (0, 4), (1, 1)),
+                                                   torch.as_strided_scatter(x.t(), s, (3, 4), (1, 16))),
      X, special(4, 16, seed=1)[:3, :4].contiguous())
 
+case("layout", "transposed-input", lambda x: (torch.as_strided(x, (4, 3), (1, 4)),  # x's storage order, as eager
+                                              torch.as_strided(x, (6,), (3,), 1),
+                                              torch.as_strided_scatter(x, torch.ones(2, 2), (2, 2), (5, 1))),
+     torch.randn(5, 4).t())
+
 # --- resize_, resize_as_: the same storage under a new shape ----------------------------------------
-case("resize", "resize_", lambda x, y: (x.clone().resize_(5, 3), x.clone().resize_(24), x.clone().resize_(2, 0),
+case("layout", "resize_", lambda x, y: (x.clone().resize_(5, 3), x.clone().resize_(24), x.clone().resize_(2, 0),
                                         x.t().clone().resize_(4, 5),  # the clone keeps the transposed layout
                                         x.clone().resize_as_(y), x.clone().resize_(x.shape)), torch.randn(4, 6),
      torch.randn(3, 2))
 
 # --- nonzero_static --------------------------------------------------------------------------------
 Z = torch.tensor([[0.0, -0.0, nan, 1.5], [0.0, inf, 0.0, -2.0], [-inf, 0.0, 0.0, 0.0]])
-case("positions", "nonzero_static", lambda z, b, e: (torch.nonzero_static(z, size=8),  # more rows than nonzeros
-                                                     torch.nonzero_static(z, size=3, fill_value=9),  # fewer
-                                                     torch.nonzero_static(z.reshape(2, 3, 2), size=6),
-                                                     torch.nonzero_static(b, size=4, fill_value=-5),
-                                                     torch.nonzero_static(z[0, 0], size=2),  # 0-d
-                                                     torch.nonzero_static(e, size=3),  # no elements
-                                                     torch.nonzero_static(z, size=0)),
+case("segments", "nonzero_static", lambda z, b, e: (torch.nonzero_static(z, size=8),  # more rows than nonzeros
+                                                    torch.nonzero_static(z, size=3, fill_value=9),  # fewer
+                                                    torch.nonzero_static(z.reshape(2, 3, 2), size=6),
+                                                    torch.nonzero_static(b, size=4, fill_value=-5),
+                                                    torch.nonzero_static(z[0, 0], size=2),  # 0-d
+                                                    torch.nonzero_static(e, size=3),  # no elements
+                                                    torch.nonzero_static(z, size=0)),
      Z, torch.tensor([False, True, True, False, True, True]), torch.zeros(2, 0))
+
+BIG = torch.randn(37, 29)
+BIG[BIG.abs() < 0.7] = 0.0  # the running count crosses many vector blocks
+BIG_COUNT = int((BIG != 0).sum())
+case("segments", "nonzero_static-long", lambda z: (torch.nonzero_static(z, size=BIG_COUNT + 5),
+                                                   torch.nonzero_static(z, size=BIG_COUNT // 2)), BIG)
 
 # --- _segment_reduce -------------------------------------------------------------------------------
 D = torch.tensor([1.0, nan, 3.0, -2.0, 5.0, 4.0, -inf, 0.5, 2.0])
@@ -106,28 +117,6 @@ def test_reference(case_id: str) -> None:
 def test_device(device: str, family: str) -> None:
     """All cases of a family compiled together on ``device`` give what eager gives."""
     check_device([c for c in CASES if c.family == family], device, _close)
-
-
-def test_as_strided_of_a_transposed_input(device: str) -> None:
-    """An input laid out transposed: as_strided reads its storage order, as eager does (the trace
-    records the layout), not the order of its values."""
-    x = torch.randn(5, 4).t()
-    model = Fn(lambda x: (torch.as_strided(x, (4, 3), (1, 4)), torch.as_strided(x, (6,), (3,), 1),
-                          torch.as_strided_scatter(x, torch.ones(2, 2), (2, 2), (5, 1)))).eval()
-    fast = sol.optimize(model, x, device=device, fallback=False)
-    for got, want in zip(fast(x), model(x)):
-        torch.testing.assert_close(got, want)
-
-
-def test_nonzero_static_counts_past_a_vector_block(device: str) -> None:
-    """Many elements (the cumulative count crosses vector blocks): every nonzero found in order."""
-    x = torch.randn(37, 29)
-    x[x.abs() < 0.7] = 0.0
-    count = int((x != 0).sum())
-    model = Fn(lambda x: (torch.nonzero_static(x, size=count + 5), torch.nonzero_static(x, size=count // 2))).eval()
-    fast = sol.optimize(model, x, device=device, fallback=False)
-    for got, want in zip(fast(x), model(x)):
-        torch.testing.assert_close(got, want)
 
 
 # --- refusals -------------------------------------------------------------------------------------
@@ -218,3 +207,32 @@ def test_gradients_match_autograd(device: str) -> None:
     for (name, p), (_, q) in zip(model.named_parameters(), eager.named_parameters(), strict=True):
         assert p.grad is not None, name
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}.grad: {m}")
+
+
+class Windows(nn.Module):
+    """Overlapping windows read through as_strided: the result depends on x's memory layout."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.as_strided(x, (3, 4), (2, 1)) * 2
+
+
+def test_a_call_with_another_memory_layout_runs_in_pytorch_not_the_compiled_layout() -> None:
+    """The program reads the example's strides; a tensor of the same shape laid out otherwise (a
+    transposed one) would read other elements in eager: that call runs in PyTorch, with one
+    warning, and the compiled program serves calls laid out as the example again."""
+    import warnings
+
+    from sol.plugin_api import SolFallbackWarning
+
+    model = Windows().eval()
+    x = torch.randn(4, 4)
+    fast = sol.optimize(model, x, device="x86", fallback=False)
+    torch.testing.assert_close(fast(x), model(x))
+    other = torch.randn(4, 4).t()  # same shape and dtype, other strides
+    assert not torch.equal(model(other), model(other.contiguous()))  # eager reads the layout
+    with pytest.warns(SolFallbackWarning, match="lie in memory otherwise"):
+        torch.testing.assert_close(fast(other), model(other))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SolFallbackWarning)
+        torch.testing.assert_close(fast(x + 1), model(x + 1))
+    assert len(fast.variants) == 1

@@ -39,6 +39,7 @@ from sol.plugin_api import (
     is_partitioned,
 )
 from sol_pytorch import fallback, trace_cache
+from sol_pytorch.aten.base import LAYOUT_DEPENDENT
 from sol_pytorch.importer import (
     IN_PLACE,
     Constant,
@@ -57,6 +58,7 @@ from sol_pytorch.structure import Restructured, unflatten
 KEY = "pytorch.signature"
 OPTIONS = "pytorch.options"
 SPLIT = "pytorch.split"
+LAYOUTS = "pytorch.memory_layouts"
 """``Graph.meta`` keys the frontend records on what it imports (core never reads them)."""
 
 Signature = tuple[tuple[Any, Any], ...]
@@ -72,6 +74,11 @@ def max_variants(options: dict[str, Any]) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"max_variants must be a positive int (variants kept per optimized module), got {value!r}")
     return value
+
+
+def memory_layouts(values: Sequence[Any]) -> tuple[tuple[tuple[int, ...], int] | None, ...]:
+    """Each tensor's strides and storage offset: what a layout-dependent variant is made for."""
+    return tuple((tuple(v.stride()), int(v.storage_offset())) if isinstance(v, torch.Tensor) else None for v in values)
 
 
 def signature(values: Sequence[Any]) -> Signature:
@@ -109,11 +116,14 @@ def import_model(model: torch.nn.Module, example_inputs: Sequence[Any], options:
         layout = output_layout(graph)
         # whole graphs only: a split one holds the exported program, a rebuilt result the traced
         # objects, a layout with buffers the forward updates the model's live tensors
-        if key and SPLIT not in graph.meta and DYNAMO not in graph.meta and not (
+        # nor a graph specialized on its inputs' memory layout (the trace cache's key is not)
+        if key and SPLIT not in graph.meta and DYNAMO not in graph.meta and LAYOUT_DEPENDENT not in graph.meta and not (
                 layout is not None and (isinstance(layout.spec, Restructured) or layout.buffers)):
             trace_cache.store(key, graph, model)
     graph.meta[KEY] = signature(values)
     graph.meta[OPTIONS] = dict(options)
+    if LAYOUT_DEPENDENT in graph.meta:
+        graph.meta[LAYOUTS] = memory_layouts(values)
     return graph
 
 
@@ -167,12 +177,15 @@ def make_variant(program: Program | PartitionedProgram, graph: Graph) -> Variant
     key = graph.meta.get(KEY)
     if key is None:  # a graph from elsewhere: its inputs are the forward's tensors
         key = tuple((t.shape, getattr(torch, t.dtype)) for t in program.input_types)
+    variant: Variant
     if DYNAMO in graph.meta:
-        return DynamoVariant(key, program, graph.meta[DYNAMO])
-    if isinstance(program, PartitionedProgram):
-        return SplitVariant(key, program, graph.meta[SPLIT])
-    layout = output_layout(graph) or _flat_layout(len(program.output_types))
-    return WholeVariant(key, program, layout)
+        variant = DynamoVariant(key, program, graph.meta[DYNAMO])
+    elif isinstance(program, PartitionedProgram):
+        variant = SplitVariant(key, program, graph.meta[SPLIT])
+    else:
+        variant = WholeVariant(key, program, output_layout(graph) or _flat_layout(len(program.output_types)))
+    variant.layouts = graph.meta.get(LAYOUTS)
+    return variant
 
 
 # --- running ----------------------------------------------------------------------------------
@@ -184,6 +197,14 @@ class Variant:
     def __init__(self, key: Signature, program: Program) -> None:
         self.key = key
         self.program = program  # the (first) program: what ``SolModule.program`` shows
+        # The inputs' strides and storage offsets where the program depends on them (as_strided):
+        # a call whose tensors lie otherwise in memory must not run it.
+        self.layouts: tuple[Any, ...] | None = None
+
+    def fits(self, values: Sequence[Any]) -> bool:
+        """Whether this call's tensors lie in memory as the variant assumes (always, but for a
+        layout-dependent one)."""
+        return self.layouts is None or memory_layouts(values) == self.layouts
 
     def __call__(self, values: Sequence[Any]) -> Any:
         raise NotImplementedError

@@ -269,6 +269,8 @@ class SolModule(torch.nn.Module):
         if self._values.stale():
             self._values_changed()
         variant = self._inference_variant(values)
+        if not variant.fits(values):
+            return self._eager(values, OTHER_LAYOUT)
         out = variant(values)
         if getattr(variant, "updates_buffers", False):
             self._values.refresh()  # the forward's own buffer updates are not a change to compile again for
@@ -510,6 +512,9 @@ _SHARED = ("_parameters", "_buffers", "_modules", "_non_persistent_buffers_set")
 
 AUTOCAST = ("calls under torch.autocast run in PyTorch: sol has no bfloat16/float16 kernels, and its float32 "
             "results would differ from autocast's")
+OTHER_LAYOUT = ("calls whose tensors lie in memory otherwise than the example inputs' (other strides or storage "
+                "offsets) run in PyTorch: the model reads memory layout (as_strided, resize_), which sol compiled "
+                "for the example's")
 HOOKED = ("calls that need gradients run in PyTorch while submodules have hooks (sol's compiled graph has no "
           "per-module tensors to call them with; hooks on the model itself run with sol): ")
 

@@ -65,6 +65,6 @@ from sol_pytorch.aten.base import (
 )
 
 __all__ = ["CONVERTERS", "WEIGHT_VALUES", "Args", "Converter", "Emitter", "Result", "Unsupported", "converts",
-           "dtype_name", "elementwise", "grid_sample", "index", "layout", "linalg", "pair", "recurrent", "reduce",
-           "scatter", "segment", "sort", "spatial", "special", "strided", "supported_ops", "symmetric", "tensor_type",
-           "training", "window"]
+           "dtype_name", "elementwise", "factor", "grid_sample", "index", "layout", "linalg", "pair", "recurrent",
+           "reduce", "scatter", "segment", "sort", "spatial", "special", "strided", "supported_ops", "symmetric",
+           "tensor_type", "training", "window"]

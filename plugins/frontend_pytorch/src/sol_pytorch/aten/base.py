@@ -28,6 +28,11 @@ attention mask buffer), so the graph holds for these values only (the trace cach
 
 DATA_DEPENDENT = "its result's shape depends on the values (known only at run time; sol compiles static shapes)"
 
+LAYOUT_DEPENDENT = "pytorch.layout_dependent"
+"""``Graph.meta`` key set by a converter whose result depends on how a tensor lies in memory
+(``as_strided``, ``resize_``): the compiled graph holds the example inputs' strides, so a call with
+other strides or storage offsets must not run it (:mod:`sol_pytorch.variants`)."""
+
 
 class Unsupported(Exception):
     """A converter cannot express this use of its op (e.g. a transposed convolution). The

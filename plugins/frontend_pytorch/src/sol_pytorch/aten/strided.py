@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from sol.plugin_api import Value
-from sol_pytorch.aten.base import Args, Emitter, Unsupported, _tensor, converts
+from sol_pytorch.aten.base import LAYOUT_DEPENDENT, Args, Emitter, Unsupported, _tensor, converts
 from sol_pytorch.aten.index import training_import
 
 # --- storage positions ----------------------------------------------------------------------------
@@ -73,6 +73,7 @@ def _logical(val: Any, wanted: np.ndarray) -> np.ndarray:
 
 
 def _input_val(em: Emitter, position: int = 0) -> Any:
+    em.graph.meta[LAYOUT_DEPENDENT] = True
     node = em.node
     arg = node.args[position] if node is not None and len(node.args) > position else None
     if arg is None or not hasattr(arg, "meta"):
@@ -136,6 +137,9 @@ def _as_strided_scatter(em: Emitter, a: Args) -> Value:
     if len(size) != len(stride) or tuple(src.shape) != size:
         raise Unsupported(f"a source of shape {list(src.shape)} for a view of size {list(size)}")
     out = em.val
+    held = _positions(*_layout(out))
+    if np.unique(held).size != held.size:  # a write would change several elements at once (a clone never overlaps)
+        raise Unsupported("a result whose elements share memory")
     offset = _layout(out)[2] if a["storage_offset"] is None else _ints([a["storage_offset"]], "a storage offset")[0]
     where = _logical(out, _positions(size, stride, offset)).reshape(-1)
     if np.unique(where).size != where.size:
