@@ -113,10 +113,11 @@ def differentiate(graph: Graph, wrt: Sequence[Value | str], outputs: Sequence[in
             raise SolError(f"output {i} cannot take a gradient (outputs: "
                            f"{', '.join(str(v.type) for v in fwd.outputs)})")
 
-    # Values that depend on a target through floating-point values.
+    # Values that depend on a target through floating-point values, not through a stop_gradient
+    # (``f(x.detach())`` takes no gradient, so f needs no gradient rule: one that has none is fine).
     active: set[Value] = set(targets)
     for node in fwd.nodes:
-        if any(v in active for v in node.inputs):
+        if node.op != "stop_gradient" and any(v in active for v in node.inputs):
             active.update(v for v in node.outputs if is_float(v))
 
     bwd = Graph(f"{graph.name}_bwd")

@@ -312,10 +312,11 @@ def _hypot(ctx: GradContext, g: Value) -> tuple[Value | None, Value | None]:
 
 
 def _copysign(ctx: GradContext, g: Value) -> tuple[Value | None, Value | None]:
-    """copysign(a, b): d/da y / a (+1 or -1), 0 at a == 0 (PyTorch's rule); none to b."""
+    """copysign(a, b): d/da y / a (+1 or -1), 0 at a == 0 (PyTorch's rule); zeros to b (PyTorch
+    gives b a zero gradient, not none: ``b.grad`` is a tensor of zeros after backward)."""
     a, zero = ctx.x(0), _k(ctx, 0.0)
     ratio = ctx.op("where", ctx.op("eq", a, zero), zero, ctx.op("div", ctx.y(), a))
-    return ctx.op("mul", g, ratio), None
+    return ctx.op("mul", g, ratio), ctx.zeros(ctx.in_type(1)) if ctx.need[1] else None
 
 
 add, sub, mul, div, maximum, minimum, pow_, fmod, atan2, hypot, copysign = (
