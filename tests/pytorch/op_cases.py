@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 from torch.utils import _pytree as pytree
@@ -113,3 +114,23 @@ def check_device(cases: list[Case], device: str, close: Close) -> None:
     for c, g, w in zip(cases, got, want):
         for gl, wl in zip(pytree.tree_leaves(g), pytree.tree_leaves(w)):
             close(gl, wl, f"{c.id} on {device}")
+
+
+def case_tests(cases: Cases, close: Close) -> tuple[Callable[[str], None], Callable[[str, str], None]]:
+    """The two tests of a case file, to assign as ``test_reference, test_device = case_tests(CASES,
+    close)``: each case on sol's NumPy references, and each family compiled together on the
+    suite's devices, both against eager."""
+    by_id = cases.by_id()
+
+    @pytest.mark.parametrize("case_id", list(by_id))
+    def test_reference(case_id: str) -> None:
+        """The imported graph, run with sol's NumPy references, gives what eager gives."""
+        with np.errstate(all="ignore"):
+            check_reference(by_id[case_id], close)
+
+    @pytest.mark.parametrize("family", cases.families())
+    def test_device(device: str, family: str) -> None:
+        """All cases of a family compiled together on ``device`` give what eager gives."""
+        check_device([c for c in cases if c.family == family], device, close)
+
+    return test_reference, test_device

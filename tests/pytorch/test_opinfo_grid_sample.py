@@ -20,7 +20,6 @@ import math
 from typing import Any
 
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 from test_special_values import _close, special
@@ -28,7 +27,7 @@ from torch import nn
 
 import sol
 
-from op_cases import Cases, check_device, check_reference
+from op_cases import Cases, case_tests
 
 nan, inf = math.nan, math.inf
 PADDINGS = ("zeros", "border", "reflection")
@@ -95,20 +94,9 @@ for _mode in ("bilinear", "nearest"):
 case("3d", "one-voxel-depth", every_padding_3d("bilinear"), torch.randn(1, 2, 1, 3, 4), grid(1, 1, 2, 12, 3, seed=9),
      grid(1, 1, 2, 12, 3, seed=9, huge=False))
 
-BY_ID = CASES.by_id()
 
 
-@pytest.mark.parametrize("case_id", list(BY_ID))
-def test_reference(case_id: str) -> None:
-    """The imported graph, run with sol's NumPy references, gives what eager gives."""
-    with np.errstate(all="ignore"):
-        check_reference(BY_ID[case_id], _close)
-
-
-@pytest.mark.parametrize("family", CASES.families())
-def test_device(device: str, family: str) -> None:
-    """All cases of a family compiled together on ``device`` give what eager gives."""
-    check_device([c for c in CASES if c.family == family], device, _close)
+test_reference, test_device = case_tests(CASES, _close)
 
 
 def test_special_positions_follow_each_kernel() -> None:

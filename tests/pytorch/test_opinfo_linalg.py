@@ -19,7 +19,7 @@ import torch
 import sol
 from sol.errors import SolError, UnsupportedOpError
 
-from op_cases import Cases, check_device, check_reference, checked_arrays
+from op_cases import Cases, case_tests, checked_arrays
 
 torch.manual_seed(0)
 
@@ -72,7 +72,6 @@ case("triangular", "solves", lambda t, b: tuple(
        torch.triangular_solve(b, t, upper=False, transpose=True),
        torch.triangular_solve(b, t[0], unitriangular=True)]), TRI, B)
 
-BY_ID = CASES.by_id()
 
 
 def _close(got: Any, want: torch.Tensor, what: str) -> None:
@@ -85,17 +84,7 @@ def _close(got: Any, want: torch.Tensor, what: str) -> None:
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5, equal_nan=True, err_msg=what)
 
 
-@pytest.mark.parametrize("case_id", list(BY_ID))
-def test_reference(case_id: str) -> None:
-    """The imported graph, run with sol's NumPy references, gives what eager gives."""
-    with np.errstate(all="ignore"):
-        check_reference(BY_ID[case_id], _close)
-
-
-@pytest.mark.parametrize("family", CASES.families())
-def test_device(device: str, family: str) -> None:
-    """All cases of a family compiled together on ``device`` give what eager gives."""
-    check_device([c for c in CASES if c.family == family], device, _close)
+test_reference, test_device = case_tests(CASES, _close)
 
 
 class Checked(torch.nn.Module):

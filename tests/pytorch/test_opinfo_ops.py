@@ -16,13 +16,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from test_special_values import _close, special
 
-from op_cases import Cases, check_device, check_reference
+from op_cases import Cases, case_tests
 
 nan, inf = math.nan, math.inf
 torch.manual_seed(0)
@@ -136,20 +135,9 @@ case("stats", "adaptive-pools", lambda x: (F.adaptive_avg_pool3d(x, (2, 3, 1)), 
                                            F.adaptive_avg_pool3d(x, (5, 1, 4))), torch.randn(2, 3, 5, 7, 4))
 case("elu", "angle-real", lambda x: (torch.angle(x), torch.real(x), torch.angle(torch.arange(-2, 3))), S)
 
-BY_ID = CASES.by_id()
 
 
-@pytest.mark.parametrize("case_id", list(BY_ID))
-def test_reference(case_id: str) -> None:
-    """The imported graph, run with sol's NumPy references, gives what eager gives."""
-    with np.errstate(all="ignore"):
-        check_reference(BY_ID[case_id], _close)
-
-
-@pytest.mark.parametrize("family", CASES.families())
-def test_device(device: str, family: str) -> None:
-    """All cases of a family compiled together on ``device`` give what eager gives."""
-    check_device([c for c in CASES if c.family == family], device, _close)
+test_reference, test_device = case_tests(CASES, _close)
 
 
 def test_integer_division_of_run_time_tensors_is_refused() -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -26,7 +25,7 @@ from torch import nn
 
 import sol
 
-from op_cases import Cases, Fn, check_device, check_reference
+from op_cases import Cases, Fn, case_tests
 
 nan, inf = math.nan, math.inf
 CASES = Cases()
@@ -120,20 +119,9 @@ case("volume", "conv_transpose3d", lambda x, w, b, w1: (
     F.conv_transpose3d(x, w1, stride=1, padding=1, output_padding=1, dilation=2),
     F.conv_transpose3d(x[0], w1, stride=3)), V, torch.randn(4, 3, 3, 2, 3), torch.randn(6), torch.randn(4, 2, 2, 3, 2))
 
-BY_ID = CASES.by_id()
 
 
-@pytest.mark.parametrize("case_id", list(BY_ID))
-def test_reference(case_id: str) -> None:
-    """The imported graph, run with sol's NumPy references, gives what eager gives."""
-    with np.errstate(all="ignore"):
-        check_reference(BY_ID[case_id], _close)
-
-
-@pytest.mark.parametrize("family", CASES.families())
-def test_device(device: str, family: str) -> None:
-    """All cases of a family compiled together on ``device`` give what eager gives."""
-    check_device([c for c in CASES if c.family == family], device, _close)
+test_reference, test_device = case_tests(CASES, _close)
 
 
 def test_indices_follow_pytorch_rule_on_a_hand_made_window(device: str) -> None:

@@ -17,7 +17,6 @@ import math
 import warnings
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from test_special_values import _close, special
@@ -25,7 +24,7 @@ from test_special_values import _close, special
 import sol
 from sol.errors import UnsupportedOpError
 
-from op_cases import Cases, check_device, check_reference
+from op_cases import Cases, case_tests
 
 nan, inf = math.nan, math.inf
 torch.manual_seed(0)
@@ -125,20 +124,9 @@ case("scan", "logcumsumexp-infinities", lambda x: (torch.logcumsumexp(x, 1), tor
 case("scan", "vander", lambda x: (torch.linalg.vander(x), torch.linalg.vander(x, N=4), torch.vander(x[0], 3)),
      torch.tensor([[1.5, -2.0, 0.0, 3.0], [nan, 0.5, -0.0, inf]]))
 
-BY_ID = CASES.by_id()
 
 
-@pytest.mark.parametrize("case_id", list(BY_ID))
-def test_reference(case_id: str) -> None:
-    """The imported graph, run with sol's NumPy references, gives what eager gives."""
-    with np.errstate(all="ignore"):
-        check_reference(BY_ID[case_id], _close)
-
-
-@pytest.mark.parametrize("family", CASES.families())
-def test_device(device: str, family: str) -> None:
-    """All cases of a family compiled together on ``device`` give what eager gives."""
-    check_device([c for c in CASES if c.family == family], device, _close)
+test_reference, test_device = case_tests(CASES, _close)
 
 
 class Grads(torch.nn.Module):

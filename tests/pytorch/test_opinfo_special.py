@@ -24,7 +24,7 @@ import torch
 import sol
 from sol.pytorch import optimize
 
-from op_cases import Cases, check_device, check_reference, checked_arrays
+from op_cases import Cases, case_tests, checked_arrays
 
 nan, inf = math.nan, math.inf
 S = torch.special
@@ -106,7 +106,6 @@ case("misc", "igamma-dense",
      torch.exp(torch.rand(256, generator=_GEN) * 10 - 4), torch.exp(torch.rand(256, generator=_GEN) * 10 - 4))
 case("misc", "nextafter", torch.nextafter, X[:32].repeat_interleave(32), X[:32].repeat(32))
 
-BY_ID = CASES.by_id()
 
 
 def _close(got: Any, want: torch.Tensor, what: str) -> None:
@@ -124,17 +123,7 @@ def _close(got: Any, want: torch.Tensor, what: str) -> None:
     np.testing.assert_allclose(got[finite], w[finite], rtol=1e-4, atol=1e-6, err_msg=what)
 
 
-@pytest.mark.parametrize("case_id", list(BY_ID))
-def test_reference(case_id: str) -> None:
-    """The imported graph, run with sol's NumPy references, gives what eager gives."""
-    with np.errstate(all="ignore"):
-        check_reference(BY_ID[case_id], _close)
-
-
-@pytest.mark.parametrize("family", CASES.families())
-def test_device(device: str, family: str) -> None:
-    """All cases of a family compiled together on ``device`` give what eager gives."""
-    check_device([c for c in CASES if c.family == family], device, _close)
+test_reference, test_device = case_tests(CASES, _close)
 
 
 class _Grads(torch.nn.Module):

@@ -18,7 +18,6 @@ import copy
 import math
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from test_special_values import _close, special
@@ -27,7 +26,7 @@ from torch import nn
 import sol
 from sol.errors import UnsupportedOpError
 
-from op_cases import Cases, Fn, check_device, check_reference
+from op_cases import Cases, Fn, case_tests
 
 nan, inf = math.nan, math.inf
 torch.manual_seed(0)
@@ -103,20 +102,9 @@ case("segments", "rows-and-axis-1", lambda d, lengths, lengths2: (
     torch._segment_reduce(d.t().contiguous(), "mean", lengths=lengths2, axis=1, initial=1.0)),
     torch.randn(6, 3), torch.tensor([2, 0, 4]), torch.tensor([[1, 5, 0], [3, 3, 0], [0, 0, 6]]))
 
-BY_ID = CASES.by_id()
 
 
-@pytest.mark.parametrize("case_id", list(BY_ID))
-def test_reference(case_id: str) -> None:
-    """The imported graph, run with sol's NumPy references, gives what eager gives."""
-    with np.errstate(all="ignore"):
-        check_reference(BY_ID[case_id], _close)
-
-
-@pytest.mark.parametrize("family", CASES.families())
-def test_device(device: str, family: str) -> None:
-    """All cases of a family compiled together on ``device`` give what eager gives."""
-    check_device([c for c in CASES if c.family == family], device, _close)
+test_reference, test_device = case_tests(CASES, _close)
 
 
 # --- refusals -------------------------------------------------------------------------------------
