@@ -65,7 +65,7 @@ class Damaged2(Net):
 
 class Fallen(nn.Module):
     def forward(self, x):
-        return torch.cumprod(torch.relu(x), -1)
+        return torch.fft.rfft(torch.relu(x), dim=-1).abs()  # no sol op for FFTs: PyTorch runs it
 '''
 
 PRELUDE = '''

@@ -38,18 +38,25 @@ def _float_same(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorTy
     return [TensorType(broadcast_shape(*(t.shape for t in types)), dt)]
 
 
+def _narrow(values: Any, dtype: Any) -> np.ndarray:
+    """Double results as the input's dtype: one beyond float32's range rounds to inf, as the C
+    code's conversion does (NumPy's overflow warning for it is expected, not a problem)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(values).astype(dtype)
+
+
 def _unary(name: str, fn: Callable[..., float], gradient: GradientFn, c_expr: CExprFn) -> OpDef:
     vec = ref.vectorized(fn)
 
     def reference(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
-        return [np.asarray(vec(f64(xs[0]))).astype(xs[0].dtype)]
+        return [_narrow(vec(f64(xs[0])), xs[0].dtype)]
 
     return OpDef(name, LayerClass.ELEMENTWISE, _float_same, reference, (1, 1), gradient=gradient, c_expr=c_expr)
 
 
 def _polygamma_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     n = int(a["n"])
-    return [np.asarray(ref.vectorized(lambda x: ref.polygamma(n, x))(f64(xs[0]))).astype(xs[0].dtype)]
+    return [_narrow(ref.vectorized(lambda x: ref.polygamma(n, x))(f64(xs[0])), xs[0].dtype)]
 
 
 def _polygamma_attrs(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
@@ -61,13 +68,13 @@ def _polygamma_attrs(attrs: dict[str, Any], types: list[TensorType]) -> dict[str
 
 def _zeta_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     s, q = np.broadcast_arrays(f64(xs[0]), f64(xs[1]))
-    return [np.asarray(ref.vectorized(ref.zeta)(s, q)).astype(xs[0].dtype)]
+    return [_narrow(ref.vectorized(ref.zeta)(s, q), xs[0].dtype)]
 
 
 def _igamma_ref(upper: bool) -> Callable[[list[np.ndarray], dict[str, Any]], list[np.ndarray]]:
     def reference(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
         s, x = np.broadcast_arrays(f64(xs[0]), f64(xs[1]))
-        return [np.asarray(ref.vectorized(lambda p, q: ref.igamma(upper, p, q))(s, x)).astype(xs[0].dtype)]
+        return [_narrow(ref.vectorized(lambda p, q: ref.igamma(upper, p, q))(s, x), xs[0].dtype)]
 
     return reference
 
