@@ -19,7 +19,7 @@ import torch
 import sol
 from sol.errors import SolError, UnsupportedOpError
 
-from op_cases import Cases, case_tests, checked_arrays
+from op_cases import Cases, Fn, case_tests, checked_arrays
 
 torch.manual_seed(0)
 
@@ -136,3 +136,19 @@ def test_training_through_a_factorization_is_refused_by_name() -> None:
     wrong gradient."""
     with pytest.raises(UnsupportedOpError, match="lu_factor has no gradient rule"):
         sol.optimize(Det().train(), torch.randn(3, 3), fallback=False, device="x86")
+
+
+class DetFactors(torch.nn.Module):
+    def forward(self, a: torch.Tensor) -> Any:
+        det, lu, pivots = torch.ops.aten._linalg_det(a)
+        return det, lu, pivots
+
+
+def test_det_factors_are_refused_but_det_compiles() -> None:
+    """PyTorch's _linalg_det returns the LU of a row-major matrix's transpose (its layout
+    shortcut); sol factors the matrix itself, so reading those factors is refused by name, while
+    torch.linalg.det (the determinant only) compiles."""
+    with pytest.raises(UnsupportedOpError, match="_linalg_det's LU factors"):
+        sol.optimize(DetFactors().eval(), A, fallback=False, device="x86")
+    fast = sol.optimize(Fn(torch.linalg.det).eval(), A, fallback=False, device="x86")
+    torch.testing.assert_close(fast(A), torch.linalg.det(A), rtol=1e-4, atol=1e-5)

@@ -15,6 +15,7 @@ these ops is refused by name (core's ops have no gradient rule).
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -159,10 +160,22 @@ def _triangle(em: Emitter, x: Value, lower: bool, unit: bool) -> Value:
 # --- determinants ----------------------------------------------------------------------------------
 
 
+def _only_first_outputs(em: Emitter, name: str, kept: int) -> None:
+    """PyTorch's ``_linalg_det``/``_linalg_slogdet`` also return the LU factors they used, of the
+    matrix's transpose where it is laid out row-major (a layout shortcut of theirs): sol factors the
+    matrix itself, so a model reading those outputs is refused rather than given other factors.
+    ``torch.linalg.det``/``slogdet`` read only the first ``kept`` outputs."""
+    node = em.node
+    used = {u.args[1] for u in node.users if u.target is operator.getitem} if node is not None else set()
+    if any(i >= kept for i in used):
+        raise Unsupported(f"{name}'s LU factors (PyTorch factors a row-major matrix's transpose)")
+
+
 @converts("aten._linalg_det.default")
 def _det(em: Emitter, a: Args) -> tuple[Value, ...]:
     x = _tensor(a, "A")
     _float_matrix(x, "det")
+    _only_first_outputs(em, "_linalg_det", 1)
     vals = _vals(em)
     if x.shape[-1] == 0 or _no_elements(em, x):
         return _const_like(em, vals[0], 1), _const_like(em, vals[1]), _const_like(em, vals[2])
@@ -175,6 +188,7 @@ def _det(em: Emitter, a: Args) -> tuple[Value, ...]:
 def _slogdet(em: Emitter, a: Args) -> tuple[Value, ...]:
     x = _tensor(a, "A")
     _float_matrix(x, "slogdet")
+    _only_first_outputs(em, "_linalg_slogdet", 2)
     vals = _vals(em)
     if x.shape[-1] == 0 or _no_elements(em, x):
         return (_const_like(em, vals[0], 1), _const_like(em, vals[1]), _const_like(em, vals[2]),
