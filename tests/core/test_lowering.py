@@ -366,3 +366,36 @@ def test_a_device_replaces_one_shipped_macro_by_name_and_keeps_the_rest() -> Non
     text = env.get_template("net").render(groups=renderer.groups(), dialect=renderer.dialect)
     assert text.count("vendor_gemm(") == 1 and ", 2, 4, 8);" in text  # the dense, by the device's macro
     assert "x_off[bt]" in text and "expf(z)" in text  # matmul's reference loops, softmax's macro
+
+
+class LinalgDialect(MacroDialect):
+    linalg_errors = True  # its network template defines sol_linalg_error
+
+
+def test_a_failed_factorization_check_reaches_sol_linalg_error_only_where_the_dialect_has_it(
+        tmp_path: Path) -> None:
+    """``Dialect.linalg_errors`` (plugin API 1.4): the shipped templates report a failed check
+    through ``sol_linalg_error`` with the op, the reason's two pieces (the message is where, head,
+    LAPACK's info, tail) and info; a dialect without it (a device written for 1.3, whose network
+    template defines only ``sol_index_error``) gets the old call and still compiles and runs a
+    checked factorization."""
+    g = Graph("chol")
+    a = g.add_input("a", TensorType((3, 3)))  # one matrix: no outer loop (its unused counter: -Werror)
+    g.outputs = [g.add_node("cholesky", [a], {"check": "linalg.cholesky"}).output]
+    plan = plan_graph(g, InterpreterDevice(fusible=None), [])
+    env = jinja2.Environment(loader=jinja2.ChoiceLoader([template_loader(), jinja2.DictLoader({"net": TOY_NETWORK})]),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    sources = {}
+    for dialect in (MacroDialect(), LinalgDialect()):
+        renderer = CRenderer(plan, dialect)
+        sources[dialect.linalg_errors] = env.get_template("net").render(
+            groups=renderer.groups(), consts=renderer.consts(), dialect=dialect)
+    assert ('sol_linalg_error(net, info, "linalg.cholesky", "the input is not positive-definite: the leading minor '
+            'of order ", " is not positive-definite");') in sources[True]
+    assert "sol_index_error" not in sources[True].split("void run_", 1)[1]
+    assert "sol_linalg_error" not in sources[False]
+    assert 'sol_index_error(net, info, 3, -1, "linalg.cholesky");' in sources[False]
+    spd = np.array([[4.0, 1.0, 0.5], [1.0, 3.0, 0.2], [0.5, 0.2, 2.0]], np.float32)
+    [got] = _run_compiled(sources[False], plan, [spd], tmp_path)
+    np.testing.assert_allclose(got[:, :3], np.linalg.cholesky(spd), rtol=1e-5)
+    assert got[0, 3] == 0  # LAPACK's info: positive definite

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import sol
-from sol.errors import SolError, UnsupportedOpError
+from sol.errors import LinAlgError, UnsupportedOpError
 
 from op_cases import Cases, Fn, case_tests, checked_arrays
 
@@ -92,17 +92,21 @@ class Checked(torch.nn.Module):
         return torch.cholesky(a)
 
 
-def test_cholesky_of_a_matrix_not_positive_definite_raises() -> None:
-    """torch.cholesky raises for a matrix that is not positive definite; so does the compiled
-    model (never a NaN factor), and it still factors a positive definite one."""
-    m = sol.optimize(Checked().eval(), SPD, fallback=False, device="x86")
+def test_cholesky_of_a_matrix_not_positive_definite_raises_pytorchs_linalg_error(device: str) -> None:
+    """torch.cholesky raises torch.linalg.LinAlgError for a matrix that is not positive definite;
+    so does the compiled model (never a NaN factor; not an IndexError), naming the op and the
+    minor as eager does, and it still factors a positive definite one."""
+    m = sol.optimize(Checked().eval(), SPD, fallback=False, device=device)
     torch.testing.assert_close(m(SPD), torch.cholesky(SPD), rtol=1e-4, atol=1e-5)
     bad = SPD.clone()
     bad[1, 2, 2] = -50.0
-    with pytest.raises(RuntimeError):
+    with pytest.raises(torch.linalg.LinAlgError, match="leading minor of order 3 is not positive-definite"):
         torch.cholesky(bad)
-    with pytest.raises((IndexError, SolError), match="cholesky"):
+    with pytest.raises(torch.linalg.LinAlgError, match=r": cholesky <- .*: the input is not positive-definite: "
+                                                       "the leading minor of order 3 is not positive-definite") as err:
         m(bad)
+    assert isinstance(err.value, LinAlgError) and not isinstance(err.value, IndexError)
+    torch.testing.assert_close(m(SPD), torch.cholesky(SPD), rtol=1e-4, atol=1e-5)
 
 
 class Inverse(torch.nn.Module):
@@ -110,16 +114,34 @@ class Inverse(torch.nn.Module):
         return torch.linalg.inv(a) + torch.linalg.solve(a, a[..., :1])
 
 
-def test_inverse_of_a_singular_matrix_raises() -> None:
-    """linalg.inv and linalg.solve raise for a singular matrix (PyTorch traces them with a
-    run-time error check); so does the compiled model, never a matrix of inf/NaN."""
-    m = sol.optimize(Inverse().eval(), A, fallback=False, device="x86")
+def test_inverse_of_a_singular_matrix_raises_pytorchs_linalg_error(device: str) -> None:
+    """linalg.inv and linalg.solve raise torch.linalg.LinAlgError for a singular matrix (PyTorch
+    traces them with a run-time error check); so does the compiled model, never a matrix of
+    inf/NaN, and ``except sol.errors.LinAlgError`` catches it too."""
+    m = sol.optimize(Inverse().eval(), A, fallback=False, device=device)
     torch.testing.assert_close(m(A), Inverse()(A), rtol=1e-3, atol=1e-4)
     bad = torch.cat([A[:1], SINGULAR.new_zeros(1, 4, 4)])
-    with pytest.raises(RuntimeError):
+    with pytest.raises(torch.linalg.LinAlgError):
         Inverse()(bad)
-    with pytest.raises((IndexError, SolError), match="linalg"):
+    with pytest.raises(torch.linalg.LinAlgError, match=r"linalg\.(inv|solve) <- .*: the input matrix is singular: "
+                                                       "the diagonal element 1 of U is zero") as err:
         m(bad)
+    assert isinstance(err.value, LinAlgError) and not isinstance(err.value, IndexError)
+
+
+def test_torch_compile_raises_pytorchs_linalg_error_for_a_singular_matrix(device: str) -> None:
+    """The same through ``torch.compile(backend="sol")``: Dynamo's graph runs compiled and a
+    singular matrix raises what eager raises."""
+    torch._dynamo.reset()
+    try:
+        m = torch.compile(Inverse().eval(), backend="sol", options={"device": device})
+        with torch.no_grad():
+            torch.testing.assert_close(m(A), Inverse()(A), rtol=1e-3, atol=1e-4)
+            with pytest.raises(torch.linalg.LinAlgError, match="the input matrix is singular") as err:
+                m(torch.cat([A[:1], SINGULAR.new_zeros(1, 4, 4)]))
+        assert isinstance(err.value, LinAlgError)
+    finally:
+        torch._dynamo.reset()
 
 
 class Det(torch.nn.Module):

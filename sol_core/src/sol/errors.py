@@ -39,6 +39,20 @@ class IndexOutOfRangeError(SolError, IndexError):
     as the frameworks raise for the same input."""
 
 
+class LinAlgError(SolError, ValueError):
+    """A checked matrix factorization failed at run time on the data given: a singular matrix
+    (a zero pivot of its LU: ``linalg.inv``, ``linalg.solve``) or one that is not positive
+    definite (``linalg.cholesky``). The message names the op, its source and the position
+    LAPACK's ``info`` gives (1-based).
+
+    A ValueError, not an IndexError (nothing was indexed out of range) nor a RuntimeError: the
+    failure is in the input's values, and core's programs take and return NumPy arrays, so it
+    follows NumPy's ``numpy.linalg.LinAlgError`` (a ValueError). A framework whose own error
+    has another base raises a subclass of both this and its own from its compiled models: the
+    PyTorch frontend's is also a ``torch.linalg.LinAlgError`` (a RuntimeError), so
+    ``except torch.linalg.LinAlgError`` and ``except sol.errors.LinAlgError`` both catch it."""
+
+
 class SolFallbackWarning(UserWarning):
     """Some operations of the model run in its framework because sol cannot compile them (one
     warning per model, listing them). One class for every frontend, so that a filter for it

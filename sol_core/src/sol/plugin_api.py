@@ -159,6 +159,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "CacheError": ("sol.errors", "CacheError"),
     "DeviceUnavailableError": ("sol.errors", "DeviceUnavailableError"),
     "IndexOutOfRangeError": ("sol.errors", "IndexOutOfRangeError"),
+    "LinAlgError": ("sol.errors", "LinAlgError"),
     # deployment: what Device.deploy gets (sol.deploy writes a standalone library)
     "DeployTarget": ("sol.deployment", "DeployTarget"),
 }
@@ -227,6 +228,7 @@ if TYPE_CHECKING:  # the table above, for type checkers (`X as X`: an explicit r
     from sol.errors import DeviceUnavailableError as DeviceUnavailableError
     from sol.errors import FallbackWording as FallbackWording
     from sol.errors import IndexOutOfRangeError as IndexOutOfRangeError
+    from sol.errors import LinAlgError as LinAlgError
     from sol.errors import PluginError as PluginError
     from sol.errors import SolError as SolError
     from sol.errors import SolFallbackWarning as SolFallbackWarning

@@ -28,6 +28,7 @@ from sol.plugin_api import (
     DeviceCapabilities,
     Dialect,
     IndexOutOfRangeError,
+    LinAlgError,
     Plan,
     Program,
     SolError,
@@ -41,6 +42,9 @@ ENTRY = "network.c"
 # -fno-strict-aliasing: the arena is one byte buffer that groups view as different element types.
 FLAGS = ("-std=c99", "-O2", "-fPIC", "-shared", "-ffp-contract=off", "-fno-strict-aliasing")
 ERR_LEN = 512
+# sol_forward's return codes that name a failure in the input data: 2 an index out of range,
+# 4 a checked factorization (a singular matrix).
+ERRORS: dict[int, type[SolError]] = {2: IndexOutOfRangeError, 4: LinAlgError}
 UNSUPPORTED = {op: "the example C device has no recurrent (loop over time) template"
                for op in ("lstm_recurrence", "gru_recurrence")}
 
@@ -52,6 +56,7 @@ class CDialect(Dialect):
     name = "c"
     parallel_pragma = ""
     recurrent = False
+    linalg_errors = True  # network.c.j2 defines sol_linalg_error
 
 
 DIALECT = CDialect()
@@ -122,7 +127,7 @@ class Network:
         rc = self.forward(self.param_table, _table([a.ctypes.data for a in inputs]),
                           _table([a.ctypes.data for a in outputs]), base, err, ERR_LEN)
         if rc != 0:
-            error = IndexOutOfRangeError if rc == 2 else SolError  # 2: a gather index out of range
+            error = ERRORS.get(rc, SolError)
             raise error(f"sol c: {self.name}: {err.value.decode(errors='replace')}")
         return outputs
 

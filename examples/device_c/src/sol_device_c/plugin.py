@@ -10,8 +10,9 @@ from sol.plugin_api import hookimpl
 if TYPE_CHECKING:
     from sol.plugin_api import BackendRegistry, DeviceRegistry
 
-# Written against plugin API 1.2 (the reference loops and the shipped op templates of the generator).
-SOL_PLUGIN_API = ">=1.3,<2"
+# Written against plugin API 1.4 (the reference loops and the shipped op templates of the generator;
+# 1.4: LinAlgError and Dialect.linalg_errors, a failed factorization check raised as such).
+SOL_PLUGIN_API = ">=1.4,<2"
 
 
 @hookimpl

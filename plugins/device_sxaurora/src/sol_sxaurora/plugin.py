@@ -10,7 +10,7 @@ import pluggy
 if TYPE_CHECKING:
     from sol.plugin_api import BackendRegistry, DeviceRegistry
 
-SOL_PLUGIN_API = ">=1.2,<2"
+SOL_PLUGIN_API = ">=1.4,<2"
 hookimpl = pluggy.HookimplMarker("sol")
 
 

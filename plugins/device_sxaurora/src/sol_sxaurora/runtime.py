@@ -19,11 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from sol.plugin_api import Buffer, IndexOutOfRangeError, Plan, Program, SolError, TensorType
+from sol.plugin_api import Buffer, IndexOutOfRangeError, LinAlgError, Plan, Program, SolError, TensorType
 from sol_sxaurora.offload import OffloadProcess
 
 ABI_VERSION = 1
 ERR_LEN = 2048
+# sol_forward's return codes that name a failure in the input data (network.c.j2): 2 an index out
+# of range, 4 a checked factorization (a singular matrix); any other is an error of its own.
+_ERRORS: dict[int, type[SolError]] = {2: IndexOutOfRangeError, 4: LinAlgError}
 
 
 def _addresses(bufs: list[Buffer]) -> np.ndarray:
@@ -85,7 +88,7 @@ class NetworkOnDevice:
         proc = self.proc
         rc = proc.call(self.lib, "sol_forward", self.handle, in_table.owner, out_table.owner, self.err.owner, ERR_LEN)
         if rc != 0:
-            error = IndexOutOfRangeError if rc == 2 else SolError  # 2: a gather index out of range
+            error = _ERRORS.get(rc, SolError)
             raise error(f"sol ve: {self.name} failed on {proc.description}: {self._message()}")
 
     def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:

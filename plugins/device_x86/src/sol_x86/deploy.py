@@ -448,7 +448,9 @@ def _describe_files(name: str, embedded: bool, onednn: bool, found: list[Variant
 
 def _build_example(out: Path, name: str, embedded: bool) -> None:
     """Build ``example.c`` as the README says and run it once on zeros: a deployment whose
-    example does not build or run is an error now, not in the user's hands."""
+    example does not build or run is an error now, not in the user's hands. A checked
+    factorization's error on those zeros (``NAME_ERR_LINALG``: a zero matrix is singular) is
+    the library running as it should."""
     cc_path = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if cc_path is None:
         raise CompileError("no C compiler (gcc) to build the deployment's example")
@@ -457,6 +459,6 @@ def _build_example(out: Path, name: str, embedded: bool) -> None:
     env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
     run = subprocess.run(["./example", "--embedded" if embedded else f"{name}.weights"], cwd=out, env=env,
                          capture_output=True, text=True, check=False)
-    if run.returncode != 0:
+    if run.returncode != 0 and f"{name}_run: {name.upper()}_ERR_LINALG: " not in run.stderr:
         raise CompileError(f"the deployed example failed (exit {run.returncode}):\n{run.stderr or run.stdout}")
 

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from sol.plugin_api import BackendRegistry, DeviceRegistry
+    from sol.plugin_api import BackendRegistry, Ceilings, DeviceRegistry
 
-SOL_PLUGIN_API = ">=1.3,<2"
+SOL_PLUGIN_API = ">=1.4,<2"
 hookimpl = pluggy.HookimplMarker("sol")
 
 

@@ -25,13 +25,14 @@ import _ctypes
 import ctypes
 import os
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from sol.plugin_api import Buffer, IndexOutOfRangeError, Plan, Program, SolError
+from sol.plugin_api import Buffer, IndexOutOfRangeError, LinAlgError, Plan, Program, SolError, cache_dir
 from sol_x86.threads import ThreadGovernor
 
 ABI_VERSION = 1
@@ -46,6 +47,10 @@ def abi_renames(prefix: str, namespace: str) -> dict[str, str]:
     C ABI ``sol_X`` -> ``{prefix}X`` and its C++ namespace -> ``namespace``."""
     return {"sol_network": namespace, **{sym: prefix + sym.removeprefix("sol_") for sym in ABI_SYMBOLS}}
 _ERR_LEN = 2048
+# sol_forward's return codes that name a failure in the input data (network.cpp.j2): 2 an index
+# out of range, 4 a checked factorization (a singular matrix). 1 is any other error, 3 is handled
+# apart (a non-finite input: the exact variant runs instead).
+_ERRORS: dict[int, type[SolError]] = {2: IndexOutOfRangeError, 4: LinAlgError}
 
 
 class OutputPool:
@@ -216,7 +221,7 @@ class NetworkLibrary:
         if rc == 3:
             raise NonFiniteInput(self._err.value.decode(errors="replace"))
         if rc != 0:
-            error = IndexOutOfRangeError if rc == 2 else SolError
+            error = _ERRORS.get(rc, SolError)
             raise error(f"sol x86: {self.name} failed: {self._err.value.decode(errors='replace')}")
 
     def describe(self) -> str:

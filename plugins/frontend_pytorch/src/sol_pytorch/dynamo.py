@@ -34,6 +34,7 @@ import torch
 import torch.fx.traceback as fx_traceback
 from torch import fx
 
+from sol_pytorch.errors import torch_errors
 from sol_pytorch.importer import user_stacklevel
 from sol_pytorch.variants import Signature, Variant, compile_variant, signature
 from sol_pytorch.weights import WeightsWatch
@@ -103,6 +104,7 @@ class CompiledGraph:
         self._weights_key: tuple[tuple[int, int], ...] | None = None
         self._eager_reason: str | None = None
 
+    @torch_errors  # a failed factorization check raises PyTorch's LinAlgError, as eager does
     def __call__(self, *args: Any) -> Any:
         if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
             return self._eager(args, "gradients are needed (grad mode is on and an input or weight requires "

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from sol_pytorch.errors import torch_errors
+
 if TYPE_CHECKING:
     from sol_pytorch.wrapper import SolModule
 
@@ -98,6 +100,7 @@ class GenerationForward:
         self.eager = module.model.forward
         self.__signature__ = inspect.signature(self.eager)  # transformers inspects forward's parameters
 
+    @torch_errors  # as SolModule.forward: PyTorch's LinAlgError for a failed factorization check
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         bound = self.__signature__.bind(*args, **kwargs)
         given = {k: v for k, v in bound.arguments.items() if v is not None}

@@ -9,7 +9,7 @@ import pluggy
 if TYPE_CHECKING:
     from sol.plugin_api import FrontendRegistry
 
-SOL_PLUGIN_API = ">=1.3,<2"
+SOL_PLUGIN_API = ">=1.4,<2"
 hookimpl = pluggy.HookimplMarker("sol")
 
 

@@ -96,6 +96,7 @@ from torch.utils import _pytree as pytree
 from sol.plugin_api import Graph, PartitionedProgram, Program, UnsupportedOpError
 from sol_pytorch import fallback, generation
 from sol_pytorch import training as sol_training  # (a module-level name: SolModule.training is the mode)
+from sol_pytorch.errors import torch_errors
 from sol_pytorch.importer import SCALARS, describe_value, user_stacklevel
 from sol_pytorch.variants import (
     KEY,
@@ -247,6 +248,7 @@ class SolModule(torch.nn.Module):
         return [*self._variants.values(), *self._train_variants.values()]
 
     # --- calling ------------------------------------------------------------------------------
+    @torch_errors  # a failed factorization check raises PyTorch's LinAlgError, as eager does
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if self._config.stale():
             self._config_changed()

@@ -100,6 +100,11 @@ class Dialect:
     unsupported_ops: frozenset[str] = frozenset()
     # Whether the device renders RECURRENT groups (every execution-order-constrained op).
     recurrent = True
+    # Whether the network template provides sol_linalg_error (plugin API 1.4): a failed
+    # factorization check (a singular matrix) is then reported apart, as a LinAlgError; without,
+    # through sol_index_error as an IndexOutOfRangeError, as before (the templates of older
+    # devices define only that one).
+    linalg_errors = False
 
     # --- expressions ---------------------------------------------------------------------
     def const(self, T: str, value: Any) -> str:

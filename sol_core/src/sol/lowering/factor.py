@@ -4,7 +4,7 @@ may cover part of the batch, the record's ``batch`` the rest."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sol.ir import Node
 from sol.lowering.base import ctype, numel
@@ -16,6 +16,7 @@ from sol.lowering.records import (
     OpRecord,
     TriangularSolveRecord,
 )
+from sol.ops.factor import NOT_PD, SINGULAR
 from sol.sourcetext import c_string
 
 if TYPE_CHECKING:
@@ -27,14 +28,19 @@ def _batch(node: Node, depth: int, core: int) -> int:
     return numel(shape[depth:len(shape) - core])
 
 
-def _where(node: Node) -> str:
-    return c_string(f"{node.attrs['check']}{' <- ' + node.source if node.source else ''}")
+def _check(node: Node, reason: tuple[str, str]) -> dict[str, Any]:
+    """A checked factorization's record fields: whether it checks, where (the check's op name and
+    the node's source) and the reason's two pieces, all C string literals."""
+    head, tail = reason
+    return {"check": bool(node.attrs["check"]),
+            "where": c_string(f"{node.attrs['check']}{' <- ' + node.source if node.source else ''}"),
+            "reason_head": c_string(head), "reason_tail": c_string(tail)}
 
 
 def lower_lu_factor(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
     m, n = node.inputs[0].shape[-2:]
     return "lu_factor", LuFactorRecord(**base, batch=_batch(node, depth, 2), M=m, N=n, K=min(m, n),
-                                       check=bool(node.attrs["check"]), where=_where(node))
+                                       **_check(node, SINGULAR))
 
 
 def lower_lu_permutation(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
@@ -54,4 +60,4 @@ def lower_triangular_solve(low: GroupLowering, node: Node, depth: int, base: Bas
 
 def lower_cholesky(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
     return "cholesky", CholeskyRecord(**base, batch=_batch(node, depth, 2), N=node.inputs[0].shape[-1],
-                                      check=bool(node.attrs["check"]), where=_where(node))
+                                      **_check(node, NOT_PD))

@@ -427,7 +427,10 @@ class ScanRecord(OpRecord):
 
 # --- matrix factorizations: lu_factor, lu_permutation, triangular_solve, cholesky ----------------
 # (sol.lowering.factor). Each handles ``batch`` matrices one after the other; ``check``: a failed
-# factorization (a zero pivot, a minor not positive definite) reports sol_index_error(where).
+# factorization (a zero pivot, a minor not positive definite) reports
+# sol_linalg_error(net, info, where, reason_head, reason_tail) (C string literals: the message is
+# where, then the reason with LAPACK's info between its two pieces), or sol_index_error(where) for
+# a dialect without ``linalg_errors``.
 
 
 @dataclass(kw_only=True)
@@ -441,6 +444,8 @@ class LuFactorRecord(OpRecord):
     K: int
     check: bool
     where: str
+    reason_head: str
+    reason_tail: str
 
 
 @dataclass(kw_only=True)
@@ -478,3 +483,5 @@ class CholeskyRecord(OpRecord):
     N: int
     check: bool
     where: str
+    reason_head: str
+    reason_tail: str

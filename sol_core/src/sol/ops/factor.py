@@ -13,9 +13,11 @@ cholesky return one more column than their input (the pivots, LAPACK's info): on
 output, both of LAPACK's results without computing the factorization twice.
 
 ``check`` (lu_factor, cholesky): an op name; a zero pivot (a singular matrix) or a minor that is
-not positive definite then raises an IndexOutOfRangeError at run time naming it and the position
-(1-based, as LAPACK's info), where PyTorch's ``linalg.inv``/``linalg.solve``/``linalg.cholesky``
-raise: never a silently infinite result.
+not positive definite then raises a :class:`sol.errors.LinAlgError` at run time naming it and the
+position (1-based, as LAPACK's info), where PyTorch's ``linalg.inv``/``linalg.solve``/
+``linalg.cholesky`` raise: never a silently infinite result. The generated code reports it apart
+from an index out of range (``sol_linalg_error``, its own return code), with the message the
+references raise: :data:`SINGULAR` and :data:`NOT_PD` around LAPACK's info.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from sol.errors import SolError
+from sol.errors import IndexOutOfRangeError, LinAlgError, SolError
 from sol.ir import TensorType
 from sol.ops.registry import LayerClass, OpDef
 
@@ -41,12 +43,15 @@ def _need_float_matrix(op: str, t: TensorType) -> None:
         raise SolError(f"{op}: expects a floating-point tensor of rank >= 2 (..., m, n), got {t}")
 
 
-def _singular_error(check: str, what: str, i: int, n: int) -> IndexError:
-    return IndexError(f"{check}: {what}: index {i} is out of range for axis -1 of size {n}")
+# What a failed check says, before and after LAPACK's info (1-based): the references' message
+# and the generated code's (sol.lowering.factor passes both pieces to sol_linalg_error).
+SINGULAR = ("the input matrix is singular: the diagonal element ", " of U is zero")
+NOT_PD = ("the input is not positive-definite: the leading minor of order ", " is not positive-definite")
 
 
-SINGULAR = "the input matrix is singular (U's diagonal element at the index is zero)"
-NOT_PD = "the input is not positive-definite (the leading minor of the index's order)"
+def _failed_check(check: str, reason: tuple[str, str], info: int) -> LinAlgError:
+    head, tail = reason
+    return LinAlgError(f"{check}: {head}{info}{tail}")
 
 
 # --- lu_factor -----------------------------------------------------------------------------------
@@ -101,7 +106,7 @@ def _lu_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
         for lu, _ in res:
             zero = np.flatnonzero(np.diagonal(lu) == 0)
             if zero.size:
-                raise _singular_error(a["check"], SINGULAR, int(zero[0]) + 1, min(x.shape[-2:]))
+                raise _failed_check(a["check"], SINGULAR, int(zero[0]) + 1)
     return [_with_column([r[0] for r in res], [r[1] for r in res], x.shape, x.dtype)]
 
 
@@ -126,7 +131,7 @@ def _perm_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     for r, row in enumerate(rows):
         for i, p in enumerate(row):
             if not 1 <= p <= m:
-                raise IndexError(f"lu_permutation: index {int(p)} is out of range for axis -1 of size {m}")
+                raise IndexOutOfRangeError(f"lu_permutation: index {int(p)} is out of range for axis -1 of size {m}")
             out[r, [i, p - 1]] = out[r, [p - 1, i]]
     return [out.reshape((*piv.shape[:-1], m))]
 
@@ -205,7 +210,7 @@ def _chol_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     if a["check"]:
         for _, info in res:
             if info:
-                raise _singular_error(a["check"], NOT_PD, info, x.shape[-1])
+                raise _failed_check(a["check"], NOT_PD, info)
     return [_with_column([r[0] for r in res], [np.array([r[1]]) for r in res], x.shape, x.dtype)]
 
 
@@ -223,7 +228,7 @@ def ops() -> list[OpDef]:
                   "first row of largest |value|) -> (..., m, n + 1): columns 0..n-1 the packed L (unit diagonal, "
                   "below) and U, column n the 1-based row swaps (min(m, n) of them, exact small integers in x's "
                   "dtype, then zeros): one op gives both of getrf's results. check: an op name, a zero pivot is "
-                  "then a run-time IndexOutOfRangeError naming it (PyTorch's singular-matrix error)",
+                  "then a run-time LinAlgError naming it (PyTorch's singular-matrix error)",
               gradient=refused, c_loops=lower.lower_lu_factor),
         OpDef("lu_permutation", LayerClass.IO_BOUND, _perm_infer, _perm_ref, (1, 1), {"m": 0},
               normalize=_perm_normalize, core_dims=lambda node: 1,
@@ -243,6 +248,6 @@ def ops() -> list[OpDef]:
                   "A's lower triangle, float64 sums -> (..., n, n + 1): column n holds LAPACK potrf's info in row 0 "
                   "(the order of the first minor not positive definite, 0 for none; past it the factor is NaN), "
                   "zeros below. check: an op name, info > 0 "
-                  "is then a run-time IndexOutOfRangeError naming it",
+                  "is then a run-time LinAlgError naming it",
               gradient=refused, c_loops=lower.lower_cholesky),
     ]

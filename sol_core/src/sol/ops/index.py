@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from sol.errors import SolError
+from sol.errors import IndexOutOfRangeError, SolError
 from sol.ir import Node, TensorType, ValueKind
 from sol.ops._util import axis, broadcast_shape, same_dtype
 from sol.ops.reduce import _axes_normalize, _reduce_core, _reduce_infer
@@ -64,7 +64,7 @@ def _gather_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     size = x.shape[a["axis"]]
     bad = (idx < (-size if a["wrap"] else 0)) | (idx >= size)
     if np.any(bad):
-        raise IndexError(f"gather: index {int(idx[bad].flat[0])} is out of range for axis {a['axis']} "
+        raise IndexOutOfRangeError(f"gather: index {int(idx[bad].flat[0])} is out of range for axis {a['axis']} "
                          f"of size {size}")
     return [np.take(x, idx.astype(np.int64), axis=a["axis"])]
 
@@ -109,7 +109,7 @@ def _gather_elements_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.nda
     size = x.shape[ax]
     bad = (idx < 0) | (idx >= size)
     if np.any(bad):
-        raise IndexError(f"gather_elements: index {int(idx[bad].flat[0])} is out of range for axis {ax} "
+        raise IndexOutOfRangeError(f"gather_elements: index {int(idx[bad].flat[0])} is out of range for axis {ax} "
                          f"of size {size}")
     part = x[tuple(slice(None) if d == ax else slice(0, n) for d, n in enumerate(idx.shape))]
     return [np.take_along_axis(part, idx.astype(np.int64), axis=ax)]
@@ -146,7 +146,7 @@ def _scatter_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     out = np.array(x, copy=True)
     for j, given in enumerate(idx.astype(np.int64)):
         if not -size <= given < size:
-            raise IndexError(f"scatter: index {int(given)} is out of range for axis {ax} of size {size}")
+            raise IndexOutOfRangeError(f"scatter: index {int(given)} is out of range for axis {ax} of size {size}")
         # one position at a time, in order: a repeated position keeps its last slice (PyTorch's CPU rule)
         out[(slice(None),) * ax + (int(given) % size,)] = upd[(slice(None),) * ax + (j,)]
     return [out]
@@ -208,7 +208,7 @@ def _scatter_elements_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.nd
     idx = idx.astype(np.int64)
     bad = (idx < 0) | (idx >= size)
     if np.any(bad):
-        raise IndexError(f"scatter_elements: index {int(idx[bad].flat[0])} is out of range for axis {ax} "
+        raise IndexOutOfRangeError(f"scatter_elements: index {int(idx[bad].flat[0])} is out of range for axis {ax} "
                          f"of size {size}")
     out = np.array(x, copy=True)
     flat_out = out.reshape(-1)

@@ -8,9 +8,11 @@ pivots, so packed LU and pivots equal eager's), ``lu_permutation``, ``triangular
 its pivot swapped a row; inverses and solves permute the right side's rows and run two
 triangular solves. Where PyTorch raises at run time (a singular matrix for ``linalg.inv`` /
 ``linalg.solve``, a matrix that is not positive definite for ``linalg.cholesky``), the factor op
-carries a ``check`` and the compiled model raises too (an IndexOutOfRangeError naming the op and
-the position LAPACK's info gives), never an infinite result. No gradients: training through
-these ops is refused by name (core's ops have no gradient rule).
+carries a ``check`` and the compiled model raises too, never an infinite result: PyTorch's
+``torch.linalg.LinAlgError`` (``sol_pytorch.errors.LinAlgError``, also core's
+``sol.errors.LinAlgError``) naming the op, where it came from and the position LAPACK's info
+gives. No gradients: training through these ops is refused by name (core's ops have no gradient
+rule).
 """
 
 from __future__ import annotations
