@@ -1,7 +1,7 @@
-"""sol's benchmark harness (``sol bench``) and this machine's roofline ceilings.
+"""sol's benchmark harness (``sol bench``).
 
-Installed as a sol plugin: it adds the ``bench`` command to the ``sol`` CLI and measures the
-ceilings that ``sol inspect --profile`` sets each group against. Importing this package imports
+Installed as a sol plugin: it adds the ``bench`` command to the ``sol`` CLI and records the
+machine's ceilings (measured by the x86 device) with each run. Importing this package imports
 no framework; the engines run in subprocesses (:mod:`sol_benchmarks.worker`).
 """
 

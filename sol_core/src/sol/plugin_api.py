@@ -119,6 +119,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "cache_get_or_build": ("sol.cache", "get_or_build"),
     "cache_discard": ("sol.cache", "discard"),
     "progress_step": ("sol.progress", "step"),
+    # a device's measured peak rates (the sol_measure_ceilings hook's answer)
+    "Ceilings": ("sol.roofline", "Ceilings"),
     # which device and card the user picked (sol.device.set(name, index))
     "selected_device": ("sol.device_select", "get"),
     "selected_device_index": ("sol.device_select", "index"),
@@ -296,6 +298,7 @@ if TYPE_CHECKING:  # the table above, for type checkers (`X as X`: an explicit r
     from sol.roles import framework_availability as framework_availability
     from sol.roles import require_framework as require_framework
     from sol.roles import unsupported_nodes as unsupported_nodes
+    from sol.roofline import Ceilings as Ceilings
     from sol.sourcetext import c_string as c_string
     from sol.sourcetext import comment_text as comment_text
     from sol.sourcetext import file_name as file_name

@@ -26,3 +26,15 @@ def sol_register_backends(registry: BackendRegistry) -> None:
     from sol_x86.libraries import OneDNNBackend
 
     registry.register(OneDNNBackend())
+
+
+@hookimpl
+def sol_measure_ceilings(device: str) -> Ceilings | None:
+    """This CPU's ceilings, measured with oneDNN's own matmul and binary add (sol_x86.ceilings)."""
+    if device != "x86":
+        return None
+    from sol.plugin_api import progress_step
+    from sol_x86.ceilings import measure
+
+    with progress_step("measuring this machine's ceilings for x86 (oneDNN matmul and bandwidth; once, then cached)"):
+        return measure()

@@ -6,6 +6,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 #include <unordered_map>
@@ -666,6 +667,64 @@ void detail::ConvBackward::Operand::out(memory& m, void* p) {
     step.execute(Context::get().strm, m, u);
 }
 
+
+// --- this machine's ceilings (sol_x86.ceilings) -------------------------------------------------
+// Measured with the primitives the networks themselves run, so that a roofline's "fraction of the
+// roof" is set against what oneDNN reaches on this CPU, not against a weaker reference.
+template <class Step> static double best_seconds(int reps, Step step) {
+    using clock = std::chrono::steady_clock;
+    step();  // warm-up: thread pool, page faults, the kernel's own caches
+    double best = 1e300;
+    for (int i = 0; i < reps; ++i) {
+        auto t0 = clock::now();
+        step();
+        best = std::min(best, std::chrono::duration<double>(clock::now() - t0).count());
+    }
+    return best;
+}
+
+extern "C" double sol_x86_matmul_rate(long m, long k, long n, int reps) {
+    // dst(m, n) = src(m, k) @ weights(k, n), fp32, weights in the layout oneDNN prefers ("any", as a
+    // dense layer's are): the rate its best GEMM kernel reaches for this shape, in FLOP/s.
+    try {
+        auto& ctx = Context::get();
+        memory::desc want_w({k, n}, dt::f32, tag::any);
+        auto pd = dnnl::matmul::primitive_desc(ctx.eng, plain({m, k}), want_w, plain({m, n}));
+        memory src(pd.src_desc(), ctx.eng), wei(pd.weights_desc(), ctx.eng), dst(pd.dst_desc(), ctx.eng);
+        for (memory* mem : {&src, &wei}) {
+            auto* p = static_cast<float*>(mem->get_data_handle());
+            size_t count = mem->get_desc().get_size() / sizeof(float);
+            for (size_t i = 0; i < count; ++i) p[i] = static_cast<float>(i % 7) * 0.25f - 0.5f;
+        }
+        dnnl::matmul mm(pd);
+        double s = best_seconds(reps, [&] {
+            mm.execute(ctx.strm, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}});
+            ctx.strm.wait();
+        });
+        return 2.0 * m * k * n / s;
+    } catch (const std::exception&) {
+        return -1.0;
+    }
+}
+
+extern "C" double sol_x86_triad_rate(long elems, int reps) {
+    // c = a + b over arrays far beyond the caches, with oneDNN's binary primitive on its threads:
+    // two arrays read, one written (STREAM's count, write-allocate traffic not counted), bytes/s.
+    try {
+        auto& ctx = Context::get();
+        memory::desc md = plain({elems});
+        memory a(md, ctx.eng), b(md, ctx.eng), c(md, ctx.eng);
+        for (memory* mem : {&a, &b, &c}) std::memset(mem->get_data_handle(), 0, md.get_size());
+        dnnl::binary add(dnnl::binary::primitive_desc(ctx.eng, dnnl::algorithm::binary_add, md, md, md));
+        double s = best_seconds(reps, [&] {
+            add.execute(ctx.strm, {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_SRC_1, b}, {DNNL_ARG_DST, c}});
+            ctx.strm.wait();
+        });
+        return 3.0 * static_cast<double>(md.get_size()) / s;
+    } catch (const std::exception&) {
+        return -1.0;
+    }
+}
 
 // --- the handles the network holds ----------------------------------------------------------------
 LibraryOp::LibraryOp(detail::LibraryOp* impl) : impl_(impl) {}
