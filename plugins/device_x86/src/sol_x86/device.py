@@ -74,12 +74,13 @@ class X86Device(Device):
             # A network found in the cache needs its runtime library there too (found, or built
             # again if the cache lost it): the network's rpath points at that cache entry.
             runtime.preload(cc.RUNTIME.path())
+        create_only = source.meta.get("create_only_params", [])
         if not source.meta.get("finite_only"):
-            return runtime.load(artifact, plan, self.name, prefix=prefix)
+            return runtime.load(artifact, plan, self.name, prefix=prefix, create_only=create_only)
         # Finite-only fusions (sol_x86.libraries): exact while the inputs and parameters they
         # depend on are finite, which the program checks; an exact variant runs where they are not.
         return runtime.load(artifact, plan, self.name, exact=lambda: self.exact_variant(plan),
-                            finite_params=source.meta["finite_params"], prefix=prefix)
+                            finite_params=source.meta["finite_params"], prefix=prefix, create_only=create_only)
 
     def load_batch(self, artifact: Path, index: int, plan: Plan, source: Source) -> Program:
         """Network ``index`` of a batch compile (GxxCompiler.compile_batch): its C ABI names carry

@@ -268,6 +268,34 @@ class NetworkRenderer(CRenderer):
                 return ("RESIDUAL", h.id) if step.kind == "sum" and step.operand is v else None
         return None
 
+    def create_only_params(self) -> list[int]:
+        """Positions (parameters, then constants) of the values the network reads only in
+        sol_create: the static weights and biases its convolution and dense ops copy into their own
+        layouts there. The runtime may release its host copy of those after creating the network
+        (sol_x86.runtime.NetworkLibrary.release)."""
+        g, memory = self.plan.graph, self.plan.memory
+        position = {v: i for i, v in enumerate([*g.params, *g.consts])}
+        at_create: set[int] = set()
+        at_run: set[int] = {position[memory.resolve(v)[0]] for v in g.outputs
+                            if v in memory.slots and memory.resolve(v)[0] in position}
+        for grp in self.plan.groups:
+            if grp.kind is GroupKind.ALIAS:  # a view: its readers' reads are what count
+                continue
+            # (node, operand) reads done in sol_create: the weight a weighted op places, its bias
+            create_time: set[tuple[int, int]] = set()
+            if grp.kind is GroupKind.LIBRARY and grp.anchor.op in (*_CONV_OPS, "dense"):
+                if self.library_call(grp).w_init != "nullptr":
+                    create_time.add((id(grp.anchor), id(grp.anchor.inputs[1])))
+                create_time |= {(id(n), id(st.operand)) for n, st in zip(grp.epilogue, self.steps(grp))
+                                if st.kind == "bias" and st.operand is not None}
+            for node in grp.nodes:
+                for v in node.inputs:
+                    # (values fused away inside a group have no slot: never a parameter)
+                    owner = memory.resolve(v)[0] if v in memory.slots else v
+                    if owner in position:
+                        (at_create if (id(node), id(v)) in create_time else at_run).add(position[owner])
+        return sorted(at_create - at_run)
+
     def finite_premise(self) -> tuple[list[int], list[int]]:
         """Which graph inputs and parameters (positions) must be finite for the library groups'
         finite-only post-ops to be exact (libraries.py): the values their operands depend on."""
@@ -311,7 +339,8 @@ class NetworkRenderer(CRenderer):
         finite_only = any(s.finite_only for g in p.groups if g.kind is GroupKind.LIBRARY for s in self.steps(g))
         return Source(files, entry="network.cpp",
                       meta={"uses_onednn": uses_onednn, "parts": parts, "finite_only": finite_only,
-                            "finite_inputs": finite_inputs, "finite_params": finite_params})
+                            "finite_inputs": finite_inputs, "finite_params": finite_params,
+                            "create_only_params": self.create_only_params()})
 
 
 def _lines(group: dict[str, Any]) -> int:
