@@ -61,6 +61,7 @@ def test_quick_bench_gives_every_engine_a_number(tmp_path: Path) -> None:
     for engine, cell in got.items():
         assert cell["ok"], (engine, cell["error"])
         assert len(cell["times_s"]) == 3 and cell["peak_rss_mib"] > 0
+        assert 0 < cell["resident_mib"] <= cell["peak_rss_mib"] + 1  # now, after the runs: at most the peak
     for engine in ("onnxruntime", "sol"):
         assert got[engine]["max_rel_diff"] < 1e-4
         assert got[engine]["cold_s"] > 0
@@ -147,7 +148,7 @@ def test_unknown_model_or_engine_is_refused(tmp_path: Path) -> None:
 
 def _cell(engine: str, median: float | None, error: str = "") -> Cell:
     return Cell(engine, ok=median is not None, error=error, median_s=median, cold_s=2.0 if engine == "sol" else None,
-                first_result_s=0.5, peak_rss_mib=100.0)
+                first_result_s=0.5, peak_rss_mib=100.0, resident_mib=80.0 if engine == "sol" else None)
 
 
 def test_markdown_table_speedups_geomean_and_failures() -> None:
@@ -168,6 +169,8 @@ def test_markdown_table_speedups_geomean_and_failures() -> None:
     assert "**4.00x**" in mean and "**0.80x**" in mean  # sqrt(2 * 8); the failed row left out
     assert "1. a batch 8, ONNX Runtime: failed: export: RuntimeError: op | not supported" in md
     assert "| sol max" not in md and "cold compile s (sol)" in md
+    assert "resident after the runs MiB (PyTorch eager / ONNX Runtime / sol)" in md
+    assert _row(md, "a", 1)[-2:-1] == ["- / - / 80"]  # a measure a worker could not take: "-"
 
 
 def test_markdown_training_table_of_its_own() -> None:

@@ -71,6 +71,7 @@ class Cell:
     first_result_s: float | None = None  # run process: warm (cache hit) for compiled engines
     cold_s: float | None = None  # cold process: compile + first result, empty caches
     peak_rss_mib: float | None = None  # run process
+    resident_mib: float | None = None  # run process, after its timed runs
     cold_peak_rss_mib: float | None = None
     max_rel_diff: float | None = None  # max |y - y_eager| / max |y_eager|
     notes: list[str] = field(default_factory=list)
@@ -204,6 +205,7 @@ class Harness:
             cell.times_s = result["times_s"]
             cell.first_result_s = result["first_result_s"]
             cell.peak_rss_mib = result["peak_rss_mib"]
+            cell.resident_mib = result.get("resident_mib")
             cell.notes += [n for n in result.get("notes", []) if n not in cell.notes]
         self._compare(row)
 

@@ -104,6 +104,7 @@ def _table(rows: list[Row], engines: list[str], notes: list[str]) -> list[str]:
         who = " / ".join(TITLES[e] for e in compiled)
         header += [f"cold compile s ({who})", f"warm first result s ({who})"]
     header += [f"peak RSS MiB ({' / '.join(TITLES[e] for e in engines)})"]
+    header += [f"resident after the runs MiB ({' / '.join(TITLES[e] for e in engines)})"]
     if "eager" in engines and len(engines) > 1:
         header += ["max rel. diff vs eager"]
     align = ["---"] + ["--:"] * (len(header) - 1)  # numbers right-aligned
@@ -129,11 +130,9 @@ def _table(rows: list[Row], engines: list[str], notes: list[str]) -> list[str]:
                 cold.append(_s(cell.cold_s) if cell else "-")
                 warm.append(_s(cell.first_result_s) if cell and cell.ok else "-")
             cells += [" / ".join(cold), " / ".join(warm)]
-        rss = []
-        for e in engines:
-            cell = row.cells.get(e)
-            rss.append(f"{cell.peak_rss_mib:.0f}" if cell and cell.peak_rss_mib is not None else "-")
-        cells.append(" / ".join(rss))
+        for measure in ("peak_rss_mib", "resident_mib"):
+            mib = [getattr(row.cells.get(e), measure, None) for e in engines]
+            cells.append(" / ".join("-" if m is None else f"{m:.0f}" for m in mib))
         if "eager" in engines and len(engines) > 1:
             diffs = [f"{TITLES[e]} {row.cells[e].max_rel_diff:.1e}" for e in engines
                      if e != "eager" and e in row.cells and row.cells[e].max_rel_diff is not None]
