@@ -388,6 +388,8 @@ def load(artifact: Path, plan: Plan, device: str, exact: Callable[[], Program] |
     network read only while it was created, released from memory after that
     (:meth:`NetworkLibrary.release`)."""
     net = NetworkLibrary(artifact, plan, prefix)
+    # A profile times the groups of one instance: its calls all stay on the full thread count.
+    net.threads.fixed = bool(plan.options.get("profile"))
     g = plan.graph
     groups = len(plan.groups)
     info: dict[str, object] = {"libraries": net.describe(), "threads": net.threads}

@@ -111,9 +111,12 @@ class ThreadGovernor:
         self._backoff = 1
         self._probe_backoff = 1
         self.switches = 0  # how often the count changed (tests, program.info)
+        # Every call on the full count, none timed: a profiled network (per-group timers count
+        # the full count's instance only, so a call on the other would vanish from the profile).
+        self.fixed = False
 
     def __repr__(self) -> str:
-        return f"ThreadGovernor(reduced={self.reduced}, switches={self.switches})"
+        return f"ThreadGovernor(reduced={self.reduced}, switches={self.switches}, fixed={self.fixed})"
 
     def _use_reduced(self) -> bool:
         return self.reduced != self._trial
@@ -123,6 +126,8 @@ class ThreadGovernor:
         count is halved for this call; the caller runs the network instance made for it (oneDNN's
         primitives split their work for the thread count they were created with, so the full
         count's instance would still start all its threads in every primitive)."""
+        if self.fixed:
+            return run(False)
         reduced = self._use_reduced()
         omp = openmp() if reduced else None
         full = omp.get_max_threads() if omp is not None else 0
