@@ -20,7 +20,7 @@ from sol.plugin_api import Ceilings, SolError
 # threading are amortised, and a convolution-like one (many rows, few channels) for comparison.
 SHAPES = ((1024, 1024, 1024), (2048, 2048, 2048), (25088, 576, 64))
 QUICK_SHAPES = ((512, 512, 512),)
-REPS, QUICK_REPS = 5, 2
+REPS, QUICK_REPS = 10, 2
 STREAM_ELEMS = 64 * 2**20  # 256 MiB per array (float32)
 QUICK_STREAM_ELEMS = 16 * 2**20
 
