@@ -34,7 +34,7 @@ class Machine:
         return self.switches
 
     def runnable(self) -> int | None:
-        return None if self.others is None else 1 + self.others
+        return self.others
 
     def governor(self) -> ThreadGovernor:
         return ThreadGovernor(self.clock, self.preemptions, self.runnable)
@@ -112,10 +112,20 @@ def test_a_losing_trial_keeps_the_full_count_and_waits_longer_before_the_next(ma
     stays, and the trials thin out (each loss doubles the wait)."""
     gov = machine.governor()
     machine.full_s, machine.half_s, machine.preempt = 0.020, 0.035, 2
+    machine.others = 1  # a neighbour the kernel counts
     _calls(machine, gov, 60)
     assert not gov.reduced and gov.switches == 0
     trials = _reduced_calls(machine) // TRIAL_WINDOW
     assert 4 <= trials <= 7, trials  # after 0, 2, 4, 8, 16 and 32 windows: not one every window
+
+
+def test_preemptions_with_no_other_runnable_thread_start_no_trial(machine: Machine) -> None:
+    """A quiet virtual machine: the kernel's own short work preempts a thread now and then
+    (once a call here), but no other thread wants a core: no trial, no second instance."""
+    gov = machine.governor()
+    machine.preempt = 2
+    _calls(machine, gov, 20)
+    assert not gov.reduced and machine.set_calls == []
 
 
 def test_a_slowdown_without_preemption_is_tried_too(machine: Machine) -> None:

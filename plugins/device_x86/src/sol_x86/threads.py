@@ -9,7 +9,8 @@ Fewer threads than cores then finish sooner: the barriers stop waiting on a pree
 The governor watches windows of calls: their median time and how often the kernel preempted
 this process's threads during them (involuntary context switches, ``getrusage``). On a quiet
 machine it only watches (a quiet machine pays for no trial). When a window's calls were
-preempted (on average once a call or more: another process wants the cores), or the window is
+preempted (on average once a call or more) while the kernel counts a runnable thread of another
+process (preemptions alone also come from the kernel's own work), or the window is
 much slower than the fastest seen, a short trial (``TRIAL_WINDOW`` calls) runs on half the
 threads, and the count whose calls were faster stays. On the reduced count the full count is
 tried again now and then (it must win by a margin), at once when the kernel counts no other
@@ -37,6 +38,7 @@ ResNet-18, MobileNetV2 and the test network (``tests/x86/test_threads.py``).
 from __future__ import annotations
 
 import ctypes
+import os
 import resource
 import statistics
 import threading
@@ -69,6 +71,24 @@ def runnable_threads() -> int | None:
     return None
 
 
+def other_runnable_threads() -> int | None:
+    """Runnable threads not of this process right now: the machine's count less this process's
+    threads in state R (its OpenMP workers spin for a while after a parallel region, so they are
+    often runnable right after a call). None where the kernel does not say."""
+    total = runnable_threads()
+    if total is None:
+        return None
+    ours = 0
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/stat", "rb") as f:
+                if f.read().rpartition(b")")[2].split()[:1] == [b"R"]:
+                    ours += 1
+    except (OSError, ValueError):
+        return None
+    return max(0, total - ours)
+
+
 class _OpenMP:
     """The process's OpenMP runtime (libgomp, whichever copy the networks use: a framework's
     bundled ``libgomp.so.1`` when it loaded first, as the dynamic loader shares one soname)."""
@@ -96,7 +116,7 @@ class ThreadGovernor:
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter,
                  preemptions: Callable[[], int] = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw,
-                 runnable: Callable[[], int | None] = runnable_threads) -> None:
+                 runnable: Callable[[], int | None] = other_runnable_threads) -> None:
         self._clock = clock
         self._preemptions = preemptions
         self._runnable = runnable
@@ -164,17 +184,26 @@ class ThreadGovernor:
     def _after_window(self, median: float, contended: bool) -> None:
         if self.reduced and self._wait > 0:
             # The neighbour may have gone: on the reduced count nothing slows down when it does
-            # (the free core just idles), but the kernel's count of runnable threads drops to ours.
-            running = self._runnable()
-            if running is not None and running <= 1:
+            # (the free core just idles), but the kernel then counts no other runnable thread.
+            others = self._runnable()
+            if others is not None and others == 0:
                 self._wait = 0
         if self._wait > 0:
             self._wait -= 1
             return
         if self.reduced:
             self._trial = True  # now and then: is the full count fast again?
-        elif contended or median > SLOW * self._fastest[False]:
+        elif contended and self._others_runnable() or median > SLOW * self._fastest[False]:
             self._trial = True
+
+    def _others_runnable(self) -> bool:
+        """Whether a thread not ours wants a core now (True where the kernel does not say).
+        Why: preemptions alone also come from the kernel's own short work (a virtual machine's
+        page scanning, writeback): measured here, every window of a quiet 2-core VM counted one
+        per call, and each trial made a second network instance (ResNet-50: +208 MiB resident)
+        for nothing. A CPU-bound neighbour is runnable whenever it is sampled."""
+        others = self._runnable()
+        return others is None or others > 0
 
     def _end_trial(self) -> None:
         self._trial = False
