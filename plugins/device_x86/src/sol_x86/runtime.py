@@ -188,7 +188,7 @@ class NetworkLibrary:
 
     def release(self, positions: list[int], plan: Plan) -> int:
         """Stop holding in memory the parameters at ``positions`` (those the network read only in
-        sol_create, having copied them into its ops' own layouts: RenderedNetwork's
+        sol_create, having copied them into its ops' own layouts: NetworkRenderer's
         ``create_only_params``) where they are sol's own arrays (folded weights), not the
         framework's. Each moves to an unlinked file, mapped read-only: resident again only while
         a second instance (fewer threads) or the exact variant reads it. Returns the bytes moved."""
