@@ -82,6 +82,24 @@ def test_outputs_are_fresh_tensors_the_caller_owns() -> None:
     torch.testing.assert_close(b, fast(x))
 
 
+@x86
+def test_outputs_are_pytorchs_own_resizable_tensors() -> None:
+    """The results come from PyTorch's allocator, as ``torch.empty`` would make them (a tensor
+    wrapping NumPy memory cannot grow), with empty results too."""
+    model = _tiny()
+    x = torch.randn(3, 16)
+    fast = sol.optimize(model, x, device="x86")
+    with torch.no_grad():
+        out = fast(x)
+        want = model(x)
+    out.resize_(6, 16)  # raises "Trying to resize storage that is not resizable" for NumPy memory
+    torch.testing.assert_close(out[:3], want, rtol=1e-5, atol=1e-5)
+    empty = torch.zeros(0, 16)
+    with torch.no_grad():
+        got = sol.optimize(_tiny(), empty, device="x86")(empty)
+    assert got.shape == (0, 16)
+
+
 def test_four_threads_calling_one_module_at_once_get_eagers_results(device: str) -> None:
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                           nn.Linear(8, 5)).eval()

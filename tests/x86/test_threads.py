@@ -168,3 +168,12 @@ def test_a_real_network_gives_the_same_results_on_half_the_threads() -> None:
             assert lib._reduced_handle is not None and lib._reduced_handle.value != lib.handle.value
         np.testing.assert_array_equal(half.numpy(), full.numpy())
         np.testing.assert_allclose(full.numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_preemptions_are_read_once_per_window(machine: Machine) -> None:
+    """Reading the context-switch count is a system call; around every call it cost tens of
+    microseconds per call on a virtual machine. Once per window is what the decisions need."""
+    reads = []
+    gov = ThreadGovernor(machine.clock, lambda: reads.append(1) or machine.switches, machine.runnable)
+    _calls(machine, gov, 10)
+    assert len(reads) <= 10 + 1

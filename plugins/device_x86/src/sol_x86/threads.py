@@ -7,7 +7,7 @@ machine with one CPU-bound neighbour a forward took many times as long as alone 
 Fewer threads than cores then finish sooner: the barriers stop waiting on a preempted thread.
 
 The governor watches windows of calls: their median time and how often the kernel preempted
-this process's threads during them (involuntary context switches, ``getrusage``). On a quiet
+this process's threads during the window (involuntary context switches, ``getrusage``). On a quiet
 machine it only watches (a quiet machine pays for no trial). When a window's calls were
 preempted (on average once a call or more) while the kernel counts a runnable thread of another
 process (preemptions alone also come from the kernel's own work), or the window is
@@ -124,7 +124,12 @@ class ThreadGovernor:
         self.reduced = False  # calls run on half the caller's threads
         self._trial = False  # the current window tries the other count
         self._samples: list[float] = []
-        self._preempted = 0  # involuntary context switches during the window's calls
+        # The process's involuntary context switches when the current window started, read once
+        # per window rather than around every call: each read is a system call, and on this VM
+        # a call's first system calls after a network's run cost tens of microseconds each.
+        # So the count also holds switches between the window's calls (the caller's own work):
+        # those too say that the machine has more runnable threads than cores.
+        self._window_start: int | None = None
         self._fastest = {False: float("inf"), True: float("inf")}  # best window median per count
         self._last = {False: float("inf"), True: float("inf")}  # latest window median per count
         self._wait = 0  # windows before the next trial may start
@@ -153,7 +158,8 @@ class ThreadGovernor:
         full = omp.get_max_threads() if omp is not None else 0
         if omp is not None and full > 1:
             omp.set_num_threads(max(1, full // 2))
-        switches = self._preemptions()
+        if self._window_start is None:
+            self._window_start = self._preemptions()
         start = self._clock()
         try:
             return run(reduced)
@@ -161,19 +167,21 @@ class ThreadGovernor:
             elapsed = self._clock() - start
             if omp is not None and full > 1:
                 omp.set_num_threads(full)
-            self._record(reduced, elapsed, self._preemptions() - switches)
+            self._record(reduced, elapsed)
 
-    def _record(self, reduced: bool, elapsed: float, preempted: int) -> None:
+    def _record(self, reduced: bool, elapsed: float) -> None:
         with self._lock:
             if reduced != self._use_reduced():
                 return  # a call that straddled a decision: its time belongs to neither window
             self._samples.append(elapsed)
-            self._preempted += preempted
             if len(self._samples) < (TRIAL_WINDOW if self._trial else WINDOW):
                 return
+            switches = self._preemptions()
+            preempted = switches - (self._window_start if self._window_start is not None else switches)
+            self._window_start = switches
             median = statistics.median(self._samples)
-            contended = self._preempted >= PREEMPTED * len(self._samples)
-            self._samples, self._preempted = [], 0
+            contended = preempted >= PREEMPTED * len(self._samples)
+            self._samples = []
             self._fastest[reduced] = min(self._fastest[reduced], median)
             self._last[reduced] = median
             if self._trial:

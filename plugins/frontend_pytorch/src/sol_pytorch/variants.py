@@ -226,9 +226,14 @@ class WholeVariant(Variant):
         super().__init__(key, program)
         self.layout = layout
         self.updates_buffers = bool(layout.buffers)
+        # The common case, one tensor returned as it is: no structure to rebuild at each call.
+        self.single = (not layout.buffers and not layout.updates and layout.slots == (0,)
+                       and isinstance(layout.spec, pytree.TreeSpec) and layout.spec.is_leaf())
 
     def __call__(self, values: Sequence[Any]) -> Any:
         inputs = [v for v in values if isinstance(v, torch.Tensor)]
+        if self.single:
+            return run_program(self.program, inputs)[0]
         for position, buffer in self.layout.buffers:  # ascending positions: each lands where the program reads it
             inputs.insert(position, buffer)
         tensors = run_program(self.program, inputs)
@@ -466,13 +471,17 @@ class InPlace:
     """How one program's calls cross from PyTorch to sol in place (see :func:`run_program`):
     per input and output, its type, shape and torch dtype, looked up once per program."""
 
-    __slots__ = ("memory", "host", "inputs", "outputs")
+    __slots__ = ("memory", "host", "inputs", "outputs", "allocate")
 
     def __init__(self, program: Program) -> None:
         self.memory = program.memory
         self.host = program.memory.shares_host
         self.inputs = [(t, t.shape, getattr(torch, t.dtype)) for t in program.input_types]
         self.outputs = [(t, t.shape, getattr(torch, t.dtype)) for t in program.output_types]
+        # Host memory: the outputs are PyTorch's own tensors, given to the program to write into
+        # (an empty one may have no address, which the program's buffer check refuses: those
+        # come from the program's memory instead).
+        self.allocate = all(t.numel > 0 for t in program.output_types)
 
     def __call__(self, program: Program, tensors: Sequence[Any]) -> list[torch.Tensor] | None:
         """The program run on the tensors' own memory, the results written into new torch
@@ -487,6 +496,10 @@ class InPlace:
                     or not t.is_contiguous() or t.is_neg():
                 return None
             ins.append(Buffer(memory, t.data_ptr(), tt, None, t))
+        if self.host and self.allocate:
+            outs = [torch.empty(shape, dtype=dtype) for _, shape, dtype in self.outputs]
+            program.run(ins, [Buffer(memory, o.data_ptr(), tt, None, o) for o, (tt, _, _) in zip(outs, self.outputs)])
+            return outs
         if self.host:
             return [torch.from_numpy(b.numpy()) for b in program.run(ins)]
         return [torch.from_dlpack(b) for b in program.run(ins)]  # type: ignore[arg-type]

@@ -108,7 +108,7 @@ from sol_pytorch.variants import (
     max_variants,
     signature,
 )
-from sol_pytorch.weights import ConfigWatch, ValuesWatch
+from sol_pytorch.weights import ConfigWatch, ValuesWatch, modes_key
 
 log = logging.getLogger("sol")
 
@@ -176,6 +176,7 @@ class SolModule(torch.nn.Module):
         self._config = ConfigWatch(model)
         self._values = ValuesWatch(model)
         self._tree: list[tuple[str, torch.nn.Module]] = list(model.named_modules())
+        self._modes_seen: list[Any] = [None, False]  # [modes_key, any module training]
 
     @property  # type: ignore[override]
     def training(self) -> bool:
@@ -259,13 +260,19 @@ class SolModule(torch.nn.Module):
         if other:
             return self._eager(values, self._structured_inputs(other, values))
         grad = torch.is_grad_enabled()
-        modules = [m for _, m in self._tree]
-        if any(m.training for m in modules) or (grad and any(
-                isinstance(v, torch.Tensor) and v.requires_grad for v in values)):
+        if self._any_training() or (grad and any(isinstance(v, torch.Tensor) and v.requires_grad for v in values)):
             return self._train_call(values)  # eval mode with an input requiring grad: eval behaviour, differentiable
-        if grad and any(p is not None and p.requires_grad for m in modules for p in m._parameters.values()):
+        if grad and any(p is not None and p.requires_grad for _, m in self._tree for p in m._parameters.values()):
             return self._eval_grad_call(values)
         return self._inference_call(values)
+
+    def _any_training(self) -> bool:
+        """Whether any module is in training mode, read again only after a mode may have changed
+        (``modes_key``: read before the flags, so a change made meanwhile is seen next call)."""
+        key, seen = modes_key(), self._modes_seen  # a list: an attribute write would be a module change
+        if key != seen[0]:
+            seen[:] = [key, any(m.training for _, m in self._tree)]
+        return bool(seen[1])
 
     def _inference_call(self, values: list[Any]) -> Any:
         if self._values.stale():
@@ -335,6 +342,7 @@ class SolModule(torch.nn.Module):
             self._variants.clear()
             self._train_variants.clear()
             self._tree = list(model.named_modules())
+            self._modes_seen[:] = [None, False]
             self._signature = ForwardSignature.of(model)
             self._config.refresh()
             self._values.refresh()
@@ -440,15 +448,13 @@ class SolModule(torch.nn.Module):
                     raise self._count_error(len(args))
                 raise TypeError(f"{self.graph_name}: missing input(s) {', '.join(missing)}")
         primary = self._primary
-        for i, value in enumerate(given):
-            label = f"input {i} ({sig.name(i)})"
-            tensor_expected = i < len(primary) and isinstance(primary[i][0], tuple)
+        for i, value in enumerate(given):  # the messages made only for an error: this runs every call
             if isinstance(value, torch.Tensor):
-                if value.device.type != "cpu":
-                    raise TypeError(f"{label}: expected a CPU tensor (sol device {self._device} reads host "
-                                    f"memory), got a tensor on {value.device}")
-            elif tensor_expected:
-                raise TypeError(f"{label}: expected a torch.Tensor, got {type(value).__name__}")
+                if not value.is_cpu:
+                    raise TypeError(f"input {i} ({sig.name(i)}): expected a CPU tensor (sol device {self._device} "
+                                    f"reads host memory), got a tensor on {value.device}")
+            elif i < len(primary) and isinstance(primary[i][0], tuple):
+                raise TypeError(f"input {i} ({sig.name(i)}): expected a torch.Tensor, got {type(value).__name__}")
         return given
 
     def _structured_inputs(self, positions: list[int], values: list[Any]) -> str:
