@@ -3,7 +3,10 @@ item 7): ``sol.deploy`` writes ResNet-50 and a transformer encoder as C librarie
 program times ``NAME_run`` (no Python in its process) and the same process-less timing is done
 for ``sol.optimize``'s module through PyTorch. Rounds alternate between the two (the C program
 runs between Python timing blocks) so that a busy machine slows both alike; each figure is the
-median over rounds of the median per round.
+median over rounds of the median per round. A second measurement loads the deployed library
+into the Python process and alternates single calls of ``NAME_run`` and of the module: the
+ratio of the two medians is what the Python call adds, without the machine's drift between
+rounds (on a virtual machine that drift moves the first ratio by several points).
 
     .venv/bin/python benchmarks/deploy_speed.py [--runs 20] [--rounds 5] [--only resnet50]
 
@@ -12,6 +15,7 @@ Say whether the machine was busy when quoting the numbers."""
 from __future__ import annotations
 
 import argparse
+import ctypes
 import statistics
 import subprocess
 import sys
@@ -90,7 +94,56 @@ def python_median(module: nn.Module, x: torch.Tensor, runs: int) -> float:
     return statistics.median(samples)
 
 
-def measure(name: str, model: nn.Module, x: torch.Tensor, runs: int, rounds: int, work: Path) -> tuple[float, float]:
+def same_process(library: Path, weights: Path, module: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 calls: int) -> tuple[float, float]:
+    """Median seconds of ``NAME_run`` (the deployed library loaded into this process) and of the
+    module's call, alternating call by call (A B B A ...): both meet the same machine state, so
+    the ratio is what the Python call itself adds, free of the drift between rounds."""
+    lib = ctypes.CDLL(str(library))
+    name = library.stem[3:]
+    create, run, destroy = getattr(lib, f"{name}_create"), getattr(lib, f"{name}_run"), getattr(lib, f"{name}_destroy")
+    create.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+    run.argtypes = [ctypes.c_void_p] + [ctypes.c_void_p] * 4
+    destroy.argtypes = [ctypes.c_void_p]
+    handle = ctypes.c_void_p()
+    if create(str(weights).encode(), ctypes.byref(handle)) != 0:
+        raise RuntimeError(f"{name}_create failed in this process")
+    ins, in_bytes = (ctypes.c_void_p * 1)(x.data_ptr()), (ctypes.c_size_t * 1)(x.nbytes)
+    outs, out_bytes = (ctypes.c_void_p * 1)(y.data_ptr()), (ctypes.c_size_t * 1)(y.nbytes)
+    args = (handle, ctypes.cast(ins, ctypes.c_void_p), ctypes.cast(in_bytes, ctypes.c_void_p),
+            ctypes.cast(outs, ctypes.c_void_p), ctypes.cast(out_bytes, ctypes.c_void_p))
+    c_times: list[float] = []
+    py_times: list[float] = []
+
+    def c_call() -> None:
+        t = time.perf_counter()
+        if run(*args) != 0:
+            raise RuntimeError(f"{name}_run failed in this process")
+        c_times.append(time.perf_counter() - t)
+
+    def py_call() -> None:
+        t = time.perf_counter()
+        module(x)
+        py_times.append(time.perf_counter() - t)
+
+    try:
+        with torch.no_grad():
+            for _ in range(3):
+                c_call()
+                py_call()
+            c_times.clear()
+            py_times.clear()
+            for i in range(calls):
+                first, second = (c_call, py_call) if i % 2 == 0 else (py_call, c_call)
+                first()
+                second()
+    finally:
+        destroy(handle)
+    return statistics.median(c_times), statistics.median(py_times)
+
+
+def measure(name: str, model: nn.Module, x: torch.Tensor, runs: int, rounds: int,
+            work: Path) -> tuple[float, float, float, float]:
     model.eval()
     t0 = time.perf_counter()
     dep = sol.deploy(model, x, path=work / name, name=name)
@@ -109,7 +162,10 @@ def measure(name: str, model: nn.Module, x: torch.Tensor, runs: int, rounds: int
                              check=True, capture_output=True, text=True).stdout
         c_times.append(float(out))
         py_times.append(python_median(optimized, x, runs))
-    return statistics.median(c_times), statistics.median(py_times)
+    with torch.no_grad():
+        y = torch.empty_like(optimized(x))
+    c_in, py_in = same_process(dep.path / f"lib{name}.so", dep.path / f"{name}.weights", optimized, x, y, runs * rounds)
+    return statistics.median(c_times), statistics.median(py_times), c_in, py_in
 
 
 def main() -> None:
@@ -125,11 +181,13 @@ def main() -> None:
         for name, (make, x) in cases.items():
             if args.only and name != args.only:
                 continue
-            c, py = measure(name, make(), x, args.runs, args.rounds, Path(tmp))
-            rows.append((name, tuple(x.shape), c, py))
-    print(f"\n{'network':10s} {'input':18s} {'deployed (C)':>14s} {'sol.optimize':>14s} {'C / Python':>11s}")
-    for name, shape, c, py in rows:
-        print(f"{name:10s} {str(shape):18s} {c * 1e3:11.2f} ms {py * 1e3:11.2f} ms {c / py:10.3f}")
+            rows.append((name, tuple(x.shape), *measure(name, make(), x, args.runs, args.rounds, Path(tmp))))
+    print("\nC program and Python process, alternating rounds | one process, alternating calls")
+    print(f"{'network':10s} {'input':18s} {'deployed (C)':>14s} {'sol.optimize':>14s} {'C / Python':>11s} |"
+          f" {'NAME_run':>11s} {'module':>11s} {'C / Python':>11s}")
+    for name, shape, c, py, c_in, py_in in rows:
+        print(f"{name:10s} {str(shape):18s} {c * 1e3:11.2f} ms {py * 1e3:11.2f} ms {c / py:10.3f}  |"
+              f" {c_in * 1e3:8.2f} ms {py_in * 1e3:8.2f} ms {c_in / py_in:10.3f}")
     sys.stdout.flush()
 
 
