@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, replace
 from importlib import metadata
@@ -221,17 +222,29 @@ def _dist_file(dist: str, suffix: str) -> Path | None:
 def find_onednn() -> OneDNNInstall | None:
     """oneDNN's headers and library: ``$SOL_ONEDNN_ROOT``, else the PyPI wheels
     (onednn-devel-cpu-gomp + onednn-cpu-gomp, or onednn-devel + onednn), else ``sys.prefix``."""
-    roots = [Path(os.environ["SOL_ONEDNN_ROOT"])] if os.environ.get("SOL_ONEDNN_ROOT") else []
+    chosen = os.environ.get("SOL_ONEDNN_ROOT")
+    if chosen:  # the user's choice wins over the wheels (it was ignored while wheels were installed)
+        return _at_root(Path(chosen))
     for devel, runtime in (("onednn-devel-cpu-gomp", "onednn-cpu-gomp"), ("onednn-devel", "onednn")):
         header = _dist_file(devel, "oneapi/dnnl/dnnl.hpp")
         lib = _dist_file(runtime, "libdnnl.so")
         if header and lib:
             return OneDNNInstall(header.parents[2], lib.parent, metadata.version(runtime))
-    roots.append(Path(sys.prefix))
-    for root in roots:
-        if (root / "include/oneapi/dnnl/dnnl.hpp").exists() and (root / "lib/libdnnl.so").exists():
-            return OneDNNInstall(root / "include", root / "lib", "unknown")
-    return None
+    return _at_root(Path(sys.prefix))
+
+
+def _at_root(root: Path) -> OneDNNInstall | None:
+    """oneDNN installed under ``root`` (include/, lib/), its version from its own header."""
+    header = root / "include/oneapi/dnnl/dnnl.hpp"
+    if not header.exists() or not (root / "lib/libdnnl.so").exists():
+        return None
+    try:
+        text = (root / "include/oneapi/dnnl/dnnl_version.h").read_text()
+        parts = [re.search(rf"#define DNNL_VERSION_{k}\s+(\d+)", text) for k in ("MAJOR", "MINOR", "PATCH")]
+        version = ".".join(m.group(1) for m in parts if m) if all(parts) else "unknown"
+    except OSError:
+        version = "unknown"
+    return OneDNNInstall(root / "include", root / "lib", version)
 
 
 class OneDNNBackend(Backend):
@@ -254,6 +267,9 @@ class OneDNNBackend(Backend):
 
     def availability(self) -> Availability:
         found = find_onednn()
+        if found is None and os.environ.get("SOL_ONEDNN_ROOT"):
+            return Availability(False, f"SOL_ONEDNN_ROOT={os.environ['SOL_ONEDNN_ROOT']} holds no oneDNN "
+                                       f"(include/oneapi/dnnl/dnnl.hpp and lib/libdnnl.so)")
         if found is None:
             return Availability(False, "oneDNN not found (pip install onednn-cpu-gomp onednn-devel-cpu-gomp, "
                                        "or set SOL_ONEDNN_ROOT)")
