@@ -229,11 +229,14 @@ class WholeVariant(Variant):
         # The common case, one tensor returned as it is: no structure to rebuild at each call.
         self.single = (not layout.buffers and not layout.updates and layout.slots == (0,)
                        and isinstance(layout.spec, pytree.TreeSpec) and layout.spec.is_leaf())
+        self.route = in_place(program) if self.single else None
 
     def __call__(self, values: Sequence[Any]) -> Any:
         inputs = [v for v in values if isinstance(v, torch.Tensor)]
         if self.single:
-            return run_program(self.program, inputs)[0]
+            route = self.route
+            outs = route(self.program, inputs) if route is not None else None
+            return outs[0] if outs is not None else run_program(self.program, inputs)[0]
         for position, buffer in self.layout.buffers:  # ascending positions: each lands where the program reads it
             inputs.insert(position, buffer)
         tensors = run_program(self.program, inputs)
