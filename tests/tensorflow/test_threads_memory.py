@@ -56,14 +56,33 @@ def test_eager_tensors_cross_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_frontend_sets_no_openmp_policy() -> None:
     """The OpenMP wait policy is the x86 device's (sol_x86.runtime.openmp_wait_policy), which
-    set it before loading its first library because TensorFlow is in this process."""
+    set a bounded spin before loading its first library because TensorFlow is in this process
+    (unless the user chose a policy or a spin count)."""
     from sol_x86 import runtime
 
     model = _conv_model(2)
     sol.optimize(model, np.zeros((1, 8, 8, 3), "float32"), device="x86")(np.zeros((1, 8, 8, 3), "float32"))
-    assert runtime.openmp_wait_policy() == os.environ.get("OMP_WAIT_POLICY")
-    if "OMP_WAIT_POLICY" not in os.environ:  # pragma: no cover - the device sets it when TF is loaded
-        pytest.fail("x86 set no OpenMP wait policy with TensorFlow loaded")
+    policy = runtime.openmp_wait_policy()
+    if os.environ.get("OMP_WAIT_POLICY"):
+        assert policy == os.environ["OMP_WAIT_POLICY"]
+    else:
+        assert policy == f"GOMP_SPINCOUNT={runtime.TF_SPINCOUNT}"
+
+
+def test_the_bounded_spin_is_set_only_where_the_user_chose_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sol_x86 import runtime
+
+    for chosen in ({}, {"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "5"}):
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+        for k, v in chosen.items():
+            monkeypatch.setenv(k, v)
+        policy = runtime.openmp_wait_policy()  # TensorFlow is loaded in this process
+        if not chosen:
+            assert policy == f"GOMP_SPINCOUNT={runtime.TF_SPINCOUNT}" and "OMP_WAIT_POLICY" not in os.environ
+        else:
+            assert {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} == {
+                "OMP_WAIT_POLICY": chosen.get("OMP_WAIT_POLICY"), "GOMP_SPINCOUNT": chosen.get("GOMP_SPINCOUNT")}
 
 
 def test_four_threads_at_once_inference_and_training() -> None:
