@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import _ctypes
 import ctypes
+import mmap
 import os
 import sys
 import tempfile
@@ -229,7 +230,21 @@ class NetworkLibrary:
             with self._reduced_lock:
                 if self._reduced_handle is None:
                     self._reduced_handle = self._new_instance(ctypes.create_string_buffer(_ERR_LEN))
+                    self.drop_mapped_pages()
         return self._reduced_handle
+
+    def drop_mapped_pages(self) -> int:
+        """Unmap the pages of the released parameters (``release``) from this process, after
+        an instance was created from them: the creation read them back in (ResNet-50: 90 MB more
+        resident for the rest of the process), and nothing reads them again until the next
+        creation. The kernel keeps them in its page cache; a later read maps them again.
+        Returns the bytes of mapping dropped."""
+        dropped = 0
+        for a in self.params:
+            if isinstance(a, np.memmap) and getattr(a, "_mmap", None) is not None and hasattr(mmap, "MADV_DONTNEED"):
+                a._mmap.madvise(mmap.MADV_DONTNEED)
+                dropped += a.nbytes
+        return dropped
 
     def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         outputs = self._outputs.take()
@@ -327,6 +342,7 @@ class FiniteGuard:
         with self._lock:
             if self._exact is None:
                 self._exact = self._build_exact()
+                self.fast.drop_mapped_pages()  # the exact network read the released parameters too
             return self._exact
 
     def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
