@@ -53,3 +53,20 @@ def test_x86_pooling_matches_eager(name: str, pool: nn.Module) -> None:
         assert torch.equal(torch.signbit(same), torch.signbit(ref))
     else:
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6, equal_nan=True)
+
+
+ADAPTIVE = [((1, 1), (2, 4, 112, 112)), ((3, 5), (2, 3, 7, 11)), ((4, 1), (1, 2, 9, 13)), ((1, 3), (1, 2, 5, 6))]
+
+
+@pytest.mark.parametrize("out,shape", ADAPTIVE, ids=[f"{o[0]}x{o[1]}-from-{s[2]}x{s[3]}" for o, s in ADAPTIVE])
+def test_x86_adaptive_average_pooling_matches_eager(out: tuple[int, int], shape: tuple[int, ...]) -> None:
+    """Whole-row windows (a global pool) summed as one vector run, overlapping windows row by
+    row; NaN and infinity where eager has them."""
+    torch.manual_seed(1)
+    x = torch.randn(*shape) * 3 + 1
+    x[0, 0, 0, 0] = float("nan")
+    x[-1, -1, -1, -1] = float("inf")
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(out)).eval()
+    fast = sol.optimize(model, x, device="x86")
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x), rtol=1e-6, atol=1e-6, equal_nan=True)
