@@ -241,8 +241,9 @@ class NetworkLibrary:
         Returns the bytes of mapping dropped."""
         dropped = 0
         for a in self.params:
-            if isinstance(a, np.memmap) and getattr(a, "_mmap", None) is not None and hasattr(mmap, "MADV_DONTNEED"):
-                a._mmap.madvise(mmap.MADV_DONTNEED)
+            mapping = getattr(a, "_mmap", None) if isinstance(a, np.memmap) else None  # NumPy's mmap.mmap
+            if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+                mapping.madvise(mmap.MADV_DONTNEED)
                 dropped += a.nbytes
         return dropped
 
