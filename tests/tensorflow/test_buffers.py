@@ -15,6 +15,7 @@ from sol_tensorflow.weights import WeightsWatch, view
 def _reader():  # type: ignore[no-untyped-def]
     read = buffers.reader()
     assert read is not None, "g++ is installed here: the op must build and pass its check"
+    assert buffers.ready() is read  # what the watches use once the background build is done
     return read
 
 

@@ -8,7 +8,8 @@ receives every value: 2.8-3.6 ms per call for DenseNet121's 606 variables, measu
 under each variable's lock: about 0.7 us per variable (406 us for the 606, same machine).
 
 It is a TensorFlow custom op built against the installed TensorFlow's headers and framework
-library (``tf.sysconfig``), once per installation, into sol's compile cache, and tried in a child
+library (``tf.sysconfig``), once per installation, into sol's compile cache (in a background
+thread started when a watch is made: :func:`prepare`), and tried in a child
 process before this process loads it (an op library that does not match the framework could
 crash the process loading it). Without a C++ compiler, or where the build or the check fails,
 :func:`reader` is None (with one log message) and the watch reads through TensorFlow's ops as
@@ -105,6 +106,26 @@ print("ok")
 _READER: Callable[[Sequence[Any]], np.ndarray] | None = None
 _TRIED = False
 _LOCK = threading.Lock()
+_STARTED = False
+_START_LOCK = threading.Lock()
+
+
+def prepare() -> None:
+    """Start making the op in a background thread, once per process. Why: the first build takes
+    seconds (the compiler, then a child process importing TensorFlow for the check); a compiled
+    model's first calls should not wait for it. Until it is ready (:func:`ready`), the weight
+    check reads through TensorFlow as before."""
+    global _STARTED
+    with _START_LOCK:
+        if _STARTED:
+            return
+        _STARTED = True
+    threading.Thread(target=reader, name="sol-tf-buffers", daemon=True).start()
+
+
+def ready() -> Callable[[Sequence[Any]], np.ndarray] | None:
+    """The reader if it has been made (without waiting for a build under way); else None."""
+    return _READER if _TRIED else None
 
 
 def reader() -> Callable[[Sequence[Any]], np.ndarray] | None:

@@ -72,6 +72,8 @@ class WeightsWatch:
         self._wanted = np.array(self._addresses, np.int64)
         self._handles = [v.handle for v in self._variables]
         self._native = True  # sol's buffer op may read them (cleared where it cannot: another device)
+        if self._variables:
+            buffers.prepare()
         self._compare: set[int] = set()  # indices of variables in copy-on-read mode
         self._batched: Any = None
         self._lock = threading.Lock()
@@ -85,14 +87,15 @@ class WeightsWatch:
         TensorFlow thread may wait for: the function's reads could need such a thread)."""
         if not self._variables:
             return False
-        read = buffers.reader() if self._native else None
+        read = buffers.ready() if self._native else None
         if read is not None:
             try:
                 moved = np.flatnonzero(read(self._handles) != self._wanted)
             except Exception as exc:  # noqa: BLE001 - e.g. a variable on another device: TensorFlow's reads
                 log.info("sol: reading the variables' buffers directly failed (%s); reading them through "
                          "TensorFlow from now on", exc)
-                self._native = False
+                with self._lock:
+                    self._native = False
             else:
                 if not len(moved) or self._still_equal(moved):
                     return False
