@@ -125,8 +125,8 @@ class ThreadGovernor:
         self._trial = False  # the current window tries the other count
         self._samples: list[float] = []
         # The process's involuntary context switches when the current window started, read once
-        # per window rather than around every call: each read is a system call, and on this VM
-        # a call's first system calls after a network's run cost tens of microseconds each.
+        # per window rather than around every call: each read is a system call, and on a virtual
+        # machine a call's first system calls after a network's run cost tens of microseconds.
         # So the count also holds switches between the window's calls (the caller's own work):
         # those too say that the machine has more runnable threads than cores.
         self._window_start: int | None = None
@@ -159,7 +159,9 @@ class ThreadGovernor:
         if omp is not None and full > 1:
             omp.set_num_threads(max(1, full // 2))
         if self._window_start is None:
-            self._window_start = self._preemptions()
+            with self._lock:
+                if self._window_start is None:
+                    self._window_start = self._preemptions()
         start = self._clock()
         try:
             return run(reduced)
