@@ -425,7 +425,7 @@ class SolModule(torch.nn.Module):
         out (as ``forward`` is called), each checked to be a CPU tensor or a None/bool/int/float."""
         sig = self._signature
         given: list[Any] = list(args)
-        if (not sig.variadic or kwargs) and (kwargs or len(given) != len(sig.names)):  # else: all given in order
+        if kwargs or (not sig.variadic and len(given) != len(sig.names)):  # else: all given, in order
             if len(given) > len(sig.names) and not sig.variadic:
                 raise self._count_error(len(given))
             given += [_MISSING] * (len(sig.names) - len(given))
