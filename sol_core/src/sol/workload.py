@@ -84,6 +84,15 @@ def conv2d(node: Node) -> float:
     return 2.0 * _conv_macs(node) + bias
 
 
+def conv2d_nhwc(node: Node) -> float:
+    n, oh, ow, o = node.outputs[0].shape
+    if not node.attrs["output_nhwc"]:
+        n, o, oh, ow = node.outputs[0].shape
+    _, cg, kh, kw = node.inputs[1].shape
+    bias = _numel(node.outputs[0]) if len(node.inputs) == 3 else 0
+    return 2.0 * n * o * oh * ow * cg * kh * kw + bias
+
+
 def conv2d_backward_data(node: Node) -> float:
     # The input gradient (N, C, H, W) has as many multiply-adds as the forward convolution, whose
     # output is the incoming gradient (inputs[0]) and whose weight is inputs[1].

@@ -68,7 +68,11 @@ class VeDevice(Device):
         # for every loop lowering, recurrent_*.j2 render every recurrent op.
         return DeviceCapabilities(vector_width=VECTOR_LANES, fusible_ops=DIALECT.fusible_ops(),
                                   local_bytes=L2_BYTES, min_parallel=CORES, recurrent_ops=DIALECT.recurrent_ops(),
-                                  extra={"cores": CORES, "variant": cc.default_variant()})
+                                  extra={"cores": CORES, "variant": cc.default_variant()},
+                                  # Made by the planner only for devices preferring channels-last
+                                  # convolutions (sol.planner.layout); this one computes NCHW.
+                                  unsupported_ops={"conv2d_nhwc": "channels-last convolutions are for devices "
+                                                                  "whose library prefers them; the VE computes NCHW"})
 
     @property
     def compiler(self) -> Compiler:

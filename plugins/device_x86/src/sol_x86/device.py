@@ -23,6 +23,15 @@ from sol_x86 import render, runtime
 from sol_x86.libraries import OneDNNBackend, find_onednn
 
 
+def _layout() -> str:
+    """Channels-last convolution regions (sol.planner.layout) where oneDNN's AVX-512 kernels
+    (brgconv) compute in that layout anyway; ``SOL_X86_LAYOUT=nchw`` turns them off."""
+    chosen = os.environ.get("SOL_X86_LAYOUT", "").strip().lower()
+    if chosen in ("nchw", "nhwc"):
+        return chosen
+    return "nhwc" if "avx512f" in cc.cpu_flags() else "nchw"
+
+
 class X86Device(Device):
     name = "x86"
 
@@ -48,7 +57,7 @@ class X86Device(Device):
         # lowering, recurrent.j2 renders every recurrent op.
         return DeviceCapabilities(vector_width=self.dialect.vector_width, fusible_ops=self.dialect.fusible_ops(),
                                   local_bytes=192 * 1024, min_parallel=physical_cores(),
-                                  recurrent_ops=self.dialect.recurrent_ops())
+                                  recurrent_ops=self.dialect.recurrent_ops(), preferred_layout=_layout())
 
     @property
     def compiler(self) -> Compiler:

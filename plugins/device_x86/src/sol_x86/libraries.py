@@ -55,6 +55,9 @@ _FINITE_ONLY_BINARY = ("maximum", "minimum")
 _COMMUTATIVE = {"add", "mul", "maximum", "minimum"}
 # NCHW ops whose channel axis is 1 (post-op operands broadcast per channel there).
 _SPATIAL = ("conv2d", "conv_transpose2d")
+# A convolution on channels-last activations (sol.planner.layout): its channel axis is the last
+# in sol's shapes, while oneDNN still sees (N, C, H, W) dims with a channels-last memory layout.
+_CONV_NHWC = "conv2d_nhwc"
 _CONV_BACKWARD = ("conv2d_backward_data", "conv2d_backward_weight")
 
 
@@ -109,6 +112,9 @@ def library_dims(anchor: Node) -> tuple[int, ...]:
         for d in shape[:-1]:
             rows *= d
         return (rows, shape[-1])
+    if anchor.op == _CONV_NHWC and anchor.attrs["output_nhwc"]:
+        n, h, w, c = shape
+        return (n, c, h, w)
     return shape
 
 
@@ -152,7 +158,7 @@ def _post_op(anchor: Node, chain: list[Node], node: Node) -> PostOp | None:
     padded = (1,) * (rank - other.type.rank) + other.shape
     if len(padded) != rank:
         return None
-    channel = 1 if anchor.op in _SPATIAL else rank - 1
+    channel = 1 if anchor.op in _SPATIAL or (anchor.op == _CONV_NHWC and not anchor.attrs["output_nhwc"]) else rank - 1
     dims = library_dims(anchor)
     per_channel = (anchor.op != "matmul" and padded[channel] == out[channel]
                    and all(d == 1 for i, d in enumerate(padded) if i != channel))
@@ -168,7 +174,7 @@ def _post_op(anchor: Node, chain: list[Node], node: Node) -> PostOp | None:
     if not per_channel:
         return None
     bdims = [1] * len(dims)
-    bdims[1 if anchor.op in _SPATIAL else len(dims) - 1] = out[channel]
+    bdims[1 if anchor.op in (*_SPATIAL, _CONV_NHWC) else len(dims) - 1] = out[channel]
     return PostOp("binary", _BINARY[node.op], operand=other, dims=tuple(bdims), finite_only=finite_only)
 
 
@@ -278,7 +284,7 @@ class OneDNNBackend(Backend):
     def claims(self, node: Node, graph: Graph) -> bool:
         if any(v.dtype != "float32" for v in node.inputs) or node.output.dtype != "float32":
             return False
-        if node.op in _SPATIAL:  # conv_transpose2d: oneDNN's deconvolution primitive
+        if node.op in (*_SPATIAL, _CONV_NHWC):  # conv_transpose2d: oneDNN's deconvolution primitive
             return node.inputs[0].type.rank == 4
         if node.op in _CONV_BACKWARD:  # training: oneDNN's convolution backward primitives
             return True

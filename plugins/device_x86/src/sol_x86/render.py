@@ -39,7 +39,7 @@ INLINE_CONST_MAX = 64
 # 0.5 s of g++ -O3) is compiled in parts, one per core, side by side (network.cpp.j2's SOL_PART).
 PART_MIN_LINES = 1500
 # Library ops computing NCHW tensors oneDNN may hold in a blocked layout between groups.
-_CONV_OPS = ("conv2d", "conv_transpose2d")
+_CONV_OPS = ("conv2d", "conv_transpose2d", "conv2d_nhwc")
 # Float types by width: the all-finite scan of an input reads its bits (network.cpp.j2).
 _FLOAT_BITS = {"float16": 16, "float32": 32, "float64": 64}
 
@@ -107,6 +107,9 @@ class LibraryCall:
     k: int = 0
     n: int = 0
     data: bool = False
+    # conv2d_nhwc: x / y are (N, H, W, C) in memory; the dims stay (N, C, H, W)
+    x_nhwc: bool = False
+    y_nhwc: bool = False
 
 
 class NetworkRenderer(CRenderer):
@@ -175,8 +178,14 @@ class NetworkRenderer(CRenderer):
             (pt, pb), (pl, pr) = a["padding"]
             # output_padding extends the bottom/right edge: oneDNN's right padding less that much.
             oph, opw = a["output_padding"] if anchor.op == "conv_transpose2d" else (0, 0)
-            call.cls = "Conv" if anchor.op == "conv2d" else "Deconv"
+            call.cls = "Deconv" if anchor.op == "conv_transpose2d" else "Conv"
             call.x_dims, call.w_dims, call.y_dims = x.shape, w.shape, anchor.output.shape
+            if anchor.op == "conv2d_nhwc":
+                call.x_nhwc, call.y_nhwc = a["input_nhwc"], a["output_nhwc"]
+                if call.x_nhwc:
+                    call.x_dims = tuple(x.shape[i] for i in (0, 3, 1, 2))
+                if call.y_nhwc:
+                    call.y_dims = tuple(anchor.output.shape[i] for i in (0, 3, 1, 2))
             call.stride, call.dilation = tuple(a["stride"]), tuple(d - 1 for d in a["dilation"])
             call.pad_lo, call.pad_hi, call.groups = (pt, pl), (pb - oph, pr - opw), a["groups"]
         elif anchor.op == "dense":

@@ -77,6 +77,35 @@ def _conv_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     return [y.astype(xs[0].dtype)]
 
 
+def _conv_nhwc_normalize(attrs: dict[str, Any], types: list[TensorType]) -> dict[str, Any]:
+    return {**_conv_normalize(attrs, types), "input_nhwc": bool(attrs["input_nhwc"]),
+            "output_nhwc": bool(attrs["output_nhwc"])}
+
+
+def _conv_nhwc_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x = types[0]
+    if x.rank != 4:
+        raise SolError(f"conv2d_nhwc expects a 4-D input, got {x}")
+    (y,) = _conv_infer([_to_nchw(x) if a["input_nhwc"] else x, *types[1:]], a)
+    return [_to_nhwc(y) if a["output_nhwc"] else y]
+
+
+def _to_nchw(t: TensorType) -> TensorType:
+    n, h, w, c = t.shape
+    return TensorType((n, c, h, w), t.dtype)
+
+
+def _to_nhwc(t: TensorType) -> TensorType:
+    n, c, h, w = t.shape
+    return TensorType((n, h, w, c), t.dtype)
+
+
+def _conv_nhwc_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    x = np.transpose(xs[0], (0, 3, 1, 2)) if a["input_nhwc"] else xs[0]
+    (y,) = _conv_ref([x, *xs[1:]], a)
+    return [np.ascontiguousarray(np.transpose(y, (0, 2, 3, 1))) if a["output_nhwc"] else y]
+
+
 def _dense_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     x, w = types[0], types[1]
     if w.rank != 2 or x.rank < 1 or x.shape[-1] != w.shape[1]:
@@ -115,6 +144,14 @@ def ops() -> list[OpDef]:
         OpDef("conv2d", LayerClass.COMPUTE_BOUND, _conv_infer, _conv_ref, (2, 3),
               {"stride": 1, "padding": 0, "dilation": 1, "groups": 1}, normalize=_conv_normalize,
               gradient=grad.conv2d, flops=workload.conv2d, c_reference=compute.conv),
+        # conv2d with channels-last activations: x (N, H, W, C) if input_nhwc (else NCHW), y
+        # (N, OH, OW, O) if output_nhwc (else NCHW); the weight (O, C/g, kh, kw) and the other
+        # attributes as conv2d's. No frontend makes it: the planner does (sol.planner.layout),
+        # for a device whose convolution library prefers that layout.
+        OpDef("conv2d_nhwc", LayerClass.COMPUTE_BOUND, _conv_nhwc_infer, _conv_nhwc_ref, (2, 3),
+              {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "input_nhwc": True, "output_nhwc": True},
+              normalize=_conv_nhwc_normalize, flops=workload.conv2d_nhwc,
+              doc="conv2d on channels-last (N, H, W, C) input and/or output: made by the planner's layout rewrite"),
         OpDef("dense", LayerClass.PARAM_BOUND, _dense_infer, _dense_ref, (2, 3), gradient=grad.dense,
               flops=workload.dense, c_reference=compute.dense),
         OpDef("matmul", LayerClass.COMPUTE_BOUND, _matmul_infer,

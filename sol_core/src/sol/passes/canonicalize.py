@@ -8,17 +8,18 @@ from sol.ir import Graph, Node, Value, ValueKind
 
 
 def split_bias(graph: Graph) -> bool:
-    """conv2d(x, w, b) -> add(conv2d(x, w), b[C,1,1]) (conv_transpose2d alike);
+    """conv2d(x, w, b) -> add(conv2d(x, w), b[C,1,1]) (conv_transpose2d and conv2d_nhwc alike);
     dense(x, w, b) -> add(dense(x, w), b)."""
     changed = False
     for node in list(graph.nodes):
-        if node.op not in ("conv2d", "conv_transpose2d", "dense") or len(node.inputs) != 3:
+        if node.op not in ("conv2d", "conv_transpose2d", "conv2d_nhwc", "dense") or len(node.inputs) != 3:
             continue
         bias = node.inputs[2]
         node.inputs = node.inputs[:2]
         out = node.output
         after = node
-        if node.op != "dense":
+        # (a channels-last output's channel axis is its last: the (C,) bias broadcasts as it is)
+        if node.op != "dense" and not (node.op == "conv2d_nhwc" and node.attrs["output_nhwc"]):
             bias = _as_channel_vector(graph, bias, rank_after=2, after=node)
             if bias.kind is ValueKind.NODE and bias.producer is not None:
                 after = bias.producer  # a run-time bias (e.g. trained) is reshaped right after the layer

@@ -34,6 +34,7 @@ from sol.errors import UnsupportedOpError
 from sol.ir import Graph, Node, Value, ValueKind
 from sol.ops.registry import LayerClass, registry
 from sol.planner.kernel import build_kernel, max_depth
+from sol.planner.layout import channels_last
 from sol.planner.memory import ensure_distinct_outputs, plan_memory
 from sol.planner.plan import Group, GroupKind, Plan, RecurrentKernel
 from sol.planner.rewrite import rewrite_for_fusion
@@ -95,6 +96,8 @@ class _State:
 
 def plan_graph(graph: Graph, device: Device, backends: list[Backend], options: dict | None = None) -> Plan:
     """Group, order and memory-plan ``graph`` for ``device``."""
+    if device.capabilities.preferred_layout == "nhwc":
+        channels_last(graph, lambda node: any(b.claims(node, graph) for b in backends))
     ensure_distinct_outputs(graph)
     rewrite_for_fusion(graph, device.capabilities)
     st = _State(graph, device, backends, graph.users())

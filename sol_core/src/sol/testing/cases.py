@@ -137,6 +137,12 @@ CASES: dict[str, list[Case]] = {
                ([(1, 4, 11, 11), (4, 1, 3, 3)], {"padding": 2, "dilation": 2, "groups": 4}),
                ([(2, 6, 7, 7), (6, 3, 1, 1), (6,)], {"groups": 2}),
                ([(1, 3, 8, 8), (5, 3, 2, 3)], {"padding": ((1, 0), (2, 1))})],
+    "conv2d_nhwc": [([(2, 9, 9, 3), (8, 3, 3, 3)], {}),
+                    ([(1, 10, 10, 4), (6, 4, 3, 3), (6,)], {"stride": 2, "padding": 1}),
+                    ([(1, 11, 11, 4), (4, 1, 3, 3)], {"padding": 2, "dilation": 2, "groups": 4}),
+                    ([(1, 8, 8, 3), (5, 3, 2, 3)], {"padding": ((1, 0), (2, 1))}),
+                    ([(2, 3, 9, 9), (8, 3, 3, 3), (8,)], {"input_nhwc": False}),
+                    ([(2, 9, 9, 6), (4, 6, 1, 1)], {"output_nhwc": False})],
     "dense": [([(4, 16), (8, 16), (8,)], {}), ([(2, 3, 16), (5, 16)], {})],
     "matmul": [([(4, 16), (16, 8)], {}), ([(2, 3, 4, 5), (2, 3, 5, 6)], {}), ([(2, 3, 4, 5), (5, 6)], {})],
     # Backward-graph ops (ops/grad_ops.py): gradient masks, broadcasting, pooling and convolution gradients.

@@ -212,7 +212,8 @@ class Conv : public WeightedOp {
   public:
     void init(const Dims& src, const Dims& weights, const Dims& dst, const Dims& strides,
               const Dims& dilation_minus_one, const Dims& pad_l, const Dims& pad_r, long groups,
-              const void* w, const void* bias, std::initializer_list<PostOp> post, Scratch& scratch);
+              const void* w, const void* bias, std::initializer_list<PostOp> post, Scratch& scratch,
+              bool src_nhwc, bool dst_nhwc);
 };
 
 // 2-D transposed convolution (oneDNN's deconvolution), NCHW at the interface. The weight arrives
@@ -430,15 +431,16 @@ void detail::WeightedOp::place(const memory::desc& w_user, const void* w, const 
 
 void detail::Conv::init(const Dims& src_in, const Dims& weights_in, const Dims& dst_in, const Dims& strides_in,
                 const Dims& dilation_minus_one_in, const Dims& pad_l_in, const Dims& pad_r_in, long groups,
-                const void* w, const void* bias, std::initializer_list<PostOp> post, Scratch& scratch) {
+                const void* w, const void* bias, std::initializer_list<PostOp> post, Scratch& scratch,
+                bool src_nhwc, bool dst_nhwc) {
     // oneDNN takes std::vector dims
     const memory::dims src = vec(src_in), weights = vec(weights_in), dst = vec(dst_in),
                        strides = vec(strides_in), dilation_minus_one = vec(dilation_minus_one_in),
                        pad_l = vec(pad_l_in), pad_r = vec(pad_r_in);
     auto& eng = Context::get().eng;
     post_.assign(post.begin(), post.end());
-    src_plain_ = plain(src);
-    dst_plain_ = plain(dst);
+    src_plain_ = src_nhwc ? memory::desc(src, dt::f32, tag::nhwc) : plain(src);
+    dst_plain_ = dst_nhwc ? memory::desc(dst, dt::f32, tag::nhwc) : plain(dst);
     memory::dims wdims = weights;
     memory::desc w_user = plain(weights);
     if (groups > 1) {  // oneDNN's grouped weights: (G, O/G, C/G, kh, kw)
@@ -755,9 +757,10 @@ void WeightedOp::run(const void* src, void* dst, std::initializer_list<const voi
 Conv::Conv() : WeightedOp(new detail::Conv) {}
 void Conv::init(const Dims& src, const Dims& weights, const Dims& dst, const Dims& strides,
                 const Dims& dilation_minus_one, const Dims& pad_l, const Dims& pad_r, long groups,
-                const void* w, const void* bias, std::initializer_list<PostOp> post, Scratch& scratch) {
+                const void* w, const void* bias, std::initializer_list<PostOp> post, Scratch& scratch,
+                bool src_nhwc, bool dst_nhwc) {
     self<detail::Conv>(impl_).init(src, weights, dst, strides, dilation_minus_one, pad_l, pad_r, groups, w, bias,
-                                   post, scratch);
+                                   post, scratch, src_nhwc, dst_nhwc);
 }
 
 Deconv::Deconv() : WeightedOp(new detail::Deconv) {}

@@ -119,9 +119,12 @@ class WeightedOp : public LibraryOp {
 class Conv : public WeightedOp {
   public:
     Conv();
+    // src_nhwc / dst_nhwc: that tensor is (N, H, W, C) in memory (sol's conv2d_nhwc); the dims
+    // are still given as (N, C, H, W).
     void init(const Dims& src, const Dims& weights, const Dims& dst, const Dims& strides,
               const Dims& dilation_minus_one, const Dims& pad_l, const Dims& pad_r, long groups,
-              const void* w, const void* bias, std::initializer_list<PostOp> post, Scratch& scratch);
+              const void* w, const void* bias, std::initializer_list<PostOp> post, Scratch& scratch,
+              bool src_nhwc = false, bool dst_nhwc = false);
 };
 
 // 2-D transposed convolution (oneDNN's deconvolution), NCHW at the interface. The weight arrives

@@ -1,0 +1,116 @@
+"""sol.planner.layout: channels-last regions around convolutions a library claims in that form.
+
+Each case builds a small graph, rewrites it with a claims function standing in for a device's
+library, checks which nodes compute channels-last and that the NumPy references of the graph
+before and after agree (the rewrite moves no number). No compiles."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from sol.debug import run_reference
+from sol.ir import Graph, Node, TensorType, Value
+from sol.planner.layout import channels_last
+
+from graphs import randn
+
+
+def _conv(g: Graph, x: Value, out_channels: int, k: int = 1, bias: bool = True) -> Value:
+    c = x.shape[1]
+    w = g.add_param(g.fresh_name("w"), randn(out_channels, c, k, k))
+    ins = [x, w]
+    if bias:
+        ins.append(g.add_param(g.fresh_name("b"), randn(out_channels)))
+    return g.add_node("conv2d", ins, {"padding": k // 2}).output
+
+
+def _claims_all(node: Node) -> bool:
+    return node.op == "conv2d_nhwc"
+
+
+def _fire(g: Graph, x: Value) -> Value:
+    """SqueezeNet's Fire module: squeeze, two expands, ReLU, concat."""
+    s = g.add_node("relu", [_conv(g, x, 4)]).output
+    e1 = g.add_node("relu", [_conv(g, s, 6)]).output
+    e3 = g.add_node("relu", [_conv(g, s, 6, k=3)]).output
+    return g.add_node("concat", [e1, e3], {"axis": 1}).output
+
+
+def _rewritten(g: Graph, claims=_claims_all) -> tuple[Graph, int]:
+    after = copy.deepcopy(g)
+    return after, channels_last(after, claims)
+
+
+def _same_numbers(before: Graph, after: Graph) -> None:
+    x = randn(*before.inputs[0].shape)
+    for want, got in zip(run_reference(before, [x]), run_reference(after, [x])):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def _ops(g: Graph) -> list[str]:
+    return [n.op for n in g.nodes]
+
+
+def test_a_concat_between_convolutions_is_computed_channels_last() -> None:
+    g = Graph()
+    x = g.add_input("x", TensorType((2, 8, 6, 6), "float32"))
+    y = _conv(g, _fire(g, _fire(g, x)), 5)
+    g.outputs = [y]
+    after, changed = _rewritten(g)
+    assert changed
+    concats = [n for n in after.nodes if n.op == "concat"]
+    assert [n.attrs["axis"] for n in concats] == [3, 3]
+    assert all(n.output.shape[3] == 12 for n in concats)
+    assert "transpose" not in _ops(after)  # the convolutions convert, nothing else
+    convs = [n for n in after.nodes if n.op == "conv2d_nhwc"]
+    first, last = convs[0], convs[-1]
+    assert not first.attrs["input_nhwc"] and first.attrs["output_nhwc"]  # reads the NCHW graph input
+    assert last.attrs["input_nhwc"] and not last.attrs["output_nhwc"]  # writes the NCHW graph output
+    assert after.outputs[0].shape == (2, 5, 6, 6)
+    _same_numbers(g, after)
+
+
+def test_a_concat_read_by_a_pooling_stays_nchw() -> None:
+    g = Graph()
+    x = g.add_input("x", TensorType((1, 8, 6, 6), "float32"))
+    c = _fire(g, x)
+    p = g.add_node("max_pool2d", [c], {"kernel": 2, "stride": 2}).output
+    g.outputs = [_conv(g, p, 3)]
+    after, _ = _rewritten(g)
+    concat = next(n for n in after.nodes if n.op == "concat")
+    assert concat.attrs["axis"] == 1 and concat.output.shape == (1, 12, 6, 6)
+    # the relus feeding it stay NCHW, so the expands write NCHW; the squeeze feeds them channels-last
+    expands = [n for n in after.nodes if n.op == "conv2d_nhwc" and not n.attrs["output_nhwc"]]
+    assert len(expands) == 2 and all(n.attrs["input_nhwc"] for n in expands)
+    _same_numbers(g, after)
+
+
+def test_per_channel_operands_are_reshaped_and_graph_outputs_keep_their_layout() -> None:
+    g = Graph()
+    x = g.add_input("x", TensorType((2, 3, 5, 5), "float32"))
+    a = _conv(g, x, 4, bias=False)
+    scale = g.add_const(np.linspace(0.5, 2, 4, dtype=np.float32).reshape(4, 1, 1))
+    shifted = g.add_node("mul", [a, scale]).output
+    y = g.add_node("add", [_conv(g, shifted, 4), shifted]).output  # a residual
+    g.outputs = [_conv(g, y, 2), a]  # a is an output too: its convolution writes NCHW
+    after, _ = _rewritten(g)
+    assert [o.shape for o in after.outputs] == [(2, 2, 5, 5), (2, 4, 5, 5)]
+    first = next(n for n in after.nodes if n.op in ("conv2d", "conv2d_nhwc"))
+    assert first.op == "conv2d"  # NCHW on both sides: unchanged
+    _same_numbers(g, after)
+
+
+def test_nothing_changes_without_a_claim_or_a_second_convolution() -> None:
+    g = Graph()
+    x = g.add_input("x", TensorType((1, 8, 6, 6), "float32"))
+    g.outputs = [_fire(g, x)]
+    after, changed = _rewritten(g, claims=lambda node: False)
+    assert not changed and _ops(after) == _ops(g)
+    single = Graph()
+    x = single.add_input("x", TensorType((1, 3, 6, 6), "float32"))
+    single.outputs = [single.add_node("relu", [_conv(single, x, 4)]).output]
+    after, changed = _rewritten(single)
+    assert not changed and _ops(after) == _ops(single)

@@ -1,0 +1,90 @@
+"""x86 with channels-last regions (sol.planner.layout): oneDNN's convolutions read and write
+(N, H, W, C) where the concat, bias and activations between them are computed channels-last too,
+so no conversion runs around them. Through the public API, against PyTorch eager: SqueezeNet-like
+Fire modules (a concat between convolutions, another read by a pooling), a residual add, odd
+sizes, batch 1 and 3, NaN and infinity in the input; ``SOL_X86_LAYOUT=nchw`` turns it off."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+import sol
+from sol_x86.device import _layout
+
+pytestmark = pytest.mark.skipif(_layout() != "nhwc", reason="channels-last regions need AVX-512 (brgconv)")
+
+NET = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class Fire(nn.Module):
+        def __init__(self, c, squeeze, expand):
+            super().__init__()
+            self.squeeze = nn.Conv2d(c, squeeze, 1)
+            self.e1 = nn.Conv2d(squeeze, expand, 1)
+            self.e3 = nn.Conv2d(squeeze, expand, 3, padding=1)
+
+        def forward(self, x):
+            s = torch.relu(self.squeeze(x))
+            return torch.cat([torch.relu(self.e1(s)), torch.relu(self.e3(s))], 1)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 24, 3, stride=2)
+            self.fire1, self.fire2 = Fire(24, 8, 16), Fire(32, 8, 16)
+            self.fire3 = Fire(32, 12, 20)
+            self.res = nn.Conv2d(40, 40, 3, padding=1)
+            self.head = nn.Conv2d(40, 10, 1)
+
+        def forward(self, x):
+            x = nn.functional.max_pool2d(torch.relu(self.stem(x)), 3, 2, ceil_mode=True)
+            x = self.fire2(self.fire1(x))
+            x = nn.functional.max_pool2d(x, 2)          # a concat read by a pooling
+            x = self.fire3(x)
+            x = x + torch.relu(self.res(x)) * 0.5         # a residual add between convolutions
+            return self.head(x).mean((2, 3)), x
+""")
+
+
+def _net() -> nn.Module:
+    scope: dict = {}
+    exec(NET, scope)  # noqa: S102 (the test's own network, shared with the subprocess below)
+    torch.manual_seed(0)
+    return scope["Net"]().eval()
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_fire_modules_match_eager_channels_last(batch: int) -> None:
+    model = _net()
+    x = torch.randn(batch, 3, 37, 29)
+    fast = sol.optimize(model, x)
+    plan = sol.explain(model, x)
+    assert "conv2d_nhwc" in str(plan)
+    with torch.no_grad():
+        want, got = model(x), fast(x)
+        for w, g in zip(want, got):
+            assert g.shape == w.shape and g.is_contiguous()
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+        x[0, 1, 3, 4], x[-1, 0, 10, 7] = float("nan"), float("inf")
+        for w, g in zip(model(x), fast(x)):
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5, equal_nan=True)
+
+
+def test_sol_x86_layout_nchw_turns_it_off(tmp_path) -> None:
+    script = NET + textwrap.dedent("""
+        import sol
+        model, x = Net().eval(), torch.randn(1, 3, 37, 29)
+        print("conv2d_nhwc" in str(sol.explain(model, x)))
+    """)
+    env = {**os.environ, "SOL_X86_LAYOUT": "nchw", "SOL_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
