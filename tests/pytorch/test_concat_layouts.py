@@ -65,7 +65,11 @@ def _activation_groups(plan: Plan) -> list[tuple[Node, Group, Group | None]]:
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-def test_concat_of_convolutions_matches_eager_and_keeps_epilogues(device: str, batch: int) -> None:
+def test_concat_of_convolutions_matches_eager_and_keeps_epilogues(device: str, batch: int,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # The NCHW plan (AVX2 machines; SOL_X86_LAYOUT=nchw); on AVX-512 these concats are computed
+    # channels-last instead (tests/x86/test_channels_last.py).
+    monkeypatch.setenv("SOL_X86_LAYOUT", "nchw")
     torch.manual_seed(0)
     model = FireAndBranches().eval()
     x = torch.randn(batch, 3, 64, 64)

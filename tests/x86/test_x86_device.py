@@ -130,6 +130,9 @@ def test_concurrent_calls_on_one_network_are_safe() -> None:
 
 
 def test_conv_to_conv_keeps_the_library_layout_in_between(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The NCHW path (AVX2 machines; SOL_X86_LAYOUT=nchw): channels-last regions
+    # (tests/x86/test_channels_last.py) make these links on AVX-512 otherwise.
+    monkeypatch.setenv("SOL_X86_LAYOUT", "nchw")
     g = Graph("conv_chain")
     x = g.add_input("x", TensorType((2, 16, 12, 12)))
     y = g.add_node("conv2d", [x, g.add_param("w1", randn(16, 16, 3, 3) * 0.2)], {"padding": 1}).output
@@ -160,7 +163,9 @@ def _residual_block(also_plain_reader: bool) -> Graph:
 
 
 @pytest.mark.parametrize("also_plain_reader", [False, True], ids=["convolutions-only", "and-a-fused-reader"])
-def test_a_tensor_read_as_input_and_residual_stays_in_the_library_layout(also_plain_reader: bool) -> None:
+def test_a_tensor_read_as_input_and_residual_stays_in_the_library_layout(also_plain_reader: bool,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOL_X86_LAYOUT", "nchw")  # the NCHW path, as above
     # Every reader of ``a`` a convolution wanting its layout: kept, including as the residual the
     # third convolution's sum post-op adds to; any other reader: converted to plain as before.
     lines = _check(_residual_block(also_plain_reader)).info["libraries"].splitlines()  # type: ignore[attr-defined]

@@ -47,6 +47,8 @@ ERR_LEN = 512
 ERRORS: dict[int, type[SolError]] = {2: IndexOutOfRangeError, 4: LinAlgError}
 UNSUPPORTED = {op: "the example C device has no recurrent (loop over time) template"
                for op in ("lstm_recurrence", "gru_recurrence")}
+# Made by the planner only for devices whose convolution library prefers channels-last.
+UNSUPPORTED["conv2d_nhwc"] = "the example C device computes NCHW: no channels-last convolution"
 
 
 class CDialect(Dialect):

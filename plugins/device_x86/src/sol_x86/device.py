@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from pathlib import Path
@@ -52,12 +53,19 @@ class X86Device(Device):
         return render.X86Dialect(vector_width=16 if "avx512f" in flags else 8 if "avx2" in flags else 4)
 
     @functools.cached_property
-    def capabilities(self) -> DeviceCapabilities:
+    def _capabilities(self) -> DeviceCapabilities:
         # What the C-family generator lowers (sol.lowering): ops.j2 has a macro for every loop
         # lowering, recurrent.j2 renders every recurrent op.
         return DeviceCapabilities(vector_width=self.dialect.vector_width, fusible_ops=self.dialect.fusible_ops(),
                                   local_bytes=192 * 1024, min_parallel=physical_cores(),
-                                  recurrent_ops=self.dialect.recurrent_ops(), preferred_layout=_layout())
+                                  recurrent_ops=self.dialect.recurrent_ops())
+
+    @property
+    def capabilities(self) -> DeviceCapabilities:
+        # The layout follows SOL_X86_LAYOUT as it is when a network is planned.
+        caps = self._capabilities
+        layout = _layout()
+        return caps if caps.preferred_layout == layout else dataclasses.replace(caps, preferred_layout=layout)
 
     @property
     def compiler(self) -> Compiler:

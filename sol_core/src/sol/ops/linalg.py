@@ -150,7 +150,7 @@ def ops() -> list[OpDef]:
         # for a device whose convolution library prefers that layout.
         OpDef("conv2d_nhwc", LayerClass.COMPUTE_BOUND, _conv_nhwc_infer, _conv_nhwc_ref, (2, 3),
               {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "input_nhwc": True, "output_nhwc": True},
-              normalize=_conv_nhwc_normalize, flops=workload.conv2d_nhwc,
+              normalize=_conv_nhwc_normalize, flops=workload.conv2d_nhwc, gradient=grad.conv2d_nhwc,
               doc="conv2d on channels-last (N, H, W, C) input and/or output: made by the planner's layout rewrite"),
         OpDef("dense", LayerClass.PARAM_BOUND, _dense_infer, _dense_ref, (2, 3), gradient=grad.dense,
               flops=workload.dense, c_reference=compute.dense),

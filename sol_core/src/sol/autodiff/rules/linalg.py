@@ -31,6 +31,29 @@ def conv2d(ctx: GradContext, grads: Grads) -> Grads:
     return out
 
 
+def conv2d_nhwc(ctx: GradContext, grads: Grads) -> Grads:
+    """conv2d's rule on the NCHW views: the gradient and a channels-last input transposed in,
+    the input gradient transposed back out."""
+    g = grads[0]
+    assert g is not None
+    a = _conv_attrs(ctx.attrs)
+    to_nchw, to_nhwc = (0, 3, 1, 2), (0, 2, 3, 1)
+    if ctx.attrs["output_nhwc"]:
+        g = ctx.op("transpose", g, perm=to_nchw)
+    x_in = ctx.in_type(0).shape
+    x_shape = tuple(x_in[i] for i in to_nchw) if ctx.attrs["input_nhwc"] else x_in
+    out: Grads = [None] * len(ctx.node.inputs)
+    if ctx.need[0]:
+        dx = ctx.op("conv2d_backward_data", g, ctx.x(1), shape=x_shape, **a)
+        out[0] = ctx.op("transpose", dx, perm=to_nhwc) if ctx.attrs["input_nhwc"] else dx
+    if ctx.need[1]:
+        x = ctx.op("transpose", ctx.x(0), perm=to_nchw) if ctx.attrs["input_nhwc"] else ctx.x(0)
+        out[1] = ctx.op("conv2d_backward_weight", x, g, shape=ctx.in_type(1).shape, **a)
+    if len(out) == 3 and ctx.need[2]:
+        out[2] = ctx.op("sum", g, axes=(0, 2, 3), keepdims=False)
+    return out
+
+
 def conv2d_backward_data(ctx: GradContext, grads: Grads) -> Grads:
     """Linear in both inputs: dgy is a convolution of the gradient, dw a weight gradient."""
     g = grads[0]
