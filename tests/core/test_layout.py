@@ -73,18 +73,36 @@ def test_a_concat_between_convolutions_is_computed_channels_last() -> None:
     _same_numbers(g, after)
 
 
-def test_a_concat_read_by_a_pooling_stays_nchw() -> None:
+def test_poolings_join_the_region_and_an_op_with_an_axis_does_not() -> None:
     g = Graph()
-    x = g.add_input("x", TensorType((1, 8, 6, 6), "float32"))
-    c = _fire(g, x)
-    p = g.add_node("max_pool2d", [c], {"kernel": 2, "stride": 2}).output
-    g.outputs = [_conv(g, p, 3)]
+    x = g.add_input("x", TensorType((1, 8, 7, 7), "float32"))
+    p = g.add_node("max_pool2d", [_fire(g, x)], {"kernel": 3, "stride": 2, "ceil_mode": True}).output
+    q = g.add_node("avg_pool2d", [_fire(g, p)], {"kernel": 2, "padding": 1, "count_include_pad": False}).output
+    s = g.add_node("softmax", [_fire(g, q)], {"axis": 1}).output
+    g.outputs = [_conv(g, s, 3)]
     after, _ = _rewritten(g)
-    concat = next(n for n in after.nodes if n.op == "concat")
-    assert concat.attrs["axis"] == 1 and concat.output.shape == (1, 12, 6, 6)
-    # the relus feeding it stay NCHW, so the expands write NCHW; the squeeze feeds them channels-last
+    pools = [n for n in after.nodes if "pool" in n.op]
+    assert [n.op for n in pools] == ["max_pool2d_nhwc", "avg_pool2d_nhwc"]
+    assert [n.output.shape for n in pools] == [(1, 3, 3, 12), (1, 2, 2, 12)]
+    concats = [n for n in after.nodes if n.op == "concat"]
+    assert [n.attrs["axis"] for n in concats] == [3, 3, 1]  # the last one feeds the softmax
+    # the relus feeding the last concat stay NCHW, so the expands write NCHW from channels-last input
     expands = [n for n in after.nodes if n.op == "conv2d_nhwc" and not n.attrs["output_nhwc"]]
     assert len(expands) == 2 and all(n.attrs["input_nhwc"] for n in expands)
+    _same_numbers(g, after)
+
+
+def test_a_global_average_pool_becomes_a_mean_and_leaves_through_a_reshape() -> None:
+    g = Graph()
+    x = g.add_input("x", TensorType((2, 3, 6, 6), "float32"))
+    a = g.add_node("relu", [_conv(g, _conv(g, x, 8), 8)]).output
+    pooled = g.add_node("adaptive_avg_pool2d", [a], {"output_size": 1}).output
+    g.outputs = [g.add_node("reshape", [pooled], {"shape": (2, 8)}).output]
+    after, _ = _rewritten(g)
+    ops = _ops(after)
+    assert "mean" in ops and "adaptive_avg_pool2d" not in ops and "transpose" not in ops
+    mean = next(n for n in after.nodes if n.op == "mean")
+    assert mean.output.shape == (2, 1, 1, 8)
     _same_numbers(g, after)
 
 

@@ -71,8 +71,9 @@ class VeDevice(Device):
                                   extra={"cores": CORES, "variant": cc.default_variant()},
                                   # Made by the planner only for devices preferring channels-last
                                   # convolutions (sol.planner.layout); this one computes NCHW.
-                                  unsupported_ops={"conv2d_nhwc": "channels-last convolutions are for devices "
-                                                                  "whose library prefers them; the VE computes NCHW"})
+                                  unsupported_ops={op: "channels-last ops are for devices whose convolution "
+                                                       "library prefers them; the VE computes NCHW"
+                                                   for op in ("conv2d_nhwc", "max_pool2d_nhwc", "avg_pool2d_nhwc")})
 
     @property
     def compiler(self) -> Compiler:

@@ -33,6 +33,7 @@ from sol.lowering.records import (
     Dim,
     OpRecord,
     PadRecord,
+    PoolNhwcRecord,
     PoolRecord,
     ReduceRecord,
     ReduceRuns,
@@ -346,6 +347,19 @@ def pool(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[
                               kw=a["kernel"][1], sh=a["stride"][0], sw=a["stride"][1], dh=dh, dw=dw, pt=pt,
                               pb=pb, pl=pl, pr=pr, count_include_pad=a.get("count_include_pad", True),
                               divisor=a.get("divisor"), nan_ignore=a.get("nan") == "ignore")
+
+
+def pool_nhwc(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
+    x, y = node.inputs[0], node.outputs[0]
+    a = node.attrs
+    (pt, pb), (pl, pr) = a["padding"]
+    dh, dw = a.get("dilation", (1, 1))
+    return "pool_nhwc", PoolNhwcRecord(**base, images=numel(x.shape[depth:-3]), H=x.shape[1], W=x.shape[2],
+                                       C=x.shape[3], OH=y.shape[1], OW=y.shape[2], kh=a["kernel"][0],
+                                       kw=a["kernel"][1], sh=a["stride"][0], sw=a["stride"][1], dh=dh, dw=dw,
+                                       pt=pt, pb=pb, pl=pl, pr=pr, nan_ignore=a.get("nan") == "ignore",
+                                       count_include_pad=a.get("count_include_pad", True),
+                                       divisor=a.get("divisor"))
 
 
 def softmax(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:

@@ -91,6 +91,23 @@ class PoolRecord(PlaneRecord, WindowRecord):
 
 
 @dataclass(kw_only=True)
+class PoolNhwcRecord(WindowRecord):
+    """max/avg pooling over ``images`` channels-last images of H x W x C giving OH x OW x C each."""
+
+    images: int
+    H: int
+    W: int
+    C: int
+    OH: int
+    OW: int
+    kh: int
+    kw: int
+    nan_ignore: bool
+    count_include_pad: bool
+    divisor: int | None
+
+
+@dataclass(kw_only=True)
 class AdaptivePoolRecord(PlaneRecord):
     pass
 

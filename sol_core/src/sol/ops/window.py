@@ -110,6 +110,26 @@ def _avg_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     return [(total / counts).astype(xs[0].dtype)]
 
 
+def _nchw(t: TensorType) -> TensorType:
+    n, h, w, c = t.shape
+    return TensorType((n, c, h, w), t.dtype)
+
+
+def _nhwc_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    expect_rank(types[0], 4, "channels-last pooling input (N, H, W, C)")
+    (y,) = _pool_infer([_nchw(types[0])], a)
+    n, c, oh, ow = y.shape
+    return [TensorType((n, oh, ow, c), y.dtype)]
+
+
+def _nhwc_ref(ref: Any) -> Any:
+    """The NCHW pooling's reference on the transposed input, its result transposed back."""
+    def run(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+        (y,) = ref([np.transpose(xs[0], (0, 3, 1, 2))], a)
+        return [np.ascontiguousarray(np.transpose(y, (0, 2, 3, 1)))]
+    return run
+
+
 def _adaptive_infer(types: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     x = types[0]
     expect_rank(x, 4, "adaptive pooling input (N, C, H, W)")
@@ -150,6 +170,16 @@ def ops() -> list[OpDef]:
         OpDef("max_pool2d", LayerClass.IO_BOUND, _pool_infer, _max_ref, (1, 1),
               {**pool, "dilation": 1, "nan": "propagate"}, normalize=_normalize, core_dims=_core2,
               gradient=grad.max_pool2d, flops=workload.window, c_loops=loops.pool),
+        # max_pool2d on channels-last (N, H, W, C) tensors, made by the planner's layout rewrite
+        # (sol.planner.layout) inside channels-last regions.
+        OpDef("max_pool2d_nhwc", LayerClass.IO_BOUND, _nhwc_infer, _nhwc_ref(_max_ref), (1, 1),
+              {**pool, "dilation": 1, "nan": "propagate"}, normalize=_normalize, core_dims=lambda n: 3,
+              gradient=grad.max_pool2d_nhwc, flops=workload.window, c_loops=loops.pool_nhwc,
+              doc="max_pool2d on (N, H, W, C): made by the planner's channels-last regions"),
+        OpDef("avg_pool2d_nhwc", LayerClass.IO_BOUND, _nhwc_infer, _nhwc_ref(_avg_ref), (1, 1),
+              {**pool, "count_include_pad": True, "divisor": None}, normalize=_normalize, core_dims=lambda n: 3,
+              gradient=grad.avg_pool2d_nhwc, flops=workload.window, c_loops=loops.pool_nhwc,
+              doc="avg_pool2d on (N, H, W, C): made by the planner's channels-last regions"),
         OpDef("avg_pool2d", LayerClass.IO_BOUND, _pool_infer, _avg_ref, (1, 1),
               {**pool, "count_include_pad": True, "divisor": None}, normalize=_normalize, core_dims=_core2,
               gradient=grad.avg_pool2d, flops=workload.window, c_loops=loops.pool),
@@ -161,5 +191,6 @@ def ops() -> list[OpDef]:
     # divisor, which must not be 0 (sol.passes.finite).
     for o in out:
         o.preserves_finite = True
-    next(o for o in out if o.name == "avg_pool2d").preserves_finite = lambda n: n.attrs["divisor"] != 0
+    for name in ("avg_pool2d", "avg_pool2d_nhwc"):
+        next(o for o in out if o.name == name).preserves_finite = lambda n: n.attrs["divisor"] != 0
     return out

@@ -32,6 +32,8 @@ TO_NHWC = (0, 2, 3, 1)
 # Element-wise ops whose result depends on more than each element's own operands (an axis, a
 # target shape, a random draw in memory order): not moved to the other layout.
 _LAYOUT_BOUND = ("batch_norm", "broadcast_to", "dropout")
+# Poolings with a channels-last form.
+_POOLS = {"max_pool2d": "max_pool2d_nhwc", "avg_pool2d": "avg_pool2d_nhwc"}
 
 
 def _nhwc(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -52,47 +54,67 @@ def channels_last(graph: Graph, claims: Callable[[Node], bool]) -> int:
     while changed:
         changed = False
         for n in list(region - convs):
-            fed = all(role != "full" or (v.producer in region and _writes_nhwc(v.producer, region, users, outputs))
+            fed = all(role != "full" or (v.producer in region and (v.producer not in convs or
+                                                                   _writes_nhwc(v.producer, region, users, outputs)))
                       for v, role in zip(n.inputs, _roles(n)))
-            if not fed or not _read_inside(n.output, region, users, outputs):
+            if not fed or not (_writes_nhwc(n, region, users, outputs) or _keeps_order(n.output.shape)):
                 region.discard(n)
                 changed = True
     if region == convs and not any(_writes_nhwc(c, region, users, outputs) for c in convs):
         return 0  # no convolution pair and nothing between: nothing would change
-    twin: dict[Value, Value] = {}
+    twin: dict[Value, Value] = {}  # a value computed channels-last -> its (N, H, W, C) tensor
     nodes: list[Node] = []
     for node in graph.nodes:
-        if node not in region or (node in convs and node.inputs[0] not in twin
-                                  and not _writes_nhwc(node, region, users, outputs)):
+        # (a region node other than a convolution always computes channels-last)
+        writes_nhwc = node in region and (node not in convs or _writes_nhwc(node, region, users, outputs))
+        if node not in region or (node in convs and node.inputs[0] not in twin and not writes_nhwc):
             nodes.append(node)  # (a convolution with no channels-last side stays conv2d)
             continue
+        op, attrs = node.op, dict(node.attrs)
         if node in convs:
-            attrs = {**node.attrs, "input_nhwc": node.inputs[0] in twin,
-                     "output_nhwc": _writes_nhwc(node, region, users, outputs)}
+            attrs.update(input_nhwc=node.inputs[0] in twin, output_nhwc=writes_nhwc)
             ins, op = [twin.get(node.inputs[0], node.inputs[0]), *node.inputs[1:]], "conv2d_nhwc"
         else:
-            attrs = {**node.attrs, "axis": 3} if node.op == "concat" else dict(node.attrs)
             ins = [twin[v] if role == "full" else _reshaped(graph, v, nodes)
                    for v, role in zip(node.inputs, _roles(node))]
-            op = node.op
-        new = Node(op, ins, attrs, node.source)
-        new.attrs = registry.get(op, new).normalize_attrs(new.attrs, [v.type for v in ins])
-        (t,) = registry.get(op, new).infer([v.type for v in ins], new.attrs)
-        out = Value(graph.fresh_name(), t, ValueKind.NODE, producer=new)
-        new.outputs, new.name = [out], out.name
-        nodes.append(new)
-        if node in convs and not new.attrs["output_nhwc"]:
-            _rename_uses(graph, node.output, out)  # an NCHW result, read outside the region
-        else:
-            twin[node.output] = out  # read only inside the region, through twin
+            if node.op == "concat":
+                attrs["axis"] = 3
+            elif node.op == "adaptive_avg_pool2d":  # to 1x1: the mean over H and W
+                op, attrs = "mean", {"axes": (1, 2), "keepdims": True}
+            elif node.op in _POOLS:
+                op = _POOLS[node.op]
+        out = _emit(graph, nodes, op, ins, attrs, node.source)
+        if not writes_nhwc:
+            _rename_uses(graph, node.output, out, region)  # an NCHW result
+            continue
+        twin[node.output] = out
+        if _exported(node.output, region, users, outputs):
+            # Also read outside the region: (1, C, 1, 1)-like, the same memory in both layouts.
+            flat = _emit(graph, nodes, "reshape", [out], {"shape": node.output.shape}, None)
+            _rename_uses(graph, node.output, flat, region)
     graph.nodes = nodes
     return len(region)
 
 
-def _rename_uses(graph: Graph, old: Value, new: Value) -> None:
-    """Readers of an NCHW result read the rewritten node's (the same tensor)."""
+def _emit(graph: Graph, nodes: list[Node], op: str, ins: list[Value], attrs: dict, source: str | None) -> Value:
+    new = Node(op, ins, attrs, source)
+    opdef = registry.get(op, new)
+    new.attrs = opdef.normalize_attrs(new.attrs, [v.type for v in ins])
+    (t,) = opdef.infer([v.type for v in ins], new.attrs)
+    out = Value(graph.fresh_name(), t, ValueKind.NODE, producer=new)
+    new.outputs, new.name = [out], out.name
+    nodes.append(new)
+    return out
+
+
+def _rename_uses(graph: Graph, old: Value, new: Value, region: set[Node]) -> None:
+    """Readers of ``old`` outside the region, and region nodes reading it other than as a
+    channels-last activation, read ``new`` (the same tensor, NCHW) instead."""
     for n in graph.nodes:
-        n.inputs = [new if v is old else v for v in n.inputs]
+        if n not in region:
+            n.inputs = [new if v is old else v for v in n.inputs]
+        else:
+            n.inputs = [new if v is old and role != "full" else v for v, role in zip(n.inputs, _roles(n))]
     graph.outputs = [new if v is old else v for v in graph.outputs]
 
 
@@ -107,22 +129,22 @@ def _reshaped(graph: Graph, v: Value, nodes: list[Node]) -> Value:
 
 
 def _writes_nhwc(node: Node, region: set[Node], users: dict[Value, list[Node]], outputs: set[Value]) -> bool:
-    return _read_inside(node.output, region, users, outputs)
+    """Whether a region node's result is computed channels-last: every reader is in the region
+    and reads it as a channels-last activation, or its shape is the same memory in both layouts
+    ((N, C, 1, 1): readers elsewhere read it through a reshape) and some region node reads it so."""
+    v = node.output
+    inside = [r for r in users.get(v, []) if r in region and _reads_full(r, v)]
+    if _keeps_order(v.shape):
+        return bool(inside)
+    return bool(inside) and v not in outputs and len(inside) == len(users.get(v, []))
 
 
-def _read_inside(v: Value, region: set[Node], users: dict[Value, list[Node]], outputs: set[Value]) -> bool:
-    """Whether every reader of ``v`` is in the region and reads it as a channels-last
-    activation (a convolution's input, a full-size operand), and ``v`` is no graph output."""
-    readers = users.get(v, [])
-    if v in outputs or not readers:
-        return False
-    for r in readers:
-        if r not in region:
-            return False
-        roles = _roles(r)
-        if any(u is v and role != "full" for u, role in zip(r.inputs, roles)):
-            return False
-    return True
+def _exported(v: Value, region: set[Node], users: dict[Value, list[Node]], outputs: set[Value]) -> bool:
+    return v in outputs or any(r not in region or not _reads_full(r, v) for r in users.get(v, []))
+
+
+def _reads_full(reader: Node, v: Value) -> bool:
+    return any(u is v and role == "full" for u, role in zip(reader.inputs, _roles(reader)))
 
 
 def _claimed(conv: Node, claims: Callable[[Node], bool]) -> bool:
@@ -143,6 +165,10 @@ def _may_join(node: Node) -> bool:
         return False
     if node.op == "concat":
         return bool(node.attrs["axis"] == 1)
+    if node.op == "adaptive_avg_pool2d":
+        return bool(node.output.shape[2:] == (1, 1))
+    if node.op in ("max_pool2d", "avg_pool2d"):
+        return True
     if node.op in _LAYOUT_BOUND or node.op not in registry or registry.layer_class(node) is not LayerClass.ELEMENTWISE:
         return False
     return all(v.type.rank <= 4 and (_padded(v) == node.output.shape or _keeps_order(_padded(v)))
@@ -158,7 +184,7 @@ def _roles(node: Node) -> list[str]:
     (reshaped), "as is" (a convolution's weight and bias)."""
     if node.op in ("conv2d", "conv2d_nhwc"):
         return ["full", *["as is"] * (len(node.inputs) - 1)]
-    if node.op == "concat":
+    if node.op in ("concat", "adaptive_avg_pool2d", "mean", *_POOLS, *_POOLS.values()):
         return ["full"] * len(node.inputs)
     return ["full" if _padded(v) == node.output.shape else "broadcast" for v in node.inputs]
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from sol.autodiff.builder import GradContext
 from sol.autodiff.rules._common import Grads, _pool_attrs
+from sol.ir import Value
 from sol.ops.window import adaptive_bounds
 
 # --- windows --------------------------------------------------------------------------------
@@ -23,6 +24,18 @@ def max_pool2d(ctx: GradContext, grads: Grads) -> Grads:
     if a.get("nan", "propagate") == "ignore":
         x = ctx.op("where", ctx.op("ne", x, x), ctx.const(-np.inf, x), x)
     return [ctx.op("max_pool2d_backward", x, grads[0], **_pool_attrs(a))]
+
+
+def max_pool2d_nhwc(ctx: GradContext, grads: Grads) -> Grads:
+    """max_pool2d's rule on the NCHW views, the input gradient transposed back."""
+    assert grads[0] is not None
+    a = ctx.attrs
+    x = ctx.op("transpose", ctx.x(0), perm=(0, 3, 1, 2))
+    if a.get("nan", "propagate") == "ignore":
+        x = ctx.op("where", ctx.op("ne", x, x), ctx.const(-np.inf, x), x)
+    g = ctx.op("transpose", grads[0], perm=(0, 3, 1, 2))
+    dx = ctx.op("max_pool2d_backward", x, g, **_pool_attrs(a))
+    return [ctx.op("transpose", dx, perm=(0, 2, 3, 1))]
 
 
 def avg_pool_counts(a: dict[str, Any], h: int, w: int, oh: int, ow: int) -> np.ndarray:
@@ -45,9 +58,22 @@ def avg_pool2d(ctx: GradContext, grads: Grads) -> Grads:
     input gradient of a depthwise convolution with an all-ones kernel (a library primitive)."""
     g = grads[0]
     assert g is not None
+    return [_avg_pool_input_grad(ctx, g, ctx.in_type(0).shape)]
+
+
+def avg_pool2d_nhwc(ctx: GradContext, grads: Grads) -> Grads:
+    """avg_pool2d's rule on the NCHW views, the input gradient transposed back."""
+    assert grads[0] is not None
+    n, h, w, c = ctx.in_type(0).shape
+    g = ctx.op("transpose", grads[0], perm=(0, 3, 1, 2))
+    return [ctx.op("transpose", _avg_pool_input_grad(ctx, g, (n, c, h, w)), perm=(0, 2, 3, 1))]
+
+
+def _avg_pool_input_grad(ctx: GradContext, g: Value, x_shape: tuple[int, ...]) -> Value:
+    """The input gradient (NCHW, ``x_shape``) of an average pooling with ``ctx``'s attributes
+    from its output gradient ``g`` (NCHW)."""
     a = ctx.attrs
-    x_t = ctx.in_type(0)
-    n, c, h, w = x_t.shape
+    n, c, h, w = x_shape
     oh, ow = g.shape[2:]
     kh, kw = a["kernel"]
     if a["divisor"] is not None:
@@ -59,8 +85,8 @@ def avg_pool2d(ctx: GradContext, grads: Grads) -> Grads:
     pb = max(pb, (oh - 1) * a["stride"][0] + kh - h - pt)
     pr = max(pr, (ow - 1) * a["stride"][1] + kw - w - pl)
     ones = ctx.const(np.ones((c, 1, kh, kw)), g)
-    return [ctx.op("conv2d_backward_data", g, ones, shape=x_t.shape, stride=a["stride"],
-                   padding=((pt, pb), (pl, pr)), dilation=1, groups=c)]
+    return ctx.op("conv2d_backward_data", g, ones, shape=tuple(x_shape), stride=a["stride"],
+                  padding=((pt, pb), (pl, pr)), dilation=1, groups=c)
 
 
 def _window_matrix(size: int, out: int) -> np.ndarray:
