@@ -45,6 +45,7 @@ def test_seed_network_with_shape_only_example_as_in_the_slides() -> None:
 
 def test_seed_network_generated_code_fuses_bias_relu_pool(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SOL_DEBUG_DIR", str(tmp_path))
+    monkeypatch.setenv("SOL_X86_LAYOUT", "nchw")  # the seed's NCHW plan (channels-last: tests/x86)
     model = SeedNet().eval()
     sol.optimize(model, torch.rand(1, 512, 13, 13), device="x86")
     (src,) = list(tmp_path.rglob("*.cpp"))

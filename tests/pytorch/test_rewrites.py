@@ -59,15 +59,19 @@ def _planned_nodes(model: nn.Module, x: torch.Tensor, device: str) -> list[Node]
 
 
 def _follows(nodes: list[Node], first: str, then: str) -> int:
-    """How many ``then`` nodes read a ``first`` node's result (through bias adds, which ride along)."""
+    """How many ``then`` nodes read a ``first`` node's result (through bias adds, which ride along;
+    an op's channels-last form, sol.planner.layout, counts as the op)."""
+    def op(n: Node) -> str:
+        return n.op.removesuffix("_nhwc")
+
     count = 0
     for node in nodes:
-        if node.op != then:
+        if op(node) != then:
             continue
         src = node.inputs[0].producer
-        while src is not None and src.op == "add":
+        while src is not None and src.op in ("add", "reshape"):
             src = src.inputs[0].producer
-        count += src is not None and src.op == first
+        count += src is not None and op(src) == first
     return count
 
 

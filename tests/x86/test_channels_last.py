@@ -88,3 +88,21 @@ def test_sol_x86_layout_nchw_turns_it_off(tmp_path) -> None:
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_seed_network_runs_channels_last_without_a_conversion() -> None:
+    # The seed's conv1x1 -> bias -> ReLU -> AvgPool13: oneDNN computes the convolution channels-last
+    # with bias and ReLU as post-ops, the pooling reads that result as it is (a vector loop over
+    # channels), and the (N, C, 1, 1) result leaves through a reshape. Measured faster than the NCHW
+    # plan's conversion plus per-(batch, channel) loop nest (benchmarks/layout_speed.py's method).
+    from sol_benchmarks.zoo import SeedNet
+
+    torch.manual_seed(0)
+    model, x = SeedNet().eval(), torch.randn(2, 512, 13, 13)
+    plan = str(sol.explain(model, x))
+    assert "conv2d_nhwc" in plan and "avg_pool2d_nhwc" in plan and "transpose" not in plan
+    fast = sol.optimize(model, x)
+    lines = fast.program.info["libraries"].splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == 1 and "(input reordered, output plain)" in lines[0], lines
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-5)

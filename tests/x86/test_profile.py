@@ -51,7 +51,10 @@ def test_profile_rows_carry_core_work_and_roofline_fractions() -> None:
 
 
 def test_inspect_profile_cli(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "benchmarks"), "SOL_CACHE_DIR": str(tmp_path)}
+    # SOL_X86_LAYOUT=nchw: the seed's NCHW plan, whose convolution group is the convolution alone
+    # (channels-last, bias and ReLU would ride along as post-ops).
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "benchmarks"), "SOL_CACHE_DIR": str(tmp_path),
+           "SOL_X86_LAYOUT": "nchw"}
     # Ceilings cached beforehand, so the command reads them instead of measuring (and the
     # fractions can be checked against them).
     code = ("from sol import roofline; roofline.save('x86', roofline.Ceilings(100e9, 10e9, 2, 'given'))")

@@ -33,6 +33,7 @@ def _source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, g: Graph) -> str:
 
 
 def test_seed_network_bias_relu_pool_share_one_loop_nest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOL_X86_LAYOUT", "nchw")  # the seed's NCHW plan (channels-last: test_channels_last.py)
     text = _source(tmp_path, monkeypatch, seed_net())
     # The convolution is a oneDNN call; bias, ReLU and the 13x13 pooling are one generated
     # function whose parallel loop runs over (batch, channel), as in the seed's FusedNetwork.

@@ -1,24 +1,28 @@
-"""Channels-last regions: convolutions and the element-wise ops and concatenations between them
-computed on (N, H, W, C) tensors, for a device whose convolution library prefers that layout.
+"""Channels-last regions: convolutions and the element-wise ops, concatenations and poolings
+between them computed on (N, H, W, C) tensors, for a device whose convolution library prefers
+that layout.
 
 Why: oneDNN's convolutions on AVX-512 (brgconv, the depthwise brdgmm kernels) read and write
 channels-last activations whatever the caller asks for; given NCHW tensors they convert on the
 way in and out. Between two convolutions the device keeps its own layout, but a concat, a bias
 or an activation computed by generated code in between needs the NCHW tensor, so every
 convolution around it converted twice: a SqueezeNet Fire module (squeeze, two expands, concat)
-transposed three full tensors, a MobileNetV2 block's residual add two.
+transposed three full tensors, an inception block's pooling branch two more.
 
-The region: convolutions a library backend claims as ``conv2d_nhwc``, and the element-wise ops
-and channel concatenations whose every full-size operand comes out of the region channels-last
-and whose every reader is in the region. Those nodes compute on (N, H, W, C) tensors (an
-element-wise op's per-channel constants and other broadcast operands are the same numbers seen
-through a reshape: (1, C, 1, 1) is (1, 1, 1, C) in memory). A convolution reads channels-last
-where its input comes from the region and writes channels-last where all its readers are in
-it; everywhere else it reads or writes NCHW (``input_nhwc``, ``output_nhwc``) and the library
-converts, as it did before. So no transpose is ever added: the rewrite only removes
-conversions. Nothing changes on a device that does not ask for it (``preferred_layout``) or
-for a convolution no backend claims in that form. The numbers are the same (each op computes
-the same values, only their order in memory differs).
+The region: convolutions a library backend claims as ``conv2d_nhwc``, and the element-wise ops,
+channel concatenations, max and average poolings (``max_pool2d_nhwc``, ``avg_pool2d_nhwc``) and
+global average poolings (a ``mean`` over H and W) whose every full-size operand comes out of the
+region channels-last and whose every reader is in the region. Those nodes compute on
+(N, H, W, C) tensors (an element-wise op's per-channel constants and other broadcast operands are
+the same numbers seen through a reshape: (1, C, 1, 1) is (1, 1, 1, C) in memory; for the same
+reason a result of shape (N, C, 1, 1) may also be read outside the region, through a reshape).
+A convolution reads channels-last where its input comes from the region and writes
+channels-last where all its readers are in it; everywhere else it reads or writes NCHW
+(``input_nhwc``, ``output_nhwc``) and the library converts, as it did before. So no transpose
+is ever added: the rewrite only removes conversions. Nothing changes on a device that does not
+ask for it (``preferred_layout``) or for a convolution no backend claims in that form. The
+numbers are the same (each op computes the same values, only their order in memory differs; a
+global average pooling sums in another order).
 """
 
 from __future__ import annotations
