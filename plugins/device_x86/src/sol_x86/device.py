@@ -30,7 +30,13 @@ def _layout() -> str:
     chosen = os.environ.get("SOL_X86_LAYOUT", "").strip().lower()
     if chosen in ("nchw", "nhwc"):
         return chosen
-    return "nhwc" if "avx512f" in cc.cpu_flags() else "nchw"
+    return "nhwc" if has_avx512() else "nchw"
+
+
+@functools.cache
+def has_avx512() -> bool:
+    # Read once: the planner asks for the capabilities per group.
+    return "avx512f" in cc.cpu_flags()
 
 
 class X86Device(Device):
