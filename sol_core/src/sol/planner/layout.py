@@ -124,12 +124,7 @@ def _rename_uses(graph: Graph, old: Value, new: Value, region: set[Node]) -> Non
 
 def _reshaped(graph: Graph, v: Value, nodes: list[Node]) -> Value:
     """A broadcast operand's channels-last view: a reshape (no copy)."""
-    padded = (1,) * (4 - v.type.rank) + v.shape
-    node = Node("reshape", [v], {"shape": _nhwc(padded)})
-    out = Value(graph.fresh_name(), TensorType(_nhwc(padded), v.dtype), ValueKind.NODE, producer=node)
-    node.outputs, node.name = [out], out.name
-    nodes.append(node)
-    return out
+    return _emit(graph, nodes, "reshape", [v], {"shape": _nhwc(_padded(v))}, None)
 
 
 def _writes_nhwc(node: Node, region: set[Node], users: dict[Value, list[Node]], outputs: set[Value]) -> bool:
