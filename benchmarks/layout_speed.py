@@ -1,7 +1,7 @@
 """What the channels-last regions buy on x86 (sol.planner.layout, issue 23 item 1): each zoo
-network compiled twice in one process, with the x86 device's ``preferred_layout`` "nchw" (no
-regions: every concat and element-wise op between convolutions reads and writes NCHW, oneDNN
-converts around it) and "nhwc" (the default on AVX-512). The two run alternately on the same
+network compiled twice in one process, with ``SOL_X86_LAYOUT=nchw`` (no regions: every concat,
+pooling and element-wise op between convolutions reads and writes NCHW, oneDNN converts around
+it) and ``nhwc`` (the default on AVX-512). The two run alternately on the same
 input; each figure is the median of ``--repeats`` calls. Outputs are compared with eager's.
 
     .venv/bin/python benchmarks/layout_speed.py --models squeezenet1_0,resnet18 --batch 1,8
@@ -10,7 +10,7 @@ input; each figure is the median of ``--repeats`` calls. Outputs are compared wi
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import os
 import statistics
 import sys
 import time
@@ -21,22 +21,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
 import sol  # noqa: E402
-from sol.plugins import roles  # noqa: E402
 from sol_benchmarks import zoo  # noqa: E402
 
 
 def _compiled(name: str, x: torch.Tensor, layout: str, state: dict) -> torch.nn.Module:
-    device = roles().devices.get("x86")
-    base = device.capabilities
     model = getattr(zoo, name)().eval()
     model.load_state_dict(state)
-    cls = type(device)
-    saved = cls.__dict__["capabilities"]
-    cls.capabilities = property(lambda self: dataclasses.replace(base, preferred_layout=layout))
+    os.environ["SOL_X86_LAYOUT"] = layout  # read by the x86 device when the network is planned
     try:
         return sol.optimize(model, x)
     finally:
-        cls.capabilities = saved
+        del os.environ["SOL_X86_LAYOUT"]
 
 
 def main() -> None:
