@@ -25,10 +25,12 @@ from sol.errors import SolError
 from sol.ir import Node, Value
 from sol.lowering.base import contiguous_strides, ctype, linear, numel
 from sol.lowering.records import (
+    COPY_BLOCK,
     AdaptivePoolRecord,
     BaseFields,
     ConcatPart,
     ConcatRecord,
+    CopyDim,
     CopyRecord,
     Dim,
     OpRecord,
@@ -394,14 +396,52 @@ def concat(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tupl
                                   total=offset, parts=parts)
 
 
+def copy_record(low: GroupLowering, base: BaseFields, extents: tuple[int, ...], src: list[int]) -> CopyRecord:
+    """``y`` (contiguous, ``extents``) from ``x`` read at element strides ``src`` per dim: the
+    general nest plus its simplified plan (see :class:`CopyRecord`)."""
+    dst = contiguous_strides(extents, len(extents))
+    src = [s if e > 1 else 0 for s, e in zip(src, extents)]
+    plan = copy_plan(extents, src, dst)
+    tile = None
+    if plan[-1].src != 1:
+        # Tiles pay where both loops span at least half a tile.
+        tile = next((j for j, d in enumerate(plan[:-1]) if d.src == 1 and d.extent >= _HALF_TILE), None)
+        if plan[-1].extent < _HALF_TILE:
+            tile = None
+    return CopyRecord(
+        **base, dims=[Dim(e) for e in extents], out_offset=linear(dst), in_offset=linear(src),
+        plan=plan, src_at=_counters([d.src for d in plan]), dst_at=_counters([d.dst for d in plan]),
+        tile=tile, parallel=low.serial_outer, work=numel(extents))
+
+
+_HALF_TILE = COPY_BLOCK // 2
+
+
+def copy_plan(extents: tuple[int, ...], src: list[int], dst: list[int]) -> list[CopyDim]:
+    """The loops of a strided copy with dims of extent 1 dropped and each dim merged into the
+    one outside it where both tensors step over it as over one longer dim."""
+    plan: list[CopyDim] = []
+    for e, s, d in zip(extents, src, dst):
+        if e == 1:
+            continue
+        prev = plan[-1] if plan else None
+        if prev is not None and prev.src == s * e and prev.dst == d * e:
+            plan[-1] = CopyDim(prev.extent * e, s, d)
+        else:
+            plan.append(CopyDim(e, s, d))
+    return plan or [CopyDim(1, 0, 0)]
+
+
+def _counters(strides: list[int]) -> str:
+    terms = [f"c{j} * {s}" if s != 1 else f"c{j}" for j, s in enumerate(strides) if s]
+    return " + ".join(terms) or "0"
+
+
 def transpose(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
     inner_in, inner_out = node.inputs[0].shape[depth:], node.outputs[0].shape[depth:]
     perm = [p - depth for p in node.attrs["perm"][depth:]]
     in_st = contiguous_strides(inner_in, len(inner_in))
-    out_st = contiguous_strides(inner_out, len(inner_out))
-    return "transpose", CopyRecord(
-        **base, dims=[Dim(e) for e in inner_out], out_offset=linear(out_st),
-        in_offset=linear([in_st[perm[j]] if inner_in[perm[j]] > 1 else 0 for j in range(len(inner_out))]))
+    return "transpose", copy_record(low, base, inner_out, [in_st[perm[j]] for j in range(len(inner_out))])
 
 
 def slice_(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:
@@ -413,15 +453,11 @@ def slice_(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tupl
     for ax, b, st in zip(a["axes"], a["starts"], a["steps"]):
         start[ax], step[ax] = b, st
     first = sum(start[d] * in_st[d] for d in range(depth, x.type.rank))
-    out_st = contiguous_strides(inner_out, len(inner_out))
     if first:
         base = base.copy()
         base["x"] = f"({base['x']} + {first})"
-    return "transpose", CopyRecord(
-        **base, dims=[Dim(e) for e in inner_out],
-        out_offset=linear(out_st),
-        in_offset=linear([in_st[depth + j] * step[depth + j] if inner_out[j] > 1 else 0
-                          for j in range(len(inner_out))]))
+    return "transpose", copy_record(low, base, inner_out,
+                                    [in_st[depth + j] * step[depth + j] for j in range(len(inner_out))])
 
 
 def pad(low: GroupLowering, node: Node, depth: int, base: BaseFields) -> tuple[str, OpRecord]:

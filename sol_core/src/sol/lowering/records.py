@@ -185,13 +185,42 @@ class ConcatRecord(OpRecord):
     parts: list[ConcatPart]
 
 
+COPY_BLOCK = 16
+"""A blocked copy's tile side (:class:`CopyRecord`): one 64-byte line of float32 each way."""
+
+
+@dataclass
+class CopyDim:
+    """One loop of a simplified copy (:func:`sol.lowering.loops.copy_plan`): ``extent`` > 1
+    iterations of counter ``c<j>``, ``src`` and ``dst`` elements apart in x and y."""
+
+    extent: int
+    src: int
+    dst: int
+
+
 @dataclass(kw_only=True)
 class CopyRecord(OpRecord):
-    """transpose / slice: ``y[out_offset] = x[in_offset]`` over ``dims``."""
+    """transpose / slice: ``y[out_offset] = x[in_offset]`` over ``dims``.
+
+    The same copy simplified, for devices that block and parallelize it: ``plan``, its loops
+    (dims of extent 1 dropped, dims both tensors walk contiguously merged), ``src_at`` and
+    ``dst_at`` the offsets over their counters ``c<j>``; ``tile``, where the innermost loop
+    reads x with a stride, the loop that reads it contiguously (tile those two against each
+    other in ``block`` x ``block`` tiles, so that both tensors are walked a cache line at a
+    time), else None; ``parallel``,
+    no enclosing parallel loop (the op may start threads for ``work`` elements)."""
 
     dims: list[Dim]
     in_offset: str
     out_offset: str
+    plan: list[CopyDim] = field(default_factory=list)
+    src_at: str = "0"
+    dst_at: str = "0"
+    tile: int | None = None
+    block: int = COPY_BLOCK
+    parallel: bool = False
+    work: int = 0
 
 
 @dataclass(kw_only=True)
