@@ -132,3 +132,78 @@ def test_nothing_changes_without_a_claim_or_a_second_convolution() -> None:
     single.outputs = [single.add_node("relu", [_conv(single, x, 4)]).output]
     after, changed = _rewritten(single)
     assert not changed and _ops(after) == _ops(single)
+
+
+def _convnext_block(g: Graph, x: Value) -> Value:
+    """ConvNeXt's block: depthwise conv, to channels-last, a normalization over the channels
+    (a softmax here: any op with an axis), MLP, back, layer scale, residual."""
+    c = x.shape[1]
+    w = g.add_param(g.fresh_name("w"), randn(c, 1, 3, 3))
+    d = g.add_node("conv2d", [x, w], {"padding": 1, "groups": c}).output
+    t = g.add_node("transpose", [d], {"perm": (0, 2, 3, 1)}).output
+    ln = g.add_node("softmax", [t], {"axis": 3}).output
+    h = g.add_node("dense", [ln, g.add_param(g.fresh_name("w1"), randn(2 * c, c))]).output
+    h = g.add_node("relu", [h]).output
+    h = g.add_node("dense", [h, g.add_param(g.fresh_name("w2"), randn(c, 2 * c))]).output
+    back = g.add_node("transpose", [h], {"perm": (0, 3, 1, 2)}).output
+    scaled = g.add_node("mul", [back, g.add_param(g.fresh_name("s"), randn(c, 1, 1))]).output
+    return g.add_node("add", [x, scaled]).output
+
+
+def test_the_models_own_layout_changes_disappear_into_the_region() -> None:
+    g = Graph()
+    x = g.add_input("x", TensorType((2, 8, 5, 5), "float32"))
+    y = _convnext_block(g, _convnext_block(g, _conv(g, x, 8)))
+    g.outputs = [_conv(g, y, 4)]
+    after, changed = _rewritten(g)
+    assert changed
+    assert "transpose" not in _ops(after)
+    norms = [n for n in after.nodes if n.op == "softmax"]
+    # Each LayerNorm reads its depthwise convolution's channels-last result directly.
+    assert [n.inputs[0].producer.op for n in norms] == ["conv2d_nhwc", "conv2d_nhwc"]
+    assert all(n.inputs[0].producer.attrs["output_nhwc"] for n in norms)
+    convs = [n for n in after.nodes if n.op == "conv2d_nhwc"]
+    assert [(c.attrs["input_nhwc"], c.attrs["output_nhwc"]) for c in convs] == [
+        (False, True), (True, True), (True, True), (True, False)]
+    _same_numbers(g, after)
+
+
+def test_an_entering_transpose_read_outside_the_region_stays() -> None:
+    g = Graph()
+    x = g.add_input("x", TensorType((1, 5, 5, 6), "float32"))  # channels-last input (a Keras model)
+    nchw = g.add_node("transpose", [x], {"perm": (0, 3, 1, 2)}).output
+    y = g.add_node("relu", [_conv(g, nchw, 4)]).output
+    g.outputs = [_conv(g, y, 3), g.add_node("sum", [nchw], {"axes": (1,)}).output]
+    after, _ = _rewritten(g)
+    first = next(n for n in after.nodes if n.op == "conv2d_nhwc")
+    assert first.inputs[0] is after.inputs[0] and first.attrs["input_nhwc"]
+    assert _ops(after).count("transpose") == 1  # the sum still reads the NCHW tensor
+    _same_numbers(g, after)
+
+
+def test_a_leaving_transpose_of_a_tensor_read_elsewhere_stays() -> None:
+    g = Graph()
+    x = g.add_input("x", TensorType((1, 6, 4, 4), "float32"))
+    c = _conv(g, x, 6)
+    t = g.add_node("transpose", [c], {"perm": (0, 2, 3, 1)}).output
+    g.outputs = [t, c]  # the convolution's result is a graph output too: NCHW
+    after, _ = _rewritten(g)
+    assert "transpose" in _ops(after)
+    _same_numbers(g, after)
+
+
+def test_a_global_mean_or_sum_reads_the_region_over_h_and_w() -> None:
+    g = Graph()
+    x = g.add_input("x", TensorType((2, 3, 6, 6), "float32"))
+    y = g.add_node("relu", [_conv(g, _conv(g, x, 8), 8)]).output
+    pooled = g.add_node("mean", [y], {"axes": (2, 3)}).output  # (N, C)
+    kept = g.add_node("sum", [y], {"axes": (2, 3), "keepdims": True}).output  # (N, C, 1, 1)
+    scaled = g.add_node("mul", [y, g.add_node("sigmoid", [kept]).output]).output  # squeeze-excitation-like
+    g.outputs = [pooled, _conv(g, scaled, 4)]
+    after, _ = _rewritten(g)
+    reductions = [n for n in after.nodes if n.op in ("mean", "sum")]
+    assert [n.attrs["axes"] for n in reductions] == [(1, 2), (1, 2)]
+    assert all(n.inputs[0].shape == (2, 6, 6, 8) for n in reductions)
+    convs = [n for n in after.nodes if n.op == "conv2d_nhwc"]
+    assert [c.attrs["output_nhwc"] for c in convs] == [True, True, False]
+    _same_numbers(g, after)

@@ -19,7 +19,19 @@ reason a result of shape (N, C, 1, 1) may also be read outside the region, throu
 A convolution reads channels-last where its input comes from the region and writes
 channels-last where all its readers are in it; everywhere else it reads or writes NCHW
 (``input_nhwc``, ``output_nhwc``) and the library converts, as it did before. So no transpose
-is ever added: the rewrite only removes conversions. Nothing changes on a device that does not
+is ever added: the rewrite only removes conversions.
+
+The model's own layout changes are region edges that cost nothing. A ``transpose`` to NCHW
+(perm (0, 3, 1, 2)) of an (N, H, W, C) tensor enters the region: the tensor it transposes is its
+channels-last form already (a Keras or tf2onnx model's input before its first convolution, the
+end of a ConvNeXt block's channels-last MLP). A ``transpose`` to channels-last (perm (0, 2, 3, 1))
+of a region tensor leaves it: its result is that tensor's channels-last form, so its readers
+read that instead (a ConvNeXt block's depthwise convolution before its LayerNorm). Both
+transposes disappear (an entering one stays where readers outside the region need it). A sum
+or mean over H and W of a region tensor (global pooling written as ``x.mean((2, 3))`` or a
+Keras ``GlobalAveragePooling2D``) also reads the region: over axes (1, 2) of the channels-last
+tensor; its (N, C) result is the same tensor in both layouts, and with ``keepdims`` its
+(N, C, 1, 1) result is a region tensor like any other. Nothing changes on a device that does not
 ask for it (``preferred_layout``) or for a convolution no backend claims in that form. The
 numbers are the same (each op computes the same values, only their order in memory differs; a
 global average pooling sums in another order).
@@ -33,6 +45,7 @@ from sol.ir import Graph, Node, TensorType, Value, ValueKind
 from sol.ops.registry import LayerClass, registry
 
 TO_NHWC = (0, 2, 3, 1)
+TO_NCHW = (0, 3, 1, 2)
 # Element-wise ops whose result depends on more than each element's own operands (an axis, a
 # target shape, a random draw in memory order): not moved to the other layout.
 _LAYOUT_BOUND = ("batch_norm", "broadcast_to", "dropout")
@@ -58,10 +71,15 @@ def channels_last(graph: Graph, claims: Callable[[Node], bool]) -> int:
     while changed:
         changed = False
         for n in list(region - convs):
-            fed = all(role != "full" or (v.producer in region and (v.producer not in convs or
-                                                                   _writes_nhwc(v.producer, region, users, outputs)))
+            fed = all(role != "full" or _gives_nhwc(v.producer, convs, region, users, outputs)
                       for v, role in zip(n.inputs, _roles(n)))
-            if not fed or not (_writes_nhwc(n, region, users, outputs) or _keeps_order(n.output.shape)):
+            if _leaves(n):  # its input must be a region tensor computed by the region
+                keep = fed and not (n.op == "transpose" and _enters(n.inputs[0].producer))
+            elif _enters(n):  # worth it where a region node reads it
+                keep = any(_reads_full(r, n.output) for r in users.get(n.output, []) if r in region)
+            else:
+                keep = fed and (_writes_nhwc(n, region, users, outputs) or _keeps_order(n.output.shape))
+            if not keep:
                 region.discard(n)
                 changed = True
     if region == convs and not any(_writes_nhwc(c, region, users, outputs) for c in convs):
@@ -69,6 +87,19 @@ def channels_last(graph: Graph, claims: Callable[[Node], bool]) -> int:
     twin: dict[Value, Value] = {}  # a value computed channels-last -> its (N, H, W, C) tensor
     nodes: list[Node] = []
     for node in graph.nodes:
+        if node in region and _leaves(node):
+            if node.op == "transpose":  # its result is the channels-last tensor itself
+                _rename_all(graph, node.output, twin[node.inputs[0]])
+            else:  # a reduction over H and W to (N, C): the same tensor in both layouts
+                attrs = {**node.attrs, "axes": (1, 2)}
+                _rename_all(graph, node.output, _emit(graph, nodes, node.op, [twin[node.inputs[0]]], attrs,
+                                                      node.source))
+            continue
+        if node in region and _enters(node):  # the tensor it transposes is the channels-last one
+            twin[node.output] = node.inputs[0]
+            if _exported(node.output, region, users, outputs):
+                nodes.append(node)  # still read as NCHW elsewhere
+            continue
         # (a region node other than a convolution always computes channels-last)
         writes_nhwc = node in region and (node not in convs or _writes_nhwc(node, region, users, outputs))
         if node not in region or (node in convs and node.inputs[0] not in twin and not writes_nhwc):
@@ -87,6 +118,8 @@ def channels_last(graph: Graph, claims: Callable[[Node], bool]) -> int:
                 op, attrs = "mean", {"axes": (1, 2), "keepdims": True}
             elif node.op in _POOLS:
                 op = _POOLS[node.op]
+            elif _spatial_sum(node):  # keepdims: (N, 1, 1, C)
+                attrs["axes"] = (1, 2)
         out = _emit(graph, nodes, op, ins, attrs, node.source)
         if not writes_nhwc:
             _rename_uses(graph, node.output, out, region)  # an NCHW result
@@ -109,6 +142,12 @@ def _emit(graph: Graph, nodes: list[Node], op: str, ins: list[Value], attrs: dic
     new.outputs, new.name = [out], out.name
     nodes.append(new)
     return out
+
+
+def _rename_all(graph: Graph, old: Value, new: Value) -> None:
+    for n in graph.nodes:
+        n.inputs = [new if v is old else v for v in n.inputs]
+    graph.outputs = [new if v is old else v for v in graph.outputs]
 
 
 def _rename_uses(graph: Graph, old: Value, new: Value, region: set[Node]) -> None:
@@ -138,6 +177,30 @@ def _writes_nhwc(node: Node, region: set[Node], users: dict[Value, list[Node]], 
     return bool(inside) and v not in outputs and len(inside) == len(users.get(v, []))
 
 
+def _gives_nhwc(producer: Node | None, convs: set[Node], region: set[Node],
+                users: dict[Value, list[Node]], outputs: set[Value]) -> bool:
+    """Whether a region reader of ``producer``'s result gets it channels-last."""
+    if producer is None or producer not in region or _leaves(producer):
+        return False
+    return producer not in convs or _writes_nhwc(producer, region, users, outputs)
+
+
+def _enters(node: Node | None) -> bool:
+    return node is not None and node.op == "transpose" and tuple(node.attrs["perm"]) == TO_NCHW
+
+
+def _leaves(node: Node) -> bool:
+    """A region reader whose result is an ordinary tensor, not a channels-last one."""
+    if node.op == "transpose":
+        return tuple(node.attrs["perm"]) == TO_NHWC
+    return _spatial_sum(node) and not node.attrs["keepdims"]
+
+
+def _spatial_sum(node: Node) -> bool:
+    """A sum or mean over exactly H and W of a 4-D tensor."""
+    return node.op in ("sum", "mean") and node.inputs[0].type.rank == 4 and tuple(node.attrs["axes"]) == (2, 3)
+
+
 def _exported(v: Value, region: set[Node], users: dict[Value, list[Node]], outputs: set[Value]) -> bool:
     return v in outputs or any(r not in region or not _reads_full(r, v) for r in users.get(v, []))
 
@@ -160,7 +223,11 @@ def _claimed(conv: Node, claims: Callable[[Node], bool]) -> bool:
 
 def _may_join(node: Node) -> bool:
     """An element-wise op or channel concat of 4-D tensors that could compute channels-last."""
-    if len(node.outputs) != 1 or node.output.type.rank != 4:
+    if len(node.outputs) != 1:
+        return False
+    if _enters(node) or _leaves(node) or _spatial_sum(node):
+        return True
+    if node.output.type.rank != 4:
         return False
     if node.op == "concat":
         return bool(node.attrs["axis"] == 1)
@@ -183,7 +250,11 @@ def _roles(node: Node) -> list[str]:
     (reshaped), "as is" (a convolution's weight and bias)."""
     if node.op in ("conv2d", "conv2d_nhwc"):
         return ["full", *["as is"] * (len(node.inputs) - 1)]
-    if node.op in ("concat", "adaptive_avg_pool2d", "mean", *_POOLS, *_POOLS.values()):
+    if _enters(node):
+        return ["as is"]
+    if _leaves(node):
+        return ["full"]
+    if node.op in ("concat", "adaptive_avg_pool2d", "mean", "sum", *_POOLS, *_POOLS.values()):
         return ["full"] * len(node.inputs)
     return ["full" if _padded(v) == node.output.shape else "broadcast" for v in node.inputs]
 
