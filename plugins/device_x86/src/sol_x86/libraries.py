@@ -119,6 +119,10 @@ def library_dims(anchor: Node) -> tuple[int, ...]:
 
 
 def _static(v: Value) -> bool:
+    """A parameter or constant, or a reshape of one (the same memory: a channels-last region
+    reads a convolution's (C, 1, 1) bias as (1, 1, 1, C), sol.planner.layout)."""
+    while v.producer is not None and v.producer.op == "reshape":
+        v = v.producer.inputs[0]
     return v.kind in (ValueKind.PARAM, ValueKind.CONST)
 
 
