@@ -55,3 +55,28 @@ def test_transcendental_loops_match_pytorch(tmp_path: Path, monkeypatch: pytest.
     # One vector width or another, per what -march=native allows (16 lanes on AVX-512, 8 on AVX2).
     for fn in ("expf", "tanhf", "erff", "logf"):
         assert any(s.endswith(f"v_{fn}") for s in imported), (fn, sorted(imported))
+
+
+class Sigmoid(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x * 2.0)
+
+
+def test_small_loops_are_vector_loops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop alone in its group and too small to start threads (1200 elements) is a vector loop
+    too: the parallel choice is rendered into the source, not left to an OpenMP if() clause,
+    under which GCC 12 dropped the simd and the loop called the scalar expf."""
+    monkeypatch.setenv("SOL_CACHE_DIR", str(tmp_path))
+    model = Sigmoid().eval()
+    x = torch.randn(4, 300)
+    x[0, :4] = torch.tensor([float("nan"), float("inf"), -float("inf"), -104.0])
+    fast = sol.optimize(model, x, device="x86")
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x), rtol=2e-6, atol=1e-30, equal_nan=True)
+    if platform.machine() != "x86_64" or platform.libc_ver()[0] != "glibc":
+        return  # the vector forms are glibc's
+    imported = set()
+    for lib in tmp_path.rglob("*.so"):
+        out = subprocess.run(["nm", "-D", "--undefined-only", str(lib)], capture_output=True, text=True).stdout
+        imported |= {line.split()[-1].split("@")[0] for line in out.splitlines()}
+    assert any(s.startswith("_ZGV") and s.endswith("v_expf") for s in imported), sorted(imported)

@@ -40,7 +40,10 @@ PACKAGE = "sol_device_c"
 ENTRY = "network.c"
 # -ffp-contract=off: no fused multiply-adds, which would round differently from the references;
 # -fno-strict-aliasing: the arena is one byte buffer that groups view as different element types.
-FLAGS = ("-std=c99", "-O2", "-fPIC", "-shared", "-ffp-contract=off", "-fno-strict-aliasing")
+# -fno-delete-null-pointer-checks: GCC 12 can otherwise drop a call to a function whose stores
+# all address one buffer (its loop optimizer rewrites them as null-based addresses).
+FLAGS = ("-std=c99", "-O2", "-fPIC", "-shared", "-ffp-contract=off", "-fno-strict-aliasing",
+         "-fno-delete-null-pointer-checks")
 ERR_LEN = 512
 # sol_forward's return codes that name a failure in the input data: 2 an index out of range,
 # 4 a checked factorization (a singular matrix).

@@ -31,9 +31,10 @@ EMULATION_HEADER = "velintrin_emu.h"
 # clang's VE backend does not vectorize loops itself: the vel variant's intrinsics do.
 CLANG_FLAGS = (VE_TARGET, "-std=gnu11", "-O3", "-fno-vectorize", "-fPIC", "-Wno-unknown-pragmas")
 NCC_FLAGS = ("-std=gnu11", "-O3", "-fpic", "-fopenmp")
-# No -ffast-math: NaN and Inf must behave as in the frameworks.
-HOST_FLAGS = ("-std=gnu11", "-O2", "-fPIC", "-shared", "-fno-math-errno", "-Wno-unknown-pragmas",
-              "-Wno-unused-variable", "-Wno-unused-function")
+# No -ffast-math: NaN and Inf must behave as in the frameworks. -fno-delete-null-pointer-checks:
+# the GCC 12 miscompile that sol_x86's DEFAULT_FLAGS explain (a group call dropped).
+HOST_FLAGS = ("-std=gnu11", "-O2", "-fPIC", "-shared", "-fno-math-errno", "-fno-delete-null-pointer-checks",
+              "-Wno-unknown-pragmas", "-Wno-unused-variable", "-Wno-unused-function")
 
 
 @functools.cache

@@ -26,10 +26,16 @@ from sol_x86.runtime import abi_renames
 
 log = logging.getLogger("sol")
 
-# -fno-math-errno lets exp/sqrt vectorize; no -ffast-math: NaN and Inf must behave as in the
-# frameworks.
+# -fno-math-errno lets sqrt vectorize; no -ffast-math: NaN and Inf must behave as in the
+# frameworks. -fno-delete-null-pointer-checks works around a GCC 12 miscompile
+# (tests/x86/test_gcc_null_base.py): when a loop's buffers all lie in the arena, induction
+# variable optimization addresses them as "0 + arena*(1-k) + iv*k", and the late pure-const
+# pass then takes those stores for stores through a null pointer, which cannot happen, so it
+# finds the group function pure and the caller drops the call. With this flag a null-based
+# address may point to any memory, which is what it is here.
 DEFAULT_FLAGS = ("-std=c++17", "-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno",
-                 "-fno-trapping-math", "-Wno-unused-variable", "-Wno-unused-but-set-variable")
+                 "-fno-trapping-math", "-fno-delete-null-pointer-checks", "-Wno-unused-variable",
+                 "-Wno-unused-but-set-variable")
 # The oneDNN glue is not hot code (oneDNN does the work): -O2, and no -march=native, so its cache
 # entry does not depend on the CPU. -fno-semantic-interposition: calls inside the library go
 # straight to their targets (nothing interposes on sol's own symbols).
