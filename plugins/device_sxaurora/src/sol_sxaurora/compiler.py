@@ -29,12 +29,15 @@ VE_TARGET = "--target=ve-unknown-linux-gnu"
 NCC_DEFAULT = "/opt/nec/ve/bin/ncc"
 EMULATION_HEADER = "velintrin_emu.h"
 # clang's VE backend does not vectorize loops itself: the vel variant's intrinsics do.
-CLANG_FLAGS = (VE_TARGET, "-std=gnu11", "-O3", "-fno-vectorize", "-fPIC", "-Wno-unknown-pragmas")
+# -fno-strict-aliasing: groups reuse the workspace's bytes as other element types (as on x86).
+CLANG_FLAGS = (VE_TARGET, "-std=gnu11", "-O3", "-fno-vectorize", "-fPIC", "-fno-strict-aliasing",
+               "-Wno-unknown-pragmas")
 NCC_FLAGS = ("-std=gnu11", "-O3", "-fpic", "-fopenmp")
-# No -ffast-math: NaN and Inf must behave as in the frameworks. -fno-delete-null-pointer-checks:
-# the GCC 12 miscompile that sol_x86's DEFAULT_FLAGS explain (a group call dropped).
+# No -ffast-math: NaN and Inf must behave as in the frameworks. -fno-delete-null-pointer-checks
+# and -fno-strict-aliasing: see sol_x86's DEFAULT_FLAGS (a GCC 12 miscompile that dropped a group
+# call; workspace bytes reused as other element types).
 HOST_FLAGS = ("-std=gnu11", "-O2", "-fPIC", "-shared", "-fno-math-errno", "-fno-delete-null-pointer-checks",
-              "-Wno-unknown-pragmas", "-Wno-unused-variable", "-Wno-unused-function")
+              "-fno-strict-aliasing", "-Wno-unknown-pragmas", "-Wno-unused-variable", "-Wno-unused-function")
 
 
 @functools.cache
