@@ -266,3 +266,23 @@ def test_transformers_families_take_token_ids() -> None:
     assert 0 <= int(ids.min()) and int(ids.max()) < 30522 and not model.training
     with torch.no_grad():
         assert model(ids).shape == (2, 16, 768)
+
+
+@pytest.mark.slow
+def test_rounds_alternate_the_engines_and_take_the_median_of_medians(tmp_path: Path) -> None:
+    """--rounds 3: three timed processes per engine, the engine order reversed every other round
+    (eager, sol, sol, eager, eager, sol), each engine's time the median of its three medians."""
+    out = _bench(tmp_path, "--models", "mlp", "--batch", "1", "--engines", "eager,sol", "--rounds", "3",
+                 ceilings=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    order = [ln.split(":")[0].strip() for ln in out.stderr.splitlines() + out.stdout.splitlines()
+             if ln.strip().startswith("mlp-b1-") and ln.strip().split(":")[0].endswith("-run")]
+    assert order == ["mlp-b1-eager-run", "mlp-b1-sol-run", "mlp-b1-sol-run", "mlp-b1-eager-run",
+                     "mlp-b1-eager-run", "mlp-b1-sol-run"], order
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    for engine, cell in result["rows"][0]["cells"].items():
+        assert cell["ok"], (engine, cell["error"])
+        assert len(cell["round_medians_s"]) == 3 and len(cell["times_s"]) == 9
+        assert cell["median_s"] == sorted(cell["round_medians_s"])[1]
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "--rounds 3" in md and "Rounds: 3 timed processes per engine" in md

@@ -66,6 +66,9 @@ class BenchCommand(Command):
                                  "loss, backward, SGD step; eager, torch.compile and sol), or infer,train")
         parser.add_argument("--repeats", type=_positive, default=None, help="timed runs per engine (default 10)")
         parser.add_argument("--warmup", type=int, default=None, help="untimed runs before them (default 3)")
+        parser.add_argument("--rounds", type=_positive, default=1,
+                            help="timed processes per engine, the engines in alternating order, each time the "
+                                 "median of the rounds' medians (default 1): for machines whose speed drifts")
         parser.add_argument("--size", type=_positive, default=None,
                             help="image size for every model (default: 224; --quick: the smallest the tests use)")
         parser.add_argument("--threads", type=_positive, default=None,
@@ -114,7 +117,8 @@ class BenchCommand(Command):
             repeats=args.repeats or (3 if args.quick else 10),
             warmup=args.warmup if args.warmup is not None else (1 if args.quick else 24 if args.busy else 3),
             threads=threads, timeout=args.timeout or (300.0 if args.quick else 1800.0), out=args.out,
-            size=args.size, quick=args.quick, keep_work=args.keep_work, modes=args.mode, busy=max(args.busy, 0))
+            size=args.size, quick=args.quick, keep_work=args.keep_work, modes=args.mode, busy=max(args.busy, 0),
+            rounds=args.rounds)
         options.command = _command_line(options)
         measured = _ceilings(threads, args.quick)
         result = harness.Harness(options).run(measured)
@@ -158,6 +162,8 @@ def _command_line(o: object) -> str:
         parts += ["--size", str(o.size)]
     if o.busy:
         parts += ["--busy", str(o.busy)]
+    if o.rounds > 1:
+        parts += ["--rounds", str(o.rounds)]
     if o.quick:
         parts.append("--quick")
     parts += ["--out", str(o.out)]

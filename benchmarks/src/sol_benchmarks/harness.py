@@ -26,6 +26,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,6 +58,7 @@ class Options:
     command: str = "sol bench"
     modes: list[str] = field(default_factory=lambda: ["infer"])
     busy: int = 0  # CPU-bound neighbour processes kept running during the run (a shared machine)
+    rounds: int = 1  # timed processes per engine, in alternating engine order (see Harness.run_row)
 
 
 @dataclass
@@ -75,6 +77,7 @@ class Cell:
     cold_peak_rss_mib: float | None = None
     max_rel_diff: float | None = None  # max |y - y_eager| / max |y_eager|
     notes: list[str] = field(default_factory=list)
+    round_medians_s: list[float] = field(default_factory=list)  # one per timed process (--rounds)
 
 
 @dataclass
@@ -183,11 +186,18 @@ class Harness:
 
     # --- one (model, batch) -------------------------------------------------------------------
     def run_row(self, row: Row) -> None:
-        for engine in row.engines_for(self.o.engines):
+        """The cold processes first, then ``rounds`` rounds of timed processes, one per engine,
+        the engine order reversed every other round: a machine whose speed drifts over minutes
+        (as virtual machines' do) then slows every engine alike instead of whichever ran last.
+        An engine's time is the median of its rounds' medians."""
+        chosen = row.engines_for(self.o.engines)
+        workdirs = {}
+        for engine in chosen:
             cell = Cell(engine)
             row.cells[engine] = cell
             workdir = self.work / row.tag / engine.replace(".", "_")
             workdir.mkdir(parents=True, exist_ok=True)
+            workdirs[engine] = workdir
             if engine in engines.NEEDS_COLD:
                 cold, error = self._spawn(row, engine, "cold", workdir)
                 if cold is None:
@@ -196,18 +206,30 @@ class Harness:
                 cell.cold_s = cold["first_result_s"]
                 cell.cold_peak_rss_mib = cold.get("peak_rss_mib")
                 cell.notes += cold.get("notes", [])
-            result, error = self._spawn(row, engine, "run", workdir)
-            if result is None:
-                cell.error = error
-                continue
-            cell.ok = True
-            cell.median_s = result["median_s"]
-            cell.times_s = result["times_s"]
-            cell.first_result_s = result["first_result_s"]
-            cell.peak_rss_mib = result["peak_rss_mib"]
-            cell.resident_mib = result.get("resident_mib")
-            cell.notes += [n for n in result.get("notes", []) if n not in cell.notes]
+        for r in range(max(1, self.o.rounds)):
+            for engine in (chosen if r % 2 == 0 else chosen[::-1]):
+                cell = row.cells[engine]
+                if cell.error:
+                    continue
+                result, error = self._spawn(row, engine, "run", workdirs[engine])
+                if result is None:
+                    cell.error, cell.ok = error, False
+                    continue
+                self._add_round(cell, result)
         self._compare(row)
+
+    @staticmethod
+    def _add_round(cell: Cell, result: dict[str, Any]) -> None:
+        cell.ok = True
+        cell.round_medians_s.append(result["median_s"])
+        cell.median_s = statistics.median(cell.round_medians_s)
+        cell.times_s += result["times_s"]
+        if cell.first_result_s is None:
+            cell.first_result_s = result["first_result_s"]
+        cell.peak_rss_mib = max(cell.peak_rss_mib or 0.0, result["peak_rss_mib"])
+        if result.get("resident_mib") is not None:
+            cell.resident_mib = max(cell.resident_mib or 0.0, result["resident_mib"])
+        cell.notes += [n for n in result.get("notes", []) if n not in cell.notes]
 
     def _compare(self, row: Row) -> None:
         """Each engine's output (training: the losses of every step) against eager's (same

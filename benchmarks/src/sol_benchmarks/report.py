@@ -64,6 +64,9 @@ def markdown(result: BenchResult) -> str:
              f"({m['physical_cores']} physical cores); fp32, medians of {o['repeats']} timed runs after "
              f"{o['warmup']} warm-up; torch {m['torch']}, onnxruntime {m['onnxruntime']}, sol-core {m['sol-core']}.",
              "", f"Command: `{o['command']}`", ""]
+    if o.get("rounds", 1) > 1:
+        lines += [f"Rounds: {o['rounds']} timed processes per engine, the engine order reversed every other "
+                  "round; each time is the median of the rounds' medians.", ""]
     if o.get("busy"):
         lines += [f"Shared machine: {o['busy']} CPU-bound neighbour process(es) ran through the whole run "
                   "(`--busy`): the timings show how each engine degrades when another job takes cores.", ""]
