@@ -89,11 +89,11 @@ def channels_last(graph: Graph, claims: Callable[[Node], bool]) -> int:
     for node in graph.nodes:
         if node in region and _leaves(node):
             if node.op == "transpose":  # its result is the channels-last tensor itself
-                _rename_all(graph, node.output, twin[node.inputs[0]])
+                graph.replace_uses(node.output, twin[node.inputs[0]])
             else:  # a reduction over H and W to (N, C): the same tensor in both layouts
                 attrs = {**node.attrs, "axes": (1, 2)}
-                _rename_all(graph, node.output, _emit(graph, nodes, node.op, [twin[node.inputs[0]]], attrs,
-                                                      node.source))
+                graph.replace_uses(node.output, _emit(graph, nodes, node.op, [twin[node.inputs[0]]], attrs,
+                                                     node.source))
             continue
         if node in region and _enters(node):  # the tensor it transposes is the channels-last one
             twin[node.output] = node.inputs[0]
@@ -142,12 +142,6 @@ def _emit(graph: Graph, nodes: list[Node], op: str, ins: list[Value], attrs: dic
     new.outputs, new.name = [out], out.name
     nodes.append(new)
     return out
-
-
-def _rename_all(graph: Graph, old: Value, new: Value) -> None:
-    for n in graph.nodes:
-        n.inputs = [new if v is old else v for v in n.inputs]
-    graph.outputs = [new if v is old else v for v in graph.outputs]
 
 
 def _rename_uses(graph: Graph, old: Value, new: Value, region: set[Node]) -> None:
