@@ -32,14 +32,15 @@ from sol import hookspecs
 from sol.errors import PluginError
 from sol.roles import CORE_PLUGIN
 
-PLUGIN_API = (1, 4)
+PLUGIN_API = (1, 5)
 """The plugin API this core implements (:mod:`sol.plugin_api` lists it and states what a minor
 and a major bump mean); plugins declare a range it must fall in. 1.1: the facade
 ``sol.plugin_api`` and ``DeviceCapabilities.unsupported_ops``. 1.2: device memory (``DeviceMemory``,
 ``Buffer``, ``Device.memory``, ``Program.run``), ``DeviceCapabilities.concurrent_calls``, the op
 table's fields (``OpDef.flops``, ``c_expr``, ``c_loops``) and the names they need,
 ``physical_cores``. 1.4: ``LinAlgError`` and ``Dialect.linalg_errors`` (a failed factorization
-check reported apart from an index out of range)."""
+check reported apart from an index out of range). 1.5: ``Dialect.function`` (how the generator's
+helper functions are declared: a GPU dialect adds its device qualifier)."""
 
 log = logging.getLogger("sol")
 _LOCK = threading.RLock()  # first use from several threads at once: one fills the registries, the others wait

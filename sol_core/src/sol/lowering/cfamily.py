@@ -94,6 +94,9 @@ class Dialect:
     true, false = "1", "0"
     inner_pragma = ""  # above the innermost loop of a pointwise stage (``#pragma omp simd``)
     parallel_pragma = "#pragma omp parallel for schedule(static)"  # "" where there are no threads
+    # How a helper function at file scope is declared (the special functions of
+    # sol.lowering.special): a GPU dialect adds its device qualifier (plugin API 1.5).
+    function = "static inline"
     # Single element-wise ops the device spells its own way (same rule signature as the table).
     op_overrides: Mapping[str, OpRule] = {}
     # Ops core lowers that this device's templates do not render.
