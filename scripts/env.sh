@@ -28,10 +28,10 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
     "onednn-cpu-gomp==2023.2.0" "onednn-devel-cpu-gomp==2023.2.0" "tensorflow-cpu==2.21.0" \
     pytest pytest-timeout "pytest-xdist==3.8.0" ruff mypy "hypothesis==6.170.27" "rich==15.0.0" \
     "onnxruntime==1.32.0" "onnx==1.23.2" "onnxscript==0.7.2" "matplotlib==3.11.2" "tf2onnx==1.17.0" \
-    "transformers==5.25.0" "expecttest==0.3.0"
+    "transformers==5.25.0" "expecttest==0.3.0" "nvidia-cuda-nvrtc-cu12==12.9.86"
   "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT/sol_core" -e "$ROOT/plugins/device_x86" \
     -e "$ROOT/plugins/frontend_pytorch" -e "$ROOT/plugins/device_sxaurora" -e "$ROOT/plugins/frontend_tensorflow" \
-    -e "$ROOT/plugins/frontend_onnx" -e "$ROOT/benchmarks"
+    -e "$ROOT/plugins/frontend_onnx" -e "$ROOT/plugins/device_cuda" -e "$ROOT/benchmarks"
   echo "$want" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

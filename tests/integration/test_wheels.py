@@ -37,6 +37,9 @@ DISTRIBUTIONS = {  # distribution -> (folder, import package, files its wheel mu
     "sol-device-sxaurora": ("plugins/device_sxaurora", "sol_sxaurora",
                             ["sol_sxaurora/py.typed", "sol_sxaurora/templates/network.c.j2",
                              "sol_sxaurora/templates/velintrin_emu.h"]),
+    "sol-device-cuda": ("plugins/device_cuda", "sol_cuda",
+                        ["sol_cuda/py.typed", "sol_cuda/templates/network.cu.j2", "sol_cuda/templates/ops.j2",
+                         "sol_cuda/templates/sol_cuda_emu.h"]),
     "sol-frontend-pytorch": ("plugins/frontend_pytorch", "sol_pytorch", ["sol_pytorch/py.typed"]),
     "sol-frontend-tensorflow": ("plugins/frontend_tensorflow", "sol_tensorflow", ["sol_tensorflow/py.typed"]),
     "sol-frontend-onnx": ("plugins/frontend_onnx", "sol_onnx", ["sol_onnx/py.typed"]),
@@ -181,6 +184,8 @@ def test_all_wheels_work_installed_in_a_fresh_environment(built: dict[str, tuple
     assert "x86: available" in table and "pytorch: available (torch " in table and "ve: available" in table
     assert "c: available (plain C99" in table and "onnx: available" in table
     assert "tensorflow: unavailable: tensorflow is not installed (pip install tensorflow)" in table
+    # No GPU in CI: the CUDA device says why (the driver's absence); with a GPU, it is available.
+    assert re.search(r"cuda: (unavailable: no NVIDIA driver|available)", table), table
     assert "failed to load" not in table and "refused" not in table
 
     demo = run([sol, "demo", "--batch", "1", "--size", "32", "--repeats", "3"], env=env, cwd=cwd)

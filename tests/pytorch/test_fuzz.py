@@ -50,8 +50,8 @@ import fuzz_models as fm  # noqa: E402
 CHAINS = 6
 EXAMPLES = int(os.environ.get("SOL_FUZZ_EXAMPLES") or 30)
 SEED = int(os.environ.get("SOL_FUZZ_SEED") or 0)
-# The emulated VE compiles a host C file per example as well: a smaller share of the budget.
-DEVICE_SHARE = {"ve": 0.5}
+# The emulated VE and CUDA devices compile a host file per example as well: a smaller share.
+DEVICE_SHARE = {"ve": 0.5, "cuda": 0.5}  # the emulations compile a host file per example as well
 RTOL, ATOL = 1e-4, 1e-5  # one op (DESIGN.md section 7)
 NET_RTOL, NET_ATOL = 1e-3, 1e-4  # a whole network: the last word for a chain float64 does not settle
 

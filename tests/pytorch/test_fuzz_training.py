@@ -45,7 +45,7 @@ from test_fuzz import Failure, _bad, _rounding  # noqa: E402
 CHAINS = 4
 EXAMPLES = int(os.environ.get("SOL_FUZZ_TRAINING_EXAMPLES") or 12)
 SEED = int(os.environ.get("SOL_FUZZ_SEED") or 0)
-DEVICE_SHARE = {"ve": 0.5}  # the emulated VE compiles a host C file per program as well
+DEVICE_SHARE = {"ve": 0.5, "cuda": 0.5}  # the emulations compile a host file per program as well
 
 
 def _leaves(case: fm.FuzzCase, dtype: torch.dtype | None = None) -> list[torch.Tensor]:

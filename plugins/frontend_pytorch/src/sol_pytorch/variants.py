@@ -468,17 +468,24 @@ def _flat_layout(n: int) -> OutputLayout:
 
 CPU = torch.empty(0).__dlpack_device__()
 """A CPU tensor's DLPack device, ``(1, 0)``: memory with this DLPack device is PyTorch's CPU memory."""
+DLPACK_CUDA = 2
+"""DLPack's device type of CUDA memory (kDLCUDA): a program on such memory runs on PyTorch's CUDA
+tensors in place (the GPU's id must be the tensor's). Not yet run on a GPU (no GPU was lent)."""
 
 
 class InPlace:
     """How one program's calls cross from PyTorch to sol in place (see :func:`run_program`):
     per input and output, its type, shape and torch dtype, looked up once per program."""
 
-    __slots__ = ("memory", "host", "inputs", "outputs", "allocate")
+    __slots__ = ("memory", "host", "inputs", "outputs", "allocate", "device")
 
     def __init__(self, program: Program) -> None:
         self.memory = program.memory
         self.host = program.memory.shares_host
+        # Where the tensors must live: the CPU, or the GPU whose memory the program runs on
+        # (DLPack kDLCUDA, device id); outputs are allocated there by PyTorch.
+        dl = program.memory.dlpack_device
+        self.device = torch.device("cpu") if dl == CPU else torch.device("cuda", dl[1])  # type: ignore[index]
         self.inputs = [(t, t.shape, getattr(torch, t.dtype)) for t in program.input_types]
         self.outputs = [(t, t.shape, getattr(torch, t.dtype)) for t in program.output_types]
         # Host memory: the outputs are PyTorch's own tensors, given to the program to write into
@@ -494,11 +501,21 @@ class InPlace:
         if len(tensors) != len(self.inputs):
             return None
         ins = []
+        device = self.device
         for t, (tt, shape, dtype) in zip(tensors, self.inputs):
-            if not isinstance(t, torch.Tensor) or not t.is_cpu or t.dtype is not dtype or t.shape != shape \
+            if isinstance(t, torch.Tensor) and t.device != device and device.type != "cpu":
+                # PyTorch's own words for a tensor on the wrong device (a module on the GPU
+                # given a CPU tensor): never a silent copy.
+                raise RuntimeError(f"Expected all tensors to be on the same device, but found at least two "
+                                   f"devices, {device} and {t.device}!")
+            if not isinstance(t, torch.Tensor) or t.device != device or t.dtype is not dtype or t.shape != shape \
                     or not t.is_contiguous() or t.is_neg():
                 return None
             ins.append(Buffer(memory, t.data_ptr(), tt, None, t))
+        if device.type != "cpu":
+            outs = [torch.empty(shape, dtype=dtype, device=device) for _, shape, dtype in self.outputs]
+            program.run(ins, [Buffer(memory, o.data_ptr(), tt, None, o) for o, (tt, _, _) in zip(outs, self.outputs)])
+            return outs
         if self.host and self.allocate:
             outs = [torch.empty(shape, dtype=dtype) for _, shape, dtype in self.outputs]
             program.run(ins, [Buffer(memory, o.data_ptr(), tt, None, o) for o, (tt, _, _) in zip(outs, self.outputs)])
@@ -517,7 +534,9 @@ def in_place(program: Program) -> InPlace | None:
     try:
         return _IN_PLACE[program]
     except KeyError:
-        route = InPlace(program) if program.runs_in_place and program.memory.dlpack_device == CPU else None
+        dl = program.memory.dlpack_device
+        ours = dl == CPU or (dl is not None and dl[0] == DLPACK_CUDA and torch.cuda.is_available())
+        route = InPlace(program) if program.runs_in_place and ours else None
         _IN_PLACE[program] = route
         return route
 

@@ -1,0 +1,1 @@
+"""sol's CUDA device plugin."""
