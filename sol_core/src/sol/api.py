@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sol import cache, progress
+from sol import cache, device_select, progress
+from sol.config import config
 from sol.errors import SolError
 from sol.fallback import compile_partitioned, is_partitioned
 from sol.ir import Graph
@@ -46,7 +47,6 @@ def frontend_for(model: Any) -> Frontend:
 
 
 def resolve_device(name: str | None, stacklevel: int = 4) -> Device:
-    from sol import device_select
     from sol.plugins import roles
 
     return device_select.checked(roles().devices.get(name or device_select.get()), stacklevel=stacklevel)
@@ -226,7 +226,10 @@ def optimize(model: Any, *example_inputs: Any, device: str | None = None, traini
         training = frontend.training_mode(model)
     options = dict(options, training=training)
     # The device first (cheap): its one-time work (e.g. building a runtime library) then runs in
-    # the background while the frontend traces the model.
+    # the background while the frontend traces the model. None named: where the example tensors
+    # live (a GPU's tensors go to that GPU's device), else the default.
+    if device is None and not config["device"]:
+        device = device_select.for_tensors(frontend.example_device(example_inputs))
     dev = resolve_device(device, stacklevel=3)
     options["device"] = dev.name  # the frontend asks this device what it compiles (its fallback)
     dev.prepare()

@@ -9,6 +9,8 @@ from sol.config import config
 from sol.errors import DeviceUnavailableError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from sol.roles import Device
 
 _index = 0
@@ -58,3 +60,24 @@ def get() -> str:
     raise DeviceUnavailableError(
         "no sol device is available; installed devices: "
         + (", ".join(f"{d.name} ({d.availability().detail})" for d in devices) or "none (pip install sol-device-x86)"))
+
+
+def for_tensors(dlpack: tuple[int, int] | None, devices: Iterable[Device] | None = None) -> str | None:
+    """The device for example tensors that live on DLPack device ``dlpack`` (what the frontend's
+    :meth:`~sol.roles.Frontend.example_device` says) when the user named none: the available,
+    not emulated, device whose memory is that one (a GPU's tensors: that GPU's device). None
+    for host tensors (the default device applies); DeviceUnavailableError where no device runs
+    on that memory, rather than a copy the user did not ask for."""
+    if dlpack is None or tuple(dlpack) == (1, 0):  # kDLCPU: the default device's business
+        return None
+    from sol.plugins import roles
+
+    candidates = list(roles().devices if devices is None else devices)
+    for d in candidates:
+        avail = d.availability()
+        if avail.available and not avail.emulated and d.memory.dlpack_device == tuple(dlpack):
+            return d.name
+    listed = ", ".join(f"{d.name} ({d.availability().detail or 'available'})" for d in candidates) or "none"
+    raise DeviceUnavailableError(f"the example inputs live on DLPack device {tuple(dlpack)}, and no available sol "
+                                 f"device runs on that memory (installed devices: {listed}); name one with "
+                                 f"optimize(..., device=...) or sol.device.set(name, index), or pass host tensors")

@@ -40,7 +40,8 @@ and a major bump mean); plugins declare a range it must fall in. 1.1: the facade
 table's fields (``OpDef.flops``, ``c_expr``, ``c_loops``) and the names they need,
 ``physical_cores``. 1.4: ``LinAlgError`` and ``Dialect.linalg_errors`` (a failed factorization
 check reported apart from an index out of range). 1.5: ``Dialect.function`` (how the generator's
-helper functions are declared: a GPU dialect adds its device qualifier)."""
+helper functions are declared: a GPU dialect adds its device qualifier) and
+``Frontend.example_device`` (where the example tensors live: a GPU's tensors pick its device)."""
 
 log = logging.getLogger("sol")
 _LOCK = threading.RLock()  # first use from several threads at once: one fills the registries, the others wait

@@ -161,6 +161,13 @@ class Frontend(abc.ABC):
         nodes the frontend marked for its framework (:func:`sol.fallback.mark`) arrives as a
         :class:`~sol.fallback.PartitionedProgram`: compiled parts and framework steps in order."""
 
+    def example_device(self, example_inputs: tuple[Any, ...]) -> tuple[int, int] | None:
+        """The DLPack device ``(type, id)`` the example tensors live on, where that is not the
+        host (a GPU's tensors: ``(2, id)``); ``optimize`` without a device then picks the device
+        whose memory that is (:func:`sol.device_select.for_tensors`). Default: None (host).
+        Plugin API 1.5."""
+        return None
+
     def training_mode(self, model: Any) -> bool:
         """Whether ``model`` is in training mode, for ``optimize(..., training=None)``: a model the
         user is training is compiled for training (a framework without modes: False)."""

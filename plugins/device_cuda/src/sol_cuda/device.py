@@ -13,10 +13,12 @@ import os
 from pathlib import Path
 
 from sol.plugin_api import (
+    HOST_MEMORY,
     Availability,
     Compiler,
     Device,
     DeviceCapabilities,
+    DeviceMemory,
     DeviceUnavailableError,
     Plan,
     Program,
@@ -53,6 +55,9 @@ def nvrtc_status() -> tuple[bool, str]:
 class CudaDevice(Device):
     name = "cuda"
 
+    def __init__(self) -> None:
+        self._memories: dict[int, DeviceMemory] = {}
+
     def availability(self) -> Availability:
         from sol_cuda import driver
 
@@ -73,6 +78,19 @@ class CudaDevice(Device):
     @property
     def emulated(self) -> bool:
         return self.availability().emulated
+
+    @property
+    def memory(self) -> DeviceMemory:
+        """The selected GPU's memory (``sol.device.set("cuda", index)``); host memory in the
+        emulation, which runs on the host's."""
+        if self.emulated:
+            return HOST_MEMORY
+        from sol_cuda.gpu import CudaMemory
+
+        index = selected_device_index()
+        if index not in self._memories:
+            self._memories[index] = CudaMemory(index)
+        return self._memories[index]
 
     @property
     def capabilities(self) -> DeviceCapabilities:
@@ -112,4 +130,6 @@ class CudaDevice(Device):
                                          {"emulated": True, "runs_on": "host emulation of the CUDA kernels"})
         from sol_cuda import gpu
 
-        return gpu.load(artifact, plan, source, self.name, selected_device_index())
+        memory = self.memory
+        assert isinstance(memory, gpu.CudaMemory)
+        return gpu.load(artifact, plan, source, self.name, memory)

@@ -204,8 +204,8 @@ class GpuNetwork:
             pass
 
 
-def load(artifact: Path, plan: Plan, source: Source, device: str, index: int) -> Program:
-    memory = CudaMemory(index)
+def load(artifact: Path, plan: Plan, source: Source, device: str, memory: CudaMemory) -> Program:
+    index = memory.index
     net = GpuNetwork(artifact.read_bytes(), plan, source, memory)
     g = plan.graph
     info = {"runs_on": f"cuda:{index}", "kernels": len(net.launches)}

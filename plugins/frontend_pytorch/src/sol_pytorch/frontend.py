@@ -33,6 +33,16 @@ class PyTorchFrontend(Frontend):
     def training_mode(self, model: Any) -> bool:
         return bool(model.training)
 
+    def example_device(self, example_inputs: tuple[Any, ...]) -> tuple[int, int] | None:
+        """Where the first example tensor on a GPU lives (a CUDA tensor: ``(2, index)``):
+        ``optimize(model, x_on_gpu)`` then compiles for that GPU."""
+        import torch
+
+        for t in example_inputs:
+            if isinstance(t, torch.Tensor) and t.is_cuda:  # meta tensors and shapes say nothing
+                return tuple(t.__dlpack_device__())  # type: ignore[return-value]
+        return None
+
     def import_graph(self, model: Any, example_inputs: tuple[Any, ...], options: dict[str, Any]) -> Graph:
         """The whole model's graph; where PyTorch must run some operations (``fallback``), the
         first compiled part, with the rest recorded for :meth:`wrap` to compile."""
