@@ -62,9 +62,8 @@ class Seed(nn.Module):
 
 
 def _kernels(text: str) -> dict[str, str]:
-    """Each kernel's code by name (from its signature to the #undef after it)."""
-    found = re.findall(r'extern "C" __global__ void __launch_bounds__\(\d+\) (sol_\w+)\((.*?)\n#undef SOL_GROUP',
-                       text, flags=re.S)
+    """Each kernel's code by name (from its signature to its closing brace)."""
+    found = re.findall(r'extern "C" __global__ void __launch_bounds__\(\d+\) (sol_\w+)\((.*?)\n}\n', text, flags=re.S)
     return {name: body for name, body in found}
 
 

@@ -27,7 +27,7 @@ from sol.plugin_api import (
 )
 from sol_cuda import compiler as cc
 from sol_cuda import runtime
-from sol_cuda.render import SHARED_BYTES, THREADS, CudaDialect, NetworkRenderer
+from sol_cuda.render import LOCAL_BYTES, THREADS, CudaDialect, NetworkRenderer
 
 DIALECT = CudaDialect()
 EMULATION_THREADS = 4  # threads per block in the emulation (OpenMP threads: few, but more than one warp lane)
@@ -104,7 +104,7 @@ class CudaDevice(Device):
                            "sol's CUDA kernels compute NCHW"
                        for op in ("conv2d_nhwc", "max_pool2d_nhwc", "avg_pool2d_nhwc")}
         return DeviceCapabilities(vector_width=DIALECT.vector_width, fusible_ops=DIALECT.fusible_ops(),
-                                  local_bytes=SHARED_BYTES, min_parallel=sms, recurrent_ops=DIALECT.recurrent_ops(),
+                                  local_bytes=LOCAL_BYTES, min_parallel=sms, recurrent_ops=DIALECT.recurrent_ops(),
                                   extra={"threads": THREADS, "sms": sms}, unsupported_ops=unsupported,
                                   concurrent_calls=False)
 

@@ -49,6 +49,7 @@ from sol.plugin_api import (
     ctype,
     numel,
     op_registry,
+    share_identical_bodies,
 )
 from sol.plugin_api import render_template as render
 from sol.plugin_api import template_environment as environment
@@ -57,6 +58,9 @@ PACKAGE = "sol_cuda"
 ENTRY = "network.cu"
 THREADS = 256  # threads per block on a GPU: 8 warps, enough to hide latency at one block per SM pass
 SHARED_BYTES = 48 * 1024  # static __shared__ memory a block may use without opting in
+# The planner's budget for a group's per-block intermediates: the rest is for block reductions
+# (two buffers of THREADS doubles at most in one group).
+LOCAL_BYTES = SHARED_BYTES - 2 * THREADS * 8
 MAX_GRID = 1 << 20  # grid-stride loops cap the grid: a block then takes several chunks
 INLINE_CONST_MAX = 64  # constants up to this many elements are literals in the source
 # Op macros of templates/ops.j2: each spreads its work over threads (sol_tid / sol_nthreads).
@@ -191,10 +195,6 @@ class NetworkRenderer(CRenderer):
     def fused(self, g: Group) -> dict[str, Any]:
         ctx = super().fused(g)
         lowered = ctx["lowered"]
-        shared = sum(n * _SIZES[ct] for ct, _, n in lowered.locals)
-        if shared > SHARED_BYTES:
-            raise SolError(f"cuda: group {g.label} keeps {shared} bytes per block in shared memory, more than "
-                           f"{SHARED_BYTES} (the planner's local_bytes should have split it)")
         whole_grid = (lowered.outer_size == 1 and len(lowered.stages) == 1
                       and isinstance(lowered.stages[0], PointwiseStage) and not lowered.locals)
         stages: list[dict[str, Any]] = []
@@ -206,6 +206,14 @@ class NetworkRenderer(CRenderer):
             else:
                 code, spread = self._op_code(st)
                 stages.append({"kind": "op", "comment": st.comment, "code": code, "serial": not spread})
+        # Static shared memory: the group's intermediates plus one reduction buffer per block
+        # reduction (templates/ops.j2 block_fold); more than 48 KiB is a ptxas error.
+        shared = sum(n * _SIZES[ct] for ct, _, n in lowered.locals)
+        shared += sum(s["code"].count("sol_part[sol_tid] = acc") for s in stages if s["kind"] == "op") \
+            * self.threads * 8
+        if shared > SHARED_BYTES:
+            raise SolError(f"cuda: group {g.label} needs {shared} bytes of shared memory per block, more than "
+                           f"{SHARED_BYTES} (the planner's local_bytes, LOCAL_BYTES, should have split it)")
         if whole_grid:
             total = int(stages[0]["total"])
             grid = max(1, min(-(-total // self.threads), MAX_GRID))
@@ -297,7 +305,15 @@ class NetworkRenderer(CRenderer):
     def render(self) -> Source:
         p = self.plan
         groups = self.groups()
-        text = render(PACKAGE, "network.cu.j2", name=p.graph.name, groups=groups, consts=self.consts(),
+        body = environment(PACKAGE).get_template("fused.j2").module.body  # type: ignore[attr-defined]
+        for g in groups:
+            if g["kind"] == "fused":
+                g["body"] = str(body(g)).rstrip("\n")
+        # Repeated blocks (a transformer's layers) compile once: one __noinline__ device function
+        # per distinct body, which NVRTC's time and the module's size scale with.
+        shared = share_identical_bodies(groups)
+        text = render(PACKAGE, "network.cu.j2", name=p.graph.name, groups=groups, shared=shared,
+                      consts=self.consts(),
                       num_params=len(p.graph.params) + len(p.graph.consts), num_inputs=len(p.graph.inputs),
                       num_outputs=len(p.graph.outputs), threads=self.threads, helpers=self.helpers())
         checks = "sol_index_error(net," in text or "sol_linalg_error(net," in text

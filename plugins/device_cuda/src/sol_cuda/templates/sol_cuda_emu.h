@@ -16,6 +16,7 @@
 #define __host__
 #define __restrict__ __restrict
 #define __launch_bounds__(n)
+#define __noinline__ __attribute__((noinline))
 // One block runs at a time, so a function-local static is exactly one block's shared memory.
 #define __shared__ static
 #define __syncthreads() _Pragma("omp barrier")
