@@ -192,10 +192,15 @@ def test_without_a_gpu_the_device_says_why_and_refuses() -> None:
                            env=_without_emulation(), check=True).stdout
     assert f"cuda: unavailable: {why}" in table, table
     code = ("import torch, sol\n"
-            "try:\n"
-            "    sol.optimize(torch.nn.Linear(2, 2), torch.zeros(1, 2), device='cuda')\n"
-            "except Exception as exc:\n"
-            "    print(type(exc).__name__, '|', exc)\n")
+            "from sol.plugins import roles\n"
+            "from sol.ir import TensorType\n"
+            "for attempt in (lambda: sol.optimize(torch.nn.Linear(2, 2), torch.zeros(1, 2), device='cuda'),\n"
+            "                lambda: roles().devices.get('cuda').memory.allocate(TensorType((2,), 'float32'))):\n"
+            "    try:\n"
+            "        attempt()\n"
+            "    except Exception as exc:\n"
+            "        print(type(exc).__name__, '|', exc)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_without_emulation(),
-                         check=True).stdout
-    assert out.startswith("DeviceUnavailableError |") and why in out, out
+                         check=True).stdout.splitlines()
+    assert len(out) == 2, out
+    assert all(line.startswith("DeviceUnavailableError |") and why in line for line in out), out

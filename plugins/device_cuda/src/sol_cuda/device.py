@@ -82,7 +82,8 @@ class CudaDevice(Device):
     @property
     def memory(self) -> DeviceMemory:
         """The selected GPU's memory (``sol.device.set("cuda", index)``); host memory in the
-        emulation, which runs on the host's."""
+        emulation, which runs on the host's. Without a GPU it exists, and its first use raises
+        DeviceUnavailableError saying why."""
         if self.emulated:
             return HOST_MEMORY
         from sol_cuda.gpu import CudaMemory

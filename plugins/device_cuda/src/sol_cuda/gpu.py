@@ -67,12 +67,15 @@ class CudaMemory(DeviceMemory):
     def __init__(self, index: int) -> None:
         self.index = index
         self.dlpack_device = (DLPACK_CUDA, index)
-        self.drv = driver.load()
         self.lock = threading.Lock()
 
     def _ready(self) -> driver.Driver:
-        self.drv.primary_context(self.index)  # current per thread: make sure this one has it
-        return self.drv
+        """The driver, with this GPU's primary context current on the calling thread (contexts
+        are per thread). Loaded on first use: without a GPU the memory exists (a device's
+        ``memory`` is asked while choosing a device) and its first use raises why not."""
+        drv = driver.load()
+        drv.primary_context(self.index)
+        return drv
 
     def allocate(self, type: TensorType, stream: Any = None) -> Buffer:
         drv = self._ready()
@@ -129,8 +132,7 @@ class GpuNetwork:
         self.source = source
         self.memory = memory
         self.index = memory.index
-        drv = memory._ready()
-        self.drv = drv
+        self.drv = drv = memory._ready()
         self.module = drv.load_module(cubin)
         self.launches = [(drv.function(self.module, ln["kernel"]), ln["grid"], ln["block"], ln["label"])
                          for ln in source.meta["launches"]]
