@@ -41,7 +41,8 @@ table's fields (``OpDef.flops``, ``c_expr``, ``c_loops``) and the names they nee
 ``physical_cores``. 1.4: ``LinAlgError`` and ``Dialect.linalg_errors`` (a failed factorization
 check reported apart from an index out of range). 1.5: ``Dialect.function`` (how the generator's
 helper functions are declared: a GPU dialect adds its device qualifier) and
-``Frontend.example_device`` (where the example tensors live: a GPU's tensors pick its device)."""
+``Frontend.example_device`` (where the example tensors live: a GPU's tensors pick its device), and
+``fits_epilogue`` (an element-wise op a device's own compute kernel can absorb)."""
 
 log = logging.getLogger("sol")
 _LOCK = threading.RLock()  # first use from several threads at once: one fills the registries, the others wait

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sol.plugin_api import Backend, Graph, LayerClass, Node
-from sol.plugin_api import op_registry as registry
+from sol.plugin_api import Backend, Graph, Node, fits_epilogue
 
 ANCHORS = ("conv2d", "conv_transpose2d", "dense", "matmul")
 FLOAT_DTYPES = ("float32", "float64")
@@ -41,14 +40,4 @@ class CudaKernels(Backend):
         return True
 
     def absorbs(self, anchor: Node, chain: list[Node], node: Node, graph: Graph) -> bool:
-        if node.op not in self.elementwise_ops() or registry.layer_class(node) is not LayerClass.ELEMENTWISE:
-            return False
-        out = anchor.output
-        if node.output.shape != out.shape or node.output.dtype != out.dtype:
-            return False
-        # Every other operand is read per output element through broadcast strides.
-        for v in node.inputs:
-            padded = (1,) * (len(out.shape) - v.type.rank) + v.shape
-            if len(padded) != len(out.shape) or any(d not in (1, o) for d, o in zip(padded, out.shape)):
-                return False
-        return True
+        return fits_epilogue(anchor, node, self.elementwise_ops())

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sol.plugin_api import Backend, Graph, LayerClass, Node, Value, ValueKind
-from sol.plugin_api import op_registry as registry
+from sol.plugin_api import Backend, Graph, Node, Value, ValueKind, fits_epilogue
 
 ANCHORS = ("conv2d", "conv_transpose2d", "dense", "matmul")
 
@@ -47,14 +46,4 @@ class GeneratedKernels(Backend):
         return True
 
     def absorbs(self, anchor: Node, chain: list[Node], node: Node, graph: Graph) -> bool:
-        if node.op not in self.elementwise_ops() or registry.layer_class(node) is not LayerClass.ELEMENTWISE:
-            return False
-        out = anchor.output.shape
-        if not _float32(node) or node.output.shape != out:
-            return False
-        # Every other operand is read per output element through broadcast strides.
-        for v in node.inputs:
-            padded = (1,) * (len(out) - v.type.rank) + v.shape
-            if len(padded) != len(out) or any(d not in (1, o) for d, o in zip(padded, out)):
-                return False
-        return True
+        return _float32(node) and fits_epilogue(anchor, node, self.elementwise_ops())

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from sol.lowering.base import CTYPES, contiguous_strides, ctype, linear, numel
 from sol.lowering.cfamily import TEMPLATES, CRenderer, Dialect, OuterLoop, indent_lines, recurrent_op_names
-from sol.lowering.compute import ReferenceLowering, reference_loops
+from sol.lowering.compute import ReferenceLowering, fits_epilogue, reference_loops
 from sol.lowering.elementwise import ELEMENTWISE, OpRule
 from sol.lowering.loops import (
     OP_LOWERINGS,
@@ -44,6 +44,6 @@ from sol.lowering.shared_bodies import SharedBody, share_identical_bodies
 
 __all__ = ["CTYPES", "ELEMENTWISE", "OP_LOWERINGS", "TEMPLATES", "Access", "BaseFields", "CRenderer", "Dialect",
            "GroupLowering", "Loop", "LoweredGroup", "OpLowering", "OpRecord", "OpRule", "OpStage", "OuterLoop",
-           "PointwiseOp", "PointwiseStage", "ReferenceLowering", "contiguous_strides", "ctype", "indent_lines",
-           "linear", "numel", "recurrent_op_names", "reduce_runs", "reference_loops", "SharedBody",
+           "PointwiseOp", "PointwiseStage", "ReferenceLowering", "contiguous_strides", "ctype", "fits_epilogue",
+           "indent_lines", "linear", "numel", "recurrent_op_names", "reduce_runs", "reference_loops", "SharedBody",
            "share_identical_bodies"]

@@ -96,6 +96,25 @@ def has_reference_loops(node: Node) -> bool:
     return opdef.c_reference is not None and all(v.dtype in FLOAT_DTYPES for v in (*node.inputs, *node.outputs))
 
 
+def fits_epilogue(anchor: Node, node: Node, elementwise_ops: frozenset[str]) -> bool:
+    """Whether a generated compute kernel can apply ``node`` to each output element of ``anchor``
+    before storing it (a device's own conv/dense kernels absorbing their epilogue: ``absorbs``):
+    an element-wise op the device's dialect renders (``elementwise_ops``), with the anchor's
+    output shape and dtype, every other operand broadcasting against that shape."""
+    from sol.ops.registry import LayerClass
+
+    if node.op not in elementwise_ops or registry.layer_class(node) is not LayerClass.ELEMENTWISE:
+        return False
+    out = anchor.output
+    if node.output.shape != out.shape or node.output.dtype != out.dtype:
+        return False
+    for v in node.inputs:
+        padded = (1,) * (len(out.shape) - v.type.rank) + v.shape
+        if len(padded) != len(out.shape) or any(d not in (1, o) for d, o in zip(padded, out.shape)):
+            return False
+    return True
+
+
 class ReferenceLoops(Backend):
     """The reference loops as a library backend of one device (see the module docstring)."""
 
