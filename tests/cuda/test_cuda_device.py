@@ -204,3 +204,25 @@ def test_without_a_gpu_the_device_says_why_and_refuses() -> None:
                          check=True).stdout.splitlines()
     assert len(out) == 2, out
     assert all(line.startswith("DeviceUnavailableError |") and why in line for line in out), out
+
+
+def test_dropped_emulated_networks_with_wide_blocks_leave_openmp_working(tmp_path: Path) -> None:
+    """Networks dropped (their libraries unloaded) while OpenMP's pool holds 64 threads per block:
+    the process's OpenMP runtime stays loaded, so its idle threads do not run unmapped code (the
+    first emulated network used to be the one that loaded libgomp, and took it along on dlclose)."""
+    code = ("import gc, numpy as np, sol\n"
+            "from sol.ir import Graph, TensorType\n"
+            "for width in (3, 4, 5, 3):\n"
+            "    g = Graph('net')\n"
+            "    x = g.add_input('x', TensorType((4, width)))\n"
+            "    g.outputs = [g.add_node('softmax', [g.add_node('add', [x, x]).output], {'axis': 1}).output]\n"
+            "    fast = sol.optimize(g, device='cuda')\n"
+            "    [y] = fast(np.ones((4, width), np.float32))\n"
+            "    assert np.allclose(y, 1.0 / width), y\n"
+            "    del fast\n"
+            "    gc.collect()\n"
+            "print('ok')\n")
+    env = {**_without_emulation(), "SOL_CUDA_EMULATE": "1", "SOL_CUDA_EMULATION_THREADS": "64",
+           "SOL_CACHE_DIR": str(tmp_path / "cache"), "OMP_WAIT_POLICY": "passive"}
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stderr[-2000:])

@@ -22,6 +22,7 @@ from sol.plugin_api import (
     DeviceUnavailableError,
     Plan,
     Program,
+    SolError,
     Source,
     selected_device_index,
 )
@@ -39,6 +40,19 @@ def emulation_requested(gpu: bool) -> bool:
     only where there is none (what the test suite sets); unset or 0: never."""
     value = os.environ.get("SOL_CUDA_EMULATE", "").strip().lower()
     return value in ("1", "true", "yes", "on") or (value == "auto" and not gpu)
+
+
+def emulation_threads() -> int:
+    """Threads per block in the emulation: ``SOL_CUDA_EMULATION_THREADS`` (a power of two up to the
+    GPU's THREADS; more threads exercise more of a kernel's cross-thread code, more slowly), else
+    EMULATION_THREADS."""
+    raw = os.environ.get("SOL_CUDA_EMULATION_THREADS", "").strip()
+    if not raw:
+        return EMULATION_THREADS
+    n = int(raw) if raw.isdigit() else 0
+    if n < 1 or n > THREADS or n & (n - 1):
+        raise SolError(f"SOL_CUDA_EMULATION_THREADS={raw!r}: expected a power of two from 1 to {THREADS}")
+    return n
 
 
 def nvrtc_status() -> tuple[bool, str]:
@@ -127,7 +141,7 @@ class CudaDevice(Device):
 
     def load(self, artifact: Path, plan: Plan, source: Source) -> Program:
         if self.emulated:
-            return runtime.load_emulated(artifact, plan, source, self.name, EMULATION_THREADS,
+            return runtime.load_emulated(artifact, plan, source, self.name, emulation_threads(),
                                          {"emulated": True, "runs_on": "host emulation of the CUDA kernels"})
         from sol_cuda import gpu
 

@@ -84,10 +84,23 @@ def _aligned_empty(nbytes: int) -> tuple[np.ndarray, int]:
     return raw, (base + ALIGN - 1) // ALIGN * ALIGN
 
 
+_OPENMP: list[ctypes.CDLL] = []
+
+
+def _keep_openmp_loaded() -> None:
+    """Hold the process's OpenMP runtime open for good before the first emulation library. A
+    network library may be the first to load libgomp; unloading the network (dlclose, when a
+    model is dropped) would then unload libgomp under its pool's idle worker threads, which
+    crash the process the next moment (seen with 64 threads per block)."""
+    if not _OPENMP:
+        _OPENMP.append(ctypes.CDLL("libgomp.so.1", mode=ctypes.RTLD_GLOBAL))
+
+
 class EmulatedNetwork:
     """A network's kernels in the host emulation, on host memory (NumPy arrays)."""
 
     def __init__(self, artifact: Path, plan: Plan, source: Source, threads: int) -> None:
+        _keep_openmp_loaded()
         graph = plan.graph
         self.name = graph.name
         self.source = source
