@@ -68,9 +68,11 @@ def for_tensors(dlpack: tuple[int, int] | None, devices: Iterable[Device] | None
     not emulated, device whose memory is that one (a GPU's tensors: that GPU's device). None
     for host tensors (the default device applies); DeviceUnavailableError where no device runs
     on that memory, rather than a copy the user did not ask for."""
-    if dlpack is None or tuple(dlpack) == (1, 0):  # kDLCPU: the default device's business
-        return None
+    from sol.memory import DLPACK_CPU
     from sol.plugins import roles
+
+    if dlpack is None or dlpack[0] == DLPACK_CPU:  # host tensors: the default device's business
+        return None
 
     candidates = list(roles().devices if devices is None else devices)
     for d in candidates:

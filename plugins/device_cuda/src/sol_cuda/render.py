@@ -17,8 +17,9 @@ How a plan maps onto the GPU (the seed's CUDA slide):
   block reductions where a whole row is one output); an op without a CUDA macro runs the
   generator's shipped loops on the block's first thread (correct, slow: the kernel's comment
   says ``serial``);
-* LIBRARY groups of the reference-loops backend (conv2d, conv_transpose2d, dense, matmul)
-  are kernels with one thread per output element over a grid.
+* LIBRARY groups of the ``cuda-kernels`` backend (conv2d, conv_transpose2d, dense, matmul:
+  :mod:`sol_cuda.libraries`) are kernels with one thread per output element over a grid, their
+  element-wise epilogue applied before the store.
 
 Model text never reaches the source except through comments (:meth:`CRenderer.comment`).
 """

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import _ctypes
 import ctypes
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -84,16 +85,13 @@ def _aligned_empty(nbytes: int) -> tuple[np.ndarray, int]:
     return raw, (base + ALIGN - 1) // ALIGN * ALIGN
 
 
-_OPENMP: list[ctypes.CDLL] = []
-
-
-def _keep_openmp_loaded() -> None:
+@functools.cache
+def _keep_openmp_loaded() -> ctypes.CDLL:
     """Hold the process's OpenMP runtime open for good before the first emulation library. A
     network library may be the first to load libgomp; unloading the network (dlclose, when a
     model is dropped) would then unload libgomp under its pool's idle worker threads, which
     crash the process the next moment (seen with 64 threads per block)."""
-    if not _OPENMP:
-        _OPENMP.append(ctypes.CDLL("libgomp.so.1", mode=ctypes.RTLD_GLOBAL))
+    return ctypes.CDLL("libgomp.so.1", mode=ctypes.RTLD_GLOBAL)
 
 
 class EmulatedNetwork:
