@@ -4,8 +4,9 @@ PyTorch computes, and that without a GPU (and without the emulation) it says why
 
 The emulation (``SOL_CUDA_EMULATE=1``) runs the same kernel source on the CPU, threads of a
 block as OpenMP threads; scripts/test.sh turns it on for the whole suite, so every
-device-parametrized test runs on "cuda" too, each network also compiled with NVRTC
-(``SOL_CUDA_NVRTC_CHECK=80,90``). Here each test sets what it needs itself.
+device-parametrized test runs on "cuda" too, each network also compiled with NVRTC to PTX
+(``SOL_CUDA_NVRTC_CHECK=compute_90``); the tests here build real sm_80 and sm_90 cubins. Here
+each test sets what it needs itself.
 """
 
 from __future__ import annotations
@@ -102,8 +103,9 @@ def test_seed_kernels_compile_with_nvrtc_for_sm80_and_sm90(emulated: Path, tmp_p
 
 
 def test_emulated_compiles_also_build_cubins_when_asked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """SOL_CUDA_NVRTC_CHECK=80,90 (what scripts/test.sh sets): each network the emulation compiles is
-    compiled by NVRTC for both architectures, so a kernel NVRTC refuses fails the test that made it."""
+    """SOL_CUDA_NVRTC_CHECK=80,90: each network the emulation compiles is compiled by NVRTC into
+    cubins for both architectures (front end and ptxas), so a kernel NVRTC refuses fails the
+    test that made it."""
     _nvrtc()
     monkeypatch.setenv("SOL_CUDA_EMULATE", "1")
     monkeypatch.setenv("SOL_CUDA_NVRTC_CHECK", "80,90")
@@ -117,13 +119,45 @@ def test_emulated_compiles_also_build_cubins_when_asked(monkeypatch: pytest.Monk
     assert cubins == ["network.sm_80.cubin", "network.sm_90.cubin"], cubins
 
 
-def test_nvrtc_refusal_fails_the_compile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_the_suites_ptx_check_builds_ptx_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """SOL_CUDA_NVRTC_CHECK=compute_90 (what scripts/test.sh sets: NVRTC's front end without
+    ptxas, a quarter of the time): each emulated network is also compiled to PTX, which names
+    every kernel; a malformed value is refused."""
+    _nvrtc()
+    from sol.plugin_api import CompileError
+    from sol_cuda.compiler import nvrtc_check_archs
+
+    monkeypatch.setenv("SOL_CUDA_EMULATE", "1")
+    monkeypatch.setenv("SOL_CUDA_NVRTC_CHECK", "compute_90")
+    monkeypatch.setenv("SOL_CACHE_DIR", str(tmp_path / "cache"))
+    model = nn.Sequential(nn.Linear(6, 4), nn.GELU(), nn.LayerNorm(4), nn.Softmax(-1)).eval()
+    x = torch.randn(3, 6)
+    fast = sol.optimize(model, x, device="cuda")
+    with torch.no_grad():
+        np.testing.assert_allclose(fast(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-5)
+    (ptx,) = (tmp_path / "cache").rglob("*.ptx")
+    assert ptx.name == "network.compute_90.ptx" and not list((tmp_path / "cache").rglob("*.cubin"))
+    (source,) = (tmp_path / "cache").rglob("network.cu")
+    text = ptx.read_text()
+    assert ".target sm_90" in text
+    kernels = _kernels(source.read_text())
+    assert kernels
+    for name in kernels:
+        assert f".entry {name}(" in text, name
+    for bad in ("compute90x", "ptx_90", "sm_"):
+        monkeypatch.setenv("SOL_CUDA_NVRTC_CHECK", bad)
+        with pytest.raises(CompileError, match="SOL_CUDA_NVRTC_CHECK"):
+            nvrtc_check_archs()
+
+
+@pytest.mark.parametrize("target", ["sm_90", "compute_90"])
+def test_nvrtc_refusal_fails_the_compile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, target: str) -> None:
     """A kernel NVRTC rejects is a CompileError naming NVRTC's complaint, not a silent pass."""
     _nvrtc()
     from sol.plugin_api import CompileError, Source
     from sol_cuda.compiler import EmulationCompiler
 
-    monkeypatch.setenv("SOL_CUDA_NVRTC_CHECK", "sm_90")
+    monkeypatch.setenv("SOL_CUDA_NVRTC_CHECK", target)
     bad = Source({"network.cu": '#if defined(__CUDACC_RTC__)\n#error "only NVRTC refuses this"\n#endif\n'
                                 'extern "C" int sol_emu_kernels(void) { return 0; }\n'}, entry="network.cu")
     with pytest.raises(CompileError, match="only NVRTC refuses this"):

@@ -202,7 +202,11 @@ def test_generator_covers_every_claimed_op() -> None:
     claimed = set(supported_ops()) - fm.UNREACHABLE
     assert fm.UNREACHABLE <= set(supported_ops()), "UNREACHABLE names ops the frontend no longer claims"
     seen: set[str] = set()
-    for s in range(100):  # 24 chains a model: fewer exports (the cost) for the same coverage
+    # The seeds that covered every claimed op when this was written (a greedy cover of the first
+    # 68), tried first: 20 exports instead of 68 (the cost: ~1.4 s each). The property checked is
+    # the same either way (coverage within seeds 0-99); the rest follow if the generator changed.
+    cover = [0, 4, 5, 7, 15, 17, 19, 22, 25, 29, 30, 42, 45, 46, 52, 54, 55, 59, 63, 67]
+    for s in cover + [s for s in range(100) if s not in cover]:  # 24 chains a model: fewer exports
         case = fm.draw_model(fm.RandomChooser(s), 24)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
