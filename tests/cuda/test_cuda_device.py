@@ -102,20 +102,27 @@ def test_seed_kernels_compile_with_nvrtc_for_sm80_and_sm90(emulated: Path, tmp_p
             assert name.encode() in compiled.cubin, (arch, name)
 
 
-def test_emulated_compiles_also_build_cubins_when_asked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """SOL_CUDA_NVRTC_CHECK=80,90: each network the emulation compiles is compiled by NVRTC into
-    cubins for both architectures (front end and ptxas), so a kernel NVRTC refuses fails the
-    test that made it."""
+def _emulated_with_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, check: str) -> Path:
+    """A small network optimized on the emulated device with ``SOL_CUDA_NVRTC_CHECK=check``, its
+    numbers checked; returns the compile cache it was built in."""
     _nvrtc()
     monkeypatch.setenv("SOL_CUDA_EMULATE", "1")
-    monkeypatch.setenv("SOL_CUDA_NVRTC_CHECK", "80,90")
+    monkeypatch.setenv("SOL_CUDA_NVRTC_CHECK", check)
     monkeypatch.setenv("SOL_CACHE_DIR", str(tmp_path / "cache"))
     model = nn.Sequential(nn.Linear(6, 4), nn.GELU(), nn.LayerNorm(4), nn.Softmax(-1)).eval()
     x = torch.randn(3, 6)
     fast = sol.optimize(model, x, device="cuda")
     with torch.no_grad():
         np.testing.assert_allclose(fast(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-5)
-    cubins = sorted(p.name for p in (tmp_path / "cache").rglob("*.cubin"))
+    return tmp_path / "cache"
+
+
+def test_emulated_compiles_also_build_cubins_when_asked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """SOL_CUDA_NVRTC_CHECK=80,90: each network the emulation compiles is compiled by NVRTC into
+    cubins for both architectures (front end and ptxas), so a kernel NVRTC refuses fails the
+    test that made it."""
+    cache = _emulated_with_check(monkeypatch, tmp_path, "80,90")
+    cubins = sorted(p.name for p in cache.rglob("*.cubin"))
     assert cubins == ["network.sm_80.cubin", "network.sm_90.cubin"], cubins
 
 
@@ -123,18 +130,10 @@ def test_the_suites_ptx_check_builds_ptx_only(monkeypatch: pytest.MonkeyPatch, t
     """SOL_CUDA_NVRTC_CHECK=compute_90 (what scripts/test.sh sets: NVRTC's front end without
     ptxas, a quarter of the time): each emulated network is also compiled to PTX, which names
     every kernel; a malformed value is refused."""
-    _nvrtc()
     from sol.plugin_api import CompileError
     from sol_cuda.compiler import nvrtc_check_archs
 
-    monkeypatch.setenv("SOL_CUDA_EMULATE", "1")
-    monkeypatch.setenv("SOL_CUDA_NVRTC_CHECK", "compute_90")
-    monkeypatch.setenv("SOL_CACHE_DIR", str(tmp_path / "cache"))
-    model = nn.Sequential(nn.Linear(6, 4), nn.GELU(), nn.LayerNorm(4), nn.Softmax(-1)).eval()
-    x = torch.randn(3, 6)
-    fast = sol.optimize(model, x, device="cuda")
-    with torch.no_grad():
-        np.testing.assert_allclose(fast(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-5)
+    _emulated_with_check(monkeypatch, tmp_path, "compute_90")
     (ptx,) = (tmp_path / "cache").rglob("*.ptx")
     assert ptx.name == "network.compute_90.ptx" and not list((tmp_path / "cache").rglob("*.cubin"))
     (source,) = (tmp_path / "cache").rglob("network.cu")
