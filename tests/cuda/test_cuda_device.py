@@ -131,7 +131,7 @@ def test_the_suites_ptx_check_builds_ptx_only(monkeypatch: pytest.MonkeyPatch, t
     ptxas, a quarter of the time): each emulated network is also compiled to PTX, which names
     every kernel; a malformed value is refused."""
     from sol.plugin_api import CompileError
-    from sol_cuda.compiler import nvrtc_check_archs
+    from sol_cuda.compiler import nvrtc_checks
 
     _emulated_with_check(monkeypatch, tmp_path, "compute_90")
     (ptx,) = (tmp_path / "cache").rglob("*.ptx")
@@ -146,7 +146,7 @@ def test_the_suites_ptx_check_builds_ptx_only(monkeypatch: pytest.MonkeyPatch, t
     for bad in ("compute90x", "ptx_90", "sm_"):
         monkeypatch.setenv("SOL_CUDA_NVRTC_CHECK", bad)
         with pytest.raises(CompileError, match="SOL_CUDA_NVRTC_CHECK"):
-            nvrtc_check_archs()
+            nvrtc_checks()
 
 
 @pytest.mark.parametrize("target", ["sm_90", "compute_90"])
@@ -259,3 +259,20 @@ def test_dropped_emulated_networks_with_wide_blocks_leave_openmp_working(tmp_pat
            "SOL_CACHE_DIR": str(tmp_path / "cache"), "OMP_WAIT_POLICY": "passive"}
     done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stderr[-2000:])
+
+
+def test_emulation_threads_take_powers_of_two_up_to_the_gpus_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SOL_CUDA_EMULATION_THREADS: unset gives the default, a power of two up to the GPU's block
+    size is used as given, anything else is an error naming the variable."""
+    from sol.plugin_api import SolError
+    from sol_cuda.device import EMULATION_THREADS, THREADS, emulation_threads
+
+    monkeypatch.delenv("SOL_CUDA_EMULATION_THREADS", raising=False)
+    assert emulation_threads() == EMULATION_THREADS
+    for good in (1, 64, THREADS):
+        monkeypatch.setenv("SOL_CUDA_EMULATION_THREADS", str(good))
+        assert emulation_threads() == good
+    for bad in ("0", "48", str(2 * THREADS), "-4", "many"):
+        monkeypatch.setenv("SOL_CUDA_EMULATION_THREADS", bad)
+        with pytest.raises(SolError, match="SOL_CUDA_EMULATION_THREADS"):
+            emulation_threads()

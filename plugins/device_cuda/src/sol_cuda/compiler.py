@@ -33,22 +33,32 @@ def templates_dir() -> Path:
 
 
 class NvrtcCompiler(Compiler):
-    """CUDA C++ -> a cubin for ``sm_<arch>`` through NVRTC."""
+    """CUDA C++ -> a cubin for ``sm_<arch>`` through NVRTC; with ``ptx``, PTX for
+    ``compute_<arch>`` instead (NVRTC's front end only, no ptxas: a compile check)."""
 
-    def __init__(self, arch: int) -> None:
+    def __init__(self, arch: int, ptx: bool = False) -> None:
         self.arch = arch
+        self.ptx = ptx
+
+    @property
+    def target(self) -> str:
+        return f"{'compute' if self.ptx else 'sm'}_{self.arch}"
 
     def identity(self) -> str:
         from sol_cuda import nvrtc
 
         major, minor = nvrtc.load().version()
-        return f"nvrtc {major}.{minor} sm_{self.arch} {' '.join(NVRTC_FLAGS)}"
+        return f"nvrtc {major}.{minor} {self.target} {' '.join(NVRTC_FLAGS)}"
 
     def compile(self, source: Source, outdir: Path) -> Path:
         from sol_cuda import nvrtc
 
         text = source.files[source.entry]
         (outdir / source.entry).write_text(text)
+        if self.ptx:
+            artifact = outdir / "network.ptx"
+            artifact.write_text(nvrtc.load().compile_ptx(text, source.entry, self.arch, list(NVRTC_FLAGS)))
+            return artifact
         compiled = nvrtc.load().compile(text, source.entry, self.arch, list(NVRTC_FLAGS))
         artifact = outdir / "network.cubin"
         artifact.write_bytes(compiled.cubin)
@@ -60,12 +70,12 @@ def host_cxx() -> str | None:
     return shutil.which(os.environ.get("SOL_CXX") or "g++")
 
 
-def nvrtc_check_archs() -> tuple[str, ...]:
+def nvrtc_checks() -> list[NvrtcCompiler]:
     """``SOL_CUDA_NVRTC_CHECK``: what the emulation's compiles also build with NVRTC, so that a
     test suite without a GPU still catches a kernel NVRTC refuses. ``80,90``: cubins for sm_80
     and sm_90 (NVRTC's front end, then ptxas, as for a GPU); ``compute_90``: PTX only, the front
-    end without ptxas (about a quarter of the time on large networks: 3.7 s against 13.2 s for
-    the grid-sample bundle's cubin). Returns the targets, ``sm_NN`` or ``compute_NN``."""
+    end without ptxas (measured by hand on the grid-sample bundle: 3.7 s against 13.2 s for its
+    sm_90 cubin)."""
     raw = os.environ.get("SOL_CUDA_NVRTC_CHECK", "").replace(",", " ").split()
     targets = set()
     for token in raw:
@@ -73,22 +83,16 @@ def nvrtc_check_archs() -> tuple[str, ...]:
         if kind not in ("", "sm", "compute") or not number.isdigit():
             raise CompileError(f"SOL_CUDA_NVRTC_CHECK={os.environ['SOL_CUDA_NVRTC_CHECK']!r}: expected "
                                f"architectures such as 80,90 (cubins) or compute_90 (PTX only)")
-        targets.add(f"{kind or 'sm'}_{int(number)}")
-    return tuple(sorted(targets))
-
-
-def _check_identity(target: str) -> str:
-    kind, _, number = target.partition("_")
-    compiler = NvrtcCompiler(int(number))
-    return compiler.identity() if kind == "sm" else compiler.identity().replace(f" sm_{number} ", f" {target} ")
+        targets.add((kind == "compute", int(number)))
+    return [NvrtcCompiler(arch, ptx) for ptx, arch in sorted(targets)]
 
 
 class EmulationCompiler(Compiler):
     """The same CUDA source as a host shared library (``sol_cuda_emu.h`` stands in for the CUDA
-    built-ins), for the host emulation; with :func:`nvrtc_check_archs`, NVRTC compiles it too."""
+    built-ins), for the host emulation; with :func:`nvrtc_checks`, NVRTC compiles it too."""
 
     def __init__(self) -> None:
-        self.check_targets = nvrtc_check_archs()
+        self.checks = nvrtc_checks()
 
     def identity(self) -> str:
         cxx = host_cxx()
@@ -98,7 +102,7 @@ class EmulationCompiler(Compiler):
         header = (templates_dir() / "sol_cuda_emu.h").read_bytes()
         import hashlib
 
-        checks = "".join(f" +{_check_identity(t)}" for t in self.check_targets)
+        checks = "".join(f" +{c.identity()}" for c in self.checks)
         return f"{cxx} {version} {' '.join(EMULATION_FLAGS)} emu:{hashlib.sha256(header).hexdigest()[:16]}{checks}"
 
     def compile(self, source: Source, outdir: Path) -> Path:
@@ -112,13 +116,7 @@ class EmulationCompiler(Compiler):
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise CompileError(f"cuda emulation: {Path(cxx).name} failed on {src}:\n{done.stderr[-4000:]}")
-        for target in self.check_targets:
-            kind, _, number = target.partition("_")
-            if kind == "sm":
-                NvrtcCompiler(int(number)).compile(source, outdir).rename(outdir / f"network.{target}.cubin")
-            else:
-                from sol_cuda import nvrtc
-
-                ptx = nvrtc.load().compile_ptx(source.files[source.entry], source.entry, int(number), list(NVRTC_FLAGS))
-                (outdir / f"network.{target}.ptx").write_text(ptx)
+        for check in self.checks:
+            built = check.compile(source, outdir)
+            built.rename(outdir / f"network.{check.target}{built.suffix}")
         return artifact
