@@ -43,10 +43,13 @@ DEFAULT_FLAGS = ("-std=c++17", "-O3", "-march=native", "-fopenmp", "-fPIC", "-sh
 # The oneDNN glue is not hot code (oneDNN does the work): -O2, and no -march=native, so its cache
 # entry does not depend on the CPU. -fno-semantic-interposition: calls inside the library go
 # straight to their targets (nothing interposes on sol's own symbols).
-RUNTIME_FLAGS = ("-std=c++17", "-O2", "-fPIC", "-shared", "-fno-semantic-interposition")
+# -fopenmp: the Winograd convolutions split their tiles over the network's OpenMP threads.
+RUNTIME_FLAGS = ("-std=c++17", "-O2", "-fopenmp", "-fPIC", "-shared", "-fno-semantic-interposition")
 RUNTIME_NAME = "sol_x86_onednn"
 RUNTIME_HEADER = f"{RUNTIME_NAME}.hpp"
 RUNTIME_SOURCE = f"{RUNTIME_NAME}.cpp"
+# Every file of the runtime library's one translation unit (the source includes the others).
+RUNTIME_FILES = (RUNTIME_HEADER, "sol_x86_winograd.hpp", RUNTIME_SOURCE)
 
 
 def cxx() -> str | None:
@@ -179,7 +182,7 @@ class RuntimeLibrary:
         onednn = find_onednn()
         where = f"{onednn.version} {onednn.include} {onednn.lib}" if onednn else "none"
         identity = f"{path} {_cxx_version(path)} {' '.join(flags)} onednn={where}"
-        return cache_key(_template(RUNTIME_HEADER), _template(RUNTIME_SOURCE), identity), compiler, flags
+        return cache_key(*map(_template, RUNTIME_FILES), identity), compiler, flags
 
     def start(self) -> None:
         """Start building (or finding) the library on a daemon thread, unless that has begun."""
@@ -239,7 +242,7 @@ class RuntimeLibrary:
         onednn = find_onednn()
         if onednn is None:
             raise CompileError("the x86 runtime library needs oneDNN, which is not installed")
-        for name in (RUNTIME_HEADER, RUNTIME_SOURCE):
+        for name in RUNTIME_FILES:
             (outdir / name).write_text(_template(name))
         artifact = outdir / f"lib{RUNTIME_NAME}.so"
         cmd = [compiler, *flags, "-o", str(artifact), str(outdir / RUNTIME_SOURCE), f"-I{outdir}",

@@ -355,7 +355,7 @@ def deploy(device: X86Device, target: DeployTarget) -> list[str]:
             units.append(([compiler, "-c", "-o", str(build / "weights.o"), str(build / "weights.S"), f"-Wa,-I{build}"],
                           build / "weights.o"))
         if uses_onednn and onednn is not None:
-            for file in (cc.RUNTIME_HEADER, cc.RUNTIME_SOURCE):
+            for file in cc.RUNTIME_FILES:
                 (build / file).write_text(_template_text(file))
             # -fno-gnu-unique: its function-local statics become weak symbols, which libNAME.a can
             # make local (a "unique" symbol stays global, shared with any other deployed library).
@@ -388,7 +388,7 @@ def deploy(device: X86Device, target: DeployTarget) -> list[str]:
             for file, text in v.source.files.items():
                 if file != cc.RUNTIME_HEADER:
                     (src / f"{v.prefix}_{file}").write_text(text)
-        for file in (f"{name}.cpp", *((cc.RUNTIME_HEADER, cc.RUNTIME_SOURCE) if uses_onednn else ())):
+        for file in (f"{name}.cpp", *(cc.RUNTIME_FILES if uses_onednn else ())):
             shutil.copy(build / file, src / file)
         written.append("src")
     files = _describe_files(name, target.embed_weights, uses_onednn, found, sizes)

@@ -18,13 +18,14 @@ from sol.plugin_api import (
     Source,
     Storage,
     Value,
+    may_be_nonfinite,
     physical_cores,
     premise_of,
     share_identical_bodies,
 )
 from sol.plugin_api import render_template as render
 from sol.plugin_api import template_environment as environment
-from sol_x86 import recurrent
+from sol_x86 import recurrent, winograd
 from sol_x86.libraries import PostOp, epilogue, find_onednn, finite_premise, library_dims
 
 PACKAGE = "sol_x86"
@@ -107,6 +108,7 @@ class LibraryCall:
     k: int = 0
     n: int = 0
     data: bool = False
+    winograd: bool = False  # a Conv computed as Winograd's F(2x2, 3x3) (sol_x86.winograd)
     # conv2d_nhwc: x / y are (N, H, W, C) in memory; the dims stay (N, C, H, W)
     x_nhwc: bool = False
     y_nhwc: bool = False
@@ -188,6 +190,12 @@ class NetworkRenderer(CRenderer):
                     call.y_dims = tuple(anchor.output.shape[i] for i in (0, 3, 1, 2))
             call.stride, call.dilation = tuple(a["stride"]), tuple(d - 1 for d in a["dilation"])
             call.pad_lo, call.pad_hi, call.groups = (pt, pl), (pb - oph, pr - opw), a["groups"]
+            call.winograd = (call.cls == "Conv" and self.allow_finite_only
+                             and bool(self.plan.options.get(winograd.OPTION, True))
+                             and x.dtype == "float32" and w.dtype == "float32"
+                             and winograd.fits(call.x_dims, call.w_dims, call.y_dims, call.stride, call.dilation,
+                                               call.groups, static_w, post)
+                             and not may_be_nonfinite([x, w], self.plan.graph))
         elif anchor.op == "dense":
             call.cls = "Dense"
             call.rows, call.n = library_dims(anchor)
@@ -310,10 +318,17 @@ class NetworkRenderer(CRenderer):
         finite-only post-ops to be exact (libraries.py): the values their operands depend on."""
         operands = [v for g in self.plan.groups if g.kind is GroupKind.LIBRARY
                     for v in finite_premise(g.epilogue, self.steps(g))]
+        # A Winograd convolution is exact only for a finite input and weight (sol_x86.winograd).
+        operands += [v for g in self.winograd_groups() for v in g.anchor.inputs[:2]]
         premise = set(premise_of(operands))
         g = self.plan.graph
         return ([i for i, v in enumerate(g.inputs) if v in premise],
                 [i for i, v in enumerate(g.params) if v in premise])
+
+    def winograd_groups(self) -> list[Group]:
+        """The library groups whose convolution runs as Winograd's F(2x2, 3x3)."""
+        return [g for g in self.plan.groups if g.kind is GroupKind.LIBRARY
+                and g.anchor.op in ("conv2d", "conv2d_nhwc") and self.library_call(g).winograd]
 
     def input_guards(self, inputs: list[int]) -> list[dict[str, Any]]:
         """The all-finite scans sol_forward runs over those inputs before any group."""
@@ -345,7 +360,8 @@ class NetworkRenderer(CRenderer):
             files[ONEDNN_HEADER] = resources.files(PACKAGE).joinpath("templates", ONEDNN_HEADER).read_text()
         # finite_only: the network has finite-only fusions, exact only while the inputs and
         # parameters listed are finite (the device checks them and keeps an exact variant).
-        finite_only = any(s.finite_only for g in p.groups if g.kind is GroupKind.LIBRARY for s in self.steps(g))
+        finite_only = (any(s.finite_only for g in p.groups if g.kind is GroupKind.LIBRARY for s in self.steps(g))
+                       or bool(self.winograd_groups()))
         return Source(files, entry="network.cpp",
                       meta={"uses_onednn": uses_onednn, "parts": parts, "finite_only": finite_only,
                             "finite_inputs": finite_inputs, "finite_params": finite_params,

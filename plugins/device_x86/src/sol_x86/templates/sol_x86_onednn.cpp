@@ -3,13 +3,17 @@
 // generated network links against. Not hot code: oneDNN does the work, so -O2 is enough.
 #include "sol_x86_onednn.hpp"
 
+#include <omp.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <unordered_map>
+
+#include "sol_x86_winograd.hpp"
 
 namespace sol {
 
@@ -65,7 +69,9 @@ void Scratch::need(size_t s, size_t d) {
     dst_bytes = std::max(dst_bytes, d);
 }
 void Scratch::need_pad(size_t bytes) { pad_bytes = std::max(pad_bytes, bytes); }
+void Scratch::need_tiles(size_t bytes) { tile_bytes = std::max(tile_bytes, bytes); }
 void Scratch::allocate() {
+    if (tile_bytes) tiles.resize(tile_bytes + 64);
     src.resize(src_bytes + 64);
     dst.resize(dst_bytes + 64);
     pad.resize(pad_bytes + 64);
@@ -75,6 +81,7 @@ void* Scratch::wei_ptr() { return align(wei.data()); }
 void* Scratch::pad_ptr() { return align(pad.data()); }
 void* Scratch::src_ptr() { return align(src.data()); }
 void* Scratch::dst_ptr() { return align(dst.data()); }
+void* Scratch::tiles_ptr() { return align(tiles.data()); }
 void* Scratch::align(char* p) {
     return reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63));
 }
@@ -183,8 +190,8 @@ class LibraryOp {
 // A library op with weights (and optionally a bias) of its own: convolution and dense.
 class WeightedOp : public LibraryOp {
   public:
-    void run(const void* src, void* dst, std::initializer_list<const void*> binary, const void* residual,
-             Scratch& scratch, const void* runtime_weights = nullptr);
+    virtual void run(const void* src, void* dst, std::initializer_list<const void*> binary, const void* residual,
+                     Scratch& scratch, const void* runtime_weights = nullptr);
 
   protected:
     // Weights and bias given at load time are copied into the layouts the primitive wants.
@@ -214,6 +221,39 @@ class Conv : public WeightedOp {
               const Dims& dilation_minus_one, const Dims& pad_l, const Dims& pad_r, long groups,
               const void* w, const void* bias, std::initializer_list<PostOp> post, Scratch& scratch,
               bool src_nhwc, bool dst_nhwc);
+};
+
+// A 3x3, stride-1 convolution by Winograd's F(2x2, 3x3) (sol_x86_winograd.hpp): the input
+// and output in nChw16c, which other library ops keep and read as oneDNN's own convolutions do;
+// the sixteen products of a chunk of tiles are one batched oneDNN matmul. Chunks are split over
+// the threads, each with its slice of Scratch::tiles, so a chunk's V and M stay in its core's
+// L2 between the transforms and the product. Epilogue: bias, then the residual sum, then relu
+// (the forms fits() accepts).
+class WinogradConv : public WeightedOp {
+  public:
+    static bool fits(const Dims& src, const Dims& weights, const Dims& dst, const Dims& strides,
+                     const Dims& dilation_minus_one, long groups, std::initializer_list<PostOp> post);
+    void init(const Dims& src, const Dims& weights, const Dims& dst, const Dims& pad_l, const void* w,
+              const void* bias, std::initializer_list<PostOp> post, Scratch& scratch, bool src_nhwc, bool dst_nhwc);
+    void run(const void* src, void* dst, std::initializer_list<const void*> binary, const void* residual,
+             Scratch& scratch, const void* runtime_weights = nullptr) override;
+
+  private:
+    winograd::Shape shape_{};
+    long rows_ = 0, chunks_ = 0;  // tiles per chunk, chunks
+    int threads_ = 1;             // slices made at init (at most this many threads run)
+    size_t m_at_ = 0, pad_at_ = 0, slice_ = 0;  // offsets in a thread's slice, and its size
+    bool relu_ = false;
+    std::vector<float> bias_values_;
+    dnnl::matmul product_;
+    memory::desc v_md_, m_md_, product_pad_md_;
+    memory u_;
+    struct Lane {
+        dnnl::stream stream;
+        memory v, m, pad;
+    };
+    std::vector<Lane> lanes_;  // per thread, bound to its slice at the first run
+    void* lanes_at_ = nullptr;
 };
 
 // 2-D transposed convolution (oneDNN's deconvolution), NCHW at the interface. The weight arrives
@@ -461,6 +501,141 @@ void detail::Conv::init(const Dims& src_in, const Dims& weights_in, const Dims& 
 // --- Deconv -------------------------------------------------------------------------------------
 // oneDNN reads PyTorch's (C, O/G, kh, kw) weight as the "iohw" (grouped: "giohw") layout of its
 // (O, C, kh, kw) weight, so no copy is needed to describe it.
+
+// --- WinogradConv -------------------------------------------------------------------------------
+
+bool detail::WinogradConv::fits(const Dims& src, const Dims& weights, const Dims& dst, const Dims& strides,
+                                const Dims& dilation_minus_one, long groups, std::initializer_list<PostOp> post) {
+    if (src.n != 4 || weights.n != 4 || dst.n != 4 || groups != 1) return false;
+    if (weights.v[2] != 3 || weights.v[3] != 3 || strides.v[0] != 1 || strides.v[1] != 1) return false;
+    if (dilation_minus_one.v[0] != 0 || dilation_minus_one.v[1] != 0) return false;
+    if (src.v[1] % winograd::kBlock || dst.v[1] % winograd::kBlock) return false;
+    // bias (apart), then optionally the residual sum, then optionally relu: nothing else
+    int stage = 0;
+    for (const PostOp& p : post) {
+        if (p.kind == PostOp::SUM && stage == 0) stage = 1;
+        else if (p.kind == PostOp::ELTWISE && p.alg == dnnl_eltwise_relu && p.alpha == 0.f && stage < 2) stage = 2;
+        else return false;
+    }
+    return true;
+}
+
+void detail::WinogradConv::init(const Dims& src_in, const Dims& weights_in, const Dims& dst_in, const Dims& pad_l,
+                                const void* w, const void* bias, std::initializer_list<PostOp> post,
+                                Scratch& scratch, bool src_nhwc, bool dst_nhwc) {
+    if (!w) throw std::runtime_error("sol: a Winograd convolution needs its weights at load time");
+    const memory::dims src = vec(src_in), dst = vec(dst_in);
+    auto& ctx = Context::get();
+    // Channels-last tensors are read and written as they are; NCHW ones in nChw16c, the layout
+    // oneDNN's direct convolutions keep between them.
+    const winograd::Layout in = src_nhwc ? winograd::Layout::nhwc(src[1], src[2], src[3])
+                                         : winograd::Layout::nChw16c(src[1], src[2], src[3]);
+    const winograd::Layout out = dst_nhwc ? winograd::Layout::nhwc(dst[1], dst[2], dst[3])
+                                          : winograd::Layout::nChw16c(dst[1], dst[2], dst[3]);
+    shape_ = {src[0], src[1], dst[1], src[2], src[3], dst[2], dst[3], pad_l.v[0], pad_l.v[1], in, out};
+    post_.assign(post.begin(), post.end());
+    for (const PostOp& p : post_) relu_ = relu_ || p.kind == PostOp::ELTWISE;
+    src_plain_ = src_nhwc ? memory::desc(src, dt::f32, tag::nhwc) : plain(src);
+    dst_plain_ = dst_nhwc ? memory::desc(dst, dt::f32, tag::nhwc) : plain(dst);
+    src_md_ = src_nhwc ? src_plain_ : memory::desc(src, dt::f32, tag::nChw16c);
+    dst_md_ = dst_nhwc ? dst_plain_ : memory::desc(dst, dt::f32, tag::nChw16c);
+    bias_values_.assign(shape_.k, 0.f);
+    if (bias) std::memcpy(bias_values_.data(), bias, sizeof(float) * shape_.k);
+
+    // A chunk's V and M within about a quarter of a core's L2, and at least two chunks per
+    // thread where the tiles allow (measured on ResNet's layers: see sol_x86_winograd.hpp).
+    threads_ = std::max(1, omp_get_max_threads());
+    const long tiles = shape_.tiles(), per_tile = winograd::kPositions * long(sizeof(float)) * (shape_.c + shape_.k);
+    rows_ = std::max(8L, std::min({128L, (512L << 10) / per_tile, (tiles + 2 * threads_ - 1) / (2 * threads_)}));
+    chunks_ = (tiles + rows_ - 1) / rows_;
+
+    v_md_ = memory::desc({winograd::kPositions, rows_, shape_.c}, dt::f32, tag::abc);
+    m_md_ = memory::desc({winograd::kPositions, rows_, shape_.k}, dt::f32, tag::abc);
+    memory::desc u_any({winograd::kPositions, shape_.c, shape_.k}, dt::f32, tag::any);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    auto pd = dnnl::matmul::primitive_desc(ctx.eng, v_md_, u_any, m_md_, attr);
+    impl_ = std::string("winograd F(2x2,3x3), matmul ") + pd.impl_info_str();
+    product_pad_md_ = pd.scratchpad_desc();
+    std::vector<float> u(size_t(winograd::kPositions) * shape_.c * shape_.k);
+    winograd::transform_weights(shape_, static_cast<const float*>(w), u.data());
+    memory::desc u_plain({winograd::kPositions, shape_.c, shape_.k}, dt::f32, tag::abc);
+    u_ = place_weights(u_plain, pd.weights_desc(), u.data());
+    product_ = dnnl::matmul(pd);
+
+    auto up = [](size_t b) { return (b + 63) & ~size_t(63); };
+    m_at_ = up(v_md_.get_size());
+    pad_at_ = m_at_ + up(m_md_.get_size());
+    slice_ = pad_at_ + up(product_pad_md_.get_size());
+    scratch.need_tiles(slice_ * threads_);
+    prepare_reorders(scratch);
+}
+
+void detail::WinogradConv::run(const void* src, void* dst, std::initializer_list<const void*>,
+                               const void* residual, Scratch& scratch, const void*) {
+    auto& ctx = Context::get();
+    if (!bound_.ready) bind_memories();
+    char* base = static_cast<char*>(scratch.tiles_ptr());
+    if (lanes_at_ != base) {  // the slices, bound once (Scratch is allocated after every init)
+        lanes_.clear();
+        for (int i = 0; i < threads_; ++i) {
+            char* slice = base + size_t(i) * slice_;
+            lanes_.push_back({dnnl::stream(ctx.eng), memory(v_md_, ctx.eng, slice),
+                              memory(m_md_, ctx.eng, slice + m_at_), memory(product_pad_md_, ctx.eng, slice + pad_at_)});
+        }
+        lanes_at_ = base;
+    }
+    memory &src_user = bound_.src_user, &dst_user = bound_.dst_user, &dst_mem = bound_.dst;
+    src_user.set_data_handle(const_cast<void*>(src));
+    dst_user.set_data_handle(dst);
+    const float* x = static_cast<const float*>(src);
+    if (!src_is_native_ && reorder_src_) {
+        bound_.src.set_data_handle(scratch.src_ptr());
+        src_in_.execute(ctx.strm, src_user, bound_.src);
+        ctx.strm.wait();
+        x = static_cast<const float*>(scratch.src_ptr());
+    }
+    float* y = static_cast<float*>(keep_dst_native_ || !reorder_dst_ ? dst : scratch.dst_ptr());
+    dst_mem.set_data_handle(y);
+    const float* add = nullptr;
+    if (residual != nullptr) {
+        if (residual_is_native_ || !reorder_dst_) {
+            add = static_cast<const float*>(residual);
+        } else {  // the plain residual, in the output's layout first; the output adds it in place
+            bound_.residual.set_data_handle(const_cast<void*>(residual));
+            sum_in_.execute(ctx.strm, bound_.residual, dst_mem);
+            ctx.strm.wait();
+            add = y;
+        }
+    }
+    const int threads = std::min(threads_, std::max(1, omp_get_max_threads()));
+    std::string failure;
+    std::mutex failure_lock;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (long chunk = 0; chunk < chunks_; ++chunk) {
+        Lane& lane = lanes_[omp_get_thread_num()];
+        const long first = chunk * rows_, last = std::min(shape_.tiles(), first + rows_);
+        float* v = static_cast<float*>(lane.v.get_data_handle());
+        float* m = static_cast<float*>(lane.m.get_data_handle());
+        winograd::transform_input(shape_, x, first, last, v, rows_);
+        try {  // nothing may leave an OpenMP region: the first failure is rethrown below
+            product_.execute(lane.stream, {{DNNL_ARG_SRC, lane.v}, {DNNL_ARG_WEIGHTS, u_}, {DNNL_ARG_DST, lane.m},
+                                           {DNNL_ARG_SCRATCHPAD, lane.pad}});
+            lane.stream.wait();
+        } catch (const std::exception& e) {
+            // a mutex, not a named OpenMP critical: that would be a global symbol of a deployed libNAME.a
+            std::lock_guard<std::mutex> hold(failure_lock);
+            if (failure.empty()) failure = e.what();
+            continue;
+        }
+        winograd::transform_output(shape_, m, first, last, rows_, bias_values_.data(), add, relu_, y);
+    }
+    if (!failure.empty()) throw std::runtime_error("sol: Winograd convolution: " + failure);
+    if (reorder_dst_ && !keep_dst_native_) {
+        dst_out_.execute(ctx.strm, dst_mem, dst_user);
+        ctx.strm.wait();
+    }
+}
 
 void detail::Deconv::init(const Dims& src_in, const Dims& weights_in, const Dims& dst_in, const Dims& strides_in,
                   const Dims& dilation_minus_one_in, const Dims& pad_l_in, const Dims& pad_r_in, long groups,
@@ -758,7 +933,14 @@ Conv::Conv() : WeightedOp(new detail::Conv) {}
 void Conv::init(const Dims& src, const Dims& weights, const Dims& dst, const Dims& strides,
                 const Dims& dilation_minus_one, const Dims& pad_l, const Dims& pad_r, long groups,
                 const void* w, const void* bias, std::initializer_list<PostOp> post, Scratch& scratch,
-                bool src_nhwc, bool dst_nhwc) {
+                bool src_nhwc, bool dst_nhwc, bool winograd) {
+    if (winograd && w && detail::WinogradConv::fits(src, weights, dst, strides, dilation_minus_one, groups, post)) {
+        auto* op = new detail::WinogradConv;
+        delete impl_;
+        impl_ = op;
+        op->init(src, weights, dst, pad_l, w, bias, post, scratch, src_nhwc, dst_nhwc);
+        return;
+    }
     self<detail::Conv>(impl_).init(src, weights, dst, strides, dilation_minus_one, pad_l, pad_r, groups, w, bias,
                                    post, scratch, src_nhwc, dst_nhwc);
 }

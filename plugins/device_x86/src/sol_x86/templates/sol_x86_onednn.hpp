@@ -60,13 +60,18 @@ struct Scratch {
     // oneDNN's own scratchpad for every primitive of the network (user mode).
     size_t pad_bytes = 0;
     std::vector<char> pad;
+    // The Winograd convolutions' transformed tiles, one slice per thread (WinogradConv).
+    size_t tile_bytes = 0;
+    std::vector<char> tiles;
     void need(size_t s, size_t d);
     void need_pad(size_t bytes);
+    void need_tiles(size_t bytes);
     void allocate();
     void* wei_ptr();
     void* pad_ptr();
     void* src_ptr();
     void* dst_ptr();
+    void* tiles_ptr();
     static void* align(char* p);
 };
 
@@ -120,11 +125,13 @@ class Conv : public WeightedOp {
   public:
     Conv();
     // src_nhwc / dst_nhwc: that tensor is (N, H, W, C) in memory (sol's conv2d_nhwc); the dims
-    // are still given as (N, C, H, W).
+    // are still given as (N, C, H, W). winograd: compute it with Winograd's F(2x2, 3x3)
+    // (sol_x86_winograd.hpp) where the shape allows; exact only for finite inputs, so the
+    // network asks for it only under its finite premise.
     void init(const Dims& src, const Dims& weights, const Dims& dst, const Dims& strides,
               const Dims& dilation_minus_one, const Dims& pad_l, const Dims& pad_r, long groups,
               const void* w, const void* bias, std::initializer_list<PostOp> post, Scratch& scratch,
-              bool src_nhwc = false, bool dst_nhwc = false);
+              bool src_nhwc = false, bool dst_nhwc = false, bool winograd = false);
 };
 
 // 2-D transposed convolution (oneDNN's deconvolution), NCHW at the interface. The weight arrives
