@@ -5,6 +5,7 @@ infinities, as sol.optimize does). Each is deployed once and run through its exa
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,47 @@ def test_nan_weights_deploy_the_exact_network_only(tmp_path: Path) -> None:
     with torch.no_grad():
         want = model(x).numpy()
     assert np.isnan(want).any()
+    compare(got, want)
+
+
+class ResidualBlock(nn.Module):
+    """conv3x3 -> BN -> relu -> conv3x3 + x -> relu on 16 channels: both convolutions run as
+    Winograd's F(2x2, 3x3) in the fast network, which is exact only for finite inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(16, 16, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        self.b = nn.Conv2d(16, 16, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.b(F.relu(self.bn(self.a(x)))) + x)
+
+
+def test_winograd_convolutions_deploy_with_their_exact_twin(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = ResidualBlock().eval()
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(-0.5, 0.5)
+        model.bn.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 16, 13, 11)
+    assert all("winograd" in line for line in sol.optimize(model, x).program.info["libraries"].splitlines())
+    dep = sol.deploy(model, x, path=tmp_path / "wino", name="wino")
+    sources = sorted((dep.path / "src").glob("v*_network.cpp"))
+    assert [p.name for p in sources] == ["v0_network.cpp", "v1_network.cpp"]  # Winograd's and the exact twin
+    # Conv::init(..., src_nhwc, dst_nhwc, winograd = true) in the fast network only
+    asks = [len(re.findall(r"net->scratch, (?:true|false), (?:true|false), true\);", p.read_text())) for p in sources]
+    assert asks == [2, 0], asks
+    [got] = run_example(dep.path, "wino.weights", [x.numpy()], [np.dtype(np.float32)], tmp_path / "io")
+    with torch.no_grad():
+        compare(got, model(x).numpy())
+    specials = x.clone()
+    specials[0, 1, 2, 3] = math.inf  # Winograd would make NaN of it where PyTorch keeps inf
+    specials[1, 5, 0, 0] = -math.inf
+    with torch.no_grad():
+        want = model(specials).numpy()
+    assert np.isinf(want).any()
+    [got] = run_example(dep.path, "wino.weights", [specials.numpy()], [np.dtype(np.float32)], tmp_path / "io")
     compare(got, want)
 
 
