@@ -168,3 +168,26 @@ def test_nchw_plan_keeps_the_blocked_layout_between_winograd_convolutions(monkey
     assert len(lines) == 2 and all("winograd" in line for line in lines), lines
     assert "output kept" in lines[0] and "input kept" in lines[1] and "residual kept" in lines[1], lines
     _close(fast, model, x)
+
+
+def test_profile_counts_the_flops_winograd_executes() -> None:
+    # Core counts a 3x3 convolution's direct multiplies; Winograd does 4/9 of them, so its rows
+    # would show rates above the machine's peak. The device reports what it executes and the
+    # profile marks those rows (sol.profiling, program.info["executed_flops"]).
+    from sol.profiling import profile
+    from sol.workload import group_work
+
+    torch.manual_seed(9)
+    model = Residual(32).eval()
+    x = torch.randn(2, 32, 14, 14)
+    report = profile(model, x, device="x86", runs=2, measure_ceilings=False)
+    rows = [r for r in report.groups if r.group.anchor is not None and r.group.anchor.op.startswith("conv2d")]
+    assert len(rows) == 2 and all(r.executed for r in rows)
+    tiles, c, k = 2 * 7 * 7, 32, 32
+    for r in rows:
+        direct = group_work(r.group).flops
+        assert 2 * 16 * tiles * c * k < r.work.flops < 0.5 * direct, (r.work.flops, direct)
+    text = str(report)
+    assert "onednn*" in text and "*: MFLOP as the device's algorithm executes them" in text
+    direct_report = profile(model, x, device="x86", runs=2, measure_ceilings=False, winograd=False)
+    assert not any(r.executed for r in direct_report.groups) and "*: MFLOP" not in str(direct_report)

@@ -4,6 +4,12 @@ core counts for each group (:mod:`sol.workload`) and this machine's ceilings (:m
 The device only measures (``Program.group_seconds()`` of a program built with ``profile=True``);
 FLOPs, bytes and the roofline are core's, so every device's report reads the same. This is what
 ``sol inspect --profile`` prints.
+
+One exception, by the device's word: a group it computes with an algorithm that does fewer
+operations than core's count (x86's Winograd convolutions do 4/9 of a 3x3 convolution's
+multiplies) would otherwise show a rate above the machine's peak. The device lists what such
+groups execute in ``program.info["executed_flops"]`` (group id -> FLOPs); their rows use it and
+are marked, so "of roof" compares what ran with what the machine can do.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ class GroupProfile:
     group: Group
     seconds: float
     work: Work
+    executed: bool = False  # work.flops is the device's count of what its algorithm executes
 
     @property
     def flops_per_s(self) -> float:
@@ -81,6 +88,7 @@ class Profile:
                    else "loop/T" if g.kind is GroupKind.RECURRENT else "fused")
             frac = self.fraction(r)
             bound = c.bound(r.work.flops, r.work.bytes) if c is not None else ""
+            how += "*" if r.executed else ""
             rows.append((g.label, how, _ops(g), f"{r.seconds * 1e3:.3f}",
                          f"{r.seconds / total:.1%}" if total > 0 else "-",
                          f"{r.work.flops / 1e6:.2f}", f"{r.work.bytes / 1e6:.2f}",
@@ -92,6 +100,9 @@ class Profile:
             lines.append("  ".join(cell.rjust(w) if i in right else cell.ljust(w)
                                    for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
         lines += self._summary()
+        if any(r.executed for r in self.groups):
+            lines.append("*: MFLOP as the device's algorithm executes them (e.g. Winograd convolutions), "
+                         "not the direct count")
         if c is not None and any((self.fraction(r) or 0.0) > 1.0 for r in self.groups):
             lines.append("above 100%: the group's data came from cache, which is faster than the memory "
                          "bandwidth measured over arrays far larger than any cache")
@@ -162,12 +173,16 @@ def profile_program(program: Program, runs: int = 10, warmup: int = 1, inputs: l
         program(*args)
     wall = (time.perf_counter() - t0) / runs
     after = program.group_seconds() or []
+    executed: dict[int, float] = dict(program.info.get("executed_flops") or {})
     rows = []
     for g in plan.groups:
         if g.kind is GroupKind.ALIAS:
             continue
         seconds = (after[g.id] - before[g.id]) / runs if g.id < min(len(before), len(after)) else 0.0
-        rows.append(GroupProfile(g, seconds, group_work(g)))
+        work = group_work(g)
+        if g.id in executed:
+            work = Work(float(executed[g.id]), work.bytes_read, work.bytes_written)
+        rows.append(GroupProfile(g, seconds, work, executed=g.id in executed))
     return Profile(plan, rows, wall, runs, warmup, ceilings)
 
 

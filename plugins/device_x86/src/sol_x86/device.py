@@ -99,11 +99,15 @@ class X86Device(Device):
             runtime.preload(cc.RUNTIME.path())
         create_only = source.meta.get("create_only_params", [])
         if not source.meta.get("finite_only"):
-            return runtime.load(artifact, plan, self.name, prefix=prefix, create_only=create_only)
-        # Finite-only fusions (sol_x86.libraries): exact while the inputs and parameters they
-        # depend on are finite, which the program checks; an exact variant runs where they are not.
-        return runtime.load(artifact, plan, self.name, exact=lambda: self.exact_variant(plan),
-                            finite_params=source.meta["finite_params"], prefix=prefix, create_only=create_only)
+            program = runtime.load(artifact, plan, self.name, prefix=prefix, create_only=create_only)
+        else:
+            # Finite-only fusions (sol_x86.libraries): exact while the inputs and parameters they
+            # depend on are finite, which the program checks; an exact variant runs where they are not.
+            program = runtime.load(artifact, plan, self.name, exact=lambda: self.exact_variant(plan),
+                                   finite_params=source.meta["finite_params"], prefix=prefix, create_only=create_only)
+        # Groups whose algorithm does fewer FLOPs than core counts (Winograd): sol.profiling.
+        program.info["executed_flops"] = {int(i): float(f) for i, f in source.meta.get("executed_flops", [])}
+        return program
 
     def load_batch(self, artifact: Path, index: int, plan: Plan, source: Source) -> Program:
         """Network ``index`` of a batch compile (GxxCompiler.compile_batch): its C ABI names carry

@@ -330,6 +330,10 @@ class NetworkRenderer(CRenderer):
         return [g for g in self.plan.groups if g.kind is GroupKind.LIBRARY
                 and g.anchor.op in ("conv2d", "conv2d_nhwc") and self.library_call(g).winograd]
 
+    def _winograd_flops(self, g: Group) -> float:
+        call = self.library_call(g)
+        return winograd.executed_flops(call.y_dims, call.x_dims[1], [s for s in self.steps(g) if s.kind != "bias"])
+
     def input_guards(self, inputs: list[int]) -> list[dict[str, Any]]:
         """The all-finite scans sol_forward runs over those inputs before any group."""
         graph_inputs = self.plan.graph.inputs
@@ -360,12 +364,14 @@ class NetworkRenderer(CRenderer):
             files[ONEDNN_HEADER] = resources.files(PACKAGE).joinpath("templates", ONEDNN_HEADER).read_text()
         # finite_only: the network has finite-only fusions, exact only while the inputs and
         # parameters listed are finite (the device checks them and keeps an exact variant).
+        winograd_groups = self.winograd_groups()
         finite_only = (any(s.finite_only for g in p.groups if g.kind is GroupKind.LIBRARY for s in self.steps(g))
-                       or bool(self.winograd_groups()))
+                       or bool(winograd_groups))
         return Source(files, entry="network.cpp",
                       meta={"uses_onednn": uses_onednn, "parts": parts, "finite_only": finite_only,
                             "finite_inputs": finite_inputs, "finite_params": finite_params,
-                            "create_only_params": self.create_only_params()})
+                            "create_only_params": self.create_only_params(),
+                            "executed_flops": [[g.id, self._winograd_flops(g)] for g in winograd_groups]})
 
 
 def _lines(group: dict[str, Any]) -> int:

@@ -45,3 +45,14 @@ def fits(x_dims: Sequence[int], w_dims: Sequence[int], y_dims: Sequence[int], st
     kinds = [("relu" if p.kind == "eltwise" and p.alg == "eltwise_relu" and p.alpha == 0 and p.beta == 0 else p.kind)
              for p in post]
     return kinds in ([], ["sum"], ["relu"], ["sum", "relu"])
+
+
+def executed_flops(y_dims: Sequence[int], c: int, post: list[PostOp]) -> float:
+    """The FLOPs WinogradConv executes (a multiply-add is 2), for the profile's roofline
+    (``program.info["executed_flops"]``): the sixteen products, 2 * 16 * tiles * C * K; the input
+    transform, 32 additions per tile and input channel (B^T d B); the output transform, 24 per tile
+    and output channel (A^T M A); one operation per output element for the bias and for each
+    epilogue step."""
+    n, k, oh, ow = y_dims
+    tiles = n * ((oh + 1) // 2) * ((ow + 1) // 2)
+    return float(2 * 16 * tiles * c * k + 32 * tiles * c + 24 * tiles * k + (1 + len(post)) * n * k * oh * ow)
