@@ -5,10 +5,12 @@ initializers, as exporters write them. Many nodes in one model: one compile."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from onnx import helper
 from onnx_helpers import init, model, run_ort, tensor
 
 import sol.onnx
+from sol.errors import SolFallbackWarning, UnsupportedOpError
 
 # mode, coordinate_transformation_mode, nearest_mode, scales, sizes: the resizes PyTorch's exporter
 # writes (nearest/asymmetric/floor, linear/half_pixel or align_corners), up, down and uneven
@@ -53,3 +55,37 @@ def test_resize_reshape_slice_and_friends_with_known_arguments() -> None:
     for name, g, want in zip(names, got, run_ort(proto, {"x": x})):
         assert g.shape == want.shape, name
         np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def _pool_model(op: str, shape: list[int], **attrs: object) -> object:
+    nodes = [helper.make_node(op, ["x"], ["y"], name="pool", **attrs)]
+    return model(nodes, [tensor("x", shape)], [tensor("y", ["n", "c", "h", "w"])])
+
+
+def test_ceil_mode_pooling_with_padding_where_onnx_and_pytorch_agree() -> None:
+    # GoogLeNet's inception poolings (3x3, stride 1, padding 1, ceil_mode): ceil changes nothing,
+    # so no window starts in the padding and sol compiles them (they ran in ONNX Runtime before).
+    # Also a stride-2 case whose last window ends in the padding but starts in the image.
+    rng = np.random.default_rng(0)
+    pad1 = [1, 1, 1, 1]
+    for op, shape, attrs in [("MaxPool", [2, 3, 9, 9], {"kernel_shape": [3, 3], "strides": [1, 1], "pads": pad1}),
+                             ("MaxPool", [1, 2, 8, 7], {"kernel_shape": [3, 3], "strides": [2, 2], "pads": pad1}),
+                             ("AveragePool", [1, 2, 8, 7], {"kernel_shape": [3, 3], "strides": [2, 2], "pads": pad1,
+                                                            "count_include_pad": 1})]:
+        proto = _pool_model(op, shape, ceil_mode=1, **attrs)
+        x = rng.standard_normal(shape).astype(np.float32)
+        s = sol.onnx.optimize(proto, x, fallback=False)
+        np.testing.assert_allclose(s.run(None, {"x": x})[0], run_ort(proto, {"x": x})[0], rtol=1e-5, atol=1e-6)
+
+
+def test_ceil_mode_window_starting_in_the_padding_is_refused() -> None:
+    # 5 + 1 + 1 padded, kernel 2, stride 2, ceil: the last window starts at 6, inside the right
+    # padding; ONNX keeps that window, PyTorch (sol's rule) drops it. With fallback, ONNX
+    # Runtime runs the node and the answer is ONNX's.
+    proto = _pool_model("MaxPool", [1, 1, 5, 5], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1)
+    x = np.random.default_rng(1).standard_normal((1, 1, 5, 5)).astype(np.float32)
+    with pytest.raises(UnsupportedOpError, match="ceil_mode with a last window starting in the padding"):
+        sol.onnx.optimize(proto, x, fallback=False)
+    with pytest.warns(SolFallbackWarning):
+        s = sol.onnx.optimize(proto, x)
+    np.testing.assert_array_equal(s.run(None, {"x": x})[0], run_ort(proto, {"x": x})[0])

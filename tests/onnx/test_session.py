@@ -241,3 +241,19 @@ def test_an_op_the_device_cannot_compile_runs_in_onnxruntime() -> None:
         whole = sol.onnx.optimize(proto, device=interp)  # a device that has float64 dense: compiled whole
         assert next(iter(whole.variants.values())).fallback == []
         np.testing.assert_allclose(whole(x)[0], run_ort(proto, {"x": x})[0], rtol=1e-12)
+
+
+def test_fallback_sessions_do_not_spin_between_sol_parts() -> None:
+    # ONNX Runtime's pool threads spin after each run by default; between the parts they took the
+    # cores from sol's OpenMP threads (GoogLeNet with its MaxPools in ONNX Runtime: 390 ms a call
+    # instead of 22 ms). The fallback sessions are made with spinning off.
+    with pytest.warns(SolFallbackWarning):
+        s = sol.onnx.optimize(mlp_with("CumSum"), (2, 4))
+    x = _x(2, 4)
+    np.testing.assert_allclose(s.run(None, {"x": x})[0], run_ort(mlp_with("CumSum"), {"x": x})[0], rtol=1e-4, atol=1e-6)
+    variant = next(iter(s.variants.values()))
+    sessions = [step.session for step in variant.runner.steps.values()]
+    assert sessions
+    for session in sessions:
+        entry = session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+        assert entry == "0"

@@ -19,12 +19,27 @@ def _window(ctx: Context, node: Any) -> tuple[Value, bool, dict[str, Any]]:
     stride, dilation, padding = _spatial(node, x, kernel)
     k2 = (1, kernel[0]) if was_1d else (kernel[0], kernel[1])
     args = {"kernel": k2, "stride": stride, "padding": padding, "ceil_mode": bool(attr(node, "ceil_mode", 0))}
-    if args["ceil_mode"] and any(lo or hi for lo, hi in padding):
-        # ONNX and PyTorch differ on where a ceil_mode window may start within the padding
-        raise Unsupported("ceil_mode with padding")
+    if args["ceil_mode"] and _last_window_starts_in_padding(x2.shape[2:], k2, stride, dilation, padding):
+        # ONNX and PyTorch (whose rule sol's pooling follows) differ on a ceil_mode window that
+        # would start within the right padding: PyTorch drops it, ONNX keeps it. Elsewhere they
+        # agree: both drop a window starting past the padded input (ONNX's
+        # test_maxpool_2d_ceil_output_size_reduce_by_one), and where ceil changes nothing
+        # (GoogLeNet's 3x3 stride-1 poolings with padding 1) there is no such window.
+        raise Unsupported("ceil_mode with a last window starting in the padding")
     if dilation != (1, 1):
         args["dilation"] = dilation
     return x2, was_1d, args
+
+
+def _last_window_starts_in_padding(size: tuple[int, ...], kernel: tuple[int, int], stride: tuple[int, int],
+                                   dilation: tuple[int, int], padding: Any) -> bool:
+    """Whether, with ceil_mode, the last window along some axis starts in the right padding
+    (not before it, not past it)."""
+    for n, k, s, d, (lo, hi) in zip(size, kernel, stride, dilation, padding):
+        out = -(-(n + lo + hi - d * (k - 1) - 1) // s) + 1
+        if n + lo <= (out - 1) * s < n + lo + hi:
+            return True
+    return False
 
 
 @converts("MaxPool")
