@@ -54,17 +54,11 @@ def _export(name: str, batch: int, folder: Path) -> tuple[Path, np.ndarray]:
 
 
 def _row(name: str, batch: int, folder: Path, threads: int, repeats: int) -> str:
-    import onnxruntime as ort
-
     import sol.onnx
+    from sol_benchmarks.engines import ort_session
 
     path, x = _export(name, batch, folder)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = ort_session(path, threads)
     feed = {session.get_inputs()[0].name: x}
     start = time.perf_counter()
     fast = sol.onnx.optimize(str(path), x)

@@ -62,7 +62,6 @@ def _onnx_path(workdir: Path) -> Path:
 
 
 def _onnxruntime(model: Any, x: Any, workdir: Path, phase: str, threads: int, notes: list[str]) -> Runner:
-    import onnxruntime as ort
     import torch
 
     path = _onnx_path(workdir)
@@ -83,14 +82,22 @@ def _onnxruntime(model: Any, x: Any, workdir: Path, phase: str, threads: int, no
                 errors.append(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
         else:
             raise RuntimeError("torch.onnx.export failed: " + " | ".join(errors))
+    session = ort_session(path, threads)
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    return lambda: session.run(None, feed)[0]
+
+
+def ort_session(path: Path, threads: int) -> Any:
+    """ONNX Runtime's CPU session as the benchmarks run it: all graph optimizations, ``threads``
+    intra-op threads, sequential execution."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: x.numpy()}
-    return lambda: session.run(None, feed)[0]
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def prepare_step(engine: str, model: Any, x: Any, workdir: Path, phase: str, threads: int,
