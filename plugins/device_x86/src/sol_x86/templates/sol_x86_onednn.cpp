@@ -224,7 +224,8 @@ class Conv : public WeightedOp {
 };
 
 // A 3x3, stride-1 convolution by Winograd's F(2x2, 3x3) (sol_x86_winograd.hpp): the input
-// and output in nChw16c, which other library ops keep and read as oneDNN's own convolutions do;
+// and output channels-last as given, else in nChw16c, which other library ops keep and read as
+// oneDNN's own convolutions do;
 // the sixteen products of a chunk of tiles are one batched oneDNN matmul. Chunks are split over
 // the threads, each with its slice of Scratch::tiles, so a chunk's V and M stay in its core's
 // L2 between the transforms and the product. Epilogue: bias, then the residual sum, then relu
