@@ -26,8 +26,13 @@ HERE = Path(__file__).resolve().parent
 CORE = HERE.parent / "core"  # interpreter_device
 
 MODELS = '''
+import os
+import sys
+
 import torch
 from torch import nn
+
+import tcflags
 
 FACTOR = 2.0
 
@@ -61,6 +66,16 @@ class Damaged1(Net):
 
 class Damaged2(Net):
     pass
+
+
+class Flags(nn.Module):
+    """Reads what a program sets at run time: its arguments, its environment, a flag module."""
+
+    def forward(self, x):
+        y = torch.relu(x) if "--gelu" not in sys.argv else nn.functional.gelu(x)
+        if os.environ.get("TC_DOUBLE"):
+            y = y * 2
+        return y * tcflags.SCALE
 
 
 class Fallen(nn.Module):
@@ -156,8 +171,10 @@ def _damage(entry: Path, how: str) -> None:
 
 def test_a_new_process_reuses_the_graph_and_traces_again_when_anything_traced_changes(tmp_path: Path) -> None:
     (tmp_path / "tcmodels.py").write_text(MODELS)
+    (tmp_path / "tcflags.py").write_text("SCALE = 1.0\n")
     cold = _run(tmp_path, '''
         s = run("base", tcmodels.Net().eval(), X)
+        run("flags", tcmodels.Flags().eval(), X)
         s(torch.randn(3, 3, 8, 8))  # a new shape imports again: stored too
         results["batch3"] = dict(counts=dict(trace_cache.counts))
         results["rank error"] = error(s, torch.randn(2, 3, 8))
@@ -167,7 +184,8 @@ def test_a_new_process_reuses_the_graph_and_traces_again_when_anything_traced_ch
         run("fallen", tcmodels.Fallen().eval(), X)
     ''')
     assert cold["base"]["counts"] == {"miss": 1, "stored": 1} and cold["base"]["same"], cold
-    assert cold["batch3"]["counts"]["stored"] == 2
+    assert cold["flags"]["counts"] == {"miss": 1, "stored": 1} and cold["flags"]["same"], cold
+    assert cold["batch3"]["counts"]["stored"] == 3  # base, flags, base at batch 3
     assert cold["fallen"]["counts"] == {"miss": 1} and cold["fallen"]["warnings"] == ["SolFallbackWarning"]
     assert cold["fallen"]["same"]
 
@@ -193,6 +211,14 @@ def test_a_new_process_reuses_the_graph_and_traces_again_when_anything_traced_ch
         run("hook", hooked, X)
         run("hook again", hooked, X)
         run("fallen", tcmodels.Fallen().eval(), X)
+        run("flags", tcmodels.Flags().eval(), X)
+        sys.argv.append("--gelu")  # what the program was started with: the forward reads it
+        run("flags argv", tcmodels.Flags().eval(), X)
+        os.environ["TC_DOUBLE"] = "1"
+        run("flags environ", tcmodels.Flags().eval(), X)
+        import tcflags
+        tcflags.SCALE = 3.0  # an argument parser setting a flag module's global: its file is unchanged
+        run("flags module", tcmodels.Flags().eval(), X)
     ''')
     base = warm["base"]
     assert base["counts"] == {"hit": 1} and base["same"] and not base["dynamo"], warm
@@ -200,7 +226,9 @@ def test_a_new_process_reuses_the_graph_and_traces_again_when_anything_traced_ch
     assert warm["batch3"] == {"hit": 1, "same": True}
     assert warm["rank error"] == cold["rank error"] and warm["rank error"].startswith("ValueError"), warm
     assert warm["sources"] == cold["sources"] and "model.conv (tcmodels.py:" in str(cold["sources"]), cold["sources"]
-    for step in ("p", "act", "class", "shape", "dtype", "mode", "option"):
+    assert warm["flags"]["counts"] == {"hit": 1} and warm["flags"]["same"], warm["flags"]
+    for step in ("p", "act", "class", "shape", "dtype", "mode", "option", "flags argv", "flags environ",
+                 "flags module"):
         assert warm[step]["counts"] == {"miss": 1, "stored": 1} and warm[step]["same"], (step, warm[step])
     assert warm["mode"]["warnings"] == ["SolTrainingModeWarning"]
     for step in ("no cache", "no cache env"):

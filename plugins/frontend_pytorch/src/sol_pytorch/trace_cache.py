@@ -22,16 +22,19 @@ identities (shared weights stay shared), never their values;
 every class the model uses that is not from a library: its bases and class attributes, its
 methods by their bytecode, line table, constants, closures and defaults, and the globals that
 code reads, followed into the user's functions, classes and modules (a module by its file's bytes)
-wherever they live. A library object (PyTorch, NumPy, sol, the standard library, anything
-installed in site-packages) is keyed by its name and its package's version.
+wherever they live, and the value of each attribute the code names of a module it reads
+(``config.USE_SILU`` set by an argument parser, ``sys.argv``, ``os.environ``: the whole
+environment). A library object (PyTorch, NumPy, sol, the standard library, anything installed in
+site-packages) is keyed by its name and its package's version.
 
 What it cannot see, and so never keys on: a model with forward hooks (its own or global), a
 ``GraphModule`` (``torch.compile``'s graphs, whose code is an fx graph), or a model whose
 attributes, class attributes or globals hold objects it cannot describe (an open file, a custom
 object): such a model is traced every time. What it would miss: a library monkeypatched at run
-time, a library changed without a version change, or a user module's mutable global object
-changed between processes. ``optimize(..., trace_cache=False)`` or ``SOL_TRACE_CACHE=0`` trace
-every time.
+time in a way its attributes named in the user's code do not show, a library changed without a
+version change, an object inside a library module that code reaches through a function call, or
+a user module's mutable global object changed between processes. ``optimize(...,
+trace_cache=False)`` or ``SOL_TRACE_CACHE=0`` trace every time.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ ARTIFACT = "graph.pkl"
 counts: Counter[str] = Counter()
 """``hit``, ``miss`` (looked up, not found), ``unkeyable``, ``stored``: for tests and diagnostics."""
 
+_MODULE_DEPTH = 3  # how far a chain of module attributes (torch.backends.cudnn.x) is followed
 _MAX_TENSOR_BYTES = 1 << 24  # larger non-parameter tensor attributes are not hashed: no key
 _LIBRARY_TOPS = frozenset({"torch", "numpy", "sol", "builtins"}) | frozenset(sys.stdlib_module_names)
 _SKIPPED_ATTRS = frozenset({
@@ -229,6 +233,8 @@ class _Describer:
                 return f"{kind}(" + ",".join(f"{self.value(k)}:{self.value(x)}" for k, x in v.items()) + ")"
             items = [self.value(x) for x in v]
             return f"{kind}(" + ",".join(sorted(items) if isinstance(v, (set, frozenset)) else items) + ")"
+        if v is os.environ:  # the process's environment as code reads it (os.environ.get(...))
+            return f"environ({self.value(dict(v))})"
         if isinstance(v, (torch.dtype, torch.device, torch.Size, torch.layout, torch.memory_format, np.dtype,
                           np.generic)):
             return f"{type(v).__name__}:{v!r}"
@@ -335,7 +341,39 @@ class _Describer:
         return "\n".join((co.co_code.hex(), repr((co.co_names, co.co_varnames, co.co_freevars, co.co_cellvars,
                                                   co.co_argcount, co.co_kwonlyargcount, co.co_flags)),
                           f"at {co.co_filename}:{co.co_firstlineno}:{lines.hex()}",
-                          f"consts={consts}", f"globals={reads}"))
+                          f"consts={consts}", f"globals={reads}",
+                          f"module attributes={self._attribute_reads(co, globals_)}"))
+
+    def _attribute_reads(self, co: types.CodeType, globals_: dict[str, Any]) -> list[str]:
+        """What the code may read from the modules it reads as globals (``config.USE_SILU``,
+        ``sys.argv``, ``os.environ``). A module itself is keyed by its file or its library's
+        version, not by what the running program has put into it since (a flag an argument
+        parser set): each attribute of such a module that the code names is keyed by its value."""
+        names = frozenset(co.co_names)
+        found: list[str] = []
+        for g in sorted(_global_reads(co)):
+            m = globals_.get(g)
+            if isinstance(m, types.ModuleType):
+                found += self._module_attributes(g, m, names, 0)
+        return found
+
+    def _module_attributes(self, path: str, m: types.ModuleType, names: frozenset[str], depth: int) -> list[str]:
+        found: list[str] = []
+        library = _is_library(m.__name__)
+        attrs = vars(m)  # not getattr: a module's __getattr__ may import or compute
+        for name in sorted(names & attrs.keys()):
+            v, where = attrs[name], f"{path}.{name}"
+            if isinstance(v, types.ModuleType):
+                if depth < _MODULE_DEPTH:  # torch.backends.cudnn.enabled: a chain of modules
+                    found += self._module_attributes(where, v, names, depth + 1)
+                continue
+            try:
+                found.append(f"{where}={self.value(v)}")
+            except Unkeyable as exc:
+                if not library:  # the user's own module holds it: the key cannot promise anything
+                    raise Unkeyable(f"{where}: {exc}") from None
+                # a library's internal object (torch.ops, sys.stdout): keyed by its version, as before
+        return found
 
     def _module_object(self, m: types.ModuleType) -> str:
         if _is_library(m.__name__):
