@@ -3,12 +3,12 @@
 Each zoo network (random weights, 224x224) is exported with ``torch.onnx.export`` and run by
 ONNX Runtime's CPU provider (all graph optimizations, the physical cores as intra-op threads,
 sequential execution) and by ``sol.onnx.optimize`` on x86, in one process, in alternating blocks
-of calls (a warm-up call, then ``BLOCK`` timed ones), so a machine whose speed drifts slows both
-alike; each time is the median of about ``--repeats`` calls. Also reported: sol's cold compile
-(the first ``optimize`` of the network in a compile cache that starts empty for this run: the
-first row also builds sol's x86 runtime library) and its warm first result (a second
-``optimize`` of the same file, on that cache, up to its first output), and the largest
-difference from ONNX Runtime relative to its largest output.
+of calls (a wait until the other engine's threads are idle, a warm-up call, then ``BLOCK`` timed
+ones), so a machine whose speed drifts slows both alike; each time is the median of about
+``--repeats`` calls. Also reported: sol's cold compile (the first ``optimize`` of the network in
+a compile cache that starts empty for this run: the first row also builds sol's x86 runtime
+library) and its warm first result (a second ``optimize`` of the same file, on that cache, up to
+its first output), and the largest difference from ONNX Runtime relative to its largest output.
 
     .venv/bin/python benchmarks/onnx_speed.py --models resnet18,mobilenet_v2 --batch 1,8
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -28,10 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
-# Calls alternate in blocks, not one by one: each engine's idle threads spin for a while after a
-# call (ONNX Runtime's pool, OpenMP's), and one-by-one alternation made each engine run against
-# the other's spinning threads (ResNet-18 at batch 1: both about 1.7x slower than in processes of
-# their own).
+# Calls alternate in blocks, each after the other engine's threads have stopped spinning
+# (sol_benchmarks.timing says why and how).
 BLOCK = 5
 
 
@@ -56,6 +53,7 @@ def _export(name: str, batch: int, folder: Path) -> tuple[Path, np.ndarray]:
 def _row(name: str, batch: int, folder: Path, threads: int, repeats: int) -> str:
     import sol.onnx
     from sol_benchmarks.engines import ort_session
+    from sol_benchmarks.timing import alternating_medians
 
     path, x = _export(name, batch, folder)
     session = ort_session(path, threads)
@@ -71,16 +69,9 @@ def _row(name: str, batch: int, folder: Path, threads: int, repeats: int) -> str
     want = session.run(None, feed)[0]
     got = fast(x)[0]
     diff = float(np.abs(got - want).max() / max(float(np.abs(want).max()), 1e-30))
-    times: dict[str, list[float]] = {"ort": [], "sol": []}
     calls = {"ort": lambda: session.run(None, feed), "sol": lambda: fast(x)}
-    for _ in range(max(1, repeats // BLOCK)):  # blocks, alternating (see BLOCK)
-        for key, call in calls.items():
-            call()  # the other engine's threads have gone idle by the end of this one
-            for _ in range(BLOCK):
-                t0 = time.perf_counter()
-                call()
-                times[key].append(time.perf_counter() - t0)
-    o, s = (statistics.median(times[k]) * 1e3 for k in ("ort", "sol"))
+    medians = alternating_medians(calls, blocks=repeats // BLOCK, block=BLOCK)
+    o, s = (medians[k] * 1e3 for k in ("ort", "sol"))
     return f"| {name} | {batch} | {o:.2f} | {s:.2f} | {o / s:.2f}x | {cold:.2f} | {warm:.2f} | {diff:.1e} |"
 
 
@@ -98,7 +89,8 @@ def main() -> None:
 
         threads = args.threads or physical_cores()
         print(f"ONNX Runtime CPU against sol.onnx on x86, {threads} thread(s), medians of "
-              f"{max(1, args.repeats // BLOCK) * BLOCK} calls in alternating blocks of {BLOCK}; "
+              f"{max(1, args.repeats // BLOCK) * BLOCK} calls in alternating blocks of {BLOCK}, "
+              "each on a quiet process; "
               "ratio: ONNX Runtime time / sol time")
         print("\n| model | batch | ONNX Runtime ms | sol ms | sol vs ONNX Runtime | sol cold compile s "
               "| sol warm first result s | max rel. diff |")
