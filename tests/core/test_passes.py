@@ -220,3 +220,30 @@ def test_affine_is_not_folded_where_it_would_change_the_result() -> None:
     assert not affine.fold_into_producer(g)
     assert _ops(g) == before
 
+
+
+@pytest.mark.parametrize("order", ["x*sigmoid(x)", "sigmoid(x)*x"])
+def test_x_times_its_sigmoid_becomes_silu_with_the_same_values_nan_and_inf_included(order: str) -> None:
+    g = Graph("swish")
+    x = g.add_input("x", TensorType((2, 3, 4)))
+    s = g.add_node("sigmoid", [x]).output
+    g.outputs = [g.add_node("mul", [x, s] if order.startswith("x") else [s, x]).output]
+    data = randn(2, 3, 4)
+    data[0, 0, :] = [np.nan, np.inf, -np.inf, -0.0]
+    want = run_reference(g, [data])[0]
+    assert "fuse_silu" in _run_passes(g)
+    assert _ops(g) == ["silu"]
+    # the same function; float32 rounding may differ by an ulp, NaN and infinities not at all
+    np.testing.assert_allclose(run_reference(g, [data])[0], want, rtol=1e-6, atol=0)
+
+
+def test_a_sigmoid_read_elsewhere_or_of_another_value_stays() -> None:
+    g = Graph("gates")
+    x = g.add_input("x", TensorType((2, 8)))
+    y = g.add_input("y", TensorType((2, 8)))
+    s = g.add_node("sigmoid", [x]).output
+    shared = g.add_node("mul", [x, s]).output  # the sigmoid is also an output: computed once
+    gated = g.add_node("mul", [y, g.add_node("sigmoid", [x]).output]).output  # a gate on another value
+    g.outputs = [shared, gated, s]
+    _run_passes(g)
+    assert sorted(_ops(g)) == ["mul", "mul", "sigmoid"]

@@ -89,3 +89,21 @@ def test_ceil_mode_window_starting_in_the_padding_is_refused() -> None:
     with pytest.warns(SolFallbackWarning):
         s = sol.onnx.optimize(proto, x)
     np.testing.assert_array_equal(s.run(None, {"x": x})[0], run_ort(proto, {"x": x})[0])
+
+
+def test_an_exported_silu_joins_the_convolution_it_follows() -> None:
+    # torch.onnx.export writes SiLU as Sigmoid and Mul: core's fuse_silu makes it one op, which
+    # the x86 device runs in the convolution's epilogue rather than as a loop of its own.
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((8, 4, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Sigmoid", ["c"], ["s"]),
+             helper.make_node("Mul", ["c", "s"], ["y"])]
+    proto = model(nodes, [tensor("x", [2, 4, 9, 9])], [tensor("y", [2, 8, 9, 9])], [init("w", w)])
+    x = rng.standard_normal((2, 4, 9, 9)).astype(np.float32)
+    x[0, 0, 0, :3] = [np.inf, -np.inf, np.nan]
+    s = sol.onnx.optimize(proto, x, fallback=False, device="x86")
+    [variant] = s.variants.values() if isinstance(s.variants, dict) else s.variants
+    groups = [[n.op for n in g.nodes] for g in variant.program.info["plan"].groups]
+    assert [ops for ops in groups if "silu" in ops] == [["conv2d", "silu"]], groups
+    np.testing.assert_allclose(s.run(None, {"x": x})[0], run_ort(proto, {"x": x})[0], rtol=1e-5, atol=1e-6)

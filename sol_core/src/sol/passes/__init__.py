@@ -10,6 +10,7 @@ def builtin_passes(registry: PassRegistry) -> None:
     # First: no later pass, nor the planner, ever sees a node that reads or writes no elements.
     registry.register("fold_empty", empty.fold_empty, stage="canonicalize")
     registry.register("split_bias", canonicalize.split_bias, stage="canonicalize")
+    registry.register("fuse_silu", canonicalize.fuse_silu, stage="canonicalize")
     registry.register("remove_stop_gradient", canonicalize.remove_stop_gradient, stage="canonicalize")
     registry.register("remove_identity", canonicalize.remove_identity, stage="canonicalize")
     registry.register("hoist_input_projection", recurrent.hoist_input_projection, stage="canonicalize")
