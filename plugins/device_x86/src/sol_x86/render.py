@@ -25,7 +25,7 @@ from sol.plugin_api import (
 )
 from sol.plugin_api import render_template as render
 from sol.plugin_api import template_environment as environment
-from sol_x86 import recurrent, winograd
+from sol_x86 import blocked, recurrent, winograd
 from sol_x86.libraries import PostOp, epilogue, find_onednn, finite_premise, library_dims
 
 PACKAGE = "sol_x86"
@@ -109,6 +109,7 @@ class LibraryCall:
     n: int = 0
     data: bool = False
     winograd: bool = False  # a Conv computed as Winograd's F(2x2, 3x3) (sol_x86.winograd)
+    blocked: bool = False  # a Conv of a chain kept in oneDNN's nChw16c (sol_x86.blocked)
     # conv2d_nhwc: x / y are (N, H, W, C) in memory; the dims stay (N, C, H, W)
     x_nhwc: bool = False
     y_nhwc: bool = False
@@ -124,6 +125,7 @@ class NetworkRenderer(CRenderer):
         super().__init__(plan, dialect or X86Dialect())
         self.allow_finite_only = not exact
         self._steps: dict[int, list[PostOp]] = {}
+        self._blocked: frozenset[int] | None = None
         self.library_macros: Any = environment(PACKAGE).get_template("library.j2").module
 
     # --- memory ---------------------------------------------------------------------------
@@ -158,6 +160,24 @@ class NetworkRenderer(CRenderer):
                 "decls": decls}
 
     def library_call(self, g: Group) -> LibraryCall:
+        call = self._library_call(g)
+        if call.cls == "Conv" and not call.winograd and not call.w_run:
+            call.blocked = g.id in self.blocked_convs()
+        return call
+
+    def blocked_convs(self) -> frozenset[int]:
+        """The convolution groups computed in oneDNN's blocked layout (sol_x86.blocked)."""
+        if self._blocked is None:
+            candidates = {}
+            for g in self.plan.groups:
+                if g.kind is GroupKind.LIBRARY and g.anchor.op in ("conv2d", "conv2d_nhwc"):
+                    call = self._library_call(g)
+                    if call.cls == "Conv" and not call.winograd and not call.w_run:
+                        candidates[g.id] = call.y_nhwc
+            self._blocked = blocked.blocked_convs(self.plan, candidates, self._reader_role)
+        return self._blocked
+
+    def _library_call(self, g: Group) -> LibraryCall:
         anchor = g.anchor
         if anchor.op in ("conv2d_backward_data", "conv2d_backward_weight"):
             return self._conv_backward(g)

@@ -127,11 +127,13 @@ class Conv : public WeightedOp {
     // src_nhwc / dst_nhwc: that tensor is (N, H, W, C) in memory (sol's conv2d_nhwc); the dims
     // are still given as (N, C, H, W). winograd: compute it with Winograd's F(2x2, 3x3)
     // (sol_x86_winograd.hpp) where the shape allows; exact only for finite inputs, so the
-    // network asks for it only under its finite premise.
+    // network asks for it only under its finite premise. blocked: compute it in oneDNN's
+    // 16-channel blocked layout (nChw16c), which the network keeps between the convolutions of a
+    // chain (keep_native) where their own layouts would be channels-last.
     void init(const Dims& src, const Dims& weights, const Dims& dst, const Dims& strides,
               const Dims& dilation_minus_one, const Dims& pad_l, const Dims& pad_r, long groups,
               const void* w, const void* bias, std::initializer_list<PostOp> post, Scratch& scratch,
-              bool src_nhwc = false, bool dst_nhwc = false, bool winograd = false);
+              bool src_nhwc = false, bool dst_nhwc = false, bool winograd = false, bool blocked = false);
 };
 
 // 2-D transposed convolution (oneDNN's deconvolution), NCHW at the interface. The weight arrives
