@@ -49,7 +49,7 @@ RUNTIME_NAME = "sol_x86_onednn"
 RUNTIME_HEADER = f"{RUNTIME_NAME}.hpp"
 RUNTIME_SOURCE = f"{RUNTIME_NAME}.cpp"
 # Every file of the runtime library's one translation unit (the source includes the others).
-RUNTIME_FILES = (RUNTIME_HEADER, "sol_x86_winograd.hpp", RUNTIME_SOURCE)
+RUNTIME_FILES = (RUNTIME_HEADER, "sol_x86_gemv.hpp", "sol_x86_winograd.hpp", RUNTIME_SOURCE)
 
 
 def cxx() -> str | None:

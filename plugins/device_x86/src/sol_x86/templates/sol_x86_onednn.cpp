@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "sol_x86_gemv.hpp"
 #include "sol_x86_winograd.hpp"
 
 namespace sol {
@@ -273,6 +274,22 @@ class Dense : public WeightedOp {
   public:
     void init(long rows, long in, long out, const void* w, const void* bias, std::initializer_list<PostOp> post,
               Scratch& scratch);
+};
+
+// A dense layer on one row with static weights (sol_x86_gemv.hpp): the weights stream once per
+// call, so the rate of that stream is its time; oneDNN's one-row matmul reaches about 60% of it.
+// Epilogue: bias, then relu (the forms fits() accepts).
+class GemvDense : public WeightedOp {
+  public:
+    static bool fits(long rows, const void* w, std::initializer_list<PostOp> post);
+    void init(long in, long out, const void* w, const void* bias, std::initializer_list<PostOp> post);
+    void run(const void* src, void* dst, std::initializer_list<const void*> binary, const void* residual,
+             Scratch& scratch, const void* runtime_weights = nullptr) override;
+
+  private:
+    long in_ = 0, out_ = 0;
+    bool relu_ = false;
+    std::vector<float> w_, b_;  // the frameworks' (out, in) layout; a copy, as oneDNN's would be
 };
 
 // Batched matrix product of two run-time tensors, NumPy broadcasting over the batch dims (the
@@ -677,6 +694,45 @@ void detail::Deconv::init(const Dims& src_in, const Dims& weights_in, const Dims
     adopt<dnnl::deconvolution_forward>(pd, w_user, w, b_md, bias, scratch);
 }
 
+// --- GemvDense ----------------------------------------------------------------------------------
+
+bool detail::GemvDense::fits(long rows, const void* w, std::initializer_list<PostOp> post) {
+    if (rows != 1 || !w) return false;
+    for (const PostOp& p : post)
+        if (p.kind != PostOp::ELTWISE || p.alg != dnnl_eltwise_relu || p.alpha != 0.f || post.size() > 1) return false;
+    return true;
+}
+
+void detail::GemvDense::init(long in, long out, const void* w, const void* bias, std::initializer_list<PostOp> post) {
+    in_ = in;
+    out_ = out;
+    relu_ = post.size() == 1;
+    const float* wf = static_cast<const float*>(w);
+    w_.assign(wf, wf + in * out);
+    if (bias) b_.assign(static_cast<const float*>(bias), static_cast<const float*>(bias) + out);
+    src_plain_ = plain({1, in});
+    dst_plain_ = plain({1, out});
+    src_md_ = src_plain_;
+    dst_md_ = dst_plain_;
+    impl_ = "gemv (sol_x86_gemv.hpp)";
+}
+
+void detail::GemvDense::run(const void* src, void* dst, std::initializer_list<const void*>, const void*, Scratch&,
+                            const void*) {
+    const float* x = static_cast<const float*>(src);
+    float* y = static_cast<float*>(dst);
+    const float* b = b_.empty() ? nullptr : b_.data();
+    const int threads = omp_get_max_threads();
+    // whole groups of four rows per thread; a layer of fewer than 64 rows per thread runs on one
+    const long per = out_ / 64 >= threads ? (out_ / 4 + threads - 1) / threads * 4 : out_;
+#pragma omp parallel num_threads(int((out_ + per - 1) / per))
+    {
+        const long first = std::min(out_, long(omp_get_thread_num()) * per);
+        const long last = std::min(out_, first + per);
+        gemv::rows(w_.data(), x, b, y, in_, first, last, relu_);
+    }
+}
+
 // --- Dense --------------------------------------------------------------------------------------
 
 void detail::Dense::init(long rows, long in, long out, const void* w, const void* bias,
@@ -970,6 +1026,13 @@ void Deconv::init(const Dims& src, const Dims& weights, const Dims& dst, const D
 Dense::Dense() : WeightedOp(new detail::Dense) {}
 void Dense::init(long rows, long in, long out, const void* w, const void* bias, std::initializer_list<PostOp> post,
                  Scratch& scratch) {
+    if (detail::GemvDense::fits(rows, w, post)) {
+        auto* op = new detail::GemvDense;
+        delete impl_;
+        impl_ = op;
+        op->init(in, out, w, bias, post);
+        return;
+    }
     self<detail::Dense>(impl_).init(rows, in, out, w, bias, post, scratch);
 }
 
