@@ -12,19 +12,15 @@ from torch import nn
 
 import sol
 
+from against_eager import assert_matches_eager
+
 
 def _fast(model: nn.Module, x: torch.Tensor) -> tuple[nn.Module, str]:
     fast = sol.optimize(model, x, device="x86")
     return fast, fast.program.info["libraries"]  # type: ignore[attr-defined]
 
 
-def _close(fast: nn.Module, model: nn.Module, x: torch.Tensor) -> None:
-    with torch.no_grad():
-        want, got = model(x), fast(x)
-    # another order of the additions than PyTorch's: a few ulps of the largest output
-    finite = want[torch.isfinite(want)]
-    scale = float(finite.abs().max()) if finite.numel() else 1.0
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * max(scale, 1.0), equal_nan=True)
+_close = assert_matches_eager
 
 
 @pytest.mark.parametrize("features", [(1024, 512), (37, 13), (16, 4), (5, 1), (300, 1001)])

@@ -13,19 +13,15 @@ from torch import nn
 
 import sol
 
+from against_eager import assert_matches_eager
+
 
 def _libraries(model: nn.Module, x: torch.Tensor, **options: object) -> tuple[nn.Module, list[str]]:
     fast = sol.optimize(model, x, device="x86", **options)
     return fast, fast.program.info["libraries"].splitlines()  # type: ignore[attr-defined]
 
 
-def _close(fast: nn.Module, model: nn.Module, x: torch.Tensor) -> None:
-    with torch.no_grad():
-        want, got = model(x), fast(x)
-    # Winograd rounds differently from the direct sum: a few ulps of the output's magnitude.
-    finite = want[torch.isfinite(want)]
-    scale = float(finite.abs().max()) if finite.numel() else 1.0
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * max(scale, 1.0), equal_nan=True)
+_close = assert_matches_eager
 
 
 class Residual(nn.Module):
