@@ -28,14 +28,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sol.plugin_api import Group, GroupKind, Node, Plan, Value
+from sol.plugin_api import Group, GroupKind, Plan, Value
 
 OPTION = "blocked_chains"
 """``optimize(..., blocked_chains=False)`` keeps every convolution in oneDNN's own choice."""
 SMALL_PIXELS = 14 * 14
 _OPS = ("conv2d", "conv2d_nhwc")
 
-Role = Callable[[Value, Node, Group], "tuple[str, int] | None"]
+Readers = Callable[[Group], "list[tuple[str, int]] | None"]
 
 
 def _pixels(v: Value, nhwc: bool) -> int:
@@ -45,35 +45,28 @@ def _pixels(v: Value, nhwc: bool) -> int:
     return shape[1] * shape[2] if nhwc else shape[2] * shape[3]
 
 
-def blocked_convs(plan: Plan, candidates: dict[int, bool], reader_role: Role) -> frozenset[int]:
+def blocked_convs(plan: Plan, candidates: dict[int, bool], conv_readers: Readers) -> frozenset[int]:
     """The ids of the convolution groups to run blocked. ``candidates``: the forward
     convolution groups oneDNN computes directly (not Winograd), each with whether its output is
-    channels-last; ``reader_role(v, node, group)``: how a library group reads ``v``
-    (NetworkRenderer._reader_role)."""
+    channels-last; ``conv_readers(g)``: how library convolution groups read g's result, or None
+    when anything else reads it (NetworkRenderer.conv_readers, which also makes the layout links)."""
     if not plan.options.get(OPTION, True) or not candidates:
         return frozenset()
     graph = plan.graph
-    users = graph.users()
     group_of = {n: g for g in plan.groups for n in g.nodes}
     groups = {g.id: g for g in plan.groups if g.id in candidates and g.kind is GroupKind.LIBRARY
               and g.anchor.op in _OPS}
-    inputs, outputs = set(graph.inputs), set(graph.outputs)
+    inputs = set(graph.inputs)
 
     def small(v: Value, nhwc: bool) -> bool:
         return 0 < _pixels(v, nhwc) <= SMALL_PIXELS
 
     def readers(g: Group) -> list[int] | None:
-        """The conv groups reading g's output, or None if anything else reads it."""
-        v = g.nodes[-1].output
-        if v in outputs or g.outputs != [v]:
+        """The candidate groups reading g's output, or None if anything else reads it."""
+        roles = conv_readers(g)
+        if roles is None or any(h not in groups for _, h in roles):
             return None
-        found = []
-        for node in dict.fromkeys(users.get(v, [])):
-            role = reader_role(v, node, group_of[node])
-            if role is None or role[1] not in groups:
-                return None
-            found.append(role[1])
-        return found or None
+        return [h for _, h in roles]
 
     def producer(g: Group) -> int | None:
         """The conv group writing g's input; -1 for the network's own (NCHW) input."""

@@ -126,6 +126,8 @@ class NetworkRenderer(CRenderer):
         self.allow_finite_only = not exact
         self._steps: dict[int, list[PostOp]] = {}
         self._blocked: frozenset[int] | None = None
+        self._users: dict[Value, list[Node]] | None = None  # conv_readers: the graph's, read once
+        self._group_of: dict[Node, Group] = {}
         self.library_macros: Any = environment(PACKAGE).get_template("library.j2").module
 
     # --- memory ---------------------------------------------------------------------------
@@ -174,7 +176,7 @@ class NetworkRenderer(CRenderer):
                     call = self._library_call(g)
                     if call.cls == "Conv" and not call.winograd and not call.w_run:
                         candidates[g.id] = call.y_nhwc
-            self._blocked = blocked.blocked_convs(self.plan, candidates, self._reader_role)
+            self._blocked = blocked.blocked_convs(self.plan, candidates, self.conv_readers)
         return self._blocked
 
     def _library_call(self, g: Group) -> LibraryCall:
@@ -254,21 +256,29 @@ class NetworkRenderer(CRenderer):
         input or as their residual-sum operand: oneDNN may keep that tensor in its own (blocked)
         layout in between, saving a reorder out and one back in per reader (decided at load time,
         where the layouts are known: see LibraryOp::keep_native)."""
-        users = self.plan.graph.users()
-        group_of = {n: g for g in self.plan.groups for n in g.nodes}
         links = []
         for g in self.plan.groups:
-            if g.kind is not GroupKind.LIBRARY or g.anchor.op not in _CONV_OPS:
-                continue
-            v = g.nodes[-1].output
-            readers = list(dict.fromkeys(users.get(v, [])))
-            if v in self.plan.graph.outputs or g.outputs != [v] or not readers:
-                continue
-            roles = [self._reader_role(v, n, group_of[n]) for n in readers]
-            if all(r is not None for r in roles):
-                listed = ", ".join(f"{{sol::LibraryOp::Reader::{r[0]}, &net->op{r[1]}}}" for r in roles if r)
-                links.append(f"net->op{g.id}.keep_native({{{listed}}}, {v.type.nbytes});")
+            roles = self.conv_readers(g)
+            if roles:
+                listed = ", ".join(f"{{sol::LibraryOp::Reader::{role}, &net->op{h}}}" for role, h in roles)
+                links.append(f"net->op{g.id}.keep_native({{{listed}}}, {g.nodes[-1].output.type.nbytes});")
         return links + self.shared_inputs()
+
+    def conv_readers(self, g: Group) -> list[tuple[str, int]] | None:
+        """For a convolution group whose result only library convolution groups read: how each
+        reads it (_reader_role); None for any other group or result (a graph output, a value a
+        fused loop or anything else reads)."""
+        if g.kind is not GroupKind.LIBRARY or g.anchor.op not in _CONV_OPS:
+            return None
+        if self._users is None:
+            self._users = self.plan.graph.users()
+            self._group_of = {n: h for h in self.plan.groups for n in h.nodes}
+        v = g.nodes[-1].output
+        readers = list(dict.fromkeys(self._users.get(v, [])))
+        if v in self.plan.graph.outputs or g.outputs != [v] or not readers:
+            return None
+        roles = [self._reader_role(v, n, self._group_of[n]) for n in readers]
+        return [r for r in roles if r is not None] if all(r is not None for r in roles) else None
 
     def shared_inputs(self) -> list[str]:
         """Convolution backward groups reading the same tensor (a conv's output gradient: its
