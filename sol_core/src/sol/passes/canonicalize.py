@@ -87,6 +87,8 @@ def fuse_silu(graph: Graph) -> bool:
     op it joins a convolution's or dense layer's epilogue instead of running as a loop of its own
     over the whole tensor (EfficientNet-B0 imported from ONNX: 47 such loops, a fifth of its time).
     Only where nothing else reads the sigmoid, which would otherwise be computed twice."""
+    from sol.ops.registry import registry
+
     users = graph.users()
     outputs = set(graph.outputs)
     changed = False
@@ -98,8 +100,6 @@ def fuse_silu(graph: Graph) -> bool:
             if (sigmoid is None or sigmoid.op != "sigmoid" or sigmoid.inputs[0] is not x or len(users[gate]) != 1
                     or gate in outputs or x.type != node.output.type):
                 continue
-            from sol.ops.registry import registry
-
             node.op, node.inputs = "silu", [x]  # its output value (and so its readers) stay
             node.attrs = registry.get("silu", node).normalize_attrs({}, [x.type])
             changed = True

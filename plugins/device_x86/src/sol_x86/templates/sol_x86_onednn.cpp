@@ -510,19 +510,19 @@ void detail::Conv::init(const Dims& src_in, const Dims& weights_in, const Dims& 
     // with every call (w == nullptr here) are reordered into it at each call (weights()).
     memory::desc any_w(wdims, dt::f32, tag::any);
     memory::desc b_md = bias ? memory::desc({dst[1]}, dt::f32, tag::a) : memory::desc();
-    auto describe = [&](const memory::desc& s, const memory::desc& d) {
+    auto conv_pd = [&](const memory::desc& s, const memory::desc& d) {
         return dnnl::convolution_forward::primitive_desc(
             eng, dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, s, any_w, b_md, d, strides,
             dilation_minus_one, pad_l, pad_r, make_attr(post_));
     };
-    auto pd = describe(any_src, any_dst);
+    auto pd = conv_pd(any_src, any_dst);
     if (blocked) {
         // A chain of convolutions the network keeps in oneDNN's 16-channel blocks (sol_x86.render:
         // blocked_convs): asked for explicitly, since with "any" oneDNN 3.2 picks its
         // channels-last brgemm kernels, which run memory-bound small-channel layers up to 1.8x
         // slower than its blocked ones on this AMD machine. A small input channel count (the
         // RGB image) keeps oneDNN's choice of input layout.
-        auto want = describe(src[1] >= 16 ? memory::desc(src, dt::f32, tag::nChw16c) : any_src,
+        auto want = conv_pd(src[1] >= 16 ? memory::desc(src, dt::f32, tag::nChw16c) : any_src,
                              memory::desc(dst, dt::f32, tag::nChw16c));
         if (std::string(want.impl_info_str()).rfind("ref", 0) != 0) pd = want;  // never a reference kernel
     }
@@ -697,9 +697,9 @@ void detail::Deconv::init(const Dims& src_in, const Dims& weights_in, const Dims
 // --- GemvDense ----------------------------------------------------------------------------------
 
 bool detail::GemvDense::fits(long rows, const void* w, std::initializer_list<PostOp> post) {
-    if (rows != 1 || !w) return false;
+    if (rows != 1 || !w || post.size() > 1) return false;
     for (const PostOp& p : post)
-        if (p.kind != PostOp::ELTWISE || p.alg != dnnl_eltwise_relu || p.alpha != 0.f || post.size() > 1) return false;
+        if (p.kind != PostOp::ELTWISE || p.alg != dnnl_eltwise_relu || p.alpha != 0.f) return false;
     return true;
 }
 
