@@ -103,7 +103,7 @@ def test_an_exported_silu_joins_the_convolution_it_follows() -> None:
     x = rng.standard_normal((2, 4, 9, 9)).astype(np.float32)
     x[0, 0, 0, :3] = [np.inf, -np.inf, np.nan]
     s = sol.onnx.optimize(proto, x, fallback=False, device="x86")
-    [variant] = s.variants.values() if isinstance(s.variants, dict) else s.variants
+    [variant] = s.variants.values()
     groups = [[n.op for n in g.nodes] for g in variant.program.info["plan"].groups]
     assert [ops for ops in groups if "silu" in ops] == [["conv2d", "silu"]], groups
     np.testing.assert_allclose(s.run(None, {"x": x})[0], run_ort(proto, {"x": x})[0], rtol=1e-5, atol=1e-6)
